@@ -1,0 +1,1 @@
+"""Runnable beam-dataprep jobs: ``python -m pipelines`` lists them."""

@@ -1,0 +1,79 @@
+"""Shared command-line plumbing: our options in their own groups, Beam's passed through."""
+import argparse
+import logging
+import sys
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines import run_config
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose --help also says how Beam options are given."""
+
+    def __init__(self, prog: str, description: str):
+        super().__init__(
+            prog=f"python -m pipelines.{prog}",
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=(
+                "Beam options:\n"
+                "  Any Beam PipelineOptions flag (--runner, --direct_num_workers,\n"
+                "  --flink_master, --job_endpoint, ...) may follow, and override the\n"
+                "  values from --run_config. `python -m apache_beam.runners.direct` style\n"
+                "  --help for them: python -c 'from apache_beam.options.pipeline_options\n"
+                "  import PipelineOptions; PipelineOptions([\"--help\"])'"),
+        )
+        runner = self.add_argument_group("runner")
+        runner.add_argument(
+            "--run_config", default=None,
+            help="YAML file (or name in run_configs/) of Beam options; default: "
+            f"${run_config.ENV_VAR} or run_configs/direct.yaml")
+
+    def parse(self, argv):
+        """-> (our namespace, PipelineOptions from the run config then the rest of argv)."""
+        args, beam_argv = self.parse_known_args(argv)
+        config = args.run_config or run_config.env_config() or "direct"
+        try:
+            flags = run_config.flags_from(config)
+        except run_config.RunConfigError as err:
+            self.error(str(err))
+        unknown = [a for a in beam_argv if a.startswith("--")
+                   and a[2:].split("=", 1)[0] not in run_config.known_beam_options()]
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return args, PipelineOptions(flags + beam_argv)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def byte_size(text: str) -> int:
+    """'64MiB', '512k', '1G' or a plain number of bytes."""
+    units = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20,
+             "mb": 1000 ** 2, "mib": 1 << 20, "g": 1 << 30, "gb": 1000 ** 3, "gib": 1 << 30}
+    stripped = text.strip().lower()
+    number = stripped.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = stripped[len(number):].strip()
+    if unit not in units:
+        raise argparse.ArgumentTypeError(f"unknown size unit in {text!r}")
+    value = int(float(number) * units[unit])
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return value
+
+
+def setup_logging():
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,165 @@
+"""Read JSON Lines, drop bad lines and exact duplicates, write a replicated sharded store."""
+import logging
+import os
+import sys
+
+import apache_beam as beam
+import orjson
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import StandardOptions
+
+from pipelines import cli
+from transforms.dedup import ExactDedup, FindIdConflicts
+from transforms.io import ReadJsonl
+from transforms.placement import parse_roots
+from transforms.report import RunClock, build_report, counters, summary_table, write_report
+from transforms.store import WriteStore, dataset_dir, join, normalise_root
+
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "sample.jsonl")
+AUDIT_PREFIXES = ("dead_letters", "removed")
+
+
+def build_parser() -> cli.Parser:
+    parser = cli.Parser("prepare_corpus", __doc__)
+    io = parser.add_argument_group("input and output")
+    io.add_argument("--input", default=SAMPLE,
+                    help="JSON Lines files: a path, a glob, or several comma-separated "
+                    "(.jsonl, .jsonl.gz, .jsonl.zst). Default: the bundled sample corpus")
+    io.add_argument("--output_roots", default="out/a,out/b",
+                    help="N storage roots, comma-separated (local paths or gs://, s3://, "
+                    "hdfs:// URIs). Default: out/a,out/b")
+    io.add_argument("--replication", type=cli.positive_int, default=None,
+                    help="R: replicas of every shard, on R distinct roots (default: min(2, N))")
+    io.add_argument("--dataset", default="corpus",
+                    help="dataset folder under every root (default: corpus)")
+    io.add_argument("--id_field", default="id", help="record id field (default: id)")
+    io.add_argument("--text_field", default="text", help="text field (default: text)")
+    io.add_argument("--max_bad_fraction", type=cli.fraction, default=0.01,
+                    help="fail the run when more than this fraction of lines is bad "
+                    "(default: 0.01)")
+    dedup = parser.add_argument_group("deduplication")
+    dedup.add_argument("--write_removed", action="store_true",
+                       help="write (removed id, kept id) audit records as removed*.jsonl.zst")
+    store = parser.add_argument_group("shards and storage")
+    store.add_argument("--target_shard_bytes", type=cli.byte_size, default=64 << 20,
+                       help="raw JSONL bytes per shard, sets the shard count (default: 64MiB)")
+    store.add_argument("--num_shards", type=cli.positive_int, default=None,
+                       help="fixed shard count (overrides --target_shard_bytes)")
+    store.add_argument("--zstd_level", type=int, default=3, choices=range(1, 23),
+                       metavar="1..22", help="zstd level of shards (default: 3)")
+    return parser
+
+
+def _gate_bad_fraction(_, records, bad, max_fraction, where):
+    total = records + bad
+    if total and bad / total > max_fraction:
+        return (f"{bad} of {total} lines are bad ({bad / total:.2%}), above "
+                f"--max_bad_fraction {max_fraction:g}; see the dead letters in {where}")
+    return ""
+
+
+def _gate_id_conflicts(summary, id_field):
+    if not summary["count"]:
+        return ""
+    return (f"{summary['count']} {id_field!r} value(s) name more than one distinct text, "
+            f"e.g. {summary['examples']}; give every document a unique id")
+
+
+def _write_jsonl(pcoll, label, directory, prefix):
+    return (
+        pcoll
+        | f"{label}ToJson" >> beam.Map(lambda rec: orjson.dumps(rec).decode())
+        | f"Write{label}" >> beam.io.WriteToText(
+            join(directory, prefix), file_name_suffix=".jsonl.zst",
+            compression_type=CompressionTypes.ZSTD))
+
+
+def _delete_stale_audit_files(directory):
+    """Audit files are rewritten by every run; old ones would mix with the new."""
+    patterns = [join(directory, f"{p}*.jsonl.zst") for p in AUDIT_PREFIXES]
+    stale = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
+    if stale:
+        FileSystems.delete(stale)
+
+
+def build_pipeline(pipeline, args, roots):
+    first_dir = dataset_dir(roots[0].uri, args.dataset)
+    docs, dead = pipeline | "Read" >> ReadJsonl(args.input, args.id_field, args.text_field)
+
+    deduped = docs | "ExactDedup" >> ExactDedup(with_removed=args.write_removed)
+    kept, removed = deduped if args.write_removed else (deduped, None)
+
+    impulse = pipeline | "Gate" >> beam.Create([None])
+    bad_gate = impulse | "BadFraction" >> beam.Map(
+        _gate_bad_fraction,
+        beam.pvalue.AsSingleton(docs | "CountDocs" >> beam.combiners.Count.Globally()),
+        beam.pvalue.AsSingleton(dead | "CountBad" >> beam.combiners.Count.Globally()),
+        args.max_bad_fraction, first_dir)
+    id_gate = (docs | "IdConflicts" >> FindIdConflicts()
+               | "IdGate" >> beam.Map(_gate_id_conflicts, args.id_field))
+
+    kept | "Store" >> WriteStore(
+        roots, args.dataset, args.replication,
+        num_shards=args.num_shards, target_shard_bytes=args.target_shard_bytes,
+        zstd_level=args.zstd_level,
+        manifest_extra={"kind": "text", "id_field": args.id_field,
+                        "text_field": args.text_field, "sorted_by": "id"},
+        preconditions=[bad_gate, id_gate])
+    _write_jsonl(dead, "DeadLetters", first_dir, "dead_letters")
+    if removed is not None:
+        _write_jsonl(removed, "Removed", first_dir, "removed")
+
+
+def run(argv=None) -> dict:
+    """Run the job; returns the run report (raises on failure)."""
+    cli.setup_logging()
+    args, options = build_parser().parse(argv)
+    try:
+        roots = [type(r)(normalise_root(r.uri), r.weight) for r in parse_roots(args.output_roots)]
+        if args.replication is None:
+            args.replication = min(2, len(roots))
+        if args.replication > len(roots):
+            raise ValueError(f"--replication {args.replication} is more than the "
+                             f"{len(roots)} root(s) in --output_roots")
+    except ValueError as err:
+        build_parser().error(str(err))
+    clock = RunClock()
+    directories = [dataset_dir(r.uri, args.dataset) for r in roots]
+    _delete_stale_audit_files(directories[0])
+
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, args, roots)
+    result = pipeline.run()
+    result.wait_until_finish()
+
+    values = counters(result)
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    report = build_report("prepare_corpus", clock, values, vars(args), str(runner),
+                          {"store": directories})
+    write_report(report, directories)
+    print(summary_table(values))
+    print(f"\nstore: {directories[0]}  (replicas on {len(roots)} root(s), R={args.replication})")
+    return report
+
+
+def main(argv=None):
+    try:
+        run(argv)
+    except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
+        logging.getLogger(__name__).debug("run failed", exc_info=True)
+        print(f"prepare_corpus failed: {_root_cause(err)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _root_cause(err: BaseException) -> str:
+    """The innermost message of a Beam-wrapped worker exception."""
+    text = str(err)
+    marker = "not writing the manifest: "
+    if marker in text:
+        return text[text.index(marker):].splitlines()[0].split("[while running")[0].strip()
+    return text.strip().splitlines()[-1] if text.strip() else repr(err)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Run configs: YAML files of Beam PipelineOptions, turned into command-line flags.
+
+A run config is a mapping ``option: value`` where every key is a flag that
+Beam's PipelineOptions knows (``runner``, ``direct_num_workers``,
+``flink_master``...).  Values become flags placed *before* the user's own
+flags, so anything on the command line overrides the file.
+"""
+import os
+
+import yaml
+from apache_beam.options.pipeline_options import PipelineOptions
+
+ENV_VAR = "DATAPREP_RUN_CONFIG"
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_configs")
+
+
+class RunConfigError(ValueError):
+    pass
+
+
+def known_beam_options() -> set[str]:
+    return set(PipelineOptions([]).get_all_options(drop_default=False).keys())
+
+
+def resolve(path: str) -> str:
+    """A path as given, or a bare name (``flink_local``) looked up in run_configs/."""
+    if os.path.exists(path):
+        return path
+    for candidate in (os.path.join(CONFIG_DIR, path), os.path.join(CONFIG_DIR, f"{path}.yaml")):
+        if os.path.exists(candidate):
+            return candidate
+    raise RunConfigError(f"run config not found: {path}")
+
+
+def load(path: str) -> dict:
+    path = resolve(path)
+    with open(path, encoding="utf-8") as f:
+        try:
+            config = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise RunConfigError(f"run config {path} is not valid YAML: {err}") from err
+    if not isinstance(config, dict):
+        raise RunConfigError(f"run config {path} must be a mapping of option: value")
+    unknown = sorted(set(config) - known_beam_options())
+    if unknown:
+        raise RunConfigError(
+            f"run config {path} has unknown option(s) {unknown}; keys must be Beam "
+            "PipelineOptions flags without the leading '--'")
+    return config
+
+
+def to_flags(config: dict) -> list[str]:
+    flags = []
+    for key, value in config.items():
+        if value is None or value is False:
+            continue
+        if value is True:
+            flags.append(f"--{key}")
+        elif isinstance(value, (list, tuple)):
+            flags.extend(f"--{key}={item}" for item in value)
+        else:
+            flags.append(f"--{key}={value}")
+    return flags
+
+
+def env_config() -> str | None:
+    return os.environ.get(ENV_VAR) or None
+
+
+def flags_from(path: str) -> list[str]:
+    return to_flags(load(path))
