@@ -1,0 +1,56 @@
+import os
+import subprocess
+import sys
+
+import xxhash
+from hypothesis import given, strategies as st
+
+from transforms.hashing import checksum, normalise_for_hash, shard_of, stable_hash64, text_key
+
+
+def test_normalise_nfc_casefold_whitespace():
+    assert normalise_for_hash("Cafe\u0301  au\tLAIT\n") == "café au lait"
+    assert normalise_for_hash("Straße") == "strasse"
+    assert normalise_for_hash("  \n\t ") == ""
+
+
+def test_text_key_equal_for_equivalent_texts_and_distinct_otherwise():
+    assert text_key("Hello   World") == text_key("hello world") == text_key(" HELLO\nworld ")
+    assert text_key("caf\u00e9") == text_key("cafe\u0301")
+    assert text_key("hello world") != text_key("hello  worlds")
+    assert len(text_key("x")) == 16
+
+
+def test_stable_hash_is_xxh3_and_checksum_is_xxh3_128():
+    assert stable_hash64("abc") == xxhash.xxh3_64_intdigest(b"abc")
+    assert stable_hash64(b"abc", seed=7) == xxhash.xxh3_64_intdigest(b"abc", seed=7)
+    assert checksum(b"data") == xxhash.xxh3_128_hexdigest(b"data")
+
+
+@given(st.text(), st.integers(min_value=1, max_value=10_000))
+def test_shard_of_in_range_and_repeatable(record_id, n):
+    shard = shard_of(record_id, n)
+    assert 0 <= shard < n
+    assert shard == shard_of(record_id, n)
+
+
+def test_shard_of_balanced():
+    n, ids = 16, 64_000
+    counts = [0] * n
+    for i in range(ids):
+        counts[shard_of(f"doc-{i}", n)] += 1
+    expected = ids / n
+    # 5 standard deviations of a binomial count: fails by chance ~never.
+    assert max(abs(c - expected) for c in counts) < 5 * (expected * (1 - 1 / n)) ** 0.5
+
+
+def test_shard_of_same_in_processes_with_different_hash_seeds():
+    code = ("from transforms.hashing import shard_of, text_key;"
+            "print([shard_of(f'id-{i}', 97) for i in range(50)], text_key('Ab c').hex())")
+    outputs = set()
+    for seed in ("1", "2", "random"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        outputs.add(out)
+    assert len(outputs) == 1

@@ -1,0 +1,66 @@
+import gzip
+import io
+
+import orjson
+import pytest
+import zstandard
+
+from transforms.io import BadRecord, expand_patterns, iter_lines, open_text_stream, parse_line
+
+
+@pytest.mark.parametrize("line, reason", [
+    (b'{"id": 1, "text": "unterminated', "invalid_json"),
+    (b'{"id": "a", "text": "\xff\xfe"}', "invalid_utf8"),
+    (b'["a", "list"]', "not_an_object"),
+    (b'"just a string"', "not_an_object"),
+    (b'{"id": "a"}', "missing_text"),
+    (b'{"id": "a", "text": null}', "missing_text"),
+    (b'{"id": "a", "text": 42}', "text_not_string"),
+    (b'{"id": "a", "text": ["x"]}', "text_not_string"),
+    (b'{"id": 1.5, "text": "x"}', "bad_id"),
+    (b'{"id": true, "text": "x"}', "bad_id"),
+])
+def test_parse_line_reasons(line, reason):
+    with pytest.raises(BadRecord) as err:
+        parse_line(line, "id", "text", "f:1")
+    assert err.value.reason == reason
+
+
+def test_parse_line_keeps_line_and_other_fields():
+    line = b'{"id": 7, "text": "Hi", "meta": {"x": [1, 2]}}  \r'
+    assert parse_line(line, "id", "text", "f:1") == ("7", "Hi", line.strip())
+
+
+def test_parse_line_missing_id_gets_default_written_into_record():
+    doc_id, text, line = parse_line(b'{"body": "x", "n": 1}', "key", "body", "data.jsonl:12")
+    assert doc_id == "data.jsonl:12" and text == "x"
+    assert orjson.loads(line) == {"body": "x", "n": 1, "key": "data.jsonl:12"}
+
+
+def test_iter_lines_across_chunk_boundaries(monkeypatch):
+    import transforms.io as tio
+    monkeypatch.setattr(tio, "_CHUNK", 3)
+    data = "alpha\nbe\n\ngamma \u2028 x\nlast".encode()
+    assert list(iter_lines(io.BytesIO(data))) == data.split(b"\n")
+
+
+def test_open_text_stream_decompresses_by_extension(tmp_path):
+    payload = b'{"id": 1, "text": "x"}\n' * 1000
+    (tmp_path / "a.jsonl").write_bytes(payload)
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(payload))
+    # Two concatenated zstd frames, as produced by appending writers.
+    cctx = zstandard.ZstdCompressor()
+    (tmp_path / "a.jsonl.zst").write_bytes(cctx.compress(payload[:500]) + cctx.compress(payload[500:]))
+    for name in ("a.jsonl", "a.jsonl.gz", "a.jsonl.zst"):
+        with open_text_stream(str(tmp_path / name)) as stream:
+            assert b"\n".join(iter_lines(stream)) + b"\n" == payload
+
+
+def test_expand_patterns_sorted_unique_and_missing_is_error(tmp_path):
+    for name in ("b.jsonl", "a.jsonl", "c.txt"):
+        (tmp_path / name).write_bytes(b"")
+    pattern = str(tmp_path / "*.jsonl")
+    assert expand_patterns(f"{pattern},{tmp_path / 'a.jsonl'}") == [
+        str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        expand_patterns(f"{pattern},{tmp_path / 'nothing-here*.jsonl'}")

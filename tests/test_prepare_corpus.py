@@ -1,0 +1,196 @@
+"""prepare_corpus end to end on the configured runner, and the store it writes."""
+import glob
+import os
+
+import apache_beam as beam
+import orjson
+import pytest
+import zstandard
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines import prepare_corpus, verify_store
+from tests.corpora import EXPECTED_REMOVED, expected_dead, expected_kept, write_small_corpus
+from transforms.hashing import shard_of
+from transforms.store import ReadStore, load_manifest
+
+
+def run_job(run_config, inputs, roots, *extra):
+    argv = ["--input", ",".join(inputs), "--output_roots", ",".join(map(str, roots)),
+            "--dataset", "ds", "--max_bad_fraction", "0.5", "--run_config", run_config, *extra]
+    return prepare_corpus.run(argv)
+
+
+def read_zst_lines(path) -> list[bytes]:
+    with open(path, "rb") as f:
+        return zstandard.ZstdDecompressor().stream_reader(f).read().splitlines()
+
+
+def snapshot(roots) -> dict[str, bytes]:
+    """Bytes of every shard and manifest under the roots (run report excluded)."""
+    files = {}
+    for root in roots:
+        for path in sorted(glob.glob(os.path.join(str(root), "ds", "*"))):
+            if os.path.basename(path).startswith(("shard-", "manifest")):
+                files[path] = open(path, "rb").read()
+    return files
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return write_small_corpus(tmp_path / "in")
+
+
+def test_store_holds_exactly_the_kept_records(tmp_path, corpus, run_config):
+    roots = [tmp_path / "a", tmp_path / "b", tmp_path / "c"]
+    report = run_job(run_config, corpus, roots, "--replication", "2", "--num_shards", "3",
+                     "--write_removed")
+    manifest = load_manifest(str(roots[0] / "ds"))
+    kept = expected_kept(corpus[0])
+    stored = {}
+    for shard in manifest["shards"]:
+        assert len(shard["replicas"]) == 2
+        copies = [read_zst_lines(os.path.join(r, "ds", shard["name"])) for r in shard["replicas"]]
+        assert copies[0] == copies[1]
+        ids = [orjson.loads(line)["id"] for line in copies[0]]
+        assert ids == sorted(ids), "records inside a shard are sorted by id"
+        assert all(shard_of(i, 3) == shard["index"] for i in ids)
+        assert shard["records"] == len(ids)
+        stored.update(zip(ids, copies[0]))
+    assert stored == kept
+    assert manifest["records"] == 5 and manifest["num_shards"] == 3
+    assert manifest["roots"] == [str(r) for r in roots]
+
+    counters = report["counters"]
+    assert counters["read/records"] == 8
+    assert counters["read/lines"] == 13
+    assert {k: v for k, v in counters.items() if k.startswith("read/bad.")} == {
+        "read/bad.invalid_json": 1, "read/bad.not_an_object": 1,
+        "read/bad.text_not_string": 1, "read/bad.missing_text": 1}
+    assert counters["dedup/duplicates_removed"] == 3
+    assert counters["dedup/kept"] == 5
+    assert counters["store/shards"] == 3 and counters["store/replicas_written"] == 6
+    for root in roots:
+        assert orjson.loads((root / "ds" / "run_report.json").read_bytes())["counters"] == counters
+
+    dead = [orjson.loads(line) for path in glob.glob(str(roots[0] / "ds" / "dead_letters*"))
+            for line in read_zst_lines(path)]
+    assert {(d["file"], d["line"], d["reason"]) for d in dead} == expected_dead(*corpus)
+    removed = [orjson.loads(line) for path in glob.glob(str(roots[0] / "ds" / "removed*"))
+               for line in read_zst_lines(path)]
+    assert {(r["removed"], r["kept"]) for r in removed} == EXPECTED_REMOVED
+
+
+def test_rerun_is_byte_identical(tmp_path, corpus, run_config):
+    roots = [tmp_path / "a", tmp_path / "b"]
+    run_job(run_config, corpus, roots, "--num_shards", "2")
+    first = snapshot(roots)
+    assert len(first) == 6  # 2 shards x 2 replicas + 2 manifests
+    run_job(run_config, corpus, roots, "--num_shards", "2")
+    assert snapshot(roots) == first
+
+
+def test_shard_count_from_target_size(tmp_path, corpus, run_config):
+    roots = [tmp_path / "a"]
+    run_job(run_config, corpus, roots, "--target_shard_bytes", "100")
+    manifest = load_manifest(str(roots[0] / "ds"))
+    raw = sum(len(line) + 1 for line in expected_kept(corpus[0]).values())
+    assert manifest["num_shards"] == -(-raw // 100)
+    assert manifest["raw_bytes"] == raw
+    assert manifest["replication"] == 1
+
+
+def break_replicas(roots, manifest):
+    """Delete one replica of shard 0 and corrupt one of shard 1; returns what was broken."""
+    s0, s1 = manifest["shards"][0], manifest["shards"][1]
+    missing = os.path.join(s0["replicas"][0], "ds", s0["name"])
+    os.remove(missing)
+    corrupt = os.path.join(s1["replicas"][1], "ds", s1["name"])
+    data = bytearray(open(corrupt, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(corrupt, "wb").write(bytes(data))
+    return missing, corrupt
+
+
+def test_read_back_fails_over_and_verify_reports(tmp_path, corpus, run_config, make_pipeline,
+                                                capsys):
+    roots = [tmp_path / "a", tmp_path / "b", tmp_path / "c"]
+    run_job(run_config, corpus, roots, "--replication", "2", "--num_shards", "2")
+    store = str(roots[0] / "ds")
+    manifest = load_manifest(store)
+    missing, corrupt = break_replicas(roots, manifest)
+
+    with make_pipeline() as p:
+        lines = p | ReadStore(store, parse=False)
+        assert_that(lines, equal_to(list(expected_kept(corpus[0]).values())))
+
+    with pytest.raises(SystemExit) as exit_info:
+        verify_store.main(["--store", store])
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    statuses = {line.split()[0] + "@" + line.split()[1]: line.split()[2]
+                for line in out.splitlines() if line.startswith(("shard-", "manifest"))}
+    s0, s1 = manifest["shards"][0], manifest["shards"][1]
+    assert statuses == {
+        "manifest.json@" + str(roots[0]): "ok", "manifest.json@" + str(roots[1]): "ok",
+        "manifest.json@" + str(roots[2]): "ok",
+        f"{s0['name']}@{s0['replicas'][0]}": "missing", f"{s0['name']}@{s0['replicas'][1]}": "ok",
+        f"{s1['name']}@{s1['replicas'][0]}": "ok", f"{s1['name']}@{s1['replicas'][1]}": "corrupt",
+    }
+
+    with pytest.raises(SystemExit) as exit_info:
+        verify_store.main(["--store", store, "--repair"])
+    assert exit_info.value.code == 0
+    assert snapshot(roots)[missing] == open(
+        os.path.join(s0["replicas"][1], "ds", s0["name"]), "rb").read()
+
+
+def test_all_replicas_bad_is_an_error_naming_the_shard(tmp_path, corpus, run_config,
+                                                       make_pipeline):
+    roots = [tmp_path / "a", tmp_path / "b"]
+    run_job(run_config, corpus, roots, "--num_shards", "2")
+    store = str(roots[0] / "ds")
+    shard = load_manifest(store)["shards"][1]
+    for root in roots:
+        os.remove(root / "ds" / shard["name"])
+    with pytest.raises(Exception, match=shard["name"]):
+        with make_pipeline() as p:
+            p | ReadStore(store)
+
+
+def test_too_many_bad_lines_fails_without_manifest(tmp_path, corpus, run_config):
+    roots = [tmp_path / "a"]
+    argv = ["--input", ",".join(corpus), "--output_roots", str(roots[0]), "--dataset", "ds",
+            "--run_config", run_config, "--max_bad_fraction", "0.2"]
+    with pytest.raises(Exception, match=r"4 of 12 lines are bad .*--max_bad_fraction 0.2"):
+        prepare_corpus.run(argv)
+    assert not (roots[0] / "ds" / "manifest.json").exists()
+
+
+def test_duplicate_ids_with_distinct_texts_fail_with_examples(tmp_path, run_config):
+    path = tmp_path / "conflict.jsonl"
+    path.write_bytes(b'{"id": "x1", "text": "alpha"}\n{"id": "x1", "text": "beta"}\n'
+                     b'{"id": "x2", "text": "gamma"}\n{"id": "x2", "text": "GAMMA"}\n')
+    with pytest.raises(Exception, match=r"1 'id' value\(s\) name more than one distinct text, "
+                                        r"e.g. \['x1'\]"):
+        prepare_corpus.run(["--input", str(path), "--output_roots", str(tmp_path / "a"),
+                            "--run_config", run_config])
+    assert not (tmp_path / "a" / "corpus" / "manifest.json").exists()
+
+
+def test_replication_above_root_count_fails_before_running(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        prepare_corpus.run(["--output_roots", f"{tmp_path / 'a'},{tmp_path / 'b'}",
+                            "--replication", "3"])
+    assert "--replication 3 is more than the 2 root(s)" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_default_run_uses_bundled_sample(tmp_path, run_config, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    report = prepare_corpus.run(["--run_config", run_config])
+    manifest = load_manifest(str(tmp_path / "out" / "a" / "corpus"))
+    assert manifest["records"] == report["counters"]["dedup/kept"] > 0
+    assert report["counters"]["dedup/duplicates_removed"] > 0
+    assert sum(v for k, v in report["counters"].items() if k.startswith("read/bad.")) > 0
+    assert (tmp_path / "out" / "b" / "corpus" / "manifest.json").read_bytes() == \
+        (tmp_path / "out" / "a" / "corpus" / "manifest.json").read_bytes()
