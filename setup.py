@@ -14,6 +14,8 @@ setup(
         "apache-beam==2.77.0",
         "xxhash>=3.4,<5",
         "zstandard>=0.22,<1",
+        "blosc2>=3.0,<5",
+        "lz4>=4.3,<5",
         "orjson>=3.9,<4",
         "numpy>=1.26,<3",
         "PyYAML>=6,<7",
