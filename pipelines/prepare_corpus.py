@@ -10,7 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
 from pipelines import cli
-from transforms.dedup import ExactDedup, FindIdConflicts
+from transforms.dedup import ExactDedup, FindIdConflicts, key_by_text
 from transforms.io import ReadJsonl
 from transforms.placement import parse_roots
 from transforms.report import RunClock, build_report, counters, summary_table, write_report
@@ -87,7 +87,8 @@ def build_pipeline(pipeline, args, roots):
     first_dir = dataset_dir(roots[0].uri, args.dataset)
     docs, dead = pipeline | "Read" >> ReadJsonl(args.input, args.id_field, args.text_field)
 
-    deduped = docs | "ExactDedup" >> ExactDedup(with_removed=args.write_removed)
+    keyed = docs | "KeyByTextHash" >> beam.Map(key_by_text)
+    deduped = keyed | "ExactDedup" >> ExactDedup(with_removed=args.write_removed)
     kept, removed = deduped if args.write_removed else (deduped, None)
 
     impulse = pipeline | "Gate" >> beam.Create([None])
@@ -96,7 +97,7 @@ def build_pipeline(pipeline, args, roots):
         beam.pvalue.AsSingleton(docs | "CountDocs" >> beam.combiners.Count.Globally()),
         beam.pvalue.AsSingleton(dead | "CountBad" >> beam.combiners.Count.Globally()),
         args.max_bad_fraction, first_dir)
-    id_gate = (docs | "IdConflicts" >> FindIdConflicts()
+    id_gate = (keyed | "IdConflicts" >> FindIdConflicts()
                | "IdGate" >> beam.Map(_gate_id_conflicts, args.id_field))
 
     kept | "Store" >> WriteStore(

@@ -3,7 +3,7 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.corpora import EXPECTED_REMOVED, expected_dead, expected_kept, write_small_corpus
-from transforms.dedup import ExactDedup, FindIdConflicts
+from transforms.dedup import ExactDedup, FindIdConflicts, key_by_text
 from transforms.io import ReadJsonl
 
 
@@ -22,7 +22,7 @@ def test_exact_dedup_keeps_smallest_id(tmp_path, make_pipeline):
     plain, packed = write_small_corpus(tmp_path)
     with make_pipeline() as p:
         docs, _ = p | ReadJsonl(f"{plain},{packed}")
-        kept, removed = docs | ExactDedup(with_removed=True)
+        kept, removed = docs | beam.Map(key_by_text) | ExactDedup(with_removed=True)
         assert_that(kept, equal_to(sorted(expected_kept(plain).items())), label="Kept")
         assert_that(removed | beam.Map(lambda r: (r["removed"], r["kept"], r["reason"])),
                     equal_to([(a, b, "exact_duplicate") for a, b in EXPECTED_REMOVED]),
@@ -33,5 +33,6 @@ def test_find_id_conflicts(make_pipeline):
     docs = [("a", "one", b""), ("a", "ONE ", b""), ("b", "two", b""), ("b", "three", b""),
             ("c", "x", b""), ("c", "y", b""), ("c", "z", b"")]
     with make_pipeline() as p:
-        summary = p | beam.Create(docs) | FindIdConflicts(max_examples=1)
+        summary = (p | beam.Create(docs) | beam.Map(key_by_text)
+                   | FindIdConflicts(max_examples=1))
         assert_that(summary, equal_to([{"count": 2, "examples": ["b"]}]))

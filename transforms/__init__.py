@@ -1,7 +1,7 @@
 """Reusable beam-dataprep PTransforms and the pure functions behind them."""
-from transforms.dedup import ExactDedup, FindIdConflicts
+from transforms.dedup import ExactDedup, FindIdConflicts, key_by_text
 from transforms.io import ReadJsonl
 from transforms.store import ReadStore, WriteStore, load_manifest, verify_store
 
-__all__ = ["ExactDedup", "FindIdConflicts", "ReadJsonl", "ReadStore", "WriteStore",
+__all__ = ["ExactDedup", "FindIdConflicts", "key_by_text", "ReadJsonl", "ReadStore", "WriteStore",
            "load_manifest", "verify_store"]

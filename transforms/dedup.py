@@ -66,10 +66,17 @@ def _removed_pairs(keyed):
             yield {"removed": doc_id, "kept": kept_id, "reason": "exact_duplicate"}
 
 
-class ExactDedup(beam.PTransform):
-    """``(id, text, line)`` documents -> unique ``(id, line)`` documents.
+def key_by_text(doc):
+    """``(id, text, line)`` -> ``(text key, (id, line))``; the text is dropped here."""
+    return text_key(doc[1]), (doc[0], doc[2])
 
-    With ``with_removed=True`` returns ``(kept, removed)`` where ``removed`` holds
+
+class ExactDedup(beam.PTransform):
+    """Text-keyed documents ``(text key, (id, line))`` -> unique ``(id, line)`` documents.
+
+    Key documents once with ``beam.Map(key_by_text)`` (normalising is the
+    costly part) and share the keyed collection with FindIdConflicts.  With
+    ``with_removed=True`` returns ``(kept, removed)`` where ``removed`` holds
     ``{"removed": id, "kept": id, "reason": "exact_duplicate"}`` audit records.
     """
 
@@ -77,8 +84,7 @@ class ExactDedup(beam.PTransform):
         super().__init__()
         self.with_removed = with_removed
 
-    def expand(self, docs):
-        keyed = docs | "KeyByTextHash" >> beam.Map(lambda d: (text_key(d[1]), (d[0], d[2])))
+    def expand(self, keyed):
         winners = keyed | "KeepSmallestId" >> beam.CombinePerKey(KeepSmallestId())
         kept = winners | "CountAndStrip" >> beam.ParDo(_CountAndStrip())
         if not self.with_removed:
@@ -115,7 +121,7 @@ class DistinctTexts(beam.CombineFn):
 
 
 class FindIdConflicts(beam.PTransform):
-    """``(id, text, line)`` documents -> ids used by more than one distinct text.
+    """Text-keyed documents -> ids used by more than one distinct text.
 
     Output: a single list (possibly empty) of up to ``max_examples`` conflicting
     ids, smallest first, plus the total: ``{"count": n, "examples": [...]}``.
@@ -125,11 +131,11 @@ class FindIdConflicts(beam.PTransform):
         super().__init__()
         self.max_examples = max_examples
 
-    def expand(self, docs):
+    def expand(self, keyed):
         max_examples = self.max_examples
         return (
-            docs
-            | "IdToTextHash" >> beam.Map(lambda d: (d[0], text_key(d[1])))
+            keyed
+            | "IdToTextHash" >> beam.MapTuple(lambda key, doc: (doc[0], key))
             | "DistinctTexts" >> beam.CombinePerKey(DistinctTexts())
             | "KeepConflicts" >> beam.Filter(lambda kv: kv[1] > 1)
             | "Ids" >> beam.Keys()
