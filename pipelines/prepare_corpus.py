@@ -10,6 +10,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
 from pipelines import cli
+from transforms.codec_choice import (
+    ChooseCodec, choice_record, compare_text, format_table, sample_text)
+from transforms.codecs import bytes_codec
 from transforms.dedup import ExactDedup, FindIdConflicts, key_by_text
 from transforms.io import ReadJsonl
 from transforms.placement import parse_roots
@@ -47,8 +50,30 @@ def build_parser() -> cli.Parser:
     store.add_argument("--num_shards", type=cli.positive_int, default=None,
                        help="fixed shard count (overrides --target_shard_bytes)")
     store.add_argument("--zstd_level", type=int, default=3, choices=range(1, 23),
-                       metavar="1..22", help="zstd level of shards (default: 3)")
+                       metavar="1..22", help="zstd level of shards (default: 3); shorthand "
+                       "for --codec zstd:level=N")
+    store.add_argument("--codec", default=None,
+                       help="shard codec NAME[:key=value,...]: zstd[:level=N], gzip[:level=N], "
+                       "lz4[:level=N], none; or 'auto' for the best ratio on a sample of the "
+                       "input at --min_encode_mbps (default: zstd:level=--zstd_level)")
+    store.add_argument("--min_encode_mbps", type=float, default=0.0,
+                       help="for --codec auto: slowest acceptable encoder, MB/s (default: 0)")
     return parser
+
+
+def choose_text_codec(args):
+    """(codec spec, run-report record, manifest record); records only for --codec auto."""
+    if args.codec is None:
+        return f"zstd:level={args.zstd_level}", None, None
+    if args.codec != "auto":
+        return bytes_codec(args.codec).spec, None, None
+    policy = ChooseCodec(None, args.min_encode_mbps)
+    rows = compare_text(sample_text(args.input))
+    chosen = policy.choose(rows)
+    print(format_table(rows, chosen, policy))
+    print(f"\n--codec auto chose {chosen['codec']} (policy {policy.describe()})\n")
+    return (chosen["codec"], choice_record(rows, chosen, policy),
+            choice_record(rows, chosen, policy, with_timing=False))
 
 
 def _gate_bad_fraction(_, records, bad, max_fraction, where):
@@ -83,7 +108,7 @@ def _delete_stale_audit_files(directory):
         FileSystems.delete(stale)
 
 
-def build_pipeline(pipeline, args, roots):
+def build_pipeline(pipeline, args, roots, codec="zstd:level=3", codec_choice=None):
     first_dir = dataset_dir(roots[0].uri, args.dataset)
     docs, dead = pipeline | "Read" >> ReadJsonl(args.input, args.id_field, args.text_field)
 
@@ -103,9 +128,10 @@ def build_pipeline(pipeline, args, roots):
     kept | "Store" >> WriteStore(
         roots, args.dataset, args.replication,
         num_shards=args.num_shards, target_shard_bytes=args.target_shard_bytes,
-        zstd_level=args.zstd_level,
+        codec=codec,
         manifest_extra={"kind": "text", "id_field": args.id_field,
-                        "text_field": args.text_field, "sorted_by": "id"},
+                        "text_field": args.text_field, "sorted_by": "id",
+                        **({"codec_choice": codec_choice} if codec_choice else {})},
         preconditions=[bad_gate, id_gate])
     _write_jsonl(dead, "DeadLetters", first_dir, "dead_letters")
     if removed is not None:
@@ -123,21 +149,26 @@ def run(argv=None) -> dict:
         if args.replication > len(roots):
             raise ValueError(f"--replication {args.replication} is more than the "
                              f"{len(roots)} root(s) in --output_roots")
+        if args.codec not in (None, "auto"):
+            bytes_codec(args.codec)
     except ValueError as err:
         build_parser().error(str(err))
     clock = RunClock()
     directories = [dataset_dir(r.uri, args.dataset) for r in roots]
     _delete_stale_audit_files(directories[0])
+    codec, report_choice, manifest_choice = choose_text_codec(args)
 
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, args, roots)
+    build_pipeline(pipeline, args, roots, codec, manifest_choice)
     result = pipeline.run()
     result.wait_until_finish()
 
     values = counters(result)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    report = build_report("prepare_corpus", clock, values, vars(args), str(runner),
-                          {"store": directories})
+    extra = {"store": directories, "codec": codec}
+    if report_choice:
+        extra["codec_choice"] = report_choice
+    report = build_report("prepare_corpus", clock, values, vars(args), str(runner), extra)
     write_report(report, directories)
     print(summary_table(values))
     print(f"\nstore: {directories[0]}  (replicas on {len(roots)} root(s), R={args.replication})")

@@ -5,6 +5,12 @@ Layout (one dataset written to N roots)::
     <root>/<dataset>/shard-00000-of-00008.jsonl.zst   (on R of the N roots)
     <root>/<dataset>/manifest.json                    (on every root, written last)
 
+What a shard holds is the store's *payload*, named by the manifest's ``kind``:
+``text`` shards are sorted JSON Lines compressed by a bytes codec (``.jsonl.zst``,
+``.jsonl.gz``, ``.jsonl.lz4`` or ``.jsonl``); ``array`` shards are one encoded
+array block each (``.bdparr``, the container of ``transforms.codecs``; written
+by ``transforms.array_store``).
+
 Every file is written to a temporary name and renamed into place through
 Beam's FileSystems, so a reader never sees a partial file and ``gs://``,
 ``s3://`` or ``hdfs://`` roots work like local ones.  The manifest lists every
@@ -25,6 +31,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from transforms.codecs import CodecError, bytes_codec, decode_array
 from transforms.hashing import checksum, shard_of
 from transforms.placement import Root, place
 
@@ -33,6 +40,7 @@ MANIFEST = "manifest.json"
 FORMAT = "beam-dataprep-store"
 FORMAT_VERSION = 1
 TEXT_SUFFIX = ".jsonl.zst"
+ARRAY_SUFFIX = ".bdparr"
 
 
 class StoreError(RuntimeError):
@@ -115,6 +123,22 @@ def decompress_zstd(stored: bytes, expected_size: int) -> bytes:
     return raw
 
 
+def text_suffix(codec) -> str:
+    """``.jsonl`` plus the codec's own suffix, so standard tools recognise the file."""
+    return ".jsonl" + codec.suffix
+
+
+def decode_payload(manifest: dict, shard: dict, stored: bytes):
+    """Verified stored bytes of a shard -> its content: JSONL bytes, or an array block."""
+    if manifest.get("kind") == "array":
+        block = decode_array(stored, max_bytes=shard["raw_bytes"])
+        if block.shape[:1] != (shard["records"],) or block.nbytes != shard["raw_bytes"]:
+            raise StoreError(f"block holds {block.shape} ({block.nbytes} bytes); manifest "
+                             f"says {shard['records']} rows, {shard['raw_bytes']} bytes")
+        return block
+    return bytes_codec(manifest["codec"]).decode(stored, shard["raw_bytes"])
+
+
 def shard_count(total_raw_bytes: int, target_shard_bytes: int) -> int:
     return max(1, math.ceil(total_raw_bytes / target_shard_bytes))
 
@@ -191,15 +215,15 @@ def check_replica(path: str, shard: dict) -> tuple[str, bytes | None]:
     return "ok", data
 
 
-def read_shard_verified(manifest: dict, store_path: str, shard: dict, on_failure=None) -> bytes:
-    """Raw (decompressed) bytes of a shard from the first good replica."""
+def read_shard_verified(manifest: dict, store_path: str, shard: dict, on_failure=None):
+    """A shard's decoded content (``decode_payload``) from the first good replica."""
     problems = []
     for root, path in replica_paths(manifest, store_path, shard):
         status, data = check_replica(path, shard)
         if status == "ok":
             try:
-                return decompress_zstd(data, shard["raw_bytes"])
-            except (StoreError, zstandard.ZstdError) as err:
+                return decode_payload(manifest, shard, data)
+            except (StoreError, CodecError) as err:
                 status = f"corrupt ({err})"
         problems.append(f"{root}: {status}")
         if on_failure:
@@ -212,11 +236,11 @@ def read_shard_verified(manifest: dict, store_path: str, shard: dict, on_failure
 class _WriteShard(beam.DoFn):
     """(shard index, docs) -> shard written to its R roots -> shard entry."""
 
-    def __init__(self, dataset, roots, replication, zstd_level):
+    def __init__(self, dataset, roots, replication, codec):
         self.dataset = dataset
         self.roots = roots
         self.replication = replication
-        self.zstd_level = zstd_level
+        self.codec = codec
         self.shards = Metrics.counter(NAMESPACE, "shards")
         self.records = Metrics.counter(NAMESPACE, "records")
         self.raw = Metrics.counter(NAMESPACE, "raw_bytes")
@@ -227,8 +251,8 @@ class _WriteShard(beam.DoFn):
         index, docs = keyed
         docs = [d for d in docs if d is not None]  # None marks a shard that must exist
         raw = pack_text_shard(docs)
-        stored = compress_zstd(raw, self.zstd_level)
-        name = shard_name(index, num_shards)
+        stored = self.codec.encode(raw)
+        name = shard_name(index, num_shards, text_suffix(self.codec))
         replicas = place(f"{self.dataset}/{name}", self.roots, self.replication)
         for root in replicas:
             write_atomically(join(dataset_dir(root, self.dataset), name), stored)
@@ -277,7 +301,8 @@ class WriteStore(beam.PTransform):
 
     ``num_shards`` fixes the shard count; otherwise it is the measured raw size
     over ``target_shard_bytes``.  Each shard's records are sorted by id and
-    assigned by a stable hash of the id.  ``preconditions`` are PCollections of
+    assigned by a stable hash of the id.  ``codec`` is a bytes codec or its spec
+    (``transforms.codecs``; default ``zstd:level=<zstd_level>``).  ``preconditions`` are PCollections of
     strings (empty means fine); any non-empty string stops the manifest from
     being written and fails the run with that message.
     """
@@ -285,7 +310,7 @@ class WriteStore(beam.PTransform):
     def __init__(self, roots: list[Root], dataset: str, replication: int = 1, *,
                  num_shards: int | None = None, target_shard_bytes: int = 64 << 20,
                  zstd_level: int = 3, manifest_extra: dict | None = None,
-                 preconditions=()):
+                 preconditions=(), codec=None):
         super().__init__()
         if not dataset or "/" in dataset or dataset in (".", ".."):
             raise ValueError(f"dataset must be a plain folder name, got {dataset!r}")
@@ -299,7 +324,7 @@ class WriteStore(beam.PTransform):
         self.replication = replication
         self.num_shards = num_shards
         self.target_shard_bytes = target_shard_bytes
-        self.zstd_level = zstd_level
+        self.codec = bytes_codec(codec if codec is not None else f"zstd:level={zstd_level}")
         self.manifest_extra = manifest_extra or {}
         self.preconditions = list(preconditions)
 
@@ -322,13 +347,13 @@ class WriteStore(beam.PTransform):
             | "WithEmptyShards" >> beam.Flatten()
             | "GroupShards" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(
-                _WriteShard(self.dataset, self.roots, self.replication, self.zstd_level),
+                _WriteShard(self.dataset, self.roots, self.replication, self.codec),
                 num_shards)
             | "ShardList" >> beam.combiners.ToList())
         failures = (
             [pipeline | "NoPreconditions" >> beam.Create([""])] + self.preconditions
             | "Preconditions" >> beam.Flatten())
-        codec = {"name": "zstd", "level": self.zstd_level}
+        codec = self.codec.describe()
         return shards | "WriteManifest" >> beam.ParDo(
             _WriteManifest(self.dataset, self.roots, self.replication, codec, self.manifest_extra),
             beam.pvalue.AsList(failures))
@@ -346,6 +371,10 @@ class _ReadShard(beam.DoFn):
 
     def process(self, shard):
         raw = read_shard_verified(self.manifest, self.store_path, shard, self.failovers.inc)
+        if self.manifest.get("kind") == "array":
+            self.records.inc(shard["records"])
+            yield shard["row_start"], raw
+            return
         lines = raw.split(b"\n")[:-1]
         self.records.inc(len(lines))
         for line in lines:
@@ -357,7 +386,8 @@ class ReadStore(beam.PTransform):
 
     A missing or corrupt replica (size or xxh3-128 mismatch) is skipped for the
     next one; a shard with no good replica fails with a message naming it.
-    Yields dicts (``parse=True``) or the stored JSON lines as bytes.
+    Text stores yield dicts (``parse=True``) or the stored JSON lines as bytes;
+    array stores yield ``(first row, block ndarray)`` per block.
     """
 
     def __init__(self, store_path: str, parse: bool = True):

@@ -1,0 +1,168 @@
+"""Compress .npy arrays into row blocks of a replicated store (lossless or bounded-error)."""
+import logging
+import sys
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.options.pipeline_options import StandardOptions
+
+from pipelines import cli
+from transforms.array_store import WriteArrayStore
+from transforms.codec_choice import ChooseCodec, choice_record, compare_arrays, format_table
+from transforms.codecs import CodecError, array_codec
+from transforms.npy import (
+    NpyError, ReadNpyBlocks, check_compatible, default_block_rows, inspect_npy, load_function,
+    match_inputs, plan_blocks, read_block)
+from transforms.placement import parse_roots
+from transforms.report import RunClock, build_report, counters, summary_table, write_report
+from transforms.store import dataset_dir, normalise_root
+
+AUTO = "auto"
+
+
+def build_parser() -> cli.Parser:
+    parser = cli.Parser("compress_arrays", __doc__)
+    io = parser.add_argument_group("input and output")
+    io.add_argument("--input", required=True,
+                    help=".npy files: a path, a glob, or several comma-separated; taken in "
+                    "sorted path order as one array (rows concatenated)")
+    io.add_argument("--output_roots", default="out/a,out/b",
+                    help="N storage roots, comma-separated (local paths or gs://, s3://, "
+                    "hdfs:// URIs). Default: out/a,out/b")
+    io.add_argument("--replication", type=cli.positive_int, default=None,
+                    help="R: replicas of every shard, on R distinct roots (default: min(2, N))")
+    io.add_argument("--dataset", default="arrays",
+                    help="dataset folder under every root (default: arrays)")
+    work = parser.add_argument_group("blocks and codec")
+    work.add_argument("--block_rows", type=cli.positive_int, default=None,
+                      help="rows per block (= per shard); default: about 16 MiB of rows")
+    work.add_argument("--map", default=None, metavar="MODULE:FUNCTION",
+                      help="apply this function to every block (ndarray -> ndarray with the "
+                      "same rows), in parallel; e.g. transforms.array_maps:l2_normalise")
+    work.add_argument("--codec", default="blosc2",
+                      help="NAME[:key=value,...] (e.g. blosc2:filter=bytedelta, zstd:level=9, "
+                      "fp16, int8) or 'auto' to choose by --max_error/--min_encode_mbps "
+                      "(default: blosc2)")
+    work.add_argument("--max_error", default=None,
+                      help="for --codec auto: error limits a lossy codec must meet, e.g. "
+                      "'cosine>=0.999' or 'abs<=1e-3,top10>=0.95'; without it auto stays "
+                      "lossless")
+    work.add_argument("--min_encode_mbps", type=float, default=0.0,
+                      help="for --codec auto: slowest acceptable encoder, MB/s (default: 0)")
+    work.add_argument("--sample_bytes", type=cli.byte_size, default=32 << 20,
+                      help="for --codec auto: raw bytes of evenly spaced blocks to try codecs "
+                      "on (default: 32MiB)")
+    return parser
+
+
+def sample_blocks(sources, blocks, sample_bytes, row_bytes, map_spec=None) -> list[np.ndarray]:
+    """Evenly spaced blocks (after --map) adding up to about ``sample_bytes``."""
+    per_block = max(1, max(b["rows"] for b in blocks) * max(row_bytes, 1))
+    count = min(len(blocks), max(1, sample_bytes // per_block))
+    picks = sorted({round(i * (len(blocks) - 1) / max(count - 1, 1)) for i in range(count)})
+    function = load_function(map_spec) if map_spec else None
+    arrays = []
+    for i in picks:
+        block = read_block(blocks[i], sources)
+        arrays.append(function(block) if function else block)
+    return arrays
+
+
+def choose_codec(args, sources, blocks, row_bytes):
+    """(codec spec, report record, manifest record) for ``--codec auto``; Nones otherwise."""
+    if args.codec != AUTO:
+        return array_codec(args.codec).spec, None, None
+    policy = ChooseCodec(args.max_error, args.min_encode_mbps)
+    rows = compare_arrays(sample_blocks(sources, blocks, args.sample_bytes, row_bytes, args.map))
+    chosen = policy.choose(rows)
+    print(format_table(rows, chosen, policy))
+    print(f"\n--codec auto chose {chosen['codec']} (policy {policy.describe()})\n")
+    return (chosen["codec"], choice_record(rows, chosen, policy),
+            choice_record(rows, chosen, policy, with_timing=False))
+
+
+def prepare(args):
+    """Inputs inspected and checked, blocks planned, codec chosen: all before the run."""
+    sources = [inspect_npy(p) for p in match_inputs(args.input)]
+    dtype, trailing = check_compatible(sources)
+    block_rows = args.block_rows or default_block_rows(trailing, dtype)
+    blocks = plan_blocks(sources, block_rows)
+    if args.map:
+        load_function(args.map)   # fail now, not on a worker
+    row_bytes = int(np.prod(trailing, dtype=np.int64)) * dtype.itemsize
+    codec, report_choice, manifest_choice = choose_codec(args, sources, blocks, row_bytes)
+    return sources, blocks, block_rows, codec, report_choice, manifest_choice
+
+
+def build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec, manifest_choice):
+    extra = {"sources": [{"path": s["path"], "rows": s["rows"]} for s in sources],
+             "map": args.map}
+    if manifest_choice:
+        extra["codec_choice"] = manifest_choice
+    return (
+        pipeline
+        | "Read" >> ReadNpyBlocks(sources, blocks, args.map)
+        | "Store" >> WriteArrayStore(roots, args.dataset, args.replication, codec,
+                                     len(blocks), block_rows, extra))
+
+
+def run(argv=None) -> dict:
+    """Run the job; returns the run report (raises on failure)."""
+    cli.setup_logging()
+    parser = build_parser()
+    args, options = parser.parse(argv)
+    try:
+        roots = [type(r)(normalise_root(r.uri), r.weight) for r in parse_roots(args.output_roots)]
+        if args.replication is None:
+            args.replication = min(2, len(roots))
+        if args.replication > len(roots):
+            raise ValueError(f"--replication {args.replication} is more than the "
+                             f"{len(roots)} root(s) in --output_roots")
+        if args.codec != AUTO:
+            array_codec(args.codec)
+        elif args.max_error:
+            ChooseCodec(args.max_error)
+    except (ValueError, CodecError) as err:
+        parser.error(str(err))
+    clock = RunClock()
+    sources, blocks, block_rows, codec, report_choice, manifest_choice = prepare(args)
+
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec, manifest_choice)
+    result = pipeline.run()
+    result.wait_until_finish()
+
+    values = counters(result)
+    directories = [dataset_dir(r.uri, args.dataset) for r in roots]
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    extra = {"store": directories, "codec": codec, "blocks": len(blocks)}
+    if report_choice:
+        extra["codec_choice"] = report_choice
+    report = build_report("compress_arrays", clock, values, vars(args), str(runner), extra)
+    write_report(report, directories)
+    print(summary_table(values))
+    raw, stored = values.get("arrays/raw_bytes", 0), values.get("arrays/stored_bytes", 0)
+    print(f"\ncodec {codec}: {raw:,} -> {stored:,} bytes "
+          f"(ratio {raw / max(stored, 1):.3f}) in {len(blocks)} block(s)")
+    print(f"store: {directories[0]}  (replicas on {len(roots)} root(s), R={args.replication})")
+    return report
+
+
+def main(argv=None):
+    try:
+        run(argv)
+    except (NpyError, CodecError, ValueError) as err:
+        print(f"compress_arrays failed: {err}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
+        logging.getLogger(__name__).debug("run failed", exc_info=True)
+        text = str(err).strip()
+        marker = "not writing the manifest: "
+        line = (text[text.index(marker):].splitlines()[0] if marker in text
+                else (text.splitlines()[-1] if text else repr(err)))
+        print(f"compress_arrays failed: {line}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
