@@ -13,14 +13,15 @@ from pipelines import cli
 from transforms.codec_choice import (
     ChooseCodec, choice_record, compare_text, format_table, sample_text)
 from transforms.codecs import bytes_codec
-from transforms.dedup import ExactDedup, FindIdConflicts, key_by_text
-from transforms.io import ReadJsonl
+from transforms.dedup import ExactDedup, dedup_buckets
+from transforms.io import ReadJsonl, estimate_raw_bytes
 from transforms.placement import parse_roots
 from transforms.report import RunClock, build_report, counters, summary_table, write_report
 from transforms.store import WriteStore, dataset_dir, join, normalise_root
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "sample.jsonl")
 AUDIT_PREFIXES = ("dead_letters", "removed")
+READ_BATCH = 1000  # documents per element on the hot path
 
 
 def build_parser() -> cli.Parser:
@@ -110,20 +111,22 @@ def _delete_stale_audit_files(directory):
 
 def build_pipeline(pipeline, args, roots, codec="zstd:level=3", codec_choice=None):
     first_dir = dataset_dir(roots[0].uri, args.dataset)
-    docs, dead = pipeline | "Read" >> ReadJsonl(args.input, args.id_field, args.text_field)
+    reader = ReadJsonl(args.input, args.id_field, args.text_field, batch_size=READ_BATCH)
+    batches, dead = pipeline | "Read" >> reader
 
-    keyed = docs | "KeyByTextHash" >> beam.Map(key_by_text)
-    deduped = keyed | "ExactDedup" >> ExactDedup(with_removed=args.write_removed)
-    kept, removed = deduped if args.write_removed else (deduped, None)
+    dedup = batches | "ExactDedup" >> ExactDedup(
+        num_buckets=dedup_buckets(estimate_raw_bytes(reader.paths)),
+        with_removed=args.write_removed)
+    kept = dedup["kept"]
 
     impulse = pipeline | "Gate" >> beam.Create([None])
     bad_gate = impulse | "BadFraction" >> beam.Map(
         _gate_bad_fraction,
-        beam.pvalue.AsSingleton(docs | "CountDocs" >> beam.combiners.Count.Globally()),
+        beam.pvalue.AsSingleton(
+            batches | "BatchSizes" >> beam.Map(len) | "CountDocs" >> beam.CombineGlobally(sum)),
         beam.pvalue.AsSingleton(dead | "CountBad" >> beam.combiners.Count.Globally()),
         args.max_bad_fraction, first_dir)
-    id_gate = (keyed | "IdConflicts" >> FindIdConflicts()
-               | "IdGate" >> beam.Map(_gate_id_conflicts, args.id_field))
+    id_gate = dedup["id_conflicts"] | "IdGate" >> beam.Map(_gate_id_conflicts, args.id_field)
 
     kept | "Store" >> WriteStore(
         roots, args.dataset, args.replication,
@@ -134,8 +137,8 @@ def build_pipeline(pipeline, args, roots, codec="zstd:level=3", codec_choice=Non
                         **({"codec_choice": codec_choice} if codec_choice else {})},
         preconditions=[bad_gate, id_gate])
     _write_jsonl(dead, "DeadLetters", first_dir, "dead_letters")
-    if removed is not None:
-        _write_jsonl(removed, "Removed", first_dir, "removed")
+    if args.write_removed:
+        _write_jsonl(dedup["removed"], "Removed", first_dir, "removed")
 
 
 def run(argv=None) -> dict:

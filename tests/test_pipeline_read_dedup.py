@@ -3,7 +3,7 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.corpora import EXPECTED_REMOVED, expected_dead, expected_kept, write_small_corpus
-from transforms.dedup import ExactDedup, FindIdConflicts, key_by_text
+from transforms.dedup import ExactDedup
 from transforms.io import ReadJsonl
 
 
@@ -21,18 +21,32 @@ def test_read_jsonl_docs_and_dead_letters(tmp_path, make_pipeline):
 def test_exact_dedup_keeps_smallest_id(tmp_path, make_pipeline):
     plain, packed = write_small_corpus(tmp_path)
     with make_pipeline() as p:
-        docs, _ = p | ReadJsonl(f"{plain},{packed}")
-        kept, removed = docs | beam.Map(key_by_text) | ExactDedup(with_removed=True)
-        assert_that(kept, equal_to(sorted(expected_kept(plain).items())), label="Kept")
-        assert_that(removed | beam.Map(lambda r: (r["removed"], r["kept"], r["reason"])),
+        batches, _ = p | ReadJsonl(f"{plain},{packed}", batch_size=3)
+        out = batches | ExactDedup(num_buckets=4, with_removed=True)
+        assert_that(out["kept"], equal_to(sorted(expected_kept(plain).items())), label="Kept")
+        assert_that(out["removed"] | beam.Map(lambda r: (r["removed"], r["kept"], r["reason"])),
                     equal_to([(a, b, "exact_duplicate") for a, b in EXPECTED_REMOVED]),
                     label="Removed")
+        assert_that(out["id_conflicts"], equal_to([{"count": 0, "examples": []}]),
+                    label="NoConflicts")
 
 
-def test_find_id_conflicts(make_pipeline):
-    docs = [("a", "one", b""), ("a", "ONE ", b""), ("b", "two", b""), ("b", "three", b""),
-            ("c", "x", b""), ("c", "y", b""), ("c", "z", b"")]
+def test_exact_dedup_hot_text_across_batches(make_pipeline):
+    """Many copies of one text spread over batches: one survivor, every loser listed."""
+    batches = [[(f"id{b:02d}{i}", " Same   TEXT ", b"%d" % (b * 10 + i)) for i in range(5)]
+               + [(f"u{b}", f"unique {b}", b"u")] for b in range(6)]
     with make_pipeline() as p:
-        summary = (p | beam.Create(docs) | beam.Map(key_by_text)
-                   | FindIdConflicts(max_examples=1))
-        assert_that(summary, equal_to([{"count": 2, "examples": ["b"]}]))
+        out = p | beam.Create(batches) | ExactDedup(num_buckets=3, with_removed=True)
+        assert_that(out["kept"] | beam.Map(lambda d: d[0]),
+                    equal_to(["id000"] + [f"u{b}" for b in range(6)]), label="Kept")
+        assert_that(out["removed"] | beam.Map(lambda r: (r["removed"], r["kept"])),
+                    equal_to([(f"id{b:02d}{i}", "id000") for b in range(6) for i in range(5)
+                              if (b, i) != (0, 0)]), label="Removed")
+
+
+def test_exact_dedup_reports_id_conflicts(make_pipeline):
+    batches = [[("a", "one", b""), ("b", "two", b""), ("c", "x", b"")],
+               [("a", "ONE ", b""), ("b", "three", b""), ("c", "y", b""), ("c", "z", b"")]]
+    with make_pipeline() as p:
+        out = p | beam.Create(batches) | ExactDedup(num_buckets=2, max_conflict_examples=1)
+        assert_that(out["id_conflicts"], equal_to([{"count": 2, "examples": ["b"]}]))

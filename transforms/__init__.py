@@ -1,8 +1,8 @@
 """Reusable beam-dataprep PTransforms and the pure functions behind them."""
 from transforms.array_store import WriteArrayStore, load_array
-from transforms.dedup import ExactDedup, FindIdConflicts, key_by_text
+from transforms.dedup import ExactDedup
 from transforms.io import ReadJsonl
 from transforms.store import ReadStore, WriteStore, load_manifest, verify_store
 
-__all__ = ["ExactDedup", "FindIdConflicts", "key_by_text", "ReadJsonl", "ReadStore",
+__all__ = ["ExactDedup", "ReadJsonl", "ReadStore",
            "WriteArrayStore", "WriteStore", "load_array", "load_manifest", "verify_store"]

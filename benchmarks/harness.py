@@ -1,0 +1,51 @@
+"""Run a command, measure wall time and peak RSS of its whole process tree."""
+import statistics
+import subprocess
+import sys
+import time
+
+import psutil
+
+
+def measure(cmd: list[str], poll_seconds: float = 0.1, env=None) -> dict:
+    """Run ``cmd``; return wall seconds and the peak summed RSS of it and its children."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    root = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            tree = [root] + root.children(recursive=True)
+            peak = max(peak, sum(_rss(p) for p in tree))
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(poll_seconds)
+    wall = time.perf_counter() - start
+    output = proc.stdout.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{output[-3000:]}")
+    return {"wall_s": wall, "peak_rss_mb": peak / 2**20, "output": output}
+
+
+def _rss(process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.Error:
+        return 0
+
+
+def median_run(cmd: list[str], repeats: int, before=None) -> dict:
+    """Median wall time and the largest peak RSS over ``repeats`` runs."""
+    runs = []
+    for _ in range(repeats):
+        if before:
+            before()
+        runs.append(measure(cmd))
+        print(f"  {runs[-1]['wall_s']:.1f}s {runs[-1]['peak_rss_mb']:.0f}MB  {' '.join(cmd[:4])}",
+              file=sys.stderr)
+    return {
+        "wall_s": statistics.median(r["wall_s"] for r in runs),
+        "walls": [round(r["wall_s"], 2) for r in runs],
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "output": runs[-1]["output"],
+    }
