@@ -15,9 +15,11 @@ from transforms.codec_choice import (
 from transforms.codecs import bytes_codec
 from transforms.dedup import ExactDedup, dedup_buckets
 from transforms.io import ReadJsonl, estimate_raw_bytes
-from transforms.placement import parse_roots
+from transforms.partition import PartitionByField, RangePartition, numeric_field, text_length
+from transforms.placement import Placement, parse_roots, parse_rules
 from transforms.report import RunClock, build_report, counters, summary_table, write_report
-from transforms.store import WriteStore, dataset_dir, join, normalise_root
+from transforms.sharding import balance_rows
+from transforms.store import WriteStore, dataset_dir, join, load_manifest, normalise_root
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "sample.jsonl")
 AUDIT_PREFIXES = ("dead_letters", "removed")
@@ -32,7 +34,8 @@ def build_parser() -> cli.Parser:
                     "(.jsonl, .jsonl.gz, .jsonl.zst). Default: the bundled sample corpus")
     io.add_argument("--output_roots", default="out/a,out/b",
                     help="N storage roots, comma-separated (local paths or gs://, s3://, "
-                    "hdfs:// URIs). Default: out/a,out/b")
+                    "hdfs:// URIs), each optionally =WEIGHT: a root of weight 2 gets about "
+                    "twice the replicas (a=2,b,c). Default: out/a,out/b")
     io.add_argument("--replication", type=cli.positive_int, default=None,
                     help="R: replicas of every shard, on R distinct roots (default: min(2, N))")
     io.add_argument("--dataset", default="corpus",
@@ -45,11 +48,27 @@ def build_parser() -> cli.Parser:
     dedup = parser.add_argument_group("deduplication")
     dedup.add_argument("--write_removed", action="store_true",
                        help="write (removed id, kept id) audit records as removed*.jsonl.zst")
+    part = parser.add_argument_group("partitioning")
+    part.add_argument("--partition_by", metavar="FIELD", default=None,
+                      help="write one sub-dataset per value of FIELD (<root>/<dataset>/<value>/)"
+                      "; absent or null -> _missing")
+    part.add_argument("--max_partitions", type=cli.positive_int, default=256,
+                      help="at most this many partitions; the least frequent values go to "
+                      "_other (default: 256)")
+    part.add_argument("--range_by", metavar="length|FIELD", default=None,
+                      help="partition by ranges of the text length (characters) or of a "
+                      "numeric FIELD, cut at approximate quantiles; shards follow the key")
+    part.add_argument("--num_ranges", type=cli.positive_int, default=8,
+                      help="number of --range_by partitions (default: 8)")
+    part.add_argument("--placement", metavar="RULES", default=None,
+                      help="pin partitions to roots: 'lang=zh:/mnt/asia1,/mnt/asia2;*:/mnt/a,"
+                      "/mnt/b' (FIELD=VALUE, partition=NAME or *; roots from --output_roots)")
     store = parser.add_argument_group("shards and storage")
     store.add_argument("--target_shard_bytes", type=cli.byte_size, default=64 << 20,
-                       help="raw JSONL bytes per shard, sets the shard count (default: 64MiB)")
+                       help="at most this many raw JSONL bytes per shard (give or take one "
+                       "record); shards of a partition are balanced in size (default: 64MiB)")
     store.add_argument("--num_shards", type=cli.positive_int, default=None,
-                       help="fixed shard count (overrides --target_shard_bytes)")
+                       help="fixed shard count per partition (overrides --target_shard_bytes)")
     store.add_argument("--zstd_level", type=int, default=3, choices=range(1, 23),
                        metavar="1..22", help="zstd level of shards (default: 3); shorthand "
                        "for --codec zstd:level=N")
@@ -75,6 +94,17 @@ def choose_text_codec(args):
     print(f"\n--codec auto chose {chosen['codec']} (policy {policy.describe()})\n")
     return (chosen["codec"], choice_record(rows, chosen, policy),
             choice_record(rows, chosen, policy, with_timing=False))
+
+
+def balance_table(rows: list[dict]) -> str:
+    """Records, shards and shard-size balance per partition, as printed after a run."""
+    headers = ("partition", "records", "shards", "raw_bytes", "max_shard_bytes", "max_over_mean")
+    cells = [[str(r[h]) for h in headers] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
 
 
 def _gate_bad_fraction(_, records, bad, max_fraction, where):
@@ -109,7 +139,24 @@ def _delete_stale_audit_files(directory):
         FileSystems.delete(stale)
 
 
-def build_pipeline(pipeline, args, roots, codec="zstd:level=3", codec_choice=None):
+def partitioned(kept, args):
+    """-> (store input, scheme for the manifest, partition info) or (kept, None, None)."""
+    if args.partition_by:
+        routed, info = kept | "PartitionByField" >> PartitionByField(
+            args.partition_by, args.max_partitions)
+        records = routed | "NoOrder" >> beam.MapTuple(lambda name, doc: (name, None, doc))
+        return records, {"scheme": "field"}, info
+    if args.range_by:
+        key_fn = (text_length(args.text_field) if args.range_by == "length"
+                  else numeric_field(args.range_by))
+        records, info = kept | "RangePartition" >> RangePartition(
+            key_fn, args.num_ranges, key_name=args.range_by)
+        return records, {"scheme": "range"}, info
+    return kept, None, None
+
+
+def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
+                   codec_choice=None):
     first_dir = dataset_dir(roots[0].uri, args.dataset)
     reader = ReadJsonl(args.input, args.id_field, args.text_field, batch_size=READ_BATCH)
     batches, dead = pipeline | "Read" >> reader
@@ -128,14 +175,17 @@ def build_pipeline(pipeline, args, roots, codec="zstd:level=3", codec_choice=Non
         args.max_bad_fraction, first_dir)
     id_gate = dedup["id_conflicts"] | "IdGate" >> beam.Map(_gate_id_conflicts, args.id_field)
 
-    kept | "Store" >> WriteStore(
+    records, scheme, info = partitioned(kept, args)
+    records | "Store" >> WriteStore(
         roots, args.dataset, args.replication,
         num_shards=args.num_shards, target_shard_bytes=args.target_shard_bytes,
         codec=codec,
         manifest_extra={"kind": "text", "id_field": args.id_field,
-                        "text_field": args.text_field, "sorted_by": "id",
+                        "text_field": args.text_field,
+                        "sorted_by": args.range_by if args.range_by else "id",
                         **({"codec_choice": codec_choice} if codec_choice else {})},
-        preconditions=[bad_gate, id_gate])
+        preconditions=[bad_gate, id_gate],
+        partitioning=scheme, partition_info=info, placement=placement)
     _write_jsonl(dead, "DeadLetters", first_dir, "dead_letters")
     if args.write_removed:
         _write_jsonl(dedup["removed"], "Removed", first_dir, "removed")
@@ -154,6 +204,12 @@ def run(argv=None) -> dict:
                              f"{len(roots)} root(s) in --output_roots")
         if args.codec not in (None, "auto"):
             bytes_codec(args.codec)
+        if args.partition_by and args.range_by:
+            raise ValueError("give --partition_by or --range_by, not both")
+        if args.max_partitions < 2:
+            raise ValueError("--max_partitions must be >= 2 (one value and _other)")
+        rules = parse_rules(args.placement, normalise_root) if args.placement else []
+        placement = Placement(roots, args.replication, rules, field=args.partition_by)
     except ValueError as err:
         build_parser().error(str(err))
     clock = RunClock()
@@ -162,18 +218,21 @@ def run(argv=None) -> dict:
     codec, report_choice, manifest_choice = choose_text_codec(args)
 
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, args, roots, codec, manifest_choice)
+    build_pipeline(pipeline, args, roots, placement, codec, manifest_choice)
     result = pipeline.run()
     result.wait_until_finish()
 
     values = counters(result)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    extra = {"store": directories, "codec": codec}
+    balance = balance_rows(load_manifest(directories[0]))
+    extra = {"store": directories, "codec": codec, "partitions": balance}
     if report_choice:
         extra["codec_choice"] = report_choice
     report = build_report("prepare_corpus", clock, values, vars(args), str(runner), extra)
     write_report(report, directories)
     print(summary_table(values))
+    print()
+    print(balance_table(balance))
     print(f"\nstore: {directories[0]}  (replicas on {len(roots)} root(s), R={args.replication})")
     return report
 

@@ -10,7 +10,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import prepare_corpus, verify_store
 from tests.corpora import EXPECTED_REMOVED, expected_dead, expected_kept, write_small_corpus
-from transforms.hashing import shard_of
+from transforms.sharding import hash_order
 from transforms.store import ReadStore, load_manifest
 
 
@@ -46,17 +46,20 @@ def test_store_holds_exactly_the_kept_records(tmp_path, corpus, run_config):
                      "--write_removed")
     manifest = load_manifest(str(roots[0] / "ds"))
     kept = expected_kept(corpus[0])
-    stored = {}
-    for shard in manifest["shards"]:
+    stored, key_ranges = {}, []
+    for shard in sorted(manifest["shards"], key=lambda s: s["index"]):
         assert len(shard["replicas"]) == 2
         copies = [read_zst_lines(os.path.join(r, "ds", shard["name"])) for r in shard["replicas"]]
         assert copies[0] == copies[1]
         ids = [orjson.loads(line)["id"] for line in copies[0]]
         assert ids == sorted(ids), "records inside a shard are sorted by id"
-        assert all(shard_of(i, 3) == shard["index"] for i in ids)
+        keys = sorted(hash_order(i) + (i,) for i in ids)
+        key_ranges += [(keys[0], keys[-1])] if keys else []
         assert shard["records"] == len(ids)
         stored.update(zip(ids, copies[0]))
     assert stored == kept
+    # size-balanced shards are consecutive ranges of the id-hash order
+    assert all(a[1] < b[0] for a, b in zip(key_ranges, key_ranges[1:]))
     assert manifest["records"] == 5 and manifest["num_shards"] == 3
     assert manifest["roots"] == [str(r) for r in roots]
 

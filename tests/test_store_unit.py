@@ -5,7 +5,8 @@ import zstandard
 from transforms.hashing import checksum
 from transforms.store import (
     StoreError, build_manifest, check_replica, compress_zstd, decompress_zstd, load_manifest,
-    manifest_bytes, pack_text_shard, shard_count, shard_name, write_atomically)
+    manifest_bytes, pack_text_shard, shard_name, write_atomically)
+from transforms.sharding import plan_partition
 
 
 def test_pack_text_shard_sorted_by_id():
@@ -27,6 +28,8 @@ def test_zstd_round_trip_deterministic_and_bounded():
 
 
 def test_shard_count_and_name():
+    def shard_count(total, target):
+        return plan_partition([(0, total, ("k",))], None, target)["num_shards"]
     assert shard_count(0, 100) == 1
     assert shard_count(100, 100) == 1
     assert shard_count(101, 100) == 2

@@ -5,6 +5,15 @@ Layout (one dataset written to N roots)::
     <root>/<dataset>/shard-00000-of-00008.jsonl.zst   (on R of the N roots)
     <root>/<dataset>/manifest.json                    (on every root, written last)
 
+A partitioned store (by field value or key range, see ``transforms.partition``)
+puts each partition's shards in a folder named by the partition's safe name::
+
+    <root>/<dataset>/<partition>/shard-00000-of-00004.jsonl.zst
+
+and its one manifest also records the scheme, the boundaries or values, the
+placement rules and, per partition, its counts and shards, so a reader opens
+one partition without listing storage.
+
 What a shard holds is the store's *payload*, named by the manifest's ``kind``:
 ``text`` shards are sorted JSON Lines compressed by a bytes codec (``.jsonl.zst``,
 ``.jsonl.gz``, ``.jsonl.lz4`` or ``.jsonl``); ``array`` shards are one encoded
@@ -20,7 +29,6 @@ every replica of every shard is committed, so a store with a manifest is
 complete.  Nothing time- or machine-dependent goes into shards or manifest:
 a rerun with the same inputs and options is byte-identical.
 """
-import math
 import posixpath
 import uuid
 
@@ -32,8 +40,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.codecs import CodecError, bytes_codec, decode_array
-from transforms.hashing import checksum, shard_of
-from transforms.placement import Root, place
+from transforms.hashing import checksum
+from transforms.partition_names import is_safe_name
+from transforms.placement import Placement, Root, place
+from transforms.sharding import AssignBalancedShards, hash_order
 
 NAMESPACE = "dataprep.store"
 MANIFEST = "manifest.json"
@@ -139,10 +149,6 @@ def decode_payload(manifest: dict, shard: dict, stored: bytes):
     return bytes_codec(manifest["codec"]).decode(stored, shard["raw_bytes"])
 
 
-def shard_count(total_raw_bytes: int, target_shard_bytes: int) -> int:
-    return max(1, math.ceil(total_raw_bytes / target_shard_bytes))
-
-
 # ---------------------------------------------------------------- manifest
 
 def manifest_bytes(manifest: dict) -> bytes:
@@ -187,7 +193,34 @@ def load_manifest(store_path: str) -> dict:
         raise StoreError(
             f"{path} has format version {manifest['format_version']}; "
             f"this reader understands up to {FORMAT_VERSION}")
+    for shard in manifest.get("shards", []):
+        if not is_safe_relative(shard.get("name", "")):
+            raise StoreError(f"{path} names an unsafe shard path {shard.get('name')!r}")
     return manifest
+
+
+def is_safe_relative(name: str) -> bool:
+    """A shard name stays inside its dataset folder: ``[partition/]file``, safe parts."""
+    parts = name.split("/")
+    return 1 <= len(parts) <= 2 and all(is_safe_name(p) for p in parts)
+
+
+def select_shards(manifest: dict, partitions=None) -> list[dict]:
+    """The shard entries of the named partitions (all shards when None)."""
+    if partitions is None:
+        return manifest["shards"]
+    known = {p["name"] for p in manifest.get("partitions", [])}
+    unknown = sorted(set(partitions) - known)
+    if unknown:
+        raise StoreError(f"no partition(s) {unknown} in store; it has {sorted(known)}")
+    wanted = set(partitions)
+    return [s for s in manifest["shards"] if s.get("partition") in wanted]
+
+
+def shard_path(name: str, partition: str = "") -> str:
+    return f"{partition}/{name}" if partition else name
+
+
 
 
 def replica_paths(manifest: dict, store_path: str, shard: dict) -> list[tuple[str, str]]:
@@ -234,83 +267,127 @@ def read_shard_verified(manifest: dict, store_path: str, shard: dict, on_failure
 # ---------------------------------------------------------------- writing
 
 class _WriteShard(beam.DoFn):
-    """(shard index, docs) -> shard written to its R roots -> shard entry."""
+    """((partition, index, count), records) -> shard on its R roots -> shard entry."""
 
-    def __init__(self, dataset, roots, replication, codec):
+    def __init__(self, dataset, placement, codec, sort_by_order):
         self.dataset = dataset
-        self.roots = roots
-        self.replication = replication
+        self.placement = placement
         self.codec = codec
+        self.sort_by_order = sort_by_order
         self.shards = Metrics.counter(NAMESPACE, "shards")
         self.records = Metrics.counter(NAMESPACE, "records")
         self.raw = Metrics.counter(NAMESPACE, "raw_bytes")
         self.stored = Metrics.counter(NAMESPACE, "stored_bytes")
         self.replicas = Metrics.counter(NAMESPACE, "replicas_written")
 
-    def process(self, keyed, num_shards):
-        index, docs = keyed
-        docs = [d for d in docs if d is not None]  # None marks a shard that must exist
-        raw = pack_text_shard(docs)
+    def process(self, keyed, info):
+        (partition, index, num_shards), records = keyed
+        # records are (partition, order, id, line); None marks a shard that must exist
+        records = [r for r in records if r is not None]
+        if self.sort_by_order:
+            raw = b"".join(r[3] + b"\n" for r in sorted(records, key=lambda r: r[1:]))
+        else:
+            raw = pack_text_shard([(r[2], r[3]) for r in records])
         stored = self.codec.encode(raw)
-        name = shard_name(index, num_shards, text_suffix(self.codec))
-        replicas = place(f"{self.dataset}/{name}", self.roots, self.replication)
+        name = shard_path(shard_name(index, num_shards, text_suffix(self.codec)), partition)
+        value = (info or {}).get("partitions", {}).get(partition, {}).get("value_text")
+        replicas = self.placement.place(f"{self.dataset}/{name}", partition, value)
         for root in replicas:
             write_atomically(join(dataset_dir(root, self.dataset), name), stored)
             self.replicas.inc()
         self.shards.inc()
-        self.records.inc(len(docs))
+        self.records.inc(len(records))
         self.raw.inc(len(raw))
         self.stored.inc(len(stored))
-        yield {
+        entry = {
             "name": name,
             "index": index,
-            "records": len(docs),
+            "records": len(records),
             "raw_bytes": len(raw),
             "stored_bytes": len(stored),
             "checksum": checksum(stored),
             "replicas": replicas,
         }
+        if partition:
+            entry["partition"] = partition
+        yield entry
+
+
+def partition_entries(shards: list[dict], info: dict, placement: Placement) -> list[dict]:
+    """Per partition: its value or bounds, counts, shard count and allowed roots."""
+    entries = {}
+    for shard in shards:
+        name = shard["partition"]
+        meta = {k: v for k, v in info["partitions"].get(name, {}).items()
+                if k not in ("records", "value_text")}
+        entry = entries.setdefault(name, {
+            "name": name, **meta, "records": 0, "raw_bytes": 0, "stored_bytes": 0,
+            "num_shards": 0,
+            "roots": [r.uri for r in placement.roots_for(
+                name, info["partitions"].get(name, {}).get("value_text"))]})
+        entry["records"] += shard["records"]
+        entry["raw_bytes"] += shard["raw_bytes"]
+        entry["stored_bytes"] += shard["stored_bytes"]
+        entry["num_shards"] += 1
+    return [entries[n] for n in sorted(entries)]
 
 
 class _WriteManifest(beam.DoFn):
     """All shard entries -> manifest.json on every root, after the preconditions pass."""
 
-    def __init__(self, dataset, roots, replication, codec, extra):
+    def __init__(self, dataset, placement, codec, extra, partitioning):
         self.dataset = dataset
-        self.roots = roots
-        self.replication = replication
+        self.placement = placement
         self.codec = codec
         self.extra = extra
+        self.partitioning = partitioning
 
-    def process(self, shards, failures):
+    def process(self, shards, failures, info):
         problems = [f for f in failures if f]
         if problems:
             raise RuntimeError(
                 "not writing the manifest: " + " | ".join(sorted(problems)))
+        extra = dict(self.extra)
+        if self.placement.rules:
+            extra["placement"] = self.placement.describe()
+        if self.partitioning is not None:
+            scheme = {k: v for k, v in info.items() if k != "partitions"}
+            extra["partitioning"] = {**self.partitioning, **scheme}
+            extra["partitions"] = partition_entries(shards, info, self.placement)
+        roots = self.placement.roots
         manifest = build_manifest(
-            self.dataset, [r.uri for r in self.roots], self.replication,
-            self.codec, shards, self.extra)
+            self.dataset, [r.uri for r in roots], self.placement.replication,
+            self.codec, shards, extra)
         data = manifest_bytes(manifest)
-        for root in self.roots:
+        for root in roots:
             write_atomically(join(dataset_dir(root.uri, self.dataset), MANIFEST), data)
         yield manifest
 
 
 class WriteStore(beam.PTransform):
-    """``(id, line)`` documents -> a replicated sharded store; outputs the manifest.
+    """Documents -> a replicated sharded store; outputs the manifest.
 
-    ``num_shards`` fixes the shard count; otherwise it is the measured raw size
-    over ``target_shard_bytes``.  Each shard's records are sorted by id and
-    assigned by a stable hash of the id.  ``codec`` is a bytes codec or its spec
-    (``transforms.codecs``; default ``zstd:level=<zstd_level>``).  ``preconditions`` are PCollections of
-    strings (empty means fine); any non-empty string stops the manifest from
-    being written and fails the run with that message.
+    Unpartitioned (``partitioning=None``): ``(id, line)`` documents.
+    Partitioned: ``(partition name, order, (id, line))`` where ``order`` is
+    None (shards follow the id hash, records sorted by id) or a range order
+    key from RangePartition (shards and records follow the key);
+    ``partitioning`` is the scheme recorded in the manifest and
+    ``partition_info`` the partitioner's info PCollection (values, bounds).
+
+    Shards are size-balanced (``transforms.sharding``): each partition is cut
+    into ``num_shards`` or ``ceil(bytes / target_shard_bytes)`` shards of about
+    equal raw size.  ``codec`` is a bytes codec or its spec (``transforms.codecs``;
+    default ``zstd:level=<zstd_level>``).  ``placement`` (a Placement) may pin partitions to roots;
+    by default every root may hold any shard.  ``preconditions`` are
+    PCollections of strings (empty means fine); any non-empty string stops the
+    manifest from being written and fails the run with that message.
     """
 
     def __init__(self, roots: list[Root], dataset: str, replication: int = 1, *,
                  num_shards: int | None = None, target_shard_bytes: int = 64 << 20,
                  zstd_level: int = 3, manifest_extra: dict | None = None,
-                 preconditions=(), codec=None):
+                 preconditions=(), codec=None, partitioning: dict | None = None,
+                 partition_info=None, placement: Placement | None = None):
         super().__init__()
         if not dataset or "/" in dataset or dataset in (".", ".."):
             raise ValueError(f"dataset must be a plain folder name, got {dataset!r}")
@@ -318,8 +395,15 @@ class WriteStore(beam.PTransform):
             raise ValueError(f"num_shards must be >= 1, got {num_shards}")
         if target_shard_bytes < 1:
             raise ValueError(f"target_shard_bytes must be >= 1, got {target_shard_bytes}")
+        if (partitioning is None) != (partition_info is None):
+            raise ValueError("partitioning and partition_info go together")
         self.roots = [Root(normalise_root(r.uri), r.weight) for r in roots]
         place("probe", self.roots, replication)  # R > N fails here, before anything runs
+        if placement is None:
+            placement = Placement(self.roots, replication)
+        elif [r.uri for r in placement.roots] != [r.uri for r in self.roots]:
+            raise ValueError("placement must be built over the same (normalised) roots")
+        self.placement = placement
         self.dataset = dataset
         self.replication = replication
         self.num_shards = num_shards
@@ -327,36 +411,39 @@ class WriteStore(beam.PTransform):
         self.codec = bytes_codec(codec if codec is not None else f"zstd:level={zstd_level}")
         self.manifest_extra = manifest_extra or {}
         self.preconditions = list(preconditions)
+        self.partitioning = partitioning
+        self.partition_info = partition_info
 
     def expand(self, docs):
         pipeline = docs.pipeline
-        if self.num_shards is not None:
-            count = pipeline | "FixedShardCount" >> beam.Create([self.num_shards])
+        if self.partitioning is None:
+            records = docs | "AsRecords" >> beam.Map(
+                lambda d: ("", hash_order(d[0]), d[0], d[1]))
+            info = pipeline | "NoPartitionInfo" >> beam.Create([{}])
         else:
-            target = self.target_shard_bytes
-            count = (
-                docs
-                | "RawSize" >> beam.Map(lambda d: len(d[1]) + 1)
-                | "TotalRawSize" >> beam.CombineGlobally(sum)
-                | "ShardCount" >> beam.Map(shard_count, target))
-        num_shards = beam.pvalue.AsSingleton(count)
-        every_shard = count | "EveryShard" >> beam.FlatMap(lambda n: [(i, None) for i in range(n)])
-        keyed = docs | "AssignShard" >> beam.Map(lambda d, n: (shard_of(d[0], n), d), num_shards)
+            records = docs | "AsRecords" >> beam.MapTuple(
+                lambda name, order, d: (name, hash_order(d[0]) if order is None else order,
+                                        d[0], d[1]))
+            info = self.partition_info
+        info = beam.pvalue.AsSingleton(info)
+        sort_by_order = (self.partitioning or {}).get("scheme") == "range"
         shards = (
-            (keyed, every_shard)
-            | "WithEmptyShards" >> beam.Flatten()
+            records
+            | "BalancedShards" >> AssignBalancedShards(
+                self.target_shard_bytes, self.num_shards,
+                required_partitions=[""] if self.partitioning is None else [])
             | "GroupShards" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(
-                _WriteShard(self.dataset, self.roots, self.replication, self.codec),
-                num_shards)
+                _WriteShard(self.dataset, self.placement, self.codec, sort_by_order), info)
             | "ShardList" >> beam.combiners.ToList())
         failures = (
             [pipeline | "NoPreconditions" >> beam.Create([""])] + self.preconditions
             | "Preconditions" >> beam.Flatten())
         codec = self.codec.describe()
         return shards | "WriteManifest" >> beam.ParDo(
-            _WriteManifest(self.dataset, self.roots, self.replication, codec, self.manifest_extra),
-            beam.pvalue.AsList(failures))
+            _WriteManifest(self.dataset, self.placement, codec, self.manifest_extra,
+                           self.partitioning),
+            beam.pvalue.AsList(failures), info)
 
 
 # ---------------------------------------------------------------- reading
@@ -388,18 +475,20 @@ class ReadStore(beam.PTransform):
     next one; a shard with no good replica fails with a message naming it.
     Text stores yield dicts (``parse=True``) or the stored JSON lines as bytes;
     array stores yield ``(first row, block ndarray)`` per block.
+    ``partitions`` (names) reads only those partitions of a partitioned store.
     """
 
-    def __init__(self, store_path: str, parse: bool = True):
+    def __init__(self, store_path: str, parse: bool = True, partitions=None):
         super().__init__()
         self.store_path = store_path
         self.manifest = load_manifest(store_path)
         self.parse = parse
+        self.shards = select_shards(self.manifest, partitions)
 
     def expand(self, pbegin):
         return (
             pbegin
-            | "ListShards" >> beam.Create(self.manifest["shards"])
+            | "ListShards" >> beam.Create(self.shards)
             | "ReadShards" >> beam.ParDo(_ReadShard(self.manifest, self.store_path, self.parse)))
 
 

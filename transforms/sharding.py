@@ -1,0 +1,236 @@
+"""Size-balanced shards: cut each partition's sorted records by cumulative size.
+
+Records of a partition are ordered by a sort key ``order + (id,)`` whose first
+element is a coarse integer *bucket* (the top bits of the id's xxh3 for hash
+order, a fine quantile index for range order).  With ``T`` the partition's
+raw bytes and ``n = ceil(T / target)`` shards, shard ``j`` holds the records
+whose byte midpoint falls in ``[j*T/n, (j+1)*T/n)``: every shard is within one
+record of ``T/n <= target``, so max/mean is about ``1 + max_record / (T/n)``.
+
+Computed without ever gathering a partition in one place:
+
+1. bytes and smallest key per (partition, bucket): a combine;
+2. from that histogram, per partition, ``n`` and the buckets that hold a cut;
+3. only the records of those buckets are grouped and sorted to find the exact
+   cut keys (a cut past a bucket's last midpoint moves to the first key of
+   the next non-empty bucket, known from step 1);
+4. every record finds its shard by bisecting its partition's cut keys.
+
+The result depends only on the data, never on bundling or arrival order, so
+every runner writes the same shards.  When one record is larger than ``T/n``
+some cut positions fall inside it; those shards would be empty and are
+dropped (fewer, fuller shards), except with a fixed ``num_shards``.
+"""
+import bisect
+import math
+
+import apache_beam as beam
+
+from transforms.hashing import stable_hash64
+
+BUCKET_BITS = 12
+SHARD_HASH_SEED = 0x5EED  # the seed shard_of has always used
+
+
+def hash_order(record_id: str) -> tuple[int, int]:
+    """Order key spreading ids uniformly: (top 12 bits, top 63 bits) of xxh3.
+
+    63 bits, not 64: Beam's integer coder holds signed 64-bit values only.
+    """
+    h = stable_hash64(record_id, seed=SHARD_HASH_SEED)
+    return h >> (64 - BUCKET_BITS), h >> 1
+
+
+def record_size(line: bytes) -> int:
+    """Raw bytes a record takes in a JSON Lines shard (the newline counts)."""
+    return len(line) + 1
+
+
+def plan_partition(histogram: list[tuple[int, int, tuple]], num_shards: int | None,
+                   target_shard_bytes: int) -> dict:
+    """How to cut one partition, from its ``(bucket, bytes, smallest sort key)`` histogram.
+
+    ``cuts`` maps each bucket whose byte span holds a cut position
+    ``x = j*T/n`` (j >= 1) to ``[(j, x, bytes before the bucket)]``;
+    ``next_first`` gives, for those buckets, the smallest key of the next
+    non-empty bucket (None at the end): where a cut lands when no record of
+    its own bucket has its midpoint at or past ``x``.
+    """
+    histogram = sorted(histogram)
+    total = sum(size for _, size, _ in histogram)
+    n = num_shards or max(1, math.ceil(total / target_shard_bytes))
+    cuts: dict[int, list] = {}
+    next_first: dict[int, tuple | None] = {}
+    positions = [j * total / n for j in range(1, n)]
+    before, p = 0, 0
+    for i, (bucket, size, _) in enumerate(histogram):
+        after = before + size
+        while p < len(positions) and positions[p] < after:
+            cuts.setdefault(bucket, []).append((p + 1, positions[p], before))
+            later = [key for _, s, key in histogram[i + 1:] if s]
+            next_first[bucket] = later[0] if later else None
+            p += 1
+        before = after
+    firsts = [key for _, s, key in histogram if s]
+    return {"num_shards": n, "total": total, "cuts": cuts, "next_first": next_first,
+            "first": firsts[0] if firsts else None}
+
+
+# Sorts after every sort key (buckets are small ints): a cut past the last record.
+PAST_END = (1 << 62,)
+
+
+def cut_keys(bucket: int, records: list[tuple[tuple, int]], cuts: list[tuple],
+             next_first: tuple | None) -> list[tuple]:
+    """``(j, cut key)`` for the cuts inside one bucket, from its ``(sort key, size)`` records.
+
+    The cut key is the sort key of the first record whose byte midpoint is at
+    or past the cut position.
+    """
+    records = sorted(records)
+    out = []
+    for j, position, before in cuts:
+        cumulative, key = before, next_first or PAST_END
+        for sort_key, size in records:
+            if cumulative + size / 2 >= position:
+                key = sort_key
+                break
+            cumulative += size
+        out.append((j, key))
+    return out
+
+
+def final_cuts(cuts: list[tuple], fixed: bool, first: tuple | None) -> list[tuple]:
+    """Cut keys in shard order.  With a fixed count every shard stays (some may be
+    empty); sized by bytes, cuts at the first record, repeated or past the end
+    go, so no shard is empty."""
+    keys = [key for _, key in sorted(cuts)]
+    if fixed:
+        return keys
+    out = []
+    for key in keys:
+        if key != PAST_END and key != first and (not out or key != out[-1]):
+            out.append(key)
+    return out
+
+
+def shard_index(cuts: list[tuple], sort_key: tuple) -> int:
+    """Shard of a record: how many of its partition's cut keys are <= its sort key."""
+    return bisect.bisect_right(cuts, sort_key)
+
+
+class _BytesAndFirstKey(beam.CombineFn):
+    """(bytes, smallest sort key) of the records of one (partition, bucket)."""
+
+    def create_accumulator(self):
+        return 0, None
+
+    def add_input(self, acc, sized):
+        key, size = sized  # key None: a required partition's zero-byte marker
+        if key is None or (acc[1] is not None and acc[1] <= key):
+            return acc[0] + size, acc[1]
+        return acc[0] + size, key
+
+    def merge_accumulators(self, accs):
+        total, first = 0, None
+        for size, key in accs:
+            total += size
+            if key is not None and (first is None or key < first):
+                first = key
+        return total, first
+
+    def extract_output(self, acc):
+        return acc
+
+
+class _FindCuts(beam.DoFn):
+    def process(self, grouped, plans):
+        (partition, bucket), records = grouped
+        plan = plans[partition]
+        for j, key in cut_keys(bucket, list(records), plan["cuts"][bucket],
+                               plan["next_first"][bucket]):
+            yield partition, (j, key)
+
+
+class AssignBalancedShards(beam.PTransform):
+    """``(partition, order, id, line)`` -> ``((partition, shard, num_shards), record)``.
+
+    Also emits ``((partition, shard, num_shards), None)`` for every shard, so
+    a shard with no record (only possible with a fixed ``num_shards``, or a
+    required partition with no records) is still written.  ``num_shards``
+    fixes the count per partition; otherwise it is the partition's bytes over
+    ``target_shard_bytes``, rounded up, less any shard that would be empty.
+    """
+
+    def __init__(self, target_shard_bytes: int, num_shards: int | None = None,
+                 required_partitions=()):
+        super().__init__()
+        self.target = target_shard_bytes
+        self.num_shards = num_shards
+        self.required = list(required_partitions)
+
+    def expand(self, records):
+        target, fixed = self.target, self.num_shards
+        # A required partition gets a shard even with no records (0 bytes in bucket 0).
+        required = records.pipeline | "RequiredPartitions" >> beam.Create(
+            [((p, 0), (None, 0)) for p in self.required])
+        plans = (
+            (records | "BucketBytes" >> beam.Map(
+                lambda r: ((r[0], r[1][0]), (r[1] + (r[2],), record_size(r[3])))),
+             required)
+            | "WithRequired" >> beam.Flatten()
+            | "SumPerBucket" >> beam.CombinePerKey(_BytesAndFirstKey())
+            | "ByPartition" >> beam.MapTuple(lambda pb, acc: (pb[0], (pb[1], acc[0], acc[1])))
+            | "Histogram" >> beam.GroupByKey()
+            | "Plan" >> beam.MapTuple(
+                lambda p, hist: (p, plan_partition(list(hist), fixed, target))))
+        plans_side = beam.pvalue.AsDict(plans)
+        cuts = (
+            records
+            | "InCutBuckets" >> beam.FlatMap(
+                lambda r, plans: [((r[0], r[1][0]), (r[1] + (r[2],), record_size(r[3])))]
+                if r[1][0] in plans[r[0]]["cuts"] else [], plans_side)
+            | "GroupCutBuckets" >> beam.GroupByKey()
+            | "FindCuts" >> beam.ParDo(_FindCuts(), plans_side)
+            | "CutsPerPartition" >> beam.GroupByKey()
+            | "FinalCuts" >> beam.Map(
+                lambda kv, plans: (kv[0], final_cuts(list(kv[1]), fixed is not None,
+                                                     plans[kv[0]]["first"])), plans_side))
+        cuts_side = beam.pvalue.AsDict(cuts)
+        assigned = records | "AssignShard" >> beam.Map(_assign, cuts_side)
+        every_shard = plans | "EveryShard" >> beam.FlatMap(_every_shard, cuts_side)
+        return (assigned, every_shard) | "WithEmptyShards" >> beam.Flatten()
+
+
+def _assign(record, cuts):
+    partition, order, record_id, _ = record
+    partition_cuts = cuts.get(partition, [])
+    index = shard_index(partition_cuts, order + (record_id,))
+    return (partition, index, len(partition_cuts) + 1), record
+
+
+def _every_shard(planned, cuts):
+    partition = planned[0]
+    n = len(cuts.get(partition, [])) + 1
+    return [((partition, j, n), None) for j in range(n)]
+
+
+def balance_rows(manifest: dict) -> list[dict]:
+    """Per partition of a manifest: records, shards, raw bytes, max and mean shard size."""
+    groups: dict[str, list[dict]] = {}
+    for shard in manifest["shards"]:
+        groups.setdefault(shard.get("partition", ""), []).append(shard)
+    rows = []
+    for name in sorted(groups):
+        sizes = [s["raw_bytes"] for s in groups[name]]
+        mean = sum(sizes) / len(sizes)
+        rows.append({
+            "partition": name or "(all)",
+            "records": sum(s["records"] for s in groups[name]),
+            "shards": len(sizes),
+            "raw_bytes": sum(sizes),
+            "max_shard_bytes": max(sizes),
+            "mean_shard_bytes": round(mean, 1),
+            "max_over_mean": round(max(sizes) / mean, 4) if mean else None,
+        })
+    return rows
