@@ -306,11 +306,11 @@ _BLOSC_FILTERS = {
 _BLOSC_CODECS = {"zstd": blosc2.Codec.ZSTD, "lz4": blosc2.Codec.LZ4, "lz4hc": blosc2.Codec.LZ4HC}
 
 
-def _encode_stage(data: np.ndarray, stage: dict) -> bytes:
-    """A C-contiguous little-endian array -> its stored bytes under ``stage``."""
+def _encode_stage(data: np.ndarray, stage: dict):
+    """A C-contiguous array -> its stored bytes (any bytes-like) under ``stage``."""
     name = stage["name"]
     if name == "none" or data.nbytes == 0:
-        return data.tobytes()
+        return memoryview(data.reshape(-1)).cast("B")   # no copy: the container join copies
     if name == "zstd":
         return zstandard.ZstdCompressor(level=stage["level"], write_content_size=True) \
             .compress(data.data)
@@ -339,11 +339,11 @@ def _decode_stage(stored: bytes, stage: dict, raw_bytes: int) -> bytes | bytearr
         if nbytes != raw_bytes or cbytes != len(stored):
             raise CodecError(f"blosc2: chunk declares {nbytes} bytes in {cbytes}, "
                              f"expected {raw_bytes} in {len(stored)}")
-        out = bytearray(raw_bytes)
-        try:
-            blosc2.decompress2(stored, dst=out)
+        try:   # the declared size was checked above, so this allocation is bounded
+            out = blosc2.decompress2(stored)
         except (ValueError, RuntimeError) as err:
             raise CodecError(f"blosc2: corrupt chunk ({err})") from None
+        _check_size("blosc2", len(out), raw_bytes)
         return out
     raise CodecError(f"unknown part stage {stage!r}")
 
@@ -544,13 +544,15 @@ class LossyArray(ArrayCodec):
                              f"{array.dtype.str!r}: use a lossless codec (blosc2, zstd)")
         return self.quantise(array)
 
-    def _refuse_nonfinite(self, array):
-        if not np.isfinite(array).all():
+    def _refuse_nonfinite(self, per_row):
+        """``per_row``: a max or mean over each row, NaN or inf iff the row has one."""
+        if not np.isfinite(per_row).all():
             raise CodecError(f"{self.name} cannot represent NaN or inf (found in the block); "
                              "use fp16, bf16 or a lossless codec")
 
-    def _refuse_overflow(self, original, stored_as_float, limit_name):
-        if (np.isinf(stored_as_float) & np.isfinite(original)).any():
+    def _refuse_overflow(self, original, stored_is_inf, limit_name):
+        # Cheap test first: the stored form has no inf at all (the usual case).
+        if stored_is_inf.any() and (stored_is_inf & np.isfinite(original)).any():
             top = float(np.abs(original[np.isfinite(original)]).max())
             raise CodecError(f"{self.name}: values up to {top:g} overflow {limit_name}; "
                              "use bf16 or a lossless codec")
@@ -562,7 +564,7 @@ class Fp16Array(LossyArray):
     def quantise(self, array):
         with np.errstate(over="ignore"):
             half = array.astype(np.float16)
-        self._refuse_overflow(array, half, "float16 (max 65504)")
+        self._refuse_overflow(array, np.isinf(half), "float16 (max 65504)")
         return [("data", half)]
 
     def from_parts(self, parts, dtype, shape):
@@ -574,15 +576,22 @@ class Bf16Array(LossyArray):
 
     def quantise(self, array):
         with np.errstate(over="ignore"):
-            single = array.astype(np.float32).reshape(-1)   # 1-d: 0-d math gives scalars
+            single = array.astype(np.float32, copy=False).reshape(-1)   # 0-d math: scalars
         bits = single.view(np.uint32)
-        nan = np.isnan(single)
         # Round to nearest even on the dropped 16 bits; NaN stays a quiet NaN.
-        rounded = ((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1)))
-                   >> np.uint32(16)).astype(np.uint16)
-        rounded[nan] = ((bits[nan] >> np.uint32(16)) | np.uint32(0x0040)).astype(np.uint16)
+        rounded = bits >> np.uint32(16)
+        rounded &= np.uint32(1)
+        rounded += bits
+        rounded += np.uint32(0x7FFF)
+        rounded >>= np.uint32(16)
+        rounded = rounded.astype(np.uint16)
+        exponent_all_ones = (bits & np.uint32(0x7F800000)) == np.uint32(0x7F800000)
+        if exponent_all_ones.any():   # NaN or inf in the input: keep them as they are
+            nan = np.isnan(single)
+            rounded[nan] = ((bits[nan] >> np.uint32(16)) | np.uint32(0x0040)).astype(np.uint16)
         rounded = rounded.reshape(array.shape)
-        self._refuse_overflow(array, self._widen(rounded), "bfloat16")
+        self._refuse_overflow(array, (rounded & np.uint16(0x7FFF)) == np.uint16(0x7F80),
+                              "bfloat16")
         return [("data", rounded)]
 
     @staticmethod
@@ -591,7 +600,7 @@ class Bf16Array(LossyArray):
         return wide.view(np.float32).reshape(half_bits.shape)
 
     def from_parts(self, parts, dtype, shape):
-        return self._widen(c_order(parts["data"])).astype(dtype).reshape(shape)
+        return self._widen(c_order(parts["data"])).astype(dtype, copy=False).reshape(shape)
 
 
 def _scale_dtype(dtype):
@@ -602,34 +611,40 @@ class Int8Array(LossyArray):
     name = "int8"
 
     def quantise(self, array):
-        self._refuse_nonfinite(array)
-        rows = as_rows(array).astype(_scale_dtype(array.dtype))
+        rows = as_rows(array).astype(_scale_dtype(array.dtype), copy=False)
         peak = np.abs(rows).max(axis=1, initial=0)
+        self._refuse_nonfinite(peak)
         scale = (peak / 127).astype(rows.dtype)
         safe = np.where(scale > 0, scale, 1)
-        q = np.clip(np.rint(rows / safe[:, None]), -127, 127).astype(np.int8)
-        return [("q", q), ("scale", scale)]
+        scaled = rows / safe[:, None]         # |scaled| <= 127 by construction
+        np.rint(scaled, out=scaled)
+        return [("q", scaled.astype(np.int8)), ("scale", scale)]
 
     def from_parts(self, parts, dtype, shape):
         scale = parts["scale"]
-        return (parts["q"].astype(scale.dtype) * scale[:, None]).astype(dtype).reshape(shape)
+        rows = parts["q"].astype(scale.dtype)
+        rows *= scale[:, None]
+        return rows.astype(dtype, copy=False).reshape(shape)
 
 
 class BinaryArray(LossyArray):
     name = "binary"
 
     def quantise(self, array):
-        self._refuse_nonfinite(array)
-        rows = as_rows(array).astype(_scale_dtype(array.dtype))
+        rows = as_rows(array).astype(_scale_dtype(array.dtype), copy=False)
         scale = np.abs(rows).mean(axis=1) if rows.shape[1] else np.zeros(rows.shape[0])
+        self._refuse_nonfinite(scale)
         return [("bits", np.packbits(rows > 0, axis=1)), ("scale", scale.astype(rows.dtype))]
 
     def from_parts(self, parts, dtype, shape):
         scale = parts["scale"]
         rows = scale.shape[0]
         cols = int(np.prod(shape, dtype=np.int64)) // rows if rows else 0
-        signs = np.unpackbits(parts["bits"], axis=1, count=cols).astype(scale.dtype) * 2 - 1
-        return (signs * scale[:, None]).astype(dtype).reshape(shape)
+        signs = np.unpackbits(parts["bits"], axis=1, count=cols).astype(scale.dtype)
+        signs *= 2
+        signs -= 1
+        signs *= scale[:, None]
+        return signs.astype(dtype, copy=False).reshape(shape)
 
 
 ARRAY_CODECS = {c.name: c for c in (RawArray, ZstdArray, Blosc2Array, Fp16Array, Bf16Array,
@@ -693,11 +708,14 @@ def read_header(data: bytes) -> tuple[dict, int]:
     return checked, 12 + head_len
 
 
-def decode_array(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+def decode_array(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
+                 verify_parts: bool = True) -> np.ndarray:
     """An encoded array block -> the array (its dtype and shape), refusing an array of
     more than ``max_bytes`` (or parts out of proportion to it) before allocating anything.  The result may be a
-    read-only view of the decoded bytes."""
+    read-only view of the decoded bytes.  ``verify_parts=False`` skips the parts'
+    checksums, for callers that verified the whole block already (the store does)."""
     header, offset = read_header(data)
+    data = memoryview(data).cast("B")   # slices without copies
     dtype, shape = header["dtype"], header["shape"]
     if header["raw_bytes"] > max_bytes:
         raise CodecError(f"array block declares {header['raw_bytes']} bytes of output, over "
@@ -712,7 +730,7 @@ def decode_array(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     for part in header["parts"]:
         stored = data[offset:offset + part["stored_bytes"]]
         offset += part["stored_bytes"]
-        if xxhash.xxh3_64_hexdigest(stored) != part["xxh3_64"]:
+        if verify_parts and xxhash.xxh3_64_hexdigest(stored) != part["xxh3_64"]:
             raise CodecError(f"array block part {part['name']!r} fails its checksum (corrupt)")
         raw = _decode_stage(stored, part["stage"], part["raw_bytes"])
         parts[part["name"]] = np.frombuffer(raw, dtype=part["dtype"]).reshape(part["shape"])
