@@ -3,7 +3,9 @@
 A run config is a mapping ``option: value`` where every key is a flag that
 Beam's PipelineOptions knows (``runner``, ``direct_num_workers``,
 ``flink_master``...).  Values become flags placed *before* the user's own
-flags, so anything on the command line overrides the file.
+flags, so anything on the command line overrides the file.  A value starting
+with ``~/`` is a path under the user's home (``prism_location:
+~/.apache_beam/...``), so one config works for every user.
 """
 import os
 
@@ -49,9 +51,14 @@ def load(path: str) -> dict:
     return config
 
 
+def _expand(value):
+    return os.path.expanduser(value) if isinstance(value, str) and value.startswith("~/") else value
+
+
 def to_flags(config: dict) -> list[str]:
     flags = []
     for key, value in config.items():
+        value = [_expand(v) for v in value] if isinstance(value, (list, tuple)) else _expand(value)
         if value is None or value is False:
             continue
         if value is True:
@@ -69,3 +76,11 @@ def env_config() -> str | None:
 
 def flags_from(path: str) -> list[str]:
     return to_flags(load(path))
+
+
+def write(config: dict, path: str) -> str:
+    """Save ``config`` as a run config file (e.g. one with a shared job server added)."""
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    return path
+

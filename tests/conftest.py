@@ -5,12 +5,18 @@ Pipeline tests take their Beam options from a run config named by
 ``direct``; so the same tests run on every runner:
 
     python -m pytest tests --run_config run_configs/flink_local.yaml
+
+The services the config needs (a Flink or Spark job server, an EXTERNAL worker
+pool) start once per test session and every test's jobs share them: the
+``run_config`` fixture is then a copy of the config with ``job_endpoint``
+added.  A service that cannot start fails the tests; nothing is skipped.
 """
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 
 from pipelines import run_config as run_configs
+from pipelines.job_services import RunnerServices
 
 
 def pytest_addoption(parser):
@@ -19,10 +25,24 @@ def pytest_addoption(parser):
 
 
 @pytest.fixture(scope="session")
-def run_config(request) -> str:
-    """Path of the run config the pipeline tests use."""
+def runner_services(request, tmp_path_factory):
+    """The job server / worker pool of the configured runner, started on first use."""
     name = request.config.getoption("--run_config") or run_configs.env_config() or "direct"
-    return run_configs.resolve(name)
+    path = run_configs.resolve(name)
+    services = RunnerServices(run_configs.flags_from(path),
+                              log_dir=str(tmp_path_factory.mktemp("runner-services")))
+    services.config_path = path
+    with services:
+        yield services
+
+
+@pytest.fixture(scope="session")
+def run_config(runner_services, tmp_path_factory) -> str:
+    """Path of the run config the pipeline tests use (with shared services filled in)."""
+    if not runner_services.extra_options:
+        return runner_services.config_path
+    config = {**run_configs.load(runner_services.config_path), **runner_services.extra_options}
+    return run_configs.write(config, str(tmp_path_factory.mktemp("run-config") / "shared.yaml"))
 
 
 @pytest.fixture(scope="session")
