@@ -1,7 +1,7 @@
 """The services a run config needs, started once and shared by many pipelines.
 
 FlinkRunner and SparkRunner start a job server (a JVM, 5-15 s) for every
-pipeline unless ``--job_endpoint`` names one that runs already; a config with
+pipeline, and PrismRunner one Prism process per Python process, unless ``--job_endpoint`` names one that runs already; a config with
 ``environment_type: EXTERNAL`` needs a Python worker pool at
 ``environment_config``; a config naming a standalone cluster needs it up.
 ``RunnerServices`` starts the first two the way Beam would (same jar, same
@@ -27,11 +27,13 @@ import grpc
 from apache_beam.options.pipeline_options import (
     FlinkRunnerOptions, PipelineOptions, PortableOptions, SparkRunnerOptions, StandardOptions)
 from apache_beam.runners.portability.flink_runner import MAGIC_HOST_NAMES, FlinkJarJobServer
+from apache_beam.runners.portability.prism_runner import PrismJobServer
 from apache_beam.runners.portability.spark_runner import SparkJarJobServer
 
 from pipelines.run_config import to_flags
 
-JOB_SERVERS = {"FlinkRunner": FlinkJarJobServer, "SparkRunner": SparkJarJobServer}
+JOB_SERVERS = {"FlinkRunner": FlinkJarJobServer, "SparkRunner": SparkJarJobServer,
+               "PrismRunner": PrismJobServer}
 
 
 class ServiceError(RuntimeError):
