@@ -1,4 +1,4 @@
-"""Read JSON Lines, drop bad lines and exact duplicates, write a replicated sharded store."""
+"""Read JSON Lines, drop bad lines, exact and near duplicates, write a replicated sharded store."""
 import logging
 import os
 import sys
@@ -9,12 +9,13 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
-from pipelines import cli
+from pipelines import cli, near_dedup_options
 from transforms.codec_choice import (
     ChooseCodec, choice_record, compare_text, format_table, sample_text)
 from transforms.codecs import bytes_codec
 from transforms.dedup import ExactDedup, dedup_buckets
 from transforms.io import ReadJsonl, estimate_raw_bytes
+from transforms.near_dedup import cluster_histogram
 from transforms.partition import PartitionByField, RangePartition, numeric_field, text_length
 from transforms.placement import Placement, parse_roots, parse_rules
 from transforms.report import RunClock, build_report, counters, summary_table, write_report
@@ -48,6 +49,7 @@ def build_parser() -> cli.Parser:
     dedup = parser.add_argument_group("deduplication")
     dedup.add_argument("--write_removed", action="store_true",
                        help="write (removed id, kept id) audit records as removed*.jsonl.zst")
+    near_dedup_options.add_arguments(parser)
     part = parser.add_argument_group("partitioning")
     part.add_argument("--partition_by", metavar="FIELD", default=None,
                       help="write one sub-dataset per value of FIELD (<root>/<dataset>/<value>/)"
@@ -165,6 +167,13 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
         num_buckets=dedup_buckets(estimate_raw_bytes(reader.paths)),
         with_removed=args.write_removed)
     kept = dedup["kept"]
+    removed = dedup["removed"]
+    gates = []
+    if not args.no_near_dedup:
+        kept, near_removed, near_gate = near_dedup_options.build_near_dedup(kept, args)
+        gates.append(near_gate)
+        if args.write_removed:
+            removed = (removed, near_removed) | "AllRemoved" >> beam.Flatten()
 
     impulse = pipeline | "Gate" >> beam.Create([None])
     bad_gate = impulse | "BadFraction" >> beam.Map(
@@ -184,11 +193,11 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
                         "text_field": args.text_field,
                         "sorted_by": args.range_by if args.range_by else "id",
                         **({"codec_choice": codec_choice} if codec_choice else {})},
-        preconditions=[bad_gate, id_gate],
+        preconditions=[bad_gate, id_gate] + gates,
         partitioning=scheme, partition_info=info, placement=placement)
     _write_jsonl(dead, "DeadLetters", first_dir, "dead_letters")
     if args.write_removed:
-        _write_jsonl(dedup["removed"], "Removed", first_dir, "removed")
+        _write_jsonl(removed, "Removed", first_dir, "removed")
 
 
 def run(argv=None) -> dict:
@@ -210,6 +219,8 @@ def run(argv=None) -> dict:
             raise ValueError("--max_partitions must be >= 2 (one value and _other)")
         rules = parse_rules(args.placement, normalise_root) if args.placement else []
         placement = Placement(roots, args.replication, rules, field=args.partition_by)
+        if not args.no_near_dedup:
+            near_dedup_options.config_from(args)
     except ValueError as err:
         build_parser().error(str(err))
     clock = RunClock()
@@ -225,7 +236,8 @@ def run(argv=None) -> dict:
     values = counters(result)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     balance = balance_rows(load_manifest(directories[0]))
-    extra = {"store": directories, "codec": codec, "partitions": balance}
+    extra = {"store": directories, "codec": codec, "partitions": balance,
+             "near_dedup_cluster_sizes": cluster_histogram(values)}
     if report_choice:
         extra["codec_choice"] = report_choice
     report = build_report("prepare_corpus", clock, values, vars(args), str(runner), extra)

@@ -1,0 +1,272 @@
+"""Near-duplicate removal: MinHash signatures -> LSH buckets -> verified edges ->
+connected components -> keep the smallest id of every component.
+
+Every step is keyed and shuffled by the runner; nothing gathers all documents
+or all edges on one worker:
+
+1. ``Signatures``: batches of ``(id, line)`` -> ``(id, signature)`` and one
+   ``(band key, id)`` per band (numpy, see ``transforms.minhash``).
+2. ``Buckets``: group by band key; a bucket of k documents emits k-1 *star*
+   edges (member -> smallest id), never all pairs, so a huge bucket stays linear.
+3. ``Verify`` (default on): join both ends' signatures, drop an edge whose
+   estimated Jaccard is below the threshold.
+4. ``Components``: large-star / small-star rounds (``transforms.components``).
+5. ``Filter``: join the documents with their component root; a document with
+   a root other than itself is removed (and, on request, written out as
+   ``{"removed", "kept", "reason": "near_duplicate", "jaccard"}``).
+"""
+from dataclasses import dataclass
+
+import apache_beam as beam
+import numpy as np
+import orjson
+from apache_beam.metrics import Metrics
+
+from transforms.components import DEFAULT_MAX_ROUNDS, ConnectedComponents
+from transforms.minhash import LshParams, MinHasher, band_keys, estimated_jaccard
+
+NAMESPACE = "dataprep.near_dedup"
+BANDS_TAG = "bands"
+REMOVED_TAG = "removed"
+HISTOGRAM_PREFIX = "clusters_size_"
+
+
+@dataclass(frozen=True)
+class NearDedupConfig:
+    lsh: LshParams
+    verify: bool = True
+    max_rounds: int = DEFAULT_MAX_ROUNDS
+    text_field: str = "text"
+    min_batch: int = 16
+    max_batch: int = 256
+
+
+def size_bucket(size: int) -> tuple[int, int]:
+    """Histogram bucket of a cluster size: 2, 3-4, 5-8, 9-16, ..."""
+    hi = 2
+    while hi < size:
+        hi *= 2
+    return (hi // 2 + 1 if hi > 2 else 2), hi
+
+
+def cluster_histogram(counters: dict[str, int]) -> list[dict]:
+    """Run-report view of the ``clusters_size_<lo>_to_<hi>`` counters, smallest first."""
+    rows = []
+    prefix = f"{NAMESPACE.split('.', 1)[1]}/{HISTOGRAM_PREFIX}"
+    for name, value in counters.items():
+        if name.startswith(prefix):
+            lo, hi = (int(x) for x in name[len(prefix):].split("_to_"))
+            rows.append({"min_size": lo, "max_size": hi, "clusters": value})
+    return sorted(rows, key=lambda r: r["min_size"])
+
+
+def text_of(line: bytes, field: str) -> str | None:
+    try:
+        text = orjson.loads(line).get(field)
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return text if isinstance(text, str) else None
+
+
+class _Signatures(beam.DoFn):
+    """A batch of ``(id, line)`` -> ``(id, signature bytes)``; tagged ``(band key, id)``."""
+
+    def __init__(self, config: NearDedupConfig):
+        self.config = config
+
+    def setup(self):
+        lsh = self.config.lsh
+        self.hasher = MinHasher(lsh.num_perm, lsh.shingle_size, lsh.seed)
+        self.signed = Metrics.counter(NAMESPACE, "docs_signed")
+        self.no_shingles = Metrics.counter(NAMESPACE, "docs_without_words")
+        self.unreadable = Metrics.counter(NAMESPACE, "docs_without_text_field")
+
+    def process(self, batch):
+        ids, texts = [], []
+        for doc_id, line in batch:
+            text = text_of(line, self.config.text_field)
+            if text is None:
+                self.unreadable.inc()  # kept as it is: never a near-duplicate
+                continue
+            ids.append(doc_id)
+            texts.append(text)
+        if not texts:
+            return
+        sigs, counts = self.hasher.signatures(texts)
+        bands, rows = self.config.lsh.bands, self.config.lsh.rows
+        empty = int(np.count_nonzero(counts == 0))
+        self.no_shingles.inc(empty)
+        self.signed.inc(len(ids) - empty)
+        for doc_id, sig, count in zip(ids, sigs, counts):
+            if not count:
+                continue
+            sig = sig.tobytes()
+            yield doc_id, sig
+            for key in band_keys(sig, bands, rows):
+                yield beam.pvalue.TaggedOutput(BANDS_TAG, (key, doc_id))
+
+
+class _StarEdges(beam.DoFn):
+    """A bucket ``(key, ids)`` -> ``(member, smallest id)`` for every other member."""
+
+    def setup(self):
+        self.shared = Metrics.counter(NAMESPACE, "lsh_shared_buckets")
+        self.candidates = Metrics.counter(NAMESPACE, "lsh_candidate_edges")
+
+    def process(self, bucket):
+        _, ids = bucket
+        root = min(ids)  # the iterable is re-iterable: two passes, no materialised list
+        edges = 0
+        for doc_id in ids:
+            if doc_id != root:
+                edges += 1
+                yield doc_id, root
+        if edges:
+            self.shared.inc()
+            self.candidates.inc(edges)
+
+
+def _send_signature(joined):
+    """At node u: (u, {sig: [s], to: [v...]}) -> (v, (u, s)) for each v."""
+    u, groups = joined
+    sigs = list(groups["sig"])
+    for v in groups["to"]:
+        for sig in sigs:
+            yield v, (u, sig)
+
+
+class _Compare(beam.DoFn):
+    """At node v: (v, {sig: [s], from: [(u, s_u)...]}) -> (u, v) if similar enough."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def setup(self):
+        self.kept = Metrics.counter(NAMESPACE, "verified_edges")
+        self.rejected = Metrics.counter(NAMESPACE, "rejected_edges")
+
+    def process(self, joined):
+        v, groups = joined
+        sigs = list(groups["sig"])
+        for u, sig_u in groups["from"]:
+            if any(estimated_jaccard(sig_u, s) >= self.threshold for s in sigs):
+                self.kept.inc()
+                yield u, v
+            else:
+                self.rejected.inc()
+
+
+class VerifyEdges(beam.PTransform):
+    """``(u, v)`` edges + ``(id, signature)`` -> the edges with estimated Jaccard >= threshold."""
+
+    def __init__(self, signatures, threshold: float):
+        super().__init__()
+        self.signatures = signatures
+        self.threshold = threshold
+
+    def expand(self, edges):
+        outgoing = (
+            {"sig": self.signatures, "to": edges}
+            | "JoinSource" >> beam.CoGroupByKey()
+            | "SendSignature" >> beam.FlatMap(_send_signature))
+        return (
+            {"sig": self.signatures, "from": outgoing}
+            | "JoinTarget" >> beam.CoGroupByKey()
+            | "Compare" >> beam.ParDo(_Compare(self.threshold)))
+
+
+class _Filter(beam.DoFn):
+    """(id, {doc: [line...], root: [r], sig: [s]}) -> kept ``(id, line)``; tagged removals."""
+
+    def __init__(self, with_removed: bool):
+        self.with_removed = with_removed
+
+    def setup(self):
+        self.kept = Metrics.counter(NAMESPACE, "kept")
+        self.removed = Metrics.counter(NAMESPACE, "near_duplicates_removed")
+
+    def process(self, joined):
+        doc_id, groups = joined
+        roots = list(groups["root"])
+        lines = list(groups["doc"])
+        if not roots:
+            self.kept.inc(len(lines))
+            for line in lines:
+                yield doc_id, line
+            return
+        self.removed.inc(len(lines))
+        if self.with_removed:
+            for sig in list(groups["sig"])[:1]:
+                yield beam.pvalue.TaggedOutput(REMOVED_TAG, (roots[0], (doc_id, sig)))
+
+
+def _removed_records(joined):
+    """At root r: (r, {sig: [s], removed: [(id, s_id)...]}) -> audit records."""
+    root, groups = joined
+    sigs = list(groups["sig"])
+    for doc_id, sig in sorted(groups["removed"]):
+        jaccard = max((estimated_jaccard(sig, s) for s in sigs), default=0.0)
+        yield {"removed": doc_id, "kept": root, "reason": "near_duplicate",
+               "jaccard": round(jaccard, 4)}
+
+
+class _CountClusterSizes(beam.DoFn):
+    def process(self, root_and_members):
+        _, members = root_and_members
+        lo, hi = size_bucket(members + 1)
+        Metrics.counter(NAMESPACE, f"{HISTOGRAM_PREFIX}{lo}_to_{hi}").inc()
+        Metrics.counter(NAMESPACE, "clusters").inc()
+
+
+class NearDedup(beam.PTransform):
+    """``(id, line)`` documents -> dict of PCollections:
+
+    * ``kept``: the ``(id, line)`` documents that survive (one per component,
+      the smallest id; documents without text or words are kept);
+    * ``removed`` (only with ``with_removed``): audit records
+      ``{"removed", "kept", "reason": "near_duplicate", "jaccard"}``;
+    * ``gate``: one string, empty when the components converged (else the error;
+      made for ``WriteStore(preconditions=...)``).
+    """
+
+    def __init__(self, config: NearDedupConfig, with_removed: bool = False):
+        super().__init__()
+        self.config = config
+        self.with_removed = with_removed
+
+    def expand(self, docs):
+        config = self.config
+        signed = (
+            docs
+            | "Batch" >> beam.BatchElements(min_batch_size=config.min_batch,
+                                            max_batch_size=config.max_batch)
+            | "Signatures" >> beam.ParDo(_Signatures(config)).with_outputs(BANDS_TAG, main="sigs"))
+        signatures = signed.sigs
+        edges = (
+            signed[BANDS_TAG]
+            | "GroupBuckets" >> beam.GroupByKey()
+            | "StarEdges" >> beam.ParDo(_StarEdges())
+            | "DistinctEdges" >> beam.Distinct())
+        if config.verify:
+            edges = edges | "Verify" >> VerifyEdges(signatures, config.lsh.threshold)
+        roots, gate = edges | "Components" >> ConnectedComponents(
+            config.max_rounds, NAMESPACE)
+        (roots
+         | "MembersPerRoot" >> beam.MapTuple(lambda node, root: (root, 1))
+         | "ClusterSizes" >> beam.CombinePerKey(sum)
+         | "CountClusterSizes" >> beam.ParDo(_CountClusterSizes()))
+        joined = {"doc": docs, "root": roots}
+        if self.with_removed:
+            joined["sig"] = signatures
+        filtered = (
+            joined
+            | "JoinRoots" >> beam.CoGroupByKey()
+            | "Filter" >> beam.ParDo(_Filter(self.with_removed)).with_outputs(
+                REMOVED_TAG, main="kept"))
+        result = {"kept": filtered.kept, "gate": gate}
+        if self.with_removed:
+            result["removed"] = (
+                {"sig": signatures, "removed": filtered[REMOVED_TAG]}
+                | "JoinKeptSignature" >> beam.CoGroupByKey()
+                | "RemovedRecords" >> beam.FlatMap(_removed_records))
+        return result
