@@ -192,8 +192,12 @@ def test_default_run_uses_bundled_sample(tmp_path, run_config, monkeypatch):
     monkeypatch.chdir(tmp_path)
     report = prepare_corpus.run(["--run_config", run_config])
     manifest = load_manifest(str(tmp_path / "out" / "a" / "corpus"))
-    assert manifest["records"] == report["counters"]["dedup/kept"] > 0
-    assert report["counters"]["dedup/duplicates_removed"] > 0
+    counters = report["counters"]
+    assert manifest["records"] == counters["near_dedup/kept"] > 0
+    assert counters["near_dedup/kept"] + counters["near_dedup/near_duplicates_removed"] == \
+        counters["dedup/kept"]
+    assert counters["dedup/duplicates_removed"] > 0
+    assert counters["near_dedup/near_duplicates_removed"] > 0  # the sample plants some
     assert sum(v for k, v in report["counters"].items() if k.startswith("read/bad.")) > 0
     assert (tmp_path / "out" / "b" / "corpus" / "manifest.json").read_bytes() == \
         (tmp_path / "out" / "a" / "corpus" / "manifest.json").read_bytes()
