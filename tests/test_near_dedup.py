@@ -1,0 +1,89 @@
+"""NearDedup on the configured runner: equal to the in-memory reference, and good enough
+against the exact Jaccard similarities of the corpus."""
+import apache_beam as beam
+import orjson
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.near_dup_corpus import near_dup_corpus, reference_near_dedup, true_similarities
+from transforms.minhash import LshParams
+from transforms.near_dedup import NearDedup, NearDedupConfig, cluster_histogram, size_bucket
+
+THRESHOLD = 0.8
+
+
+def _lines(docs):
+    return [(doc_id, orjson.dumps({"id": doc_id, "text": text, "n": i}))
+            for i, (doc_id, text) in enumerate(sorted(docs.items()))]
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    docs = near_dup_corpus(seed=0)
+    return docs, true_similarities(docs)
+
+
+def test_near_dedup_equals_reference_and_meets_quality(corpus, make_pipeline):
+    docs, sims = corpus
+    lsh = LshParams.resolve(THRESHOLD)
+    expected = reference_near_dedup(docs, lsh)
+    kept_ids = set(docs) - set(expected)
+    with make_pipeline() as p:
+        result = p | beam.Create(_lines(docs)) | NearDedup(NearDedupConfig(lsh), with_removed=True)
+        assert_that(result["kept"] | beam.Map(lambda d: d[0]), equal_to(sorted(kept_ids)),
+                    label="Kept")
+        assert_that(result["removed"], equal_to(
+            [{"removed": r, "kept": k, "reason": "near_duplicate", "jaccard": j}
+             for r, (k, j) in expected.items()]), label="Removed")
+        assert_that(result["gate"], equal_to([""]), label="Converged")
+
+    # Quality of exactly that result, against the exact shingle-set Jaccard.
+    similar = [pair for pair, j in sims.items() if j >= 0.85]
+    caught = [(a, b) for a, b in similar if not (a in kept_ids and b in kept_ids)]
+    assert len(similar) > 100
+    assert len(caught) / len(similar) >= 0.95
+    close = [r for r, (k, _) in expected.items() if sims.get((min(r, k), max(r, k)), 0) >= 0.7]
+    assert len(expected) > 80
+    assert len(close) / len(expected) >= 0.98
+    assert all(k in kept_ids for k, _ in expected.values())  # every kept root survives
+
+
+def test_without_verification_matches_reference(corpus, make_pipeline):
+    docs, _ = corpus
+    lsh = LshParams.resolve(THRESHOLD)
+    expected = reference_near_dedup(docs, lsh, verify=False)
+    assert len(expected) > len(reference_near_dedup(docs, lsh))  # verification matters
+    with make_pipeline() as p:
+        result = (p | beam.Create(_lines(docs))
+                  | NearDedup(NearDedupConfig(lsh, verify=False)))
+        assert_that(result["kept"] | beam.Map(lambda d: d[0]),
+                    equal_to(sorted(set(docs) - set(expected))))
+        assert "removed" not in result
+
+
+def test_documents_without_text_or_words_are_kept(make_pipeline):
+    text = " ".join(f"word{i}" for i in range(40))
+    docs = [("a", orjson.dumps({"id": "a", "text": text})),
+            ("b", orjson.dumps({"id": "b", "text": text + " tail"})),
+            ("c", orjson.dumps({"id": "c", "text": text + " other tail"})),
+            ("e1", orjson.dumps({"id": "e1", "text": ""})),
+            ("e2", orjson.dumps({"id": "e2", "text": " \n"})),
+            ("n", orjson.dumps({"id": "n", "body": text})),
+            ("x", b"not json")]
+    lsh = LshParams.resolve(THRESHOLD, num_perm=256)
+    with make_pipeline() as p:
+        result = p | beam.Create(docs) | NearDedup(NearDedupConfig(lsh), with_removed=True)
+        assert_that(result["kept"], equal_to([d for d in docs if d[0] not in ("b", "c")]),
+                    label="Kept")
+        assert_that(result["removed"] | beam.Map(lambda r: (r["removed"], r["kept"])),
+                    equal_to([("b", "a"), ("c", "a")]), label="Removed")
+
+
+def test_size_buckets_and_histogram():
+    assert [size_bucket(n) for n in (2, 3, 4, 5, 8, 9, 100)] == \
+        [(2, 2), (3, 4), (3, 4), (5, 8), (5, 8), (9, 16), (65, 128)]
+    counters = {"near_dedup/clusters_size_3_to_4": 2, "near_dedup/clusters_size_2_to_2": 5,
+                "near_dedup/kept": 9, "dedup/kept": 1}
+    assert cluster_histogram(counters) == [
+        {"min_size": 2, "max_size": 2, "clusters": 5},
+        {"min_size": 3, "max_size": 4, "clusters": 2}]
