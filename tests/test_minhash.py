@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from transforms.hashing import normalise_for_hash
 from transforms.minhash import (
     MASK64, WORD_WEIGHTS, LshParams, MinHasher, band_keys, estimated_jaccard,
-    optimal_bands_rows, shingle_set, true_jaccard)
+    optimal_bands_rows, shingle_set, true_jaccard, words_of)
 
 
 def _fmix64(h: int) -> int:
@@ -31,8 +31,8 @@ def reference_signature(text: str, num_perm: int, shingle_size: int, hasher: Min
         acc = 0
         for j, word in enumerate(run):
             acc = (acc + xxhash.xxh3_64_intdigest(word.encode("utf-8")) * WORD_WEIGHTS[j]) & MASK64
-        hashes.append(_fmix64(acc))
-    return [min(((int(a) * h + int(b)) & MASK64) >> 32 for h in hashes)
+        hashes.append(_fmix64(acc) >> 32)
+    return [min((int(a) * h + int(b)) & 0xFFFFFFFF for h in hashes)
             for a, b in zip(hasher.a, hasher.b)]
 
 
@@ -72,6 +72,12 @@ def test_batches_are_independent_of_grouping(texts):
     for i, text in enumerate(texts):
         alone, _ = hasher.signatures([text])
         assert together[i].tolist() == alone[0].tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_words_are_the_normalised_texts_words(text):
+    assert words_of(text) == normalise_for_hash(text).split()
 
 
 def test_large_text_spanning_blocks_matches_reference():
