@@ -17,6 +17,7 @@ setup(
         "blosc2>=3.0,<5",
         "lz4>=4.3,<5",
         "orjson>=3.9,<4",
+        "pysimdjson>=6,<8",
         "numpy>=1.26,<3",
         "PyYAML>=6,<7",
     ],

@@ -172,3 +172,28 @@ def test_range_partition_pipeline_exact(make_pipeline):
                 "range-00002": {"records": 25, "lower": 50, "upper": 75},
                 "range-00003": {"records": 26, "lower": 75, "upper": None},
                 MISSING: {"records": 1}}}]), label="Info")
+
+
+def test_partition_by_field_uncapped_streams_every_value(make_pipeline):
+    docs = [doc(i, lang=["en", "zh", "fr", "de"][i % 4]) for i in range(12)] + [doc(12)]
+    with make_pipeline() as p:
+        routed, info = p | beam.Create(docs) | PartitionByField("lang", max_partitions=None)
+        assert_that(routed, equal_to([(encode_value(orjson.loads(d[1]).get("lang")), d)
+                                      for d in docs]), label="Routed")
+        assert_that(info | beam.Map(lambda i: sorted(i["partitions"].items())), equal_to([[
+            (MISSING, {"records": 1, "value": None, "value_text": None}),
+            ("de", {"records": 3, "value": "de", "value_text": "de"}),
+            ("en", {"records": 3, "value": "en", "value_text": "en"}),
+            ("fr", {"records": 3, "value": "fr", "value_text": "fr"}),
+            ("zh", {"records": 3, "value": "zh", "value_text": "zh"})]]), label="Info")
+
+
+def test_json_field_values_match_a_full_parse():
+    from transforms.partition import json_field
+    line = orjson.dumps({"a": {"x": [1, 2.5, None]}, "b": [1, {"c": True}], "s": "\U0001F600",
+                         "n": None, "i": -(2 ** 63)})
+    for field in ["a", "b", "s", "n", "i", "absent"]:
+        assert json_field(field)(("id", line)) == orjson.loads(line).get(field)
+    assert json_field("a")(("id", b"[1, 2]")) is None
+    with pytest.raises(ValueError):
+        json_field("a")(("id", b'{"a": 1'))

@@ -15,12 +15,14 @@ by partition name, and one ``info`` dict (scheme, per-partition value or
 bounds and counts) that the store writes into its manifest.
 """
 import bisect
+import threading
 
 import apache_beam as beam
-import orjson
+import simdjson
+import xxhash
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
-from transforms.hashing import stable_hash64
 from transforms.partition_names import MISSING, OTHER, encode_value, value_text
 
 NAMESPACE = "dataprep.partition"
@@ -30,11 +32,7 @@ FINE_BUCKETS_PER_RANGE = 64  # sub-ranges per range, for size-balanced shard cut
 
 def stable_partition(key, n: int) -> int:
     """Partition index in [0, n) of a str, bytes or int key: xxh3, not ``hash()``."""
-    if isinstance(key, int) and not isinstance(key, bool):
-        key = str(key)
-    elif not isinstance(key, (str, bytes)):
-        raise TypeError(f"partition keys must be str, bytes or int, got {type(key).__name__}")
-    return stable_hash64(key, seed=HASH_SEED) % n
+    return xxhash.xxh3_64_intdigest(_as_key(key), HASH_SEED) % n
 
 
 def default_key(element):
@@ -52,15 +50,22 @@ class _HashRoute(beam.DoFn):
 
     def process(self, element):
         # A list, not a generator, and no extra arguments: Beam's fast invoker path.
-        index = stable_hash64(_as_key(self.key(element)), HASH_SEED) % self.n
+        key = self.key(element)
+        if key.__class__ is str:
+            key = key.encode("utf-8", "surrogatepass")
+        elif key.__class__ is not bytes:
+            key = _as_key(key)
+        index = xxhash.xxh3_64_intdigest(key, HASH_SEED) % self.n
         return [beam.pvalue.TaggedOutput(self.tags[index], element)]
 
 
-def _as_key(key):
-    if isinstance(key, (str, bytes)):
+def _as_key(key) -> bytes:
+    if isinstance(key, str):
+        return key.encode("utf-8", "surrogatepass")
+    if isinstance(key, bytes):
         return key
     if isinstance(key, int) and not isinstance(key, bool):
-        return str(key)
+        return str(key).encode()
     raise TypeError(f"partition keys must be str, bytes or int, got {type(key).__name__}")
 
 
@@ -82,45 +87,50 @@ class StableHashPartition(beam.PTransform):
 
 # ---------------------------------------------------------------- by field
 
+_LOCAL = threading.local()
+
+
+def _parse(line: bytes):
+    """Validating SIMD parse; values are read lazily, so the text is never copied.
+
+    One parser per thread, reused: much faster than building a dict per line.
+    """
+    parser = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        parser = _LOCAL.parser = simdjson.Parser()
+    return parser.parse(line)
+
+
+def _field_of(line: bytes, field: str):
+    obj = _parse(line)
+    if not isinstance(obj, simdjson.Object):
+        return None
+    value = obj.get(field)
+    if isinstance(value, simdjson.Object):
+        return value.as_dict()
+    if isinstance(value, simdjson.Array):
+        return value.as_list()
+    return value
+
+
 def json_field(field: str):
     """Value function: the field of a document ``(id, line)``'s JSON (None if absent)."""
     def value_of(doc):
-        obj = orjson.loads(doc[1])
-        return obj.get(field) if isinstance(obj, dict) else None
+        return _field_of(doc[1], field)
     return value_of
 
 
-def choose_partitions(counts: dict[str, int], max_partitions: int) -> set[str]:
+def choose_partitions(counts: dict[str, int], max_partitions: int | None) -> set[str]:
     """Names that keep their own partition; the rest go to ``_other``.
 
-    At most ``max_partitions`` partitions in all, ``_missing`` and ``_other``
-    included; the most frequent values win, ties by the smaller name.
+    At most ``max_partitions`` partitions in all (None: no limit), ``_missing``
+    and ``_other`` included; the most frequent values win, ties by the smaller name.
     """
-    if len(counts) <= max_partitions:
+    if max_partitions is None or len(counts) <= max_partitions:
         return set(counts)
     slots = max_partitions - 1 - (MISSING in counts)  # one slot for _other
     ranked = sorted((n for n in counts if n != MISSING), key=lambda n: (-counts[n], n))
     return set(ranked[:max(0, slots)]) | ({MISSING} & set(counts))
-
-
-class _CountAndKeepValue(beam.CombineFn):
-    """(count, value) per name; a name is injective, so any record's value is the value."""
-
-    def create_accumulator(self):
-        return 0, None
-
-    def add_input(self, acc, value):
-        return acc[0] + 1, value
-
-    def merge_accumulators(self, accs):
-        count, value = 0, None
-        for c, v in accs:
-            count += c
-            value = v if c else value
-        return count, value
-
-    def extract_output(self, acc):
-        return acc
 
 
 def _field_info(name_counts, field, max_partitions):
@@ -140,47 +150,116 @@ def _field_info(name_counts, field, max_partitions):
             "missing": MISSING, "overflow": OTHER, "partitions": partitions}
 
 
+class _NameByField(beam.DoFn):
+    """element -> (partition name, element); per-bundle ``(name, (count, value))`` counts.
+
+    Names of string values are cached (a field has few distinct values), and
+    counts are summed in the bundle, so the per-record work is one parse and
+    two dict look-ups.
+    """
+
+    def __init__(self, value_fn, count_metrics):
+        self.value_fn = value_fn
+        self.count_metrics = count_metrics
+
+    def setup(self):
+        self.names = {}
+
+    def start_bundle(self):
+        self.counts = {}
+
+    def process(self, element):
+        value = self.value_fn(element)
+        if isinstance(value, str) or value is None:
+            name = self.names.get(value)
+            if name is None:
+                name = self.names[value] = encode_value(value)
+        else:
+            name = encode_value(value)
+        entry = self.counts.get(name)
+        if entry is None:
+            self.counts[name] = [1, value]
+        else:
+            entry[0] += 1
+        return [(name, element)]
+
+    def finish_bundle(self):
+        for name, (count, value) in self.counts.items():
+            if self.count_metrics:
+                Metrics.counter(NAMESPACE, f"records.{name}").inc(count)
+            yield beam.pvalue.TaggedOutput(
+                "counts", GlobalWindows.windowed_value((name, (count, value))))
+        self.counts = {}
+
+
+class _SumCounts(beam.CombineFn):
+    """(count, value) per name; a name is injective, so any value seen is the value."""
+
+    def create_accumulator(self):
+        return 0, None
+
+    def add_input(self, acc, counted):
+        return acc[0] + counted[0], counted[1]
+
+    def merge_accumulators(self, accs):
+        count, value = 0, None
+        for c, v in accs:
+            count += c
+            value = v if c else value
+        return count, value
+
+    def extract_output(self, acc):
+        return acc
+
+
 class _RouteByName(beam.DoFn):
     def __init__(self):
         self.counters = {}
 
     def process(self, named, info):
-        name, element = named
+        name = named[0]
         if name not in info["partitions"]:
             name = OTHER
-        if name not in self.counters:
-            self.counters[name] = Metrics.counter(NAMESPACE, f"records.{name}")
-        self.counters[name].inc()
-        yield name, element
+            named = (name, named[1])
+        counter = self.counters.get(name)
+        if counter is None:
+            counter = self.counters[name] = Metrics.counter(NAMESPACE, f"records.{name}")
+        counter.inc()
+        return [named]
 
 
 class PartitionByField(beam.PTransform):
     """Records -> ``(records keyed by partition name, info)``.
 
     ``value_fn(element)`` gives the field value (default: the ``field`` of a
-    ``(id, line)`` document's JSON).  Absent or null -> ``_missing``; values
-    past the ``max_partitions`` most frequent -> ``_other``.
+    ``(id, line)`` document's JSON).  Absent or null -> ``_missing``.  With
+    ``max_partitions``, values past the most frequent go to ``_other``: that
+    needs every value counted before any record is routed (a barrier); with
+    ``max_partitions=None`` records stream through in one fused step.  Works
+    in the global window (batch corpora).
     """
 
-    def __init__(self, field: str, max_partitions: int = 256, value_fn=None):
+    def __init__(self, field: str, max_partitions: int | None = 256, value_fn=None):
         super().__init__()
-        if max_partitions < 2:
+        if max_partitions is not None and max_partitions < 2:
             raise ValueError(f"max_partitions must be >= 2, got {max_partitions}")
         self.field = field
         self.max_partitions = max_partitions
         self.value_fn = value_fn or json_field(field)
 
     def expand(self, records):
-        value_fn = self.value_fn
-        valued = records | "FieldValue" >> beam.Map(lambda e: (value_fn(e), e))
-        named = valued | "EncodeName" >> beam.MapTuple(lambda v, e: (encode_value(v), e))
+        capped = self.max_partitions is not None
+        named = records | "NameByField" >> beam.ParDo(
+            _NameByField(self.value_fn, not capped)).with_outputs("counts", main="named")
         info = (
-            valued
-            | "NameAndValue" >> beam.MapTuple(lambda v, _: (encode_value(v), v))
-            | "CountPerName" >> beam.CombinePerKey(_CountAndKeepValue())
+            named.counts
+            | "CountPerName" >> beam.CombinePerKey(_SumCounts())
             | "AllNames" >> beam.combiners.ToList()
             | "ChoosePartitions" >> beam.Map(_field_info, self.field, self.max_partitions))
-        routed = named | "Route" >> beam.ParDo(_RouteByName(), beam.pvalue.AsSingleton(info))
+        if not capped:
+            return named.named, info
+        routed = named.named | "Route" >> beam.ParDo(
+            _RouteByName(), beam.pvalue.AsSingleton(info))
         return routed, info
 
 
@@ -274,8 +353,7 @@ class RangePartition(beam.PTransform):
 def text_length(text_field: str):
     """Key function: characters of a document ``(id, line)``'s text."""
     def length(doc):
-        obj = orjson.loads(doc[1])
-        text = obj.get(text_field) if isinstance(obj, dict) else None
+        text = _field_of(doc[1], text_field)
         return len(text) if isinstance(text, str) else None
     return length
 
@@ -283,8 +361,7 @@ def text_length(text_field: str):
 def numeric_field(field: str):
     """Key function: a numeric field of a document ``(id, line)`` (None otherwise)."""
     def number(doc):
-        obj = orjson.loads(doc[1])
-        value = obj.get(field) if isinstance(obj, dict) else None
+        value = _field_of(doc[1], field)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None
         return value if value == value else None  # NaN has no place in an order
