@@ -10,7 +10,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines import prepare_corpus
 from transforms.partition_names import MISSING, OTHER, encode_value
 from transforms.store import (
-    MANIFEST, ReadStore, StoreError, load_manifest, manifest_bytes, read_shard_verified,
+    MANIFEST, ReadStore, StoreError, load_manifest, manifest_bytes, partition_for,
+    read_shard_verified,
     select_shards, verify_store)
 
 HOSTILE = ["../../x", "/etc/passwd", "a\x00b", "y" * 10_000, "Zh", "zh", "caf\u00e9",
@@ -210,3 +211,20 @@ def test_read_store_rejects_unknown_partition(run_config, tmp_path):
     _, roots = run(run_config, tmp_path, src, "--partition_by", "source")
     with pytest.raises(StoreError, match="no partition"):
         ReadStore(os.path.join(roots[0], "corpus"), partitions=["nope"])
+
+
+def test_partition_for_finds_a_partition_from_the_manifest_alone():
+    field = {"partitioning": {"scheme": "field"},
+             "partitions": [{"name": n} for n in ["zh", "_5ah", MISSING, OTHER]]}
+    assert partition_for(field, "zh") == "zh"
+    assert partition_for(field, "Zh") == "_5ah"
+    assert partition_for(field, None) == MISSING
+    assert partition_for(field, "rare") == OTHER
+    ranged = {"partitioning": {"scheme": "range", "boundaries": [10, 20]},
+              "partitions": [{"name": f"range-0000{i}"} for i in range(3)]}
+    assert [partition_for(ranged, k) for k in (0, 10, 19, 20, 99)] == \
+        ["range-00000", "range-00001", "range-00001", "range-00002", "range-00002"]
+    with pytest.raises(StoreError, match="no partition holds"):
+        partition_for(ranged, None)
+    with pytest.raises(StoreError, match="not partitioned"):
+        partition_for({"shards": []}, "x")

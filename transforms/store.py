@@ -29,6 +29,7 @@ every replica of every shard is committed, so a store with a manifest is
 complete.  Nothing time- or machine-dependent goes into shards or manifest:
 a rerun with the same inputs and options is byte-identical.
 """
+import bisect
 import posixpath
 import uuid
 
@@ -41,7 +42,8 @@ from apache_beam.metrics import Metrics
 
 from transforms.codecs import CodecError, bytes_codec, decode_array
 from transforms.hashing import checksum
-from transforms.partition_names import is_safe_name
+from transforms.partition import range_name
+from transforms.partition_names import MISSING, OTHER, encode_value, is_safe_name
 from transforms.placement import Placement, Root, place
 from transforms.sharding import AssignBalancedShards, hash_order
 
@@ -216,6 +218,25 @@ def select_shards(manifest: dict, partitions=None) -> list[dict]:
         raise StoreError(f"no partition(s) {unknown} in store; it has {sorted(known)}")
     wanted = set(partitions)
     return [s for s in manifest["shards"] if s.get("partition") in wanted]
+
+
+def partition_for(manifest: dict, value) -> str:
+    """The partition that holds records with this field value (or range key), from
+    the manifest alone.  A value past ``max_partitions`` is in ``_other``."""
+    scheme = manifest.get("partitioning")
+    if not scheme:
+        raise StoreError("the store is not partitioned")
+    names = {p["name"] for p in manifest["partitions"]}
+    if scheme["scheme"] == "range":
+        name = MISSING if value is None else range_name(
+            bisect.bisect_right(scheme["boundaries"], value))
+    else:
+        name = encode_value(value)
+        if name not in names and value is not None and OTHER in names:
+            name = OTHER
+    if name not in names:
+        raise StoreError(f"no partition holds {value!r} (it would be {name!r})")
+    return name
 
 
 def shard_path(name: str, partition: str = "") -> str:
