@@ -27,14 +27,21 @@ def main(argv=None):
     parser.add_argument("--run_config", default="direct_multiprocess")
     parser.add_argument("--threshold", type=float, default=0.8)
     parser.add_argument("--num_perm", type=int, default=None)
+    parser.add_argument("--removed", default=None, help="also write the removed-pair records here")
     args, beam_args = parser.parse_known_args(argv)
     options = PipelineOptions(run_config.flags_from(args.run_config) + beam_args)
     config = NearDedupConfig(LshParams.resolve(args.threshold, args.num_perm))
     pipeline = beam.Pipeline(options=options)
     docs, _ = pipeline | "Read" >> ReadJsonl(args.input)
-    kept = (docs
-            | "IdLine" >> beam.Map(lambda d: (d[0], d[2]))
-            | "NearDedup" >> NearDedup(config))["kept"]
+    result = (docs
+              | "IdLine" >> beam.Map(lambda d: (d[0], d[2]))
+              | "NearDedup" >> NearDedup(config, with_removed=bool(args.removed)))
+    kept = result["kept"]
+    if args.removed:
+        (result["removed"]
+         | "RemovedJson" >> beam.Map(orjson.dumps)
+         | "WriteRemoved" >> beam.io.WriteToText(args.removed, file_name_suffix=".jsonl",
+                                                coder=beam.coders.BytesCoder()))
     (kept
      | "Line" >> beam.MapTuple(lambda _, line: line)
      | "Write" >> beam.io.WriteToText(args.output, file_name_suffix=".jsonl.zst",

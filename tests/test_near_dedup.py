@@ -87,3 +87,12 @@ def test_size_buckets_and_histogram():
     assert cluster_histogram(counters) == [
         {"min_size": 2, "max_size": 2, "clusters": 5},
         {"min_size": 3, "max_size": 4, "clusters": 2}]
+
+
+def test_star_edges_read_the_bucket_once():
+    """Grouped values may be a one-shot stream (seen on the multi-process DirectRunner)."""
+    from transforms.near_dedup import _StarEdges
+    star = _StarEdges()
+    star.setup()
+    assert list(star.process((b"k", iter(["d", "b", "c", "b"])))) == [("c", "b"), ("d", "b")]
+    assert list(star.process((b"k", iter(["a"])))) == []

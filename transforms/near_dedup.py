@@ -114,16 +114,18 @@ class _StarEdges(beam.DoFn):
         self.candidates = Metrics.counter(NAMESPACE, "lsh_candidate_edges")
 
     def process(self, bucket):
-        _, ids = bucket
-        root = min(ids)  # the iterable is re-iterable: two passes, no materialised list
-        edges = 0
-        for doc_id in ids:
-            if doc_id != root:
-                edges += 1
-                yield doc_id, root
-        if edges:
-            self.shared.inc()
-            self.candidates.inc(edges)
+        # One pass over the grouped values: some runners hand them out as a stream
+        # that cannot be iterated twice.  A bucket's ids are small strings; even a
+        # million-member bucket is tens of MB here, and its output stays linear.
+        members = set(bucket[1])
+        if len(members) < 2:
+            return
+        root = min(members)
+        members.discard(root)
+        self.shared.inc()
+        self.candidates.inc(len(members))
+        for doc_id in sorted(members):
+            yield doc_id, root
 
 
 def _send_signature(joined):
