@@ -63,11 +63,13 @@ def main():
     parser.add_argument("--work", default="benchmarks/work/exact_dedup")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/exact_dedup.json")
+    parser.add_argument("--sizes", default="25k,100k", help="which input sizes to run")
     args = parser.parse_args()
     if not glob.glob(os.path.join(args.corpus, "*.jsonl.zst")):
         write_corpus(args.corpus, 100_000, files=8, seed=0, bad_lines=10)
-    sizes = {"25k docs (2 files)": os.path.join(args.corpus, "part-00[01].jsonl.zst"),
-             "100k docs (8 files)": os.path.join(args.corpus, "part-*.jsonl.zst")}
+    sizes = {"25k": os.path.join(args.corpus, "part-00[01].jsonl.zst"),
+             "100k": os.path.join(args.corpus, "part-*.jsonl.zst")}
+    sizes = {f"{k} docs": v for k, v in sizes.items() if k in args.sizes.split(",")}
     results = []
     for size_name, pattern in sizes.items():
         docs, raw = corpus_stats(pattern)
@@ -75,7 +77,7 @@ def main():
             run = median_run(cmd, args.repeats,
                              before=lambda: shutil.rmtree(args.work, ignore_errors=True))
             results.append({"size": size_name, "system": name, "docs": docs, "raw_mb": raw / 1e6,
-                            "wall_s": run["wall_s"], "walls": run["walls"],
+                            "wall_s": run["wall_s"], "walls": run["walls"], "cpu_s": run["cpu_s"],
                             "docs_per_s": docs / run["wall_s"], "mb_per_s": raw / 1e6 / run["wall_s"],
                             "peak_rss_mb": run["peak_rss_mb"]})
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
@@ -85,12 +87,12 @@ def main():
 
 
 def table(results) -> str:
-    lines = ["| input | system | wall s (median) | docs/s | MB/s | peak RSS MB | docs/s vs plain Beam in_memory |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| input | system | wall s (median) | CPU s | docs/s | MB/s | peak RSS MB | docs/s vs plain Beam in_memory |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         base = next(b for b in results if b["size"] == r["size"]
                     and b["system"].startswith("plain Beam (direct, in_memory)"))
-        lines.append(f"| {r['size']} | {r['system']} | {r['wall_s']:.1f} | {r['docs_per_s']:,.0f} | "
+        lines.append(f"| {r['size']} | {r['system']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['docs_per_s']:,.0f} | "
                      f"{r['mb_per_s']:.1f} | {r['peak_rss_mb']:,.0f} | "
                      f"{r['docs_per_s'] / base['docs_per_s']:.2f}x |")
     return "\n".join(lines)

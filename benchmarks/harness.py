@@ -1,4 +1,5 @@
 """Run a command, measure wall time and peak RSS of its whole process tree."""
+import resource
 import statistics
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import psutil
 def measure(cmd: list[str], poll_seconds: float = 0.1, env=None) -> dict:
     """Run ``cmd``; return wall seconds and the peak summed RSS of it and its children."""
     start = time.perf_counter()
+    cpu_before = _children_cpu()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     root = psutil.Process(proc.pid)
     peak = 0
@@ -21,10 +23,17 @@ def measure(cmd: list[str], poll_seconds: float = 0.1, env=None) -> dict:
             pass
         time.sleep(poll_seconds)
     wall = time.perf_counter() - start
+    cpu = _children_cpu() - cpu_before
     output = proc.stdout.read().decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{output[-3000:]}")
-    return {"wall_s": wall, "peak_rss_mb": peak / 2**20, "output": output}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak / 2**20, "output": output}
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of waited-for descendants (Beam waits for its workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _rss(process) -> int:
@@ -41,11 +50,12 @@ def median_run(cmd: list[str], repeats: int, before=None) -> dict:
         if before:
             before()
         runs.append(measure(cmd))
-        print(f"  {runs[-1]['wall_s']:.1f}s {runs[-1]['peak_rss_mb']:.0f}MB  {' '.join(cmd[:4])}",
+        print(f"  {runs[-1]['wall_s']:.1f}s cpu {runs[-1]['cpu_s']:.1f}s {runs[-1]['peak_rss_mb']:.0f}MB  {' '.join(cmd[:4])}",
               file=sys.stderr)
     return {
         "wall_s": statistics.median(r["wall_s"] for r in runs),
         "walls": [round(r["wall_s"], 2) for r in runs],
+        "cpu_s": statistics.median(r["cpu_s"] for r in runs),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "output": runs[-1]["output"],
     }

@@ -163,9 +163,12 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
     reader = ReadJsonl(args.input, args.id_field, args.text_field, batch_size=READ_BATCH)
     batches, dead = pipeline | "Read" >> reader
 
+    # Without partitioning or near-dedup (which take single documents), kept
+    # documents stay in per-bucket lists down to the store.
+    batched = not (args.partition_by or args.range_by) and args.no_near_dedup
     dedup = batches | "ExactDedup" >> ExactDedup(
         num_buckets=dedup_buckets(estimate_raw_bytes(reader.paths)),
-        with_removed=args.write_removed)
+        with_removed=args.write_removed, batched_output=batched)
     kept = dedup["kept"]
     removed = dedup["removed"]
     gates = []
@@ -194,7 +197,7 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
                         "sorted_by": args.range_by if args.range_by else "id",
                         **({"codec_choice": codec_choice} if codec_choice else {})},
         preconditions=[bad_gate, id_gate] + gates,
-        partitioning=scheme, partition_info=info, placement=placement)
+        partitioning=scheme, partition_info=info, placement=placement, batched=batched)
     _write_jsonl(dead, "DeadLetters", first_dir, "dead_letters")
     if args.write_removed:
         _write_jsonl(removed, "Removed", first_dir, "removed")

@@ -129,9 +129,11 @@ def test_assign_balanced_shards_pipeline(make_pipeline):
     shard_keys = sorted({(p, j, n) for (p, _), (j, n) in expected.items()})
     assert len(shard_keys) > 3
     with make_pipeline() as p:
-        out = (p | beam.Create(records)
+        batches = [records[i:i + 7] for i in range(0, len(records), 7)]
+        out = (p | beam.Create(batches)
                | AssignBalancedShards(4000, required_partitions=["empty"])
-               | beam.MapTuple(lambda key, r: (key, None if r is None else r[2])))
+               | beam.FlatMapTuple(lambda key, rs: [(key, None)] if rs is None
+                                   else [(key, r[2]) for r in rs]))
         want = [((part, j, n), rid) for (part, rid), (j, n) in expected.items()]
         every = [(key, None) for key in shard_keys] + [(("empty", 0, 1), None)]
         assert_that(out, equal_to(want + every))

@@ -110,23 +110,31 @@ class DedupBucket(beam.CombineFn):
 
 
 class _EmitWinners(beam.DoFn):
-    """``(bucket, table)`` -> kept ``(id, line)`` docs; removed pairs to ``removed``."""
+    """``(bucket, table)`` -> kept ``(id, line)`` docs (or one list of them per
+    bucket when ``batched``); removed pairs to ``removed``."""
 
-    def __init__(self):
+    def __init__(self, batched: bool):
+        self.batched = batched
         self.kept = Metrics.counter(NAMESPACE, "kept")
         self.duplicates = Metrics.counter(NAMESPACE, "duplicates_removed")
 
     def process(self, bucket_table):
         _, table = bucket_table
         duplicates = 0
+        kept = []
         for doc_id, line, copies, losers in table.values():
             duplicates += copies - 1
-            yield doc_id, line
+            kept.append((doc_id, line))
             for loser in sorted(losers or ()):
                 yield beam.pvalue.TaggedOutput(
                     "removed", {"removed": loser, "kept": doc_id, "reason": "exact_duplicate"})
         self.kept.inc(len(table))
         self.duplicates.inc(duplicates)
+        if self.batched:
+            if kept:
+                yield kept
+        else:
+            yield from kept
 
 
 _CONFLICT = b""  # text keys are 16 bytes, so the empty string marks an id with several
@@ -186,12 +194,14 @@ class ExactDedup(beam.PTransform):
     (``{"removed", "kept", "reason": "exact_duplicate"}``; empty unless
     ``with_removed``) and ``id_conflicts`` (one ``{"count", "examples"}``).
     ``num_buckets`` bounds memory: one bucket holds about 1/num_buckets of the
-    distinct documents.
+    distinct documents.  With ``batched_output`` ``kept`` holds one list of
+    docs per bucket (for WriteStore(batched=True)).
     """
 
     def __init__(self, num_buckets: int = 64, with_removed: bool = False,
-                 max_conflict_examples: int = 10):
+                 max_conflict_examples: int = 10, batched_output: bool = False):
         super().__init__()
+        self.batched_output = batched_output
         if num_buckets < 1:
             raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
         self.num_buckets = num_buckets
@@ -205,7 +215,7 @@ class ExactDedup(beam.PTransform):
         winners = (
             split.buckets
             | "DedupBuckets" >> beam.CombinePerKey(DedupBucket())
-            | "EmitWinners" >> beam.ParDo(_EmitWinners()).with_outputs("removed", main="kept"))
+            | "EmitWinners" >> beam.ParDo(_EmitWinners(self.batched_output)).with_outputs("removed", main="kept"))
         conflicts = (
             split[IDS_TAG]
             | "IdTexts" >> beam.CombinePerKey(IdTexts())

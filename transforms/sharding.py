@@ -153,7 +153,8 @@ class _FindCuts(beam.DoFn):
 
 
 class AssignBalancedShards(beam.PTransform):
-    """``(partition, order, id, line)`` -> ``((partition, shard, num_shards), record)``.
+    """Batches (lists) of ``(partition, order, id, line)`` records ->
+    ``((partition, shard, num_shards), [records])``, a list per shard per batch.
 
     Also emits ``((partition, shard, num_shards), None)`` for every shard, so
     a shard with no record (only possible with a fixed ``num_shards``, or a
@@ -169,15 +170,13 @@ class AssignBalancedShards(beam.PTransform):
         self.num_shards = num_shards
         self.required = list(required_partitions)
 
-    def expand(self, records):
+    def expand(self, batches):
         target, fixed = self.target, self.num_shards
         # A required partition gets a shard even with no records (0 bytes in bucket 0).
-        required = records.pipeline | "RequiredPartitions" >> beam.Create(
+        required = batches.pipeline | "RequiredPartitions" >> beam.Create(
             [((p, 0), (None, 0)) for p in self.required])
         plans = (
-            (records | "BucketBytes" >> beam.Map(
-                lambda r: ((r[0], r[1][0]), (r[1] + (r[2],), record_size(r[3])))),
-             required)
+            (batches | "BucketBytes" >> beam.FlatMap(_bucket_bytes), required)
             | "WithRequired" >> beam.Flatten()
             | "SumPerBucket" >> beam.CombinePerKey(_BytesAndFirstKey())
             | "ByPartition" >> beam.MapTuple(lambda pb, acc: (pb[0], (pb[1], acc[0], acc[1])))
@@ -186,10 +185,8 @@ class AssignBalancedShards(beam.PTransform):
                 lambda p, hist: (p, plan_partition(list(hist), fixed, target))))
         plans_side = beam.pvalue.AsDict(plans)
         cuts = (
-            records
-            | "InCutBuckets" >> beam.FlatMap(
-                lambda r, plans: [((r[0], r[1][0]), (r[1] + (r[2],), record_size(r[3])))]
-                if r[1][0] in plans[r[0]]["cuts"] else [], plans_side)
+            batches
+            | "InCutBuckets" >> beam.FlatMap(_in_cut_buckets, plans_side)
             | "GroupCutBuckets" >> beam.GroupByKey()
             | "FindCuts" >> beam.ParDo(_FindCuts(), plans_side)
             | "CutsPerPartition" >> beam.GroupByKey()
@@ -197,16 +194,40 @@ class AssignBalancedShards(beam.PTransform):
                 lambda kv, plans: (kv[0], final_cuts(list(kv[1]), fixed is not None,
                                                      plans[kv[0]]["first"])), plans_side))
         cuts_side = beam.pvalue.AsDict(cuts)
-        assigned = records | "AssignShard" >> beam.Map(_assign, cuts_side)
+        assigned = batches | "AssignShards" >> beam.FlatMap(_assign_batch, cuts_side)
         every_shard = plans | "EveryShard" >> beam.FlatMap(_every_shard, cuts_side)
         return (assigned, every_shard) | "WithEmptyShards" >> beam.Flatten()
 
 
-def _assign(record, cuts):
-    partition, order, record_id, _ = record
-    partition_cuts = cuts.get(partition, [])
-    index = shard_index(partition_cuts, order + (record_id,))
-    return (partition, index, len(partition_cuts) + 1), record
+def _sized(record):
+    return (record[1] + (record[2],), record_size(record[3]))
+
+
+def _bucket_bytes(batch):
+    """A batch of records -> ((partition, bucket), (smallest key, bytes)) per bucket in it."""
+    sums: dict = {}
+    for record in batch:
+        where = (record[0], record[1][0])
+        key, size = _sized(record)
+        seen = sums.get(where)
+        sums[where] = (key, size) if seen is None else (min(seen[0], key), seen[1] + size)
+    return sums.items()
+
+
+def _in_cut_buckets(batch, plans):
+    return [((r[0], r[1][0]), _sized(r)) for r in batch if r[1][0] in plans[r[0]]["cuts"]]
+
+
+def _assign_batch(batch, cuts):
+    """A batch of records -> (shard key, [records]) per shard it touches."""
+    shards: dict = {}
+    for record in batch:
+        partition, order, record_id, _ = record
+        partition_cuts = cuts.get(partition, [])
+        key = (partition, shard_index(partition_cuts, order + (record_id,)),
+               len(partition_cuts) + 1)
+        shards.setdefault(key, []).append(record)
+    return shards.items()
 
 
 def _every_shard(planned, cuts):

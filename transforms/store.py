@@ -303,9 +303,9 @@ class _WriteShard(beam.DoFn):
         self.replicas = Metrics.counter(NAMESPACE, "replicas_written")
 
     def process(self, keyed, info):
-        (partition, index, num_shards), records = keyed
-        # records are (partition, order, id, line); None marks a shard that must exist
-        records = [r for r in records if r is not None]
+        (partition, index, num_shards), parts = keyed
+        # lists of (partition, order, id, line) records; None marks a shard that must exist
+        records = [r for part in parts if part is not None for r in part]
         if self.sort_by_order:
             raw = b"".join(r[3] + b"\n" for r in sorted(records, key=lambda r: r[1:]))
         else:
@@ -389,7 +389,9 @@ class _WriteManifest(beam.DoFn):
 class WriteStore(beam.PTransform):
     """Documents -> a replicated sharded store; outputs the manifest.
 
-    Unpartitioned (``partitioning=None``): ``(id, line)`` documents.
+    Unpartitioned (``partitioning=None``): ``(id, line)`` documents, or lists
+    of them with ``batched=True`` (the fast path: Beam's per-element cost is
+    then paid per list).
     Partitioned: ``(partition name, order, (id, line))`` where ``order`` is
     None (shards follow the id hash, records sorted by id) or a range order
     key from RangePartition (shards and records follow the key);
@@ -409,8 +411,12 @@ class WriteStore(beam.PTransform):
                  num_shards: int | None = None, target_shard_bytes: int = 64 << 20,
                  zstd_level: int = 3, manifest_extra: dict | None = None,
                  preconditions=(), codec=None, partitioning: dict | None = None,
-                 partition_info=None, placement: Placement | None = None):
+                 partition_info=None, placement: Placement | None = None,
+                 batched: bool = False):
         super().__init__()
+        if batched and partitioning is not None:
+            raise ValueError("batched input is for unpartitioned stores")
+        self.batched = batched
         if not dataset or "/" in dataset or dataset in (".", ".."):
             raise ValueError(f"dataset must be a plain folder name, got {dataset!r}")
         if num_shards is not None and num_shards < 1:
@@ -438,14 +444,18 @@ class WriteStore(beam.PTransform):
 
     def expand(self, docs):
         pipeline = docs.pipeline
-        if self.partitioning is None:
+        if self.batched:
             records = docs | "AsRecords" >> beam.Map(
-                lambda d: ("", hash_order(d[0]), d[0], d[1]))
+                lambda batch: [("", hash_order(i), i, line) for i, line in batch])
+            info = pipeline | "NoPartitionInfo" >> beam.Create([{}])
+        elif self.partitioning is None:
+            records = docs | "AsRecords" >> beam.Map(
+                lambda d: [("", hash_order(d[0]), d[0], d[1])])
             info = pipeline | "NoPartitionInfo" >> beam.Create([{}])
         else:
             records = docs | "AsRecords" >> beam.MapTuple(
-                lambda name, order, d: (name, hash_order(d[0]) if order is None else order,
-                                        d[0], d[1]))
+                lambda name, order, d: [(name, hash_order(d[0]) if order is None else order,
+                                         d[0], d[1])])
             info = self.partition_info
         info = beam.pvalue.AsSingleton(info)
         sort_by_order = (self.partitioning or {}).get("scheme") == "range"
