@@ -175,8 +175,11 @@ class AssignBalancedShards(beam.PTransform):
         # A required partition gets a shard even with no records (0 bytes in bucket 0).
         required = batches.pipeline | "RequiredPartitions" >> beam.Create(
             [((p, 0), (None, 0)) for p in self.required])
+        # Sort keys and sizes only: the cut search reads these, not the records.
+        sized = batches | "SortKeys" >> beam.Map(
+            lambda batch: [((r[0], r[1][0]), _sized(r)) for r in batch])
         plans = (
-            (batches | "BucketBytes" >> beam.FlatMap(_bucket_bytes), required)
+            (sized | "BucketBytes" >> beam.FlatMap(_bucket_bytes), required)
             | "WithRequired" >> beam.Flatten()
             | "SumPerBucket" >> beam.CombinePerKey(_BytesAndFirstKey())
             | "ByPartition" >> beam.MapTuple(lambda pb, acc: (pb[0], (pb[1], acc[0], acc[1])))
@@ -185,7 +188,7 @@ class AssignBalancedShards(beam.PTransform):
                 lambda p, hist: (p, plan_partition(list(hist), fixed, target))))
         plans_side = beam.pvalue.AsDict(plans)
         cuts = (
-            batches
+            sized
             | "InCutBuckets" >> beam.FlatMap(_in_cut_buckets, plans_side)
             | "GroupCutBuckets" >> beam.GroupByKey()
             | "FindCuts" >> beam.ParDo(_FindCuts(), plans_side)
@@ -203,19 +206,17 @@ def _sized(record):
     return (record[1] + (record[2],), record_size(record[3]))
 
 
-def _bucket_bytes(batch):
-    """A batch of records -> ((partition, bucket), (smallest key, bytes)) per bucket in it."""
+def _bucket_bytes(sized_batch):
+    """``[((partition, bucket), (key, bytes))]`` -> the same summed per bucket, smallest key."""
     sums: dict = {}
-    for record in batch:
-        where = (record[0], record[1][0])
-        key, size = _sized(record)
+    for where, (key, size) in sized_batch:
         seen = sums.get(where)
         sums[where] = (key, size) if seen is None else (min(seen[0], key), seen[1] + size)
     return sums.items()
 
 
-def _in_cut_buckets(batch, plans):
-    return [((r[0], r[1][0]), _sized(r)) for r in batch if r[1][0] in plans[r[0]]["cuts"]]
+def _in_cut_buckets(sized_batch, plans):
+    return [item for item in sized_batch if item[0][1] in plans[item[0][0]]["cuts"]]
 
 
 def _assign_batch(batch, cuts):
