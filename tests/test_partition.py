@@ -197,3 +197,16 @@ def test_json_field_values_match_a_full_parse():
     assert json_field("a")(("id", b"[1, 2]")) is None
     with pytest.raises(ValueError):
         json_field("a")(("id", b'{"a": 1'))
+
+
+def test_weighted_quantiles_do_not_depend_on_input_order():
+    from transforms.partition import weighted_quantiles
+    histogram = [(k % 20_000, 1 + k % 7) for k in range(50_000)]
+    merged = {}
+    for key, count in histogram:
+        merged[key] = merged.get(key, 0) + count
+    q = weighted_quantiles(list(merged.items()), 257)
+    assert q == weighted_quantiles(list(reversed(list(merged.items()))), 257)
+    assert len(q) == 257 and q == sorted(q) and q[0] == 0 and q[-1] == 19_999
+    assert weighted_quantiles([(k, 1) for k in range(1, 101)], 5) == [1, 25, 50, 75, 100]
+    assert weighted_quantiles([], 5) == []

@@ -21,6 +21,7 @@ import apache_beam as beam
 import simdjson
 import xxhash
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms.partition_names import MISSING, OTHER, encode_value, value_text
@@ -269,6 +270,25 @@ def range_name(index: int) -> str:
     return f"range-{index:05d}"
 
 
+def weighted_quantiles(histogram: list[tuple], num_quantiles: int) -> list:
+    """Beam's ApproximateQuantiles (weighted) over an exact ``(key, count)`` histogram.
+
+    Fed in sorted order in one place, the sketch gives the same boundaries on
+    every runner, whatever the bundling (fed element by element across
+    workers, its buffers collapse in a runner-dependent order); it is exact
+    while the distinct keys fit its buffers (thousands), approximate beyond.
+    The histogram holds one pair per distinct key, so keys of bounded
+    cardinality (lengths, dates) cost little however many records there are.
+    """
+    if not histogram:
+        return []
+    fn = ApproximateQuantilesCombineFn.create(num_quantiles=num_quantiles, weighted=True)
+    acc = fn.create_accumulator()
+    for key, count in sorted(histogram):
+        acc = fn.add_input(acc, (key, count))
+    return fn.extract_output(acc)
+
+
 def range_bounds(quantiles: list, n: int) -> tuple[list, list]:
     """(n-1 partition boundaries, fine boundaries) from the quantile list [min..max]."""
     if not quantiles:
@@ -319,8 +339,9 @@ class RangePartition(beam.PTransform):
     """Records -> ``((name, order, record) triples, info)``.
 
     Partition i holds keys in ``[boundaries[i-1], boundaries[i])``, the
-    boundaries being quantiles of the keys (Beam's ApproximateQuantiles), so
-    the partitions hold about equal counts.  ``order`` = ``(fine bucket, key)``
+    boundaries being quantiles of the keys (Beam's ApproximateQuantiles over
+    the exact key histogram, see ``weighted_quantiles``), so the partitions
+    hold about equal counts.  ``order`` = ``(fine bucket, key)``
     sorts records by key; a key of None goes to ``_missing``.
     """
 
@@ -338,7 +359,9 @@ class RangePartition(beam.PTransform):
         quantiles = (
             keyed
             | "PresentKeys" >> beam.FlatMapTuple(lambda k, _: [] if k is None else [k])
-            | "Quantiles" >> beam.ApproximateQuantiles.Globally(n * FINE_BUCKETS_PER_RANGE + 1))
+            | "CountPerKey" >> beam.combiners.Count.PerElement()
+            | "KeyHistogram" >> beam.combiners.ToList()
+            | "Quantiles" >> beam.Map(weighted_quantiles, n * FINE_BUCKETS_PER_RANGE + 1))
         quantiles = beam.pvalue.AsSingleton(quantiles, default_value=[])
         routed = keyed | "Route" >> beam.ParDo(_RouteByRange(), quantiles, n)
         info = (
