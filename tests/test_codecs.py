@@ -379,3 +379,22 @@ def test_blosc2_chunk_declaring_more_than_the_part_is_refused():
 
 def test_every_registered_array_codec_is_covered():
     assert set(ARRAY_CODECS) == {s.split(":")[0] for s in LOSSLESS_SPECS} | set(LOSSY_SPECS)
+
+
+any_floats = hnp.arrays(st.sampled_from([np.float32, np.float64]), shapes(),
+                        elements=st.floats(-1e4, 1e4, width=32)
+                        | st.sampled_from([np.nan, np.inf, -np.inf]))
+
+
+@PROPERTY
+@given(array=any_floats, spec=st.sampled_from(LOSSY_SPECS))
+def test_lossy_codecs_keep_or_refuse_non_finite_values(array, spec):
+    codec = array_codec(spec)
+    if spec in ("int8", "binary") and not np.isfinite(array).all():
+        with pytest.raises(CodecError, match="NaN or inf"):
+            codec.encode(array)
+        return
+    decoded = decode_array(codec.encode(array))
+    assert (np.isnan(decoded) == np.isnan(array)).all()
+    assert (np.isposinf(decoded) == np.isposinf(array)).all()
+    assert (np.isneginf(decoded) == np.isneginf(array)).all()
