@@ -49,9 +49,9 @@ def build_parser() -> cli.Parser:
                       "lossless")
     work.add_argument("--min_encode_mbps", type=float, default=0.0,
                       help="for --codec auto: slowest acceptable encoder, MB/s (default: 0)")
-    work.add_argument("--sample_bytes", type=cli.byte_size, default=32 << 20,
+    work.add_argument("--sample_bytes", type=cli.byte_size, default=16 << 20,
                       help="for --codec auto: raw bytes of evenly spaced blocks to try codecs "
-                      "on (default: 32MiB)")
+                      "on (default: 16MiB)")
     return parser
 
 

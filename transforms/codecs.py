@@ -320,8 +320,7 @@ def _encode_stage(data: np.ndarray, stage: dict):
     filters = _BLOSC_FILTERS[stage["filter"]]
     return blosc2.compress2(
         data.data, typesize=min(data.dtype.itemsize, 255), clevel=stage["clevel"],
-        codec=_BLOSC_CODECS[stage["cname"]], filters=filters, filters_meta=[0] * len(filters),
-        splitmode=blosc2.SplitMode.AUTO_SPLIT)
+        codec=_BLOSC_CODECS[stage["cname"]], filters=filters, filters_meta=[0] * len(filters))
 
 
 def _decode_stage(stored: bytes, stage: dict, raw_bytes: int) -> bytes | bytearray:
@@ -564,7 +563,9 @@ class Fp16Array(LossyArray):
     def quantise(self, array):
         with np.errstate(over="ignore"):
             half = array.astype(np.float16)
-        self._refuse_overflow(array, np.isinf(half), "float16 (max 65504)")
+        # inf test on the bits: float16 ufuncs are slow in numpy, integer ones are not
+        half_inf = (half.view(np.uint16) & np.uint16(0x7FFF)) == np.uint16(0x7C00)
+        self._refuse_overflow(array, half_inf, "float16 (max 65504)")
         return [("data", half)]
 
     def from_parts(self, parts, dtype, shape):
