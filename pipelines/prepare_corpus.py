@@ -54,9 +54,10 @@ def build_parser() -> cli.Parser:
     part.add_argument("--partition_by", metavar="FIELD", default=None,
                       help="write one sub-dataset per value of FIELD (<root>/<dataset>/<value>/)"
                       "; absent or null -> _missing")
-    part.add_argument("--max_partitions", type=cli.positive_int, default=256,
-                      help="at most this many partitions; the least frequent values go to "
-                      "_other (default: 256)")
+    part.add_argument("--max_partitions", type=int, default=256,
+                      help="at most this many partitions (_missing and _other included); "
+                      "the least frequent values go to _other. 0: no cap, and no counting "
+                      "pass before routing (default: 256)")
     part.add_argument("--range_by", metavar="length|FIELD", default=None,
                       help="partition by ranges of the text length (characters) or of a "
                       "numeric FIELD, cut at approximate quantiles; shards follow the key")
@@ -145,7 +146,7 @@ def partitioned(kept, args):
     """-> (store input, scheme for the manifest, partition info) or (kept, None, None)."""
     if args.partition_by:
         routed, info = kept | "PartitionByField" >> PartitionByField(
-            args.partition_by, args.max_partitions)
+            args.partition_by, args.max_partitions or None)
         records = routed | "NoOrder" >> beam.MapTuple(lambda name, doc: (name, None, doc))
         return records, {"scheme": "field"}, info
     if args.range_by:
@@ -218,8 +219,8 @@ def run(argv=None) -> dict:
             bytes_codec(args.codec)
         if args.partition_by and args.range_by:
             raise ValueError("give --partition_by or --range_by, not both")
-        if args.max_partitions < 2:
-            raise ValueError("--max_partitions must be >= 2 (one value and _other)")
+        if args.max_partitions == 1 or args.max_partitions < 0:
+            raise ValueError("--max_partitions must be 0 (no cap) or >= 2 (a value and _other)")
         rules = parse_rules(args.placement, normalise_root) if args.placement else []
         placement = Placement(roots, args.replication, rules, field=args.partition_by)
         if not args.no_near_dedup:

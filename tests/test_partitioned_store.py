@@ -228,3 +228,14 @@ def test_partition_for_finds_a_partition_from_the_manifest_alone():
         partition_for(ranged, None)
     with pytest.raises(StoreError, match="not partitioned"):
         partition_for({"shards": []}, "x")
+
+
+def test_max_partitions_zero_means_no_cap(run_config, tmp_path):
+    rows = [{"id": f"d{i:03d}", "text": f"t {i}", "lang": lang}
+            for i, lang in enumerate(["en"] * 6 + ["zh"] * 4 + ["fr", "de", "ja"])]
+    src = write_input(tmp_path / "in.jsonl", rows)
+    _, roots = run(run_config, tmp_path, src, "--partition_by", "lang", "--max_partitions", "0")
+    manifest = load_manifest(os.path.join(roots[0], "corpus"))
+    assert [(p["name"], p["records"]) for p in manifest["partitions"]] == \
+        [("de", 1), ("en", 6), ("fr", 1), ("ja", 1), ("zh", 4)]
+    assert manifest["partitioning"]["max_partitions"] is None
