@@ -45,6 +45,34 @@ class Parser(argparse.ArgumentParser):
         return args, PipelineOptions(flags + beam_argv)
 
 
+def add_store_arguments(group, default_dataset: str) -> None:
+    """--output_roots, --replication, --dataset: the same interface for every job writing a store."""
+    group.add_argument("--output_roots", default="out/a,out/b",
+                       help="N storage roots, comma-separated (local paths or gs://, s3://, "
+                       "hdfs:// URIs), each optionally =WEIGHT: a root of weight 2 gets about "
+                       "twice the replicas (a=2,b,c). Default: out/a,out/b")
+    group.add_argument("--replication", type=positive_int, default=None,
+                       help="R: replicas of every shard, on R distinct roots (default: min(2, N))")
+    group.add_argument("--dataset", default=default_dataset,
+                       help=f"dataset folder under every root (default: {default_dataset})")
+
+
+def resolve_roots(args) -> list:
+    """Parsed, normalised --output_roots; fills in the default --replication.
+
+    Raises ValueError when R exceeds the number of roots (before anything runs).
+    """
+    from transforms.placement import parse_roots
+    from transforms.store import normalise_root
+    roots = [type(r)(normalise_root(r.uri), r.weight) for r in parse_roots(args.output_roots)]
+    if args.replication is None:
+        args.replication = min(2, len(roots))
+    if args.replication > len(roots):
+        raise ValueError(f"--replication {args.replication} is more than the "
+                         f"{len(roots)} root(s) in --output_roots")
+    return roots
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

@@ -13,9 +13,8 @@ from transforms.codecs import CodecError, array_codec
 from transforms.npy import (
     NpyError, ReadNpyBlocks, check_compatible, default_block_rows, inspect_npy, load_function,
     match_inputs, plan_blocks, read_block)
-from transforms.placement import parse_roots
 from transforms.report import RunClock, build_report, counters, summary_table, write_report
-from transforms.store import dataset_dir, normalise_root
+from transforms.store import dataset_dir
 
 AUTO = "auto"
 
@@ -26,13 +25,7 @@ def build_parser() -> cli.Parser:
     io.add_argument("--input", required=True,
                     help=".npy files: a path, a glob, or several comma-separated; taken in "
                     "sorted path order as one array (rows concatenated)")
-    io.add_argument("--output_roots", default="out/a,out/b",
-                    help="N storage roots, comma-separated (local paths or gs://, s3://, "
-                    "hdfs:// URIs). Default: out/a,out/b")
-    io.add_argument("--replication", type=cli.positive_int, default=None,
-                    help="R: replicas of every shard, on R distinct roots (default: min(2, N))")
-    io.add_argument("--dataset", default="arrays",
-                    help="dataset folder under every root (default: arrays)")
+    cli.add_store_arguments(io, default_dataset="arrays")
     work = parser.add_argument_group("blocks and codec")
     work.add_argument("--block_rows", type=cli.positive_int, default=None,
                       help="rows per block (= per shard); default: about 16 MiB of rows")
@@ -112,12 +105,7 @@ def run(argv=None) -> dict:
     parser = build_parser()
     args, options = parser.parse(argv)
     try:
-        roots = [type(r)(normalise_root(r.uri), r.weight) for r in parse_roots(args.output_roots)]
-        if args.replication is None:
-            args.replication = min(2, len(roots))
-        if args.replication > len(roots):
-            raise ValueError(f"--replication {args.replication} is more than the "
-                             f"{len(roots)} root(s) in --output_roots")
+        roots = cli.resolve_roots(args)
         if args.codec != AUTO:
             array_codec(args.codec)
         elif args.max_error:

@@ -17,7 +17,7 @@ from transforms.dedup import ExactDedup, dedup_buckets
 from transforms.io import ReadJsonl, estimate_raw_bytes
 from transforms.near_dedup import cluster_histogram
 from transforms.partition import PartitionByField, RangePartition, numeric_field, text_length
-from transforms.placement import Placement, parse_roots, parse_rules
+from transforms.placement import Placement, parse_rules
 from transforms.report import RunClock, build_report, counters, summary_table, write_report
 from transforms.sharding import balance_rows
 from transforms.store import WriteStore, dataset_dir, join, load_manifest, normalise_root
@@ -33,14 +33,7 @@ def build_parser() -> cli.Parser:
     io.add_argument("--input", default=SAMPLE,
                     help="JSON Lines files: a path, a glob, or several comma-separated "
                     "(.jsonl, .jsonl.gz, .jsonl.zst). Default: the bundled sample corpus")
-    io.add_argument("--output_roots", default="out/a,out/b",
-                    help="N storage roots, comma-separated (local paths or gs://, s3://, "
-                    "hdfs:// URIs), each optionally =WEIGHT: a root of weight 2 gets about "
-                    "twice the replicas (a=2,b,c). Default: out/a,out/b")
-    io.add_argument("--replication", type=cli.positive_int, default=None,
-                    help="R: replicas of every shard, on R distinct roots (default: min(2, N))")
-    io.add_argument("--dataset", default="corpus",
-                    help="dataset folder under every root (default: corpus)")
+    cli.add_store_arguments(io, default_dataset="corpus")
     io.add_argument("--id_field", default="id", help="record id field (default: id)")
     io.add_argument("--text_field", default="text", help="text field (default: text)")
     io.add_argument("--max_bad_fraction", type=cli.fraction, default=0.01,
@@ -209,12 +202,7 @@ def run(argv=None) -> dict:
     cli.setup_logging()
     args, options = build_parser().parse(argv)
     try:
-        roots = [type(r)(normalise_root(r.uri), r.weight) for r in parse_roots(args.output_roots)]
-        if args.replication is None:
-            args.replication = min(2, len(roots))
-        if args.replication > len(roots):
-            raise ValueError(f"--replication {args.replication} is more than the "
-                             f"{len(roots)} root(s) in --output_roots")
+        roots = cli.resolve_roots(args)
         if args.codec not in (None, "auto"):
             bytes_codec(args.codec)
         if args.partition_by and args.range_by:

@@ -2,7 +2,6 @@
 import glob
 import os
 
-import apache_beam as beam
 import orjson
 import pytest
 import zstandard

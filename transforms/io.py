@@ -6,7 +6,6 @@ verbatim means fields we do not know pass through untouched and the stored
 record is byte-for-byte the input record.
 """
 import gzip
-import io
 
 import apache_beam as beam
 import orjson
