@@ -1,6 +1,7 @@
 """prepare_corpus with --partition_by / --range_by / --placement, and reading partitions back."""
 import hashlib
 import os
+import shutil
 from collections import Counter
 
 import orjson
@@ -239,3 +240,21 @@ def test_max_partitions_zero_means_no_cap(run_config, tmp_path):
     assert [(p["name"], p["records"]) for p in manifest["partitions"]] == \
         [("de", 1), ("en", 6), ("fr", 1), ("ja", 1), ("zh", 4)]
     assert manifest["partitioning"]["max_partitions"] is None
+
+
+@pytest.mark.parametrize("flags", [
+    ("--partition_by", "source", "--target_shard_bytes", "700"),
+    ("--range_by", "length", "--num_ranges", "3", "--target_shard_bytes", "20k"),
+])
+def test_partitioned_store_is_byte_identical_to_the_direct_runner(run_config, tmp_path, flags):
+    rows = hostile_rows() + [{"id": f"r{i:05d}", "text": "w " * ((i * 7919) % 700 + 1),
+                              "source": ["web", "books"][i % 2]} for i in range(3000)]
+    src = write_input(tmp_path / "in.jsonl", rows)
+    snapshots = []
+    for config in ("direct", run_config):
+        for name in "abc":
+            shutil.rmtree(tmp_path / name, ignore_errors=True)
+        _, roots = run(config, tmp_path, src, "--replication", "2", *flags)
+        snapshots.append({r: files_under(r) for r in roots})
+    assert snapshots[1] == snapshots[0]
+    assert sum(len(files) for files in snapshots[0].values()) > 10
