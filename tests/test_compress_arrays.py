@@ -3,7 +3,6 @@ import glob
 import os
 import pickle
 
-import apache_beam as beam
 import numpy as np
 import orjson
 import pytest
