@@ -14,8 +14,10 @@ arguments), checks the third, and gives the flags that point jobs at them:
 Nothing here changes what a pipeline computes; it only saves start-ups.
 """
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -64,6 +66,14 @@ def _tail(path: str, lines: int = 30) -> str:
         return "(no log)"
 
 
+def _die_with_parent():
+    """In the child: get SIGTERM when the parent dies, so no service outlives a killed run."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: stop() still ends the services
+
+
 class _Process:
     """A child process with its output in a log file, stopped with its process group."""
 
@@ -72,7 +82,8 @@ class _Process:
         self.log_path = os.path.join(log_dir, f"{name}.log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                                     preexec_fn=_die_with_parent)
 
     def check_alive(self):
         if self.proc.poll() is not None:
@@ -81,11 +92,11 @@ class _Process:
 
     def stop(self):
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._log.close()
 
@@ -170,11 +181,14 @@ class RunnerServices:
             return  # a pool somebody else runs (e.g. next to their cluster)
         if host not in ("localhost", "127.0.0.1"):
             raise ServiceError(f"no SDK worker pool at {host}:{port}")
+        # The pool starts each SDK worker as plain `python`: make that this interpreter.
+        env = {**os.environ,
+               "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
         pool = _Process(
             "worker_pool",
             [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
              f"--service_port={port}"],
-            self._log_directory())
+            self._log_directory(), env=env)
         self._processes.append(pool)
         self._wait(pool, lambda: _port_open(host, port), f"worker pool on port {port}")
 

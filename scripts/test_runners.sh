@@ -9,12 +9,15 @@
 # distributions from PyPI (all cached under ~/.apache_beam/cache).  Clusters are
 # started before their suite and stopped after it, one at a time.  Any failure,
 # including a runner that cannot start, fails the script; a table of wall times
-# per runner is printed at the end.
+# per runner is printed at the end.  A suite that hangs (e.g. a job waiting for an
+# SDK worker that never comes) is stopped after $SUITE_TIMEOUT seconds and fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runners=("$@")
 [[ ${#runners[@]} -gt 0 ]] || runners=(prism flink_local spark_local flink_cluster spark_cluster)
 export PYTHON=${PYTHON:-python}
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-1800}
+suite() { timeout "$SUITE_TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider tests --run_config "$1"; }
 
 needs() { [[ " ${runners[*]} " == *" $1"* ]]; }
 cluster=""
@@ -43,12 +46,12 @@ for runner in "${runners[@]}"; do
     flink_cluster|spark_cluster)
       cluster=${runner%_cluster}
       step "start $cluster cluster" "scripts/${cluster}_cluster.sh" start
-      step "tests on $runner" "$PYTHON" -m pytest -q -p no:cacheprovider tests --run_config "$runner"
+      step "tests on $runner" suite "$runner"
       step "stop $cluster cluster" "scripts/${cluster}_cluster.sh" stop
       cluster=""
       ;;
     *)
-      step "tests on $runner" "$PYTHON" -m pytest -q -p no:cacheprovider tests --run_config "$runner"
+      step "tests on $runner" suite "$runner"
       ;;
   esac
 done

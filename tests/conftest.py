@@ -54,3 +54,25 @@ def beam_flags(run_config) -> list[str]:
 def make_pipeline(beam_flags):
     """``make_pipeline()`` -> a TestPipeline on the configured runner."""
     return lambda: TestPipeline(options=PipelineOptions(beam_flags), blocking=True)
+
+
+RUNNER_FIXTURES = {"run_config", "beam_flags", "make_pipeline", "runner_services"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """On a runner other than the default, run only the tests that use the runner.
+
+    Pure-function tests give the same result whatever ``--run_config`` says;
+    CI runs them once (on the default direct config) and the pipeline tests on
+    every runner.  Deselected tests are counted in pytest's summary line.
+    """
+    name = config.getoption("--run_config") or run_configs.env_config()
+    if not name or run_configs.resolve(name) == run_configs.resolve("direct"):
+        return
+    keep, drop = [], []
+    for item in items:
+        uses_runner = RUNNER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        (keep if uses_runner else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
