@@ -27,5 +27,10 @@ setup(
             "hypothesis>=6.100",
             "psutil>=5.9",
         ],
+        # Baselines of benchmarks/ (datatrove needs its own venv: see BENCHMARKS.md).
+        "bench": [
+            "datasketch>=1.6,<3",
+            "psutil>=5.9",
+        ],
     },
 )

@@ -16,10 +16,12 @@ import os
 import shutil
 import sys
 
-import orjson
-import zstandard
+import subprocess
+import time
 
-from benchmarks.harness import measure
+import orjson
+import psutil
+import zstandard
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -50,6 +52,31 @@ def prepare_input(corpus: str, out_dir: str, files: int = 2, limit: int | None =
     for w in writers:
         w.close()
     return ids
+
+
+def measure(cmd: list[str], poll_seconds: float = 0.2) -> dict:
+    """Wall time, peak summed RSS and CPU seconds (user + system) of a process tree."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    root = psutil.Process(proc.pid)
+    peak, cpu = 0, {}
+    while proc.poll() is None:
+        rss = 0
+        for p in [root] + root.children(recursive=True):
+            try:
+                rss += p.memory_info().rss
+                times = p.cpu_times()
+                cpu[p.pid, p.create_time()] = times.user + times.system
+            except psutil.Error:
+                pass
+        peak = max(peak, rss)
+        time.sleep(poll_seconds)
+    wall = time.perf_counter() - start
+    output = proc.stdout.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{output[-3000:]}")
+    return {"wall_s": wall, "peak_rss_mb": peak / 2**20, "cpu_s": sum(cpu.values()),
+            "output": output}
 
 
 def kept_ids(folder: str) -> set[str]:
@@ -118,6 +145,8 @@ def main():
         kept = kept_ids(kept_dir)
         results.append({"system": name, "docs": docs, "wall_s": round(run["wall_s"], 1),
                         "docs_per_s": round(docs / run["wall_s"], 1),
+                        "cpu_s": round(run["cpu_s"], 1),
+                        "docs_per_cpu_s": round(docs / run["cpu_s"], 1),
                         "peak_rss_mb": round(run["peak_rss_mb"]), "removed": docs - len(kept),
                         "caught_planted": planted_recall(args.corpus, kept, input_ids)})
         print(f"  {name}: {run['wall_s']:.1f}s, {docs - len(kept)} removed", file=sys.stderr)
@@ -125,11 +154,14 @@ def main():
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     base = results[-1]
-    print("| system | wall s | docs/s | peak RSS MB | removed | vs datatrove docs/s |")
-    print("|---|---|---|---|---|---|")
+    print("| system | wall s | docs/s | CPU s | docs/CPU s | peak RSS MB | removed "
+          "| docs/s vs datatrove | docs/CPU s vs datatrove |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['system']} | {r['wall_s']} | {r['docs_per_s']:,.0f} | {r['peak_rss_mb']:,} "
-              f"| {r['removed']:,} | {r['docs_per_s'] / base['docs_per_s']:.1f}x |")
+        print(f"| {r['system']} | {r['wall_s']} | {r['docs_per_s']:,.0f} | {r['cpu_s']:,.0f} "
+              f"| {r['docs_per_cpu_s']:,.0f} | {r['peak_rss_mb']:,} | {r['removed']:,} "
+              f"| {r['docs_per_s'] / base['docs_per_s']:.1f}x "
+              f"| {r['docs_per_cpu_s'] / base['docs_per_cpu_s']:.1f}x |")
     for r in results:
         print(f"\n{r['system']}: share of planted copies caught, by edit rate: "
               f"{r['caught_planted']}")

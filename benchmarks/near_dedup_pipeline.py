@@ -14,6 +14,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import run_config
+from transforms.components import DEFAULT_MAX_ROUNDS
 from transforms.io import ReadJsonl
 from transforms.minhash import LshParams
 from transforms.near_dedup import NearDedup, NearDedupConfig
@@ -27,10 +28,12 @@ def main(argv=None):
     parser.add_argument("--run_config", default="direct_multiprocess")
     parser.add_argument("--threshold", type=float, default=0.8)
     parser.add_argument("--num_perm", type=int, default=None)
+    parser.add_argument("--max_rounds", type=int, default=DEFAULT_MAX_ROUNDS)
     parser.add_argument("--removed", default=None, help="also write the removed-pair records here")
     args, beam_args = parser.parse_known_args(argv)
     options = PipelineOptions(run_config.flags_from(args.run_config) + beam_args)
-    config = NearDedupConfig(LshParams.resolve(args.threshold, args.num_perm))
+    config = NearDedupConfig(LshParams.resolve(args.threshold, args.num_perm),
+                             max_rounds=args.max_rounds)
     pipeline = beam.Pipeline(options=options)
     docs, _ = pipeline | "Read" >> ReadJsonl(args.input)
     result = (docs
