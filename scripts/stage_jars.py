@@ -176,7 +176,7 @@ def stage_dists(which):
     if "flink" in which:
         pip_download_unpack("apache-flink-libraries", FLINK_VERSION, ["lib", "bin"], flink_home())
     if "spark" in which:
-        pip_download_unpack("pyspark", SPARK_VERSION, ["bin", "sbin", "jars", "conf"], spark_home())
+        pip_download_unpack("pyspark", SPARK_VERSION, ["bin", "sbin", "jars"], spark_home())
 
 
 def stage_job_server(runner, beam_version, java_beam_version, force):
