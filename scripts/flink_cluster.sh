@@ -77,7 +77,7 @@ launch() {  # launch NAME JM|TM MAIN_CLASS: one Flink process in the background,
   echo $! > "$DIR/$name.pid"
 }
 
-running() { [[ -f "$DIR/$1.pid" ]] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
+. scripts/daemons.sh
 
 taskmanagers() {
   "$PYTHON" - "$REST_PORT" <<'PY' 2>/dev/null || echo 0
@@ -107,23 +107,10 @@ start() {
   log "no TaskManager registered after 120 s; see $DIR/log"; stop; exit 1
 }
 
-stop() {
-  for p in taskmanager jobmanager; do
-    if running $p; then
-      local pid; pid=$(cat "$DIR/$p.pid")
-      kill "$pid"
-      for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-      kill -9 "$pid" 2>/dev/null || true
-      log "stopped $p ($pid)"
-    fi
-    rm -f "$DIR/$p.pid"
-  done
-}
+stop() { stop_daemons taskmanager jobmanager; }
 
 status() {
-  for p in jobmanager taskmanager; do
-    if running $p; then echo "$p: running (pid $(cat "$DIR/$p.pid"))"; else echo "$p: stopped"; fi
-  done
+  daemon_status jobmanager taskmanager
   echo "taskmanagers registered: $(taskmanagers)"
 }
 

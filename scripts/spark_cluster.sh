@@ -31,7 +31,7 @@ launch() {  # launch NAME CLASS ARGS...: one Spark daemon in the background, pid
   echo $! > "$DIR/$name.pid"
 }
 
-running() { [[ -f "$DIR/$1.pid" ]] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
+. scripts/daemons.sh
 
 alive_workers() {
   "$PYTHON" - "$UI_PORT" <<'PY' 2>/dev/null || echo 0
@@ -64,23 +64,10 @@ start() {
   log "no worker registered after 120 s; see $DIR/log"; stop; exit 1
 }
 
-stop() {
-  for p in worker master; do
-    if running $p; then
-      local pid; pid=$(cat "$DIR/$p.pid")
-      kill "$pid"
-      for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-      kill -9 "$pid" 2>/dev/null || true
-      log "stopped $p ($pid)"
-    fi
-    rm -f "$DIR/$p.pid"
-  done
-}
+stop() { stop_daemons worker master; }
 
 status() {
-  for p in master worker; do
-    if running $p; then echo "$p: running (pid $(cat "$DIR/$p.pid"))"; else echo "$p: stopped"; fi
-  done
+  daemon_status master worker
   echo "workers alive: $(alive_workers)"
 }
 
