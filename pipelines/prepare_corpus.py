@@ -18,6 +18,7 @@ from transforms.io import ReadJsonl, estimate_raw_bytes
 from transforms.near_dedup import cluster_histogram
 from transforms.partition import PartitionByField, RangePartition, numeric_field, text_length
 from transforms.placement import Placement, parse_rules
+from transforms.refs import ResolveRuns, ScanJsonl
 from transforms.report import RunClock, build_report, counters, summary_table, write_report
 from transforms.sharding import balance_rows
 from transforms.store import WriteStore, dataset_dir, join, load_manifest, normalise_root
@@ -154,15 +155,22 @@ def partitioned(kept, args):
 def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
                    codec_choice=None):
     first_dir = dataset_dir(roots[0].uri, args.dataset)
-    reader = ReadJsonl(args.input, args.id_field, args.text_field, batch_size=READ_BATCH)
-    batches, dead = pipeline | "Read" >> reader
-
-    # Without partitioning or near-dedup (which take single documents), kept
-    # documents stay in per-bucket lists down to the store.
-    batched = not (args.partition_by or args.range_by) and args.no_near_dedup
+    # Without partitioning or near-dedup (which need the kept documents' fields
+    # and text), documents travel as small refs and each kept line is read back
+    # once, into its shard (transforms.refs).
+    by_ref = not (args.partition_by or args.range_by) and args.no_near_dedup
+    resolve = None
+    if by_ref:
+        reader = ScanJsonl(args.input, args.id_field, args.text_field)
+        scanned = pipeline | "Read" >> reader
+        batches, dead = scanned["refs"], scanned["dead_letters"]
+        resolve = ResolveRuns(reader, scanned["digests"])
+    else:
+        reader = ReadJsonl(args.input, args.id_field, args.text_field, batch_size=READ_BATCH)
+        batches, dead = pipeline | "Read" >> reader
     dedup = batches | "ExactDedup" >> ExactDedup(
         num_buckets=dedup_buckets(estimate_raw_bytes(reader.paths)),
-        with_removed=args.write_removed, batched_output=batched)
+        with_removed=args.write_removed, batched_output=by_ref, keyed=by_ref)
     kept = dedup["kept"]
     removed = dedup["removed"]
     gates = []
@@ -191,7 +199,7 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
                         "sorted_by": args.range_by if args.range_by else "id",
                         **({"codec_choice": codec_choice} if codec_choice else {})},
         preconditions=[bad_gate, id_gate] + gates,
-        partitioning=scheme, partition_info=info, placement=placement, batched=batched)
+        partitioning=scheme, partition_info=info, placement=placement, resolve=resolve)
     _write_jsonl(dead, "DeadLetters", first_dir, "dead_letters")
     if args.write_removed:
         _write_jsonl(removed, "Removed", first_dir, "removed")

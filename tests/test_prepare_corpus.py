@@ -13,6 +13,12 @@ from transforms.sharding import hash_order
 from transforms.store import ReadStore, load_manifest
 
 
+# Exact dedup alone takes the by-reference path (transforms.refs); with
+# near-dedup (the default) documents travel whole.  Both must store the same.
+DEDUP_MODES = pytest.mark.parametrize("mode", [[], ["--no_near_dedup"]],
+                                      ids=["exact+near", "exact_by_ref"])
+
+
 def run_job(run_config, inputs, roots, *extra):
     argv = ["--input", ",".join(inputs), "--output_roots", ",".join(map(str, roots)),
             "--dataset", "ds", "--max_bad_fraction", "0.5", "--run_config", run_config, *extra]
@@ -39,10 +45,11 @@ def corpus(tmp_path):
     return write_small_corpus(tmp_path / "in")
 
 
-def test_store_holds_exactly_the_kept_records(tmp_path, corpus, run_config):
+@DEDUP_MODES
+def test_store_holds_exactly_the_kept_records(tmp_path, corpus, run_config, mode):
     roots = [tmp_path / "a", tmp_path / "b", tmp_path / "c"]
     report = run_job(run_config, corpus, roots, "--replication", "2", "--num_shards", "3",
-                     "--write_removed")
+                     "--write_removed", *mode)
     manifest = load_manifest(str(roots[0] / "ds"))
     kept = expected_kept(corpus[0])
     stored, key_ranges = {}, []
@@ -82,18 +89,20 @@ def test_store_holds_exactly_the_kept_records(tmp_path, corpus, run_config):
     assert {(r["removed"], r["kept"]) for r in removed} == EXPECTED_REMOVED
 
 
-def test_rerun_is_byte_identical(tmp_path, corpus, run_config):
+@DEDUP_MODES
+def test_rerun_is_byte_identical(tmp_path, corpus, run_config, mode):
     roots = [tmp_path / "a", tmp_path / "b"]
-    run_job(run_config, corpus, roots, "--num_shards", "2")
+    run_job(run_config, corpus, roots, "--num_shards", "2", *mode)
     first = snapshot(roots)
     assert len(first) == 6  # 2 shards x 2 replicas + 2 manifests
-    run_job(run_config, corpus, roots, "--num_shards", "2")
+    run_job(run_config, corpus, roots, "--num_shards", "2", *mode)
     assert snapshot(roots) == first
 
 
-def test_shard_count_from_target_size(tmp_path, corpus, run_config):
+@DEDUP_MODES
+def test_shard_count_from_target_size(tmp_path, corpus, run_config, mode):
     roots = [tmp_path / "a"]
-    run_job(run_config, corpus, roots, "--target_shard_bytes", "100")
+    run_job(run_config, corpus, roots, "--target_shard_bytes", "100", *mode)
     manifest = load_manifest(str(roots[0] / "ds"))
     raw = sum(len(line) + 1 for line in expected_kept(corpus[0]).values())
     assert manifest["num_shards"] == -(-raw // 100)
@@ -159,23 +168,25 @@ def test_all_replicas_bad_is_an_error_naming_the_shard(tmp_path, corpus, run_con
             p | ReadStore(store)
 
 
-def test_too_many_bad_lines_fails_without_manifest(tmp_path, corpus, run_config):
+@DEDUP_MODES
+def test_too_many_bad_lines_fails_without_manifest(tmp_path, corpus, run_config, mode):
     roots = [tmp_path / "a"]
     argv = ["--input", ",".join(corpus), "--output_roots", str(roots[0]), "--dataset", "ds",
-            "--run_config", run_config, "--max_bad_fraction", "0.2"]
+            "--run_config", run_config, "--max_bad_fraction", "0.2", *mode]
     with pytest.raises(Exception, match=r"4 of 12 lines are bad .*--max_bad_fraction 0.2"):
         prepare_corpus.run(argv)
     assert not (roots[0] / "ds" / "manifest.json").exists()
 
 
-def test_duplicate_ids_with_distinct_texts_fail_with_examples(tmp_path, run_config):
+@DEDUP_MODES
+def test_duplicate_ids_with_distinct_texts_fail_with_examples(tmp_path, run_config, mode):
     path = tmp_path / "conflict.jsonl"
     path.write_bytes(b'{"id": "x1", "text": "alpha"}\n{"id": "x1", "text": "beta"}\n'
                      b'{"id": "x2", "text": "gamma"}\n{"id": "x2", "text": "GAMMA"}\n')
     with pytest.raises(Exception, match=r"1 'id' value\(s\) name more than one distinct text, "
                                         r"e.g. \['x1'\]"):
         prepare_corpus.run(["--input", str(path), "--output_roots", str(tmp_path / "a"),
-                            "--run_config", run_config])
+                            "--run_config", run_config, *mode])
     assert not (tmp_path / "a" / "corpus" / "manifest.json").exists()
 
 

@@ -130,7 +130,8 @@ def _run_twice(job, run_config, roots, dataset):
     return outputs
 
 
-def test_prepare_corpus_is_byte_identical_to_the_direct_runner(tmp_path, run_config):
+@pytest.mark.parametrize("mode", [[], ["--no_near_dedup"]], ids=["exact+near", "exact_by_ref"])
+def test_prepare_corpus_is_byte_identical_to_the_direct_runner(tmp_path, run_config, mode):
     inputs = _corpus(tmp_path / "in")
     roots = [tmp_path / "a", tmp_path / "b", tmp_path / "c"]
 
@@ -138,7 +139,7 @@ def test_prepare_corpus_is_byte_identical_to_the_direct_runner(tmp_path, run_con
         return prepare_corpus.run([
             "--input", ",".join(inputs), "--output_roots", ",".join(map(str, roots)),
             "--replication", "2", "--num_shards", "4", "--write_removed",
-            "--max_bad_fraction", "0.1", "--run_config", config])
+            "--max_bad_fraction", "0.1", "--run_config", config, *mode])
 
     (direct, direct_counters), (other, other_counters) = _run_twice(
         job, run_config, roots, "corpus")

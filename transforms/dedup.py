@@ -66,12 +66,14 @@ class _KeyIntoBuckets(beam.DoFn):
     """A batch of docs -> ``(bucket, [(key, entry)])`` per bucket (copies in the
     batch already folded), and ``(id bucket, [(id, key)])`` for the id check."""
 
-    def __init__(self, num_buckets: int, with_removed: bool):
+    def __init__(self, num_buckets: int, with_removed: bool, keyed: bool):
         self.num_buckets = num_buckets
         self.with_removed = with_removed
+        self.keyed = keyed
 
     def process(self, docs):
-        keyed = [(text_key(text), doc_id, line) for doc_id, text, line in docs]
+        keyed = docs if self.keyed else [(text_key(text), doc_id, line)
+                                         for doc_id, text, line in docs]
         table: dict = {}
         for key, doc_id, line in keyed:
             merge_entry(table, key, [doc_id, line, 1, [] if self.with_removed else None])
@@ -190,18 +192,24 @@ class _ConflictSummary(beam.CombineFn):
 class ExactDedup(beam.PTransform):
     """Batches of ``(id, text, line)`` docs -> unique docs, removed pairs, id conflicts.
 
+    With ``keyed`` the batches hold ``(text key, id, payload)`` instead, the
+    key already computed (``transforms.refs.ScanJsonl``); ``payload`` then
+    stands in for the line everywhere below.
+
     Returns a dict of PCollections: ``kept`` (``(id, line)`` docs), ``removed``
     (``{"removed", "kept", "reason": "exact_duplicate"}``; empty unless
     ``with_removed``) and ``id_conflicts`` (one ``{"count", "examples"}``).
     ``num_buckets`` bounds memory: one bucket holds about 1/num_buckets of the
     distinct documents.  With ``batched_output`` ``kept`` holds one list of
-    docs per bucket (for WriteStore(batched=True)).
+    docs per bucket (for WriteStore's batched input).
     """
 
     def __init__(self, num_buckets: int = 64, with_removed: bool = False,
-                 max_conflict_examples: int = 10, batched_output: bool = False):
+                 max_conflict_examples: int = 10, batched_output: bool = False,
+                 keyed: bool = False):
         super().__init__()
         self.batched_output = batched_output
+        self.keyed = keyed
         if num_buckets < 1:
             raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
         self.num_buckets = num_buckets
@@ -210,7 +218,7 @@ class ExactDedup(beam.PTransform):
 
     def expand(self, batches):
         split = batches | "KeyIntoBuckets" >> beam.ParDo(
-            _KeyIntoBuckets(self.num_buckets, self.with_removed)).with_outputs(
+            _KeyIntoBuckets(self.num_buckets, self.with_removed, self.keyed)).with_outputs(
                 IDS_TAG, main="buckets")
         winners = (
             split.buckets

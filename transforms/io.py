@@ -18,6 +18,7 @@ NAMESPACE = "dataprep.read"
 DEAD_LETTER_TAG = "dead_letters"
 MAX_RAW_IN_DEAD_LETTER = 1000  # bytes of the offending line kept for diagnosis
 _CHUNK = 4 << 20
+BOM = b"\xef\xbb\xbf"
 
 
 class BadRecord(ValueError):
@@ -68,18 +69,31 @@ def open_text_stream(path: str):
     return raw
 
 
-def iter_lines(stream) -> "iter[bytes]":
-    """Lines of a binary stream split on b'\\n' only (JSON allows U+2028 inside strings)."""
+def iter_lines(stream, digest=None) -> "iter[bytes]":
+    """Lines of a binary stream split on b'\\n' only (JSON allows U+2028 inside strings).
+
+    ``digest`` (an xxhash object), when given, is fed every byte read.
+    """
     pending = b""
     while True:
         chunk = stream.read(_CHUNK)
         if not chunk:
             break
+        if digest is not None:
+            digest.update(chunk)
         lines = (pending + chunk).split(b"\n")
         pending = lines.pop()
         yield from lines
     if pending:
         yield pending
+
+
+def numbered_lines(stream, digest=None):
+    """``(line number from 1, line)``; a UTF-8 byte-order mark on line 1 is dropped."""
+    for line_no, raw in enumerate(iter_lines(stream, digest), start=1):
+        if line_no == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM):]
+        yield line_no, raw
 
 
 def parse_line(line: bytes, id_field: str, text_field: str, default_id: str):
@@ -124,58 +138,76 @@ def dead_letter(path: str, line_no: int, reason: str, detail: str, raw: bytes) -
     }
 
 
-class _ReadJsonlFile(beam.DoFn):
-    """path -> documents ``(id, text, line)`` (or lists of up to ``batch_size`` of
-    them); bad lines to the dead-letter output."""
+def parsed_lines(path: str, id_field: str, text_field: str, tally: dict, digest=None):
+    """``(line number, raw line, document or BadRecord)`` for each non-blank line of a file.
 
-    def __init__(self, id_field: str, text_field: str, batch_size: int | None):
+    ``tally`` counts ``lines``, ``blank_lines`` and ``bytes`` as the file is read.
+    """
+    with open_text_stream(path) as stream:
+        for line_no, raw in numbered_lines(stream, digest):
+            tally["lines"] += 1
+            tally["bytes"] += len(raw) + 1
+            if not raw.strip():
+                tally["blank_lines"] += 1
+                continue
+            try:
+                yield line_no, raw, parse_line(raw, id_field, text_field, f"{path}:{line_no}")
+            except BadRecord as bad:
+                yield line_no, raw, bad
+
+
+class JsonlFileDoFn(beam.DoFn):
+    """Base of the DoFns that read whole JSON Lines files: counters under
+    ``dataprep.read`` and dead letters for bad lines."""
+
+    def __init__(self, id_field: str, text_field: str):
         self.id_field = id_field
         self.text_field = text_field
-        self.batch_size = batch_size
-        self.lines = Metrics.counter(NAMESPACE, "lines")
-        self.blank = Metrics.counter(NAMESPACE, "blank_lines")
-        self.records = Metrics.counter(NAMESPACE, "records")
-        self.bytes = Metrics.counter(NAMESPACE, "bytes")
+        self.counters = {name: Metrics.counter(NAMESPACE, name)
+                         for name in ("lines", "blank_lines", "records", "bytes")}
         self.bad = {}
+
+    def documents(self, path: str, digest=None):
+        """``(line number, document)`` of a file; bad lines become dead-letter outputs."""
+        tally = dict.fromkeys(self.counters, 0)
+        for line_no, raw, doc in parsed_lines(path, self.id_field, self.text_field, tally,
+                                              digest):
+            if isinstance(doc, BadRecord):
+                self._count_bad(doc.reason)
+                yield None, beam.pvalue.TaggedOutput(
+                    DEAD_LETTER_TAG, dead_letter(path, line_no, doc.reason, doc.detail, raw))
+                continue
+            tally["records"] += 1
+            yield line_no, doc
+        for name, counter in self.counters.items():
+            counter.inc(tally[name])
 
     def _count_bad(self, reason: str):
         if reason not in self.bad:
             self.bad[reason] = Metrics.counter(NAMESPACE, f"bad.{reason}")
         self.bad[reason].inc()
 
+
+class _ReadJsonlFile(JsonlFileDoFn):
+    """path -> documents ``(id, text, line)`` (or lists of up to ``batch_size`` of
+    them); bad lines to the dead-letter output."""
+
+    def __init__(self, id_field: str, text_field: str, batch_size: int | None):
+        super().__init__(id_field, text_field)
+        self.batch_size = batch_size
+
     def process(self, path: str):
-        lines = records = size = blank = 0
         batch = []
-        with open_text_stream(path) as stream:
-            for line_no, raw in enumerate(iter_lines(stream), start=1):
-                lines += 1
-                size += len(raw) + 1
-                if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                    raw = raw[3:]  # UTF-8 byte-order mark
-                if not raw.strip():
-                    blank += 1
-                    continue
-                try:
-                    doc = parse_line(raw, self.id_field, self.text_field, f"{path}:{line_no}")
-                except BadRecord as bad:
-                    self._count_bad(bad.reason)
-                    yield beam.pvalue.TaggedOutput(
-                        DEAD_LETTER_TAG, dead_letter(path, line_no, bad.reason, bad.detail, raw))
-                    continue
-                records += 1
-                if self.batch_size is None:
-                    yield doc
-                    continue
-                batch.append(doc)
-                if len(batch) >= self.batch_size:
-                    yield batch
-                    batch = []
+        for line_no, doc in self.documents(path):
+            if line_no is None or self.batch_size is None:
+                yield doc
+                continue
+            batch.append(doc)
+            if len(batch) >= self.batch_size:
+                yield batch
+                batch = []
         if batch:
             yield batch
-        self.lines.inc(lines)
-        self.blank.inc(blank)
-        self.records.inc(records)
-        self.bytes.inc(size)
 
 
 class ReadJsonl(beam.PTransform):

@@ -46,6 +46,11 @@ def record_size(line: bytes) -> int:
     return len(line) + 1
 
 
+def line_size(record) -> int:
+    """Shard bytes of a ``(partition, order, id, line)`` record."""
+    return record_size(record[3])
+
+
 def plan_partition(histogram: list[tuple[int, int, tuple]], num_shards: int | None,
                    target_shard_bytes: int) -> dict:
     """How to cut one partition, from its ``(bucket, bytes, smallest sort key)`` histogram.
@@ -161,23 +166,26 @@ class AssignBalancedShards(beam.PTransform):
     required partition with no records) is still written.  ``num_shards``
     fixes the count per partition; otherwise it is the partition's bytes over
     ``target_shard_bytes``, rounded up, less any shard that would be empty.
+    ``size_of`` gives a record's shard bytes (a module-level function, for
+    records that carry a reference to the line instead of the line).
     """
 
     def __init__(self, target_shard_bytes: int, num_shards: int | None = None,
-                 required_partitions=()):
+                 required_partitions=(), size_of=line_size):
         super().__init__()
+        self.size_of = size_of
         self.target = target_shard_bytes
         self.num_shards = num_shards
         self.required = list(required_partitions)
 
     def expand(self, batches):
-        target, fixed = self.target, self.num_shards
+        target, fixed, size_of = self.target, self.num_shards, self.size_of
         # A required partition gets a shard even with no records (0 bytes in bucket 0).
         required = batches.pipeline | "RequiredPartitions" >> beam.Create(
             [((p, 0), (None, 0)) for p in self.required])
         # Sort keys and sizes only: the cut search reads these, not the records.
         sized = batches | "SortKeys" >> beam.Map(
-            lambda batch: [((r[0], r[1][0]), _sized(r)) for r in batch])
+            lambda batch: [((r[0], r[1][0]), (r[1] + (r[2],), size_of(r))) for r in batch])
         plans = (
             (sized | "BucketBytes" >> beam.FlatMap(_bucket_bytes), required)
             | "WithRequired" >> beam.Flatten()
@@ -200,10 +208,6 @@ class AssignBalancedShards(beam.PTransform):
         assigned = batches | "AssignShards" >> beam.FlatMap(_assign_batch, cuts_side)
         every_shard = plans | "EveryShard" >> beam.FlatMap(_every_shard, cuts_side)
         return (assigned, every_shard) | "WithEmptyShards" >> beam.Flatten()
-
-
-def _sized(record):
-    return (record[1] + (record[2],), record_size(record[3]))
 
 
 def _bucket_bytes(sized_batch):

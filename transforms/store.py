@@ -45,7 +45,8 @@ from transforms.hashing import checksum
 from transforms.partition import range_name
 from transforms.partition_names import MISSING, OTHER, encode_value, is_safe_name
 from transforms.placement import Placement, Root, place
-from transforms.sharding import AssignBalancedShards, hash_order
+from transforms.refs import ref_size
+from transforms.sharding import AssignBalancedShards, hash_order, line_size
 
 NAMESPACE = "dataprep.store"
 MANIFEST = "manifest.json"
@@ -288,6 +289,14 @@ def read_shard_verified(manifest: dict, store_path: str, shard: dict, on_failure
 
 # ---------------------------------------------------------------- writing
 
+def _docs_of(part):
+    """``(id, line)`` documents of a run ``(ids, lines)`` or of a list of records."""
+    if isinstance(part, tuple):
+        ids, lines = part
+        return zip(ids, lines.split(b"\n"))
+    return ((r[2], r[3]) for r in part)
+
+
 class _WriteShard(beam.DoFn):
     """((partition, index, count), records) -> shard on its R roots -> shard entry."""
 
@@ -304,12 +313,17 @@ class _WriteShard(beam.DoFn):
 
     def process(self, keyed, info):
         (partition, index, num_shards), parts = keyed
-        # lists of (partition, order, id, line) records; None marks a shard that must exist
-        records = [r for part in parts if part is not None for r in part]
+        # None marks a shard that must exist; a tuple is a run from ResolveRuns
+        # ``(ids, lines)``; a list holds ``(partition, order, id, line)`` records.
+        parts = [part for part in parts if part is not None]
         if self.sort_by_order:
+            records = [r for part in parts for r in part]
             raw = b"".join(r[3] + b"\n" for r in sorted(records, key=lambda r: r[1:]))
+            count = len(records)
         else:
-            raw = pack_text_shard([(r[2], r[3]) for r in records])
+            docs = [doc for part in parts for doc in _docs_of(part)]
+            raw = pack_text_shard(docs)
+            count = len(docs)
         stored = self.codec.encode(raw)
         name = shard_path(shard_name(index, num_shards, text_suffix(self.codec)), partition)
         value = (info or {}).get("partitions", {}).get(partition, {}).get("value_text")
@@ -318,13 +332,13 @@ class _WriteShard(beam.DoFn):
             write_atomically(join(dataset_dir(root, self.dataset), name), stored)
             self.replicas.inc()
         self.shards.inc()
-        self.records.inc(len(records))
+        self.records.inc(count)
         self.raw.inc(len(raw))
         self.stored.inc(len(stored))
         entry = {
             "name": name,
             "index": index,
-            "records": len(records),
+            "records": count,
             "raw_bytes": len(raw),
             "stored_bytes": len(stored),
             "checksum": checksum(stored),
@@ -389,9 +403,10 @@ class _WriteManifest(beam.DoFn):
 class WriteStore(beam.PTransform):
     """Documents -> a replicated sharded store; outputs the manifest.
 
-    Unpartitioned (``partitioning=None``): ``(id, line)`` documents, or lists
-    of them with ``batched=True`` (the fast path: Beam's per-element cost is
-    then paid per list).
+    Unpartitioned (``partitioning=None``): ``(id, line)`` documents; or, with
+    ``resolve`` (a ``transforms.refs.ResolveRuns``), lists of ``(id, ref)``:
+    the fast path, where shards are planned on refs and each kept line is read
+    back from its source file once, into its shard's run.
     Partitioned: ``(partition name, order, (id, line))`` where ``order`` is
     None (shards follow the id hash, records sorted by id) or a range order
     key from RangePartition (shards and records follow the key);
@@ -412,11 +427,11 @@ class WriteStore(beam.PTransform):
                  zstd_level: int = 3, manifest_extra: dict | None = None,
                  preconditions=(), codec=None, partitioning: dict | None = None,
                  partition_info=None, placement: Placement | None = None,
-                 batched: bool = False):
+                 resolve=None):
         super().__init__()
-        if batched and partitioning is not None:
-            raise ValueError("batched input is for unpartitioned stores")
-        self.batched = batched
+        if resolve is not None and partitioning is not None:
+            raise ValueError("refs (resolve=...) are for unpartitioned stores")
+        self.resolve = resolve
         if not dataset or "/" in dataset or dataset in (".", ".."):
             raise ValueError(f"dataset must be a plain folder name, got {dataset!r}")
         if num_shards is not None and num_shards < 1:
@@ -444,9 +459,11 @@ class WriteStore(beam.PTransform):
 
     def expand(self, docs):
         pipeline = docs.pipeline
-        if self.batched:
+        size_of = line_size
+        if self.resolve is not None:
             records = docs | "AsRecords" >> beam.Map(
-                lambda batch: [("", hash_order(i), i, line) for i, line in batch])
+                lambda batch: [("", hash_order(i), i, ref) for i, ref in batch])
+            size_of = ref_size
             info = pipeline | "NoPartitionInfo" >> beam.Create([{}])
         elif self.partitioning is None:
             records = docs | "AsRecords" >> beam.Map(
@@ -459,11 +476,15 @@ class WriteStore(beam.PTransform):
             info = self.partition_info
         info = beam.pvalue.AsSingleton(info)
         sort_by_order = (self.partitioning or {}).get("scheme") == "range"
+        assigned = records | "BalancedShards" >> AssignBalancedShards(
+            self.target_shard_bytes, self.num_shards,
+            required_partitions=[""] if self.partitioning is None else [], size_of=size_of)
+        if self.resolve is not None:
+            runs = assigned | "ResolveRuns" >> self.resolve
+            markers = assigned | "ShardMarkers" >> beam.Filter(lambda kv: kv[1] is None)
+            assigned = (runs, markers) | "RunsAndMarkers" >> beam.Flatten()
         shards = (
-            records
-            | "BalancedShards" >> AssignBalancedShards(
-                self.target_shard_bytes, self.num_shards,
-                required_partitions=[""] if self.partitioning is None else [])
+            assigned
             | "GroupShards" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(
                 _WriteShard(self.dataset, self.placement, self.codec, sort_by_order), info)

@@ -1,0 +1,85 @@
+"""Documents by reference (transforms.refs): the two passes over a file agree,
+and a file that changes between them fails the run."""
+import orjson
+import pytest
+from apache_beam.pvalue import TaggedOutput
+
+from transforms.hashing import text_key
+from transforms.io import parse_line
+from transforms.refs import InputChanged, _ExtractRuns, _ScanFile
+
+LINES = [b'\xef\xbb\xbf{"id": "b", "text": "Two"}',   # byte-order mark on line 1
+         b'{"text": "no id here", "lang": "en"}',     # gets the id <path>:2
+         b'',
+         b'not json',
+         b'  {"id": 7, "text": "seven"}  ']
+
+
+def scan(path):
+    """_ScanFile over one file -> (refs, dead letters, digests)."""
+    refs, dead, digests = [], [], {}
+    for out in _ScanFile("id", "text", batch_size=2).process((0, str(path))):
+        if isinstance(out, TaggedOutput) and out.tag == "dead_letters":
+            dead.append(out.value)
+        elif isinstance(out, TaggedOutput):
+            digests[out.value[0]] = out.value[1]
+        else:
+            refs.extend(out)
+    return refs, dead, digests
+
+
+def extract(path, refs, digests, run_bytes=1 << 20):
+    """Every ref to shard (key by id parity) -> the runs _ExtractRuns emits."""
+    picks = [(ref[1], ref[2], ref[3], doc_id, int(doc_id[-1:].isdigit()))
+             for _, doc_id, ref in refs]
+    fn = _ExtractRuns([str(path)], "id", "text", run_bytes)
+    return list(fn.process((0, [picks[:1], picks[1:]]), digests))
+
+
+def test_scan_refs_point_at_the_lines_parse_line_gives(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(LINES) + b"\n")
+    refs, dead, digests = scan(path)
+    expected = {}
+    for line_no, raw in enumerate(LINES, start=1):
+        raw = raw.removeprefix(b"\xef\xbb\xbf")
+        if raw.strip() and raw != b"not json":
+            doc_id, text, line = parse_line(raw, "id", "text", f"{path}:{line_no}")
+            expected[doc_id] = (text_key(text), line_no, len(line) + 1, line)
+    assert {doc_id: (key, ref[1], ref[2]) for key, doc_id, ref in refs} == {
+        doc_id: value[:3] for doc_id, value in expected.items()}
+    assert [ref[3] for _, doc_id, ref in refs] == [False, True, False]  # reparse: id assigned
+    assert [(d["line"], d["reason"]) for d in dead] == [(4, "invalid_json")]
+
+    runs = dict(extract(path, refs, digests))
+    assert runs == {
+        0: (["b"], expected["b"][3]),
+        1: ([f"{path}:2", "7"], expected[f"{path}:2"][3] + b"\n" + expected["7"][3])}
+    assert orjson.loads(runs[1][1].split(b"\n")[0])["id"] == f"{path}:2"
+
+
+def test_runs_are_flushed_beyond_run_bytes_and_stay_sorted(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(b'{"id": "%03d", "text": "t%d"}\n' % (n, n)
+                              for n in range(50, 0, -1)))
+    refs, _, digests = scan(path)
+    runs = extract(path, refs, digests, run_bytes=200)
+    assert len(runs) > 4
+    for _, (ids, lines) in runs:
+        assert ids == sorted(ids)
+        assert [orjson.loads(line)["id"] for line in lines.split(b"\n")] == ids
+    assert sorted(i for _, (ids, _) in runs for i in ids) == ["%03d" % n for n in range(1, 51)]
+
+
+@pytest.mark.parametrize("change", [
+    lambda data: data.replace(b"t7", b"T7"),                # same sizes, other bytes
+    lambda data: data.replace(b'"t7"', b'"seven"'),          # a line grows
+    lambda data: data[: data.rindex(b"\n", 0, -1) + 1],     # the last line is gone
+])
+def test_a_file_changed_between_the_passes_fails(tmp_path, change):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(b'{"id": "%d", "text": "t%d"}\n' % (n, n) for n in range(10)))
+    refs, _, digests = scan(path)
+    path.write_bytes(change(path.read_bytes()))
+    with pytest.raises(InputChanged, match="in.jsonl"):
+        extract(path, refs, digests)

@@ -1,0 +1,187 @@
+"""Documents by reference: dedup and shard small refs, move each kept document once.
+
+Shipping whole documents through every shuffle is what makes a Beam dedup job
+slow: each stage boundary encodes, copies and decodes all the text.  Here a
+document travels as a *ref* until its shard is known:
+
+1. ``ScanJsonl`` (pass 1) reads every file once and emits, per document,
+   ``(text key, id, ref)`` with ``ref = (file index, line number, shard bytes,
+   reparse)``; ``reparse`` marks a record whose line was rewritten with an
+   assigned id (pass 2 rebuilds it; every other line is copied as read).
+   Dedup and shard assignment then work on refs alone.
+2. ``ResolveRuns`` (pass 2) groups the kept refs by file, re-reads each file
+   once, picks its kept lines and hands every shard the file's lines for it as
+   one *run* ``(ids, lines joined by newlines)``, sorted by id.  Runs are the
+   only document bytes that cross a shuffle, as a few large elements.
+
+The xxh3-64 digest of every file's decompressed bytes is taken in both passes;
+a file that changed in between fails the run instead of filling shards with
+the wrong lines.
+"""
+import apache_beam as beam
+import xxhash
+from apache_beam.metrics import Metrics
+
+from transforms.hashing import text_key
+from transforms.io import (DEAD_LETTER_TAG, BadRecord, JsonlFileDoFn, expand_patterns,
+                           numbered_lines, open_text_stream, parse_line)
+
+NAMESPACE = "dataprep.read"
+DIGESTS_TAG = "digests"
+RUN_BYTES = 64 << 20  # a file's buffered kept lines are flushed as runs beyond this
+
+
+class InputChanged(RuntimeError):
+    """An input file differs between the two passes over it."""
+
+
+def ref_size(record) -> int:
+    """Shard bytes of a ``(partition, order, id, ref)`` record (for AssignBalancedShards)."""
+    return record[3][2]
+
+
+class _ScanFile(JsonlFileDoFn):
+    """``(file index, path)`` -> batches of ``(text key, id, ref)``; dead letters;
+    the file's digest to ``digests``."""
+
+    def __init__(self, id_field: str, text_field: str, batch_size: int):
+        super().__init__(id_field, text_field)
+        self.batch_size = batch_size
+
+    def process(self, indexed_path):
+        index, path = indexed_path
+        digest = xxhash.xxh3_64()
+        batch = []
+        for line_no, doc in self.documents(path, digest):
+            if line_no is None:
+                yield doc  # a dead letter
+                continue
+            doc_id, text, line = doc
+            # A record given its default id has a rewritten line: pass 2 parses it
+            # again.  (An id that merely equals the default costs a parse, no harm.)
+            reparse = doc_id == f"{path}:{line_no}"
+            batch.append((text_key(text), doc_id, (index, line_no, len(line) + 1, reparse)))
+            if len(batch) >= self.batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+        yield beam.pvalue.TaggedOutput(DIGESTS_TAG, (index, digest.hexdigest()))
+
+
+class ScanJsonl(beam.PTransform):
+    """JSON Lines files -> dict of ``refs`` (batches of ``(text key, id, ref)``),
+    ``dead_letters`` and ``digests`` (``(file index, xxh3-64 hex)``).
+
+    ``paths`` is the sorted file list; a ref's file index points into it.
+    """
+
+    def __init__(self, patterns, id_field: str = "id", text_field: str = "text",
+                 batch_size: int = 4096):
+        super().__init__()
+        self.paths = expand_patterns(patterns)
+        self.id_field = id_field
+        self.text_field = text_field
+        self.batch_size = batch_size
+
+    def expand(self, pbegin):
+        scanned = (
+            pbegin
+            | "ListFiles" >> beam.Create(list(enumerate(self.paths)))
+            | "ScanFiles" >> beam.ParDo(
+                _ScanFile(self.id_field, self.text_field, self.batch_size)).with_outputs(
+                    DEAD_LETTER_TAG, DIGESTS_TAG, main="refs"))
+        return {"refs": scanned.refs, "dead_letters": scanned[DEAD_LETTER_TAG],
+                "digests": scanned[DIGESTS_TAG]}
+
+
+def _refs_by_file(assigned):
+    """``(shard, [("", order, id, ref)])`` -> ``(file index, [(line, size, reparse, id, shard)])``."""
+    shard, records = assigned
+    if records is None:  # an every-shard marker: no document
+        return []
+    files: dict = {}
+    for _, _, doc_id, (index, line_no, size, reparse) in records:
+        files.setdefault(index, []).append((line_no, size, reparse, doc_id, shard))
+    return files.items()
+
+
+def _runs(buffers: dict):
+    """``{shard: [(id, line)]}`` -> ``(shard, (ids, lines joined by newlines))``, sorted by id."""
+    for shard, docs in buffers.items():
+        docs.sort()
+        yield shard, ([doc_id for doc_id, _ in docs], b"\n".join(line for _, line in docs))
+
+
+class _ExtractRuns(beam.DoFn):
+    """``(file index, [picks])`` -> the file's kept lines as runs per shard."""
+
+    def __init__(self, paths: list[str], id_field: str, text_field: str, run_bytes: int):
+        self.paths = paths
+        self.id_field = id_field
+        self.text_field = text_field
+        self.run_bytes = run_bytes
+        self.rereads = Metrics.counter(NAMESPACE, "files_reread")
+
+    def process(self, grouped, digests):
+        index, parts = grouped
+        path = self.paths[index]
+        picks = iter(sorted(pick for part in parts for pick in part))
+        pick = next(picks, None)
+        digest = xxhash.xxh3_64()
+        buffers: dict = {}
+        buffered = 0
+        with open_text_stream(path) as stream:
+            for line_no, raw in numbered_lines(stream, digest):  # read to the end: digest
+                if pick is None or line_no != pick[0]:
+                    continue
+                _, size, reparse, doc_id, shard = pick
+                line = self._line(path, line_no, raw, reparse)
+                if len(line) + 1 != size:
+                    raise InputChanged(f"{path}: line {line_no} changed since the first read")
+                buffers.setdefault(shard, []).append((doc_id, line))
+                buffered += size
+                if buffered >= self.run_bytes:
+                    yield from _runs(buffers)
+                    buffers, buffered = {}, 0
+                pick = next(picks, None)
+        if pick is not None or digest.hexdigest() != digests[index]:
+            raise InputChanged(f"{path} changed while the job was reading it; rerun on "
+                               "stable input")
+        self.rereads.inc()
+        yield from _runs(buffers)
+
+    def _line(self, path, line_no, raw, reparse) -> bytes:
+        if not reparse:
+            return raw.strip()
+        try:
+            return parse_line(raw, self.id_field, self.text_field, f"{path}:{line_no}")[2]
+        except BadRecord as err:
+            raise InputChanged(f"{path}: line {line_no} changed since the first read "
+                               f"({err})") from None
+
+
+class ResolveRuns(beam.PTransform):
+    """Shard-assigned ref records -> ``(shard, (ids, lines))`` runs, one re-read per file.
+
+    Input: ``(shard, [("", order, id, ref)])`` lists (and ``(shard, None)``
+    markers, ignored) from ``AssignBalancedShards``; ``scan`` is the
+    ``ScanJsonl`` that made the refs, ``digests`` its digest output.
+    """
+
+    def __init__(self, scan: ScanJsonl, digests, run_bytes: int = RUN_BYTES):
+        super().__init__()
+        self.paths = scan.paths
+        self.id_field = scan.id_field
+        self.text_field = scan.text_field
+        self.digests = digests
+        self.run_bytes = run_bytes
+
+    def expand(self, assigned):
+        return (
+            assigned
+            | "RefsByFile" >> beam.FlatMap(_refs_by_file)
+            | "GroupByFile" >> beam.GroupByKey()
+            | "ExtractRuns" >> beam.ParDo(
+                _ExtractRuns(self.paths, self.id_field, self.text_field, self.run_bytes),
+                beam.pvalue.AsDict(self.digests)))
