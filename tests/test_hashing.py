@@ -5,7 +5,8 @@ import sys
 import xxhash
 from hypothesis import given, strategies as st
 
-from transforms.hashing import checksum, normalise_for_hash, shard_of, stable_hash64, text_key
+from transforms.hashing import (checksum, normalise_for_hash, shard_of, stable_hash64, text_key,
+                                text_keys)
 
 
 def test_normalise_nfc_casefold_whitespace():
@@ -19,6 +20,18 @@ def test_text_key_equal_for_equivalent_texts_and_distinct_otherwise():
     assert text_key("caf\u00e9") == text_key("cafe\u0301")
     assert text_key("hello world") != text_key("hello  worlds")
     assert len(text_key("x")) == 16
+
+
+# Every kind of whitespace str.split() knows, letters that NFC or case-folding change.
+_TRICKY = st.lists(st.sampled_from(
+    [" ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u2028",
+     "\u3000", "\u200b", "a", "Z", "\u00e9", "e\u0301", "\u00df", "\u0130", "\ud800", "\U0001f600"]),
+    max_size=12).map("".join)
+
+
+@given(st.lists(st.one_of(_TRICKY, st.text()), max_size=30))
+def test_batched_text_keys_equal_text_key(texts):
+    assert text_keys(texts) == [text_key(t) for t in texts]
 
 
 def test_stable_hash_is_xxh3_and_checksum_is_xxh3_128():

@@ -15,7 +15,7 @@ conflict, reported with examples.
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms.hashing import stable_hash64, text_key
+from transforms.hashing import stable_hash64, text_keys
 
 NAMESPACE = "dataprep.dedup"
 IDS_TAG = "ids"
@@ -72,8 +72,10 @@ class _KeyIntoBuckets(beam.DoFn):
         self.keyed = keyed
 
     def process(self, docs):
-        keyed = docs if self.keyed else [(text_key(text), doc_id, line)
-                                         for doc_id, text, line in docs]
+        keyed = docs
+        if not self.keyed:
+            keys = text_keys([text for _, text, _ in docs])
+            keyed = [(key, doc_id, line) for key, (doc_id, _, line) in zip(keys, docs)]
         table: dict = {}
         for key, doc_id, line in keyed:
             merge_entry(table, key, [doc_id, line, 1, [] if self.with_removed else None])

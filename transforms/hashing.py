@@ -4,8 +4,10 @@ Python's built-in ``hash()`` is salted per process (so per worker) and must neve
 decide a key, a partition or a shard.  Everything here is xxh3, which is stable
 across processes, machines and runs.
 """
+import re
 import unicodedata
 
+import numpy as np
 import xxhash
 
 
@@ -21,6 +23,47 @@ def normalise_for_hash(text: str) -> str:
 def text_key(text: str) -> bytes:
     """16-byte xxh3-128 digest of the normalised text (the exact-dedup key)."""
     return xxhash.xxh3_128_digest(normalise_for_hash(text).encode("utf-8", "surrogatepass"))
+
+
+# Whitespace as str.split() sees it (Py_UNICODE_ISSPACE): the non-ASCII spaces
+# become " " before encoding, the ASCII ones by a byte translation after.
+_WIDE_SPACE = re.compile("[%s]" % "".join(
+    re.escape(chr(c)) for c in range(128, 0x110000) if chr(c).isspace()))
+_TO_SPACE = bytes(ord(" ") if chr(c).isspace() else c for c in range(128)) + bytes(range(128, 256))
+_SPACE = ord(" ")
+
+
+def _folded(text: str) -> bytes:
+    text = unicodedata.normalize("NFC", text).casefold()
+    if not text.isascii():
+        text = _WIDE_SPACE.sub(" ", text)
+    return text.encode("utf-8", "surrogatepass")
+
+
+def text_keys(texts: list[str]) -> list[bytes]:
+    """``[text_key(t) for t in texts]``, the whitespace runs of the whole batch
+    collapsed by numpy instead of splitting every text into words."""
+    parts = [_folded(t) for t in texts]
+    lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    buf = np.frombuffer(b"".join(parts).translate(_TO_SPACE), dtype=np.uint8)
+    space = buf == _SPACE
+    # Drop a space that follows a space or starts a text; a run at the end of
+    # a text leaves one space, cut below.
+    dropped = np.empty_like(space)
+    dropped[1:] = space[:-1]
+    dropped[starts[starts < buf.size]] = True
+    dropped &= space
+    gone = np.flatnonzero(dropped)
+    out = buf[~dropped] if gone.size else buf
+    new_starts = starts - np.searchsorted(gone, starts)
+    new_ends = ends - np.searchsorted(gone, ends)
+    nonempty = new_ends > new_starts
+    new_ends[nonempty] -= out[new_ends[nonempty] - 1] == _SPACE
+    view = memoryview(out)
+    return [xxhash.xxh3_128_digest(view[a:b])
+            for a, b in zip(new_starts.tolist(), new_ends.tolist())]
 
 
 def stable_hash64(value: str | bytes, seed: int = 0) -> int:

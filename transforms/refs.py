@@ -22,7 +22,7 @@ import apache_beam as beam
 import xxhash
 from apache_beam.metrics import Metrics
 
-from transforms.hashing import text_key
+from transforms.hashing import text_keys
 from transforms.io import (DEAD_LETTER_TAG, BadRecord, JsonlFileDoFn, expand_patterns,
                            numbered_lines, open_text_stream, parse_line)
 
@@ -60,13 +60,19 @@ class _ScanFile(JsonlFileDoFn):
             # A record given its default id has a rewritten line: pass 2 parses it
             # again.  (An id that merely equals the default costs a parse, no harm.)
             reparse = doc_id == f"{path}:{line_no}"
-            batch.append((text_key(text), doc_id, (index, line_no, len(line) + 1, reparse)))
+            batch.append((doc_id, text, (index, line_no, len(line) + 1, reparse)))
             if len(batch) >= self.batch_size:
-                yield batch
+                yield _keyed(batch)
                 batch = []
         if batch:
-            yield batch
+            yield _keyed(batch)
         yield beam.pvalue.TaggedOutput(DIGESTS_TAG, (index, digest.hexdigest()))
+
+
+def _keyed(batch):
+    """``[(id, text, ref)]`` -> ``[(text key, id, ref)]``."""
+    keys = text_keys([text for _, text, _ in batch])
+    return [(key, doc_id, ref) for key, (doc_id, _, ref) in zip(keys, batch)]
 
 
 class ScanJsonl(beam.PTransform):
