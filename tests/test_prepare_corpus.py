@@ -110,6 +110,19 @@ def test_shard_count_from_target_size(tmp_path, corpus, run_config, mode):
     assert manifest["replication"] == 1
 
 
+@DEDUP_MODES
+def test_fixed_shard_count_above_the_records_writes_empty_shards(tmp_path, corpus, run_config,
+                                                                 mode):
+    roots = [tmp_path / "a"]
+    run_job(run_config, corpus, roots, "--num_shards", "8", *mode)
+    manifest = load_manifest(str(roots[0] / "ds"))
+    assert [s["index"] for s in manifest["shards"]] == list(range(8))
+    assert sum(s["records"] for s in manifest["shards"]) == 5
+    assert any(s["records"] == 0 for s in manifest["shards"])
+    for shard in manifest["shards"]:
+        assert len(read_zst_lines(str(roots[0] / "ds" / shard["name"]))) == shard["records"]
+
+
 def break_replicas(roots, manifest):
     """Delete one replica of shard 0 and corrupt one of shard 1; returns what was broken."""
     s0, s1 = manifest["shards"][0], manifest["shards"][1]

@@ -6,7 +6,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from transforms.hashing import text_key
 from transforms.io import parse_line
-from transforms.refs import InputChanged, _ExtractRuns, _ScanFile
+from transforms.refs import InputChanged, _ExtractRuns, _ScanFile, run_docs
 
 LINES = [b'\xef\xbb\xbf{"id": "b", "text": "Two"}',   # byte-order mark on line 1
          b'{"text": "no id here", "lang": "en"}',     # gets the id <path>:2
@@ -33,7 +33,8 @@ def extract(path, refs, digests, run_bytes=1 << 20):
     picks = [(ref[1], ref[2], ref[3], doc_id, int(doc_id[-1:].isdigit()))
              for _, doc_id, ref in refs]
     fn = _ExtractRuns([str(path)], "id", "text", run_bytes)
-    return list(fn.process((0, [picks[:1], picks[1:]]), digests))
+    return [(shard, list(run_docs(run)))
+            for shard, run in fn.process((0, [picks[:1], picks[1:]]), digests)]
 
 
 def test_scan_refs_point_at_the_lines_parse_line_gives(tmp_path):
@@ -52,10 +53,9 @@ def test_scan_refs_point_at_the_lines_parse_line_gives(tmp_path):
     assert [(d["line"], d["reason"]) for d in dead] == [(4, "invalid_json")]
 
     runs = dict(extract(path, refs, digests))
-    assert runs == {
-        0: (["b"], expected["b"][3]),
-        1: ([f"{path}:2", "7"], expected[f"{path}:2"][3] + b"\n" + expected["7"][3])}
-    assert orjson.loads(runs[1][1].split(b"\n")[0])["id"] == f"{path}:2"
+    assert runs == {0: [("b", expected["b"][3])],
+                    1: [(f"{path}:2", expected[f"{path}:2"][3]), ("7", expected["7"][3])]}
+    assert orjson.loads(runs[1][0][1])["id"] == f"{path}:2"
 
 
 def test_runs_are_flushed_beyond_run_bytes_and_stay_sorted(tmp_path):
@@ -65,10 +65,11 @@ def test_runs_are_flushed_beyond_run_bytes_and_stay_sorted(tmp_path):
     refs, _, digests = scan(path)
     runs = extract(path, refs, digests, run_bytes=200)
     assert len(runs) > 4
-    for _, (ids, lines) in runs:
+    for _, docs in runs:
+        ids = [doc_id for doc_id, _ in docs]
         assert ids == sorted(ids)
-        assert [orjson.loads(line)["id"] for line in lines.split(b"\n")] == ids
-    assert sorted(i for _, (ids, _) in runs for i in ids) == ["%03d" % n for n in range(1, 51)]
+        assert [orjson.loads(line)["id"] for _, line in docs] == ids
+    assert sorted(i for _, docs in runs for i, _ in docs) == ["%03d" % n for n in range(1, 51)]
 
 
 @pytest.mark.parametrize("change", [

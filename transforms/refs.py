@@ -11,7 +11,7 @@ document travels as a *ref* until its shard is known:
    Dedup and shard assignment then work on refs alone.
 2. ``ResolveRuns`` (pass 2) groups the kept refs by file, re-reads each file
    once, picks its kept lines and hands every shard the file's lines for it as
-   one *run* ``(ids, lines joined by newlines)``, sorted by id.  Runs are the
+   one *run* ``(ids, lz4 of the lines joined by newlines)``, sorted by id.  Runs are the
    only document bytes that cross a shuffle, as a few large elements.
 
 The xxh3-64 digest of every file's decompressed bytes is taken in both passes;
@@ -19,6 +19,7 @@ a file that changed in between fails the run instead of filling shards with
 the wrong lines.
 """
 import apache_beam as beam
+import lz4.frame
 import xxhash
 from apache_beam.metrics import Metrics
 
@@ -101,11 +102,18 @@ class ScanJsonl(beam.PTransform):
                 "digests": scanned[DIGESTS_TAG]}
 
 
+MARKERS = -1  # the "file" that carries AssignBalancedShards' every-shard markers
+
+
 def _refs_by_file(assigned):
-    """``(shard, [("", order, id, ref)])`` -> ``(file index, [(line, size, reparse, id, shard)])``."""
+    """``(shard, [("", order, id, ref)])`` -> ``(file index, [(line, size, reparse, id, shard)])``.
+
+    A marker ``(shard, None)`` goes to MARKERS and comes out of ExtractRuns as
+    it came in, so the writer's GroupByKey is fed by one stage, not a Flatten.
+    """
     shard, records = assigned
-    if records is None:  # an every-shard marker: no document
-        return []
+    if records is None:
+        return [(MARKERS, [shard])]
     files: dict = {}
     for _, _, doc_id, (index, line_no, size, reparse) in records:
         files.setdefault(index, []).append((line_no, size, reparse, doc_id, shard))
@@ -113,10 +121,19 @@ def _refs_by_file(assigned):
 
 
 def _runs(buffers: dict):
-    """``{shard: [(id, line)]}`` -> ``(shard, (ids, lines joined by newlines))``, sorted by id."""
+    """``{shard: [(id, line)]}`` -> ``(shard, (ids, lz4 of the lines joined by
+    newlines))``, sorted by id.  lz4 (~3x smaller, GB/s to decode) because the
+    runner holds and copies every run on its way to the shard writer."""
     for shard, docs in buffers.items():
         docs.sort()
-        yield shard, ([doc_id for doc_id, _ in docs], b"\n".join(line for _, line in docs))
+        lines = b"\n".join(line for _, line in docs)
+        yield shard, ([doc_id for doc_id, _ in docs], lz4.frame.compress(lines))
+
+
+def run_docs(run) -> "iter[tuple[str, bytes]]":
+    """The ``(id, line)`` documents of a run."""
+    ids, packed = run
+    return zip(ids, lz4.frame.decompress(packed).split(b"\n"))
 
 
 class _ExtractRuns(beam.DoFn):
@@ -131,6 +148,10 @@ class _ExtractRuns(beam.DoFn):
 
     def process(self, grouped, digests):
         index, parts = grouped
+        if index == MARKERS:
+            for part in parts:
+                yield part[0], None
+            return
         path = self.paths[index]
         picks = iter(sorted(pick for part in parts for pick in part))
         pick = next(picks, None)
@@ -168,10 +189,10 @@ class _ExtractRuns(beam.DoFn):
 
 
 class ResolveRuns(beam.PTransform):
-    """Shard-assigned ref records -> ``(shard, (ids, lines))`` runs, one re-read per file.
+    """Shard-assigned ref records -> ``(shard, run)``, one re-read per file.
 
-    Input: ``(shard, [("", order, id, ref)])`` lists (and ``(shard, None)``
-    markers, ignored) from ``AssignBalancedShards``; ``scan`` is the
+    Input: ``(shard, [("", order, id, ref)])`` lists and ``(shard, None)``
+    markers (passed through) from ``AssignBalancedShards``; ``scan`` is the
     ``ScanJsonl`` that made the refs, ``digests`` its digest output.
     """
 

@@ -45,7 +45,7 @@ from transforms.hashing import checksum
 from transforms.partition import range_name
 from transforms.partition_names import MISSING, OTHER, encode_value, is_safe_name
 from transforms.placement import Placement, Root, place
-from transforms.refs import ref_size
+from transforms.refs import ref_size, run_docs
 from transforms.sharding import AssignBalancedShards, hash_order, line_size
 
 NAMESPACE = "dataprep.store"
@@ -292,8 +292,7 @@ def read_shard_verified(manifest: dict, store_path: str, shard: dict, on_failure
 def _docs_of(part):
     """``(id, line)`` documents of a run ``(ids, lines)`` or of a list of records."""
     if isinstance(part, tuple):
-        ids, lines = part
-        return zip(ids, lines.split(b"\n"))
+        return run_docs(part)
     return ((r[2], r[3]) for r in part)
 
 
@@ -480,9 +479,7 @@ class WriteStore(beam.PTransform):
             self.target_shard_bytes, self.num_shards,
             required_partitions=[""] if self.partitioning is None else [], size_of=size_of)
         if self.resolve is not None:
-            runs = assigned | "ResolveRuns" >> self.resolve
-            markers = assigned | "ShardMarkers" >> beam.Filter(lambda kv: kv[1] is None)
-            assigned = (runs, markers) | "RunsAndMarkers" >> beam.Flatten()
+            assigned = assigned | "ResolveRuns" >> self.resolve
         shards = (
             assigned
             | "GroupShards" >> beam.GroupByKey()
