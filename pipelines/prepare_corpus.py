@@ -1,7 +1,10 @@
 """Read JSON Lines, drop bad lines, exact and near duplicates, write a replicated sharded store."""
+import glob
 import logging
 import os
+import posixpath
 import sys
+import uuid
 
 import apache_beam as beam
 import orjson
@@ -18,13 +21,14 @@ from transforms.io import ReadJsonl, estimate_raw_bytes
 from transforms.near_dedup import cluster_histogram
 from transforms.partition import PartitionByField, RangePartition, numeric_field, text_length
 from transforms.placement import Placement, parse_rules
-from transforms.refs import ResolveRuns, ScanJsonl
+from transforms.refs import ResolveRuns, ScanJsonl, delete_spill
 from transforms.report import RunClock, build_report, counters, summary_table, write_report
 from transforms.sharding import balance_rows
 from transforms.store import WriteStore, dataset_dir, join, load_manifest, normalise_root
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "sample.jsonl")
 AUDIT_PREFIXES = ("dead_letters", "removed")
+SPILL_PREFIX = ".runs-"  # ResolveRuns' temporary runs; a failed run leaves its folder
 READ_BATCH = 1000  # documents per element on the hot path
 
 
@@ -128,12 +132,19 @@ def _write_jsonl(pcoll, label, directory, prefix):
             compression_type=CompressionTypes.ZSTD))
 
 
-def _delete_stale_audit_files(directory):
-    """Audit files are rewritten by every run; old ones would mix with the new."""
+def _delete_leftovers(directory):
+    """Audit files are rewritten by every run (old ones would mix with the new);
+    spill folders are left only by failed runs."""
     patterns = [join(directory, f"{p}*.jsonl.zst") for p in AUDIT_PREFIXES]
     stale = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
     if stale:
         FileSystems.delete(stale)
+    runs = FileSystems.match([join(directory, f"{SPILL_PREFIX}*", "*")])[0].metadata_list
+    spills = {posixpath.dirname(m.path) for m in runs}
+    if "://" not in directory:  # an empty local folder holds no file to match
+        spills.update(glob.glob(join(directory, f"{SPILL_PREFIX}*")))
+    for spill_dir in spills:
+        delete_spill(spill_dir)
 
 
 def partitioned(kept, args):
@@ -164,7 +175,8 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
         reader = ScanJsonl(args.input, args.id_field, args.text_field)
         scanned = pipeline | "Read" >> reader
         batches, dead = scanned["refs"], scanned["dead_letters"]
-        resolve = ResolveRuns(reader, scanned["digests"])
+        resolve = ResolveRuns(reader, scanned["digests"],
+                              spill_dir=join(first_dir, f"{SPILL_PREFIX}{uuid.uuid4().hex}"))
     else:
         reader = ReadJsonl(args.input, args.id_field, args.text_field, batch_size=READ_BATCH)
         batches, dead = pipeline | "Read" >> reader
@@ -225,7 +237,7 @@ def run(argv=None) -> dict:
         build_parser().error(str(err))
     clock = RunClock()
     directories = [dataset_dir(r.uri, args.dataset) for r in roots]
-    _delete_stale_audit_files(directories[0])
+    _delete_leftovers(directories[0])
     codec, report_choice, manifest_choice = choose_text_codec(args)
 
     pipeline = beam.Pipeline(options=options)

@@ -123,6 +123,19 @@ def test_fixed_shard_count_above_the_records_writes_empty_shards(tmp_path, corpu
         assert len(read_zst_lines(str(roots[0] / "ds" / shard["name"]))) == shard["records"]
 
 
+def test_spilled_runs_are_removed_and_stale_ones_from_a_failed_run_too(tmp_path, corpus,
+                                                                     run_config):
+    roots = [tmp_path / "a", tmp_path / "b"]
+    stale = roots[0] / "ds" / ".runs-0123"
+    stale.mkdir(parents=True)
+    (stale / "file00000-run0-shard00000.jsonl").write_bytes(b"{}")
+    run_job(run_config, corpus, roots, "--replication", "2", "--no_near_dedup")
+    for root in roots:
+        assert sorted(os.listdir(root / "ds")) == sorted(
+            ["manifest.json", "run_report.json", "shard-00000-of-00001.jsonl.zst"]
+            + (["dead_letters-00000-of-00001.jsonl.zst"] if root == roots[0] else []))
+
+
 def break_replicas(roots, manifest):
     """Delete one replica of shard 0 and corrupt one of shard 1; returns what was broken."""
     s0, s1 = manifest["shards"][0], manifest["shards"][1]

@@ -1,12 +1,14 @@
 """Documents by reference (transforms.refs): the two passes over a file agree,
 and a file that changes between them fails the run."""
+import os
+
 import orjson
 import pytest
 from apache_beam.pvalue import TaggedOutput
 
 from transforms.hashing import text_key
 from transforms.io import parse_line
-from transforms.refs import InputChanged, _ExtractRuns, _ScanFile, run_docs
+from transforms.refs import InputChanged, _ExtractRuns, _ScanFile, delete_spill, run_docs
 
 LINES = [b'\xef\xbb\xbf{"id": "b", "text": "Two"}',   # byte-order mark on line 1
          b'{"text": "no id here", "lang": "en"}',     # gets the id <path>:2
@@ -29,11 +31,12 @@ def scan(path):
 
 
 def extract(path, refs, digests, run_bytes=1 << 20):
-    """Every ref to shard (key by id parity) -> the runs _ExtractRuns emits."""
-    picks = [(ref[1], ref[2], ref[3], doc_id, int(doc_id[-1:].isdigit()))
+    """Every ref to a shard (ids ending in a digit to shard 1) -> the runs
+    _ExtractRuns emits, as ``(shard index, [(id, line)])``."""
+    picks = [(ref[1], ref[2], ref[3], doc_id, ("", int(doc_id[-1:].isdigit()), 2))
              for _, doc_id, ref in refs]
-    fn = _ExtractRuns([str(path)], "id", "text", run_bytes)
-    return [(shard, list(run_docs(run)))
+    fn = _ExtractRuns([str(path)], "id", "text", str(path) + ".spill", run_bytes)
+    return [(shard[1], list(run_docs(run)))
             for shard, run in fn.process((0, [picks[:1], picks[1:]]), digests)]
 
 
@@ -59,12 +62,16 @@ def test_scan_refs_point_at_the_lines_parse_line_gives(tmp_path):
 
 
 def test_runs_are_flushed_beyond_run_bytes_and_stay_sorted(tmp_path):
+    """Every flush writes new run files (a run's name says its file, flush and shard)."""
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"".join(b'{"id": "%03d", "text": "t%d"}\n' % (n, n)
                               for n in range(50, 0, -1)))
     refs, _, digests = scan(path)
     runs = extract(path, refs, digests, run_bytes=200)
     assert len(runs) > 4
+    assert len(os.listdir(str(path) + ".spill")) == len(runs)
+    delete_spill(str(path) + ".spill")
+    assert not os.path.exists(str(path) + ".spill")
     for _, docs in runs:
         ids = [doc_id for doc_id, _ in docs]
         assert ids == sorted(ids)

@@ -10,17 +10,25 @@ document travels as a *ref* until its shard is known:
    assigned id (pass 2 rebuilds it; every other line is copied as read).
    Dedup and shard assignment then work on refs alone.
 2. ``ResolveRuns`` (pass 2) groups the kept refs by file, re-reads each file
-   once, picks its kept lines and hands every shard the file's lines for it as
-   one *run* ``(ids, lz4 of the lines joined by newlines)``, sorted by id.  Runs are the
-   only document bytes that cross a shuffle, as a few large elements.
+   once, picks its kept lines and writes the file's lines for each shard as a
+   *run*: a temporary file of lines sorted by id, in a spill folder beside the
+   shards.  The runner carries only ``(shard, (ids, run path))``; the shard
+   writer merges its runs.  So no document byte crosses a shuffle, and the
+   runner never holds the corpus in memory (the in-process runners keep every
+   shuffled element in the driver).  The spill folder goes once the manifest
+   is written (``delete_spill``).
 
 The xxh3-64 digest of every file's decompressed bytes is taken in both passes;
 a file that changed in between fails the run instead of filling shards with
 the wrong lines.
 """
+import os
+import posixpath
+
 import apache_beam as beam
-import lz4.frame
 import xxhash
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.hashing import text_keys
@@ -120,27 +128,48 @@ def _refs_by_file(assigned):
     return files.items()
 
 
-def _runs(buffers: dict):
-    """``{shard: [(id, line)]}`` -> ``(shard, (ids, lz4 of the lines joined by
-    newlines))``, sorted by id.  lz4 (~3x smaller, GB/s to decode) because the
-    runner holds and copies every run on its way to the shard writer."""
+def _join(base: str, name: str) -> str:
+    return posixpath.join(base, name) if "://" in base else FileSystems.join(base, name)
+
+
+def _write_runs(buffers: dict, spill_dir: str, prefix: str):
+    """``{shard: [(id, line)]}`` -> a run file per shard, lines sorted by id ->
+    ``(shard, (ids, run path))``.  Names are fixed by ``prefix`` and the shard,
+    so a retried bundle overwrites its own runs."""
     for shard, docs in buffers.items():
         docs.sort()
-        lines = b"\n".join(line for _, line in docs)
-        yield shard, ([doc_id for doc_id, _ in docs], lz4.frame.compress(lines))
+        path = _join(spill_dir, f"{prefix}-shard{shard[1]:05d}.jsonl")
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as out:
+            out.write(b"\n".join(line for _, line in docs))
+        yield shard, ([doc_id for doc_id, _ in docs], path)
 
 
 def run_docs(run) -> "iter[tuple[str, bytes]]":
     """The ``(id, line)`` documents of a run."""
-    ids, packed = run
-    return zip(ids, lz4.frame.decompress(packed).split(b"\n"))
+    ids, path = run
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        lines = f.read().split(b"\n")
+    if len(lines) != len(ids):
+        raise InputChanged(f"run {path} holds {len(lines)} lines, expected {len(ids)}")
+    return zip(ids, lines)
+
+
+def delete_spill(spill_dir: str) -> None:
+    """Remove a spill folder and its runs (once the store's manifest is written)."""
+    runs = [m.path for r in FileSystems.match([_join(spill_dir, "*")]) for m in r.metadata_list]
+    if runs:
+        FileSystems.delete(runs)
+    if "://" not in spill_dir and os.path.isdir(spill_dir):
+        os.rmdir(spill_dir)
 
 
 class _ExtractRuns(beam.DoFn):
     """``(file index, [picks])`` -> the file's kept lines as runs per shard."""
 
-    def __init__(self, paths: list[str], id_field: str, text_field: str, run_bytes: int):
+    def __init__(self, paths: list[str], id_field: str, text_field: str, spill_dir: str,
+                 run_bytes: int):
         self.paths = paths
+        self.spill_dir = spill_dir
         self.id_field = id_field
         self.text_field = text_field
         self.run_bytes = run_bytes
@@ -157,7 +186,7 @@ class _ExtractRuns(beam.DoFn):
         pick = next(picks, None)
         digest = xxhash.xxh3_64()
         buffers: dict = {}
-        buffered = 0
+        buffered = flushes = 0
         with open_text_stream(path) as stream:
             for line_no, raw in numbered_lines(stream, digest):  # read to the end: digest
                 if pick is None or line_no != pick[0]:
@@ -169,14 +198,17 @@ class _ExtractRuns(beam.DoFn):
                 buffers.setdefault(shard, []).append((doc_id, line))
                 buffered += size
                 if buffered >= self.run_bytes:
-                    yield from _runs(buffers)
-                    buffers, buffered = {}, 0
+                    yield from self._flush(buffers, index, flushes)
+                    buffers, buffered, flushes = {}, 0, flushes + 1
                 pick = next(picks, None)
         if pick is not None or digest.hexdigest() != digests[index]:
             raise InputChanged(f"{path} changed while the job was reading it; rerun on "
                                "stable input")
         self.rereads.inc()
-        yield from _runs(buffers)
+        yield from self._flush(buffers, index, flushes)
+
+    def _flush(self, buffers, index, flushes):
+        return _write_runs(buffers, self.spill_dir, f"file{index:05d}-run{flushes}")
 
     def _line(self, path, line_no, raw, reparse) -> bytes:
         if not reparse:
@@ -193,11 +225,14 @@ class ResolveRuns(beam.PTransform):
 
     Input: ``(shard, [("", order, id, ref)])`` lists and ``(shard, None)``
     markers (passed through) from ``AssignBalancedShards``; ``scan`` is the
-    ``ScanJsonl`` that made the refs, ``digests`` its digest output.
+    ``ScanJsonl`` that made the refs, ``digests`` its digest output; runs are
+    written under ``spill_dir`` (give each job its own, on storage every
+    worker sees).
     """
 
-    def __init__(self, scan: ScanJsonl, digests, run_bytes: int = RUN_BYTES):
+    def __init__(self, scan: ScanJsonl, digests, spill_dir: str, run_bytes: int = RUN_BYTES):
         super().__init__()
+        self.spill_dir = spill_dir
         self.paths = scan.paths
         self.id_field = scan.id_field
         self.text_field = scan.text_field
@@ -210,5 +245,6 @@ class ResolveRuns(beam.PTransform):
             | "RefsByFile" >> beam.FlatMap(_refs_by_file)
             | "GroupByFile" >> beam.GroupByKey()
             | "ExtractRuns" >> beam.ParDo(
-                _ExtractRuns(self.paths, self.id_field, self.text_field, self.run_bytes),
+                _ExtractRuns(self.paths, self.id_field, self.text_field, self.spill_dir,
+                             self.run_bytes),
                 beam.pvalue.AsDict(self.digests)))

@@ -45,7 +45,7 @@ from transforms.hashing import checksum
 from transforms.partition import range_name
 from transforms.partition_names import MISSING, OTHER, encode_value, is_safe_name
 from transforms.placement import Placement, Root, place
-from transforms.refs import ref_size, run_docs
+from transforms.refs import delete_spill, ref_size, run_docs
 from transforms.sharding import AssignBalancedShards, hash_order, line_size
 
 NAMESPACE = "dataprep.store"
@@ -115,7 +115,7 @@ def read_bytes(path: str) -> bytes:
 def pack_text_shard(docs) -> bytes:
     """``(id, line)`` documents -> JSON Lines bytes, sorted by id (then line)."""
     lines = [line for _, line in sorted(docs)]
-    return b"".join(line + b"\n" for line in lines)
+    return b"\n".join(lines) + b"\n" if lines else b""
 
 
 def compress_zstd(raw: bytes, level: int) -> bytes:
@@ -490,10 +490,14 @@ class WriteStore(beam.PTransform):
             [pipeline | "NoPreconditions" >> beam.Create([""])] + self.preconditions
             | "Preconditions" >> beam.Flatten())
         codec = self.codec.describe()
-        return shards | "WriteManifest" >> beam.ParDo(
+        manifest = shards | "WriteManifest" >> beam.ParDo(
             _WriteManifest(self.dataset, self.placement, codec, self.manifest_extra,
                            self.partitioning),
             beam.pvalue.AsList(failures), info)
+        if self.resolve is not None:
+            manifest | "DeleteRuns" >> beam.Map(
+                lambda _, spill_dir: delete_spill(spill_dir), self.resolve.spill_dir)
+        return manifest
 
 
 # ---------------------------------------------------------------- reading
