@@ -3,11 +3,13 @@
 A run config is a mapping ``option: value`` where every key is a flag that
 Beam's PipelineOptions knows (``runner``, ``direct_num_workers``,
 ``flink_master``...).  Values become flags placed *before* the user's own
-flags, so anything on the command line overrides the file.  A value starting
-with ``~/`` is a path under the user's home (``prism_location:
-~/.apache_beam/...``), so one config works for every user.
+flags, so anything on the command line overrides the file.  A path starting
+with ``~/`` is under the user's home (``prism_location: ~/.apache_beam/...``),
+also inside a value after ``=`` or ``:`` (``-Dspark.executor.extraClassPath=~/a:~/b``
+in ``job_server_jvm_properties``), so one config works for every user.
 """
 import os
+import re
 
 import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -51,8 +53,14 @@ def load(path: str) -> dict:
     return config
 
 
+_HOME_PATH = re.compile(r"(^|[=:])~/")
+
+
 def _expand(value):
-    return os.path.expanduser(value) if isinstance(value, str) and value.startswith("~/") else value
+    if not isinstance(value, str):
+        return value
+    home = os.path.expanduser("~")
+    return _HOME_PATH.sub(lambda m: f"{m.group(1)}{home}/", value)
 
 
 def to_flags(config: dict) -> list[str]:

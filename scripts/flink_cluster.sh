@@ -6,13 +6,17 @@
 #
 # Flink's jars come from the apache-flink-libraries package on PyPI (unpacked by
 # scripts/stage_jars.py, run here if needed), the Flink release that Beam's job
-# server in run_configs/flink_cluster.yaml is built against.  Logs, config and pid
-# files live in $FLINK_CLUSTER_DIR (default /tmp/beam-dataprep/flink-cluster).
+# server in run_configs/flink_cluster.yaml is built against.  Beam's runner jars
+# are on the JobManager's and TaskManager's class path too, so that job server
+# (the "prestaged" one) attaches no jars to its jobs: Beam's classes load once
+# per cluster, not once per job.  Logs, config and pid files live in
+# $FLINK_CLUSTER_DIR (default /tmp/beam-dataprep/flink-cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 FLINK_VERSION=1.19.0
 FLINK_HOME=${FLINK_HOME:-${BEAM_DATAPREP_CACHE:-$HOME/.apache_beam/cache}/dists/flink-$FLINK_VERSION}
+BEAM_CLASSPATH=${BEAM_DATAPREP_CACHE:-$HOME/.apache_beam/cache}/jars/beam-dataprep-flink-1.19-cluster.classpath
 DIR=${FLINK_CLUSTER_DIR:-/tmp/beam-dataprep/flink-cluster}
 REST_PORT=${FLINK_REST_PORT:-8081}
 SLOTS=${FLINK_TASK_SLOTS:-2}
@@ -43,6 +47,9 @@ taskmanager:
   # buffers; its portable runner hardly uses Flink's managed memory.
   memory: {process: {size: 2560m}, network: {min: 512m, max: 512m}, managed: {fraction: 0.1}}
 rest: {address: localhost, bind-address: 127.0.0.1, port: $REST_PORT}
+# Deploying the many tasks of a large Beam job to a TaskManager on a busy 2-core
+# machine can take longer than the 10 s default and would fail the job.
+pekko: {ask: {timeout: 60 s}}
 parallelism: {default: $SLOTS}
 io: {tmp: {dirs: $DIR/tmp}}
 CONF
@@ -72,7 +79,7 @@ launch() {  # launch NAME JM|TM MAIN_CLASS: one Flink process in the background,
   # shellcheck disable=SC2086 # the sizing lines are lists of options
   nohup java $jvm "${JAVA_OPENS[@]}" \
     -Dlog.file="$DIR/log/$name.log" -Dlog4j.configurationFile="file:$DIR/conf/log4j.properties" \
-    -cp "$FLINK_HOME/lib/*" "$main" --configDir "$DIR/conf" $dynamic \
+    -cp "$FLINK_HOME/lib/*:$(cat "$BEAM_CLASSPATH")" "$main" --configDir "$DIR/conf" $dynamic \
     > "$DIR/log/$name.out" 2>&1 < /dev/null &
   echo $! > "$DIR/$name.pid"
 }
@@ -90,7 +97,7 @@ start() {
   if running jobmanager || running taskmanager; then
     log "already running (pids $(cat "$DIR"/*.pid | tr '\n' ' '))"; return 0
   fi
-  [[ -f "$FLINK_HOME/bin/bash-java-utils.jar" ]] || "$PYTHON" scripts/stage_jars.py --only flink
+  [[ -f "$FLINK_HOME/bin/bash-java-utils.jar" && -f "$BEAM_CLASSPATH" ]] || "$PYTHON" scripts/stage_jars.py --only flink
   write_config
   launch jobmanager JM org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint
   launch taskmanager TM org.apache.flink.runtime.taskexecutor.TaskManagerRunner

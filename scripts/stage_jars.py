@@ -20,7 +20,11 @@ The standalone clusters need Flink's and Spark's distributions; both come from
 PyPI source packages, unpacked without installing anything into a venv:
 ``apache-flink-libraries`` (Flink's lib/ jars; never ``apache-flink``, which
 pins an old apache-beam) and ``pyspark`` (Spark's jars and launch scripts).
-They go to ``~/.apache_beam/cache/dists/``.  The Spark job server runs on the
+They go to ``~/.apache_beam/cache/dists/``.
+
+For the Flink session cluster a second Flink job server is built beside the
+first (see ``stage_prestaged_flink``): one whose jobs ship no jars because the
+cluster has Beam's jars on its class path.  The Spark job server runs on the
 same Spark jars as the cluster, so driver and executors always agree.
 
     python scripts/stage_jars.py            # everything (idempotent: skips what is staged)
@@ -51,6 +55,8 @@ RUNNERS = {
         "official": f"beam-runners-flink-{FLINK_MINOR}-job-server",
         "runner": f"beam-runners-flink-{FLINK_MINOR}",
         "main": "org.apache.beam.runners.flink.FlinkJobServerDriver",
+        "prestaged": f"beam-dataprep-flink-{FLINK_MINOR}-prestaged-job-server",
+        "cluster_classpath": f"beam-dataprep-flink-{FLINK_MINOR}-cluster.classpath",
     },
     "spark": {
         "name": "beam-dataprep-spark-3-job-server",
@@ -126,11 +132,12 @@ def assemble(spec, version, target, extra_classpath=()):
     write_launcher(target, spec["main"], jars)
 
 
-def write_launcher(path, main_class, classpath):
-    """A jar holding only a manifest: ``java -jar`` then runs ``main_class`` on ``classpath``.
+def write_launcher(path, main_class, classpath, classes_dir=None):
+    """A jar holding a manifest: ``java -jar`` then runs ``main_class`` on ``classpath``.
 
     Class-Path entries are relative to the jar's folder; manifest lines are
-    wrapped at 72 bytes as the jar specification requires.
+    wrapped at 72 bytes as the jar specification requires.  ``classes_dir``
+    (compiled classes) goes into the jar too.
     """
     def header(name, value):
         line = f"{name}: {value}".encode()
@@ -141,7 +148,77 @@ def write_launcher(path, main_class, classpath):
                 + header("Class-Path", " ".join(classpath)) + b"\r\n")
     with zipfile.ZipFile(path + ".tmp", "w") as jar:
         jar.writestr("META-INF/MANIFEST.MF", manifest)
+        for folder, _, files in os.walk(classes_dir or []):
+            for name in sorted(files):
+                full = os.path.join(folder, name)
+                jar.write(full, os.path.relpath(full, classes_dir))
     os.replace(path + ".tmp", path)
+
+
+def launcher_classpath(jar):
+    """The class path a job-server jar runs on: its manifest's Class-Path, else the jar itself."""
+    with zipfile.ZipFile(jar) as z:
+        manifest = z.read("META-INF/MANIFEST.MF").decode().replace("\r\n ", "").replace("\n ", "")
+    for line in manifest.splitlines():
+        if line.startswith("Class-Path:"):
+            return line[len("Class-Path:"):].split()
+    return [os.path.basename(jar)]
+
+
+def stage_spark_executor_first(job_server_jar):
+    """Jars Spark executors must load before Spark's own: ``<job server>.executor-first/``.
+
+    Spark's distribution carries Guava 14 (for Hive) on every executor's class
+    path ahead of the jars a job ships, so Beam's GCS file-system registrar,
+    built against a current Guava, fails to initialise in the first task of each
+    job (NoSuchMethodError, then a retried task).  run_configs/spark_cluster.yaml
+    puts this folder first on the executors' class path
+    (``spark.executor.extraClassPath``).
+    """
+    folder = job_server_jar[: -len(".jar")] + ".executor-first"
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    spark_jars = os.path.relpath(os.path.join(spark_home(), "jars"), JAR_DIR)
+    wanted = [e for e in launcher_classpath(job_server_jar) if not e.startswith(spark_jars)
+              and os.path.basename(e).startswith(("guava-", "failureaccess-"))]
+    for entry in wanted:  # an official (shaded) job server vendors its Guava: nothing to add
+        shutil.copy(os.path.join(JAR_DIR, entry), folder)
+    log(f"spark: {folder} ({', '.join(os.path.basename(e) for e in wanted) or 'empty'})")
+
+
+# Jars a Flink cluster has itself (flink-dist) or must not get twice (logging bindings).
+CLUSTER_EXCLUDES = ("flink-", "slf4j-simple-", "log4j-")
+
+
+def stage_prestaged_flink(job_server_jar, force=False):
+    """The job server flink_cluster.yaml uses, and the class path the cluster needs for it.
+
+    ``scripts/java/PrestagedFlinkJobServer.java`` (Beam's Flink job server that
+    attaches no jars to its jobs) is compiled against the job server's class
+    path into ``beam-dataprep-flink-<v>-prestaged-job-server.jar``; the Beam
+    jars of that class path, less what Flink's own lib/ has, are listed in
+    ``beam-dataprep-flink-<v>-cluster.classpath`` for scripts/flink_cluster.sh
+    to put on the JobManager's and TaskManager's class path.
+    """
+    spec = RUNNERS["flink"]
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "java",
+                          "PrestagedFlinkJobServer.java")
+    target = os.path.join(JAR_DIR, spec["prestaged"] + ".jar")
+    listing = os.path.join(JAR_DIR, spec["cluster_classpath"])
+    if (not force and os.path.exists(listing) and os.path.exists(target) and os.path.getmtime(target)
+            >= max(os.path.getmtime(source), os.path.getmtime(job_server_jar))):
+        log(f"flink: {target} already staged")
+        return
+    classpath = launcher_classpath(job_server_jar)
+    absolute = [os.path.join(JAR_DIR, entry) for entry in classpath]
+    with tempfile.TemporaryDirectory() as classes:
+        subprocess.run(["javac", "-nowarn", "--release", "17", "-d", classes,
+                        "-cp", os.pathsep.join(absolute), source], check=True)
+        write_launcher(target, "beamdataprep.PrestagedFlinkJobServer", classpath, classes)
+    cluster = [p for p in absolute if not os.path.basename(p).startswith(CLUSTER_EXCLUDES)]
+    with open(listing, "w", encoding="utf-8") as f:
+        f.write(os.pathsep.join(cluster) + "\n")
+    log(f"flink: {target} (jobs ship no jars; the cluster loads {len(cluster)} Beam jars)")
 
 
 def pip_download_unpack(package, version, members, dest):
@@ -223,7 +300,11 @@ def main(argv=None):
     stage_dists(which)
     beam_version = installed_beam_version()
     for runner in which:
-        stage_job_server(runner, beam_version, args.java_beam_version, args.force)
+        jar = stage_job_server(runner, beam_version, args.java_beam_version, args.force)
+        if runner == "flink":
+            stage_prestaged_flink(jar, args.force)
+        else:
+            stage_spark_executor_first(jar)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,10 @@ runners=("$@")
 [[ ${#runners[@]} -gt 0 ]] || runners=(prism flink_local spark_local flink_cluster spark_cluster)
 export PYTHON=${PYTHON:-python}
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-1800}
-# On the standalone clusters every job pays a cluster submission (Spark ships
-# the job server's ~400 MB of jars to a fresh executor per job: 1-3 min a job
-# on this 2-core machine), so by default they run the cross-runner tests
-# (prepare_corpus and compress_arrays byte-identical to the DirectRunner, equal
-# counters, failures reported) rather than the whole suite: CLUSTER_TESTS=tests
-# runs everything there too.
-CLUSTER_TESTS=${CLUSTER_TESTS:-tests/test_runners.py}
+# Every runner runs the whole pipeline suite; CLUSTER_TESTS narrows it on the
+# standalone clusters (e.g. CLUSTER_TESTS=tests/test_runners.py for the
+# cross-runner tests only) and takes extra pytest flags ("tests --durations=15").
+CLUSTER_TESTS=${CLUSTER_TESTS:-tests}
 suite() {  # suite RUN_CONFIG [TEST PATHS]
   timeout "$SUITE_TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider "${@:2}" --run_config "$1"
 }

@@ -43,6 +43,13 @@ def test_home_relative_paths_expand_for_the_current_user(monkeypatch, tmp_path):
     assert f"--prism_location={tmp_path}/.apache_beam/cache/prism/bin/prism" in flags
     assert (f"--flink_job_server_jar={tmp_path}/.apache_beam/cache/jars/"
             "beam-dataprep-flink-1.19-job-server.jar") in run_configs.flags_from("flink_local")
+    # inside a JVM property, after '=' and after each ':' of a class path
+    assert run_configs.to_flags({"job_server_jvm_properties": ["-Dcp=~/a.jar:~/b/*", "-Dx=a~/b"]}) == [
+        f"--job_server_jvm_properties=-Dcp={tmp_path}/a.jar:{tmp_path}/b/*",
+        "--job_server_jvm_properties=-Dx=a~/b"]
+    assert (f"-Dspark.executor.extraClassPath={tmp_path}/.apache_beam/cache/jars/"
+            "beam-dataprep-spark-3-job-server.executor-first/*") in " ".join(
+                run_configs.flags_from("spark_cluster"))
 
 
 def _free_port() -> int:
