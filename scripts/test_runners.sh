@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 runners=("$@")
 [[ ${#runners[@]} -gt 0 ]] || runners=(prism flink_local spark_local flink_cluster spark_cluster)
 export PYTHON=${PYTHON:-python}
-SUITE_TIMEOUT=${SUITE_TIMEOUT:-1800}
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-2400}
 # Every runner runs the whole pipeline suite; CLUSTER_TESTS narrows it on the
 # standalone clusters (e.g. CLUSTER_TESTS=tests/test_runners.py for the
 # cross-runner tests only) and takes extra pytest flags ("tests --durations=15").
