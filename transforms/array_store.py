@@ -16,12 +16,10 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from transforms.codecs import array_codec, combine_metrics
-from transforms.hashing import checksum
 from transforms.placement import Root, place
 from transforms.store import (
-    ARRAY_SUFFIX, MANIFEST, NAMESPACE, StoreError, build_manifest, dataset_dir, join,
-    load_manifest, manifest_bytes, normalise_root, read_shard_verified, shard_name,
-    write_atomically)
+    ARRAY_SUFFIX, NAMESPACE, StoreError, build_manifest, commit_replicas, load_manifest,
+    normalise_root, publish_manifest, read_shard_verified, shard_name)
 
 ARRAY_NAMESPACE = "dataprep.arrays"
 
@@ -49,18 +47,15 @@ class _EncodeAndWriteBlock(beam.DoFn):
         stored = self.codec.encode(block)
         name = shard_name(index, self.num_blocks, ARRAY_SUFFIX)
         replicas = place(f"{self.dataset}/{name}", self.roots, self.replication)
-        for root in replicas:
-            write_atomically(join(dataset_dir(root, self.dataset), name), stored)
-            self.replicas.inc()
+        entry = {"name": name, "index": index, "row_start": row_start,
+                 "records": int(block.shape[0]), "raw_bytes": int(block.nbytes),
+                 **commit_replicas(stored, self.dataset, name, replicas),
+                 "dtype": block.dtype.str, "trailing": list(block.shape[1:])}
+        self.replicas.inc(len(replicas))
         self.shards.inc()
         self.rows.inc(block.shape[0])
         self.raw.inc(block.nbytes)
         self.stored.inc(len(stored))
-        entry = {"name": name, "index": index, "row_start": row_start,
-                 "records": int(block.shape[0]), "raw_bytes": int(block.nbytes),
-                 "stored_bytes": len(stored), "checksum": checksum(stored),
-                 "replicas": replicas, "dtype": block.dtype.str,
-                 "trailing": list(block.shape[1:])}
         if not self.codec.lossless:
             entry["error"] = self.codec.measure(block)
         yield entry
@@ -107,11 +102,10 @@ class _WriteArrayManifest(beam.DoFn):
         except ValueError as err:
             raise RuntimeError(f"not writing the manifest: {err}") from None
         extra = {"kind": "array", **fields, **self.extra}
-        manifest = build_manifest(self.dataset, [r.uri for r in self.roots], self.replication,
-                                  self.codec, cleaned, extra)
-        data = manifest_bytes(manifest)
-        for root in self.roots:
-            write_atomically(join(dataset_dir(root.uri, self.dataset), MANIFEST), data)
+        uris = [r.uri for r in self.roots]
+        manifest = build_manifest(self.dataset, uris, self.replication, self.codec, cleaned,
+                                  extra)
+        publish_manifest(manifest, self.dataset, uris)
         yield manifest
 
 

@@ -289,6 +289,21 @@ def read_shard_verified(manifest: dict, store_path: str, shard: dict, on_failure
 
 # ---------------------------------------------------------------- writing
 
+def commit_replicas(stored: bytes, dataset: str, name: str, replicas: list[str]) -> dict:
+    """Write a shard's stored bytes to each replica root (atomically) -> the
+    manifest fields every shard entry has about its bytes."""
+    for root in replicas:
+        write_atomically(join(dataset_dir(root, dataset), name), stored)
+    return {"stored_bytes": len(stored), "checksum": checksum(stored), "replicas": replicas}
+
+
+def publish_manifest(manifest: dict, dataset: str, roots: list[str]) -> None:
+    """Write the manifest to every root, last (each copy atomically)."""
+    data = manifest_bytes(manifest)
+    for root in roots:
+        write_atomically(join(dataset_dir(root, dataset), MANIFEST), data)
+
+
 def _docs_of(part):
     """``(id, line)`` documents of a run ``(ids, lines)`` or of a list of records."""
     if isinstance(part, tuple):
@@ -327,22 +342,13 @@ class _WriteShard(beam.DoFn):
         name = shard_path(shard_name(index, num_shards, text_suffix(self.codec)), partition)
         value = (info or {}).get("partitions", {}).get(partition, {}).get("value_text")
         replicas = self.placement.place(f"{self.dataset}/{name}", partition, value)
-        for root in replicas:
-            write_atomically(join(dataset_dir(root, self.dataset), name), stored)
-            self.replicas.inc()
+        entry = {"name": name, "index": index, "records": count, "raw_bytes": len(raw),
+                 **commit_replicas(stored, self.dataset, name, replicas)}
+        self.replicas.inc(len(replicas))
         self.shards.inc()
         self.records.inc(count)
         self.raw.inc(len(raw))
         self.stored.inc(len(stored))
-        entry = {
-            "name": name,
-            "index": index,
-            "records": count,
-            "raw_bytes": len(raw),
-            "stored_bytes": len(stored),
-            "checksum": checksum(stored),
-            "replicas": replicas,
-        }
         if partition:
             entry["partition"] = partition
         yield entry
@@ -390,12 +396,10 @@ class _WriteManifest(beam.DoFn):
             extra["partitioning"] = {**self.partitioning, **scheme}
             extra["partitions"] = partition_entries(shards, info, self.placement)
         roots = self.placement.roots
-        manifest = build_manifest(
-            self.dataset, [r.uri for r in roots], self.placement.replication,
-            self.codec, shards, extra)
-        data = manifest_bytes(manifest)
-        for root in roots:
-            write_atomically(join(dataset_dir(root.uri, self.dataset), MANIFEST), data)
+        uris = [r.uri for r in roots]
+        manifest = build_manifest(self.dataset, uris, self.placement.replication,
+                                  self.codec, shards, extra)
+        publish_manifest(manifest, self.dataset, uris)
         yield manifest
 
 
