@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from tests.near_dup_corpus import union_find_roots
 from transforms.components import (
-    ConnectedComponents, both_directions, is_unsettled, large_star, orient, small_star)
+    ConnectedComponents, _LargeStar, _Settle, both_directions, is_unsettled, large_star, orient,
+    small_star)
 
 
 def run_rounds(edges, max_rounds=64):
@@ -43,6 +44,18 @@ def test_rounds_grow_slowly_on_long_chains():
     roots, rounds = run_rounds(chain)
     assert roots == {i: 0 for i in range(1, 2001)}
     assert rounds <= 14
+
+
+def test_round_steps_read_grouped_values_once():
+    """Beam promises only an iterable of grouped values: every step makes one pass."""
+    large = _LargeStar("dataprep.test", 0)
+    large.setup()
+    assert list(large.process((5, iter([7, 2, 9])))) == [(7, 2), (9, 2)]
+    assert small_star(9, iter([4, 2])) == [(4, 2), (9, 2)]
+    settle = _Settle()
+    assert list(settle.process((9, iter([2, None])))) and \
+        list(settle.process((9, iter([2, 2])))) == [(9, 2)]
+    assert list(settle.process((2, iter([None, None])))) == []
 
 
 def test_unsettled():

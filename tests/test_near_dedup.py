@@ -3,11 +3,15 @@ against the exact Jaccard similarities of the corpus."""
 import apache_beam as beam
 import orjson
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipelines import run_config as run_configs
 from tests.near_dup_corpus import near_dup_corpus, reference_near_dedup, true_similarities
-from transforms.minhash import LshParams
-from transforms.near_dedup import NearDedup, NearDedupConfig, cluster_histogram, size_bucket
+from transforms.minhash import LshParams, MinHasher
+from transforms.near_dedup import (
+    AuditedJoin, AuditGate, NearDedup, NearDedupConfig, _Compare, _Filter, _removed_records,
+    _send_signature, cluster_histogram, size_bucket)
 
 THRESHOLD = 0.8
 
@@ -89,8 +93,73 @@ def test_size_buckets_and_histogram():
         {"min_size": 3, "max_size": 4, "clusters": 2}]
 
 
+def test_near_dedup_on_the_multi_process_direct_runner(corpus):
+    """Where a wrong kept set was once written (a runner data-plane race, see
+    transforms.runner_guards): the exact reference result, the joins balanced."""
+    docs, _ = corpus
+    lsh = LshParams.resolve(THRESHOLD)
+    expected = reference_near_dedup(docs, lsh)
+    flags = run_configs.flags_from("direct_multiprocess") + ["--direct_num_workers=2"]
+    with beam.Pipeline(options=PipelineOptions(flags)) as p:
+        result = p | beam.Create(_lines(docs)) | NearDedup(NearDedupConfig(lsh), with_removed=True)
+        assert_that(result["kept"] | beam.Map(lambda d: d[0]),
+                    equal_to(sorted(set(docs) - set(expected))), label="Kept")
+        assert_that(result["removed"] | beam.Map(lambda r: (r["removed"], r["kept"])),
+                    equal_to([(r, k) for r, (k, _) in expected.items()]), label="Removed")
+        assert_that(result["gate"], equal_to([""]), label="Gate")
+
+
+class _DropOneRoot(beam.PTransform):
+    """A CoGroupByKey whose shuffle loses the root of document "b" (what the runner did)."""
+
+    def expand(self, pcolls):
+        def drop(joined):
+            key, groups = joined
+            if key == "b":
+                groups = {**groups, "root": []}
+            return key, groups
+        return pcolls | beam.CoGroupByKey() | beam.Map(drop)
+
+
+def test_audited_join_balances_and_reports_a_lossy_shuffle(make_pipeline):
+    docs = [("a", b"1"), ("b", b"2"), ("c", b"3")]
+    roots = [("b", "a"), ("c", "a")]
+    with make_pipeline() as p:
+        inputs = {"doc": p | "Docs" >> beam.Create(docs), "root": p | "Roots" >> beam.Create(roots)}
+        joined, balance = inputs | AuditedJoin("JoinRoots")
+        _, lossy_balance = inputs | AuditedJoin("LossyJoin", group=_DropOneRoot())
+        assert_that(joined | beam.MapTuple(lambda k, g: (k, sorted(g["doc"]), sorted(g["root"]))),
+                    equal_to([("a", [b"1"], []), ("b", [b"2"], ["a"]), ("c", [b"3"], ["a"])]),
+                    label="Joined")
+        assert_that(balance | "Good" >> AuditGate(), equal_to([""]), label="Balanced")
+        assert_that(lossy_balance | "Bad" >> AuditGate(), equal_to([
+            "a shuffle lost or duplicated values (join/input: sent minus received): "
+            "LossyJoin/root +1"]), label="Lossy")
+
+
+def test_join_consumers_read_each_group_once():
+    """Each consumer of grouped values makes one pass (Beam promises only an iterable)."""
+    sig_a, sig_b = (s.tobytes() for s in MinHasher(16).signatures(["x y z w v", "x y z w u"])[0])
+    once = iter
+    assert list(_send_signature(("a", {"sig": once([sig_a]), "to": once(["b", "c"])}))) == \
+        [("b", ("a", sig_a)), ("c", ("a", sig_a))]
+    compare = _Compare(0.0)
+    compare.setup()
+    assert list(compare.process(("a", {"sig": once([sig_a]), "from": once([("b", sig_b)])}))) \
+        == [("b", "a")]
+    keep = _Filter(with_removed=True)
+    keep.setup()
+    assert list(keep.process(("a", {"doc": once([b"line"]), "root": once([]),
+                                    "sig": once([sig_a])}))) == [("a", b"line")]
+    removed = list(keep.process(("b", {"doc": once([b"line"]), "root": once(["a"]),
+                                       "sig": once([sig_b])})))
+    assert [(o.tag, o.value) for o in removed] == [("removed", ("a", ("b", sig_b)))]
+    records = list(_removed_records(("a", {"sig": once([sig_a]), "removed": once([("b", sig_b)])})))
+    assert [(r["removed"], r["kept"]) for r in records] == [("b", "a")]
+
+
 def test_star_edges_read_the_bucket_once():
-    """Grouped values may be a one-shot stream (seen on the multi-process DirectRunner)."""
+    """Beam promises only an iterable of grouped values: one pass."""
     from transforms.near_dedup import _StarEdges
     star = _StarEdges()
     star.setup()

@@ -14,6 +14,11 @@ or all edges on one worker:
 5. ``Filter``: join the documents with their component root; a document with
    a root other than itself is removed (and, on request, written out as
    ``{"removed", "kept", "reason": "near_duplicate", "jaccard"}``).
+
+Every join is audited: per input, the values that went into the shuffle must
+all come out of it, or the run fails (``gate``) instead of keeping documents
+whose root was lost on the way.  A runner bug did exactly that (see
+``transforms.runner_guards``, applied on import).
 """
 from dataclasses import dataclass
 
@@ -24,6 +29,9 @@ from apache_beam.metrics import Metrics
 
 from transforms.components import DEFAULT_MAX_ROUNDS, ConnectedComponents
 from transforms.minhash import LshParams, MinHasher, band_keys, estimated_jaccard
+from transforms.runner_guards import guard_direct_runner_data_plane
+
+guard_direct_runner_data_plane()
 
 NAMESPACE = "dataprep.near_dedup"
 BANDS_TAG = "bands"
@@ -114,8 +122,8 @@ class _StarEdges(beam.DoFn):
         self.candidates = Metrics.counter(NAMESPACE, "lsh_candidate_edges")
 
     def process(self, bucket):
-        # One pass over the grouped values: some runners hand them out as a stream
-        # that cannot be iterated twice.  A bucket's ids are small strings; even a
+        # One pass over the grouped values: Beam promises only an iterable (a large
+        # group may be fetched lazily).  A bucket's ids are small strings; even a
         # million-member bucket is tens of MB here, and its output stays linear.
         members = set(bucket[1])
         if len(members) < 2:
@@ -158,8 +166,66 @@ class _Compare(beam.DoFn):
                 self.rejected.inc()
 
 
+class AuditedJoin(beam.PTransform):
+    """``CoGroupByKey`` that proves it lost nothing.
+
+    ``AuditedJoin(name)`` applied to ``{tag: PCollection}`` returns
+    ``(joined, balance)``: ``joined`` is the ``CoGroupByKey`` output, ``balance``
+    holds ``("<name>/<tag>", n)`` counts, +1 per value sent into the shuffle and
+    -len per group handed out, summed per key by ``AuditGate`` (a key not at 0
+    is an error).  ``group`` replaces the ``CoGroupByKey`` in tests.
+    """
+
+    def __init__(self, name: str, group=None):
+        super().__init__(name)
+        self.join_name = name
+        self.group = group
+
+    def expand(self, pcolls):
+        sent = [pcoll | f"Sent[{tag}]" >> beam.Map(lambda _, key: (key, 1), f"{self.join_name}/{tag}")
+                for tag, pcoll in sorted(pcolls.items())]
+        joined = pcolls | "Group" >> (self.group or beam.CoGroupByKey())
+        received = joined | "Received" >> beam.FlatMap(_received_counts, self.join_name)
+        balance = (sent + [received]) | "Balance" >> beam.Flatten()
+        return joined, balance
+
+
+def _received_counts(joined, name: str):
+    for tag, values in joined[1].items():
+        if values:
+            yield f"{name}/{tag}", -len(values)
+
+
+def _audit_message(balances: list[tuple[str, int]]) -> str:
+    wrong = sorted((key, n) for key, n in balances if n)
+    if not wrong:
+        return ""
+    return "a shuffle lost or duplicated values (join/input: sent minus received): " + \
+        ", ".join(f"{key} {n:+d}" for key, n in wrong)
+
+
+class AuditGate(beam.PTransform):
+    """``AuditedJoin`` balances -> one string, empty when every join balanced."""
+
+    def expand(self, balances):
+        return (balances
+                | "Sum" >> beam.CombinePerKey(sum)
+                | "All" >> beam.combiners.ToList()
+                | "Message" >> beam.Map(_audit_message))
+
+
+def _joined_messages(messages: list[str]) -> str:
+    return "; ".join(sorted(m for m in messages if m))
+
+
+def _raise_if_set(message: str) -> None:
+    if message:
+        raise RuntimeError(message)
+
+
 class VerifyEdges(beam.PTransform):
-    """``(u, v)`` edges + ``(id, signature)`` -> the edges with estimated Jaccard >= threshold."""
+    """``(u, v)`` edges + ``(id, signature)`` -> ``(edges with estimated Jaccard >=
+    threshold, audit balances of its two joins)``."""
 
     def __init__(self, signatures, threshold: float):
         super().__init__()
@@ -167,14 +233,13 @@ class VerifyEdges(beam.PTransform):
         self.threshold = threshold
 
     def expand(self, edges):
-        outgoing = (
-            {"sig": self.signatures, "to": edges}
-            | "JoinSource" >> beam.CoGroupByKey()
-            | "SendSignature" >> beam.FlatMap(_send_signature))
-        return (
-            {"sig": self.signatures, "from": outgoing}
-            | "JoinTarget" >> beam.CoGroupByKey()
-            | "Compare" >> beam.ParDo(_Compare(self.threshold)))
+        at_source, source_balance = (
+            {"sig": self.signatures, "to": edges} | AuditedJoin("JoinSource"))
+        outgoing = at_source | "SendSignature" >> beam.FlatMap(_send_signature)
+        at_target, target_balance = (
+            {"sig": self.signatures, "from": outgoing} | AuditedJoin("JoinTarget"))
+        verified = at_target | "Compare" >> beam.ParDo(_Compare(self.threshold))
+        return verified, (source_balance, target_balance)
 
 
 class _Filter(beam.DoFn):
@@ -227,8 +292,9 @@ class NearDedup(beam.PTransform):
       the smallest id; documents without text or words are kept);
     * ``removed`` (only with ``with_removed``): audit records
       ``{"removed", "kept", "reason": "near_duplicate", "jaccard"}``;
-    * ``gate``: one string, empty when the components converged (else the error;
-      made for ``WriteStore(preconditions=...)``).
+    * ``gate``: one string, empty when the components converged and every join
+      balanced, else the errors (made for ``WriteStore(preconditions=...)``; the
+      pipeline also raises on it).
     """
 
     def __init__(self, config: NearDedupConfig, with_removed: bool = False):
@@ -249,26 +315,36 @@ class NearDedup(beam.PTransform):
             | "GroupBuckets" >> beam.GroupByKey()
             | "StarEdges" >> beam.ParDo(_StarEdges())
             | "DistinctEdges" >> beam.Distinct())
+        balances = []
         if config.verify:
-            edges = edges | "Verify" >> VerifyEdges(signatures, config.lsh.threshold)
-        roots, gate = edges | "Components" >> ConnectedComponents(
-            config.max_rounds, NAMESPACE)
+            edges, verify_balances = edges | "Verify" >> VerifyEdges(
+                signatures, config.lsh.threshold)
+            balances += verify_balances
+        roots, components_gate = edges | "Components" >> ConnectedComponents(
+            config.max_rounds, NAMESPACE, fail_unconverged=False)
         (roots
          | "MembersPerRoot" >> beam.MapTuple(lambda node, root: (root, 1))
          | "ClusterSizes" >> beam.CombinePerKey(sum)
          | "CountClusterSizes" >> beam.ParDo(_CountClusterSizes()))
-        joined = {"doc": docs, "root": roots}
+        inputs = {"doc": docs, "root": roots}
         if self.with_removed:
-            joined["sig"] = signatures
-        filtered = (
-            joined
-            | "JoinRoots" >> beam.CoGroupByKey()
-            | "Filter" >> beam.ParDo(_Filter(self.with_removed)).with_outputs(
-                REMOVED_TAG, main="kept"))
-        result = {"kept": filtered.kept, "gate": gate}
+            inputs["sig"] = signatures
+        joined, balance = inputs | AuditedJoin("JoinRoots")
+        balances.append(balance)
+        filtered = joined | "Filter" >> beam.ParDo(_Filter(self.with_removed)).with_outputs(
+            REMOVED_TAG, main="kept")
+        result = {"kept": filtered.kept}
         if self.with_removed:
-            result["removed"] = (
+            joined, balance = (
                 {"sig": signatures, "removed": filtered[REMOVED_TAG]}
-                | "JoinKeptSignature" >> beam.CoGroupByKey()
-                | "RemovedRecords" >> beam.FlatMap(_removed_records))
+                | AuditedJoin("JoinKeptSignature"))
+            balances.append(balance)
+            result["removed"] = joined | "RemovedRecords" >> beam.FlatMap(_removed_records)
+        audit_gate = balances | "Balances" >> beam.Flatten() | "Audit" >> AuditGate()
+        result["gate"] = (
+            (components_gate, audit_gate)
+            | "Gates" >> beam.Flatten()
+            | "AllGates" >> beam.combiners.ToList()
+            | "Gate" >> beam.Map(_joined_messages))
+        result["gate"] | "FailIfWrong" >> beam.Map(_raise_if_set)
         return result
