@@ -131,9 +131,12 @@ def test_spilled_runs_are_removed_and_stale_ones_from_a_failed_run_too(tmp_path,
     (stale / "file00000-run0-shard00000.jsonl").write_bytes(b"{}")
     run_job(run_config, corpus, roots, "--replication", "2", "--no_near_dedup")
     for root in roots:
-        assert sorted(os.listdir(root / "ds")) == sorted(
-            ["manifest.json", "run_report.json", "shard-00000-of-00001.jsonl.zst"]
-            + (["dead_letters-00000-of-00001.jsonl.zst"] if root == roots[0] else []))
+        names = sorted(os.listdir(root / "ds"))
+        # the runner picks how many files the dead letters go to (2 on Spark/Flink here)
+        dead = [n for n in names if n.startswith("dead_letters-")]
+        assert bool(dead) == (root == roots[0])
+        assert sorted(set(names) - set(dead)) == [
+            "manifest.json", "run_report.json", "shard-00000-of-00001.jsonl.zst"]
 
 
 def break_replicas(roots, manifest):
