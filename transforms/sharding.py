@@ -9,7 +9,8 @@ record of ``T/n <= target``, so max/mean is about ``1 + max_record / (T/n)``.
 
 Computed without ever gathering a partition in one place:
 
-1. bytes and smallest key per (partition, bucket): a combine;
+1. bytes and smallest key per (partition, bucket): a combine of per-batch
+   histograms;
 2. from that histogram, per partition, ``n`` and the buckets that hold a cut;
 3. only the records of those buckets are grouped and sorted to find the exact
    cut keys (a cut past a bucket's last midpoint moves to the first key of
@@ -124,28 +125,32 @@ def shard_index(cuts: list[tuple], sort_key: tuple) -> int:
     return bisect.bisect_right(cuts, sort_key)
 
 
-class _BytesAndFirstKey(beam.CombineFn):
-    """(bytes, smallest sort key) of the records of one (partition, bucket)."""
+class _MergeHistograms(beam.CombineFn):
+    """A partition's ``{bucket: (bytes, smallest sort key)}`` histograms, merged."""
 
     def create_accumulator(self):
-        return 0, None
+        return {}
 
-    def add_input(self, acc, sized):
-        key, size = sized  # key None: a required partition's zero-byte marker
-        if key is None or (acc[1] is not None and acc[1] <= key):
-            return acc[0] + size, acc[1]
-        return acc[0] + size, key
+    def add_input(self, merged, histogram):
+        for bucket, (size, key) in histogram.items():
+            seen = merged.get(bucket)
+            if seen is None:
+                merged[bucket] = (size, key)
+            else:  # key None: a required partition's zero-byte marker
+                first = seen[1] if key is None or (seen[1] is not None and seen[1] <= key) \
+                    else key
+                merged[bucket] = (seen[0] + size, first)
+        return merged
 
     def merge_accumulators(self, accs):
-        total, first = 0, None
-        for size, key in accs:
-            total += size
-            if key is not None and (first is None or key < first):
-                first = key
-        return total, first
+        accs = iter(accs)
+        merged = dict(next(accs))
+        for acc in accs:
+            self.add_input(merged, acc)
+        return merged
 
-    def extract_output(self, acc):
-        return acc
+    def extract_output(self, merged):
+        return merged
 
 
 class _FindCuts(beam.DoFn):
@@ -182,18 +187,16 @@ class AssignBalancedShards(beam.PTransform):
         target, fixed, size_of = self.target, self.num_shards, self.size_of
         # A required partition gets a shard even with no records (0 bytes in bucket 0).
         required = batches.pipeline | "RequiredPartitions" >> beam.Create(
-            [((p, 0), (None, 0)) for p in self.required])
+            [(p, {0: (0, None)}) for p in self.required])
         # Sort keys and sizes only: the cut search reads these, not the records.
         sized = batches | "SortKeys" >> beam.Map(
             lambda batch: [((r[0], r[1][0]), (r[1] + (r[2],), size_of(r))) for r in batch])
         plans = (
             (sized | "BucketBytes" >> beam.FlatMap(_bucket_bytes), required)
             | "WithRequired" >> beam.Flatten()
-            | "SumPerBucket" >> beam.CombinePerKey(_BytesAndFirstKey())
-            | "ByPartition" >> beam.MapTuple(lambda pb, acc: (pb[0], (pb[1], acc[0], acc[1])))
-            | "Histogram" >> beam.GroupByKey()
-            | "Plan" >> beam.MapTuple(
-                lambda p, hist: (p, plan_partition(list(hist), fixed, target))))
+            | "Histograms" >> beam.CombinePerKey(_MergeHistograms())
+            | "Plan" >> beam.MapTuple(lambda p, hist: (p, plan_partition(
+                [(b, size, key) for b, (size, key) in hist.items()], fixed, target))))
         plans_side = beam.pvalue.AsDict(plans)
         cuts = (
             sized
@@ -211,12 +214,15 @@ class AssignBalancedShards(beam.PTransform):
 
 
 def _bucket_bytes(sized_batch):
-    """``[((partition, bucket), (key, bytes))]`` -> the same summed per bucket, smallest key."""
-    sums: dict = {}
-    for where, (key, size) in sized_batch:
-        seen = sums.get(where)
-        sums[where] = (key, size) if seen is None else (min(seen[0], key), seen[1] + size)
-    return sums.items()
+    """``[((partition, bucket), (key, bytes))]`` -> ``(partition, {bucket: (bytes,
+    smallest key)})`` per partition: one element per batch and partition, not
+    per bucket (there are 4096 buckets)."""
+    partitions: dict = {}
+    for (partition, bucket), (key, size) in sized_batch:
+        histogram = partitions.setdefault(partition, {})
+        seen = histogram.get(bucket)
+        histogram[bucket] = (size, key) if seen is None else (seen[0] + size, min(seen[1], key))
+    return partitions.items()
 
 
 def _in_cut_buckets(sized_batch, plans):
