@@ -6,12 +6,14 @@ same stream while its send queue is full (a put that blocks), which is what
 happened when a 200 MB join input met the runner's 100 MB send queue.
 """
 import inspect
+import subprocess
+import sys
 import time
 
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 from apache_beam.runners.worker import data_plane
 
-import transforms.near_dedup  # noqa: F401  (the jobs apply the guard by importing it)
+from transforms.runner_guards import guard_direct_runner_data_plane
 
 CHUNK = 64 * 1024
 CHUNKS = 150
@@ -45,6 +47,7 @@ def test_beams_timed_flush_drops_chunks_written_while_it_sends():
 
 
 def test_guard_leaves_the_runner_stream_without_a_flush_thread_and_loses_nothing():
+    guard_direct_runner_data_plane()
     assert worker_handlers.DATA_BUFFER_TIME_LIMIT_MS == 0
     sent, stream = _bytes_sent_while_queue_is_full(worker_handlers.DATA_BUFFER_TIME_LIMIT_MS)
     assert not isinstance(stream, data_plane.TimeBasedBufferingClosableOutputStream)
@@ -55,3 +58,13 @@ def test_the_runner_reads_the_guarded_limit_when_it_starts_its_data_server():
     """The guard sets a module constant; it works only while the runner reads it late."""
     source = inspect.getsource(worker_handlers.GrpcServer.__init__)
     assert "BeamFnDataServicer(\n        DATA_BUFFER_TIME_LIMIT_MS)" in source
+
+
+def test_every_job_gets_the_guard_not_only_near_dedup():
+    """compress_arrays sends array blocks, the largest bundle inputs of all."""
+    code = ("import pipelines.compress_arrays; "
+            "from apache_beam.runners.portability.fn_api_runner import worker_handlers; "
+            "print(worker_handlers.DATA_BUFFER_TIME_LIMIT_MS)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split()[-1] == "0"

@@ -29,9 +29,6 @@ from apache_beam.metrics import Metrics
 
 from transforms.components import DEFAULT_MAX_ROUNDS, ConnectedComponents
 from transforms.minhash import LshParams, MinHasher, band_keys, estimated_jaccard
-from transforms.runner_guards import guard_direct_runner_data_plane
-
-guard_direct_runner_data_plane()
 
 NAMESPACE = "dataprep.near_dedup"
 BANDS_TAG = "bands"
