@@ -6,6 +6,7 @@ verbatim means fields we do not know pass through untouched and the stored
 record is byte-for-byte the input record.
 """
 import gzip
+import posixpath
 
 import apache_beam as beam
 import orjson
@@ -47,6 +48,18 @@ def expand_patterns(patterns: str | list[str]) -> list[str]:
             raise FileNotFoundError(f"input pattern matches no file: {pattern}")
         paths.update(found)
     return sorted(paths)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts for local paths and URIs alike."""
+    if "://" in base:
+        return posixpath.join(base, *parts)
+    return FileSystems.join(base, *parts)
+
+
+def read_bytes(path: str) -> bytes:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read()
 
 
 def estimate_raw_bytes(paths: list[str]) -> int:

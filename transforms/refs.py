@@ -23,7 +23,6 @@ a file that changed in between fails the run instead of filling shards with
 the wrong lines.
 """
 import os
-import posixpath
 
 import apache_beam as beam
 import xxhash
@@ -32,8 +31,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.hashing import text_keys
-from transforms.io import (DEAD_LETTER_TAG, BadRecord, JsonlFileDoFn, expand_patterns,
-                           numbered_lines, open_text_stream, parse_line)
+from transforms.io import (DEAD_LETTER_TAG, BadRecord, JsonlFileDoFn, ReadJsonl, join,
+                           numbered_lines, open_text_stream, parse_line, read_bytes)
 
 NAMESPACE = "dataprep.read"
 DIGESTS_TAG = "digests"
@@ -84,7 +83,7 @@ def _keyed(batch):
     return [(key, doc_id, ref) for key, (doc_id, _, ref) in zip(keys, batch)]
 
 
-class ScanJsonl(beam.PTransform):
+class ScanJsonl(ReadJsonl):
     """JSON Lines files -> dict of ``refs`` (batches of ``(text key, id, ref)``),
     ``dead_letters`` and ``digests`` (``(file index, xxh3-64 hex)``).
 
@@ -93,11 +92,7 @@ class ScanJsonl(beam.PTransform):
 
     def __init__(self, patterns, id_field: str = "id", text_field: str = "text",
                  batch_size: int = 4096):
-        super().__init__()
-        self.paths = expand_patterns(patterns)
-        self.id_field = id_field
-        self.text_field = text_field
-        self.batch_size = batch_size
+        super().__init__(patterns, id_field, text_field, batch_size)
 
     def expand(self, pbegin):
         scanned = (
@@ -128,17 +123,13 @@ def _refs_by_file(assigned):
     return files.items()
 
 
-def _join(base: str, name: str) -> str:
-    return posixpath.join(base, name) if "://" in base else FileSystems.join(base, name)
-
-
 def _write_runs(buffers: dict, spill_dir: str, prefix: str):
     """``{shard: [(id, line)]}`` -> a run file per shard, lines sorted by id ->
     ``(shard, (ids, run path))``.  Names are fixed by ``prefix`` and the shard,
     so a retried bundle overwrites its own runs."""
     for shard, docs in buffers.items():
         docs.sort()
-        path = _join(spill_dir, f"{prefix}-shard{shard[1]:05d}.jsonl")
+        path = join(spill_dir, f"{prefix}-shard{shard[1]:05d}.jsonl")
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as out:
             out.write(b"\n".join(line for _, line in docs))
         yield shard, ([doc_id for doc_id, _ in docs], path)
@@ -147,8 +138,7 @@ def _write_runs(buffers: dict, spill_dir: str, prefix: str):
 def run_docs(run) -> "iter[tuple[str, bytes]]":
     """The ``(id, line)`` documents of a run."""
     ids, path = run
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        lines = f.read().split(b"\n")
+    lines = read_bytes(path).split(b"\n")
     if len(lines) != len(ids):
         raise InputChanged(f"run {path} holds {len(lines)} lines, expected {len(ids)}")
     return zip(ids, lines)
@@ -156,7 +146,7 @@ def run_docs(run) -> "iter[tuple[str, bytes]]":
 
 def delete_spill(spill_dir: str) -> None:
     """Remove a spill folder and its runs (once the store's manifest is written)."""
-    runs = [m.path for r in FileSystems.match([_join(spill_dir, "*")]) for m in r.metadata_list]
+    runs = [m.path for r in FileSystems.match([join(spill_dir, "*")]) for m in r.metadata_list]
     if runs:
         FileSystems.delete(runs)
     if "://" not in spill_dir and os.path.isdir(spill_dir):

@@ -30,7 +30,6 @@ complete.  Nothing time- or machine-dependent goes into shards or manifest:
 a rerun with the same inputs and options is byte-identical.
 """
 import bisect
-import posixpath
 import uuid
 
 import apache_beam as beam
@@ -42,6 +41,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.codecs import CodecError, bytes_codec, decode_array
 from transforms.hashing import checksum
+from transforms.io import join, read_bytes
 from transforms.partition import range_name
 from transforms.partition_names import MISSING, OTHER, encode_value, is_safe_name
 from transforms.placement import Placement, Root, place
@@ -61,13 +61,6 @@ class StoreError(RuntimeError):
 
 
 # ---------------------------------------------------------------- paths and files
-
-def join(base: str, *parts: str) -> str:
-    """Join path parts for local paths and URIs alike."""
-    if "://" in base:
-        return posixpath.join(base, *parts)
-    return FileSystems.join(base, *parts)
-
 
 def normalise_root(uri: str) -> str:
     """Local roots become absolute (a manifest must work from any cwd); URIs stay."""
@@ -103,11 +96,6 @@ def _delete_quietly(path: str) -> None:
         FileSystems.delete([path])
     except Exception:  # noqa: BLE001 - best effort clean-up of a temp file
         pass
-
-
-def read_bytes(path: str) -> bytes:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return f.read()
 
 
 # ---------------------------------------------------------------- shards
