@@ -148,10 +148,12 @@ def write_launcher(path, main_class, classpath, classes_dir=None):
                 + header("Class-Path", " ".join(classpath)) + b"\r\n")
     with zipfile.ZipFile(path + ".tmp", "w") as jar:
         jar.writestr("META-INF/MANIFEST.MF", manifest)
-        for folder, _, files in os.walk(classes_dir or []):
-            for name in sorted(files):
-                full = os.path.join(folder, name)
-                jar.write(full, os.path.relpath(full, classes_dir))
+        if classes_dir is not None:
+            for folder, dirs, files in os.walk(classes_dir):
+                dirs.sort()
+                for name in sorted(files):
+                    full = os.path.join(folder, name)
+                    jar.write(full, os.path.relpath(full, classes_dir))
     os.replace(path + ".tmp", path)
 
 
