@@ -19,6 +19,12 @@ from pipelines import run_config as run_configs
 from pipelines.job_services import RunnerServices
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "cross_runner: runs on every runner in CI (scripts/test_runners.sh); the "
+        "rest of the pipeline suite runs on direct and the runners in $FULL_SUITE_ON")
+
+
 def pytest_addoption(parser):
     parser.addoption("--run_config", default=None,
                      help="run config (path or name in run_configs/) for pipeline tests")

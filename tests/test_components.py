@@ -85,6 +85,7 @@ def test_connected_components_pipeline(make_pipeline):
         assert_that(gate, equal_to([""]), label="Converged")
 
 
+@pytest.mark.cross_runner
 def test_connected_components_fails_when_not_converged(make_pipeline):
     chain = [(f"c{i:03d}", f"c{i + 1:03d}") for i in range(100)]
     with pytest.raises(Exception, match="did not converge in 2 rounds"):

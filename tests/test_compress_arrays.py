@@ -138,6 +138,7 @@ def test_codec_auto_records_table_and_choice(tmp_path, run_config):
     assert ratios["binary:inner=zstd"] > ratios["int8:inner=zstd"] > ratios["fp16:inner=zstd"]
 
 
+@pytest.mark.cross_runner
 def test_read_store_yields_blocks_in_any_runner(tmp_path, two_files, run_config, make_pipeline):
     pattern, expected = two_files
     run_job(run_config, pattern, [tmp_path / "r"], "--block_rows", "64", "--codec", "zstd")

@@ -121,6 +121,7 @@ class _DropOneRoot(beam.PTransform):
         return pcolls | beam.CoGroupByKey() | beam.Map(drop)
 
 
+@pytest.mark.cross_runner
 def test_audited_join_balances_and_reports_a_lossy_shuffle(make_pipeline):
     docs = [("a", b"1"), ("b", b"2"), ("c", b"3")]
     roots = [("b", "a"), ("c", "a")]

@@ -242,6 +242,7 @@ def test_max_partitions_zero_means_no_cap(run_config, tmp_path):
     assert manifest["partitioning"]["max_partitions"] is None
 
 
+@pytest.mark.cross_runner
 @pytest.mark.parametrize("flags", [
     ("--partition_by", "source", "--target_shard_bytes", "700"),
     ("--range_by", "length", "--num_ranges", "3", "--target_shard_bytes", "20k"),

@@ -22,6 +22,7 @@ from pipelines import run_config as run_configs
 from pipelines.job_services import RunnerServices, ServiceError
 
 DIRECT = "direct"
+pytestmark = pytest.mark.cross_runner
 
 
 # ---------------------------------------------------------------- run configs

@@ -1,0 +1,50 @@
+# Timed steps shared by .ci/run and scripts/test_runners.sh (sourced, not run).
+#
+#   step NAME REPRO COMMAND...   run COMMAND, time it, record "ok" or "FAILED (rc)";
+#                                on failure print one line: what failed and REPRO,
+#                                the command that reproduces it locally
+#   summary                      in the outermost script: print the table of every
+#                                step recorded in $STEP_LOG (shared by nested
+#                                scripts) and exit 1 if any failed; in a nested
+#                                one: exit 1 if one of its own steps failed
+#
+# $STEP_LOG is created on first use and exported, so a script called from a
+# step-running script adds its rows to the same table.
+STEP_FAILED=0
+STEP_LOG_OWNER=""
+if [[ -z "${STEP_LOG:-}" ]]; then
+  STEP_LOG=$(mktemp "${TMPDIR:-/tmp}/beam-dataprep-steps.XXXXXX")
+  STEP_LOG_OWNER=1
+  export STEP_LOG
+fi
+
+step() {
+  local name=$1 repro=$2; shift 2
+  local t0=$SECONDS rc=0
+  echo "=== $name: $*" >&2
+  "$@" || rc=$?
+  local took=$((SECONDS - t0))
+  if [[ $rc == 0 ]]; then
+    printf '%-30s %6ds  ok\n' "$name" "$took" >> "$STEP_LOG"
+  else
+    printf '%-30s %6ds  FAILED (%d)\n' "$name" "$took" "$rc" >> "$STEP_LOG"
+    printf 'FAILED: %s (exit %d) after %ds; reproduce with: %s\n' "$name" "$rc" "$took" "$repro" \
+      | tee -a "$STEP_LOG.failures" >&2
+    STEP_FAILED=$((STEP_FAILED + 1))
+  fi
+  return $rc
+}
+
+summary() {  # the script that created $STEP_LOG prints the table; a nested one only exits
+  if [[ -n "$STEP_LOG_OWNER" ]]; then
+    echo "=== wall time per step" >&2
+    cat "$STEP_LOG" >&2
+    if [[ -s "$STEP_LOG.failures" ]]; then
+      cat "$STEP_LOG.failures" >&2
+      rm -f "$STEP_LOG" "$STEP_LOG.failures"
+      exit 1
+    fi
+    rm -f "$STEP_LOG" "$STEP_LOG.failures"
+  fi
+  [[ $STEP_FAILED == 0 ]] || exit 1
+}
