@@ -1,11 +1,25 @@
-"""List the runnable jobs, one line each."""
+"""The ``dataprep`` command: one subcommand per job, plus ``list`` and ``beam-options``.
+
+    dataprep list                          the jobs, one line each
+    dataprep prepare-corpus [FLAGS]        = python -m pipelines.prepare_corpus [FLAGS]
+    dataprep verify-store --store DIR      = python -m pipelines.verify_store --store DIR
+    dataprep beam-options                  every Beam PipelineOptions flag, with help
+    dataprep --version
+
+``python -m pipelines`` is the same command.  A subcommand is a job module's
+name with ``-`` for ``_``; its flags are exactly the module's.
+"""
 import importlib
 import pkgutil
+import sys
 
 import pipelines
 
+COMMAND = "dataprep"
+
 
 def jobs() -> list[tuple[str, str]]:
+    """(module name, first docstring line) of every module of ``pipelines`` with a ``main``."""
     found = []
     for info in pkgutil.iter_modules(pipelines.__path__):
         if info.name.startswith("_") or info.ispkg:
@@ -17,12 +31,49 @@ def jobs() -> list[tuple[str, str]]:
     return found
 
 
-def main():
+def subcommand(job: str) -> str:
+    return job.replace("_", "-")
+
+
+def print_jobs() -> None:
     listed = jobs()
-    width = max(len(name) for name, _ in listed)
-    print("jobs (run with: python -m pipelines.<job> --help):")
+    width = max(len(subcommand(name)) for name, _ in listed)
+    print(f"jobs (run with: {COMMAND} <job> --help, or python -m pipelines.<job> --help):")
     for name, summary in listed:
-        print(f"  {name:<{width}}  {summary}")
+        print(f"  {subcommand(name):<{width}}  {summary}")
+
+
+USAGE = (f"usage: {COMMAND} {{list,beam-options,<job>}} [FLAGS]   "
+         f"({COMMAND} list shows the jobs; {COMMAND} --version)")
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip().splitlines()[0] + "\n\n" + USAGE)
+        print()
+        print_jobs()
+        return
+    first, rest = argv[0], argv[1:]
+    if first == "--version":
+        print(f"beam-dataprep {pipelines.__version__}")
+        return
+    if first == "list":
+        print_jobs()
+        return
+    if first == "beam-options":
+        from pipelines import cli
+        cli.print_beam_options(f"{COMMAND} beam-options")
+        return
+    names = {subcommand(name): name for name, _ in jobs()}
+    job = names.get(first) or (first if first in names.values() else None)
+    if job is None:
+        print(f"{COMMAND}: error: unknown job {first!r}; jobs: {', '.join(sorted(names))}",
+              file=sys.stderr)
+        sys.exit(2)
+    from pipelines import cli
+    cli.INVOKED_AS = f"{COMMAND} {subcommand(job)}"
+    importlib.import_module(f"pipelines.{job}").main(rest)
 
 
 if __name__ == "__main__":

@@ -8,21 +8,89 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines import run_config
 
 
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose --help also says how Beam options are given."""
+# Set by the ``dataprep`` command to the words that invoked a job ("dataprep prepare-corpus"),
+# so usage and errors name the command the user typed.
+INVOKED_AS = None
+
+
+def prog_of(job: str) -> str:
+    return INVOKED_AS or f"python -m pipelines.{job}"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse as every job uses it: no abbreviated flags, one-line errors, ``--version``.
+
+    An error prints ``<prog>: error: <message>`` and a one-line hint to
+    ``--help`` (not the whole usage), then exits with status 2.
+    """
+
+    def __init__(self, job: str, description: str, **kwargs):
+        super().__init__(prog=prog_of(job), description=description, allow_abbrev=False,
+                         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+        from pipelines import __version__
+        self.add_argument("--version", action="version", version=f"beam-dataprep {__version__}")
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
+
+
+def beam_options_parser(prog: str) -> argparse.ArgumentParser:
+    """Every flag of every PipelineOptions subclass Beam has imported, with its help."""
+    from apache_beam.options import pipeline_options as po
+    parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False, add_help=False,
+                                     description="Beam PipelineOptions flags: give them after "
+                                     "a job's own flags, or as keys of a --run_config file.")
+    seen = set()
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    for cls in [po.PipelineOptions, *subclasses(po.PipelineOptions)]:
+        if cls in seen or "_add_argparse_args" not in vars(cls):
+            continue
+        seen.add(cls)
+        group = parser.add_argument_group(cls.__name__)
+        try:
+            cls._add_argparse_args(_NoConflicts(group))
+        except (argparse.ArgumentError, TypeError):  # pragma: no cover - a plugin's odd flags
+            continue
+    return parser
+
+
+class _NoConflicts:
+    """A group wrapper that skips flags another options class has already defined."""
+
+    def __init__(self, group):
+        self._group = group
+
+    def add_argument(self, *names, **kwargs):
+        try:
+            return self._group.add_argument(*names, **kwargs)
+        except argparse.ArgumentError:
+            return None
+
+    def __getattr__(self, name):
+        return getattr(self._group, name)
+
+
+def print_beam_options(prog: str) -> None:
+    beam_options_parser(prog).print_help()
+
+
+class Parser(ArgumentParser):
+    """A job's parser: our options in groups, Beam's options passed through after them."""
 
     def __init__(self, prog: str, description: str):
         super().__init__(
-            prog=f"python -m pipelines.{prog}",
-            description=description,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            prog, description,
             epilog=(
                 "Beam options:\n"
                 "  Any Beam PipelineOptions flag (--runner, --direct_num_workers,\n"
-                "  --flink_master, --job_endpoint, ...) may follow, and override the\n"
-                "  values from --run_config. `python -m apache_beam.runners.direct` style\n"
-                "  --help for them: python -c 'from apache_beam.options.pipeline_options\n"
-                "  import PipelineOptions; PipelineOptions([\"--help\"])'"),
+                "  --flink_master, --job_endpoint, ...) may follow, and overrides the\n"
+                "  values from --run_config. All of them, with help:\n"
+                "  dataprep beam-options   (or: python -m pipelines beam-options)"),
         )
         runner = self.add_argument_group("runner")
         runner.add_argument(

@@ -23,8 +23,7 @@ from transforms.store import StoreError, load_manifest, read_shard_verified
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.codec_report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser("codec_report", __doc__)
     parser.add_argument("--input", required=True,
                         help="JSONL files, .npy files (path, glob or comma-separated) or a "
                         "store folder holding manifest.json")

@@ -15,7 +15,9 @@ import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
 
 ENV_VAR = "DATAPREP_RUN_CONFIG"
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_configs")
+# Shipped run configs are package data (pipelines/run_configs/; the checkout's top-level
+# run_configs/ is a link to it), so names resolve from any folder after a wheel install.
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_configs")
 
 
 class RunConfigError(ValueError):

@@ -1,6 +1,7 @@
 """Check every replica of every shard of a store against its manifest (and repair)."""
-import argparse
 import sys
+
+from pipelines import cli
 
 from transforms.store import StoreError, repair_store, verify_store
 
@@ -15,7 +16,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m pipelines.verify_store", description=__doc__)
+    parser = cli.ArgumentParser("verify_store", __doc__)
     parser.add_argument("--store", required=True, help="ROOT/DATASET folder holding manifest.json")
     parser.add_argument("--repair", action="store_true",
                         help="rewrite missing or bad replicas from a good one, then verify again")

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Build the wheel, install it into a fresh venv outside the checkout, and run the
+# main job and verify_store from an empty temporary folder, as a user who ran
+# `pip install beam-dataprep-*.whl` would.  Fails (exit 1) on the first step
+# that does not work.
+#
+#   scripts/check_wheel.sh            (uses python3 on PATH for the new venv)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+checkout=$PWD
+work=$(mktemp -d "${TMPDIR:-/tmp}/beam-dataprep-wheel.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+log() { echo "check_wheel: $*" >&2; }
+
+python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install -q --upgrade pip
+"$work/venv/bin/pip" wheel -q --no-deps -w "$work/dist" "$checkout"
+wheel=$(ls "$work"/dist/beam_dataprep-*.whl)
+log "built $(basename "$wheel")"
+"$work/venv/bin/pip" install -q "$wheel"
+mkdir "$work/run"
+cd "$work/run"
+export PATH="$work/venv/bin:$PATH"
+[[ "$(command -v dataprep)" == "$work/venv/bin/dataprep" ]]
+version=$(dataprep --version)
+log "$version"
+dataprep list
+# The shipped run configs resolve from any folder (package data).
+python - <<'PY'
+from pipelines import run_config
+for name in ("direct", "direct_multiprocess", "prism", "flink_local", "spark_local",
+             "flink_cluster", "spark_cluster"):
+    run_config.load(name)
+PY
+dataprep prepare-corpus > prepare.log
+dataprep verify-store --store out/a/corpus > verify.log
+tail -n 1 verify.log
+python -m pipelines.prepare_corpus --run_config direct --dataset again > again.log
+python -m pipelines.verify_store --store out/b/again > verify-again.log
+# Nothing was read from or written into the checkout.
+python - "$checkout" <<'PY'
+import sys, pipelines, transforms
+for module in (pipelines, transforms):
+    assert not module.__file__.startswith(sys.argv[1]), module.__file__
+PY
+log "ok: the wheel runs prepare-corpus and verify-store from $work/run"

@@ -1,0 +1,120 @@
+"""Packaging and the command line: the wheel's contents, `dataprep`, and argument errors.
+
+The full install-and-run check (a fresh venv outside the checkout, the main job
+and verify_store from an empty folder) is scripts/check_wheel.sh, run by .ci/run.
+"""
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import pipelines
+from pipelines import __main__ as dataprep
+from pipelines import prepare_corpus, verify_store
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), ROOT],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (path,) = out.glob("beam_dataprep-*.whl")
+    return path
+
+
+def test_the_wheel_carries_run_configs_sample_data_licence_and_the_command(wheel):
+    assert wheel.name == f"beam_dataprep-{pipelines.__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        shipped = sorted(os.listdir(os.path.join(ROOT, "pipelines", "run_configs")))
+        assert {f"pipelines/run_configs/{n}" for n in shipped} <= names
+        assert "direct.yaml" in shipped and "flink_local.yaml" in shipped
+        assert "pipelines/sample_data/sample.jsonl" in names
+        dist_info = f"beam_dataprep-{pipelines.__version__}.dist-info"
+        with open(os.path.join(ROOT, "LICENSE"), "rb") as f:
+            assert z.read(f"{dist_info}/licenses/LICENSE") == f.read()
+        entry_points = z.read(f"{dist_info}/entry_points.txt").decode()
+        assert "dataprep = pipelines.__main__:main" in entry_points
+        metadata = z.read(f"{dist_info}/METADATA").decode()
+        assert f"Version: {pipelines.__version__}" in metadata
+        assert "License-Expression: Apache-2.0" in metadata
+        # Only our two top-level packages are installed.
+        assert {n.split("/")[0] for n in names if not n.startswith(dist_info)} == {
+            "pipelines", "transforms"}
+
+
+def test_version_comes_from_one_place(capsys):
+    dataprep.main(["--version"])
+    assert capsys.readouterr().out == f"beam-dataprep {pipelines.__version__}\n"
+    with pytest.raises(SystemExit) as exit_info:
+        prepare_corpus.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"beam-dataprep {pipelines.__version__}\n"
+    with open(os.path.join(ROOT, "CHANGELOG.md"), encoding="utf-8") as f:
+        assert f"## {pipelines.__version__}" in f.read()
+
+
+def test_list_names_every_job_as_a_subcommand(capsys):
+    dataprep.main(["list"])
+    out = capsys.readouterr().out.splitlines()
+    listed = [line.split()[0] for line in out[1:]]
+    assert listed == ["codec-report", "compress-arrays", "prepare-corpus", "verify-store"]
+
+
+def test_an_unknown_job_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        dataprep.main(["prepare"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "dataprep: error: unknown job 'prepare'; jobs: codec-report, compress-arrays, "
+        "prepare-corpus, verify-store\n")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--repl", "3"], "unrecognized arguments: --repl"),  # no abbreviations
+    (["--replication", "3"], "--replication 3 is more than the 2 root(s) in --output_roots"),
+    (["--num_shards", "0"], "argument --num_shards: must be >= 1, got 0"),
+])
+def test_argument_errors_are_one_line_and_a_hint(argv, message, capsys, monkeypatch):
+    monkeypatch.setattr("pipelines.cli.INVOKED_AS", "dataprep prepare-corpus")
+    with pytest.raises(SystemExit) as exit_info:
+        prepare_corpus.run(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"dataprep prepare-corpus: error: {message}\n"
+                                       "(see dataprep prepare-corpus --help)\n")
+
+
+def test_verify_store_takes_no_abbreviations(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        verify_store.main(["--sto", "x"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].endswith("error: the following arguments are required: --store")
+
+
+def test_beam_options_are_listed_with_help(capsys):
+    dataprep.main(["beam-options"])
+    out = capsys.readouterr().out
+    for flag in ("--runner", "--direct_num_workers", "--flink_master", "--job_endpoint",
+                 "--environment_type"):
+        assert flag in out
+    assert "usage: dataprep beam-options" in out
+
+
+def test_help_points_at_a_command_that_works(capsys):
+    with pytest.raises(SystemExit):
+        prepare_corpus.main(["--help"])
+    assert "dataprep beam-options" in capsys.readouterr().out
+
+
+def test_the_command_runs_as_an_installed_script():
+    """`python -m pipelines` is the dataprep command, without Beam's import warning."""
+    proc = subprocess.run([sys.executable, "-m", "pipelines", "prepare-corpus", "--repl", "3"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr == ("dataprep prepare-corpus: error: unrecognized arguments: --repl\n"
+                           "(see dataprep prepare-corpus --help)\n")
