@@ -110,7 +110,12 @@ class Parser(ArgumentParser):
                    and a[2:].split("=", 1)[0] not in run_config.known_beam_options()]
         if unknown:
             self.error(f"unrecognized arguments: {' '.join(unknown)}")
-        return args, PipelineOptions(flags + beam_argv)
+        options = PipelineOptions(flags + beam_argv)
+        # Jobs touch storage before the pipeline exists (validation, leftovers,
+        # manifests); object stores (s3://, gs://) need their options for that too.
+        from apache_beam.io.filesystems import FileSystems
+        FileSystems.set_options(options)
+        return args, options
 
 
 def add_store_arguments(group, default_dataset: str) -> None:

@@ -16,11 +16,13 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv=None):
-    parser = cli.ArgumentParser("verify_store", __doc__)
+    # A cli.Parser: Beam's filesystem options (e.g. --s3_endpoint_url, or a
+    # --run_config holding them) reach s3:// and gs:// stores.
+    parser = cli.Parser("verify_store", __doc__)
     parser.add_argument("--store", required=True, help="ROOT/DATASET folder holding manifest.json")
     parser.add_argument("--repair", action="store_true",
                         help="rewrite missing or bad replicas from a good one, then verify again")
-    args = parser.parse_args(argv)
+    args, _ = parser.parse(argv)
     try:
         if args.repair:
             for row in repair_store(args.store):
