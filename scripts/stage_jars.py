@@ -76,12 +76,16 @@ def installed_beam_version():
     return apache_beam.__version__
 
 
-def mvn(*args, cwd=None):
-    """Run Maven quietly; True when it succeeded (its output is shown only on failure)."""
+def mvn(*args, cwd=None, expect_failure=False):
+    """Run Maven quietly; True when it succeeded.
+
+    Its output is shown only on an unexpected failure (``expect_failure``: a
+    look-up whose failure has a fallback, e.g. an artifact that may not be served).
+    """
     cmd = ["mvn", "-B", "-q", *args]
     proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, check=False)
-    if proc.returncode:
+    if proc.returncode and not expect_failure:
         tail = "\n".join(proc.stdout.strip().splitlines()[-3:])
         log(f"mvn {' '.join(args[:2])} failed:\n{tail}")
     return proc.returncode == 0
@@ -92,7 +96,7 @@ def fetch_official(spec, version, target):
     with tempfile.TemporaryDirectory() as tmp:
         artifact = f"org.apache.beam:{spec['official']}:{version}:jar"
         if not mvn(f"{DEPENDENCY_PLUGIN}:copy", f"-Dartifact={artifact}",
-                   f"-DoutputDirectory={tmp}", "-Dmdep.stripVersion=true"):
+                   f"-DoutputDirectory={tmp}", "-Dmdep.stripVersion=true", expect_failure=True):
             return False
         shutil.move(os.path.join(tmp, f"{spec['official']}.jar"), target + ".tmp")
     os.replace(target + ".tmp", target)

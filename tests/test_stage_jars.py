@@ -58,7 +58,7 @@ class FakeMaven:
         self.dependency_jars = dependency_jars
         self.calls = []
 
-    def __call__(self, *args, cwd=None):
+    def __call__(self, *args, cwd=None, expect_failure=False):
         self.calls.append(args)
         goal = args[0].rsplit(":", 1)[-1]
         props = dict(a[2:].split("=", 1) for a in args[1:] if a.startswith("-D"))
