@@ -21,7 +21,7 @@ from tests.corpora import expected_kept, write_small_corpus
 from tests.s3_server import S3Server
 from transforms.store import ReadStore
 
-pytestmark = pytest.mark.cross_runner
+# Runs on direct and on the full-suite portable runner (prism in CI), not on every runner.
 BUCKETS = ["bucket-a", "bucket-b"]
 
 
