@@ -20,6 +20,8 @@ setup(
         "pysimdjson>=6,<8",
         "numpy>=1.26,<3",
         "PyYAML>=6,<7",
+        # Unicode Script_Extensions for the shingle unit of near-dedup (transforms.minhash).
+        "regex>=2024.4,<2027",
     ],
     extras_require={
         "test": [
