@@ -231,8 +231,8 @@ def run(argv=None) -> dict:
             raise ValueError("--max_partitions must be 0 (no cap) or >= 2 (a value and _other)")
         rules = parse_rules(args.placement, normalise_root) if args.placement else []
         placement = Placement(roots, args.replication, rules, field=args.partition_by)
-        if not args.no_near_dedup:
-            near_dedup_options.config_from(args)
+        near_config = (None if args.no_near_dedup
+                       else near_dedup_options.config_from(args, log=True))
     except ValueError as err:
         build_parser().error(str(err))
     clock = RunClock()
@@ -249,7 +249,8 @@ def run(argv=None) -> dict:
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     balance = balance_rows(load_manifest(directories[0]))
     extra = {"store": directories, "codec": codec, "partitions": balance,
-             "near_dedup_cluster_sizes": cluster_histogram(values)}
+             "near_dedup_cluster_sizes": cluster_histogram(values),
+             "near_dedup": near_config and near_dedup_options.report_section(near_config)}
     if report_choice:
         extra["codec_choice"] = report_choice
     report = build_report("prepare_corpus", clock, values, vars(args), str(runner), extra)

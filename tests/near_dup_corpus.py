@@ -82,7 +82,7 @@ def true_similarities(docs: dict[str, str], shingle_size: int = 5) -> dict[tuple
 def reference_near_dedup(docs: dict[str, str], lsh: LshParams, verify: bool = True):
     """The pipeline's algorithm in memory: -> {removed id: (kept id, estimated Jaccard)}."""
     ids = sorted(docs)
-    hasher = MinHasher(lsh.num_perm, lsh.shingle_size, lsh.seed)
+    hasher = MinHasher.from_params(lsh)
     sigs, counts = hasher.signatures([docs[i] for i in ids])
     signature = {i: s.tobytes() for i, s, c in zip(ids, sigs, counts) if c}
     buckets = defaultdict(set)

@@ -5,7 +5,8 @@ Every step is keyed and shuffled by the runner; nothing gathers all documents
 or all edges on one worker:
 
 1. ``Signatures``: batches of ``(id, line)`` -> ``(id, signature)`` and one
-   ``(band key, id)`` per band (numpy, see ``transforms.minhash``).
+   ``(band key, id)`` per band (numpy, see ``transforms.minhash``: word or
+   character shingles per document, ``LshParams.shingle_unit``).
 2. ``Buckets``: group by band key; a bucket of k documents emits k-1 *star*
    edges (member -> smallest id), never all pairs, so a huge bucket stays linear.
 3. ``Verify`` (default on): join both ends' signatures, drop an edge whose
@@ -81,8 +82,9 @@ class _Signatures(beam.DoFn):
 
     def setup(self):
         lsh = self.config.lsh
-        self.hasher = MinHasher(lsh.num_perm, lsh.shingle_size, lsh.seed)
+        self.hasher = MinHasher.from_params(lsh)
         self.signed = Metrics.counter(NAMESPACE, "docs_signed")
+        self.by_char = Metrics.counter(NAMESPACE, "docs_shingled_by_char")
         self.no_shingles = Metrics.counter(NAMESPACE, "docs_without_words")
         self.unreadable = Metrics.counter(NAMESPACE, "docs_without_text_field")
 
@@ -97,11 +99,14 @@ class _Signatures(beam.DoFn):
             texts.append(text)
         if not texts:
             return
-        sigs, counts = self.hasher.signatures(texts)
+        sigs, counts, by_char = self.hasher.sign(texts)
         bands, rows = self.config.lsh.bands, self.config.lsh.rows
         empty = int(np.count_nonzero(counts == 0))
         self.no_shingles.inc(empty)
         self.signed.inc(len(ids) - empty)
+        by_char = int(np.count_nonzero(by_char & (counts > 0)))
+        if by_char:  # a counter is reported only once incremented, on every runner alike
+            self.by_char.inc(by_char)
         for doc_id, sig, count in zip(ids, sigs, counts):
             if not count:
                 continue
