@@ -204,7 +204,8 @@ def test_lsh_settings_that_miss_the_threshold_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         prepare_corpus.run(["--output_roots", str(tmp_path / "a"),
                             "--near_dedup_bands", "13", "--near_dedup_rows", "60"])
-    error = capsys.readouterr().err.strip().splitlines()[-1]
+    error, hint = capsys.readouterr().err.strip().splitlines()
+    assert hint == "(see python -m pipelines.prepare_corpus --help)"
     p = 1 - (1 - 0.8 ** 60) ** 13
     assert error.endswith(
         "error: --near_dedup_bands 13 x --near_dedup_rows 60 (--num_perm 780) flags a pair at "
@@ -218,7 +219,7 @@ def test_lsh_settings_far_below_the_threshold_refused_without_verification(tmp_p
     with pytest.raises(SystemExit):
         prepare_corpus.run(["--output_roots", str(tmp_path / "a"), "--no_near_dedup_verify",
                             "--near_dedup_bands", "40", "--near_dedup_rows", "2"])
-    error = capsys.readouterr().err.strip().splitlines()[-1]
+    error = capsys.readouterr().err.strip().splitlines()[0]
     assert "--near_dedup_bands 40 x --near_dedup_rows 2 (--num_perm 80) flags a pair at " \
         "similarity 0.6" in error and "--no_near_dedup_verify removes them unchecked" in error
     assert not (tmp_path / "a").exists()
