@@ -13,7 +13,8 @@ Definition (the reference implementation in the tests follows it literally):
   spaces when its Unicode ``Script_Extensions`` include one of
   ``NO_SPACE_SCRIPTS`` (Han, Hiragana, Katakana, Bopomofo, Thai, Lao, Khmer,
   Myanmar, Tibetan, Tai Le, New Tai Lue, Tai Tham, Tai Viet, Balinese,
-  Javanese, Yi), as the ``regex`` module's ``\\p{scx=...}`` reports it.  Korean
+  Javanese, Yi), as the ``regex`` module's ``\\p{scx=...}`` reports it (its
+  Unicode version; the module is pinned to a range in setup.py).  Korean
   (Hangul) is written with spaces and stays ``word``.  Text that is pure ASCII
   is ``word`` without looking further.  Why a fifth: a Han character carries
   about what an English word of five letters does, so a fifth of the letters
