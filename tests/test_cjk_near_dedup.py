@@ -179,25 +179,13 @@ def test_five_chinese_texts_differing_by_one_character(tmp_path, run_config):
         counts[name] = (counters.get("near_dedup/near_duplicates_removed", 0),
                         counters.get("near_dedup/docs_shingled_by_char", 0),
                         _stored_ids(str(out / "corpus")))
-        assert report["near_dedup"]["shingle_unit"] == unit
+        assert report["near_dedup"] == {  # the effective settings
+            "threshold": 0.8, "num_perm": 128, "bands": 14, "rows": 9, "shingle_unit": unit,
+            "shingle_size": 5, "seed": 1, "verify": True, "max_rounds": 16,
+            "candidate_probability_at_threshold": round(1 - (1 - 0.8 ** 9) ** 14, 6),
+            "candidate_probability_at_threshold_minus_0.2": round(1 - (1 - 0.6 ** 9) ** 14, 6)}
     assert counts == {"zh": (4, 5, ["t0"]), "en": (4, 0, ["t0"]),
                       "zh_words": (0, 0, ["t0", "t1", "t2", "t3", "t4"])}
-
-
-def test_report_records_effective_lsh_settings(tmp_path, run_config):
-    docs = five_texts(lambda i: "数据处理" * 20 + str(i))
-    report = prepare_corpus.run(["--run_config", run_config,
-                                 "--input", _write(tmp_path / "in.jsonl", docs),
-                                 "--output_roots", str(tmp_path / "a")])
-    assert report["near_dedup"] == {
-        "threshold": 0.8, "num_perm": 128, "bands": 14, "rows": 9, "shingle_unit": "auto",
-        "shingle_size": 5, "seed": 1, "verify": True, "max_rounds": 16,
-        "candidate_probability_at_threshold": round(1 - (1 - 0.8 ** 9) ** 14, 6),
-        "candidate_probability_at_threshold_minus_0.2": round(1 - (1 - 0.6 ** 9) ** 14, 6)}
-    report = prepare_corpus.run(["--run_config", run_config,
-                                 "--input", _write(tmp_path / "in.jsonl", docs),
-                                 "--output_roots", str(tmp_path / "b"), "--no_near_dedup"])
-    assert report["near_dedup"] is None
 
 
 def test_lsh_settings_that_miss_the_threshold_are_refused(tmp_path, capsys):

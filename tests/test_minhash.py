@@ -306,3 +306,16 @@ def test_shingle_set_and_true_jaccard():
     assert shingle_set("ab c", 2, "word") == {("ab", "c")}
     assert true_jaccard({1, 2}, {2, 3}) == pytest.approx(1 / 3)
     assert true_jaccard(set(), set()) == 0.0
+
+
+def test_sign_in_passes_bounded_by_characters_equals_one_pass(monkeypatch):
+    """A batch of long texts is signed in several passes; the result is the same."""
+    import transforms.minhash as minhash
+    texts = TEXTS + CJK_TEXTS + ["", "中文" * 300]
+    hasher = MinHasher(32, 5, seed=2)
+    whole = hasher.sign(texts)
+    monkeypatch.setattr(minhash, "MAX_CHARS_PER_PASS", 100)
+    passes = hasher.sign(texts)
+    assert passes.signatures.tolist() == whole.signatures.tolist()
+    assert passes.counts.tolist() == whole.counts.tolist()
+    assert passes.by_char.tolist() == whole.by_char.tolist()

@@ -68,6 +68,7 @@ def test_no_near_dedup_keeps_near_duplicates(tmp_path, run_config):
     report = prepare_corpus.run(["--run_config", run_config, "--input", source,
                                  "--output_roots", str(tmp_path / "a"), "--no_near_dedup"])
     assert not any(k.startswith("near_dedup/") for k in report["counters"])
+    assert report["near_dedup"] is None
     assert load_manifest(str(tmp_path / "a" / "corpus"))["records"] == len(_exact_dedup(docs))
 
 

@@ -13,7 +13,8 @@ Definition (the reference implementation in the tests follows it literally):
   spaces when its Unicode ``Script_Extensions`` include one of
   ``NO_SPACE_SCRIPTS`` (Han, Hiragana, Katakana, Bopomofo, Thai, Lao, Khmer,
   Myanmar, Tibetan, Tai Le, New Tai Lue, Tai Tham, Tai Viet, Balinese,
-  Javanese, Yi), as the ``regex`` module's ``\\p{scx=...}`` reports it.  Korean
+  Javanese, Yi), as the ``regex`` module's ``\\p{scx=...}`` reports it (its
+  Unicode version; the module is pinned to a range in setup.py).  Korean
   (Hangul) is written with spaces and stays ``word``.  Text that is pure ASCII
   is ``word`` without looking further.  Why a fifth: a Han character carries
   about what an English word of five letters does, so a fifth of the letters
@@ -78,6 +79,10 @@ CHAR_OFFSET = 0x2545F4914F6CDD1D
 # Shingles per numpy block: num_perm x BLOCK uint32 stays in cache (4 MiB at 128).
 BLOCK = 8192
 _WORD_CACHE_LIMIT = 1 << 20
+# Characters per sub-batch of ``MinHasher.sign``: its numpy arrays take about
+# 40 bytes per character of a character-shingled text (8 per word otherwise),
+# so a batch of a few huge documents is signed in pieces (one text is never cut).
+MAX_CHARS_PER_PASS = 1 << 21
 
 SHINGLE_UNITS = ("word", "char", "auto")
 DEFAULT_SHINGLE_SIZE = {"word": 5, "char": 5}
@@ -172,12 +177,12 @@ def char_unit_mask(folded_texts: list[str]) -> np.ndarray:
     texts = [folded_texts[i] for i in todo]
     classes = script_classes()[_code_points("".join(texts))]
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-    ends = np.cumsum(lengths)
-    bounds = np.concatenate(([0], ends))
-    letters = np.concatenate(([0], np.cumsum(classes >= 1)))
-    no_space = np.concatenate(([0], np.cumsum(classes == 2)))
-    n_letters = letters[bounds[1:]] - letters[bounds[:-1]]
-    n_no_space = no_space[bounds[1:]] - no_space[bounds[:-1]]
+    starts = (np.cumsum(lengths) - lengths)[lengths > 0]  # increasing, all < len(classes)
+    n_letters = np.zeros(len(texts), dtype=np.int64)
+    n_no_space = np.zeros(len(texts), dtype=np.int64)
+    if starts.size:
+        n_letters[lengths > 0] = np.add.reduceat(classes >= 1, starts, dtype=np.int64)
+        n_no_space[lengths > 0] = np.add.reduceat(classes == 2, starts, dtype=np.int64)
     share = CHAR_SHARE_THRESHOLD
     mask[todo] = (n_letters > 0) & (n_no_space * share.denominator >= n_letters * share.numerator)
     return mask
@@ -439,7 +444,26 @@ class MinHasher:
         return fmix64(hashes), counts, by_char
 
     def sign(self, texts: list[str]) -> Signed:
-        """n texts -> ``Signed`` (signatures, shingle counts, unit per text)."""
+        """n texts -> ``Signed`` (signatures, shingle counts, unit per text).
+
+        Texts are signed in consecutive passes of at most ``MAX_CHARS_PER_PASS``
+        characters (a longer text alone), which bounds the working memory to
+        ~80 MB plus ~40 bytes per character of the longest text."""
+        passes, start, size = [], 0, 0
+        for i, text in enumerate(texts):
+            if size and size + len(text) > MAX_CHARS_PER_PASS:
+                passes.append((start, i))
+                start, size = i, 0
+            size += len(text)
+        passes.append((start, len(texts)))
+        if len(passes) == 1:
+            return self._sign(texts)
+        parts = [self._sign(texts[lo:hi]) for lo, hi in passes]
+        return Signed(np.concatenate([p.signatures for p in parts]),
+                      np.concatenate([p.counts for p in parts]),
+                      np.concatenate([p.by_char for p in parts]))
+
+    def _sign(self, texts: list[str]) -> Signed:
         hashes, counts, by_char = self._shingle_hashes(texts)
         hashes = (hashes >> np.uint64(32)).astype(np.uint32)
         n = len(texts)
