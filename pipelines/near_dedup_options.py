@@ -4,7 +4,7 @@ import argparse
 from pipelines import cli
 from transforms.components import DEFAULT_MAX_ROUNDS
 from transforms.minhash import MAX_SHINGLE_SIZE, LshParams
-from transforms.near_dedup import NearDedup, NearDedupConfig
+from transforms.near_dedup import NearDedupConfig, RemoveNearDuplicates
 
 
 def _threshold(text: str) -> float:
@@ -55,7 +55,9 @@ def config_from(args) -> NearDedupConfig:
                            max_rounds=args.near_dedup_max_rounds, text_field=args.text_field)
 
 
-def build_near_dedup(docs, args):
-    """``(id, line)`` docs -> ``(kept, removed or None, convergence gate)``."""
-    result = docs | "NearDedup" >> NearDedup(config_from(args), with_removed=args.write_removed)
+def build_near_dedup(refs, args, num_buckets: int, batch_bytes: int):
+    """Batches of signed ``DocRef`` -> ``(kept batches, removed or None, gate)``."""
+    result = refs | "NearDedup" >> RemoveNearDuplicates(
+        config_from(args), num_buckets, with_removed=args.write_removed,
+        batch_bytes=batch_bytes)
     return result["kept"], result.get("removed"), result["gate"]
