@@ -55,9 +55,11 @@ def config_from(args) -> NearDedupConfig:
                            max_rounds=args.near_dedup_max_rounds, text_field=args.text_field)
 
 
-def build_near_dedup(refs, args, num_buckets: int, batch_bytes: int):
-    """Batches of signed ``DocRef`` -> ``(kept batches, removed or None, gate)``."""
+def build_near_dedup(refs, args, signer, spill_dir: str, written, batch_bytes: int):
+    """Batches of ``DocRef`` (scanned with ``signer`` spilling into ``spill_dir``;
+    ``written`` completes with the scan) -> ``(kept batches, removed or None,
+    gate, spills deleted)``."""
     result = refs | "NearDedup" >> RemoveNearDuplicates(
-        config_from(args), num_buckets, with_removed=args.write_removed,
+        signer.config, signer, spill_dir, written, with_removed=args.write_removed,
         batch_bytes=batch_bytes)
-    return result["kept"], result.get("removed"), result["gate"]
+    return result["kept"], result.get("removed"), result["gate"], result["spills_deleted"]

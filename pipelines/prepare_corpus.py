@@ -17,7 +17,7 @@ from transforms.codec_choice import (
     ChooseCodec, choice_record, compare_text, format_table, sample_text)
 from transforms.codecs import bytes_codec
 from transforms.dedup import ExactDedup
-from transforms.io import estimate_raw_bytes
+from transforms.io import estimate_raw_bytes, expand_patterns
 from transforms.near_dedup import Signer, cluster_histogram
 from transforms.partition import PartitionByField, RangePartition
 from transforms.placement import Placement, parse_rules
@@ -185,10 +185,11 @@ def partitioned(kept, args):
     return kept | "HashOrder" >> beam.Map(_hash_records), None, None
 
 
-def scan_spec(args) -> ScanSpec:
+def scan_spec(args, num_buckets: int, spill_dir: str) -> ScanSpec:
     """What the scan computes, from the flags (signatures only with near-dedup)."""
-    signer = None if args.no_near_dedup else Signer(near_dedup_options.config_from(args))
-    return ScanSpec(signer, args.partition_by, args.range_by)
+    signer = (None if args.no_near_dedup
+              else Signer(near_dedup_options.config_from(args), num_buckets))
+    return ScanSpec(signer, args.partition_by, args.range_by, spill_dir)
 
 
 def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
@@ -196,20 +197,24 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
     """The whole job on refs: scan -> exact dedup -> near dedup -> partition ->
     shard plan -> one re-read per file into shard runs -> store."""
     first_dir = dataset_dir(roots[0].uri, args.dataset)
+    spill_dir = join(first_dir, f"{SPILL_PREFIX}{uuid.uuid4().hex}")
     bounds = Bounds(batch_bytes=args.batch_bytes, bucket_bytes=args.bucket_bytes)
-    reader = ScanJsonl(args.input, args.id_field, args.text_field, scan_spec(args), bounds)
+    paths = expand_patterns(args.input)
+    num_buckets = bounds.buckets(estimate_raw_bytes(paths))
+    spec = scan_spec(args, num_buckets, spill_dir)
+    reader = ScanJsonl(paths, args.id_field, args.text_field, spec, bounds)
     scanned = pipeline | "Read" >> reader
     batches, dead = scanned["refs"], scanned["dead_letters"]
-    num_buckets = bounds.buckets(estimate_raw_bytes(reader.paths))
     dedup = batches | "ExactDedup" >> ExactDedup(
         num_buckets=num_buckets, with_removed=args.write_removed,
         batch_bytes=bounds.batch_bytes)
     kept = dedup["kept"]
     removed = dedup["removed"]
     gates = []
+    spills_deleted = None
     if not args.no_near_dedup:
-        kept, near_removed, near_gate = near_dedup_options.build_near_dedup(
-            kept, args, num_buckets, bounds.batch_bytes)
+        kept, near_removed, near_gate, spills_deleted = near_dedup_options.build_near_dedup(
+            kept, args, spec.signer, spill_dir, scanned["digests"], bounds.batch_bytes)
         gates.append(near_gate)
         if args.write_removed:
             removed = (removed, near_removed) | "AllRemoved" >> beam.Flatten()
@@ -224,9 +229,8 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
     id_gate = dedup["id_conflicts"] | "IdGate" >> beam.Map(_gate_id_conflicts, args.id_field)
 
     records, scheme, info = partitioned(kept, args)
-    lines = ResolveRuns(reader, scanned["digests"],
-                        spill_dir=join(first_dir, f"{SPILL_PREFIX}{uuid.uuid4().hex}"),
-                        by_order=bool(args.range_by))
+    lines = ResolveRuns(reader, scanned["digests"], spill_dir=spill_dir,
+                        by_order=bool(args.range_by), after=spills_deleted)
     records | "Store" >> WriteStore(
         roots, args.dataset, args.replication,
         num_shards=args.num_shards, target_shard_bytes=args.target_shard_bytes,

@@ -7,7 +7,7 @@ from transforms.refs import DocRef
 
 
 def ref(doc_id, text, line=1, file=0):
-    return DocRef(doc_id, text_key(text), file, line, 10, False, b"", b"", b"")
+    return DocRef(doc_id, text_key(text), file, line, 10, False, False, b"", b"")
 
 
 def test_winners_keep_smallest_id_per_text_and_count_copies():

@@ -167,6 +167,11 @@ def test_star_edges_read_the_bucket_once():
     from transforms.near_dedup import _StarEdges
     star = _StarEdges()
     star.setup()
-    bucket = [[(b"k", "d"), (b"k", "b"), (b"j", "x")], [(b"k", "c"), (b"k", "b")]]
+    bucket = [[(b"k", b"D", "d"), (b"k", b"B", "b"), (b"j", b"X", "x")],
+              [(b"k", b"C", "c"), (b"k", b"B", "b")]]
     assert list(star.process((0, iter(bucket)))) == [("c", "b"), ("d", "b")]
-    assert list(star.process((0, iter([[(b"k", "a")]])))) == []
+    assert list(star.process((0, iter([[(b"k", b"A", "a")]])))) == []
+    # copies of one text (one text key) count once, by their smallest id
+    copies = [[(b"k", b"T", "t2"), (b"k", b"T", "t1"), (b"k", b"U", "u"), (b"j", b"T", "t3")]]
+    assert list(star.process((0, iter(copies)))) == [("u", "t1")]
+    assert list(star.process((0, iter([[(b"k", b"T", "t2"), (b"k", b"T", "t1")]])))) == []

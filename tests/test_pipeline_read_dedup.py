@@ -21,7 +21,7 @@ def test_read_jsonl_docs_and_dead_letters(tmp_path, make_pipeline):
 
 
 def _ref(doc_id, text, line):
-    return DocRef(doc_id, text_key(text), 0, line, 10, False, b"", b"", b"")
+    return DocRef(doc_id, text_key(text), 0, line, 10, False, False, b"", b"")
 
 
 def test_exact_dedup_keeps_smallest_id(tmp_path, make_pipeline):

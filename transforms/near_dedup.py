@@ -31,7 +31,7 @@ from apache_beam.metrics import Metrics
 from transforms.components import DEFAULT_MAX_ROUNDS, ConnectedComponents
 from transforms.dedup import bucket_of_id
 from transforms.minhash import LshParams, MinHasher, band_keys, estimated_jaccard
-from transforms.refs import chunked
+from transforms.refs import DocRef, Spill, chunked
 
 NAMESPACE = "dataprep.near_dedup"
 BANDS_TAG = "bands"
@@ -84,8 +84,9 @@ class Signer:
     little-endian uint32, ``b""`` for a text without shingles).
     """
 
-    def __init__(self, config: "NearDedupConfig"):
+    def __init__(self, config: "NearDedupConfig", num_buckets: int = 16):
         self.config = config
+        self.num_buckets = num_buckets
         self.hasher = None
 
     def setup(self):
@@ -97,6 +98,44 @@ class Signer:
             return []
         sigs, counts = self.hasher.signatures(texts)
         return [sig.tobytes() if count else b"" for sig, count in zip(sigs, counts)]
+
+    def spills(self, spill_dir: str) -> "tuple[Spill, Spill]":
+        """(band entries by band-key bucket, signatures by id bucket) under ``spill_dir``."""
+        return Spill(spill_dir, "bands"), Spill(spill_dir, "sigs")
+
+    def spill(self, ids: list[str], keys: list[bytes], texts: list[str], writers) -> list[bool]:
+        """Sign ``texts``; write each signed one's band entries ``band key + text
+        key + id`` and its signature record ``id length (u16) + id + signature``
+        through ``writers`` (``SpillWriter``s of ``spills()``) -> signed or not."""
+        bands_out, sigs_out = writers
+        lsh, n = self.config.lsh, self.num_buckets
+        signed = []
+        for doc_id, key, sig in zip(ids, keys, self.sign(texts)):
+            signed.append(bool(sig))
+            if not sig:
+                continue
+            raw_id = doc_id.encode("utf-8", "surrogatepass")
+            for band in band_keys(sig, lsh.bands, lsh.rows):
+                bands_out.add(band_bucket(band, n), band + key + raw_id)
+            sigs_out.add(bucket_of_id(doc_id, n),
+                         len(raw_id).to_bytes(2, "little") + raw_id + sig)
+        return signed
+
+
+def band_bucket(band_key: bytes, num_buckets: int) -> int:
+    """LSH bucket of a band key (from its hash bytes, not its band index)."""
+    return int.from_bytes(band_key[2:10], "little") % num_buckets
+
+
+def band_record(record: bytes) -> tuple[bytes, bytes, str]:
+    """A spilled band entry -> ``(band key, text key, id)``."""
+    return record[:10], record[10:26], record[26:].decode("utf-8", "surrogatepass")
+
+
+def signature_record(record: bytes) -> tuple[str, bytes]:
+    """A spilled signature record -> ``(id, signature)``."""
+    size = int.from_bytes(record[:2], "little")
+    return record[2:2 + size].decode("utf-8", "surrogatepass"), record[2 + size:]
 
 
 class Signed(NamedTuple):
@@ -144,52 +183,63 @@ class _SignDocs(beam.DoFn):
         yield signed, docs
 
 
-class _SignedOfRefs(beam.DoFn):
-    """A batch of ``DocRef`` (signed by the scan) -> ``[Signed]``; counts as _SignDocs."""
+class _CountSigned(beam.DoFn):
+    """A batch of ``DocRef`` kept by exact dedup -> the same batch; counts the signed
+    ones and those without shingles (as _SignDocs does)."""
 
     def setup(self):
         self.signed = Metrics.counter(NAMESPACE, "docs_signed")
         self.no_shingles = Metrics.counter(NAMESPACE, "docs_without_words")
 
     def process(self, refs):
-        signed = [Signed(ref.id, ref.signature) for ref in refs if ref.signature]
-        self.no_shingles.inc(len(refs) - len(signed))
-        self.signed.inc(len(signed))
-        if signed:
-            yield signed
+        signed = sum(1 for ref in refs if ref.signed)
+        self.no_shingles.inc(len(refs) - signed)
+        self.signed.inc(signed)
+        yield refs
 
 
 def band_entries(signed: list, lsh: LshParams, num_buckets: int) -> "iter[tuple]":
-    """A batch of ``Signed`` -> ``(bucket, [(band key, id)])`` per LSH bucket."""
+    """A batch of ``Signed`` -> ``(bucket, [(band key, text key, id)])`` per LSH bucket;
+    the id stands for the text key (documents here are already distinct)."""
     buckets: dict[int, list] = {}
     for doc in signed:
+        raw_id = doc.id.encode("utf-8", "surrogatepass")
         for key in band_keys(doc.signature, lsh.bands, lsh.rows):
-            buckets.setdefault(int.from_bytes(key[2:10], "little") % num_buckets, []).append(
-                (key, doc.id))
+            buckets.setdefault(band_bucket(key, num_buckets), []).append((key, raw_id, doc.id))
     return buckets.items()
 
 
 def shared_band_keys(entries) -> "iter[tuple[str, list[str]]]":
-    """``(band key, id)`` entries of one LSH bucket -> ``(smallest id, other ids sorted)``
-    for every band key that two or more distinct ids share, in band-key order."""
-    entries = sorted(entries)  # one C sort; most band keys are held by one id
+    """``(band key, text key, id)`` entries of one LSH bucket -> ``(smallest id, other
+    ids sorted)`` for every band key that two or more distinct texts share, in
+    band-key order.  Copies of one text count once, by their smallest id (the one
+    exact dedup keeps), so entries of every document, kept or not, may come in."""
+    entries = sorted(entries)  # one C sort; most band keys are held by one document
     start, n = 0, len(entries)
     while start < n:
-        key = entries[start][0]
+        band = entries[start][0]
         end = start + 1
-        while end < n and entries[end][0] == key:
+        while end < n and entries[end][0] == band:
             end += 1
         if end - start > 1:
-            ids = sorted({doc_id for _, doc_id in entries[start:end]})
+            # sorted by (text key, id): the first id of each text key is its smallest
+            ids, last_key = [], None
+            for _, key, doc_id in entries[start:end]:
+                if key != last_key:
+                    ids.append(doc_id)
+                    last_key = key
             if len(ids) > 1:
-                yield ids[0], ids[1:]
+                ids = sorted(set(ids))
+                if len(ids) > 1:
+                    yield ids[0], ids[1:]
         start = end
 
 
 class _StarEdges(beam.DoFn):
-    """An LSH bucket ``(bucket, [[(band key, id)]...])`` -> ``(member, smallest id)``:
-    k-1 *star* edges per shared band key of k ids, never all pairs.  Holds one
-    bucket's band entries (bounded: the bucket count grows with the input)."""
+    """An LSH bucket ``(bucket, [[(band key, text key, id)]...])`` -> ``(member,
+    smallest id)``: k-1 *star* edges per shared band key of k texts, never all
+    pairs.  Holds one bucket's band entries (bounded: the bucket count grows
+    with the input)."""
 
     def setup(self):
         self.shared = Metrics.counter(NAMESPACE, "lsh_shared_buckets")
@@ -197,7 +247,10 @@ class _StarEdges(beam.DoFn):
 
     def process(self, bucket):
         _, batches = bucket
-        for root, others in shared_band_keys(e for batch in batches for e in batch):
+        yield from self.edges(e for batch in batches for e in batch)
+
+    def edges(self, entries):
+        for root, others in shared_band_keys(entries):
             self.shared.inc()
             self.candidates.inc(len(others))
             for doc_id in others:
@@ -324,6 +377,106 @@ def _needed_signatures(joined):
                 yield doc.id, doc.signature
 
 
+class SignaturesByJoin(beam.PTransform):
+    """Nodes -> ``(id, signature)`` of those nodes, by an audited join with batches
+    of ``Signed`` in ``num_buckets`` id buckets (signatures stream through)."""
+
+    def __init__(self, signed, num_buckets: int):
+        super().__init__()
+        self.signed = signed
+        self.num_buckets = num_buckets
+        self.balances = []
+
+    def expand(self, nodes):
+        n = self.num_buckets
+        need = nodes | "NodeBucket" >> beam.Map(lambda node: (bucket_of_id(node, n), node))
+        sigs = self.signed | "SignatureBuckets" >> beam.FlatMap(_by_id_bucket, n)
+        joined, balance = {"need": need, "sig": sigs} | AuditedJoin("NeededSignatures")
+        self.balances.append(balance)
+        return joined | "Needed" >> beam.FlatMap(_needed_signatures)
+
+
+class _ReadNeededSignatures(beam.DoFn):
+    """``(id bucket, [needed ids])`` -> ``(id, signature)`` read from the bucket's
+    signature spill (streamed; the needed ids are held)."""
+
+    def __init__(self, spill: Spill):
+        self.spill = spill
+
+    def process(self, grouped, _written):
+        bucket, ids = grouped
+        needed = set(ids)
+        for record in self.spill.read(bucket):
+            doc_id, sig = signature_record(record)
+            if doc_id in needed:
+                yield doc_id, sig
+
+
+class SignaturesFromSpill(beam.PTransform):
+    """Nodes -> ``(id, signature)`` of those nodes, read from the scan's signature
+    spill one id bucket at a time; ``written`` completes once the spill is."""
+
+    def __init__(self, signer: Signer, spill_dir: str, written):
+        super().__init__()
+        self.spill = signer.spills(spill_dir)[1]
+        self.num_buckets = signer.num_buckets
+        self.written = written
+        self.balances = []
+
+    def expand(self, nodes):
+        n = self.num_buckets
+        return (nodes
+                | "NodeBucket" >> beam.Map(lambda node: (bucket_of_id(node, n), node))
+                | "GroupNodes" >> beam.GroupByKey()
+                | "ReadSignatures" >> beam.ParDo(_ReadNeededSignatures(self.spill),
+                                                 beam.pvalue.AsList(self.written)))
+
+
+class LshEdgesFromSignatures(beam.PTransform):
+    """Batches of ``Signed`` -> distinct ``(member, smallest id)`` candidate edges,
+    band entries grouped by the runner in ``num_buckets`` LSH buckets."""
+
+    def __init__(self, lsh: LshParams, num_buckets: int):
+        super().__init__()
+        self.lsh = lsh
+        self.num_buckets = num_buckets
+
+    def expand(self, signed):
+        return (signed
+                | "BandKeys" >> beam.FlatMap(band_entries, self.lsh, self.num_buckets)
+                | "GroupBands" >> beam.GroupByKey()
+                | "StarEdges" >> beam.ParDo(_StarEdges())
+                | "DistinctEdges" >> beam.Distinct())
+
+
+class _ReadBandBucket(_StarEdges):
+    """An LSH bucket index -> its star edges, from the scan's band spill."""
+
+    def __init__(self, spill: Spill):
+        self.spill = spill
+
+    def process(self, bucket, _written):
+        yield from self.edges(band_record(r) for r in self.spill.read(bucket))
+
+
+class LshEdgesFromSpill(beam.PTransform):
+    """``written`` (completes once the scan's spills are written) -> distinct
+    ``(member, smallest id)`` candidate edges, one LSH bucket of the band spill
+    at a time."""
+
+    def __init__(self, signer: Signer, spill_dir: str):
+        super().__init__()
+        self.spill = signer.spills(spill_dir)[0]
+        self.num_buckets = signer.num_buckets
+
+    def expand(self, written):
+        return (written.pipeline
+                | "Buckets" >> beam.Create(list(range(self.num_buckets)))
+                | "StarEdges" >> beam.ParDo(_ReadBandBucket(self.spill),
+                                            beam.pvalue.AsList(written))
+                | "DistinctEdges" >> beam.Distinct())
+
+
 def _by_id_bucket(records: list, num_buckets: int) -> "iter[tuple[int, list]]":
     """A batch of records with an ``id`` -> ``(id bucket, [records])`` per bucket."""
     buckets: dict[int, list] = {}
@@ -386,8 +539,8 @@ class _CountClusterSizes(beam.DoFn):
         Metrics.counter(NAMESPACE, "clusters").inc()
 
 
-class NearDuplicates(beam.PTransform):
-    """Batches of ``Signed`` -> dict of PCollections:
+class ConnectNearDuplicates(beam.PTransform):
+    """Candidate edges -> dict of PCollections:
 
     * ``roots``: ``(id, root)`` for every near-duplicate to remove: its
       component's smallest id (the root itself is kept);
@@ -396,41 +549,28 @@ class NearDuplicates(beam.PTransform):
     * ``balances``: audit balances of every join (for ``AuditGate``);
     * ``components_gate``: the convergence message (empty when converged).
 
-    Steps, all keyed and shuffled by the runner: band keys of each signature
-    into ``num_buckets`` LSH buckets; star edges per shared band key;
-    signatures of the edges' nodes (one join of all signatures, streamed);
-    verification on those; connected components.  Nothing gathers all
-    documents, signatures or edges on one worker.
+    ``signatures`` is a PTransform: nodes -> ``(id, signature)``
+    (``SignaturesByJoin`` or ``SignaturesFromSpill``); it is applied once, to
+    the candidate edges' nodes (a small share of the documents), and
+    verification and the audit records work on those.
     """
 
-    def __init__(self, config: NearDedupConfig, num_buckets: int = 64,
-                 with_removed: bool = False):
+    def __init__(self, config: NearDedupConfig, signatures, with_removed: bool = False):
         super().__init__()
-        if num_buckets < 1:
-            raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
         self.config = config
-        self.num_buckets = num_buckets
+        self.signatures = signatures
         self.with_removed = with_removed
 
-    def expand(self, signed):
-        config, n = self.config, self.num_buckets
-        edges = (
-            signed
-            | "BandKeys" >> beam.FlatMap(band_entries, config.lsh, n)
-            | "GroupBands" >> beam.GroupByKey()
-            | "StarEdges" >> beam.ParDo(_StarEdges())
-            | "DistinctEdges" >> beam.Distinct())
+    def expand(self, edges):
+        config = self.config
         balances = []
         needed = None
         if config.verify or self.with_removed:
             nodes = (edges
                      | "Nodes" >> beam.FlatMap(lambda edge: edge)
-                     | "DistinctNodes" >> beam.Distinct()
-                     | "NodeBucket" >> beam.Map(lambda node: (bucket_of_id(node, n), node)))
-            sigs = signed | "SignatureBuckets" >> beam.FlatMap(_by_id_bucket, n)
-            joined, balance = {"need": nodes, "sig": sigs} | AuditedJoin("NeededSignatures")
-            balances.append(balance)
-            needed = joined | "Needed" >> beam.FlatMap(_needed_signatures)
+                     | "DistinctNodes" >> beam.Distinct())
+            needed = nodes | "Signatures" >> self.signatures
+            balances += self.signatures.balances
         if config.verify:
             edges, verify_balances = edges | "Verify" >> VerifyEdges(needed, config.lsh.threshold)
             balances += verify_balances
@@ -441,6 +581,8 @@ class NearDuplicates(beam.PTransform):
          | "ClusterSizes" >> beam.CombinePerKey(sum)
          | "CountClusterSizes" >> beam.ParDo(_CountClusterSizes()))
         result = {"roots": roots, "components_gate": components_gate}
+        if needed is not None:
+            result["needed"] = needed
         if self.with_removed:
             at_removed, balance = (
                 {"sig": needed, "root": roots} | AuditedJoin("JoinRemovedSignature"))
@@ -482,10 +624,10 @@ class DropNearDuplicates(beam.PTransform):
         return kept, balance
 
 
-def _gate(result, balances, pipeline_label):
-    audit_gate = balances | f"{pipeline_label}Balances" >> beam.Flatten() | "Audit" >> AuditGate()
+def _gate(found, balances):
+    audit_gate = balances | "Balances" >> beam.Flatten() | "Audit" >> AuditGate()
     gate = (
-        (result["components_gate"], audit_gate)
+        (found["components_gate"], audit_gate)
         | "Gates" >> beam.Flatten()
         | "AllGates" >> beam.combiners.ToList()
         | "Gate" >> beam.Map(_joined_messages))
@@ -497,36 +639,60 @@ def _doc_bytes(doc: Doc) -> int:
     return len(doc.id) + len(doc.line) + 16
 
 
-class RemoveNearDuplicates(beam.PTransform):
-    """Batches of ``DocRef`` signed by the scan -> dict of PCollections:
+def _delete_spills(_, spills):
+    for spill in spills:
+        spill.delete()
+    return True
 
-    * ``kept``: batches of the surviving refs, signatures dropped (one per
-      component, the smallest id; refs without a signature are kept);
+
+class RemoveNearDuplicates(beam.PTransform):
+    """Batches of ``DocRef`` kept by exact dedup, whose band entries and
+    signatures the scan spilled (``ScanSpec(signer=..., spill_dir=...)``) ->
+    dict of PCollections:
+
+    * ``kept``: batches of the surviving refs (one per component, the smallest
+      id; refs without a signature are kept);
     * ``removed`` (only with ``with_removed``): audit records;
     * ``gate``: one string, empty when the components converged and every join
       balanced, else the errors (for ``WriteStore(preconditions=...)``; the
-      pipeline also raises on it).
+      pipeline also raises on it);
+    * ``spills_deleted``: one element once the band and signature spills are
+      read and deleted (make the next disk-hungry step wait for it).
+
+    ``written``: a PCollection that completes once the scan has written its
+    spills (its digests).  LSH reads the band spill one bucket at a time and
+    keeps one text per band key (copies are exact duplicates), so the removed
+    exact duplicates never become nodes.
     """
 
-    def __init__(self, config: NearDedupConfig, num_buckets: int = 64,
+    def __init__(self, config: NearDedupConfig, signer: Signer, spill_dir: str, written,
                  with_removed: bool = False, batch_bytes: int = 1 << 20):
         super().__init__()
         self.config = config
-        self.num_buckets = num_buckets
+        self.signer = signer
+        self.spill_dir = spill_dir
+        self.written = written
         self.with_removed = with_removed
         self.batch_bytes = batch_bytes
 
     def expand(self, refs):
-        from transforms.refs import DocRef, ref_bytes
-        signed = refs | "Signed" >> beam.ParDo(_SignedOfRefs()).with_output_types(List[Signed])
-        unsigned = refs | "DropSignatures" >> beam.Map(
-            lambda batch: [ref._replace(signature=b"") for ref in batch]).with_output_types(
-                List[DocRef])
-        found = signed | "Find" >> NearDuplicates(self.config, self.num_buckets,
-                                                  self.with_removed)
-        kept, balance = unsigned | "Drop" >> DropNearDuplicates(
-            found["roots"], self.num_buckets, self.batch_bytes, ref_bytes)
-        result = {"kept": kept, "gate": _gate(found, found["balances"] + [balance], "All")}
+        from transforms.refs import ref_bytes
+        counted = refs | "CountSigned" >> beam.ParDo(_CountSigned()).with_output_types(
+            List[DocRef])
+        edges = self.written | "Lsh" >> LshEdgesFromSpill(self.signer, self.spill_dir)
+        found = edges | "Connect" >> ConnectNearDuplicates(
+            self.config, SignaturesFromSpill(self.signer, self.spill_dir, self.written),
+            self.with_removed)
+        done = found.get("needed", edges)
+        spills_deleted = (
+            done
+            | "SpillsRead" >> beam.combiners.Count.Globally()
+            | "DeleteSpills" >> beam.Map(_delete_spills,
+                                         self.signer.spills(self.spill_dir)))
+        kept, balance = counted | "Drop" >> DropNearDuplicates(
+            found["roots"], self.signer.num_buckets, self.batch_bytes, ref_bytes)
+        result = {"kept": kept, "gate": _gate(found, found["balances"] + [balance]),
+                  "spills_deleted": spills_deleted}
         if self.with_removed:
             result["removed"] = found["removed"]
         return result
@@ -544,7 +710,8 @@ class NearDedup(beam.PTransform):
       pipeline also raises on it).
 
     The same steps as ``RemoveNearDuplicates`` (which prepare_corpus runs on
-    refs), for documents that carry their line: signatures are made here.
+    refs, with spilled signatures), for documents that carry their line:
+    signatures are made here and move through the runner's shuffles.
     """
 
     def __init__(self, config: NearDedupConfig, with_removed: bool = False,
@@ -556,21 +723,23 @@ class NearDedup(beam.PTransform):
         self.batch_bytes = batch_bytes
 
     def expand(self, docs):
-        config = self.config
-        signed = (
+        config, n = self.config, self.num_buckets
+        signed_docs = (
             docs
             | "Batch" >> beam.BatchElements(min_batch_size=config.min_batch,
                                             max_batch_size=config.max_batch)
             | "Signatures" >> beam.ParDo(_SignDocs(config)))
-        found = (signed | "SignedOnly" >> beam.MapTuple(lambda s, _: s).with_output_types(
-            List[Signed])) | "Find" >> NearDuplicates(config, self.num_buckets,
-                                                      self.with_removed)
-        batches = signed | "DocsOnly" >> beam.MapTuple(lambda _, d: d).with_output_types(
+        signed = signed_docs | "SignedOnly" >> beam.MapTuple(lambda s, _: s).with_output_types(
+            List[Signed])
+        edges = signed | "Lsh" >> LshEdgesFromSignatures(config.lsh, n)
+        found = edges | "Connect" >> ConnectNearDuplicates(
+            config, SignaturesByJoin(signed, n), self.with_removed)
+        batches = signed_docs | "DocsOnly" >> beam.MapTuple(lambda _, d: d).with_output_types(
             List[Doc])
         kept, balance = batches | "Drop" >> DropNearDuplicates(
-            found["roots"], self.num_buckets, self.batch_bytes, _doc_bytes)
+            found["roots"], n, self.batch_bytes, _doc_bytes)
         result = {"kept": kept | "Unbatch" >> beam.FlatMap(lambda batch: batch),
-                  "gate": _gate(found, found["balances"] + [balance], "All")}
+                  "gate": _gate(found, found["balances"] + [balance])}
         if self.with_removed:
             result["removed"] = found["removed"]
         return result

@@ -9,10 +9,13 @@ known:
 
 1. ``ScanJsonl`` (pass 1) reads every file once and computes, per document,
    everything later steps need from the text: the text key (exact dedup),
-   the MinHash signature (near-dedup: LSH band keys are derived from it and
-   verification compares signatures, never texts), the partition value, the
-   range key and the shard bytes.  Output: batches of ``DocRef``, each batch
-   at most ``batch_bytes`` (see ``Bounds``).
+   the MinHash signature (near-dedup), the partition value, the range key and
+   the shard bytes.  Output: batches of ``DocRef``, each batch at most
+   ``batch_bytes`` (see ``Bounds``).  The signature and its LSH band keys are
+   the bulk of near-dedup's data (about 1 KB a document), so they do not ride
+   on the ref: the scan writes them into bucketed ``Spill`` files (band
+   entries by band-key bucket, signatures by id bucket), which the LSH step
+   and the signature look-up of verification read one bucket at a time.
 2. Dedup, LSH, connected components, partitioning and the shard plan work on
    refs alone.
 3. ``ResolveRuns`` (pass 2) groups the kept refs by file, re-reads each file
@@ -64,9 +67,8 @@ class DocRef(NamedTuple):
     file list; ``line``: line number from 1; ``size``: bytes the record takes
     in a JSON Lines shard (stored line + newline); ``reparse``: the stored line
     was rewritten with an assigned id (pass 2 parses it again; every other
-    line is copied as read); ``signature``: MinHash signature, ``num_perm``
-    little-endian uint32 (``b""`` without near-dedup or for a text without
-    shingles); ``partition_value``: canonical JSON of the ``--partition_by``
+    line is copied as read); ``signed``: the scan wrote a MinHash signature
+    and band keys for it (near-dedup on and the text has shingles); ``partition_value``: canonical JSON of the ``--partition_by``
     field (``b"null"`` when absent; ``b""`` when not partitioning);
     ``range_key``: JSON of the ``--range_by`` key (``b"null"`` when missing;
     ``b""`` when unused).
@@ -77,7 +79,7 @@ class DocRef(NamedTuple):
     line: int
     size: int
     reparse: bool
-    signature: bytes
+    signed: bool
     partition_value: bytes
     range_key: bytes
 
@@ -114,7 +116,7 @@ for _record in (DocRef, Digest):
 
 def ref_bytes(ref: DocRef) -> int:
     """Approximate encoded bytes of a ref (for the batch bound)."""
-    return 48 + len(ref.id) + len(ref.signature) + len(ref.partition_value) + len(ref.range_key)
+    return 48 + len(ref.id) + len(ref.partition_value) + len(ref.range_key)
 
 
 def chunked(records: Iterable, max_bytes: int, size_of=ref_bytes) -> "iter[list]":
@@ -158,19 +160,96 @@ class Bounds:
         return max(16, min(65536, -(-raw_bytes // self.bucket_bytes)))
 
 
+# ---------------------------------------------------------------- spills
+
+class Spill:
+    """Bucketed records on storage, for data too bulky for the runner's shuffle.
+
+    Writers (one per input file) append byte records to buckets and flush them
+    as files ``<dir>/<name>-b<bucket>-f<file>-p<part>.bin``, each a sequence of
+    little-endian uint32 length + record; the names depend only on the file
+    and the flush count, so a retried bundle overwrites its own files.  A
+    reader takes one bucket's files, after every writer finished (give it the
+    writers' output as a side input).  ``delete()`` removes them all.
+    """
+
+    def __init__(self, spill_dir: str, name: str):
+        self.spill_dir = spill_dir
+        self.name = name
+
+    def path(self, bucket: int, file_index: int, part: int) -> str:
+        return join(self.spill_dir, f"{self.name}-b{bucket:05d}-f{file_index:05d}-p{part}.bin")
+
+    def bucket_paths(self, bucket: int) -> list[str]:
+        pattern = join(self.spill_dir, f"{self.name}-b{bucket:05d}-f*.bin")
+        return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+    def read(self, bucket: int) -> "iter[bytes]":
+        """The records of one bucket, file by file."""
+        for path in self.bucket_paths(bucket):
+            data = memoryview(read_bytes(path))
+            pos = 0
+            while pos < len(data):
+                size = int.from_bytes(data[pos:pos + 4], "little")
+                yield bytes(data[pos + 4:pos + 4 + size])
+                pos += 4 + size
+
+    def delete(self) -> int:
+        pattern = join(self.spill_dir, f"{self.name}-b*.bin")
+        paths = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+        if paths:
+            FileSystems.delete(paths)
+        return len(paths)
+
+
+class SpillWriter:
+    """Appends records to a ``Spill``'s buckets for one input file; flushes every
+    bucket beyond ``flush_bytes`` buffered, and on ``close()``."""
+
+    def __init__(self, spill: Spill, file_index: int, flush_bytes: int):
+        self.spill = spill
+        self.file_index = file_index
+        self.flush_bytes = flush_bytes
+        self.buffers: dict[int, list] = {}
+        self.buffered = 0
+        self.parts = 0
+
+    def add(self, bucket: int, record: bytes) -> None:
+        self.buffers.setdefault(bucket, []).append(
+            len(record).to_bytes(4, "little") + record)
+        self.buffered += len(record) + 4
+        if self.buffered >= self.flush_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        for bucket, records in self.buffers.items():
+            path = self.spill.path(bucket, self.file_index, self.parts)
+            with FileSystems.create(path,
+                                    compression_type=CompressionTypes.UNCOMPRESSED) as out:
+                out.write(b"".join(records))
+        if self.buffers:
+            self.parts += 1
+        self.buffers, self.buffered = {}, 0
+
+    close = flush
+
+
 # ---------------------------------------------------------------- pass 1: scan
 
 @dataclass(frozen=True)
 class ScanSpec:
     """What the scan computes besides the text key.
 
-    ``signer``: a ``transforms.near_dedup.Signer`` (None: no signatures);
-    ``partition_by``: field name whose value goes into ``partition_value``;
-    ``range_by``: ``"length"`` (characters of the text) or a numeric field.
+    ``signer``: a ``transforms.near_dedup.Signer`` (None: no signatures),
+    which writes each signed document's band entries and signature into its
+    spills (``signer.spills(spill_dir)``); ``partition_by``: field name whose
+    value goes into ``partition_value``; ``range_by``: ``"length"``
+    (characters of the text) or a numeric field.
     """
     signer: object = None
     partition_by: Optional[str] = None
     range_by: Optional[str] = None
+    spill_dir: Optional[str] = None
 
 
 def _range_key(text: str, line: bytes, range_by: str, field_of) -> bytes:
@@ -197,6 +276,7 @@ class _ScanFile(JsonlFileDoFn):
         self.signer = self.spec.signer
         if self.signer is not None:
             self.signer.setup()
+            self.signer_spills = self.signer.spills(self.spec.spill_dir)
         self.partition_of = json_field(self.spec.partition_by) if self.spec.partition_by else None
         self.range_field = (json_field(self.spec.range_by)
                             if self.spec.range_by not in (None, "length") else None)
@@ -205,6 +285,10 @@ class _ScanFile(JsonlFileDoFn):
         index, path = indexed_path
         digest = xxhash.xxh3_64()
         block, text_bytes = [], 0
+        self.writers = None
+        if self.signer is not None:
+            self.writers = [SpillWriter(spill, index, RUN_BYTES // 2)
+                            for spill in self.signer_spills]
         for line_no, doc in self.documents(path, digest):
             if line_no is None:
                 yield doc  # a dead letter
@@ -216,15 +300,19 @@ class _ScanFile(JsonlFileDoFn):
                 block, text_bytes = [], 0
         if block:
             yield from self._refs(index, path, block)
+        for writer in self.writers or ():
+            writer.close()
         yield beam.pvalue.TaggedOutput(DIGESTS_TAG, Digest(index, digest.hexdigest()))
 
     def _refs(self, index, path, block):
         texts = [text for _, (_, text, _) in block]
         keys = text_keys(texts)
-        signatures = (self.signer.sign(texts) if self.signer is not None
-                      else [NO_VALUE] * len(texts))
+        signed = [False] * len(texts)
+        if self.signer is not None:
+            signed = self.signer.spill([doc_id for _, (doc_id, _, _) in block], keys, texts,
+                                       self.writers)
         refs = []
-        for (line_no, (doc_id, text, line)), key, signature in zip(block, keys, signatures):
+        for (line_no, (doc_id, text, line)), key, signature in zip(block, keys, signed):
             value = NO_VALUE
             if self.partition_of is not None:
                 value = orjson.dumps(self.partition_of(("", line)),
@@ -243,7 +331,8 @@ class _ScanFile(JsonlFileDoFn):
 
 
 class ScanJsonl(ReadJsonl):
-    """JSON Lines files -> dict of ``refs`` (batches of ``DocRef``),
+    """JSON Lines files -> dict of ``refs`` (batches of ``DocRef``; band entries
+    and signatures into ``spec.spill_dir`` with near-dedup),
     ``dead_letters`` (dicts, ``transforms.io.dead_letter``) and ``digests``
     (``Digest``).
 
@@ -346,7 +435,7 @@ class _ExtractRuns(beam.DoFn):
         self.by_order = by_order
         self.rereads = Metrics.counter(NAMESPACE, "files_reread")
 
-    def process(self, grouped, digests):
+    def process(self, grouped, digests, _after):
         index, parts = grouped
         if index == MARKERS:
             for part in parts:
@@ -401,11 +490,13 @@ class ResolveRuns(beam.PTransform):
     ``DocRef``; ``scan`` is the ``ScanJsonl`` that made the refs, ``digests``
     its digest output; runs are written under ``spill_dir`` (give each job its
     own, on storage every worker sees).  ``by_order``: runs sort by the
-    records' order key first (range-partitioned stores), else by id.
+    records' order key first (range-partitioned stores), else by id.  Runs are
+    written only after ``after`` (a PCollection, optional) is complete: e.g.
+    once near-dedup's spills are deleted, so the two never take disk together.
     """
 
     def __init__(self, scan: ScanJsonl, digests, spill_dir: str, run_bytes: int = RUN_BYTES,
-                 by_order: bool = False):
+                 by_order: bool = False, after=None):
         super().__init__()
         self.spill_dir = spill_dir
         self.paths = scan.paths
@@ -414,9 +505,13 @@ class ResolveRuns(beam.PTransform):
         self.digests = digests
         self.run_bytes = run_bytes
         self.by_order = by_order
+        self.after = after
 
     def expand(self, assigned):
         digests = self.digests | "DigestPairs" >> beam.Map(tuple)
+        after = self.after
+        if after is None:
+            after = assigned.pipeline | "NothingBefore" >> beam.Create([])
         return (
             assigned
             | "PicksByFile" >> beam.FlatMap(_picks_by_file)
@@ -424,4 +519,4 @@ class ResolveRuns(beam.PTransform):
             | "ExtractRuns" >> beam.ParDo(
                 _ExtractRuns(self.paths, self.id_field, self.text_field, self.spill_dir,
                              self.run_bytes, self.by_order),
-                beam.pvalue.AsDict(digests)))
+                beam.pvalue.AsDict(digests), beam.pvalue.AsList(after)))
