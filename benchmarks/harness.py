@@ -8,26 +8,47 @@ import time
 import psutil
 
 
-def measure(cmd: list[str], poll_seconds: float = 0.1, env=None) -> dict:
-    """Run ``cmd``; return wall seconds and the peak summed RSS of it and its children."""
+def measure(cmd: list[str], poll_seconds: float = 0.1, env=None, watch_dir=None) -> dict:
+    """Run ``cmd``; return wall seconds and the peak summed RSS of it and its children
+    (and, with ``watch_dir``, the peak bytes of the files under that folder)."""
     start = time.perf_counter()
     cpu_before = _children_cpu()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     root = psutil.Process(proc.pid)
-    peak = 0
+    peak = peak_disk = 0
+    polls = 0
     while proc.poll() is None:
         try:
             tree = [root] + root.children(recursive=True)
             peak = max(peak, sum(_rss(p) for p in tree))
         except psutil.NoSuchProcess:
             pass
+        if watch_dir and polls % 5 == 0:
+            peak_disk = max(peak_disk, folder_bytes(watch_dir))
+        polls += 1
         time.sleep(poll_seconds)
     wall = time.perf_counter() - start
     cpu = _children_cpu() - cpu_before
     output = proc.stdout.read().decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{output[-3000:]}")
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak / 2**20, "output": output}
+    result = {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak / 2**20, "output": output}
+    if watch_dir:
+        result["peak_disk_mb"] = max(peak_disk, folder_bytes(watch_dir)) / 2**20
+    return result
+
+
+def folder_bytes(path: str) -> int:
+    """Bytes of the files under ``path`` (0 if it does not exist)."""
+    import os
+    total = 0
+    for dirpath, _, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, name))
+            except OSError:
+                pass  # renamed or deleted while walking
+    return total
 
 
 def _children_cpu() -> float:
@@ -43,13 +64,13 @@ def _rss(process) -> int:
         return 0
 
 
-def median_run(cmd: list[str], repeats: int, before=None) -> dict:
+def median_run(cmd: list[str], repeats: int, before=None, watch_dir=None) -> dict:
     """Median wall time and the largest peak RSS over ``repeats`` runs."""
     runs = []
     for _ in range(repeats):
         if before:
             before()
-        runs.append(measure(cmd))
+        runs.append(measure(cmd, watch_dir=watch_dir))
         print(f"  {runs[-1]['wall_s']:.1f}s cpu {runs[-1]['cpu_s']:.1f}s {runs[-1]['peak_rss_mb']:.0f}MB  {' '.join(cmd[:4])}",
               file=sys.stderr)
     return {
@@ -58,4 +79,5 @@ def median_run(cmd: list[str], repeats: int, before=None) -> dict:
         "cpu_s": statistics.median(r["cpu_s"] for r in runs),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "output": runs[-1]["output"],
+        **({"peak_disk_mb": max(r["peak_disk_mb"] for r in runs)} if watch_dir else {}),
     }

@@ -21,7 +21,7 @@ from transforms.components import DEFAULT_MAX_ROUNDS
 from transforms.minhash import (
     BELOW_MARGIN, MAX_P_BELOW, MAX_SHINGLE_SIZE, MIN_P_AT_THRESHOLD, SHINGLE_UNITS, LshParams,
     optimal_bands_rows)
-from transforms.near_dedup import NearDedup, NearDedupConfig
+from transforms.near_dedup import NearDedupConfig, RemoveNearDuplicates
 
 
 def _threshold(text: str) -> float:
@@ -133,7 +133,11 @@ def report_section(config: NearDedupConfig) -> dict:
     return {**config.lsh.describe(), "verify": config.verify, "max_rounds": config.max_rounds}
 
 
-def build_near_dedup(docs, args):
-    """``(id, line)`` docs -> ``(kept, removed or None, convergence gate)``."""
-    result = docs | "NearDedup" >> NearDedup(config_from(args), with_removed=args.write_removed)
-    return result["kept"], result.get("removed"), result["gate"]
+def build_near_dedup(refs, args, signer, spill_dir: str, written, batch_bytes: int):
+    """Batches of ``DocRef`` (scanned with ``signer`` spilling into ``spill_dir``;
+    ``written`` completes with the scan) -> ``(kept batches, removed or None,
+    gate, spills deleted)``."""
+    result = refs | "NearDedup" >> RemoveNearDuplicates(
+        signer.config, signer, spill_dir, written, with_removed=args.write_removed,
+        batch_bytes=batch_bytes)
+    return result["kept"], result.get("removed"), result["gate"], result["spills_deleted"]

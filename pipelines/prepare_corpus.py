@@ -16,20 +16,20 @@ from pipelines import cli, near_dedup_options
 from transforms.codec_choice import (
     ChooseCodec, choice_record, compare_text, format_table, sample_text)
 from transforms.codecs import bytes_codec
-from transforms.dedup import ExactDedup, dedup_buckets
-from transforms.io import ReadJsonl, estimate_raw_bytes
-from transforms.near_dedup import cluster_histogram
-from transforms.partition import PartitionByField, RangePartition, numeric_field, text_length
+from transforms.dedup import ExactDedup
+from transforms.io import estimate_raw_bytes, expand_patterns
+from transforms.near_dedup import Signer, cluster_histogram
+from transforms.partition import PartitionByField, RangePartition
 from transforms.placement import Placement, parse_rules
-from transforms.refs import ResolveRuns, ScanJsonl, delete_spill
-from transforms.report import RunClock, build_report, counters, summary_table, write_report
-from transforms.sharding import balance_rows
+from transforms.refs import Bounds, DocRef, ResolveRuns, ScanJsonl, ScanSpec, delete_spill
+from transforms.report import (RunClock, build_report, counters, distributions, summary_table,
+                               write_report)
+from transforms.sharding import ShardRecord, balance_rows, hash_order
 from transforms.store import WriteStore, dataset_dir, join, load_manifest, normalise_root
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "sample.jsonl")
 AUDIT_PREFIXES = ("dead_letters", "removed")
 SPILL_PREFIX = ".runs-"  # ResolveRuns' temporary runs; a failed run leaves its folder
-READ_BATCH = 1000  # documents per element on the hot path
 
 
 def build_parser() -> cli.Parser:
@@ -79,6 +79,13 @@ def build_parser() -> cli.Parser:
                        "input at --min_encode_mbps (default: zstd:level=--zstd_level)")
     store.add_argument("--min_encode_mbps", type=float, default=0.0,
                        help="for --codec auto: slowest acceptable encoder, MB/s (default: 0)")
+    bounds = parser.add_argument_group(
+        "memory bounds (documents travel as small refs; see DESIGN.md, 'Bounded elements')")
+    bounds.add_argument("--batch_bytes", type=cli.byte_size, default=Bounds.batch_bytes,
+                        help="at most this many bytes of refs per element (default: 1MiB)")
+    bounds.add_argument("--bucket_bytes", type=cli.byte_size, default=Bounds.bucket_bytes,
+                        help="input bytes per grouping bucket of dedup, LSH and joins "
+                        "(default: 64MiB)")
     return parser
 
 
@@ -147,47 +154,67 @@ def _delete_leftovers(directory):
         delete_spill(spill_dir)
 
 
+def _hash_records(batch):
+    """Kept refs of an unpartitioned store -> ``ShardRecord``s in id-hash order."""
+    return [ShardRecord("", hash_order(ref.id), ref.id, ref) for ref in batch]
+
+
+def _json_value(ref: DocRef, field: str):
+    return orjson.loads(getattr(ref, field))
+
+
 def partitioned(kept, args):
-    """-> (store input, scheme for the manifest, partition info) or (kept, None, None)."""
+    """Batches of kept refs -> (batches of ShardRecord, scheme for the manifest,
+    partition info or None)."""
     if args.partition_by:
-        routed, info = kept | "PartitionByField" >> PartitionByField(
-            args.partition_by, args.max_partitions or None)
-        records = routed | "NoOrder" >> beam.MapTuple(lambda name, doc: (name, None, doc))
+        refs = kept | "Refs" >> beam.FlatMap(lambda batch: batch)
+        routed, info = refs | "PartitionByField" >> PartitionByField(
+            args.partition_by, args.max_partitions or None,
+            value_fn=lambda ref: _json_value(ref, "partition_value"))
+        records = routed | "HashOrder" >> beam.MapTuple(
+            lambda name, ref: [ShardRecord(name, hash_order(ref.id), ref.id, ref)])
         return records, {"scheme": "field"}, info
     if args.range_by:
-        key_fn = (text_length(args.text_field) if args.range_by == "length"
-                  else numeric_field(args.range_by))
-        records, info = kept | "RangePartition" >> RangePartition(
-            key_fn, args.num_ranges, key_name=args.range_by)
+        refs = kept | "Refs" >> beam.FlatMap(lambda batch: batch)
+        routed, info = refs | "RangePartition" >> RangePartition(
+            lambda ref: _json_value(ref, "range_key"), args.num_ranges,
+            key_name=args.range_by)
+        records = routed | "RangeOrder" >> beam.MapTuple(
+            lambda name, order, ref: [ShardRecord(name, order, ref.id, ref)])
         return records, {"scheme": "range"}, info
-    return kept, None, None
+    return kept | "HashOrder" >> beam.Map(_hash_records), None, None
+
+
+def scan_spec(args, num_buckets: int, spill_dir: str) -> ScanSpec:
+    """What the scan computes, from the flags (signatures only with near-dedup)."""
+    signer = (None if args.no_near_dedup
+              else Signer(near_dedup_options.config_from(args), num_buckets))
+    return ScanSpec(signer, args.partition_by, args.range_by, spill_dir)
 
 
 def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
                    codec_choice=None):
+    """The whole job on refs: scan -> exact dedup -> near dedup -> partition ->
+    shard plan -> one re-read per file into shard runs -> store."""
     first_dir = dataset_dir(roots[0].uri, args.dataset)
-    # Without partitioning or near-dedup (which need the kept documents' fields
-    # and text), documents travel as small refs and each kept line is read back
-    # once, into its shard (transforms.refs).
-    by_ref = not (args.partition_by or args.range_by) and args.no_near_dedup
-    resolve = None
-    if by_ref:
-        reader = ScanJsonl(args.input, args.id_field, args.text_field)
-        scanned = pipeline | "Read" >> reader
-        batches, dead = scanned["refs"], scanned["dead_letters"]
-        resolve = ResolveRuns(reader, scanned["digests"],
-                              spill_dir=join(first_dir, f"{SPILL_PREFIX}{uuid.uuid4().hex}"))
-    else:
-        reader = ReadJsonl(args.input, args.id_field, args.text_field, batch_size=READ_BATCH)
-        batches, dead = pipeline | "Read" >> reader
+    spill_dir = join(first_dir, f"{SPILL_PREFIX}{uuid.uuid4().hex}")
+    bounds = Bounds(batch_bytes=args.batch_bytes, bucket_bytes=args.bucket_bytes)
+    paths = expand_patterns(args.input)
+    num_buckets = bounds.buckets(estimate_raw_bytes(paths))
+    spec = scan_spec(args, num_buckets, spill_dir)
+    reader = ScanJsonl(paths, args.id_field, args.text_field, spec, bounds)
+    scanned = pipeline | "Read" >> reader
+    batches, dead = scanned["refs"], scanned["dead_letters"]
     dedup = batches | "ExactDedup" >> ExactDedup(
-        num_buckets=dedup_buckets(estimate_raw_bytes(reader.paths)),
-        with_removed=args.write_removed, batched_output=by_ref, keyed=by_ref)
+        num_buckets=num_buckets, with_removed=args.write_removed,
+        batch_bytes=bounds.batch_bytes)
     kept = dedup["kept"]
     removed = dedup["removed"]
     gates = []
+    spills_deleted = None
     if not args.no_near_dedup:
-        kept, near_removed, near_gate = near_dedup_options.build_near_dedup(kept, args)
+        kept, near_removed, near_gate, spills_deleted = near_dedup_options.build_near_dedup(
+            kept, args, spec.signer, spill_dir, scanned["digests"], bounds.batch_bytes)
         gates.append(near_gate)
         if args.write_removed:
             removed = (removed, near_removed) | "AllRemoved" >> beam.Flatten()
@@ -202,6 +229,8 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
     id_gate = dedup["id_conflicts"] | "IdGate" >> beam.Map(_gate_id_conflicts, args.id_field)
 
     records, scheme, info = partitioned(kept, args)
+    lines = ResolveRuns(reader, scanned["digests"], spill_dir=spill_dir,
+                        by_order=bool(args.range_by), after=spills_deleted)
     records | "Store" >> WriteStore(
         roots, args.dataset, args.replication,
         num_shards=args.num_shards, target_shard_bytes=args.target_shard_bytes,
@@ -211,7 +240,7 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
                         "sorted_by": args.range_by if args.range_by else "id",
                         **({"codec_choice": codec_choice} if codec_choice else {})},
         preconditions=[bad_gate, id_gate] + gates,
-        partitioning=scheme, partition_info=info, placement=placement, resolve=resolve)
+        partitioning=scheme, partition_info=info, placement=placement, lines=lines)
     _write_jsonl(dead, "DeadLetters", first_dir, "dead_letters")
     if args.write_removed:
         _write_jsonl(removed, "Removed", first_dir, "removed")
@@ -246,10 +275,11 @@ def run(argv=None) -> dict:
     result.wait_until_finish()
 
     values = counters(result)
+    extra_metrics = {"distributions": distributions(result)}
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     balance = balance_rows(load_manifest(directories[0]))
     extra = {"store": directories, "codec": codec, "partitions": balance,
-             "near_dedup_cluster_sizes": cluster_histogram(values),
+             "near_dedup_cluster_sizes": cluster_histogram(values), **extra_metrics,
              "near_dedup": near_config and near_dedup_options.report_section(near_config)}
     if report_choice:
         extra["codec_choice"] = report_choice

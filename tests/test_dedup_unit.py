@@ -1,26 +1,26 @@
 from hypothesis import given, strategies as st
 
-from transforms.dedup import DedupBucket, IdTexts, dedup_buckets, merge_entry
+from transforms.dedup import (IdKey, _EmitWinners, conflicting_ids, dedup_buckets, rank,
+                              winners)
 from transforms.hashing import text_key
+from transforms.refs import DocRef
 
 
-def entry(doc_id, line=b"", copies=1, losers=()):
-    return [doc_id, line, copies, list(losers)]
+def ref(doc_id, text, line=1, file=0):
+    return DocRef(doc_id, text_key(text), file, line, 10, False, False, b"", b"")
 
 
-def test_merge_entry_keeps_smallest_id_and_collects_losers():
-    table = {}
-    for doc_id in ("m", "c", "x", "a"):
-        merge_entry(table, b"k", entry(doc_id))
-    doc_id, _, copies, losers = table[b"k"]
-    assert (doc_id, copies, sorted(losers)) == ("a", 4, ["c", "m", "x"])
+def test_winners_keep_smallest_id_per_text_and_count_copies():
+    refs = [ref(i, "x") for i in ("m", "c", "x", "a")] + [ref("b", "y")]
+    best, seen = winners(iter(refs))
+    assert seen == 5
+    assert {k: r.id for k, r in best.items()} == {text_key("x"): "a", text_key("y"): "b"}
 
 
-def test_merge_entry_without_audit():
-    table = {}
-    merge_entry(table, b"k", ["b", b"", 2, None])
-    merge_entry(table, b"k", ["a", b"", 3, None])
-    assert table == {b"k": ["a", b"", 5, None]}
+def test_same_id_twice_is_ordered_by_file_and_line():
+    best, _ = winners([ref("a", "x", line=9), ref("a", "x", line=3, file=1),
+                       ref("a", "x", line=5)])
+    assert rank(best[text_key("x")]) == ("a", 0, 5)
 
 
 docs = st.lists(st.tuples(st.sampled_from("abcdefgh"), st.sampled_from(["x", "X ", "y", "z"])),
@@ -28,28 +28,30 @@ docs = st.lists(st.tuples(st.sampled_from("abcdefgh"), st.sampled_from(["x", "X 
 
 
 @given(docs, st.integers(1, 4))
-def test_dedup_bucket_any_split_gives_the_same_winners(pairs, parts):
-    """Combining in any grouping equals the plain definition: min id per normalised text."""
-    fn = DedupBucket()
-    chunks = [pairs[i::parts] for i in range(parts)]
-    accs = [fn.add_input(fn.create_accumulator(),
-                         [(text_key(t), entry(i, t.encode())) for i, t in chunk])
-            for chunk in chunks]
-    merged = fn.extract_output(fn.merge_accumulators(accs))
+def test_emit_winners_any_batching_gives_the_plain_definition(pairs, parts):
+    """Kept = min id per normalised text; removed = every other copy, named with its
+    winner; whatever the batching, and reading the group as a stream."""
+    refs = [ref(i, t, line=n) for n, (i, t) in enumerate(pairs)]
+    batches = [refs[i::parts] for i in range(parts)]
+    fn = _EmitWinners(with_removed=True, batch_bytes=120)
+    out = list(fn.process((0, batches)))
+    kept = [r for o in out if isinstance(o, list) for r in o]
+    assert all(sum(len(r.id) + 48 for r in o) <= 120 or len(o) == 1
+               for o in out if isinstance(o, list))
+    removed = [o.value for o in out if not isinstance(o, list)]
     expected = {}
-    for doc_id, text in pairs:
-        expected.setdefault(text_key(text), []).append(doc_id)
-    assert {k: (v[0], v[2]) for k, v in merged.items()} == {
-        k: (min(ids), len(ids)) for k, ids in expected.items()}
-    for k, v in merged.items():
-        assert sorted([v[0]] + v[3]) == sorted(expected[k])
+    for r in refs:
+        expected.setdefault(r.key, []).append(r)
+    want = {k: min(rs, key=rank) for k, rs in expected.items()}
+    assert sorted(map(rank, kept)) == sorted(map(rank, want.values()))
+    assert sorted((d["removed"], d["kept"]) for d in removed) == sorted(
+        (r.id, want[r.key].id) for r in refs if rank(r) != rank(want[r.key]))
 
 
-def test_id_texts_flags_ids_with_several_texts():
-    fn = IdTexts()
-    a = fn.add_input(fn.create_accumulator(), [("x", b"k1"), ("y", b"k2"), ("x", b"k1")])
-    b = fn.add_input(fn.create_accumulator(), [("y", b"k3"), ("z", b"k4")])
-    assert fn.extract_output(fn.merge_accumulators([a, b])) == ["y"]
+def test_conflicting_ids_are_ids_with_several_texts():
+    pairs = [IdKey("x", b"k1"), IdKey("y", b"k2"), IdKey("x", b"k1"), IdKey("y", b"k3"),
+             IdKey("z", b"k4")]
+    assert conflicting_ids(iter(pairs)) == ["y"]
 
 
 def test_dedup_buckets_scale_with_input():

@@ -10,8 +10,9 @@ from pipelines import run_config as run_configs
 from tests.near_dup_corpus import near_dup_corpus, reference_near_dedup, true_similarities
 from transforms.minhash import LshParams, MinHasher
 from transforms.near_dedup import (
-    AuditedJoin, AuditGate, NearDedup, NearDedupConfig, _Compare, _Filter, _removed_records,
-    _send_signature, cluster_histogram, size_bucket)
+    AuditedJoin, AuditGate, Doc, NearDedup, NearDedupConfig, Signed, _Compare, _DropRooted,
+    _doc_bytes, _needed_signatures, _removed_records, _removed_signature, _send_signature,
+    cluster_histogram, size_bucket)
 
 THRESHOLD = 0.8
 
@@ -148,13 +149,16 @@ def test_join_consumers_read_each_group_once():
     compare.setup()
     assert list(compare.process(("a", {"sig": once([sig_a]), "from": once([("b", sig_b)])}))) \
         == [("b", "a")]
-    keep = _Filter(with_removed=True)
+    keep = _DropRooted(batch_bytes=1 << 20, size_of=_doc_bytes)
     keep.setup()
-    assert list(keep.process(("a", {"doc": once([b"line"]), "root": once([]),
-                                    "sig": once([sig_a])}))) == [("a", b"line")]
-    removed = list(keep.process(("b", {"doc": once([b"line"]), "root": once(["a"]),
-                                       "sig": once([sig_b])})))
-    assert [(o.tag, o.value) for o in removed] == [("removed", ("a", ("b", sig_b)))]
+    docs = [Doc("a", b"line a"), Doc("b", b"line b"), Doc("c", b"line c")]
+    assert list(keep.process((0, {"records": once([docs[:2], docs[2:]]),
+                                  "root": once([("b", "a")])}))) == [[docs[0]], [docs[2]]]
+    needed = _needed_signatures((0, {"need": once(["b"]),
+                                     "sig": once([[Signed("a", sig_a), Signed("b", sig_b)]])}))
+    assert list(needed) == [("b", sig_b)]
+    assert list(_removed_signature(("b", {"sig": once([sig_b]), "root": once(["a"])}))) == \
+        [("a", ("b", sig_b))]
     records = list(_removed_records(("a", {"sig": once([sig_a]), "removed": once([("b", sig_b)])})))
     assert [(r["removed"], r["kept"]) for r in records] == [("b", "a")]
 
@@ -164,5 +168,11 @@ def test_star_edges_read_the_bucket_once():
     from transforms.near_dedup import _StarEdges
     star = _StarEdges()
     star.setup()
-    assert list(star.process((b"k", iter(["d", "b", "c", "b"])))) == [("c", "b"), ("d", "b")]
-    assert list(star.process((b"k", iter(["a"])))) == []
+    bucket = [[(b"k", b"D", "d"), (b"k", b"B", "b"), (b"j", b"X", "x")],
+              [(b"k", b"C", "c"), (b"k", b"B", "b")]]
+    assert list(star.process((0, iter(bucket)))) == [("c", "b"), ("d", "b")]
+    assert list(star.process((0, iter([[(b"k", b"A", "a")]])))) == []
+    # copies of one text (one text key) count once, by their smallest id
+    copies = [[(b"k", b"T", "t2"), (b"k", b"T", "t1"), (b"k", b"U", "u"), (b"j", b"T", "t3")]]
+    assert list(star.process((0, iter(copies)))) == [("u", "t1")]
+    assert list(star.process((0, iter([[(b"k", b"T", "t2"), (b"k", b"T", "t1")]])))) == []

@@ -13,10 +13,10 @@ from transforms.sharding import hash_order
 from transforms.store import ReadStore, load_manifest
 
 
-# Exact dedup alone takes the by-reference path (transforms.refs); with
-# near-dedup (the default) documents travel whole.  Both must store the same.
+# Both modes move refs (transforms.refs); with near-dedup (the default) they also
+# carry signatures.  Both must store the same (the small corpus has no near-duplicates).
 DEDUP_MODES = pytest.mark.parametrize("mode", [[], ["--no_near_dedup"]],
-                                      ids=["exact+near", "exact_by_ref"])
+                                      ids=["exact+near", "exact_only"])
 
 
 def run_job(run_config, inputs, roots, *extra):

@@ -8,7 +8,8 @@ from apache_beam.pvalue import TaggedOutput
 
 from transforms.hashing import text_key
 from transforms.io import parse_line
-from transforms.refs import InputChanged, _ExtractRuns, _ScanFile, delete_spill, run_docs
+from transforms.refs import (Bounds, InputChanged, Pick, ScanSpec, _ExtractRuns, _ScanFile,
+                            delete_spill, run_docs)
 
 LINES = [b'\xef\xbb\xbf{"id": "b", "text": "Two"}',   # byte-order mark on line 1
          b'{"text": "no id here", "lang": "en"}',     # gets the id <path>:2
@@ -20,12 +21,15 @@ LINES = [b'\xef\xbb\xbf{"id": "b", "text": "Two"}',   # byte-order mark on line 
 def scan(path):
     """_ScanFile over one file -> (refs, dead letters, digests)."""
     refs, dead, digests = [], [], {}
-    for out in _ScanFile("id", "text", batch_size=2).process((0, str(path))):
+    fn = _ScanFile("id", "text", ScanSpec(), Bounds(batch_bytes=100))
+    fn.setup()
+    for out in fn.process((0, str(path))):
         if isinstance(out, TaggedOutput) and out.tag == "dead_letters":
             dead.append(out.value)
         elif isinstance(out, TaggedOutput):
-            digests[out.value[0]] = out.value[1]
+            digests[out.value.file] = out.value.digest
         else:
+            assert len(out) <= 2  # about 50 bytes a ref here: two fit in 100
             refs.extend(out)
     return refs, dead, digests
 
@@ -33,11 +37,11 @@ def scan(path):
 def extract(path, refs, digests, run_bytes=1 << 20):
     """Every ref to a shard (ids ending in a digit to shard 1) -> the runs
     _ExtractRuns emits, as ``(shard index, [(id, line)])``."""
-    picks = [(ref[1], ref[2], ref[3], doc_id, ("", int(doc_id[-1:].isdigit()), 2))
-             for _, doc_id, ref in refs]
-    fn = _ExtractRuns([str(path)], "id", "text", str(path) + ".spill", run_bytes)
+    picks = [Pick(ref.line, ref.size, ref.reparse, (0,), ref.id,
+                  ("", int(ref.id[-1:].isdigit()), 2)) for ref in refs]
+    fn = _ExtractRuns([str(path)], "id", "text", str(path) + ".spill", run_bytes, False)
     return [(shard[1], list(run_docs(run)))
-            for shard, run in fn.process((0, [picks[:1], picks[1:]]), digests)]
+            for shard, run in fn.process((0, [picks[:1], picks[1:]]), digests, [])]
 
 
 def test_scan_refs_point_at_the_lines_parse_line_gives(tmp_path):
@@ -50,9 +54,9 @@ def test_scan_refs_point_at_the_lines_parse_line_gives(tmp_path):
         if raw.strip() and raw != b"not json":
             doc_id, text, line = parse_line(raw, "id", "text", f"{path}:{line_no}")
             expected[doc_id] = (text_key(text), line_no, len(line) + 1, line)
-    assert {doc_id: (key, ref[1], ref[2]) for key, doc_id, ref in refs} == {
+    assert {ref.id: (ref.key, ref.line, ref.size) for ref in refs} == {
         doc_id: value[:3] for doc_id, value in expected.items()}
-    assert [ref[3] for _, doc_id, ref in refs] == [False, True, False]  # reparse: id assigned
+    assert [ref.reparse for ref in refs] == [False, True, False]  # reparse: id assigned
     assert [(d["line"], d["reason"]) for d in dead] == [(4, "invalid_json")]
 
     runs = dict(extract(path, refs, digests))

@@ -138,7 +138,7 @@ def _run_twice(job, run_config, roots, dataset):
     return outputs
 
 
-@pytest.mark.parametrize("mode", [[], ["--no_near_dedup"]], ids=["exact+near", "exact_by_ref"])
+@pytest.mark.parametrize("mode", [[], ["--no_near_dedup"]], ids=["exact+near", "exact_only"])
 def test_prepare_corpus_is_byte_identical_to_the_direct_runner(tmp_path, run_config, mode):
     inputs = _corpus(tmp_path / "in")
     roots = [tmp_path / "a", tmp_path / "b", tmp_path / "c"]

@@ -1,29 +1,53 @@
 """Exact deduplication: one document per normalised text, the smallest id wins.
 
-Documents arrive in batches.  Each is keyed by the xxh3-128 of its normalised
-text and the batch is split by key into ``num_buckets`` buckets; a CombineFn
-per bucket keeps one entry per distinct text (the smallest id and the number
-of copies).  So memory per bucket is bounded by the distinct texts in it,
-however many copies a hot text has; the runner pre-combines before the
-shuffle, and per-element overhead is paid per batch, not per document.  The
-winner is chosen by a total order (smallest id, then line), never by arrival
-order, so every runner keeps the same documents.
+Input: batches (lists) of ``transforms.refs.DocRef``, whose ``key`` is the
+xxh3-128 of the normalised text, computed by the scan.  Each batch is split
+by key into ``num_buckets`` buckets and grouped by bucket; a bucket's values
+(batches) are read as a stream, keeping one winner per distinct text.  So a
+worker holds one bucket's distinct texts, as refs (about 100 bytes each, plus
+the signature with near-dedup); the bucket count grows with the input
+(``Bounds.buckets``), so a bucket does not.  No combiner accumulator, batch
+or grouped value grows with the corpus: a hot text with a million copies
+costs one entry.  The winner is chosen by a total order (smallest id, then
+file and line), never by arrival order, so every runner keeps the same
+documents.  With ``with_removed`` the bucket is read a second time to name
+every loser (Beam's grouped values are re-iterable).
 
 The same pass checks ids: an id used by more than one distinct text is a
 conflict, reported with examples.
+
+Example (``with_removed``)::
+
+    [DocRef("b", K1, ...), DocRef("a", K1, ...), DocRef("c", K2, ...)]
+    -> kept:    [DocRef("a", K1, ...)], [DocRef("c", K2, ...)]   (batches)
+       removed: {"removed": "b", "kept": "a", "reason": "exact_duplicate"}
 """
+from typing import Iterable, List, NamedTuple, Tuple
+
 import apache_beam as beam
+from apache_beam import coders
 from apache_beam.metrics import Metrics
 
-from transforms.hashing import stable_hash64, text_keys
+from transforms.hashing import stable_hash64
+from transforms.refs import Bounds, DocRef, chunked
 
 NAMESPACE = "dataprep.dedup"
 IDS_TAG = "ids"
+ID_BUCKET_SEED = 0x1D
+
+
+class IdKey(NamedTuple):
+    """An id and the text key it names (for the id check)."""
+    id: str
+    key: bytes
+
+
+coders.registry.register_coder(IdKey, coders.RowCoder)
 
 
 def dedup_buckets(raw_bytes: int, bucket_bytes: int = 64 << 20) -> int:
     """Buckets for an input of about ``raw_bytes``: ~``bucket_bytes`` each, 16..65536."""
-    return max(16, min(65536, -(-raw_bytes // bucket_bytes)))
+    return Bounds(bucket_bytes=bucket_bytes).buckets(raw_bytes)
 
 
 def bucket_of_key(key: bytes, num_buckets: int) -> int:
@@ -31,145 +55,86 @@ def bucket_of_key(key: bytes, num_buckets: int) -> int:
 
 
 def bucket_of_id(doc_id: str, num_buckets: int) -> int:
-    return stable_hash64(doc_id, seed=0x1D) % num_buckets
+    return stable_hash64(doc_id, seed=ID_BUCKET_SEED) % num_buckets
 
 
-def _better(a, b) -> bool:
-    """Does entry a beat entry b? Smallest (id, line): a total order."""
-    return (a[0], a[1]) < (b[0], b[1])
+def rank(ref: DocRef) -> tuple:
+    """Total order among copies of one text: smallest id, then file, then line."""
+    return ref.id, ref.file, ref.line
 
 
-def merge_entry(table: dict, key: bytes, entry: list) -> None:
-    """Fold ``entry = [id, line, copies, losers]`` into ``table[key]``.
-
-    ``losers`` is a list of removed ids when audit is on, else None.
-    """
-    current = table.get(key)
-    if current is None:
-        table[key] = entry
-        return
-    winner, loser = (entry, current) if _better(entry, current) else (current, entry)
-    winner[2] += loser[2]
-    if winner[3] is not None:
-        winner[3].append(loser[0])
-        winner[3].extend(loser[3])
-    table[key] = winner
+def winners(refs: Iterable[DocRef]) -> tuple[dict, int]:
+    """``({text key: winning ref}, copies seen)`` over a stream of refs."""
+    best: dict = {}
+    seen = 0
+    for ref in refs:
+        seen += 1
+        current = best.get(ref.key)
+        if current is None or rank(ref) < rank(current):
+            best[ref.key] = ref
+    return best, seen
 
 
-def _copy(entry) -> list:
-    """merge_entry mutates entries; inputs must not be (the runner may share them)."""
-    doc_id, line, copies, losers = entry
-    return [doc_id, line, copies, None if losers is None else list(losers)]
+def conflicting_ids(pairs: Iterable[IdKey]) -> list[str]:
+    """Ids that name more than one distinct text key, sorted."""
+    first: dict = {}
+    conflicts = set()
+    for doc_id, key in pairs:
+        if first.setdefault(doc_id, key) != key:
+            conflicts.add(doc_id)
+    return sorted(conflicts)
 
 
 class _KeyIntoBuckets(beam.DoFn):
-    """A batch of docs -> ``(bucket, [(key, entry)])`` per bucket (copies in the
-    batch already folded), and ``(id bucket, [(id, key)])`` for the id check."""
+    """A batch of refs -> ``(bucket, [DocRef])`` per text-key bucket, and
+    ``(id bucket, [IdKey])`` for the id check."""
 
-    def __init__(self, num_buckets: int, with_removed: bool, keyed: bool):
+    def __init__(self, num_buckets: int):
         self.num_buckets = num_buckets
-        self.with_removed = with_removed
-        self.keyed = keyed
 
-    def process(self, docs):
-        keyed = docs
-        if not self.keyed:
-            keys = text_keys([text for _, text, _ in docs])
-            keyed = [(key, doc_id, line) for key, (doc_id, _, line) in zip(keys, docs)]
-        table: dict = {}
-        for key, doc_id, line in keyed:
-            merge_entry(table, key, [doc_id, line, 1, [] if self.with_removed else None])
+    def process(self, refs):
         buckets: dict[int, list] = {}
-        for key, entry in table.items():
-            buckets.setdefault(bucket_of_key(key, self.num_buckets), []).append((key, entry))
-        yield from buckets.items()
         ids: dict[int, list] = {}
-        for key, doc_id, _ in keyed:
-            ids.setdefault(bucket_of_id(doc_id, self.num_buckets), []).append((doc_id, key))
+        for ref in refs:
+            buckets.setdefault(bucket_of_key(ref.key, self.num_buckets), []).append(ref)
+            ids.setdefault(bucket_of_id(ref.id, self.num_buckets), []).append(
+                IdKey(ref.id, ref.key))
+        yield from buckets.items()
         for item in ids.items():
             yield beam.pvalue.TaggedOutput(IDS_TAG, item)
 
 
-class DedupBucket(beam.CombineFn):
-    """Accumulator ``{text key: [id, line, copies, losers]}`` of one bucket."""
-
-    def create_accumulator(self):
-        return {}
-
-    def add_input(self, table, entries):
-        for key, entry in entries:
-            merge_entry(table, key, _copy(entry))
-        return table
-
-    def merge_accumulators(self, tables):
-        tables = iter(tables)
-        merged = next(tables)
-        for table in tables:
-            for key, entry in table.items():
-                merge_entry(merged, key, _copy(entry))
-        return merged
-
-    def extract_output(self, table):
-        return table
+def _stream(batches):
+    for batch in batches:
+        yield from batch
 
 
 class _EmitWinners(beam.DoFn):
-    """``(bucket, table)`` -> kept ``(id, line)`` docs (or one list of them per
-    bucket when ``batched``); removed pairs to ``removed``."""
+    """``(bucket, [[DocRef]...])`` -> kept refs in batches of at most
+    ``batch_bytes``; removed pairs to ``removed``."""
 
-    def __init__(self, batched: bool):
-        self.batched = batched
+    def __init__(self, with_removed: bool, batch_bytes: int):
+        self.with_removed = with_removed
+        self.batch_bytes = batch_bytes
         self.kept = Metrics.counter(NAMESPACE, "kept")
         self.duplicates = Metrics.counter(NAMESPACE, "duplicates_removed")
 
-    def process(self, bucket_table):
-        _, table = bucket_table
-        duplicates = 0
-        kept = []
-        for doc_id, line, copies, losers in table.values():
-            duplicates += copies - 1
-            kept.append((doc_id, line))
-            for loser in sorted(losers or ()):
-                yield beam.pvalue.TaggedOutput(
-                    "removed", {"removed": loser, "kept": doc_id, "reason": "exact_duplicate"})
-        self.kept.inc(len(table))
-        self.duplicates.inc(duplicates)
-        if self.batched:
-            if kept:
-                yield kept
-        else:
-            yield from kept
+    def process(self, bucket_batches):
+        _, batches = bucket_batches
+        best, seen = winners(_stream(batches))
+        self.kept.inc(len(best))
+        self.duplicates.inc(seen - len(best))
+        if self.with_removed and seen > len(best):
+            for ref in _stream(batches):  # a second pass: grouped values are re-iterable
+                winner = best[ref.key]
+                if rank(ref) != rank(winner):
+                    yield beam.pvalue.TaggedOutput("removed", {
+                        "removed": ref.id, "kept": winner.id, "reason": "exact_duplicate"})
+        yield from chunked(best.values(), self.batch_bytes)
 
 
-_CONFLICT = b""  # text keys are 16 bytes, so the empty string marks an id with several
-
-
-class IdTexts(beam.CombineFn):
-    """Accumulator ``{id: text key}``; an id seen with two distinct keys maps to _CONFLICT."""
-
-    def create_accumulator(self):
-        return {}
-
-    def add_input(self, table, pairs):
-        for doc_id, key in pairs:
-            seen = table.setdefault(doc_id, key)
-            if seen != key:
-                table[doc_id] = _CONFLICT
-        return table
-
-    def merge_accumulators(self, tables):
-        tables = iter(tables)
-        merged = next(tables)
-        for table in tables:
-            self.add_input(merged, table.items())
-        return merged
-
-    def extract_output(self, table):
-        return sorted(doc_id for doc_id, key in table.items() if key == _CONFLICT)
-
-
-class _ConflictSummary(beam.CombineFn):
-    """Conflicting ids -> ``{"count": n, "examples": [smallest ids]}``."""
+class _SummariseConflicts(beam.CombineFn):
+    """Conflicting ids -> ``{"count": n, "examples": [smallest ids]}`` (bounded accumulator)."""
 
     def __init__(self, max_examples: int):
         self.max_examples = max_examples
@@ -192,43 +157,41 @@ class _ConflictSummary(beam.CombineFn):
 
 
 class ExactDedup(beam.PTransform):
-    """Batches of ``(id, text, line)`` docs -> unique docs, removed pairs, id conflicts.
+    """Batches of ``DocRef`` -> unique refs, removed pairs, id conflicts.
 
-    With ``keyed`` the batches hold ``(text key, id, payload)`` instead, the
-    key already computed (``transforms.refs.ScanJsonl``); ``payload`` then
-    stands in for the line everywhere below.
-
-    Returns a dict of PCollections: ``kept`` (``(id, line)`` docs), ``removed``
-    (``{"removed", "kept", "reason": "exact_duplicate"}``; empty unless
-    ``with_removed``) and ``id_conflicts`` (one ``{"count", "examples"}``).
-    ``num_buckets`` bounds memory: one bucket holds about 1/num_buckets of the
-    distinct documents.  With ``batched_output`` ``kept`` holds one list of
-    docs per bucket (for WriteStore's batched input).
+    Returns a dict of PCollections: ``kept`` (batches of ``DocRef``, at most
+    ``batch_bytes`` each), ``removed`` (``{"removed", "kept", "reason":
+    "exact_duplicate"}``; empty unless ``with_removed``) and ``id_conflicts``
+    (one ``{"count", "examples"}``).  ``num_buckets`` (>= 1) bounds memory:
+    one bucket holds about 1/num_buckets of the distinct texts; choose it with
+    ``Bounds.buckets``.
     """
 
     def __init__(self, num_buckets: int = 64, with_removed: bool = False,
-                 max_conflict_examples: int = 10, batched_output: bool = False,
-                 keyed: bool = False):
+                 max_conflict_examples: int = 10, batch_bytes: int = Bounds.batch_bytes):
         super().__init__()
-        self.batched_output = batched_output
-        self.keyed = keyed
         if num_buckets < 1:
             raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
         self.num_buckets = num_buckets
         self.with_removed = with_removed
         self.max_conflict_examples = max_conflict_examples
+        self.batch_bytes = batch_bytes
 
     def expand(self, batches):
         split = batches | "KeyIntoBuckets" >> beam.ParDo(
-            _KeyIntoBuckets(self.num_buckets, self.with_removed, self.keyed)).with_outputs(
-                IDS_TAG, main="buckets")
-        winners = (
+            _KeyIntoBuckets(self.num_buckets)).with_output_types(
+                Tuple[int, List[DocRef]]).with_outputs(IDS_TAG, main="buckets")
+        ids = split[IDS_TAG] | "IdPairs" >> beam.Map(lambda kv: kv).with_output_types(
+            Tuple[int, List[IdKey]])
+        winners_ = (
             split.buckets
-            | "DedupBuckets" >> beam.CombinePerKey(DedupBucket())
-            | "EmitWinners" >> beam.ParDo(_EmitWinners(self.batched_output)).with_outputs("removed", main="kept"))
+            | "GroupBuckets" >> beam.GroupByKey()
+            | "EmitWinners" >> beam.ParDo(_EmitWinners(self.with_removed, self.batch_bytes))
+            .with_output_types(List[DocRef]).with_outputs("removed", main="kept"))
         conflicts = (
-            split[IDS_TAG]
-            | "IdTexts" >> beam.CombinePerKey(IdTexts())
-            | "ConflictingIds" >> beam.Values()
-            | "Summarise" >> beam.CombineGlobally(_ConflictSummary(self.max_conflict_examples)))
-        return {"kept": winners.kept, "removed": winners.removed, "id_conflicts": conflicts}
+            ids
+            | "GroupIds" >> beam.GroupByKey()
+            | "ConflictingIds" >> beam.MapTuple(lambda _, batches: conflicting_ids(
+                _stream(batches)))
+            | "Summarise" >> beam.CombineGlobally(_SummariseConflicts(self.max_conflict_examples)))
+        return {"kept": winners_.kept, "removed": winners_.removed, "id_conflicts": conflicts}

@@ -28,6 +28,26 @@ def counters(result) -> dict[str, int]:
     return dict(sorted(totals.items()))
 
 
+def distributions(result) -> dict[str, dict]:
+    """``{"namespace/name": {"count", "sum", "min", "max"}}`` of our distributions."""
+    out: dict[str, dict] = {}
+    for dist in result.metrics().query()["distributions"]:
+        namespace = dist.key.metric.namespace
+        if not namespace.startswith(PREFIX):
+            continue
+        value = dist.committed if dist.committed is not None else dist.attempted
+        if value is None or not value.count:
+            continue
+        name = f"{namespace[len(PREFIX):]}/{dist.key.metric.name}"
+        seen = out.get(name)
+        merged = {"count": value.count, "sum": value.sum, "min": value.min, "max": value.max}
+        if seen:
+            merged = {"count": seen["count"] + value.count, "sum": seen["sum"] + value.sum,
+                      "min": min(seen["min"], value.min), "max": max(seen["max"], value.max)}
+        out[name] = merged
+    return dict(sorted(out.items()))
+
+
 def summary_table(values: dict[str, int]) -> str:
     if not values:
         return "(no counters reported)"

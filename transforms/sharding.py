@@ -24,6 +24,7 @@ dropped (fewer, fuller shards), except with a fixed ``num_shards``.
 """
 import bisect
 import math
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 
@@ -31,6 +32,17 @@ from transforms.hashing import stable_hash64
 
 BUCKET_BITS = 12
 SHARD_HASH_SEED = 0x5EED  # the seed shard_of has always used
+
+
+class ShardRecord(NamedTuple):
+    """A record to place in a shard: its partition (``""`` when unpartitioned),
+    its order key in the partition (``hash_order(id)`` or a range order, whose
+    first element is the coarse bucket), its id, and its payload (a JSON line,
+    or a ``transforms.refs.DocRef``; ``size_of`` gives its shard bytes)."""
+    partition: str
+    order: tuple
+    id: str
+    payload: Any
 
 
 def hash_order(record_id: str) -> tuple[int, int]:
@@ -47,9 +59,16 @@ def record_size(line: bytes) -> int:
     return len(line) + 1
 
 
-def line_size(record) -> int:
-    """Shard bytes of a ``(partition, order, id, line)`` record."""
-    return record_size(record[3])
+def line_size(record: ShardRecord) -> int:
+    """Shard bytes of a record whose payload is its JSON line."""
+    _, _, _, line = record
+    return record_size(line)
+
+
+def ref_size(record: ShardRecord) -> int:
+    """Shard bytes of a record whose payload is a ``DocRef``."""
+    _, _, _, ref = record
+    return ref.size
 
 
 def plan_partition(histogram: list[tuple[int, int, tuple]], num_shards: int | None,
@@ -163,7 +182,7 @@ class _FindCuts(beam.DoFn):
 
 
 class AssignBalancedShards(beam.PTransform):
-    """Batches (lists) of ``(partition, order, id, line)`` records ->
+    """Batches (lists) of ``ShardRecord`` ->
     ``((partition, shard, num_shards), [records])``, a list per shard per batch.
 
     Also emits ``((partition, shard, num_shards), None)`` for every shard, so
@@ -171,8 +190,8 @@ class AssignBalancedShards(beam.PTransform):
     required partition with no records) is still written.  ``num_shards``
     fixes the count per partition; otherwise it is the partition's bytes over
     ``target_shard_bytes``, rounded up, less any shard that would be empty.
-    ``size_of`` gives a record's shard bytes (a module-level function, for
-    records that carry a reference to the line instead of the line).
+    ``size_of`` gives a record's shard bytes (``line_size`` for JSON-line
+    payloads, ``ref_size`` for refs).
     """
 
     def __init__(self, target_shard_bytes: int, num_shards: int | None = None,
@@ -189,8 +208,7 @@ class AssignBalancedShards(beam.PTransform):
         required = batches.pipeline | "RequiredPartitions" >> beam.Create(
             [(p, {0: (0, None)}) for p in self.required])
         # Sort keys and sizes only: the cut search reads these, not the records.
-        sized = batches | "SortKeys" >> beam.Map(
-            lambda batch: [((r[0], r[1][0]), (r[1] + (r[2],), size_of(r))) for r in batch])
+        sized = batches | "SortKeys" >> beam.Map(_sort_keys, size_of)
         plans = (
             (sized | "BucketBytes" >> beam.FlatMap(_bucket_bytes), required)
             | "WithRequired" >> beam.Flatten()
@@ -213,6 +231,15 @@ class AssignBalancedShards(beam.PTransform):
         return (assigned, every_shard) | "WithEmptyShards" >> beam.Flatten()
 
 
+def _sort_keys(batch, size_of):
+    """``[ShardRecord]`` -> ``[((partition, bucket), (sort key, bytes))]``."""
+    out = []
+    for record in batch:
+        partition, order, record_id, _ = record
+        out.append(((partition, order[0]), (order + (record_id,), size_of(record))))
+    return out
+
+
 def _bucket_bytes(sized_batch):
     """``[((partition, bucket), (key, bytes))]`` -> ``(partition, {bucket: (bytes,
     smallest key)})`` per partition: one element per batch and partition, not
@@ -226,7 +253,8 @@ def _bucket_bytes(sized_batch):
 
 
 def _in_cut_buckets(sized_batch, plans):
-    return [item for item in sized_batch if item[0][1] in plans[item[0][0]]["cuts"]]
+    return [((partition, bucket), key_size) for (partition, bucket), key_size in sized_batch
+            if bucket in plans[partition]["cuts"]]
 
 
 def _assign_batch(batch, cuts):

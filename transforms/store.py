@@ -45,8 +45,8 @@ from transforms.io import join, read_bytes
 from transforms.partition import range_name
 from transforms.partition_names import MISSING, OTHER, encode_value, is_safe_name
 from transforms.placement import Placement, Root, place
-from transforms.refs import delete_spill, ref_size, run_docs
-from transforms.sharding import AssignBalancedShards, hash_order, line_size
+from transforms.refs import delete_spill, run_docs
+from transforms.sharding import AssignBalancedShards, ref_size
 
 NAMESPACE = "dataprep.store"
 MANIFEST = "manifest.json"
@@ -292,21 +292,13 @@ def publish_manifest(manifest: dict, dataset: str, roots: list[str]) -> None:
         write_atomically(join(dataset_dir(root, dataset), MANIFEST), data)
 
 
-def _docs_of(part):
-    """``(id, line)`` documents of a run ``(ids, lines)`` or of a list of records."""
-    if isinstance(part, tuple):
-        return run_docs(part)
-    return ((r[2], r[3]) for r in part)
-
-
 class _WriteShard(beam.DoFn):
     """((partition, index, count), records) -> shard on its R roots -> shard entry."""
 
-    def __init__(self, dataset, placement, codec, sort_by_order):
+    def __init__(self, dataset, placement, codec):
         self.dataset = dataset
         self.placement = placement
         self.codec = codec
-        self.sort_by_order = sort_by_order
         self.shards = Metrics.counter(NAMESPACE, "shards")
         self.records = Metrics.counter(NAMESPACE, "records")
         self.raw = Metrics.counter(NAMESPACE, "raw_bytes")
@@ -314,18 +306,13 @@ class _WriteShard(beam.DoFn):
         self.replicas = Metrics.counter(NAMESPACE, "replicas_written")
 
     def process(self, keyed, info):
-        (partition, index, num_shards), parts = keyed
-        # None marks a shard that must exist; a tuple is a run from ResolveRuns
-        # ``(ids, lines)``; a list holds ``(partition, order, id, line)`` records.
-        parts = [part for part in parts if part is not None]
-        if self.sort_by_order:
-            records = [r for part in parts for r in part]
-            raw = b"".join(r[3] + b"\n" for r in sorted(records, key=lambda r: r[1:]))
-            count = len(records)
-        else:
-            docs = [doc for part in parts for doc in _docs_of(part)]
-            raw = pack_text_shard(docs)
-            count = len(docs)
+        (partition, index, num_shards), runs = keyed
+        # None marks a shard that must exist; a Run (transforms.refs) holds lines
+        # of the shard from one input file, as ``(id, line)`` or, range-ordered,
+        # ``(order, id, line)``: sorting them orders the shard.
+        docs = sorted(doc for run in runs if run is not None for doc in run_docs(run))
+        raw = b"".join(doc[-1] + b"\n" for doc in docs)
+        count = len(docs)
         stored = self.codec.encode(raw)
         name = shard_path(shard_name(index, num_shards, text_suffix(self.codec)), partition)
         value = (info or {}).get("partitions", {}).get(partition, {}).get("value_text")
@@ -394,15 +381,16 @@ class _WriteManifest(beam.DoFn):
 class WriteStore(beam.PTransform):
     """Documents -> a replicated sharded store; outputs the manifest.
 
-    Unpartitioned (``partitioning=None``): ``(id, line)`` documents; or, with
-    ``resolve`` (a ``transforms.refs.ResolveRuns``), lists of ``(id, ref)``:
-    the fast path, where shards are planned on refs and each kept line is read
-    back from its source file once, into its shard's run.
-    Partitioned: ``(partition name, order, (id, line))`` where ``order`` is
-    None (shards follow the id hash, records sorted by id) or a range order
-    key from RangePartition (shards and records follow the key);
-    ``partitioning`` is the scheme recorded in the manifest and
-    ``partition_info`` the partitioner's info PCollection (values, bounds).
+    Input: batches (lists) of ``transforms.sharding.ShardRecord`` whose payload
+    is a ``transforms.refs.DocRef``: shards are planned on refs, and ``lines``
+    (a ``transforms.refs.ResolveRuns``) reads each kept line back from its
+    source file once, into its shard's run.  Unpartitioned
+    (``partitioning=None``): partition ``""``, order ``hash_order(id)``.
+    Partitioned: the partition's safe name and either ``hash_order(id)``
+    (shards follow the id hash, records sorted by id) or a range order key
+    from RangePartition (shards and records follow the key; ``lines`` must
+    then sort by order); ``partitioning`` is the scheme recorded in the
+    manifest and ``partition_info`` the partitioner's info PCollection.
 
     Shards are size-balanced (``transforms.sharding``): each partition is cut
     into ``num_shards`` or ``ceil(bytes / target_shard_bytes)`` shards of about
@@ -418,11 +406,11 @@ class WriteStore(beam.PTransform):
                  zstd_level: int = 3, manifest_extra: dict | None = None,
                  preconditions=(), codec=None, partitioning: dict | None = None,
                  partition_info=None, placement: Placement | None = None,
-                 resolve=None):
+                 lines=None):
         super().__init__()
-        if resolve is not None and partitioning is not None:
-            raise ValueError("refs (resolve=...) are for unpartitioned stores")
-        self.resolve = resolve
+        if lines is None:
+            raise ValueError("WriteStore needs lines= (a transforms.refs.ResolveRuns)")
+        self.lines = lines
         if not dataset or "/" in dataset or dataset in (".", ".."):
             raise ValueError(f"dataset must be a plain folder name, got {dataset!r}")
         if num_shards is not None and num_shards < 1:
@@ -448,35 +436,22 @@ class WriteStore(beam.PTransform):
         self.partitioning = partitioning
         self.partition_info = partition_info
 
-    def expand(self, docs):
-        pipeline = docs.pipeline
-        size_of = line_size
-        if self.resolve is not None:
-            records = docs | "AsRecords" >> beam.Map(
-                lambda batch: [("", hash_order(i), i, ref) for i, ref in batch])
-            size_of = ref_size
-            info = pipeline | "NoPartitionInfo" >> beam.Create([{}])
-        elif self.partitioning is None:
-            records = docs | "AsRecords" >> beam.Map(
-                lambda d: [("", hash_order(d[0]), d[0], d[1])])
+    def expand(self, records):
+        pipeline = records.pipeline
+        if self.partitioning is None:
             info = pipeline | "NoPartitionInfo" >> beam.Create([{}])
         else:
-            records = docs | "AsRecords" >> beam.MapTuple(
-                lambda name, order, d: [(name, hash_order(d[0]) if order is None else order,
-                                         d[0], d[1])])
             info = self.partition_info
         info = beam.pvalue.AsSingleton(info)
-        sort_by_order = (self.partitioning or {}).get("scheme") == "range"
         assigned = records | "BalancedShards" >> AssignBalancedShards(
             self.target_shard_bytes, self.num_shards,
-            required_partitions=[""] if self.partitioning is None else [], size_of=size_of)
-        if self.resolve is not None:
-            assigned = assigned | "ResolveRuns" >> self.resolve
+            required_partitions=[""] if self.partitioning is None else [], size_of=ref_size)
         shards = (
             assigned
+            | "ResolveRuns" >> self.lines
             | "GroupShards" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(
-                _WriteShard(self.dataset, self.placement, self.codec, sort_by_order), info)
+                _WriteShard(self.dataset, self.placement, self.codec), info)
             | "ShardList" >> beam.combiners.ToList())
         failures = (
             [pipeline | "NoPreconditions" >> beam.Create([""])] + self.preconditions
@@ -486,9 +461,8 @@ class WriteStore(beam.PTransform):
             _WriteManifest(self.dataset, self.placement, codec, self.manifest_extra,
                            self.partitioning),
             beam.pvalue.AsList(failures), info)
-        if self.resolve is not None:
-            manifest | "DeleteRuns" >> beam.Map(
-                lambda _, spill_dir: delete_spill(spill_dir), self.resolve.spill_dir)
+        manifest | "DeleteRuns" >> beam.Map(
+            lambda _, spill_dir: delete_spill(spill_dir), self.lines.spill_dir)
         return manifest
 
 
