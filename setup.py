@@ -26,6 +26,9 @@ setup(
             "pytest>=8",
             "hypothesis>=6.100",
             "psutil>=5.9",
+            # tests/test_store_faults.py reads stores with them (README's data globs)
+            "duckdb>=1.1,<3",
+            "polars>=1.0,<3",
         ],
         # Baselines of benchmarks/ (datatrove needs its own venv: see BENCHMARKS.md).
         "bench": [
