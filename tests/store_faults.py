@@ -259,6 +259,7 @@ def kill_sweep(kind, work, rewrite=True, points=None):
     must be clean.
     """
     results = []
+    os.makedirs(work, exist_ok=True)
     ext = "jsonl" if kind == TEXT else "npy"
     make = text_input if kind == TEXT else array_input
     old_src = make(os.path.join(work, f"old.{ext}"), seed=1)

@@ -484,6 +484,14 @@ def collect_garbage(roots: list[str], dataset: str, manifest: dict,
                 except FileNotFoundError:
                     continue
                 removed.append(stray)
+        if is_local(directory) and os.path.isdir(directory):
+            for entry in os.scandir(directory):   # partition folders a rewrite emptied
+                if (entry.is_dir(follow_symlinks=False) and entry.name != AUDIT_DIR
+                        and not entry.name.startswith(SPILL_PREFIX)):
+                    try:
+                        os.rmdir(entry.path)
+                    except OSError:
+                        pass   # not empty
     return removed
 
 
