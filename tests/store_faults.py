@@ -369,9 +369,20 @@ def main():
             sweep = kill_sweep(kind, os.path.join(work, f"kill-{kind}-{rewrite}"), rewrite)
             kills = [r for r in sweep if r["killed"]]
             ok = sum(survived(r, rewrite) for r in kills)
+            patterns = {}
+            for r in kills:
+                key = ",".join(r["states"])
+                patterns[key] = patterns.get(key, 0) + 1
+            finals = {}
+            for r in kills:
+                key = "n/a" if r["repaired"] is None else \
+                    f"{'clean' if r['repaired'][0] else 'PROBLEMS'} {r['repaired'][1]}"
+                finals[key] = finals.get(key, 0) + 1
             print(f"kill -9 sweep, {kind} {'rewrite' if rewrite else 'first write'}: "
                   f"{len(kills)} kill points, {ok} survived; the run after the last point "
                   f"exited {sweep[-1]['rc']}")
+            print(f"   what roots a,b,c read after the kill: {patterns}")
+            print(f"   after repair: {finals}")
             for r in kills:
                 if not survived(r, rewrite):
                     print("   NOT SURVIVED", r)

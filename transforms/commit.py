@@ -234,8 +234,8 @@ def manifest_problem(manifest) -> str | None:
     the roots, and the totals against the shards."""
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         return f"not a {FORMAT} manifest"
-    version = manifest.get("format_version", 0)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
         return f"format version {version!r}; this reader understands up to {FORMAT_VERSION}"
     shards = manifest.get("shards")
     if not isinstance(shards, list):
@@ -244,7 +244,7 @@ def manifest_problem(manifest) -> str | None:
         name = shard.get("name", "") if isinstance(shard, dict) else ""
         if not isinstance(name, str) or not is_safe_relative(name):
             return f"unsafe shard path {name!r}"
-    if version < 2:
+    if version < 2 and "digest" not in manifest and "generation" not in manifest:
         return None   # v1 manifests carry neither digest nor generation
     if manifest.get("digest") != manifest_digest(manifest):
         return "digest does not match its content (changed or damaged)"
@@ -352,12 +352,14 @@ def commit_generation(body: dict, dataset: str, roots: list[str], base: str | No
     found = newest(survey_roots(roots, dataset))
     current = found[0] if found else None
     now = current.get("digest") if current else None
-    if now != base:
+    retried = (current is not None and current.get("previous") == base
+               and body_of(current) == body_of(body))   # a retried bundle: our own commit
+    if now != base and not retried:
         raise ConcurrentWriteError(
             f"not committing: dataset {dataset}: generation {current.get('generation') if current else None} "
             f"({now}) was committed by another writer after this run started from {base}; "
             "not committing (the committed dataset is left as it is)")
-    if current is not None and body_of(current) == body_of(body):
+    if retried or (current is not None and body_of(current) == body_of(body)):
         sealed = seal(body, current["generation"], current.get("previous"))
     else:
         sealed = seal(body, (current or {}).get("generation", 0) + 1,
