@@ -398,3 +398,26 @@ def test_a_copied_root_reads_and_verifies_where_it_is(tmp_path, kind):
     with pytest.raises(SystemExit) as exit_info:
         verify_cli.main(["--store", copy, "--root_map", root_map])
     assert exit_info.value.code == 0
+
+
+def test_a_partitioned_rewrite_collects_old_partitions(tmp_path):
+    roots = [str(tmp_path / n) for n in ("a", "b")]
+
+    def write(name, langs):
+        rows = [orjson.dumps({"id": f"{name}{i}", "text": f"text {name} {i}",
+                              "lang": langs[i % len(langs)]}) for i in range(60)]
+        (tmp_path / f"{name}.jsonl").write_bytes(b"\n".join(rows) + b"\n")
+        prepare_corpus.run(["--input", str(tmp_path / f"{name}.jsonl"), "--output_roots",
+                            ",".join(roots), "--dataset", "ds", "--partition_by", "lang",
+                            "--no_near_dedup", "--run_config", "direct"])
+    write("old", ["en", "fr", "zh"])
+    write("new", ["en", "de"])
+    manifest = load_manifest(os.path.join(roots[0], "ds"))
+    assert manifest["generation"] == 2
+    for index, root in enumerate(roots):
+        folder = os.path.join(root, "ds")
+        assert sorted(os.listdir(folder)) == ["_audit", "de", "en", MANIFEST]
+        assert sorted(glob.glob(os.path.join(folder, "*", "shard-*"))) == sorted(
+            os.path.join(folder, s["name"]) for s in manifest["shards"]
+            if index in s["replicas"])
+    assert sf.problems(verify_store(os.path.join(roots[1], "ds"))) == []
