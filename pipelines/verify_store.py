@@ -11,7 +11,7 @@ unknown files.  Exit 0: all good; 1: problems (after --repair: problems left);
 import argparse
 import sys
 
-from transforms.store import StoreError, repair_store, verify_store
+from transforms.store import StoreError, load_manifest, repair_store, verify_store
 
 
 def format_table(rows: list[dict]) -> str:
@@ -43,6 +43,7 @@ def main(argv=None):
                 print(f"repair {row['shard']} on {row['root']}: {row['status']} -> "
                       f"{row['action']}")
         rows = verify_store(args.store, args.root_map)
+        generation = load_manifest(args.store, args.root_map).get("generation")
     except (StoreError, ValueError) as err:
         print(f"verify_store: {err}", file=sys.stderr)
         sys.exit(2)
@@ -51,8 +52,8 @@ def main(argv=None):
     files = [r for r in rows if not r["status"].startswith("stray:")]
     strays = len(rows) - len(files)
     shards = len({r["shard"] for r in files}) - 1
-    print(f"\n{len(rows) - len(bad)} of {len(files)} files ok ({shards} shards); "
-          f"{strays} stray file(s); {len(bad)} problem(s)")
+    print(f"\ngeneration {generation}: {len(rows) - len(bad)} of {len(files)} files ok "
+          f"({shards} shards); {strays} stray file(s); {len(bad)} problem(s)")
     sys.exit(1 if bad else 0)
 
 
