@@ -421,3 +421,17 @@ def test_a_partitioned_rewrite_collects_old_partitions(tmp_path):
             os.path.join(folder, s["name"]) for s in manifest["shards"]
             if index in s["replicas"])
     assert sf.problems(verify_store(os.path.join(roots[1], "ds"))) == []
+
+
+def test_read_store_on_a_moved_root_with_a_root_map(tmp_path, make_pipeline):
+    from apache_beam.testing.util import assert_that, equal_to
+    roots = [str(tmp_path / n) for n in ("a", "b", "c")]
+    sf.build(sf.TEXT, sf.text_input(tmp_path / "in.jsonl"), roots, 3)
+    expected = sf.contents(sf.TEXT, os.path.join(roots[0], "ds"))
+    moved = [str(tmp_path / "moved" / n) for n in ("a", "b", "c")]
+    for old, new in zip(roots, moved):
+        shutil.move(old, new)
+    root_map = f"{roots[1]}={moved[1]},{roots[2]}={moved[2]}"
+    with make_pipeline() as p:
+        lines = p | ReadStore(os.path.join(moved[0], "ds"), parse=False, root_map=root_map)
+        assert_that(lines, equal_to(expected))
