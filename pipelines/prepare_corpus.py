@@ -247,10 +247,11 @@ def run(argv=None) -> dict:
     clock = RunClock()
     directories = [dataset_dir(r.uri, args.dataset) for r in roots]
     codec, report_choice, manifest_choice = choose_text_codec(args)
+    pipeline = beam.Pipeline(options=options)
+    # building checks the inputs and reads the generation the commit will replace
+    build_pipeline(pipeline, args, roots, placement, codec, manifest_choice)
     with DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock):
         _delete_leftovers(directories[0])
-        pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, args, roots, placement, codec, manifest_choice)
         try:
             result = pipeline.run()
             result.wait_until_finish()
