@@ -78,6 +78,34 @@ def test_repair_never_copies_a_manifest_that_fails_its_checks(pristine, tmp_path
     assert {**fixed, "root_index": 0} == orjson.loads(good)
 
 
+def test_repair_goes_past_each_fault_to_the_next(pristine, tmp_path):
+    """A directory, a FIFO and a bit flip in three replicas: one repair fixes all."""
+    roots = [str(tmp_path / n) for n in ("r0", "r1", "r2")]
+    for src, dst in zip(pristine[sf.ARRAY], roots):
+        shutil.copytree(src, dst)
+    root_map = dict(zip(pristine[sf.ARRAY], roots))
+    store = os.path.join(roots[0], "emb")
+    expected = sf.contents(sf.ARRAY, store, root_map)
+    manifest = load_manifest(store, root_map)
+    first = sf._replica(roots, manifest, "emb", shard=0, copy=0)
+    os.remove(first)
+    os.makedirs(first)
+    second = sf._replica(roots, manifest, "emb", shard=1, copy=1)
+    os.remove(second)
+    os.mkfifo(second)
+    sf._flip(sf._replica(roots, manifest, "emb", shard=2, copy=0))
+    assert sorted(r["status"] for r in sf.problems(verify_store(store, root_map))) == [
+        "corrupt", "not_a_file", "not_a_file"]
+    actions = repair_store(store, root_map)
+    assert sorted(a["status"] for a in actions) == ["corrupt", "not_a_file", "not_a_file"]
+    assert all(" -> " not in a["action"] and a["action"].startswith("copied from")
+               for a in actions)
+    assert sf.problems(verify_store(store, root_map)) == []
+    assert sf.contents(sf.ARRAY, store, root_map) == expected
+    assert os.listdir(os.path.join(roots[manifest["shards"][0]["replicas"][0]], "emb",
+                                   "_audit", "displaced"))      # the directory, kept aside
+
+
 # ---------------------------------------------------------------- crash between copies
 
 def _crash_between_manifest_copies(tmp_path):

@@ -28,6 +28,11 @@ the stored bytes and the roots holding its replicas; it is written only after
 every replica of every shard is committed, so a store with a manifest is
 complete.  Nothing time- or machine-dependent goes into shards or manifest:
 a rerun with the same inputs and options is byte-identical.
+
+How a run replaces a committed dataset without ever damaging it (content-named
+shards, generations, compare-and-swap, collection after the commit, the lock)
+is in ``transforms.commit``; reading, verifying and repairing take the newest
+valid generation on any root (``choose_generation``).
 """
 import bisect
 import os
