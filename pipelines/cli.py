@@ -127,17 +127,25 @@ def add_store_arguments(group, default_dataset: str) -> None:
     group.add_argument("--replication", type=positive_int, default=None,
                        help="R: replicas of every shard, on R distinct roots (default: min(2, N))")
     group.add_argument("--dataset", default=default_dataset,
-                       help=f"dataset folder under every root (default: {default_dataset})")
+                       help=f"dataset folder under every root, a plain name "
+                       f"[A-Za-z0-9][A-Za-z0-9._-]* (default: {default_dataset})")
+    group.add_argument("--break_lock", action="store_true",
+                       help="remove the dataset's lock (<root>/<dataset>/.lock) left by a "
+                       "killed run before taking it; only when no other run is writing")
 
 
 def resolve_roots(args) -> list:
     """Parsed, normalised --output_roots; fills in the default --replication.
 
-    Raises ValueError when R exceeds the number of roots (before anything runs).
+    Raises ValueError when R exceeds the number of roots, the dataset is not a
+    plain folder name, or two roots are one folder (symlinks, ``..``, case):
+    before anything runs or touches storage.
     """
     from transforms.placement import parse_roots
-    from transforms.store import normalise_root
+    from transforms.store import check_dataset_name, check_roots, normalise_root
+    check_dataset_name(args.dataset)
     roots = [type(r)(normalise_root(r.uri), r.weight) for r in parse_roots(args.output_roots)]
+    check_roots([r.uri for r in roots], args.dataset)
     if args.replication is None:
         args.replication = min(2, len(roots))
     if args.replication > len(roots):

@@ -14,7 +14,7 @@ from transforms.npy import (
     NpyError, ReadNpyBlocks, check_compatible, default_block_rows, inspect_npy, load_function,
     match_inputs, plan_blocks, read_block)
 from transforms.report import RunClock, build_report, counters, summary_table, write_report
-from transforms.store import dataset_dir
+from transforms.store import DatasetLock, dataset_dir
 
 AUTO = "auto"
 
@@ -115,13 +115,15 @@ def run(argv=None) -> dict:
     clock = RunClock()
     sources, blocks, block_rows, codec, report_choice, manifest_choice = prepare(args)
 
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec, manifest_choice)
-    result = pipeline.run()
-    result.wait_until_finish()
+    directories = [dataset_dir(r.uri, args.dataset) for r in roots]
+    with DatasetLock(directories, job="compress_arrays", break_lock=args.break_lock):
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec,
+                       manifest_choice)
+        result = pipeline.run()
+        result.wait_until_finish()
 
     values = counters(result)
-    directories = [dataset_dir(r.uri, args.dataset) for r in roots]
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     extra = {"store": directories, "codec": codec, "blocks": len(blocks)}
     if report_choice:

@@ -25,7 +25,8 @@ from transforms.refs import Bounds, DocRef, ResolveRuns, ScanJsonl, ScanSpec, de
 from transforms.report import (RunClock, build_report, counters, distributions, summary_table,
                                write_report)
 from transforms.sharding import ShardRecord, balance_rows, hash_order
-from transforms.store import WriteStore, dataset_dir, join, load_manifest, normalise_root
+from transforms.store import (
+    AUDIT_DIR, DatasetLock, WriteStore, dataset_dir, join, load_manifest, normalise_root)
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "sample.jsonl")
 AUDIT_PREFIXES = ("dead_letters", "removed")
@@ -140,12 +141,19 @@ def _write_jsonl(pcoll, label, directory, prefix):
 
 
 def _delete_leftovers(directory):
-    """Audit files are rewritten by every run (old ones would mix with the new);
-    spill folders are left only by failed runs."""
-    patterns = [join(directory, f"{p}*.jsonl.zst") for p in AUDIT_PREFIXES]
+    """Audit files (in ``_audit/``) are rewritten by every run (old ones would mix
+    with the new); spill folders are left only by failed runs.  Called with the
+    dataset's lock held, after every check passed."""
+    patterns = [join(directory, AUDIT_DIR, f"{p}*.jsonl.zst") for p in AUDIT_PREFIXES]
     stale = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
     if stale:
         FileSystems.delete(stale)
+    _delete_spills(directory)
+
+
+def _delete_spills(directory):
+    """Spill folders of the by-reference path (a failed run's too: a full disk
+    must not stay full)."""
     runs = FileSystems.match([join(directory, f"{SPILL_PREFIX}*", "*")])[0].metadata_list
     spills = {posixpath.dirname(m.path) for m in runs}
     if "://" not in directory:  # an empty local folder holds no file to match
@@ -197,6 +205,7 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
     """The whole job on refs: scan -> exact dedup -> near dedup -> partition ->
     shard plan -> one re-read per file into shard runs -> store."""
     first_dir = dataset_dir(roots[0].uri, args.dataset)
+    audit_dir = join(first_dir, AUDIT_DIR)
     spill_dir = join(first_dir, f"{SPILL_PREFIX}{uuid.uuid4().hex}")
     bounds = Bounds(batch_bytes=args.batch_bytes, bucket_bytes=args.bucket_bytes)
     paths = expand_patterns(args.input)
@@ -225,7 +234,7 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
         beam.pvalue.AsSingleton(
             batches | "BatchSizes" >> beam.Map(len) | "CountDocs" >> beam.CombineGlobally(sum)),
         beam.pvalue.AsSingleton(dead | "CountBad" >> beam.combiners.Count.Globally()),
-        args.max_bad_fraction, first_dir)
+        args.max_bad_fraction, audit_dir)
     id_gate = dedup["id_conflicts"] | "IdGate" >> beam.Map(_gate_id_conflicts, args.id_field)
 
     records, scheme, info = partitioned(kept, args)
@@ -241,9 +250,9 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
                         **({"codec_choice": codec_choice} if codec_choice else {})},
         preconditions=[bad_gate, id_gate] + gates,
         partitioning=scheme, partition_info=info, placement=placement, lines=lines)
-    _write_jsonl(dead, "DeadLetters", first_dir, "dead_letters")
+    _write_jsonl(dead, "DeadLetters", audit_dir, "dead_letters")
     if args.write_removed:
-        _write_jsonl(removed, "Removed", first_dir, "removed")
+        _write_jsonl(removed, "Removed", audit_dir, "removed")
 
 
 def run(argv=None) -> dict:
@@ -266,13 +275,17 @@ def run(argv=None) -> dict:
         build_parser().error(str(err))
     clock = RunClock()
     directories = [dataset_dir(r.uri, args.dataset) for r in roots]
-    _delete_leftovers(directories[0])
     codec, report_choice, manifest_choice = choose_text_codec(args)
-
     pipeline = beam.Pipeline(options=options)
+    # building checks the inputs and reads the generation the commit will replace
     build_pipeline(pipeline, args, roots, placement, codec, manifest_choice)
-    result = pipeline.run()
-    result.wait_until_finish()
+    with DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock):
+        _delete_leftovers(directories[0])
+        try:
+            result = pipeline.run()
+            result.wait_until_finish()
+        finally:
+            _delete_spills(directories[0])
 
     values = counters(result)
     extra_metrics = {"distributions": distributions(result)}

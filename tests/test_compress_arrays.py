@@ -12,7 +12,7 @@ from pipelines import compress_arrays, verify_store
 from transforms import load_array
 from transforms.codecs import array_codec, combine_metrics, decode_array, read_header
 from transforms.npy import NpyError, plan_blocks
-from transforms.store import ReadStore, StoreError, load_manifest
+from transforms.store import ReadStore, StoreError, load_manifest, replica_roots
 
 
 def run_job(run_config, inputs, roots, *extra):
@@ -24,7 +24,7 @@ def run_job(run_config, inputs, roots, *extra):
 def store_files(roots) -> dict[str, bytes]:
     return {path: open(path, "rb").read() for root in roots
             for path in sorted(glob.glob(os.path.join(str(root), "emb", "*")))
-            if not path.endswith("run_report.json")}
+            if not path.endswith("_audit")}
 
 
 def embeddings(n, d=24, seed=0):
@@ -70,7 +70,7 @@ def test_lossless_store_is_bit_exact_replicated_and_reproducible(tmp_path, two_f
     for shard in manifest["shards"]:
         assert len(shard["replicas"]) == 2
         copies = {open(os.path.join(r, "emb", shard["name"]), "rb").read()
-                  for r in shard["replicas"]}
+                  for r in replica_roots(manifest, shard)}
         assert len(copies) == 1
         header, _ = read_header(copies.pop())
         assert header["shape"] == (shard["records"], 24)
@@ -159,12 +159,12 @@ def test_load_array_fails_over_and_reports_unrecoverable_shards(tmp_path, two_fi
     run_job(run_config, pattern, roots, "--block_rows", "100")
     manifest = load_manifest(str(roots[0] / "emb"))
     victim = manifest["shards"][1]
-    first = os.path.join(victim["replicas"][0], "emb", victim["name"])
+    first = os.path.join(replica_roots(manifest, victim)[0], "emb", victim["name"])
     data = bytearray(open(first, "rb").read())
     data[-3] ^= 0xFF
     open(first, "wb").write(bytes(data))
     assert load_array(str(roots[0] / "emb")).tobytes() == expected.tobytes()
-    os.remove(os.path.join(victim["replicas"][1], "emb", victim["name"]))
+    os.remove(os.path.join(replica_roots(manifest, victim)[1], "emb", victim["name"]))
     with pytest.raises(StoreError, match=victim["name"]):
         load_array(str(roots[0] / "emb"))
 

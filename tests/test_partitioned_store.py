@@ -13,7 +13,7 @@ from transforms.partition_names import MISSING, OTHER, encode_value
 from transforms.store import (
     MANIFEST, ReadStore, StoreError, load_manifest, manifest_bytes, partition_for,
     read_shard_verified,
-    select_shards, verify_store)
+    replica_roots, select_shards, verify_store)
 
 HOSTILE = ["../../x", "/etc/passwd", "a\x00b", "y" * 10_000, "Zh", "zh", "caf\u00e9",
            "cafe\u0301", "CON", "web"]
@@ -160,11 +160,11 @@ def test_placement_pins_partitions_to_roots(run_config, tmp_path):
         {"match": "*", "roots": [r["a"], r["b"]]}]
     for shard in manifest["shards"]:
         pinned = {r["asia1"], r["asia2"]} if shard["partition"] == "zh" else {r["a"], r["b"]}
-        assert set(shard["replicas"]) == pinned
-    # the manifest is on every root, so any root opens the store
-    for root in roots:
+        assert set(replica_roots(manifest, shard)) == pinned
+    # the manifest is on every root (each copy naming its root), so any root opens the store
+    for index, root in enumerate(roots):
         with open(os.path.join(root, "corpus", MANIFEST), "rb") as f:
-            assert f.read() == manifest_bytes(manifest)
+            assert f.read() == manifest_bytes({**manifest, "root_index": index})
 
 
 @pytest.mark.parametrize("placement,message", [
@@ -188,7 +188,8 @@ def test_unpartitioned_manifest_keeps_its_format(run_config, tmp_path):
     assert set(manifest) == {
         "format", "format_version", "dataset", "roots", "replication", "codec", "num_shards",
         "records", "raw_bytes", "stored_bytes", "checksum_algorithm", "shards", "kind",
-        "id_field", "text_field", "sorted_by"}
+        "id_field", "text_field", "sorted_by", "generation", "previous", "digest",
+        "root_index"}
     assert all(set(s) == {"name", "index", "records", "raw_bytes", "stored_bytes", "checksum",
                           "replicas"} for s in manifest["shards"])
     assert all("/" not in s["name"] for s in manifest["shards"])

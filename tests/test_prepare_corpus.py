@@ -10,7 +10,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines import prepare_corpus, verify_store
 from tests.corpora import EXPECTED_REMOVED, expected_dead, expected_kept, write_small_corpus
 from transforms.sharding import hash_order
-from transforms.store import ReadStore, load_manifest
+from transforms.store import ReadStore, load_manifest, replica_roots
 
 
 # Both modes move refs (transforms.refs); with near-dedup (the default) they also
@@ -55,7 +55,8 @@ def test_store_holds_exactly_the_kept_records(tmp_path, corpus, run_config, mode
     stored, key_ranges = {}, []
     for shard in sorted(manifest["shards"], key=lambda s: s["index"]):
         assert len(shard["replicas"]) == 2
-        copies = [read_zst_lines(os.path.join(r, "ds", shard["name"])) for r in shard["replicas"]]
+        copies = [read_zst_lines(os.path.join(r, "ds", shard["name"]))
+                  for r in replica_roots(manifest, shard)]
         assert copies[0] == copies[1]
         ids = [orjson.loads(line)["id"] for line in copies[0]]
         assert ids == sorted(ids), "records inside a shard are sorted by id"
@@ -79,12 +80,21 @@ def test_store_holds_exactly_the_kept_records(tmp_path, corpus, run_config, mode
     assert counters["dedup/kept"] == 5
     assert counters["store/shards"] == 3 and counters["store/replicas_written"] == 6
     for root in roots:
-        assert orjson.loads((root / "ds" / "run_report.json").read_bytes())["counters"] == counters
+        report_path = root / "ds" / "_audit" / "run_report.json"
+        assert orjson.loads(report_path.read_bytes())["counters"] == counters
+    # audit outputs live apart from the data: the data globs match shards only
+    for root in roots:
+        data = glob.glob(str(root / "ds" / "*.jsonl.zst"))
+        assert sorted(data) == sorted(glob.glob(str(root / "ds" / "shard-*")))
+        assert {os.path.basename(p) for p in data} == {
+            s["name"] for s in manifest["shards"] if str(root) in replica_roots(manifest, s)}
 
-    dead = [orjson.loads(line) for path in glob.glob(str(roots[0] / "ds" / "dead_letters*"))
+    dead = [orjson.loads(line)
+            for path in glob.glob(str(roots[0] / "ds" / "_audit" / "dead_letters*"))
             for line in read_zst_lines(path)]
     assert {(d["file"], d["line"], d["reason"]) for d in dead} == expected_dead(*corpus)
-    removed = [orjson.loads(line) for path in glob.glob(str(roots[0] / "ds" / "removed*"))
+    removed = [orjson.loads(line)
+               for path in glob.glob(str(roots[0] / "ds" / "_audit" / "removed*"))
                for line in read_zst_lines(path)]
     assert {(r["removed"], r["kept"]) for r in removed} == EXPECTED_REMOVED
 
@@ -130,21 +140,24 @@ def test_spilled_runs_are_removed_and_stale_ones_from_a_failed_run_too(tmp_path,
     stale.mkdir(parents=True)
     (stale / "file00000-run0-shard00000.jsonl").write_bytes(b"{}")
     run_job(run_config, corpus, roots, "--replication", "2", "--no_near_dedup")
+    manifest = load_manifest(str(roots[0] / "ds"))
     for root in roots:
         names = sorted(os.listdir(root / "ds"))
+        assert names == ["_audit", "manifest.json", manifest["shards"][0]["name"]]
+        assert manifest["shards"][0]["name"].startswith("shard-00000-of-00001-")
+        audit = sorted(os.listdir(root / "ds" / "_audit"))
         # the runner picks how many files the dead letters go to (2 on Spark/Flink here)
-        dead = [n for n in names if n.startswith("dead_letters-")]
+        dead = [n for n in audit if n.startswith("dead_letters-")]
         assert bool(dead) == (root == roots[0])
-        assert sorted(set(names) - set(dead)) == [
-            "manifest.json", "run_report.json", "shard-00000-of-00001.jsonl.zst"]
+        assert sorted(set(audit) - set(dead)) == ["run_report.json"]
 
 
 def break_replicas(roots, manifest):
     """Delete one replica of shard 0 and corrupt one of shard 1; returns what was broken."""
     s0, s1 = manifest["shards"][0], manifest["shards"][1]
-    missing = os.path.join(s0["replicas"][0], "ds", s0["name"])
+    missing = os.path.join(replica_roots(manifest, s0)[0], "ds", s0["name"])
     os.remove(missing)
-    corrupt = os.path.join(s1["replicas"][1], "ds", s1["name"])
+    corrupt = os.path.join(replica_roots(manifest, s1)[1], "ds", s1["name"])
     data = bytearray(open(corrupt, "rb").read())
     data[len(data) // 2] ^= 0xFF
     open(corrupt, "wb").write(bytes(data))
@@ -171,18 +184,19 @@ def test_read_back_fails_over_and_verify_reports(tmp_path, corpus, run_config, m
     statuses = {line.split()[0] + "@" + line.split()[1]: line.split()[2]
                 for line in out.splitlines() if line.startswith(("shard-", "manifest"))}
     s0, s1 = manifest["shards"][0], manifest["shards"][1]
+    r0, r1 = replica_roots(manifest, s0), replica_roots(manifest, s1)
     assert statuses == {
         "manifest.json@" + str(roots[0]): "ok", "manifest.json@" + str(roots[1]): "ok",
         "manifest.json@" + str(roots[2]): "ok",
-        f"{s0['name']}@{s0['replicas'][0]}": "missing", f"{s0['name']}@{s0['replicas'][1]}": "ok",
-        f"{s1['name']}@{s1['replicas'][0]}": "ok", f"{s1['name']}@{s1['replicas'][1]}": "corrupt",
+        f"{s0['name']}@{r0[0]}": "missing", f"{s0['name']}@{r0[1]}": "ok",
+        f"{s1['name']}@{r1[0]}": "ok", f"{s1['name']}@{r1[1]}": "corrupt",
     }
 
     with pytest.raises(SystemExit) as exit_info:
         verify_store.main(["--store", store, "--repair"])
     assert exit_info.value.code == 0
     assert snapshot(roots)[missing] == open(
-        os.path.join(s0["replicas"][1], "ds", s0["name"]), "rb").read()
+        os.path.join(r0[1], "ds", s0["name"]), "rb").read()
 
 
 def test_all_replicas_bad_is_an_error_naming_the_shard(tmp_path, corpus, run_config,
@@ -239,5 +253,8 @@ def test_default_run_uses_bundled_sample(tmp_path, run_config, monkeypatch):
     assert counters["dedup/duplicates_removed"] > 0
     assert counters["near_dedup/near_duplicates_removed"] > 0  # the sample plants some
     assert sum(v for k, v in report["counters"].items() if k.startswith("read/bad.")) > 0
-    assert (tmp_path / "out" / "b" / "corpus" / "manifest.json").read_bytes() == \
-        (tmp_path / "out" / "a" / "corpus" / "manifest.json").read_bytes()
+    # the copies differ only in root_index (which root they live on)
+    copies = [orjson.loads((tmp_path / "out" / r / "corpus" / "manifest.json").read_bytes())
+              for r in "ab"]
+    assert [c.pop("root_index") for c in copies] == [0, 1]
+    assert copies[0] == copies[1]

@@ -29,7 +29,7 @@ def _exact_dedup(docs: dict[str, str]) -> dict[str, str]:
 
 def _audit(directory) -> list[dict]:
     records = []
-    for path in sorted(glob.glob(f"{directory}/removed*.jsonl.zst")):
+    for path in sorted(glob.glob(f"{directory}/_audit/removed*.jsonl.zst")):
         with open(path, "rb") as f:
             data = zstandard.ZstdDecompressor().stream_reader(f).read()
         records += [orjson.loads(line) for line in data.splitlines() if line]

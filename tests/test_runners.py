@@ -111,10 +111,11 @@ def _snapshot(roots, dataset) -> tuple[dict[str, bytes], dict[str, list]]:
     """
     store, audit = {}, {}
     for root in roots:
-        for path in sorted(glob.glob(os.path.join(str(root), dataset, "*"))):
+        for path in sorted(glob.glob(os.path.join(str(root), dataset, "*"))
+                           + glob.glob(os.path.join(str(root), dataset, "_audit", "*"))):
             name = os.path.basename(path)
             key = f"{os.path.basename(str(root))}/{name}"
-            if name == "run_report.json":
+            if name in ("run_report.json", "_audit"):
                 continue
             if name.startswith(("dead_letters", "removed")):
                 kind = name.split("-")[0]
@@ -193,5 +194,5 @@ def test_a_failed_job_reports_its_cause_in_one_line(tmp_path, run_config, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == ("prepare_corpus failed: not writing the manifest: 4 of 400 lines are "
                        f"bad (1.00%), above --max_bad_fraction 0.001; see the dead letters in "
-                       f"{tmp_path / 'a' / 'corpus'}")
+                       f"{tmp_path / 'a' / 'corpus' / '_audit'}")
     assert not os.path.exists(tmp_path / "a" / "corpus" / "manifest.json")

@@ -4,8 +4,9 @@ import zstandard
 
 from transforms.hashing import checksum
 from transforms.store import (
-    StoreError, build_manifest, check_replica, compress_zstd, decompress_zstd, load_manifest,
-    manifest_bytes, pack_text_shard, shard_name, write_atomically)
+    StoreError, build_manifest, check_replica, compress_zstd, decompress_zstd, for_root,
+    load_manifest, manifest_bytes, pack_text_shard, shard_name, write_atomically)
+from transforms.commit import manifest_problem, seal
 from transforms.sharding import plan_partition
 
 
@@ -34,21 +35,27 @@ def test_shard_count_and_name():
     assert shard_count(100, 100) == 1
     assert shard_count(101, 100) == 2
     assert shard_name(3, 12) == "shard-00003-of-00012.jsonl.zst"
+    assert shard_name(3, 12, ".bdparr", "0123456789abcdef0123") == \
+        "shard-00003-of-00012-0123456789abcdef.bdparr"
 
 
 def test_manifest_round_trip_and_canonical_bytes(tmp_path):
     shards = [
         {"name": "shard-00001-of-00002.jsonl.zst", "index": 1, "records": 2, "raw_bytes": 20,
-         "stored_bytes": 15, "checksum": "ab", "replicas": ["/r1"]},
+         "stored_bytes": 15, "checksum": "ab", "replicas": [0]},
         {"name": "shard-00000-of-00002.jsonl.zst", "index": 0, "records": 1, "raw_bytes": 10,
-         "stored_bytes": 9, "checksum": "cd", "replicas": ["/r2"]},
+         "stored_bytes": 9, "checksum": "cd", "replicas": [1]},
     ]
-    manifest = build_manifest("ds", ["/r1", "/r2"], 1, {"name": "zstd", "level": 3}, shards,
-                              {"kind": "text"})
-    assert [s["name"] for s in manifest["shards"]] == sorted(s["name"] for s in shards)
-    assert (manifest["records"], manifest["raw_bytes"], manifest["stored_bytes"]) == (3, 30, 24)
-    write_atomically(str(tmp_path / "ds" / "manifest.json"), manifest_bytes(manifest))
-    assert load_manifest(str(tmp_path / "ds")) == manifest
+    body = build_manifest("ds", [str(tmp_path), "/r2"], 1, {"name": "zstd", "level": 3},
+                          shards, {"kind": "text"})
+    assert [s["name"] for s in body["shards"]] == sorted(s["name"] for s in shards)
+    assert (body["records"], body["raw_bytes"], body["stored_bytes"]) == (3, 30, 24)
+    manifest = seal(body, 1, None)
+    assert manifest_problem(body) == "digest does not match its content (changed or damaged)"
+    assert manifest_problem(manifest) is None
+    write_atomically(str(tmp_path / "ds" / "manifest.json"),
+                     manifest_bytes(for_root(manifest, 0)))
+    assert load_manifest(str(tmp_path / "ds")) == for_root(manifest, 0)
     reordered = dict(reversed(list(manifest.items())))
     assert manifest_bytes(reordered) == manifest_bytes(manifest)
 

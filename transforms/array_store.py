@@ -17,9 +17,11 @@ from apache_beam.metrics import Metrics
 
 from transforms.codecs import array_codec, combine_metrics
 from transforms.placement import Root, place
+from transforms.hashing import checksum
 from transforms.store import (
-    ARRAY_SUFFIX, NAMESPACE, StoreError, build_manifest, commit_replicas, load_manifest,
-    normalise_root, publish_manifest, read_shard_verified, shard_name)
+    ARRAY_SUFFIX, NAMESPACE, ConcurrentWriteError, StoreError, build_manifest, check_dataset_name, check_roots,
+    commit_generation, commit_replicas, committed_digest, discard_uncommitted, load_manifest,
+    normalise_root, parse_root_map, read_shard_verified, shard_name)
 
 ARRAY_NAMESPACE = "dataprep.arrays"
 
@@ -45,11 +47,13 @@ class _EncodeAndWriteBlock(beam.DoFn):
     def process(self, element):
         index, row_start, block = element
         stored = self.codec.encode(block)
-        name = shard_name(index, self.num_blocks, ARRAY_SUFFIX)
-        replicas = place(f"{self.dataset}/{name}", self.roots, self.replication)
+        plain = shard_name(index, self.num_blocks, ARRAY_SUFFIX)
+        name = shard_name(index, self.num_blocks, ARRAY_SUFFIX, checksum(stored))
+        replicas = place(f"{self.dataset}/{plain}", self.roots, self.replication)
         entry = {"name": name, "index": index, "row_start": row_start,
                  "records": int(block.shape[0]), "raw_bytes": int(block.nbytes),
-                 **commit_replicas(stored, self.dataset, name, replicas),
+                 **commit_replicas(stored, self.dataset, name, replicas,
+                                   [r.uri for r in self.roots]),
                  "dtype": block.dtype.str, "trailing": list(block.shape[1:])}
         self.replicas.inc(len(replicas))
         self.shards.inc()
@@ -88,7 +92,8 @@ def array_manifest_fields(shards: list[dict], block_rows: int) -> tuple[list[dic
 
 
 class _WriteArrayManifest(beam.DoFn):
-    def __init__(self, dataset, roots, replication, codec, block_rows, extra):
+    def __init__(self, dataset, roots, replication, codec, block_rows, extra, base):
+        self.base = base
         self.dataset = dataset
         self.roots = roots
         self.replication = replication
@@ -97,16 +102,20 @@ class _WriteArrayManifest(beam.DoFn):
         self.extra = extra
 
     def process(self, shards):
+        uris = [r.uri for r in self.roots]
         try:
             cleaned, fields = array_manifest_fields(shards, self.block_rows)
         except ValueError as err:
+            discard_uncommitted(shards, self.dataset, uris)
             raise RuntimeError(f"not writing the manifest: {err}") from None
         extra = {"kind": "array", **fields, **self.extra}
-        uris = [r.uri for r in self.roots]
         manifest = build_manifest(self.dataset, uris, self.replication, self.codec, cleaned,
                                   extra)
-        publish_manifest(manifest, self.dataset, uris)
-        yield manifest
+        try:
+            yield commit_generation(manifest, self.dataset, uris, self.base)
+        except ConcurrentWriteError:
+            discard_uncommitted(shards, self.dataset, uris)
+            raise
 
 
 class WriteArrayStore(beam.PTransform):
@@ -119,10 +128,12 @@ class WriteArrayStore(beam.PTransform):
     def __init__(self, roots: list[Root], dataset: str, replication: int, codec: str,
                  num_blocks: int, block_rows: int, manifest_extra: dict | None = None):
         super().__init__()
-        if not dataset or "/" in dataset or dataset in (".", ".."):
-            raise ValueError(f"dataset must be a plain folder name, got {dataset!r}")
+        check_dataset_name(dataset)
         self.roots = [Root(normalise_root(r.uri), r.weight) for r in roots]
+        check_roots([r.uri for r in self.roots], dataset)
         place("probe", self.roots, replication)
+        # the generation this run replaces: the commit is a compare-and-swap on it
+        self.base = committed_digest([r.uri for r in self.roots], dataset)
         self.dataset = dataset
         self.replication = replication
         self.codec = array_codec(codec)
@@ -138,16 +149,19 @@ class WriteArrayStore(beam.PTransform):
             | "BlockList" >> beam.combiners.ToList()
             | "WriteManifest" >> beam.ParDo(_WriteArrayManifest(
                 self.dataset, self.roots, self.replication, self.codec.describe(),
-                self.block_rows, self.manifest_extra)))
+                self.block_rows, self.manifest_extra, self.base)))
 
 
-def load_array(store_path: str) -> np.ndarray:
+def load_array(store_path: str, root_map=None) -> np.ndarray:
     """The array of an array store: same dtype and shape, rows in order.
 
     Every block comes from a replica whose size and xxh3-128 checksum match the
     manifest (failing over to the next replica); lossless codecs are bit-exact.
+    The manifest is the newest valid generation on any root; ``root_map``
+    (``OLD=NEW,...``) says where moved roots are now.
     """
-    manifest = load_manifest(store_path)
+    root_map = parse_root_map(root_map)
+    manifest = load_manifest(store_path, root_map)
     if manifest.get("kind") != "array":
         raise StoreError(f"{store_path} is a {manifest.get('kind', 'text')!r} store, "
                          "not an array store")
@@ -155,7 +169,7 @@ def load_array(store_path: str) -> np.ndarray:
     dtype, shape = np.dtype(info["dtype"]), tuple(info["shape"])
     out = np.empty(shape, dtype=dtype)
     for shard in sorted(manifest["shards"], key=lambda s: s["row_start"]):
-        block = read_shard_verified(manifest, store_path, shard)
+        block = read_shard_verified(manifest, store_path, shard, root_map=root_map)
         if block.dtype != dtype or block.shape[1:] != shape[1:]:
             raise StoreError(f"shard {shard['name']} holds {block.dtype}{block.shape}; the "
                              f"manifest says {dtype} rows of {shape[1:]}")

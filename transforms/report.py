@@ -10,7 +10,7 @@ import time
 
 import orjson
 
-from transforms.store import join, write_atomically
+from transforms.store import AUDIT_DIR, join, write_atomically
 
 PREFIX = "dataprep."
 
@@ -82,6 +82,7 @@ def build_report(job: str, clock: RunClock, values: dict[str, int], options: dic
 
 
 def write_report(report: dict, directories: list[str]) -> None:
+    """``<dataset>/_audit/run_report.json`` on every root (apart from the data)."""
     data = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     for directory in directories:
-        write_atomically(join(directory, "run_report.json"), data)
+        write_atomically(join(directory, AUDIT_DIR, "run_report.json"), data)

@@ -28,18 +28,27 @@ the stored bytes and the roots holding its replicas; it is written only after
 every replica of every shard is committed, so a store with a manifest is
 complete.  Nothing time- or machine-dependent goes into shards or manifest:
 a rerun with the same inputs and options is byte-identical.
+
+How a run replaces a committed dataset without ever damaging it (content-named
+shards, generations, compare-and-swap, collection after the commit, the lock)
+is in ``transforms.commit``; reading, verifying and repairing take the newest
+valid generation on any root (``choose_generation``).
 """
 import bisect
-import uuid
+import os
 
 import apache_beam as beam
 import orjson
 import zstandard
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.codecs import CodecError, bytes_codec, decode_array
+from transforms.commit import (  # noqa: F401 - re-exported: the store's file layer
+    AUDIT_DIR, FORMAT, FORMAT_VERSION, MANIFEST, ConcurrentWriteError, DatasetLock,
+    DatasetLocked, StoreError, basename, check_dataset_name, collect_garbage,
+    commit_generation, committed_digest, delete_quietly, discard_uncommitted, file_kind,
+    find_strays, for_root, is_local, is_safe_relative, manifest_bytes, newest, parent,
+    read_manifest_copy, replace_with_file, write_atomically)
 from transforms.hashing import checksum
 from transforms.io import join, read_bytes
 from transforms.partition import range_name
@@ -49,15 +58,8 @@ from transforms.refs import delete_spill, run_docs
 from transforms.sharding import AssignBalancedShards, ref_size
 
 NAMESPACE = "dataprep.store"
-MANIFEST = "manifest.json"
-FORMAT = "beam-dataprep-store"
-FORMAT_VERSION = 1
 TEXT_SUFFIX = ".jsonl.zst"
 ARRAY_SUFFIX = ".bdparr"
-
-
-class StoreError(RuntimeError):
-    """A store cannot be read or verified (missing manifest, no good replica...)."""
 
 
 # ---------------------------------------------------------------- paths and files
@@ -66,36 +68,47 @@ def normalise_root(uri: str) -> str:
     """Local roots become absolute (a manifest must work from any cwd); URIs stay."""
     if "://" in uri:
         return uri.rstrip("/")
-    import os
     return os.path.abspath(uri)
+
+
+def physical_location(uri: str) -> str:
+    """Where a root really is: symlinks, ``.`` and ``..`` resolved, case folded
+    (two roots differing only in case are one folder on a case-insensitive file
+    system, so they are never both accepted)."""
+    if "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme.lower()}://{'/'.join(p for p in rest.split('/') if p)}".casefold()
+    return os.path.realpath(uri).casefold()
+
+
+def check_roots(uris: list[str], dataset: str) -> None:
+    """Roots must be distinct physical folders, and no root's dataset folder may
+    hold another root.  Raises ValueError naming them (before anything is written)."""
+    seen = {}
+    for uri in uris:
+        location = physical_location(uri)
+        if location in seen:
+            raise ValueError(f"--output_roots {seen[location]} and {uri} are the same folder "
+                             f"({location}); every root must be a distinct location")
+        seen[location] = uri
+    folders = {physical_location(join(u, dataset)): u for u in uris}
+    for location, uri in seen.items():
+        for folder, owner in folders.items():
+            if owner != uri and (location + "/").startswith(folder + "/"):
+                raise ValueError(f"root {uri} lies inside the dataset folder of root {owner}")
 
 
 def dataset_dir(root: str, dataset: str) -> str:
     return join(root, dataset)
 
 
-def shard_name(index: int, count: int, suffix: str = TEXT_SUFFIX) -> str:
-    return f"shard-{index:05d}-of-{count:05d}{suffix}"
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling and rename it to ``path``."""
-    directory, name = path.rsplit("/", 1) if "/" in path else ("", path)
-    tmp = join(directory, f".tmp-{uuid.uuid4().hex}-{name}") if directory else f".tmp-{name}"
-    with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as out:
-        out.write(data)
-    try:
-        FileSystems.rename([tmp], [path])
-    except Exception:
-        _delete_quietly(tmp)
-        raise
-
-
-def _delete_quietly(path: str) -> None:
-    try:
-        FileSystems.delete([path])
-    except Exception:  # noqa: BLE001 - best effort clean-up of a temp file
-        pass
+def shard_name(index: int, count: int, suffix: str = TEXT_SUFFIX,
+               digest: str | None = None) -> str:
+    """``shard-00003-of-00012[-<16 hex>]<suffix>``; the digest (the first 16 hex
+    digits of the stored bytes' xxh3-128) makes names content-derived, so a new
+    generation's file never lands on a live file with other bytes."""
+    tail = f"-{digest[:16]}" if digest else ""
+    return f"shard-{index:05d}-of-{count:05d}{tail}{suffix}"
 
 
 # ---------------------------------------------------------------- shards
@@ -143,13 +156,10 @@ def decode_payload(manifest: dict, shard: dict, stored: bytes):
 
 # ---------------------------------------------------------------- manifest
 
-def manifest_bytes(manifest: dict) -> bytes:
-    """Canonical serialisation: sorted keys, so equal content is equal bytes."""
-    return orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
-
-
 def build_manifest(dataset: str, roots: list[str], replication: int, codec: dict,
                    shards: list[dict], extra: dict | None = None) -> dict:
+    """The manifest body (unsealed: ``transforms.commit.seal`` adds generation,
+    previous and digest).  Shard ``replicas`` are indices into ``roots``."""
     shards = sorted(shards, key=lambda s: s["name"])
     manifest = {
         "format": FORMAT,
@@ -169,32 +179,134 @@ def build_manifest(dataset: str, roots: list[str], replication: int, codec: dict
     return manifest
 
 
-def load_manifest(store_path: str) -> dict:
-    path = join(store_path, MANIFEST)
-    try:
-        data = read_bytes(path)
-    except Exception as err:  # noqa: BLE001 - any IO failure means the same to the user
-        raise StoreError(f"no readable manifest at {path}: {err}") from err
-    try:
-        manifest = orjson.loads(data)
-    except orjson.JSONDecodeError as err:
-        raise StoreError(f"manifest at {path} is not valid JSON: {err}") from err
-    if manifest.get("format") != FORMAT:
-        raise StoreError(f"{path} is not a {FORMAT} manifest")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise StoreError(
-            f"{path} has format version {manifest['format_version']}; "
-            f"this reader understands up to {FORMAT_VERSION}")
-    for shard in manifest.get("shards", []):
-        if not is_safe_relative(shard.get("name", "")):
-            raise StoreError(f"{path} names an unsafe shard path {shard.get('name')!r}")
+def parse_root_map(spec) -> dict[str, str]:
+    """``OLD=NEW[,OLD=NEW...]`` (or a dict) -> normalised ``{recorded root: where it is now}``."""
+    if not spec:
+        return {}
+    if isinstance(spec, dict):
+        pairs = spec.items()
+    else:
+        pairs = []
+        for part in (p.strip() for p in spec.split(",")):
+            if part:
+                old, sep, new = part.partition("=")
+                if not sep or not old or not new:
+                    raise ValueError(f"--root_map wants OLD=NEW, got {part!r}")
+                pairs.append((old, new))
+    return {normalise_root(o): normalise_root(n) for o, n in pairs}
+
+
+def _upgrade_v1(manifest: dict) -> dict:
+    """A version-1 manifest (replicas as root URIs) in today's shape."""
+    if manifest.get("format_version", 0) >= 2:
+        return manifest
+    roots = list(manifest.get("roots", []))
+    shards = []
+    for s in manifest.get("shards", []):
+        reps = []
+        for r in s.get("replicas", []):
+            if isinstance(r, str) and r not in roots:
+                roots.append(r)
+            reps.append(roots.index(r) if isinstance(r, str) else r)
+        shards.append({**s, "replicas": reps})
+    return {**manifest, "roots": roots, "shards": shards}
+
+
+def _hint_roots(store_path: str, own) -> list[str] | None:
+    """The roots of a store opened through ``store_path``: from its manifest (even
+    a damaged one, as a hint), else from the run report in ``_audit``."""
+    source = own.manifest or own.hint
+    if isinstance(source, dict) and isinstance(source.get("roots"), list) and all(
+            isinstance(r, str) for r in source["roots"]):
+        return _upgrade_v1(source)["roots"] if own.manifest else list(source["roots"])
+    for report in (join(store_path, AUDIT_DIR, "run_report.json"),
+                   join(store_path, "run_report.json")):
+        try:
+            dirs = orjson.loads(read_bytes(report))["store"]
+            return [parent(d) for d in dirs]
+        except Exception:  # noqa: BLE001 - no hint there
+            continue
+    return None
+
+
+def survey_store(store_path: str, root_map=None):
+    """Every root's manifest copy for a store opened at ``store_path``.
+
+    -> ``(copies, paths, opened index, dataset)``: ``paths[i]`` is where root i
+    is now (the opened root for its own index, ``root_map`` for the others).
+    """
+    store_path = normalise_root(store_path)
+    root, dataset = parent(store_path), basename(store_path)
+    mapping = parse_root_map(root_map)
+    own = read_manifest_copy(join(store_path, MANIFEST), None, root)
+    if own.manifest is not None:
+        own.manifest = _upgrade_v1(own.manifest)
+    recorded = _hint_roots(store_path, own)
+    if recorded is None:
+        return [own], [root], None, dataset
+    paths = [mapping.get(normalise_root(r), normalise_root(r)) for r in recorded]
+    index = paths.index(root) if root in paths else None
+    if index is None:
+        source = own.manifest or own.hint or {}
+        hinted = source.get("root_index")
+        if isinstance(hinted, int) and 0 <= hinted < len(paths):
+            index = hinted
+    if index is not None:
+        paths[index] = root
+    own.index = index
+    copies = [own]
+    for j, path in enumerate(paths):
+        if j != index:
+            copy = read_manifest_copy(join(path, dataset, MANIFEST), j, path)
+            if copy.manifest is not None:
+                copy.manifest = _upgrade_v1(copy.manifest)
+            copies.append(copy)
+    copies.sort(key=lambda c: (c.index is None, c.index or 0))
+    return copies, paths, index, dataset
+
+
+def _shards_available(manifest, store_path, root_map, deep) -> bool:
+    """Every shard has a replica of the right size (``deep``: and checksum)."""
+    for shard in manifest["shards"]:
+        for _, path in replica_paths(manifest, store_path, shard, root_map):
+            if deep:
+                if check_replica(path, shard)[0] == "ok":
+                    break
+            elif file_kind(path) == "file" and (
+                    not is_local(path) or os.path.getsize(path) == shard["stored_bytes"]):
+                break
+        else:
+            return False
+    return True
+
+
+def choose_generation(store_path: str, root_map=None, deep: bool = False):
+    """-> ``(manifest, copies, paths)``: the newest valid generation whose shards are
+    all available (``deep``: verified by checksum), with ``root_index`` set to
+    the opened root's index; when none has them all, the newest valid one
+    (verify then names what is missing).  Raises StoreError when no root holds
+    a valid manifest."""
+    copies, paths, index, _ = survey_store(store_path, root_map)
+    candidates = newest(copies)
+    if not candidates:
+        detail = "; ".join(f"{c.path}: {c.detail}" for c in copies)
+        raise StoreError(f"no readable manifest for {store_path}: {detail}")
+    for manifest in candidates:
+        chosen = {**manifest, "root_index": index}
+        if len(candidates) == 1 and not deep:
+            return chosen, copies, paths
+        if _shards_available(chosen, store_path, root_map, deep):
+            return chosen, copies, paths
+    return {**candidates[0], "root_index": index}, copies, paths
+
+
+def load_manifest(store_path: str, root_map=None) -> dict:
+    """The manifest a reader of ``store_path`` uses: the newest valid generation on
+    any root of the store (a crash between manifest copies never rolls a reader
+    back), with ``root_index`` = the opened root's index.  ``root_map``
+    (``OLD=NEW,...`` or a dict) says where recorded roots are now."""
+    manifest, _, _ = choose_generation(store_path, root_map)
     return manifest
-
-
-def is_safe_relative(name: str) -> bool:
-    """A shard name stays inside its dataset folder: ``[partition/]file``, safe parts."""
-    parts = name.split("/")
-    return 1 <= len(parts) <= 2 and all(is_safe_name(p) for p in parts)
 
 
 def select_shards(manifest: dict, partitions=None) -> list[dict]:
@@ -234,24 +346,47 @@ def shard_path(name: str, partition: str = "") -> str:
 
 
 
-def replica_paths(manifest: dict, store_path: str, shard: dict) -> list[tuple[str, str]]:
-    """``(root, path)`` candidates for a shard: the opened store first, then its replicas."""
-    dataset = manifest["dataset"]
-    candidates = []
-    opened = join(store_path, shard["name"])
-    for root in shard["replicas"]:
-        path = join(dataset_dir(root, dataset), shard["name"])
-        candidates.append((root, path))
-    candidates.sort(key=lambda c: c[1] != opened)  # stable: the opened root first
-    return candidates
+def root_paths(manifest: dict, store_path: str, root_map=None) -> list[str]:
+    """Where each root of the manifest is now: the opened root for ``root_index``,
+    ``root_map`` or the recorded URI for the others."""
+    mapping = parse_root_map(root_map)
+    paths = [mapping.get(r, r) for r in manifest["roots"]]
+    index = manifest.get("root_index")
+    if index is not None:
+        paths[index] = parent(normalise_root(store_path))
+    return paths
+
+
+def replica_roots(manifest: dict, shard: dict) -> list[str]:
+    """The recorded root URIs holding a shard's replicas."""
+    return [manifest["roots"][i] for i in shard["replicas"]]
+
+
+def replica_paths(manifest: dict, store_path: str, shard: dict,
+                  root_map=None) -> list[tuple[str, str]]:
+    """``(root, path)`` candidates for a shard: the opened root first, then the others."""
+    paths = root_paths(manifest, store_path, root_map)
+    dataset = basename(normalise_root(store_path))
+    opened = manifest.get("root_index")
+    order = sorted(shard["replicas"], key=lambda i: i != opened)
+    return [(paths[i], join(paths[i], dataset, shard["name"])) for i in order]
 
 
 def check_replica(path: str, shard: dict) -> tuple[str, bytes | None]:
-    """``(status, stored bytes)``; status is ok, missing, size_mismatch or corrupt."""
+    """``(status, stored bytes)``; status is ok, missing, symlink, not_a_file,
+    unreadable, size_mismatch or corrupt.  A symlink is never followed (it could
+    lead outside the root), even when its target holds the right bytes."""
+    kind = file_kind(path)
+    if kind == "missing":
+        return "missing", None
+    if kind == "symlink":
+        return "symlink", None
+    if kind != "file":
+        return "not_a_file", None
     try:
         data = read_bytes(path)
-    except Exception:  # noqa: BLE001 - not found and unreadable are both "missing"
-        return "missing", None
+    except Exception:  # noqa: BLE001 - EIO and friends
+        return "unreadable", None
     if len(data) != shard["stored_bytes"]:
         return "size_mismatch", None
     if checksum(data) != shard["checksum"]:
@@ -259,10 +394,11 @@ def check_replica(path: str, shard: dict) -> tuple[str, bytes | None]:
     return "ok", data
 
 
-def read_shard_verified(manifest: dict, store_path: str, shard: dict, on_failure=None):
+def read_shard_verified(manifest: dict, store_path: str, shard: dict, on_failure=None,
+                        root_map=None):
     """A shard's decoded content (``decode_payload``) from the first good replica."""
     problems = []
-    for root, path in replica_paths(manifest, store_path, shard):
+    for root, path in replica_paths(manifest, store_path, shard, root_map):
         status, data = check_replica(path, shard)
         if status == "ok":
             try:
@@ -277,19 +413,25 @@ def read_shard_verified(manifest: dict, store_path: str, shard: dict, on_failure
 
 # ---------------------------------------------------------------- writing
 
-def commit_replicas(stored: bytes, dataset: str, name: str, replicas: list[str]) -> dict:
+def write_replica(path: str, stored: bytes, digest: str) -> bool:
+    """Put a shard's stored bytes at ``path``; -> False when an identical file was
+    already there (a rerun, or a shard both generations hold: never rewritten)."""
+    if file_kind(path) == "file" and check_replica(
+            path, {"stored_bytes": len(stored), "checksum": digest})[0] == "ok":
+        return False
+    replace_with_file(path, stored)
+    return True
+
+
+def commit_replicas(stored: bytes, dataset: str, name: str, replicas: list[str],
+                    roots: list[str]) -> dict:
     """Write a shard's stored bytes to each replica root (atomically) -> the
-    manifest fields every shard entry has about its bytes."""
+    manifest fields every shard entry has about its bytes (replicas as root indices)."""
+    digest = checksum(stored)
     for root in replicas:
-        write_atomically(join(dataset_dir(root, dataset), name), stored)
-    return {"stored_bytes": len(stored), "checksum": checksum(stored), "replicas": replicas}
-
-
-def publish_manifest(manifest: dict, dataset: str, roots: list[str]) -> None:
-    """Write the manifest to every root, last (each copy atomically)."""
-    data = manifest_bytes(manifest)
-    for root in roots:
-        write_atomically(join(dataset_dir(root, dataset), MANIFEST), data)
+        write_replica(join(dataset_dir(root, dataset), name), stored, digest)
+    return {"stored_bytes": len(stored), "checksum": digest,
+            "replicas": [roots.index(r) for r in replicas]}
 
 
 class _WriteShard(beam.DoFn):
@@ -314,11 +456,15 @@ class _WriteShard(beam.DoFn):
         raw = b"".join(doc[-1] + b"\n" for doc in docs)
         count = len(docs)
         stored = self.codec.encode(raw)
-        name = shard_path(shard_name(index, num_shards, text_suffix(self.codec)), partition)
+        # placement follows the name without the digest (stable across contents)
+        plain = shard_path(shard_name(index, num_shards, text_suffix(self.codec)), partition)
+        name = shard_path(shard_name(index, num_shards, text_suffix(self.codec),
+                                     checksum(stored)), partition)
         value = (info or {}).get("partitions", {}).get(partition, {}).get("value_text")
-        replicas = self.placement.place(f"{self.dataset}/{name}", partition, value)
+        replicas = self.placement.place(f"{self.dataset}/{plain}", partition, value)
         entry = {"name": name, "index": index, "records": count, "raw_bytes": len(raw),
-                 **commit_replicas(stored, self.dataset, name, replicas)}
+                 **commit_replicas(stored, self.dataset, name, replicas,
+                                   [r.uri for r in self.placement.roots])}
         self.replicas.inc(len(replicas))
         self.shards.inc()
         self.records.inc(count)
@@ -351,16 +497,19 @@ def partition_entries(shards: list[dict], info: dict, placement: Placement) -> l
 class _WriteManifest(beam.DoFn):
     """All shard entries -> manifest.json on every root, after the preconditions pass."""
 
-    def __init__(self, dataset, placement, codec, extra, partitioning):
+    def __init__(self, dataset, placement, codec, extra, partitioning, base):
         self.dataset = dataset
         self.placement = placement
         self.codec = codec
         self.extra = extra
         self.partitioning = partitioning
+        self.base = base
 
     def process(self, shards, failures, info):
         problems = [f for f in failures if f]
+        uris = [r.uri for r in self.placement.roots]
         if problems:
+            discard_uncommitted(shards, self.dataset, uris)
             raise RuntimeError(
                 "not writing the manifest: " + " | ".join(sorted(problems)))
         extra = dict(self.extra)
@@ -370,12 +519,13 @@ class _WriteManifest(beam.DoFn):
             scheme = {k: v for k, v in info.items() if k != "partitions"}
             extra["partitioning"] = {**self.partitioning, **scheme}
             extra["partitions"] = partition_entries(shards, info, self.placement)
-        roots = self.placement.roots
-        uris = [r.uri for r in roots]
         manifest = build_manifest(self.dataset, uris, self.placement.replication,
                                   self.codec, shards, extra)
-        publish_manifest(manifest, self.dataset, uris)
-        yield manifest
+        try:
+            yield commit_generation(manifest, self.dataset, uris, self.base)
+        except ConcurrentWriteError:
+            discard_uncommitted(shards, self.dataset, uris)
+            raise
 
 
 class WriteStore(beam.PTransform):
@@ -411,8 +561,7 @@ class WriteStore(beam.PTransform):
         if lines is None:
             raise ValueError("WriteStore needs lines= (a transforms.refs.ResolveRuns)")
         self.lines = lines
-        if not dataset or "/" in dataset or dataset in (".", ".."):
-            raise ValueError(f"dataset must be a plain folder name, got {dataset!r}")
+        check_dataset_name(dataset)
         if num_shards is not None and num_shards < 1:
             raise ValueError(f"num_shards must be >= 1, got {num_shards}")
         if target_shard_bytes < 1:
@@ -420,6 +569,7 @@ class WriteStore(beam.PTransform):
         if (partitioning is None) != (partition_info is None):
             raise ValueError("partitioning and partition_info go together")
         self.roots = [Root(normalise_root(r.uri), r.weight) for r in roots]
+        check_roots([r.uri for r in self.roots], dataset)
         place("probe", self.roots, replication)  # R > N fails here, before anything runs
         if placement is None:
             placement = Placement(self.roots, replication)
@@ -435,6 +585,8 @@ class WriteStore(beam.PTransform):
         self.preconditions = list(preconditions)
         self.partitioning = partitioning
         self.partition_info = partition_info
+        # the generation this run replaces: the commit is a compare-and-swap on it
+        self.base = committed_digest([r.uri for r in self.roots], dataset)
 
     def expand(self, records):
         pipeline = records.pipeline
@@ -459,7 +611,7 @@ class WriteStore(beam.PTransform):
         codec = self.codec.describe()
         manifest = shards | "WriteManifest" >> beam.ParDo(
             _WriteManifest(self.dataset, self.placement, codec, self.manifest_extra,
-                           self.partitioning),
+                           self.partitioning, self.base),
             beam.pvalue.AsList(failures), info)
         manifest | "DeleteRuns" >> beam.Map(
             lambda _, spill_dir: delete_spill(spill_dir), self.lines.spill_dir)
@@ -469,15 +621,17 @@ class WriteStore(beam.PTransform):
 # ---------------------------------------------------------------- reading
 
 class _ReadShard(beam.DoFn):
-    def __init__(self, manifest, store_path, parse):
+    def __init__(self, manifest, store_path, parse, root_map=None):
         self.manifest = manifest
         self.store_path = store_path
         self.parse = parse
+        self.root_map = root_map
         self.failovers = Metrics.counter(NAMESPACE, "read_replica_failovers")
         self.records = Metrics.counter(NAMESPACE, "read_records")
 
     def process(self, shard):
-        raw = read_shard_verified(self.manifest, self.store_path, shard, self.failovers.inc)
+        raw = read_shard_verified(self.manifest, self.store_path, shard, self.failovers.inc,
+                                  self.root_map)
         if self.manifest.get("kind") == "array":
             self.records.inc(shard["records"])
             yield shard["row_start"], raw
@@ -496,12 +650,16 @@ class ReadStore(beam.PTransform):
     Text stores yield dicts (``parse=True``) or the stored JSON lines as bytes;
     array stores yield ``(first row, block ndarray)`` per block.
     ``partitions`` (names) reads only those partitions of a partitioned store.
+    The manifest is the newest valid generation on any root (``load_manifest``);
+    ``root_map`` (``OLD=NEW,...``) says where recorded roots are now, for a store
+    whose roots moved (the opened root is always found where it was opened).
     """
 
-    def __init__(self, store_path: str, parse: bool = True, partitions=None):
+    def __init__(self, store_path: str, parse: bool = True, partitions=None, root_map=None):
         super().__init__()
         self.store_path = store_path
-        self.manifest = load_manifest(store_path)
+        self.root_map = parse_root_map(root_map)
+        self.manifest = load_manifest(store_path, self.root_map)
         self.parse = parse
         self.shards = select_shards(self.manifest, partitions)
 
@@ -509,50 +667,139 @@ class ReadStore(beam.PTransform):
         return (
             pbegin
             | "ListShards" >> beam.Create(self.shards)
-            | "ReadShards" >> beam.ParDo(_ReadShard(self.manifest, self.store_path, self.parse)))
+            | "ReadShards" >> beam.ParDo(
+                _ReadShard(self.manifest, self.store_path, self.parse, self.root_map)))
 
 
 # ---------------------------------------------------------------- verify and repair
 
-def verify_store(store_path: str) -> list[dict]:
-    """One row per (shard, replica root) with its status, plus manifest rows per root."""
-    manifest = load_manifest(store_path)
+def _manifest_rows(copies, chosen) -> list[dict]:
     rows = []
-    for root in manifest["roots"]:
-        path = join(dataset_dir(root, manifest["dataset"]), MANIFEST)
-        try:
-            status = "ok" if orjson.loads(read_bytes(path)) == manifest else "differs"
-        except Exception:  # noqa: BLE001
-            status = "missing"
-        rows.append({"shard": MANIFEST, "root": root, "status": status, "path": path})
-    for shard in manifest["shards"]:
-        for root, path in replica_paths(manifest, store_path, shard):
-            status, _ = check_replica(path, shard)
-            rows.append({"shard": shard["name"], "root": root, "status": status, "path": path})
+    for c in copies:
+        status, detail = c.status, c.detail
+        if c.status == "ok":
+            m = c.manifest
+            if m.get("digest") == chosen.get("digest") or (
+                    "digest" not in chosen and m.get("shards") == chosen.get("shards")):
+                status = "ok"
+            elif m.get("generation", 0) < chosen.get("generation", 0):
+                status, detail = "older_generation", (
+                    f"generation {m.get('generation')}; newest is {chosen.get('generation')}")
+            elif m.get("generation", 0) > chosen.get("generation", 0):
+                status, detail = "newer_unavailable", (
+                    f"generation {m.get('generation')} has shards with no good replica")
+            else:
+                status, detail = "conflicting", (
+                    f"generation {m.get('generation')} with another digest")
+        rows.append({"shard": MANIFEST, "root": c.root, "status": status, "path": c.path,
+                     "detail": detail, "index": c.index})
     return rows
 
 
-def repair_store(store_path: str) -> list[dict]:
-    """Rewrite every bad replica (and manifest copy) from a good one; rows of what was done."""
-    manifest = load_manifest(store_path)
-    done = []
-    for row in verify_store(store_path):
-        if row["status"] == "ok":
-            continue
-        if row["shard"] == MANIFEST:
-            write_atomically(row["path"], manifest_bytes(manifest))
-            done.append({**row, "action": "rewritten from manifest"})
-            continue
-        shard = next(s for s in manifest["shards"] if s["name"] == row["shard"])
-        good = None
-        for root, path in replica_paths(manifest, store_path, shard):
-            status, data = check_replica(path, shard)
-            if status == "ok":
-                good = (root, data)
-                break
-        if good is None:
-            done.append({**row, "action": "unrecoverable: no good replica"})
-            continue
-        write_atomically(row["path"], good[1])
-        done.append({**row, "action": f"copied from {good[0]}"})
+def verify_store(store_path: str, root_map=None) -> list[dict]:
+    """One row per manifest copy, per (shard, replica root), and per stray file.
+
+    The generation checked is the newest valid one whose shards are all
+    available (``choose_generation``).  Manifest rows: ok, missing, invalid
+    (truncated, not JSON, digest mismatch...), older_generation,
+    newer_unavailable, conflicting.  Replica rows: see ``check_replica``.
+    Stray rows (``status`` ``stray:<kind>``, ``find_strays``): stale, temp,
+    symlink, special, directory, empty_directory, unknown.  Every row has
+    shard, root, status, path.
+    """
+    manifest, copies, paths = choose_generation(store_path, root_map, deep=True)
+    rows = _manifest_rows(copies, manifest)
+    for shard in manifest["shards"]:
+        for root, path in replica_paths(manifest, store_path, shard, root_map):
+            status, _ = check_replica(path, shard)
+            rows.append({"shard": shard["name"], "root": root, "status": status, "path": path})
+    dataset = basename(normalise_root(store_path))
+    for index, root in enumerate(root_paths(manifest, store_path, root_map)):
+        for stray in find_strays(root, join(root, dataset), manifest, index):
+            rows.append({"shard": stray.name, "root": root, "status": f"stray:{stray.kind}",
+                         "path": stray.path})
+    return rows
+
+
+def _reachable(root: str) -> bool:
+    return not is_local(root) or os.path.isdir(root)
+
+
+def repair_store(store_path: str, root_map=None, break_lock: bool = False) -> list[dict]:
+    """Make every reachable root hold the newest good generation, completely.
+
+    Picks the newest valid generation whose shards all verify somewhere (never
+    an older one over a newer valid manifest, never a manifest failing its own
+    checks), rewrites each bad replica (missing, corrupt, a symlink, directory
+    or special file in its place) from a verified one, writes that manifest to
+    roots whose copy is missing, invalid or older, then deletes stale and
+    temporary files (unknown files are reported, never deleted).  Writes only
+    ``<root>/<dataset>/<shard name>`` and manifests; a root folder that does not
+    exist is reported, not created.  Takes the dataset's lock (``break_lock``
+    removes a stale one).  One failure does not stop the others.
+    -> rows: shard, root, status, path, action.
+    """
+    manifest, copies, paths = choose_generation(store_path, root_map, deep=True)
+    dataset = basename(normalise_root(store_path))
+    paths = root_paths(manifest, store_path, root_map)
+    reachable = [i for i, p in enumerate(paths) if _reachable(p)]
+    done = [{"shard": "(root)", "root": paths[i], "status": "unreachable", "path": paths[i],
+             "action": "skipped: root folder not found (use --root_map)"}
+            for i in range(len(paths)) if i not in reachable]
+    with DatasetLock([join(paths[i], dataset) for i in reachable], job="repair",
+                     break_lock=break_lock):
+        for shard in manifest["shards"]:
+            good = None
+            bad = []
+            for index in shard["replicas"]:
+                path = join(paths[index], dataset, shard["name"])
+                status, data = check_replica(path, shard)
+                if status == "ok":
+                    good = good or (paths[index], data)
+                elif index in reachable:
+                    bad.append((index, path, status))
+            for index, path, status in bad:
+                row = {"shard": shard["name"], "root": paths[index], "status": status,
+                       "path": path}
+                if good is None:
+                    done.append({**row, "action": "unrecoverable: no good replica"})
+                    continue
+                try:
+                    replaced = replace_with_file(path, good[1])
+                    how = "" if replaced in ("file", "missing") else f" (replaced a {replaced})"
+                    done.append({**row, "action": f"copied from {good[0]}{how}"})
+                except Exception as err:  # noqa: BLE001 - go on with the next fault
+                    done.append({**row, "action": f"failed: {err}"})
+        newer = False
+        for row in _manifest_rows(copies, manifest):
+            if row["status"] == "ok" or row["index"] not in reachable:
+                continue
+            if row["status"] == "newer_unavailable":
+                newer = True
+                done.append({**row, "action": "left in place: a newer generation is never "
+                             "rolled back"})
+                continue
+            try:
+                replaced = replace_with_file(row["path"],
+                                             manifest_bytes(for_root(manifest, row["index"])))
+                done.append({**row, "action": f"wrote generation {manifest.get('generation')}"
+                             + ("" if replaced in ("file", "missing") else
+                                f" (replaced a {replaced})")})
+            except Exception as err:  # noqa: BLE001
+                done.append({**row, "action": f"failed: {err}"})
+        if newer or len(reachable) < len(paths):
+            return done   # files of a newer generation (or on an unseen root) may be live
+        for index in reachable:
+            directory = join(paths[index], dataset)
+            for stray in find_strays(paths[index], directory, manifest, index):
+                row = {"shard": stray.name, "root": paths[index], "status": f"stray:{stray.kind}",
+                       "path": stray.path}
+                if not stray.collectable:
+                    done.append({**row, "action": "left in place (not ours to delete)"})
+                    continue
+                try:
+                    delete_quietly(stray.path)
+                    done.append({**row, "action": "deleted"})
+                except Exception as err:  # noqa: BLE001
+                    done.append({**row, "action": f"failed: {err}"})
     return done

@@ -1,0 +1,206 @@
+"""Commit by generation, strays, locks and root checks: pure functions, no pipeline."""
+import os
+
+import orjson
+import pytest
+
+from transforms.commit import (
+    MANIFEST, ConcurrentWriteError, DatasetLock, DatasetLocked, commit_generation,
+    committed_digest, find_strays, manifest_digest, manifest_problem, read_manifest_copy,
+    write_atomically)
+from transforms.hashing import checksum
+from transforms.store import build_manifest, check_roots, shard_name
+
+
+def _shard(roots, name_index, data: bytes, replicas):
+    name = shard_name(name_index, 2, ".jsonl", checksum(data))
+    for i in replicas:
+        write_atomically(os.path.join(roots[i], "ds", name), data)
+    return {"name": name, "index": name_index, "records": data.count(b"\n"),
+            "raw_bytes": len(data), "stored_bytes": len(data), "checksum": checksum(data),
+            "replicas": list(replicas)}
+
+
+def _body(roots, shards):
+    return build_manifest("ds", roots, 2, {"name": "none"}, shards, {"kind": "text"})
+
+
+def _on_disk(root):
+    return orjson.loads(open(os.path.join(root, "ds", MANIFEST), "rb").read())
+
+
+def test_generations_chain_and_collect_only_after_the_commit(tmp_path):
+    roots = [str(tmp_path / n) for n in "abc"]
+    first = [_shard(roots, 0, b'{"id":1}\n', [0, 1]), _shard(roots, 1, b'{"id":2}\n', [1, 2])]
+    one = commit_generation(_body(roots, first), "ds", roots, None)
+    assert (one["generation"], one["previous"]) == (1, None)
+    assert one["digest"] == manifest_digest(one) and manifest_problem(one) is None
+    assert [_on_disk(r)["root_index"] for r in roots] == [0, 1, 2]
+    # the same dataset again: same generation, same bytes
+    before = [open(os.path.join(r, "ds", MANIFEST), "rb").read() for r in roots]
+    assert commit_generation(_body(roots, first), "ds", roots, one["digest"]) == one
+    assert [open(os.path.join(r, "ds", MANIFEST), "rb").read() for r in roots] == before
+    # another dataset: generation 2 points at 1; old files go, new ones stay
+    second = [_shard(roots, 0, b'{"id":3}\n', [2, 0])]
+    two = commit_generation(_body(roots, second), "ds", roots, one["digest"])
+    assert (two["generation"], two["previous"]) == (2, one["digest"])
+    for i, root in enumerate(roots):
+        names = sorted(os.listdir(os.path.join(root, "ds")))
+        assert names == sorted([MANIFEST] + ([second[0]["name"]] if i in (0, 2) else []))
+    # a writer that started from generation 1 cannot commit over generation 2
+    with pytest.raises(ConcurrentWriteError, match="committed by another writer"):
+        commit_generation(_body(roots, first), "ds", roots, one["digest"])
+    assert committed_digest(roots, "ds") == two["digest"]
+
+
+def test_a_manifest_fails_its_own_checks_on_any_change(tmp_path):
+    roots = [str(tmp_path / "a")]
+    sealed = commit_generation(_body(roots, [_shard(roots, 0, b"x\n", [0])]), "ds", roots,
+                               None)
+    assert manifest_problem(sealed) is None
+    assert manifest_problem({**sealed, "records": 2}) == \
+        "digest does not match its content (changed or damaged)"
+    changed = orjson.loads(orjson.dumps(sealed))
+    changed["shards"][0]["checksum"] = "0" + changed["shards"][0]["checksum"][1:]
+    assert "digest" in manifest_problem(changed)
+    assert manifest_problem({**sealed, "root_index": 5}) == "root_index 5 outside the roots"
+    path = os.path.join(roots[0], "ds", MANIFEST)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:40])
+    copy = read_manifest_copy(path)
+    assert copy.status == "invalid" and "not valid JSON (truncated?)" in copy.detail
+
+
+def test_strays_are_classified_and_only_ours_are_collectable(tmp_path):
+    roots = [str(tmp_path / "a")]
+    sealed = commit_generation(_body(roots, [_shard(roots, 0, b"x\n", [0])]), "ds", roots,
+                               None)
+    folder = tmp_path / "a" / "ds"
+    (folder / "shard-00001-of-00002-0123456789abcdef.jsonl.zst").write_bytes(b"old")
+    (folder / ".tmp-shard-00000-of-00002.jsonl.abc.tmp").write_bytes(b"partial")
+    (folder / ".runs-42").mkdir()
+    (folder / "notes.txt").write_bytes(b"mine")
+    os.symlink("/etc/hostname", folder / "link")
+    os.mkfifo(folder / "pipe")
+    (folder / "emptied").mkdir()
+    (folder / "_audit").mkdir()
+    (folder / "_audit" / "dead_letters-0.jsonl.zst").write_bytes(b"audit")
+    (folder / ".lock").write_bytes(b"{}")
+    got = {(s.name, s.kind, s.collectable)
+           for s in find_strays(roots[0], str(folder), sealed, 0)}
+    assert got == {
+        ("shard-00001-of-00002-0123456789abcdef.jsonl.zst", "stale", True),
+        (".tmp-shard-00000-of-00002.jsonl.abc.tmp", "temp", True),
+        (".runs-42", "temp", True), ("notes.txt", "unknown", False),
+        ("link", "symlink", True), ("pipe", "special", True),
+        ("emptied", "empty_directory", True)}
+
+
+def test_roots_must_be_distinct_folders(tmp_path):
+    a = str(tmp_path / "a")
+    os.makedirs(a)
+    os.symlink(a, tmp_path / "alias")
+    check_roots([a, str(tmp_path / "b")], "ds")
+    for other in (a, f"{tmp_path}/x/../a", str(tmp_path / "alias"), str(tmp_path / "A")):
+        with pytest.raises(ValueError, match="same folder"):
+            check_roots([a, other], "ds")
+    with pytest.raises(ValueError, match="inside the dataset folder"):
+        check_roots([a, f"{a}/ds/inner"], "ds")
+    with pytest.raises(ValueError, match="same folder"):
+        check_roots(["gs://Bucket/x/", "gs://bucket//x"], "ds")
+
+
+def test_one_lock_holder_and_break_lock(tmp_path):
+    dirs = [str(tmp_path / "a" / "ds"), str(tmp_path / "b" / "ds")]
+    with DatasetLock(dirs, job="first"):
+        with pytest.raises(DatasetLocked, match=r"held by first pid \d+ .*still running.*"
+                                                r"--break_lock"):
+            DatasetLock(dirs, job="second").acquire()
+        assert all(os.path.exists(os.path.join(d, ".lock")) for d in dirs)
+        with DatasetLock(dirs, job="third", break_lock=True):
+            pass
+    assert not any(os.path.exists(os.path.join(d, ".lock")) for d in dirs)
+
+
+# ---------------------------------------------------------------- properties
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from transforms import commit  # noqa: E402
+from transforms.store import read_shard_verified, repair_store, verify_store  # noqa: E402
+from transforms.store import load_manifest  # noqa: E402
+
+
+class _Crash(BaseException):
+    pass
+
+
+def _read_all(store):
+    manifest = load_manifest(store)
+    return sorted(read_shard_verified(manifest, store, s) for s in manifest["shards"])
+
+
+_datasets = st.lists(st.tuples(st.binary(min_size=1, max_size=40),
+                               st.sampled_from([(0, 1), (1, 2), (2, 0), (0, 2)])),
+                     min_size=1, max_size=3)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(old=_datasets, new=_datasets, crash_at=st.integers(1, 30))
+def test_a_crash_at_any_commit_step_leaves_old_or_new_on_every_root(
+        tmp_path_factory, monkeypatch, old, new, crash_at):
+    """In-process model of kill -9 (the subprocess sweeps in test_store_faults do
+    the real thing): stop the commit of ``new`` over ``old`` at step ``crash_at``."""
+    base = tmp_path_factory.mktemp("crash")
+    roots = [str(base / n) for n in "abc"]
+
+    def shards(spec, salt):
+        return [_shard(roots, i, salt + data + b"\n", reps) for i, (data, reps) in
+                enumerate(spec)]
+    one = commit_generation(_body(roots, shards(old, b"old")), "ds", roots, None)
+    old_content = _read_all(os.path.join(roots[0], "ds"))
+    new_shards = shards(new, b"new")
+    steps = {"n": 0}
+
+    def fault_point(what):
+        steps["n"] += 1
+        if steps["n"] == crash_at:
+            raise _Crash(what)
+    monkeypatch.setenv(commit.KILL_ENV, "1000000")
+    monkeypatch.setattr(commit, "fault_point", fault_point)
+    try:
+        commit_generation(_body(roots, new_shards), "ds", roots, one["digest"])
+        crashed = False
+    except _Crash:
+        crashed = True
+    monkeypatch.undo()
+    new_content = sorted(b"new" + data + b"\n" for data, _ in new)
+    seen = {tuple(_read_all(os.path.join(r, "ds"))) for r in roots}
+    assert seen <= {tuple(old_content), tuple(new_content)}
+    if not crashed:
+        assert seen == {tuple(new_content)}
+    repair_store(os.path.join(roots[1], "ds"))
+    assert [r for r in verify_store(os.path.join(roots[2], "ds")) if r["status"] != "ok"] == []
+    after = {tuple(_read_all(os.path.join(r, "ds"))) for r in roots}
+    assert len(after) == 1
+    if tuple(new_content) in seen:    # never rolled back
+        assert after == {tuple(new_content)}
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.integers(0, 10 ** 6), bit=st.integers(0, 7))
+def test_any_bit_flip_in_a_manifest_is_caught_or_harmless(tmp_path_factory, position, bit):
+    roots = [str(tmp_path_factory.mktemp("flip") / "a")]
+    sealed = commit_generation(_body(roots, [_shard(roots, 0, b"x\n", [0])]), "ds", roots,
+                               None)
+    path = os.path.join(roots[0], "ds", MANIFEST)
+    data = bytearray(open(path, "rb").read())
+    data[position % len(data)] ^= 1 << bit
+    open(path, "wb").write(bytes(data))
+    copy = read_manifest_copy(path)
+    if copy.status == "ok":   # e.g. a space became another space-like byte JSON ignores
+        assert {k: v for k, v in copy.manifest.items() if k != "root_index"} == sealed
+    else:
+        assert copy.status == "invalid" and copy.detail
