@@ -7,6 +7,7 @@ the runner passes them to its workers.  Each test checks the bytes and records
 through the S3 API itself (boto3), not through our own reader.
 """
 import os
+import re
 
 import apache_beam as beam
 import pytest
@@ -73,9 +74,10 @@ def test_a_store_on_two_s3_roots_is_complete_verified_and_rerun_identically(
     run(run_config, s3, inputs, roots)
     first = {b: data_objects(objects(s3, b, prefix)) for b in BUCKETS}
     # R=2 of N=2: every shard and the manifest on both buckets, byte for byte.
-    assert sorted(first["bucket-a"]) == ["manifest.json", "shard-00000-of-00003.jsonl.zst",
-                                         "shard-00001-of-00003.jsonl.zst",
-                                         "shard-00002-of-00003.jsonl.zst"]
+    names = sorted(first["bucket-a"])
+    assert names[0] == "manifest.json" and len(names) == 4
+    assert [re.fullmatch(r"shard-(\d{5})-of-00003-[0-9a-f]{16}\.jsonl\.zst", n).group(1)
+            for n in names[1:]] == ["00000", "00001", "00002"]
     assert first["bucket-a"] == first["bucket-b"]
     assert sorted(stored_lines(first["bucket-a"])) == sorted(expected_kept(inputs[0]).values())
     # The same job into local roots stores the same shard bytes.
