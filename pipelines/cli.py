@@ -29,6 +29,10 @@ class Parser(argparse.ArgumentParser):
             "--run_config", default=None,
             help="YAML file (or name in run_configs/) of Beam options; default: "
             f"${run_config.ENV_VAR} or run_configs/direct.yaml")
+        runner.add_argument(
+            "--log_level", default="warning", choices=("debug", "info", "warning", "error"),
+            help="log level (default: warning); below debug, a failure is reported in one "
+            "line without its traceback")
 
     def parse(self, argv):
         """-> (our namespace, PipelineOptions from the run config then the rest of argv)."""
@@ -105,3 +109,26 @@ def byte_size(text: str) -> int:
 def setup_logging():
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+
+
+class OneLine(logging.Filter):
+    """Log records without tracebacks, first line only (a failed run says why in one line)."""
+
+    def filter(self, record):
+        if record.exc_info or record.exc_text or "\n" in str(record.msg):
+            message = record.getMessage().strip().splitlines()
+            record.msg, record.args = (message[0] if message else ""), ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def apply_log_level(level: str) -> None:
+    """Set the root log level from --log_level; below debug, tracebacks are not logged
+    (the job prints its failure in one line; --log_level debug shows everything)."""
+    root = logging.getLogger()
+    root.setLevel(getattr(logging, level.upper()))
+    for handler in root.handlers:
+        for old in [f for f in handler.filters if isinstance(f, OneLine)]:
+            handler.removeFilter(old)
+        if level != "debug":
+            handler.addFilter(OneLine())

@@ -3,6 +3,7 @@ import glob
 import logging
 import os
 import posixpath
+import re
 import sys
 import uuid
 
@@ -17,9 +18,11 @@ from transforms.codec_choice import (
     ChooseCodec, choice_record, compare_text, format_table, sample_text)
 from transforms.codecs import bytes_codec
 from transforms.dedup import ExactDedup, dedup_buckets
-from transforms.io import ReadJsonl, estimate_raw_bytes
+from transforms.io import (
+    MAX_LINE_BYTES, ReadJsonl, estimate_raw_bytes, expand_patterns, input_files, probe_inputs)
 from transforms.near_dedup import cluster_histogram
-from transforms.partition import PartitionByField, RangePartition, numeric_field, text_length
+from transforms.partition import (
+    NumericFieldGate, PartitionByField, RangePartition, numeric_field, text_length)
 from transforms.placement import Placement, parse_rules
 from transforms.refs import ResolveRuns, ScanJsonl, delete_spill
 from transforms.report import RunClock, build_report, counters, summary_table, write_report
@@ -30,6 +33,7 @@ SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data",
 AUDIT_PREFIXES = ("dead_letters", "removed")
 SPILL_PREFIX = ".runs-"  # ResolveRuns' temporary runs; a failed run leaves its folder
 READ_BATCH = 1000  # documents per element on the hot path
+NOT_BAD = ("empty_text",)  # dead-letter reasons that are a policy, not bad input
 
 
 def build_parser() -> cli.Parser:
@@ -43,7 +47,13 @@ def build_parser() -> cli.Parser:
     io.add_argument("--text_field", default="text", help="text field (default: text)")
     io.add_argument("--max_bad_fraction", type=cli.fraction, default=0.01,
                     help="fail the run when more than this fraction of lines is bad "
-                    "(default: 0.01)")
+                    "(default: 0.01; empty_text lines do not count)")
+    io.add_argument("--max_line_bytes", type=cli.byte_size, default=MAX_LINE_BYTES,
+                    help="longest line read (decompressed bytes); a longer one is a dead "
+                    "letter line_too_long, skipped without being held (default: 32MiB)")
+    io.add_argument("--keep_empty_text", action="store_true",
+                    help="store records whose text is empty or only whitespace (default: "
+                    "they are removed, counted and written as dead letters empty_text)")
     dedup = parser.add_argument_group("deduplication")
     dedup.add_argument("--write_removed", action="store_true",
                        help="write (removed id, kept id) audit records as removed*.jsonl.zst")
@@ -172,13 +182,16 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
     by_ref = not (args.partition_by or args.range_by) and args.no_near_dedup
     resolve = None
     if by_ref:
-        reader = ScanJsonl(args.input, args.id_field, args.text_field)
+        reader = ScanJsonl(args.input, args.id_field, args.text_field,
+                           max_line_bytes=args.max_line_bytes,
+                           keep_empty=args.keep_empty_text)
         scanned = pipeline | "Read" >> reader
         batches, dead = scanned["refs"], scanned["dead_letters"]
         resolve = ResolveRuns(reader, scanned["digests"],
                               spill_dir=join(first_dir, f"{SPILL_PREFIX}{uuid.uuid4().hex}"))
     else:
-        reader = ReadJsonl(args.input, args.id_field, args.text_field, batch_size=READ_BATCH)
+        reader = ReadJsonl(args.input, args.id_field, args.text_field, batch_size=READ_BATCH,
+                           max_line_bytes=args.max_line_bytes, keep_empty=args.keep_empty_text)
         batches, dead = pipeline | "Read" >> reader
     dedup = batches | "ExactDedup" >> ExactDedup(
         num_buckets=dedup_buckets(estimate_raw_bytes(reader.paths)),
@@ -197,17 +210,22 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
         _gate_bad_fraction,
         beam.pvalue.AsSingleton(
             batches | "BatchSizes" >> beam.Map(len) | "CountDocs" >> beam.CombineGlobally(sum)),
-        beam.pvalue.AsSingleton(dead | "CountBad" >> beam.combiners.Count.Globally()),
+        beam.pvalue.AsSingleton(
+            dead
+            | "NotEmptyText" >> beam.Filter(lambda d: d["reason"] not in NOT_BAD)
+            | "CountBad" >> beam.combiners.Count.Globally()),
         args.max_bad_fraction, first_dir)
     id_gate = dedup["id_conflicts"] | "IdGate" >> beam.Map(_gate_id_conflicts, args.id_field)
 
+    if args.range_by and args.range_by != "length":
+        gates.append(kept | "RangeFieldGate" >> NumericFieldGate(args.range_by))
     records, scheme, info = partitioned(kept, args)
     records | "Store" >> WriteStore(
         roots, args.dataset, args.replication,
         num_shards=args.num_shards, target_shard_bytes=args.target_shard_bytes,
         codec=codec,
         manifest_extra={"kind": "text", "id_field": args.id_field,
-                        "text_field": args.text_field,
+                        "text_field": args.text_field, "inputs": input_files(reader.paths),
                         "sorted_by": args.range_by if args.range_by else "id",
                         **({"codec_choice": codec_choice} if codec_choice else {})},
         preconditions=[bad_gate, id_gate] + gates,
@@ -221,6 +239,7 @@ def run(argv=None) -> dict:
     """Run the job; returns the run report (raises on failure)."""
     cli.setup_logging()
     args, options = build_parser().parse(argv)
+    cli.apply_log_level(args.log_level)
     try:
         roots = cli.resolve_roots(args)
         if args.codec not in (None, "auto"):
@@ -235,6 +254,10 @@ def run(argv=None) -> dict:
             near_dedup_options.config_from(args)
     except ValueError as err:
         build_parser().error(str(err))
+    # Wrong kinds of input (Parquet, CSV, a JSON array, no text field) fail here,
+    # in one line, before the job starts; faults inside a file fail the job.
+    probe_inputs(expand_patterns(args.input), args.text_field,
+                 args.range_by if args.range_by not in (None, "length") else None)
     clock = RunClock()
     directories = [dataset_dir(r.uri, args.dataset) for r in roots]
     _delete_leftovers(directories[0])
@@ -249,6 +272,7 @@ def run(argv=None) -> dict:
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     balance = balance_rows(load_manifest(directories[0]))
     extra = {"store": directories, "codec": codec, "partitions": balance,
+             "inputs": load_manifest(directories[0]).get("inputs"),
              "near_dedup_cluster_sizes": cluster_histogram(values)}
     if report_choice:
         extra["codec_choice"] = report_choice
@@ -271,12 +295,14 @@ def main(argv=None):
 
 
 def _root_cause(err: BaseException) -> str:
-    """The innermost message of a Beam-wrapped worker exception."""
+    """The innermost message of a Beam-wrapped worker exception, in one line."""
     text = str(err)
     marker = "not writing the manifest: "
     if marker in text:
         return text[text.index(marker):].splitlines()[0].split("[while running")[0].strip()
-    return text.strip().splitlines()[-1] if text.strip() else repr(err)
+    last = text.strip().splitlines()[-1] if text.strip() else repr(err)
+    last = last.split(" [while running")[0].strip()
+    return re.sub(r"^(?:[A-Za-z_][\w.]*\.)?\w*(?:Error|Exception): ", "", last)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms.hashing import stable_hash64, text_keys
+from transforms.ids import id_order_key
 
 NAMESPACE = "dataprep.dedup"
 IDS_TAG = "ids"
@@ -35,8 +36,9 @@ def bucket_of_id(doc_id: str, num_buckets: int) -> int:
 
 
 def _better(a, b) -> bool:
-    """Does entry a beat entry b? Smallest (id, line): a total order."""
-    return (a[0], a[1]) < (b[0], b[1])
+    """Does entry a beat entry b? Smallest (id, line), ids in the id order
+    (``transforms.ids``: integers numerically, then strings): a total order."""
+    return (id_order_key(a[0]), a[1]) < (id_order_key(b[0]), b[1])
 
 
 def merge_entry(table: dict, key: bytes, entry: list) -> None:
@@ -129,7 +131,7 @@ class _EmitWinners(beam.DoFn):
         for doc_id, line, copies, losers in table.values():
             duplicates += copies - 1
             kept.append((doc_id, line))
-            for loser in sorted(losers or ()):
+            for loser in sorted(losers or (), key=id_order_key):
                 yield beam.pvalue.TaggedOutput(
                     "removed", {"removed": loser, "kept": doc_id, "reason": "exact_duplicate"})
         self.kept.inc(len(table))

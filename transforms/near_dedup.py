@@ -28,6 +28,7 @@ import orjson
 from apache_beam.metrics import Metrics
 
 from transforms.components import DEFAULT_MAX_ROUNDS, ConnectedComponents
+from transforms.ids import id_order_key, smallest_id
 from transforms.minhash import LshParams, MinHasher, band_keys, estimated_jaccard
 
 NAMESPACE = "dataprep.near_dedup"
@@ -125,11 +126,11 @@ class _StarEdges(beam.DoFn):
         members = set(bucket[1])
         if len(members) < 2:
             return
-        root = min(members)
+        root = smallest_id(members)   # the id order: integers numerically, then strings
         members.discard(root)
         self.shared.inc()
         self.candidates.inc(len(members))
-        for doc_id in sorted(members):
+        for doc_id in sorted(members, key=id_order_key):
             yield doc_id, root
 
 

@@ -412,3 +412,45 @@ def numeric_field(field: str):
             return None
         return value if value == value else None  # NaN has no place in an order
     return number
+
+
+def non_numeric_value(field: str):
+    """Value function: ``repr`` of a document's present, non-null, non-numeric
+    ``field`` value (a string, bool, list...), else None."""
+    quoted = orjson.dumps(field)
+
+    def odd(doc):
+        value = _field_of(doc[1], field, quoted)
+        if value is None or (not isinstance(value, bool) and isinstance(value, (int, float))):
+            return None
+        return repr(value)[:40]
+    return odd
+
+
+def _range_field_message(values: list, field: str) -> str:
+    if not values:
+        return ""
+    return (f"--range_by {field}: the field holds non-numeric values ({', '.join(values)}); "
+            f"ranges need numbers (--partition_by {field} makes one partition per value)")
+
+
+class NumericFieldGate(beam.PTransform):
+    """Documents ``(id, line)`` -> one string: empty when every present ``field``
+    value is a number, else an error naming up to 5 other values (smallest
+    ``repr`` first).  For ``WriteStore(preconditions=...)`` under ``--range_by FIELD``:
+    ``numeric_field`` maps other values to None, which would send them to
+    ``_missing`` without a word."""
+
+    def __init__(self, field: str, examples: int = 5):
+        super().__init__()
+        self.field = field
+        self.examples = examples
+
+    def expand(self, docs):
+        odd = non_numeric_value(self.field)
+        return (
+            docs
+            | "NonNumeric" >> beam.FlatMap(lambda doc: [v] if (v := odd(doc)) else [])
+            | "DistinctValues" >> beam.Distinct()
+            | "Examples" >> beam.combiners.Top.Smallest(self.examples)
+            | "Message" >> beam.Map(_range_field_message, self.field))

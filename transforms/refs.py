@@ -31,8 +31,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.hashing import text_keys
-from transforms.io import (DEAD_LETTER_TAG, BadRecord, JsonlFileDoFn, ReadJsonl, join,
-                           numbered_lines, open_text_stream, parse_line, read_bytes)
+from transforms.ids import id_order_key
+from transforms.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord, JsonlFileDoFn,
+                           ReadJsonl, join, numbered_lines, open_text_stream, parse_line,
+                           read_bytes)
 
 NAMESPACE = "dataprep.read"
 DIGESTS_TAG = "digests"
@@ -52,8 +54,8 @@ class _ScanFile(JsonlFileDoFn):
     """``(file index, path)`` -> batches of ``(text key, id, ref)``; dead letters;
     the file's digest to ``digests``."""
 
-    def __init__(self, id_field: str, text_field: str, batch_size: int):
-        super().__init__(id_field, text_field)
+    def __init__(self, id_field: str, text_field: str, batch_size: int, **read_options):
+        super().__init__(id_field, text_field, **read_options)
         self.batch_size = batch_size
 
     def process(self, indexed_path):
@@ -91,15 +93,19 @@ class ScanJsonl(ReadJsonl):
     """
 
     def __init__(self, patterns, id_field: str = "id", text_field: str = "text",
-                 batch_size: int = 4096):
-        super().__init__(patterns, id_field, text_field, batch_size)
+                 batch_size: int = 4096, max_line_bytes: int | None = MAX_LINE_BYTES,
+                 keep_empty: bool = False):
+        super().__init__(patterns, id_field, text_field, batch_size, max_line_bytes,
+                         keep_empty)
 
     def expand(self, pbegin):
         scanned = (
             pbegin
             | "ListFiles" >> beam.Create(list(enumerate(self.paths)))
             | "ScanFiles" >> beam.ParDo(
-                _ScanFile(self.id_field, self.text_field, self.batch_size)).with_outputs(
+                _ScanFile(self.id_field, self.text_field, self.batch_size,
+                          max_line_bytes=self.max_line_bytes,
+                          keep_empty=self.keep_empty)).with_outputs(
                     DEAD_LETTER_TAG, DIGESTS_TAG, main="refs"))
         return {"refs": scanned.refs, "dead_letters": scanned[DEAD_LETTER_TAG],
                 "digests": scanned[DIGESTS_TAG]}
@@ -128,7 +134,7 @@ def _write_runs(buffers: dict, spill_dir: str, prefix: str):
     ``(shard, (ids, run path))``.  Names are fixed by ``prefix`` and the shard,
     so a retried bundle overwrites its own runs."""
     for shard, docs in buffers.items():
-        docs.sort()
+        docs.sort(key=lambda d: (id_order_key(d[0]), d[1]))  # the store's order
         path = join(spill_dir, f"{prefix}-shard{shard[1]:05d}.jsonl")
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as out:
             out.write(b"\n".join(line for _, line in docs))
@@ -157,12 +163,13 @@ class _ExtractRuns(beam.DoFn):
     """``(file index, [picks])`` -> the file's kept lines as runs per shard."""
 
     def __init__(self, paths: list[str], id_field: str, text_field: str, spill_dir: str,
-                 run_bytes: int):
+                 run_bytes: int, max_line_bytes: int | None = MAX_LINE_BYTES):
         self.paths = paths
         self.spill_dir = spill_dir
         self.id_field = id_field
         self.text_field = text_field
         self.run_bytes = run_bytes
+        self.max_line_bytes = max_line_bytes
         self.rereads = Metrics.counter(NAMESPACE, "files_reread")
 
     def process(self, grouped, digests):
@@ -178,7 +185,8 @@ class _ExtractRuns(beam.DoFn):
         buffers: dict = {}
         buffered = flushes = 0
         with open_text_stream(path) as stream:
-            for line_no, raw in numbered_lines(stream, digest):  # read to the end: digest
+            for line_no, raw in numbered_lines(stream, digest,  # to the end: digest
+                                               self.max_line_bytes):
                 if pick is None or line_no != pick[0]:
                     continue
                 _, size, reparse, doc_id, shard = pick
@@ -226,6 +234,7 @@ class ResolveRuns(beam.PTransform):
         self.paths = scan.paths
         self.id_field = scan.id_field
         self.text_field = scan.text_field
+        self.max_line_bytes = scan.max_line_bytes
         self.digests = digests
         self.run_bytes = run_bytes
 
@@ -236,5 +245,5 @@ class ResolveRuns(beam.PTransform):
             | "GroupByFile" >> beam.GroupByKey()
             | "ExtractRuns" >> beam.ParDo(
                 _ExtractRuns(self.paths, self.id_field, self.text_field, self.spill_dir,
-                             self.run_bytes),
+                             self.run_bytes, self.max_line_bytes),
                 beam.pvalue.AsDict(self.digests)))

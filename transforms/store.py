@@ -41,6 +41,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.codecs import CodecError, bytes_codec, decode_array
 from transforms.hashing import checksum
+from transforms.ids import id_order_key
 from transforms.io import join, read_bytes
 from transforms.partition import range_name
 from transforms.partition_names import MISSING, OTHER, encode_value, is_safe_name
@@ -101,8 +102,9 @@ def _delete_quietly(path: str) -> None:
 # ---------------------------------------------------------------- shards
 
 def pack_text_shard(docs) -> bytes:
-    """``(id, line)`` documents -> JSON Lines bytes, sorted by id (then line)."""
-    lines = [line for _, line in sorted(docs)]
+    """``(id, line)`` documents -> JSON Lines bytes, sorted by id (``transforms.ids``
+    order: integers numerically, then strings), then line."""
+    lines = [line for _, line in sorted(docs, key=lambda d: (id_order_key(d[0]), d[1]))]
     return b"\n".join(lines) + b"\n" if lines else b""
 
 
@@ -320,7 +322,8 @@ class _WriteShard(beam.DoFn):
         parts = [part for part in parts if part is not None]
         if self.sort_by_order:
             records = [r for part in parts for r in part]
-            raw = b"".join(r[3] + b"\n" for r in sorted(records, key=lambda r: r[1:]))
+            raw = b"".join(r[3] + b"\n" for r in sorted(
+                records, key=lambda r: (r[1], id_order_key(r[2]), r[3])))
             count = len(records)
         else:
             docs = [doc for part in parts for doc in _docs_of(part)]
