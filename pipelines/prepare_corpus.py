@@ -302,7 +302,7 @@ def _root_cause(err: BaseException) -> str:
         return text[text.index(marker):].splitlines()[0].split("[while running")[0].strip()
     last = text.strip().splitlines()[-1] if text.strip() else repr(err)
     last = last.split(" [while running")[0].strip()
-    return re.sub(r"^(?:[A-Za-z_][\w.]*\.)?\w*(?:Error|Exception): ", "", last)
+    return re.sub(r"^(?:(?:[A-Za-z_][\w.]*\.)?\w*(?:Error|Exception): )+", "", last)
 
 
 if __name__ == "__main__":

@@ -107,8 +107,12 @@ def _field_of(line: bytes, field: str, quoted: bytes):
     """The field's value with orjson's meaning (the reader's), found the fast way.
 
     simdjson differs from orjson in two corners, handed to orjson: a repeated
-    key (simdjson takes the first, orjson the last) and integers below -2**63
-    (simdjson refuses them).  ``quoted`` is the field name as a JSON string.
+    key (simdjson takes the first, orjson the last) and integers beyond 64
+    bits (simdjson refuses them).  The reader already makes a record with a
+    repeated top-level key a dead letter (``duplicate_key``, see
+    ``transforms.io.parse_line``), so no stored record has two meanings; the
+    guard below stays for documents that did not come through the reader.
+    ``quoted`` is the field name as a JSON string.
     """
     if line.count(quoted) > 1:
         return _field_by_orjson(line, field)
