@@ -30,7 +30,7 @@ from transforms.sharding import balance_rows
 from transforms.store import WriteStore, dataset_dir, join, load_manifest, normalise_root
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "sample.jsonl")
-AUDIT_PREFIXES = ("dead_letters", "removed")
+AUDIT_PREFIXES = ("dead_letters", "removed", "inputs")
 SPILL_PREFIX = ".runs-"  # ResolveRuns' temporary runs; a failed run leaves its folder
 READ_BATCH = 1000  # documents per element on the hot path
 NOT_BAD = ("empty_text",)  # dead-letter reasons that are a policy, not bad input
@@ -157,6 +157,21 @@ def _delete_leftovers(directory):
         delete_spill(spill_dir)
 
 
+def read_lineage(directory: str, inputs: list[dict]) -> list[dict]:
+    """The manifest's ``inputs`` (path, bytes) with each file's xxh3-64 digest of its
+    decompressed bytes, from the ``inputs*.jsonl.zst`` audit file the job wrote."""
+    found = [m.path for r in FileSystems.match([join(directory, "inputs*.jsonl.zst")])
+             for m in r.metadata_list]
+    digests = {}
+    for path in found:
+        with FileSystems.open(path, compression_type=CompressionTypes.ZSTD) as f:
+            for line in f.read().splitlines():
+                if line.strip():
+                    record = orjson.loads(line)
+                    digests[record["path"]] = record["xxh3_64"]
+    return [{**entry, "xxh3_64": digests.get(entry["path"])} for entry in inputs]
+
+
 def partitioned(kept, args):
     """-> (store input, scheme for the manifest, partition info) or (kept, None, None)."""
     if args.partition_by:
@@ -187,12 +202,16 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
                            keep_empty=args.keep_empty_text)
         scanned = pipeline | "Read" >> reader
         batches, dead = scanned["refs"], scanned["dead_letters"]
+        paths = list(reader.paths)
+        lineage = scanned["digests"] | "DigestPaths" >> beam.MapTuple(
+            lambda index, digest: (paths[index], digest))
         resolve = ResolveRuns(reader, scanned["digests"],
                               spill_dir=join(first_dir, f"{SPILL_PREFIX}{uuid.uuid4().hex}"))
     else:
         reader = ReadJsonl(args.input, args.id_field, args.text_field, batch_size=READ_BATCH,
                            max_line_bytes=args.max_line_bytes, keep_empty=args.keep_empty_text)
         batches, dead = pipeline | "Read" >> reader
+        lineage = reader.lineage
     dedup = batches | "ExactDedup" >> ExactDedup(
         num_buckets=dedup_buckets(estimate_raw_bytes(reader.paths)),
         with_removed=args.write_removed, batched_output=by_ref, keyed=by_ref)
@@ -231,6 +250,8 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
         preconditions=[bad_gate, id_gate] + gates,
         partitioning=scheme, partition_info=info, placement=placement, resolve=resolve)
     _write_jsonl(dead, "DeadLetters", first_dir, "dead_letters")
+    _write_jsonl(lineage | "LineageRecords" >> beam.MapTuple(
+        lambda path, digest: {"path": path, "xxh3_64": digest}), "Inputs", first_dir, "inputs")
     if args.write_removed:
         _write_jsonl(removed, "Removed", first_dir, "removed")
 
@@ -272,7 +293,7 @@ def run(argv=None) -> dict:
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     balance = balance_rows(load_manifest(directories[0]))
     extra = {"store": directories, "codec": codec, "partitions": balance,
-             "inputs": load_manifest(directories[0]).get("inputs"),
+             "inputs": read_lineage(directories[0], load_manifest(directories[0])["inputs"]),
              "near_dedup_cluster_sizes": cluster_histogram(values)}
     if report_choice:
         extra["codec_choice"] = report_choice

@@ -8,6 +8,7 @@ import lz4.frame
 import numpy as np
 import orjson
 import pytest
+import xxhash
 import zstandard
 
 from pipelines import compress_arrays, prepare_corpus
@@ -58,6 +59,17 @@ def write_inputs(root) -> str:
     return str(data)
 
 
+def content_digest(path: str) -> str:
+    """xxh3-64 hex of a file's decompressed bytes."""
+    data = open(path, "rb").read()
+    for suffix, decompress in ((".gz", gzip.decompress), (".lz4", lz4.frame.decompress),
+                               (".zst", lambda b: zstandard.ZstdDecompressor().stream_reader(
+                                   b).read())):
+        if path.endswith(suffix):
+            data = decompress(data)
+    return xxhash.xxh3_64_hexdigest(data)
+
+
 def stored_records(store: str) -> list[bytes]:
     manifest = load_manifest(store)
     lines = []
@@ -106,8 +118,10 @@ def test_every_input_byte_read_exactly(tmp_path, run_config, mode):
         "read/bad.duplicate_key": 1, "read/bad.line_too_long": 1, "read/bad.empty_text": 2}
     assert counters["dedup/duplicates_removed"] == 1
     inputs = sorted([f"{data}/{n}" for n in FILES] + [str(bracket)])
-    assert load_manifest(store)["inputs"] == report["inputs"] == [
+    assert load_manifest(store)["inputs"] == [
         {"path": p, "bytes": os.path.getsize(p)} for p in inputs]
+    assert report["inputs"] == [  # lineage: what was read, and its digest
+        {"path": p, "bytes": os.path.getsize(p), "xxh3_64": content_digest(p)} for p in inputs]
 
 
 def test_empty_texts_kept_on_request_and_not_counted_as_bad(tmp_path, run_config):

@@ -132,9 +132,12 @@ def test_spilled_runs_are_removed_and_stale_ones_from_a_failed_run_too(tmp_path,
     run_job(run_config, corpus, roots, "--replication", "2", "--no_near_dedup")
     for root in roots:
         names = sorted(os.listdir(root / "ds"))
-        # the runner picks how many files the dead letters go to (2 on Spark/Flink here)
+        # the runner picks how many files the dead letters go to (2 on Spark/Flink here);
+        # inputs-*: the lineage audit (file digests), beside them
         dead = [n for n in names if n.startswith("dead_letters-")]
-        assert bool(dead) == (root == roots[0])
+        lineage = [n for n in names if n.startswith("inputs-")]
+        assert bool(dead) == bool(lineage) == (root == roots[0])
+        dead += lineage
         assert sorted(set(names) - set(dead)) == [
             "manifest.json", "run_report.json", "shard-00000-of-00001.jsonl.zst"]
 

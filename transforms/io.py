@@ -18,6 +18,7 @@ import apache_beam as beam
 import lz4.frame
 import orjson
 import simdjson
+import xxhash
 import zstandard
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -25,6 +26,7 @@ from apache_beam.metrics import Metrics
 
 NAMESPACE = "dataprep.read"
 DEAD_LETTER_TAG = "dead_letters"
+LINEAGE_TAG = "lineage"  # (path, xxh3-64 hex of the decompressed bytes) per file read
 MAX_RAW_IN_DEAD_LETTER = 1000  # bytes of the offending line kept for diagnosis
 MAX_LINE_BYTES = 32 << 20  # default bound on one line (--max_line_bytes)
 _CHUNK = 4 << 20
@@ -646,7 +648,8 @@ class _ReadJsonlFile(JsonlFileDoFn):
 
     def process(self, path: str):
         batch = []
-        for line_no, doc in self.documents(path):
+        digest = xxhash.xxh3_64()
+        for line_no, doc in self.documents(path, digest):
             if line_no is None or self.batch_size is None:
                 yield doc
                 continue
@@ -656,6 +659,7 @@ class _ReadJsonlFile(JsonlFileDoFn):
                 batch = []
         if batch:
             yield batch
+        yield beam.pvalue.TaggedOutput(LINEAGE_TAG, (path, digest.hexdigest()))
 
 
 class ReadJsonl(beam.PTransform):
@@ -669,7 +673,8 @@ class ReadJsonl(beam.PTransform):
     line (longer: dead letter ``line_too_long``); ``keep_empty=False`` makes a
     record whose text is empty or whitespace a dead letter ``empty_text``.
     A file that cannot be read (truncated, corrupt) fails the job with an
-    ``InputError`` naming it.
+    ``InputError`` naming it.  Once applied, ``lineage`` holds one
+    ``(path, xxh3-64 hex of its decompressed bytes)`` per file read.
     """
 
     def __init__(self, patterns, id_field: str = "id", text_field: str = "text",
@@ -689,7 +694,8 @@ class ReadJsonl(beam.PTransform):
             | "ListFiles" >> beam.Create(self.paths)
             | "ParseLines" >> beam.ParDo(_ReadJsonlFile(
                 self.id_field, self.text_field, self.batch_size, self.max_line_bytes,
-                self.keep_empty)).with_outputs(DEAD_LETTER_TAG, main="docs"))
+                self.keep_empty)).with_outputs(DEAD_LETTER_TAG, LINEAGE_TAG, main="docs"))
+        self.lineage = results[LINEAGE_TAG]
         return results.docs, results[DEAD_LETTER_TAG]
 
 
