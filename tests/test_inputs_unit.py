@@ -214,6 +214,18 @@ def test_a_missing_id_is_spliced_in_and_every_other_byte_kept():
     assert orjson.loads(stored)["id"] == "f.jsonl:3"
 
 
+@pytest.mark.parametrize("line, stored", [
+    (b'{"id": null, "text": "x"}', b'{"id": "f:1", "text": "x"}'),
+    (b'{"m": {"id": 1}, "text": "{\\"id\\": null, [", "id" :\tnull }',
+     b'{"m": {"id": 1}, "text": "{\\"id\\": null, [", "id" :\t"f:1" }'),
+    (b'{"text": "x", "\\u0069d": null, "a": [null, {"id": null}]}',
+     b'{"text": "x", "\\u0069d": "f:1", "a": [null, {"id": null}]}'),
+])
+def test_a_null_id_is_replaced_in_place(line, stored):
+    doc_id, _, got = parse_line(line, "id", "text", "f:1")
+    assert (doc_id, got) == ("f:1", stored)
+
+
 @pytest.mark.parametrize("literal", [b"18446744073709551616", b"-9223372036854775809",
                                      b"123456789012345678901234567890"])
 def test_integer_ids_of_any_size_are_exact(literal):
@@ -224,7 +236,7 @@ def test_integer_ids_of_any_size_are_exact(literal):
 @pytest.mark.parametrize("line, reason", [
     (b'{"id": 1.5, "text": "x"}', "bad_id"),
     (b'{"id": 1e30, "text": "x"}', "bad_id"),
-    (b'{"id": null, "text": "x"}', "bad_id"),
+    (b'{"id": [1], "text": "x"}', "bad_id"),
 ])
 def test_ids_that_are_not_integers_or_strings(line, reason):
     with pytest.raises(BadRecord) as err:

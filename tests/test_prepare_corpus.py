@@ -104,8 +104,16 @@ def test_shard_count_from_target_size(tmp_path, corpus, run_config, mode):
     roots = [tmp_path / "a"]
     run_job(run_config, corpus, roots, "--target_shard_bytes", "100", *mode)
     manifest = load_manifest(str(roots[0] / "ds"))
-    raw = sum(len(line) + 1 for line in expected_kept(corpus[0]).values())
-    assert manifest["num_shards"] == -(-raw // 100)
+    kept = expected_kept(corpus[0])
+    raw = sum(len(line) + 1 for line in kept.values())
+    # Shard j of n = ceil(raw / 100) holds the records whose byte midpoint (in the
+    # id-hash order) falls in [j*raw/n, (j+1)*raw/n); shards left empty by a record
+    # longer than raw/n are dropped.  (The no-id record's length follows tmp_path.)
+    n, before, used = -(-raw // 100), 0, set()
+    for _, size in sorted((hash_order(i) + (i,), len(line) + 1) for i, line in kept.items()):
+        used.add(int((before + size / 2) // (raw / n)))
+        before += size
+    assert manifest["num_shards"] == len(used)
     assert manifest["raw_bytes"] == raw
     assert manifest["replication"] == 1
 

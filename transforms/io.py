@@ -12,6 +12,7 @@ import json
 import lzma
 import os
 import posixpath
+import re
 import threading
 
 import apache_beam as beam
@@ -508,21 +509,50 @@ def splice_field(line: bytes, field: str, value: str) -> bytes:
     return body + sep + orjson.dumps(field) + b":" + orjson.dumps(value) + b"}"
 
 
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\],:]')
+
+
+def replace_null_field(line: bytes, field: str, value: str) -> bytes | None:
+    """``line`` (a JSON object without repeated keys) with its top-level ``field``'s
+    ``null`` replaced by ``value``, every other byte kept; None if not found."""
+    depth, expect_key, key = 0, False, None
+    for token in _TOKENS.finditer(line):
+        text = token.group()
+        if text in (b"{", b"["):
+            depth += 1
+            expect_key = depth == 1 and text == b"{"
+        elif text in (b"}", b"]"):
+            depth -= 1
+        elif text == b",":
+            expect_key = depth == 1
+        elif text == b":":
+            if depth == 1 and key == field:
+                rest = line[token.end():]
+                start = token.end() + len(rest) - len(rest.lstrip())
+                if line[start:start + 4] == b"null":
+                    return line[:start] + orjson.dumps(value) + line[start + 4:]
+                return None
+        elif expect_key:   # a string in key position at the top level
+            key, expect_key = json.loads(text), False
+    return None
+
+
 def parse_line(line: bytes, id_field: str, text_field: str, default_id: str,
                keep_empty: bool = False):
     """One JSON line -> ``(id, text, line)``; raises BadRecord with a reason code.
 
     ``line`` comes back stripped of CR/whitespace at the ends, otherwise byte
     for byte as read.  A record without an id gets ``default_id``, spliced
-    into the line before its closing brace (``,"id":"<file>:<line>"``); no
-    other byte changes, so numbers of any size and key order survive.  An id
-    is an integer (any size, kept exactly as its decimal digits) or a string.
+    into the line before its closing brace (``,"id":"<file>:<line>"``), or in
+    place of the ``null`` of ``"id": null``; no other byte changes, so numbers
+    of any size and key order survive.  An id is an integer (any size, kept
+    exactly as its decimal digits) or a string.
 
     Reason codes: ``invalid_json``, ``invalid_utf8``, ``not_an_object``,
     ``duplicate_key`` (a top-level key given twice, also after unescaping:
     JSON parsers disagree on which value counts, so the record has no one
     meaning), ``missing_text``, ``text_not_string``, ``bad_id`` (float, bool,
-    null, object...), ``empty_text`` (text empty or only whitespace, unless
+    object, array), ``empty_text`` (text empty or only whitespace, unless
     ``keep_empty``).
     """
     try:
@@ -548,6 +578,10 @@ def parse_line(line: bytes, id_field: str, text_field: str, default_id: str,
     if id_field not in obj:
         return default_id, text, splice_field(line, id_field, default_id)
     record_id = obj[id_field]
+    if record_id is None:  # "id": null is no id: the default replaces the null
+        replaced = replace_null_field(line, id_field, default_id)
+        if replaced is not None:
+            return default_id, text, replaced
     if isinstance(record_id, float):  # orjson reads integers beyond 64 bits as floats
         record_id = _exact_id(line, id_field)
     if isinstance(record_id, bool) or not isinstance(record_id, (str, int)):
