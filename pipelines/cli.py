@@ -97,6 +97,10 @@ class Parser(ArgumentParser):
             "--run_config", default=None,
             help="YAML file (or name in run_configs/) of Beam options; default: "
             f"${run_config.ENV_VAR} or run_configs/direct.yaml")
+        runner.add_argument(
+            "--log_level", default="warning", choices=("debug", "info", "warning", "error"),
+            help="log level (default: warning); below debug, a failure is reported in one "
+            "line without its traceback")
 
     def parse(self, argv):
         """-> (our namespace, PipelineOptions from the run config then the rest of argv)."""
@@ -186,3 +190,58 @@ def byte_size(text: str) -> int:
 def setup_logging():
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+
+
+def one_line(message: str) -> str:
+    """A log message in one line: a traceback in it becomes its last line (the error)."""
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    head = lines[0]
+    if "Traceback (most recent call last):" in message:
+        head = message.split("Traceback (most recent call last):")[0].strip()
+        return f"{head} {lines[-1].strip()}".strip()
+    return head
+
+
+_PLAIN_FACTORY = logging.getLogRecordFactory()
+
+
+def _to_one_line(record: logging.LogRecord) -> logging.LogRecord:
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):  # arguments that do not format: leave the record be
+        message = ""
+    if "\n" in message:
+        record.msg, record.args = one_line(message), ()
+    record.exc_info = record.exc_text = record.stack_info = None
+    return record
+
+
+def _one_line_record(*args, **kwargs):
+    return _to_one_line(_PLAIN_FACTORY(*args, **kwargs))
+
+
+class OneLine(logging.Filter):
+    """On a handler: records rewritten after creation (Prism forwards its workers'
+    logs, tracebacks inside, by rewriting the message) leave in one line too."""
+
+    def filter(self, record):
+        _to_one_line(record)
+        return True
+
+
+def apply_log_level(level: str) -> None:
+    """Set the root log level from --log_level.  Below debug, every log record
+    (the runner's and its in-process workers' included) is one line without a
+    traceback (a traceback inside a message becomes its last line): the job
+    prints its failure in one line; ``--log_level debug`` shows everything."""
+    root = logging.getLogger()
+    root.setLevel(getattr(logging, level.upper()))
+    debug = level == "debug"
+    logging.setLogRecordFactory(_PLAIN_FACTORY if debug else _one_line_record)
+    for handler in root.handlers:
+        for old in [f for f in handler.filters if isinstance(f, OneLine)]:
+            handler.removeFilter(old)
+        if not debug:
+            handler.addFilter(OneLine())

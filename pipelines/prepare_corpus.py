@@ -3,6 +3,7 @@ import glob
 import logging
 import os
 import posixpath
+import re
 import sys
 import uuid
 
@@ -17,9 +18,10 @@ from transforms.codec_choice import (
     ChooseCodec, choice_record, compare_text, format_table, sample_text)
 from transforms.codecs import bytes_codec
 from transforms.dedup import ExactDedup
-from transforms.io import estimate_raw_bytes, expand_patterns
+from transforms.io import (
+    MAX_LINE_BYTES, estimate_raw_bytes, expand_patterns, input_files, probe_inputs)
 from transforms.near_dedup import Signer, cluster_histogram
-from transforms.partition import PartitionByField, RangePartition
+from transforms.partition import NumericFieldGate, PartitionByField, RangePartition
 from transforms.placement import Placement, parse_rules
 from transforms.refs import Bounds, DocRef, ResolveRuns, ScanJsonl, ScanSpec, delete_spill
 from transforms.report import (RunClock, build_report, counters, distributions, summary_table,
@@ -29,8 +31,9 @@ from transforms.store import (
     AUDIT_DIR, DatasetLock, WriteStore, dataset_dir, join, load_manifest, normalise_root)
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "sample.jsonl")
-AUDIT_PREFIXES = ("dead_letters", "removed")
+AUDIT_PREFIXES = ("dead_letters", "removed", "inputs")
 SPILL_PREFIX = ".runs-"  # ResolveRuns' temporary runs; a failed run leaves its folder
+NOT_BAD = ("empty_text",)  # dead-letter reasons that are a policy, not bad input
 
 
 def build_parser() -> cli.Parser:
@@ -44,7 +47,13 @@ def build_parser() -> cli.Parser:
     io.add_argument("--text_field", default="text", help="text field (default: text)")
     io.add_argument("--max_bad_fraction", type=cli.fraction, default=0.01,
                     help="fail the run when more than this fraction of lines is bad "
-                    "(default: 0.01)")
+                    "(default: 0.01; empty_text lines do not count)")
+    io.add_argument("--max_line_bytes", type=cli.byte_size, default=MAX_LINE_BYTES,
+                    help="longest line read (decompressed bytes); a longer one is a dead "
+                    "letter line_too_long, skipped without being held (default: 32MiB)")
+    io.add_argument("--keep_empty_text", action="store_true",
+                    help="store records whose text is empty or only whitespace (default: "
+                    "they are removed, counted and written as dead letters empty_text)")
     dedup = parser.add_argument_group("deduplication")
     dedup.add_argument("--write_removed", action="store_true",
                        help="write (removed id, kept id) audit records as removed*.jsonl.zst")
@@ -171,6 +180,21 @@ def _json_value(ref: DocRef, field: str):
     return orjson.loads(getattr(ref, field))
 
 
+def read_lineage(directory: str, inputs: list[dict]) -> list[dict]:
+    """The manifest's ``inputs`` (path, bytes) with each file's xxh3-64 digest of its
+    decompressed bytes, from the ``inputs*.jsonl.zst`` audit file the job wrote."""
+    found = [m.path for r in FileSystems.match([join(directory, "inputs*.jsonl.zst")])
+             for m in r.metadata_list]
+    digests = {}
+    for path in found:
+        with FileSystems.open(path, compression_type=CompressionTypes.ZSTD) as f:
+            for line in f.read().splitlines():
+                if line.strip():
+                    record = orjson.loads(line)
+                    digests[record["path"]] = record["xxh3_64"]
+    return [{**entry, "xxh3_64": digests.get(entry["path"])} for entry in inputs]
+
+
 def partitioned(kept, args):
     """Batches of kept refs -> (batches of ShardRecord, scheme for the manifest,
     partition info or None)."""
@@ -211,9 +235,12 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
     paths = expand_patterns(args.input)
     num_buckets = bounds.buckets(estimate_raw_bytes(paths))
     spec = scan_spec(args, num_buckets, spill_dir)
-    reader = ScanJsonl(paths, args.id_field, args.text_field, spec, bounds)
+    reader = ScanJsonl(paths, args.id_field, args.text_field, spec, bounds,
+                       max_line_bytes=args.max_line_bytes, keep_empty=args.keep_empty_text)
     scanned = pipeline | "Read" >> reader
     batches, dead = scanned["refs"], scanned["dead_letters"]
+    lineage = scanned["digests"] | "DigestPaths" >> beam.Map(
+        lambda digest, paths: (paths[digest.file], digest.digest), list(reader.paths))
     dedup = batches | "ExactDedup" >> ExactDedup(
         num_buckets=num_buckets, with_removed=args.write_removed,
         batch_bytes=bounds.batch_bytes)
@@ -233,10 +260,16 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
         _gate_bad_fraction,
         beam.pvalue.AsSingleton(
             batches | "BatchSizes" >> beam.Map(len) | "CountDocs" >> beam.CombineGlobally(sum)),
-        beam.pvalue.AsSingleton(dead | "CountBad" >> beam.combiners.Count.Globally()),
+        beam.pvalue.AsSingleton(
+            dead
+            | "NotEmptyText" >> beam.Filter(lambda d: d["reason"] not in NOT_BAD)
+            | "CountBad" >> beam.combiners.Count.Globally()),
         args.max_bad_fraction, audit_dir)
     id_gate = dedup["id_conflicts"] | "IdGate" >> beam.Map(_gate_id_conflicts, args.id_field)
 
+    if args.range_by and args.range_by != "length":
+        gates.append(scanned["odd_range_values"] | "RangeFieldGate" >> NumericFieldGate(
+            args.range_by))
     records, scheme, info = partitioned(kept, args)
     lines = ResolveRuns(reader, scanned["digests"], spill_dir=spill_dir,
                         by_order=bool(args.range_by), after=spills_deleted)
@@ -245,12 +278,14 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
         num_shards=args.num_shards, target_shard_bytes=args.target_shard_bytes,
         codec=codec,
         manifest_extra={"kind": "text", "id_field": args.id_field,
-                        "text_field": args.text_field,
+                        "text_field": args.text_field, "inputs": input_files(reader.paths),
                         "sorted_by": args.range_by if args.range_by else "id",
                         **({"codec_choice": codec_choice} if codec_choice else {})},
         preconditions=[bad_gate, id_gate] + gates,
         partitioning=scheme, partition_info=info, placement=placement, lines=lines)
     _write_jsonl(dead, "DeadLetters", audit_dir, "dead_letters")
+    _write_jsonl(lineage | "LineageRecords" >> beam.MapTuple(
+        lambda path, digest: {"path": path, "xxh3_64": digest}), "Inputs", audit_dir, "inputs")
     if args.write_removed:
         _write_jsonl(removed, "Removed", audit_dir, "removed")
 
@@ -259,6 +294,7 @@ def run(argv=None) -> dict:
     """Run the job; returns the run report (raises on failure)."""
     cli.setup_logging()
     args, options = build_parser().parse(argv)
+    cli.apply_log_level(args.log_level)
     try:
         roots = cli.resolve_roots(args)
         if args.codec not in (None, "auto"):
@@ -273,6 +309,10 @@ def run(argv=None) -> dict:
                        else near_dedup_options.config_from(args, log=True))
     except ValueError as err:
         build_parser().error(str(err))
+    # Wrong kinds of input (Parquet, CSV, a JSON array, no text field) fail here,
+    # in one line, before the job starts; faults inside a file fail the job.
+    probe_inputs(expand_patterns(args.input), args.text_field,
+                 args.range_by if args.range_by not in (None, "length") else None)
     clock = RunClock()
     directories = [dataset_dir(r.uri, args.dataset) for r in roots]
     codec, report_choice, manifest_choice = choose_text_codec(args)
@@ -292,6 +332,8 @@ def run(argv=None) -> dict:
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     balance = balance_rows(load_manifest(directories[0]))
     extra = {"store": directories, "codec": codec, "partitions": balance,
+             "inputs": read_lineage(join(directories[0], AUDIT_DIR),
+                                    load_manifest(directories[0])["inputs"]),
              "near_dedup_cluster_sizes": cluster_histogram(values), **extra_metrics,
              "near_dedup": near_config and near_dedup_options.report_section(near_config)}
     if report_choice:
@@ -315,12 +357,14 @@ def main(argv=None):
 
 
 def _root_cause(err: BaseException) -> str:
-    """The innermost message of a Beam-wrapped worker exception."""
+    """The innermost message of a Beam-wrapped worker exception, in one line."""
     text = str(err)
     marker = "not writing the manifest: "
     if marker in text:
         return text[text.index(marker):].splitlines()[0].split("[while running")[0].strip()
-    return text.strip().splitlines()[-1] if text.strip() else repr(err)
+    last = text.strip().splitlines()[-1] if text.strip() else repr(err)
+    last = last.split(" [while running")[0].strip()
+    return re.sub(r"^(?:(?:[A-Za-z_][\w.]*\.)?\w*(?:Error|Exception): )+", "", last)
 
 
 if __name__ == "__main__":

@@ -189,7 +189,7 @@ def test_unpartitioned_manifest_keeps_its_format(run_config, tmp_path):
         "format", "format_version", "dataset", "roots", "replication", "codec", "num_shards",
         "records", "raw_bytes", "stored_bytes", "checksum_algorithm", "shards", "kind",
         "id_field", "text_field", "sorted_by", "generation", "previous", "digest",
-        "root_index"}
+        "root_index", "inputs"}  # inputs: lineage (issue 12)
     assert all(set(s) == {"name", "index", "records", "raw_bytes", "stored_bytes", "checksum",
                           "replicas"} for s in manifest["shards"])
     assert all("/" not in s["name"] for s in manifest["shards"])

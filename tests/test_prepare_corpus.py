@@ -114,8 +114,16 @@ def test_shard_count_from_target_size(tmp_path, corpus, run_config, mode):
     roots = [tmp_path / "a"]
     run_job(run_config, corpus, roots, "--target_shard_bytes", "100", *mode)
     manifest = load_manifest(str(roots[0] / "ds"))
-    raw = sum(len(line) + 1 for line in expected_kept(corpus[0]).values())
-    assert manifest["num_shards"] == -(-raw // 100)
+    kept = expected_kept(corpus[0])
+    raw = sum(len(line) + 1 for line in kept.values())
+    # Shard j of n = ceil(raw / 100) holds the records whose byte midpoint (in the
+    # id-hash order) falls in [j*raw/n, (j+1)*raw/n); shards left empty by a record
+    # longer than raw/n are dropped.  (The no-id record's length follows tmp_path.)
+    n, before, used = -(-raw // 100), 0, set()
+    for _, size in sorted((hash_order(i) + (i,), len(line) + 1) for i, line in kept.items()):
+        used.add(int((before + size / 2) // (raw / n)))
+        before += size
+    assert manifest["num_shards"] == len(used)
     assert manifest["raw_bytes"] == raw
     assert manifest["replication"] == 1
 
@@ -146,10 +154,12 @@ def test_spilled_runs_are_removed_and_stale_ones_from_a_failed_run_too(tmp_path,
         assert names == ["_audit", "manifest.json", manifest["shards"][0]["name"]]
         assert manifest["shards"][0]["name"].startswith("shard-00000-of-00001-")
         audit = sorted(os.listdir(root / "ds" / "_audit"))
-        # the runner picks how many files the dead letters go to (2 on Spark/Flink here)
+        # the runner picks how many files the dead letters go to (2 on Spark/Flink here);
+        # inputs-*: the lineage audit (file digests), beside them
         dead = [n for n in audit if n.startswith("dead_letters-")]
-        assert bool(dead) == (root == roots[0])
-        assert sorted(set(audit) - set(dead)) == ["run_report.json"]
+        lineage = [n for n in audit if n.startswith("inputs-")]
+        assert bool(dead) == bool(lineage) == (root == roots[0])
+        assert sorted(set(audit) - set(dead) - set(lineage)) == ["run_report.json"]
 
 
 def break_replicas(roots, manifest):

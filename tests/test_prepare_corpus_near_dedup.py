@@ -21,10 +21,16 @@ def _write(path, docs: dict[str, str]) -> str:
 
 
 def _exact_dedup(docs: dict[str, str]) -> dict[str, str]:
+    """What the reader and exact dedup keep: empty or blank texts go (empty_text)."""
     winners = {}
     for doc_id in sorted(docs):
-        winners.setdefault(text_key(docs[doc_id]), doc_id)
+        if docs[doc_id].strip():
+            winners.setdefault(text_key(docs[doc_id]), doc_id)
     return {i: docs[i] for i in winners.values()}
+
+
+def _blank(docs: dict[str, str]) -> int:
+    return sum(1 for text in docs.values() if not text.strip())
 
 
 def _audit(directory) -> list[dict]:
@@ -48,7 +54,8 @@ def test_near_duplicates_removed_after_exact_ones(tmp_path, run_config):
     assert len(expected) > 20
 
     counters = report["counters"]
-    assert counters["dedup/duplicates_removed"] == len(docs) - len(unique)
+    assert counters["read/bad.empty_text"] == _blank(docs) == 2  # the corpus plants "" and "   "
+    assert counters["dedup/duplicates_removed"] == len(docs) - _blank(docs) - len(unique)
     assert counters["near_dedup/near_duplicates_removed"] == len(expected)
     assert load_manifest(str(tmp_path / "a" / "corpus"))["records"] == \
         len(unique) - len(expected)

@@ -60,9 +60,10 @@ def test_scan_refs_point_at_the_lines_parse_line_gives(tmp_path):
     assert [(d["line"], d["reason"]) for d in dead] == [(4, "invalid_json")]
 
     runs = dict(extract(path, refs, digests))
+    # runs follow the id order: the integer id 7 before any string id
     assert runs == {0: [("b", expected["b"][3])],
-                    1: [(f"{path}:2", expected[f"{path}:2"][3]), ("7", expected["7"][3])]}
-    assert orjson.loads(runs[1][0][1])["id"] == f"{path}:2"
+                    1: [("7", expected["7"][3]), (f"{path}:2", expected[f"{path}:2"][3])]}
+    assert orjson.loads(runs[1][1][1])["id"] == f"{path}:2"
 
 
 def test_runs_are_flushed_beyond_run_bytes_and_stay_sorted(tmp_path):

@@ -106,7 +106,7 @@ def _snapshot(roots, dataset) -> tuple[dict[str, bytes], dict[str, list]]:
     """(bytes of store files, decoded records of audit files) under the roots.
 
     Store files (shards, manifest) must be byte-identical; audit files
-    (dead letters, removed) are written by WriteToText, whose file count and
+    (dead letters, removed, inputs) are written by WriteToText, whose file count and
     line order are the runner's choice, so their records are compared as sets.
     """
     store, audit = {}, {}
@@ -117,7 +117,7 @@ def _snapshot(roots, dataset) -> tuple[dict[str, bytes], dict[str, list]]:
             key = f"{os.path.basename(str(root))}/{name}"
             if name in ("run_report.json", "_audit"):
                 continue
-            if name.startswith(("dead_letters", "removed")):
+            if name.startswith(("dead_letters", "removed", "inputs")):
                 kind = name.split("-")[0]
                 with open(path, "rb") as f:
                     lines = zstandard.ZstdDecompressor().stream_reader(f).read().splitlines()
@@ -160,6 +160,7 @@ def test_prepare_corpus_is_byte_identical_to_the_direct_runner(tmp_path, run_con
         assert store[name] == data, f"{name} differs from the DirectRunner's"
     assert audit == direct_audit
     assert len(audit["dead_letters"]) == 4
+    assert len(audit["inputs"]) == len(inputs)  # lineage: one digest per file, same on both
     assert other_counters == direct_counters
     assert direct_counters["read/records"] == 396
     assert direct_counters["store/records"] + direct_counters["dedup/duplicates_removed"] == 396

@@ -6,6 +6,7 @@ in a run config; the jobs pass them to FileSystems before touching storage, and
 the runner passes them to its workers.  Each test checks the bytes and records
 through the S3 API itself (boto3), not through our own reader.
 """
+import json
 import os
 import re
 
@@ -78,7 +79,12 @@ def test_a_store_on_two_s3_roots_is_complete_verified_and_rerun_identically(
     assert names[0] == "manifest.json" and len(names) == 4
     assert [re.fullmatch(r"shard-(\d{5})-of-00003-[0-9a-f]{16}\.jsonl\.zst", n).group(1)
             for n in names[1:]] == ["00000", "00001", "00002"]
-    assert first["bucket-a"] == first["bucket-b"]
+    shards = {b: {n: d for n, d in first[b].items() if n.startswith("shard-")} for b in BUCKETS}
+    assert shards["bucket-a"] == shards["bucket-b"]
+    # The manifest copies differ only in which root they sit on (relocatable stores).
+    copies = [json.loads(first[b]["manifest.json"]) for b in BUCKETS]
+    assert [c.pop("root_index") for c in copies] == [0, 1]
+    assert copies[0] == copies[1]
     assert sorted(stored_lines(first["bucket-a"])) == sorted(expected_kept(inputs[0]).values())
     # The same job into local roots stores the same shard bytes.
     local = [str(tmp_path / "a"), str(tmp_path / "b")]

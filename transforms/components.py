@@ -11,33 +11,39 @@ component is a star around its smallest node.  That check runs after the last
 round; unsettled nodes fail the run with a clear message instead of leaving a
 component split.
 
-Node ids are any totally ordered values (strings here); edges ``(a, b)``.
+Node ids are document id strings, ordered by ``transforms.ids.id_order_key``
+(integers numerically, then strings); edges ``(a, b)``.
 """
 from typing import Iterable
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms.ids import id_less, id_order_key, smallest_id
+
 DEFAULT_MAX_ROUNDS = 16
 
 
 def is_unsettled(node, neighbours: set) -> bool:
-    smaller = sum(1 for n in neighbours if n < node)
+    node_key = id_order_key(node)
+    smaller = sum(1 for n in neighbours if id_order_key(n) < node_key)
     return smaller > 1 or (smaller == 1 and len(neighbours) > 1)
 
 
 def large_star(node, neighbours: Iterable) -> list[tuple]:
     """Connect every larger neighbour of ``node`` to the smallest of its neighbourhood."""
     neighbours = set(neighbours)
-    smallest = min(neighbours | {node})
-    return [(n, smallest) for n in sorted(neighbours) if n > node]
+    smallest = smallest_id(neighbours | {node})
+    node_key = id_order_key(node)
+    return [(n, smallest) for n in sorted(neighbours, key=id_order_key)
+            if id_order_key(n) > node_key]
 
 
 def small_star(node, smaller: Iterable) -> list[tuple]:
     """Connect ``node`` and its smaller neighbours to the smallest of them."""
     group = set(smaller) | {node}
-    smallest = min(group)
-    return [(n, smallest) for n in sorted(group) if n != smallest]
+    smallest = smallest_id(group)
+    return [(n, smallest) for n in sorted(group, key=id_order_key) if n != smallest]
 
 
 def orient(edge) -> list[tuple]:
@@ -45,7 +51,7 @@ def orient(edge) -> list[tuple]:
     a, b = edge
     if a == b:
         return []
-    return [(a, b)] if a > b else [(b, a)]
+    return [(a, b)] if id_less(b, a) else [(b, a)]
 
 
 def both_directions(edge):

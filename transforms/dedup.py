@@ -30,6 +30,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.hashing import stable_hash64
 from transforms.refs import Bounds, DocRef, chunked
+from transforms.ids import id_order_key
 
 NAMESPACE = "dataprep.dedup"
 IDS_TAG = "ids"
@@ -59,8 +60,9 @@ def bucket_of_id(doc_id: str, num_buckets: int) -> int:
 
 
 def rank(ref: DocRef) -> tuple:
-    """Total order among copies of one text: smallest id, then file, then line."""
-    return ref.id, ref.file, ref.line
+    """Total order among copies of one text: smallest id in the id order
+    (``transforms.ids``: integers numerically, then strings), then file, then line."""
+    return id_order_key(ref.id), ref.file, ref.line
 
 
 def winners(refs: Iterable[DocRef]) -> tuple[dict, int]:

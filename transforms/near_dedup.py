@@ -32,6 +32,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.components import DEFAULT_MAX_ROUNDS, ConnectedComponents
 from transforms.dedup import bucket_of_id
+from transforms.ids import id_order_key
 from transforms.minhash import LshParams, MinHasher, band_keys, estimated_jaccard
 from transforms.refs import DocRef, Spill, chunked
 
@@ -229,14 +230,15 @@ def shared_band_keys(entries) -> "iter[tuple[str, list[str]]]":
         while end < n and entries[end][0] == band:
             end += 1
         if end - start > 1:
-            # sorted by (text key, id): the first id of each text key is its smallest
-            ids, last_key = [], None
+            # per text key its smallest id in the id order (transforms.ids), which is
+            # the copy exact dedup keeps; entries sort by (text key, id) as strings
+            smallest: dict = {}
             for _, key, doc_id in entries[start:end]:
-                if key != last_key:
-                    ids.append(doc_id)
-                    last_key = key
-            if len(ids) > 1:
-                ids = sorted(set(ids))
+                best = smallest.get(key)
+                if best is None or id_order_key(doc_id) < id_order_key(best):
+                    smallest[key] = doc_id
+            if len(smallest) > 1:
+                ids = sorted(set(smallest.values()), key=id_order_key)
                 if len(ids) > 1:
                     yield ids[0], ids[1:]
         start = end
@@ -532,7 +534,7 @@ def _removed_records(joined):
     """At root r: (r, {sig: [s], removed: [(id, s_id)...]}) -> audit records."""
     root, groups = joined
     sigs = list(groups["sig"])
-    for doc_id, sig in sorted(groups["removed"]):
+    for doc_id, sig in sorted(groups["removed"], key=lambda r: (id_order_key(r[0]), r[1])):
         jaccard = max((estimated_jaccard(sig, s) for s in sigs), default=0.0)
         yield {"removed": doc_id, "kept": root, "reason": "near_duplicate",
                "jaccard": round(jaccard, 4)}

@@ -5,7 +5,10 @@ concatenated.  ``plan_blocks`` cuts that array into blocks of ``block_rows``
 rows (the last may be shorter); a block may span files.  Files are opened with
 ``allow_pickle=False`` and memory-mapped (local paths) or read by byte range
 through Beam's FileSystems (``gs://``, ``s3://``...), so a worker touches only
-its block's rows.  Object arrays and pickles are refused with a clear error.
+its block's rows.  Object arrays and pickles are refused with a clear error,
+and so is a file whose size is not what its header declares (truncated, or
+a shape that would plan billions of blocks from a few bytes): checked in
+``inspect_npy``, before any block is planned.
 """
 import importlib
 import math
@@ -17,6 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.codecs import CodecError, check_plain_dtype
+from transforms.io import InputError, expand_patterns, input_files
 
 NAMESPACE = "dataprep.arrays"
 
@@ -26,16 +30,17 @@ class NpyError(ValueError):
 
 
 def match_inputs(pattern: str) -> list[str]:
-    """Paths matching a path, glob, or comma-separated list of them; sorted, no repeats."""
-    paths = set()
-    for part in filter(None, (p.strip() for p in pattern.split(","))):
-        found = [m.path for r in FileSystems.match([part]) for m in r.metadata_list]
-        if not found:
-            raise NpyError(f"--input {part!r} matches no file")
-        paths.update(found)
-    if not paths:
+    """Paths of a path, directory (its ``.npy`` files, recursively), glob, or a
+    comma-separated list of them; sorted, no repeats (``transforms.io.expand_patterns``)."""
+    if not any(p.strip() for p in pattern.split(",")):
         raise NpyError("--input names no file")
-    return sorted(paths)
+    try:
+        return expand_patterns(pattern, recognised=lambda p: p.lower().endswith(".npy"),
+                               extensions=".npy")
+    except FileNotFoundError as err:
+        raise NpyError(f"--input {str(err).split(': ', 1)[-1]!r} matches no file") from None
+    except InputError as err:
+        raise NpyError(str(err)) from None
 
 
 def inspect_npy(path: str) -> dict:
@@ -49,6 +54,7 @@ def inspect_npy(path: str) -> dict:
                 raise NpyError(f"{path}: unsupported .npy version {version}")
             shape, fortran, dtype = reader(f)
             offset = f.tell()
+        size = input_files([path])[0]["bytes"]
     except NpyError:
         raise
     except Exception as err:  # noqa: BLE001 - whatever the reason, it is not a .npy file
@@ -63,6 +69,11 @@ def inspect_npy(path: str) -> dict:
         raise NpyError(str(err)) from None
     if len(shape) == 0:
         raise NpyError(f"{path} holds a 0-d scalar; inputs must have rows (ndim >= 1)")
+    declared = offset + math.prod(shape) * dtype.itemsize
+    if size is not None and size < declared:
+        raise NpyError(f"{path} is truncated: its header declares shape {tuple(shape)} of "
+                       f"{dtype.str} ({declared} bytes with the header), the file holds "
+                       f"{size} bytes")
     return {"path": path, "rows": int(shape[0]), "dtype": dtype.str,
             "trailing": [int(s) for s in shape[1:]], "offset": offset, "fortran": bool(fortran)}
 
@@ -112,8 +123,12 @@ def _read_rows(source: dict, first: int, count: int, cache: dict) -> np.ndarray:
     path = source["path"]
     if "://" not in path or path.startswith("file://"):
         if path not in cache:
-            cache[path] = np.load(path.removeprefix("file://"), mmap_mode="r",
-                                  allow_pickle=False)
+            try:
+                cache[path] = np.load(path.removeprefix("file://"), mmap_mode="r",
+                                      allow_pickle=False)
+            except (OSError, ValueError) as err:  # changed since the plan: name it
+                raise NpyError(f"{path}: cannot read rows {first}..{first + count}: "
+                               f"{' '.join(str(err).split())}") from None
         return np.array(cache[path][first:first + count])   # copy out of the map
     if source["fortran"]:
         raise NpyError(f"{path}: Fortran-order .npy files are read only from local paths")

@@ -107,8 +107,12 @@ def _field_of(line: bytes, field: str, quoted: bytes):
     """The field's value with orjson's meaning (the reader's), found the fast way.
 
     simdjson differs from orjson in two corners, handed to orjson: a repeated
-    key (simdjson takes the first, orjson the last) and integers below -2**63
-    (simdjson refuses them).  ``quoted`` is the field name as a JSON string.
+    key (simdjson takes the first, orjson the last) and integers beyond 64
+    bits (simdjson refuses them).  The reader already makes a record with a
+    repeated top-level key a dead letter (``duplicate_key``, see
+    ``transforms.io.parse_line``), so no stored record has two meanings; the
+    guard below stays for documents that did not come through the reader.
+    ``quoted`` is the field name as a JSON string.
     """
     if line.count(quoted) > 1:
         return _field_by_orjson(line, field)
@@ -412,3 +416,44 @@ def numeric_field(field: str):
             return None
         return value if value == value else None  # NaN has no place in an order
     return number
+
+
+def non_numeric_value(field: str):
+    """Value function: ``repr`` of a document's present, non-null, non-numeric
+    ``field`` value (a string, bool, list...), else None."""
+    quoted = orjson.dumps(field)
+
+    def odd(doc):
+        value = _field_of(doc[1], field, quoted)
+        if value is None or (not isinstance(value, bool) and isinstance(value, (int, float))):
+            return None
+        return repr(value)[:40]
+    return odd
+
+
+def _range_field_message(values: list, field: str) -> str:
+    if not values:
+        return ""
+    return (f"--range_by {field}: the field holds non-numeric values ({', '.join(values)}); "
+            f"ranges need numbers (--partition_by {field} makes one partition per value)")
+
+
+class NumericFieldGate(beam.PTransform):
+    """``repr`` strings of ``field`` values that are present but not numbers (the
+    scan's ``odd_range_values``, ``transforms.refs.non_numeric``) -> one string:
+    empty when there are none, else an error naming up to 5 of them (smallest
+    first).  For ``WriteStore(preconditions=...)`` under ``--range_by FIELD``:
+    the scan gives such documents range key ``null``, which would send them to
+    ``_missing`` without a word."""
+
+    def __init__(self, field: str, examples: int = 5):
+        super().__init__()
+        self.field = field
+        self.examples = examples
+
+    def expand(self, odd_values):
+        return (
+            odd_values
+            | "DistinctValues" >> beam.Distinct()
+            | "Examples" >> beam.combiners.Top.Smallest(self.examples)
+            | "Message" >> beam.Map(_range_field_message, self.field))

@@ -43,10 +43,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.hashing import text_keys
-from transforms.io import (DEAD_LETTER_TAG, BadRecord, JsonlFileDoFn, ReadJsonl, join,
-                           numbered_lines, open_text_stream, parse_line, read_bytes)
+from transforms.ids import id_order_key
+from transforms.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord, JsonlFileDoFn,
+                           ReadJsonl, join, numbered_lines, open_text_stream, parse_line,
+                           read_bytes)
 
 NAMESPACE = "dataprep.read"
+ODD_RANGE_TAG = "odd_range_values"
 DIGESTS_TAG = "digests"
 RUN_BYTES = 64 << 20  # a file's buffered kept lines are flushed as runs beyond this
 RUN_ZSTD_LEVEL = 1    # spill runs: fast, ~3-4x on JSON text
@@ -252,6 +255,16 @@ class ScanSpec:
     spill_dir: Optional[str] = None
 
 
+def non_numeric(value) -> str | None:
+    """``repr`` (40 characters at most) of a present range value that is no number
+    (a string, bool, list, NaN...), else None (a number, or absent/null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return repr(value)[:40]
+    return None
+
+
 def _range_key(text: str, line: bytes, range_by: str, field_of) -> bytes:
     if range_by == "length":
         return orjson.dumps(len(text))
@@ -265,8 +278,9 @@ class _ScanFile(JsonlFileDoFn):
     """``(file index, path)`` -> batches of ``DocRef``; dead letters; the file's
     ``Digest`` to ``digests``."""
 
-    def __init__(self, id_field: str, text_field: str, spec: ScanSpec, bounds: Bounds):
-        super().__init__(id_field, text_field)
+    def __init__(self, id_field: str, text_field: str, spec: ScanSpec, bounds: Bounds,
+                 **read_options):
+        super().__init__(id_field, text_field, **read_options)
         self.spec = spec
         self.bounds = bounds
         self.batch_bytes = Metrics.distribution(NAMESPACE, "ref_batch_bytes")
@@ -321,6 +335,10 @@ class _ScanFile(JsonlFileDoFn):
             if self.spec.range_by is not None:
                 range_key = _range_key(text, line, self.spec.range_by,
                                        lambda ln: self.range_field(("", ln)))
+                if range_key == b"null" and self.range_field is not None:
+                    odd = non_numeric(self.range_field(("", line)))
+                    if odd is not None:  # a present value that is not a number
+                        yield beam.pvalue.TaggedOutput(ODD_RANGE_TAG, odd)
             # A record given its default id has a rewritten line: pass 2 parses it
             # again.  (An id that merely equals the default costs a parse, no harm.)
             refs.append(DocRef(doc_id, key, index, line_no, len(line) + 1,
@@ -333,8 +351,10 @@ class _ScanFile(JsonlFileDoFn):
 class ScanJsonl(ReadJsonl):
     """JSON Lines files -> dict of ``refs`` (batches of ``DocRef``; band entries
     and signatures into ``spec.spill_dir`` with near-dedup),
-    ``dead_letters`` (dicts, ``transforms.io.dead_letter``) and ``digests``
-    (``Digest``).
+    ``dead_letters`` (dicts, ``transforms.io.dead_letter``), ``digests``
+    (``Digest``) and ``odd_range_values`` (``repr`` strings of ``--range_by``
+    field values that are present but not numbers; such documents get range key
+    ``null``, and ``transforms.partition.NumericFieldGate`` fails the run on them).
 
     ``paths`` is the sorted file list; a ref's ``file`` indexes it.  ``spec``
     says what to compute besides the text key (``ScanSpec``); ``bounds`` the
@@ -342,8 +362,9 @@ class ScanJsonl(ReadJsonl):
     """
 
     def __init__(self, patterns, id_field: str = "id", text_field: str = "text",
-                 spec: ScanSpec = ScanSpec(), bounds: Bounds = Bounds()):
-        super().__init__(patterns, id_field, text_field)
+                 spec: ScanSpec = ScanSpec(), bounds: Bounds = Bounds(),
+                 max_line_bytes: int | None = MAX_LINE_BYTES, keep_empty: bool = False):
+        super().__init__(patterns, id_field, text_field, None, max_line_bytes, keep_empty)
         self.spec = spec
         self.bounds = bounds
 
@@ -352,11 +373,13 @@ class ScanJsonl(ReadJsonl):
             pbegin
             | "ListFiles" >> beam.Create(list(enumerate(self.paths)))
             | "ScanFiles" >> beam.ParDo(
-                _ScanFile(self.id_field, self.text_field, self.spec, self.bounds))
+                _ScanFile(self.id_field, self.text_field, self.spec, self.bounds,
+                          max_line_bytes=self.max_line_bytes, keep_empty=self.keep_empty))
             .with_output_types(List[DocRef])
-            .with_outputs(DEAD_LETTER_TAG, DIGESTS_TAG, main="refs"))
+            .with_outputs(DEAD_LETTER_TAG, DIGESTS_TAG, ODD_RANGE_TAG, main="refs"))
         return {"refs": scanned.refs, "dead_letters": scanned[DEAD_LETTER_TAG],
-                "digests": scanned[DIGESTS_TAG]}
+                "digests": scanned[DIGESTS_TAG],
+                "odd_range_values": scanned[ODD_RANGE_TAG]}
 
 
 # ---------------------------------------------------------------- pass 2: materialise
@@ -380,13 +403,33 @@ def _picks_by_file(assigned):
     return files.items()
 
 
+def run_order(doc: tuple, by_order: bool) -> tuple:
+    """Sort key of a run's ``(order, id, line)``: the order inside a shard.
+
+    Range-ordered runs (``by_order``) follow the range key, then the id;
+    the others the id alone; ids compare in the id order (``transforms.ids``:
+    integers numerically, then strings), the line breaks no tie a store has.
+    """
+    order, doc_id, line = doc
+    if by_order:
+        return order, id_order_key(doc_id), line
+    return id_order_key(doc_id), line
+
+
+def shard_doc_order(doc: tuple) -> tuple:
+    """Sort key of ``run_docs``' ``(id, line)`` or ``(order, id, line)``."""
+    if len(doc) == 3:
+        return run_order(doc, True)
+    return id_order_key(doc[0]), doc[1]
+
+
 def _write_runs(buffers: dict, spill_dir: str, prefix: str, by_order: bool):
     """``{shard: [(order, id, line)]}`` -> a compressed run file per shard ->
     ``(shard, Run)``.  Names are fixed by ``prefix`` and the shard, so a retried
     bundle overwrites its own runs."""
     compressor = zstandard.ZstdCompressor(level=RUN_ZSTD_LEVEL, write_content_size=True)
     for shard, docs in buffers.items():
-        docs.sort() if by_order else docs.sort(key=lambda d: (d[1], d[2]))
+        docs.sort(key=lambda d: run_order(d, by_order))  # the store's order
         raw = b"\n".join(line for _, _, line in docs)
         path = join(spill_dir, f"{prefix}-{shard[0]}-shard{shard[1]:05d}.jsonl.zst")
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as out:
@@ -426,13 +469,15 @@ class _ExtractRuns(beam.DoFn):
     """
 
     def __init__(self, paths: list[str], id_field: str, text_field: str, spill_dir: str,
-                 run_bytes: int, by_order: bool):
+                 run_bytes: int, by_order: bool,
+                 max_line_bytes: int | None = MAX_LINE_BYTES):
         self.paths = paths
         self.spill_dir = spill_dir
         self.id_field = id_field
         self.text_field = text_field
         self.run_bytes = run_bytes
         self.by_order = by_order
+        self.max_line_bytes = max_line_bytes
         self.rereads = Metrics.counter(NAMESPACE, "files_reread")
 
     def process(self, grouped, digests, _after):
@@ -448,7 +493,8 @@ class _ExtractRuns(beam.DoFn):
         buffers: dict = {}
         buffered = flushes = 0
         with open_text_stream(path) as stream:
-            for line_no, raw in numbered_lines(stream, digest):  # read to the end: digest
+            for line_no, raw in numbered_lines(stream, digest,  # to the end: digest
+                                               self.max_line_bytes):
                 if pick is None or line_no != pick.line:
                     continue
                 line = self._line(path, line_no, raw, pick.reparse)
@@ -502,6 +548,7 @@ class ResolveRuns(beam.PTransform):
         self.paths = scan.paths
         self.id_field = scan.id_field
         self.text_field = scan.text_field
+        self.max_line_bytes = scan.max_line_bytes
         self.digests = digests
         self.run_bytes = run_bytes
         self.by_order = by_order
@@ -518,5 +565,5 @@ class ResolveRuns(beam.PTransform):
             | "GroupByFile" >> beam.GroupByKey()
             | "ExtractRuns" >> beam.ParDo(
                 _ExtractRuns(self.paths, self.id_field, self.text_field, self.spill_dir,
-                             self.run_bytes, self.by_order),
+                             self.run_bytes, self.by_order, self.max_line_bytes),
                 beam.pvalue.AsDict(digests), beam.pvalue.AsList(after)))

@@ -50,11 +50,12 @@ from transforms.commit import (  # noqa: F401 - re-exported: the store's file la
     find_strays, for_root, is_local, is_safe_relative, manifest_bytes, newest, parent,
     read_manifest_copy, replace_with_file, write_atomically)
 from transforms.hashing import checksum
+from transforms.ids import id_order_key
 from transforms.io import join, read_bytes
 from transforms.partition import range_name
 from transforms.partition_names import MISSING, OTHER, encode_value, is_safe_name
 from transforms.placement import Placement, Root, place
-from transforms.refs import delete_spill, run_docs
+from transforms.refs import delete_spill, run_docs, shard_doc_order
 from transforms.sharding import AssignBalancedShards, ref_size
 
 NAMESPACE = "dataprep.store"
@@ -114,8 +115,9 @@ def shard_name(index: int, count: int, suffix: str = TEXT_SUFFIX,
 # ---------------------------------------------------------------- shards
 
 def pack_text_shard(docs) -> bytes:
-    """``(id, line)`` documents -> JSON Lines bytes, sorted by id (then line)."""
-    lines = [line for _, line in sorted(docs)]
+    """``(id, line)`` documents -> JSON Lines bytes, sorted by id (``transforms.ids``
+    order: integers numerically, then strings), then line."""
+    lines = [line for _, line in sorted(docs, key=lambda d: (id_order_key(d[0]), d[1]))]
     return b"\n".join(lines) + b"\n" if lines else b""
 
 
@@ -451,8 +453,10 @@ class _WriteShard(beam.DoFn):
         (partition, index, num_shards), runs = keyed
         # None marks a shard that must exist; a Run (transforms.refs) holds lines
         # of the shard from one input file, as ``(id, line)`` or, range-ordered,
-        # ``(order, id, line)``: sorting them orders the shard.
-        docs = sorted(doc for run in runs if run is not None for doc in run_docs(run))
+        # ``(order, id, line)``: sorted in the store's order (``shard_doc_order``:
+        # range key, then ids in the id order of ``transforms.ids``).
+        docs = sorted((doc for run in runs if run is not None for doc in run_docs(run)),
+                      key=shard_doc_order)
         raw = b"".join(doc[-1] + b"\n" for doc in docs)
         count = len(docs)
         stored = self.codec.encode(raw)
