@@ -3,6 +3,7 @@ from hypothesis import given, strategies as st
 from transforms.dedup import (IdKey, _EmitWinners, conflicting_ids, dedup_buckets, rank,
                               winners)
 from transforms.hashing import text_key
+from transforms.ids import id_order_key
 from transforms.refs import DocRef
 
 
@@ -20,7 +21,7 @@ def test_winners_keep_smallest_id_per_text_and_count_copies():
 def test_same_id_twice_is_ordered_by_file_and_line():
     best, _ = winners([ref("a", "x", line=9), ref("a", "x", line=3, file=1),
                        ref("a", "x", line=5)])
-    assert rank(best[text_key("x")]) == ("a", 0, 5)
+    assert rank(best[text_key("x")]) == (id_order_key("a"), 0, 5)
 
 
 docs = st.lists(st.tuples(st.sampled_from("abcdefgh"), st.sampled_from(["x", "X ", "y", "z"])),

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from transforms import io as tio
-from transforms.dedup import merge_entry
+from transforms.dedup import winners
+from transforms.refs import DocRef, shard_doc_order
 from transforms.components import large_star, orient, small_star
 from transforms.ids import id_order_key, smallest_id
 from transforms.io import (BadRecord, InputError, LongLine, ZstdFrameCheck, expand_patterns,
@@ -266,10 +267,14 @@ def test_id_order_is_total(ids):
 
 
 def test_every_smallest_id_decision_uses_the_id_order():
-    table = {}
-    for doc_id in ("102", "2", "30"):
-        merge_entry(table, b"k", [doc_id, b"l" + doc_id.encode(), 1, []])
-    assert table[b"k"][0] == "2" and sorted(table[b"k"][3]) == ["102", "30"]
+    refs = [DocRef(doc_id, b"k" * 16, 0, line, 10, False, False, b"", b"")
+            for line, doc_id in enumerate(("102", "2", "30"), 1)]
+    best, seen = winners(refs)
+    assert best[b"k" * 16].id == "2" and seen == 3
+    assert sorted([("102", b"c"), ("2", b"a"), ("10", b"b")], key=shard_doc_order) == [
+        ("2", b"a"), ("10", b"b"), ("102", b"c")]
+    assert sorted([(1, "102", b"c"), (1, "2", b"a"), (0, "x", b"d")], key=shard_doc_order) == [
+        (0, "x", b"d"), (1, "2", b"a"), (1, "102", b"c")]
     assert orient(("102", "2")) == [("102", "2")] and orient(("2", "102")) == [("102", "2")]
     assert large_star("9", ["102", "2", "30"]) == [("30", "2"), ("102", "2")]
     assert small_star("102", ["9", "30"]) == [("30", "9"), ("102", "9")]
