@@ -96,3 +96,46 @@ def test_a_file_changed_between_the_passes_fails(tmp_path, change):
     path.write_bytes(change(path.read_bytes()))
     with pytest.raises(InputChanged, match="in.jsonl"):
         extract(path, refs, digests)
+
+
+def test_spill_buckets_round_trip_and_retries_overwrite(tmp_path):
+    """Records come back per bucket, whatever the flushes; a rerun of the same file
+    (a retried bundle) rewrites its own files instead of adding to them."""
+    from transforms.refs import Spill, SpillWriter
+    spill = Spill(str(tmp_path / "spill"), "bands")
+    records = [(n % 3, b"r%03d\n\x00" % n) for n in range(40)]
+    for _ in range(2):
+        for file_index in (0, 1):
+            writer = SpillWriter(spill, file_index, flush_bytes=50)
+            for bucket, record in records:
+                writer.add(bucket, record + bytes([file_index]))
+            writer.close()
+    for bucket in range(3):
+        want = sorted(r + bytes([f]) for f in (0, 1) for b, r in records if b == bucket)
+        assert sorted(spill.read(bucket)) == want
+    assert spill.delete() > 6 and list(spill.read(0)) == []
+
+
+def test_signer_spills_band_entries_and_signatures(tmp_path):
+    """What the scan spills is what LSH and verification would compute from the text."""
+    from transforms.minhash import LshParams, band_keys
+    from transforms.near_dedup import (NearDedupConfig, Signer, band_bucket, band_record,
+                                       signature_record)
+    from transforms.refs import SpillWriter
+    signer = Signer(NearDedupConfig(LshParams.resolve(0.8, num_perm=32)), num_buckets=4)
+    signer.setup()
+    texts = ["one two three four five six", "", "seven eight nine ten eleven"]
+    ids, keys = ["a", "empty", "c\u00e9"], [text_key(t) for t in texts]
+    spills = signer.spills(str(tmp_path))
+    writers = [SpillWriter(s, 0, 1 << 20) for s in spills]
+    assert signer.spill(ids, keys, texts, writers) == [True, False, True]
+    for w in writers:
+        w.close()
+    sigs = dict(signature_record(r) for b in range(4) for r in spills[1].read(b))
+    assert sigs == {"a": signer.sign(texts[:1])[0], "c\u00e9": signer.sign(texts[2:])[0]}
+    lsh = signer.config.lsh
+    entries = sorted(band_record(r) for b in range(4) for r in spills[0].read(b))
+    assert entries == sorted((band, keys[i], ids[i]) for i in (0, 2)
+                             for band in band_keys(sigs[ids[i]], lsh.bands, lsh.rows))
+    assert all(band_record(r)[0] and band_bucket(band_record(r)[0], 4) == b
+               for b in range(4) for r in spills[0].read(b))

@@ -1,19 +1,24 @@
 """Near-duplicate removal: MinHash signatures -> LSH buckets -> verified edges ->
 connected components -> keep the smallest id of every component.
 
-Every step is keyed and shuffled by the runner; nothing gathers all documents
-or all edges on one worker:
+Every step is keyed and shuffled by the runner or read from bucketed spill
+files; nothing gathers all documents, signatures or edges on one worker:
 
-1. ``Signatures``: batches of ``(id, line)`` -> ``(id, signature)`` and one
-   ``(band key, id)`` per band (numpy, see ``transforms.minhash``: word or
-   character shingles per document, ``LshParams.shingle_unit``).
-2. ``Buckets``: group by band key; a bucket of k documents emits k-1 *star*
-   edges (member -> smallest id), never all pairs, so a huge bucket stays linear.
-3. ``Verify`` (default on): join both ends' signatures, drop an edge whose
-   estimated Jaccard is below the threshold.
-4. ``Components``: large-star / small-star rounds (``transforms.components``).
-5. ``Filter``: join the documents with their component root; a document with
-   a root other than itself is removed (and, on request, written out as
+1. Signatures (numpy, ``transforms.minhash``: word or character shingles per
+   document, ``LshParams.shingle_unit``): in prepare_corpus the scan
+   signs every document once and spills its band entries ``(band key, text
+   key, id)`` by LSH bucket and its signature by id bucket
+   (``Signer.spill``); ``NearDedup`` signs ``(id, line)`` documents itself.
+2. LSH: per bucket, each band key shared by two or more texts emits k-1
+   *star* edges (member -> smallest id in the id order of ``transforms.ids``), never all
+   pairs; copies of one text count once, by their smallest id (``shared_band_keys``).
+3. Signatures of the edges' nodes only (a small share): from the spill
+   (``SignaturesFromSpill``) or a streamed join (``SignaturesByJoin``).
+4. ``Verify`` (default on): both ends' signatures meet, an edge whose
+   estimated Jaccard is below the threshold is dropped.
+5. ``Components``: large-star / small-star rounds (``transforms.components``).
+6. ``DropNearDuplicates``: the records meet their roots in id buckets; a record
+   with a root other than itself is removed (and, on request, written out as
    ``{"removed", "kept", "reason": "near_duplicate", "jaccard"}``).
 
 Every join is audited: per input, the values that went into the shuffle must

@@ -168,29 +168,59 @@ class Bounds:
 class Spill:
     """Bucketed records on storage, for data too bulky for the runner's shuffle.
 
-    Writers (one per input file) append byte records to buckets and flush them
-    as files ``<dir>/<name>-b<bucket>-f<file>-p<part>.bin``, each a sequence of
-    little-endian uint32 length + record; the names depend only on the file
-    and the flush count, so a retried bundle overwrites its own files.  A
-    reader takes one bucket's files, after every writer finished (give it the
-    writers' output as a side input).  ``delete()`` removes them all.
+    Writers (one per input file) append byte records to buckets and flush
+    them, every bucket at once, as one *part* file
+    ``<dir>/<name>-f<file>-p<part>.bin``: an index (uint32 entry count, then
+    per bucket uint32 bucket, uint64 offset, uint64 length, little-endian)
+    followed by each bucket's records (uint32 length + bytes), buckets in
+    order.  So the file count is the flush count, whatever the bucket count.
+    Names depend only on the input file and the flush count: a retried bundle
+    overwrites its own files.  A reader takes one bucket: from every part
+    file, only that bucket's byte range; run readers after every writer
+    finished (give them the writers' output as a side input).
     """
+
+    HEADER = 4
+    ENTRY = 20
 
     def __init__(self, spill_dir: str, name: str):
         self.spill_dir = spill_dir
         self.name = name
+        self._indexes = None  # part path -> {bucket: (offset, length)}, once complete
 
-    def path(self, bucket: int, file_index: int, part: int) -> str:
-        return join(self.spill_dir, f"{self.name}-b{bucket:05d}-f{file_index:05d}-p{part}.bin")
+    def path(self, file_index: int, part: int) -> str:
+        return join(self.spill_dir, f"{self.name}-f{file_index:05d}-p{part:05d}.bin")
 
-    def bucket_paths(self, bucket: int) -> list[str]:
-        pattern = join(self.spill_dir, f"{self.name}-b{bucket:05d}-f*.bin")
+    def part_paths(self) -> list[str]:
+        pattern = join(self.spill_dir, f"{self.name}-f*-p*.bin")
         return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
+    def _index(self) -> dict:
+        if self._indexes is None:
+            indexes = {}
+            for path in self.part_paths():
+                with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                    count = int.from_bytes(f.read(self.HEADER), "little")
+                    raw = f.read(count * self.ENTRY)
+                entries = {}
+                for i in range(count):
+                    entry = raw[i * self.ENTRY:(i + 1) * self.ENTRY]
+                    entries[int.from_bytes(entry[:4], "little")] = (
+                        int.from_bytes(entry[4:12], "little"),
+                        int.from_bytes(entry[12:20], "little"))
+                indexes[path] = entries
+            self._indexes = indexes
+        return self._indexes
+
     def read(self, bucket: int) -> "iter[bytes]":
-        """The records of one bucket, file by file."""
-        for path in self.bucket_paths(bucket):
-            data = memoryview(read_bytes(path))
+        """The records of one bucket, part file by part file."""
+        for path, entries in sorted(self._index().items()):
+            if bucket not in entries:
+                continue
+            offset, length = entries[bucket]
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                f.seek(offset)
+                data = memoryview(f.read(length))
             pos = 0
             while pos < len(data):
                 size = int.from_bytes(data[pos:pos + 4], "little")
@@ -198,16 +228,19 @@ class Spill:
                 pos += 4 + size
 
     def delete(self) -> int:
-        pattern = join(self.spill_dir, f"{self.name}-b*.bin")
-        paths = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+        paths = self.part_paths()
         if paths:
             FileSystems.delete(paths)
+        self._indexes = None
         return len(paths)
+
+    def __getstate__(self):
+        return {"spill_dir": self.spill_dir, "name": self.name, "_indexes": None}
 
 
 class SpillWriter:
-    """Appends records to a ``Spill``'s buckets for one input file; flushes every
-    bucket beyond ``flush_bytes`` buffered, and on ``close()``."""
+    """Appends records to a ``Spill``'s buckets for one input file; writes a part
+    file beyond ``flush_bytes`` buffered, and on ``close()``."""
 
     def __init__(self, spill: Spill, file_index: int, flush_bytes: int):
         self.spill = spill
@@ -225,13 +258,20 @@ class SpillWriter:
             self.flush()
 
     def flush(self) -> None:
-        for bucket, records in self.buffers.items():
-            path = self.spill.path(bucket, self.file_index, self.parts)
-            with FileSystems.create(path,
-                                    compression_type=CompressionTypes.UNCOMPRESSED) as out:
-                out.write(b"".join(records))
-        if self.buffers:
-            self.parts += 1
+        if not self.buffers:
+            return
+        buckets = sorted(self.buffers)
+        bodies = [b"".join(self.buffers[b]) for b in buckets]
+        offset = Spill.HEADER + Spill.ENTRY * len(buckets)
+        index = [len(buckets).to_bytes(4, "little")]
+        for bucket, body in zip(buckets, bodies):
+            index.append(bucket.to_bytes(4, "little") + offset.to_bytes(8, "little")
+                         + len(body).to_bytes(8, "little"))
+            offset += len(body)
+        path = self.spill.path(self.file_index, self.parts)
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as out:
+            out.write(b"".join(index + bodies))
+        self.parts += 1
         self.buffers, self.buffered = {}, 0
 
     close = flush
