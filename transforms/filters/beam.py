@@ -32,7 +32,7 @@ class _Counters:
     def __call__(self, name: str, amount: int = 1) -> None:
         counter = self._counters.get(name)
         if counter is None:
-            counter = self._counters[name] = Metrics.counter(NAMESPACE, f"filters/{name}")
+            counter = self._counters[name] = Metrics.counter(NAMESPACE, name)
         counter.inc(amount)
 
 
