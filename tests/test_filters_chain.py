@@ -170,3 +170,28 @@ def test_smallest_heap_is_order_and_split_independent(ids, n, rnd):
     b.merge(a)
     assert b.items() == expected
     assert len(b._heap) <= n
+
+
+# ---------------------------------------------------------------- the scan-pass call
+
+def test_scan_filters_samples_filters_redacts_and_records_language():
+    from transforms.filters.pii import PiiConfig
+    from transforms.filters.scan import Decision, ScanFilters
+    counts, inc = dict_counter()
+    scan = ScanFilters(recipe=load_recipe("minimal"), pii=PiiConfig(), sample_fraction=0.5,
+                       sample_seed=5, record_language=True, counter_inc_fn=inc)
+    text = PROSE + "\nWrite to jane@example.org about it."
+    ids = [f"d{i}" for i in range(40)]
+    sampled = [i for i in ids if keep_sample(i, 0.5, 5)]
+    decisions = {i: scan(i, text) for i in ids}
+    assert {i for i, d in decisions.items() if d.kept} == set(sampled)
+    d = decisions[sampled[0]]
+    assert d == Decision(None, PROSE + "\nWrite to <EMAIL> about it.", {"EMAIL": 1}, "en", d.lang_score)
+    assert d.lang_score > 0.9
+    unsampled = next(i for i in ids if i not in sampled)
+    assert decisions[unsampled] == Decision(Drop("sample", "not_sampled", "fraction=0.5"), text, {})
+    n = len(sampled)
+    assert counts == {"sample/kept": n, "sample/dropped.not_sampled": 40 - n,
+                      "gopher_quality/kept": n, "gopher_repetition/kept": n, "pii/EMAIL": n}
+    short = ScanFilters(recipe=load_recipe("minimal"), pii=PiiConfig())("s", "a@b.org only")
+    assert short == Decision(Drop("gopher_quality", "short_doc", "words=2 < 50"), "a@b.org only", {})

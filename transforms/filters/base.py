@@ -95,6 +95,14 @@ class DocView:
     def lines(self) -> list:
         return self.text.splitlines()
 
+    def language(self, max_chars: int = 2000):
+        """``detect_language(text, max_chars)``, computed once per ``max_chars``."""
+        cache = self.__dict__.setdefault("_language", {})
+        if max_chars not in cache:
+            from transforms.filters.langid import detect_language
+            cache[max_chars] = detect_language(self.text, max_chars)
+        return cache[max_chars]
+
 
 def as_view(doc) -> DocView:
     """``doc`` as a ``DocView`` (a ``DocView`` is returned unchanged)."""

@@ -93,7 +93,7 @@ class LanguageFilter:
 
     def __call__(self, doc) -> Optional[Drop]:
         c = self.config
-        lang, score = detect_language(as_view(doc).text, c.max_chars)
+        lang, score = as_view(doc).language(c.max_chars)
         if self._keep and lang not in self._keep:
             return Drop(self.name, "not_in_languages", f"lang={lang} score={fmt(score)}")
         if c.threshold is not None and score < c.threshold:
