@@ -43,7 +43,7 @@ from typing import Optional, Tuple
 
 from transforms.filters.base import Drop, as_view
 from transforms.filters.config import FilterConfigError, check_bool, check_count
-from transforms.filters.text import has_no_space_script, split_words
+from transforms.filters.text import ABBREVIATIONS, has_no_space_script, split_words
 
 CITATION_RE = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 END_PUNCTUATION = (".", "?", "!", '"', "'")
@@ -51,12 +51,9 @@ ELLIPSIS = "..."
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies",
                      "use of cookies", "use cookies")
 
-# spaCy's English tokenizer keeps these (and single capitals "J.") whole, so
-# their period ends no sentence.
-_ABBREVIATIONS = ("Mr.", "Mrs.", "Ms.", "Dr.", "St.", "Jr.", "Sr.", "Prof.", "Inc.", "Ltd.",
-                  "Co.", "Corp.", "vs.", "etc.", "e.g.", "i.e.", "a.m.", "p.m.", "Mt.", "No.",
-                  "Jan.", "Feb.", "Mar.", "Apr.", "Jun.", "Jul.", "Aug.", "Sep.", "Sept.",
-                  "Oct.", "Nov.", "Dec.", "U.S.", "U.K.")
+# spaCy's English tokenizer keeps these (and single letters "J.") whole, so their period
+# ends no sentence.
+_ABBREVIATIONS = ABBREVIATIONS
 # A sentence end: a run of . ! ? 。！？ ending a whitespace-separated chunk (closing
 # punctuation may follow), with a word later in the line; or spaCy's infix split of
 # "io.TextIOWrapper" (a period between a lower- and an upper-case letter).

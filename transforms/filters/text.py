@@ -71,13 +71,19 @@ _PREFIX_RE = re.compile(rf"''|\(:|\.{{2,}}|\u2026+|[{re.escape(_QUOTES + _PUNCT)
                         r"|\+(?![0-9])")
 _SUFFIX_RE = re.compile(rf"(?:''|\):|:\]|:\)|:\(|\.{{2,}}|\u2026+|(?<=\w)[nN]['\u2019][tT]|(?<=\w)['\u2019](?:[sSdDmM]|re|RE|ll|LL|ve|VE)"
                         rf"|[{re.escape(_QUOTES + _PUNCT)}\u2014\u2013]"
-                        r"|(?<=[0-9])[+%\u00b0]|(?<=[0-9a-z\W])\.|(?<=[A-Z][A-Z])\.)$")
+                        r"|(?<=[0-9])[+%\u00b0]|(?<=[0-9a-z_\W])\.|(?<=[A-Z][A-Z])\.)$")
 _INFIX_RE = re.compile(r"(\.{2,}|\u2026"
                        r"|(?<=[0-9])[+\-*^](?=[0-9-])"
                        r"|(?<=[a-z'\"])\.(?=[A-Z'\"])"
                        r"|(?<=[^\W\d_]),(?=[^\W\d_])"
                        r"|(?<=[^\W_])(?:-{1,3}|\u2013|\u2014|~)(?=[^\W\d_])"
                        r"|(?<=[^\W_])[:<>=/](?=[^\W\d_]))")
+# Abbreviations spaCy's English tokenizer keeps whole, period included (a subset of
+# spacy/lang/en/tokenizer_exceptions.py).
+ABBREVIATIONS = frozenset((
+    "Mr.", "Mrs.", "Ms.", "Dr.", "St.", "Jr.", "Sr.", "Prof.", "Inc.", "Ltd.", "Co.", "Corp.",
+    "vs.", "etc.", "e.g.", "i.e.", "a.m.", "p.m.", "Mt.", "No.", "Jan.", "Feb.", "Mar.", "Apr.",
+    "Jun.", "Jul.", "Aug.", "Sep.", "Sept.", "Oct.", "Nov.", "Dec.", "U.S.", "U.K."))
 _KEEP_WHOLE_RE = re.compile(r"(?:[A-Za-z]\.){2,}$|(?:https?://|www\.)\S+$")
 
 
@@ -85,7 +91,7 @@ def _split_chunk(chunk: str, out: list) -> None:
     """spaCy-style split of one whitespace-free chunk: prefixes, suffixes, infixes."""
     suffixes = []
     while chunk:
-        if _KEEP_WHOLE_RE.match(chunk):
+        if _KEEP_WHOLE_RE.match(chunk) or chunk in ABBREVIATIONS:
             break
         if not chunk[0].isalnum() and len(chunk) > 1:
             m = _PREFIX_RE.match(chunk)
@@ -101,7 +107,7 @@ def _split_chunk(chunk: str, out: list) -> None:
                 continue
         break
     if chunk:
-        if chunk.isalnum() or _KEEP_WHOLE_RE.match(chunk):
+        if chunk.isalnum() or chunk in ABBREVIATIONS or _KEEP_WHOLE_RE.match(chunk):
             out.append(chunk)
         else:
             out.extend(p for p in _INFIX_RE.split(chunk) if p)
