@@ -23,8 +23,9 @@ NAMESPACE = "dataprep.filters"
 REMOVED_TAG = "removed"
 
 
-class _Counters:
-    """``counter_inc_fn`` backed by Beam counters, each created once."""
+class BeamCounters:
+    """A ``counter_inc_fn`` backed by Beam counters (namespace ``dataprep.filters``), each
+    created once; make it in a DoFn's ``setup`` and pass it to ``FilterChain`` or ``ScanFilters``."""
 
     def __init__(self):
         self._counters = {}
@@ -45,7 +46,7 @@ class _ApplyFiltersFn(beam.DoFn):
         self._chain: Optional[FilterChain] = None
 
     def setup(self):
-        self._chain = FilterChain(self._chain_factory(), counter_inc_fn=_Counters())
+        self._chain = FilterChain(self._chain_factory(), counter_inc_fn=BeamCounters())
 
     def process(self, doc: Document):
         drop = self._chain(as_view(doc))
