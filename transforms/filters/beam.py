@@ -3,8 +3,10 @@
 ``ApplyFilters(chain_factory)`` runs a ``FilterChain`` over a PCollection of
 ``Document`` and outputs the kept documents; with ``removed=True`` it also
 outputs one ``Removed`` record per dropped document under the tag
-``"removed"``.  Counters, namespace ``dataprep.filters``:
-``filters/<filter>/kept`` and ``filters/<filter>/dropped.<rule>``.
+``"removed"``.  Counters: namespace ``dataprep.filters``, names
+``<filter>/kept`` and ``<filter>/dropped.<rule>``, which the run report
+(``transforms.report.counters``) lists as ``filters/<filter>/kept`` and
+``filters/<filter>/dropped.<rule>``.
 
 ``SmallestHashes(n)`` is a ``CombineFn`` keeping the ``n`` smallest
 ``(hash, id)`` pairs of its inputs in a heap of at most ``n`` entries
