@@ -97,6 +97,10 @@ class Parser(ArgumentParser):
             "--run_config", default=None,
             help="YAML file (or name in run_configs/) of Beam options; default: "
             f"${run_config.ENV_VAR} or run_configs/direct.yaml")
+        runner.add_argument(
+            "--log_level", default="warning", choices=("debug", "info", "warning", "error"),
+            help="Beam's, the job server's and the workers' logs at this level and above "
+            "reach stderr; at warning (default) they go to a log file named on failure")
 
     def parse(self, argv):
         """-> (our namespace, PipelineOptions from the run config then the rest of argv)."""

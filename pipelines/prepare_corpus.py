@@ -12,17 +12,19 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
-from pipelines import cli, near_dedup_options
+from pipelines import cli, near_dedup_options, progress
 from transforms.codec_choice import (
     ChooseCodec, choice_record, compare_text, format_table, sample_text)
 from transforms.codecs import bytes_codec
 from transforms.dedup import ExactDedup, dedup_buckets
-from transforms.io import ReadJsonl, estimate_raw_bytes
+from transforms.io import ReadJsonl, estimate_raw_bytes, expand_patterns
 from transforms.near_dedup import cluster_histogram
 from transforms.partition import PartitionByField, RangePartition, numeric_field, text_length
 from transforms.placement import Placement, parse_rules
 from transforms.refs import ResolveRuns, ScanJsonl, delete_spill
-from transforms.report import RunClock, build_report, counters, summary_table, write_report
+from transforms.report import (
+    RunClock, build_report, counters, dead_letter_examples, input_lineage, shard_sizes,
+    summary_table, write_report)
 from transforms.sharding import balance_rows
 from transforms.store import WriteStore, dataset_dir, join, load_manifest, normalise_root
 
@@ -240,19 +242,28 @@ def run(argv=None) -> dict:
     _delete_leftovers(directories[0])
     codec, report_choice, manifest_choice = choose_text_codec(args)
 
+    progress.apply_log_level(args.log_level, options)
+    inputs = input_lineage(expand_patterns(args.input))
+    compressed = any(f["path"].endswith((".gz", ".zst", ".zstd")) for f in inputs)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, args, roots, placement, codec, manifest_choice)
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = progress.run_pipeline(
+        pipeline, job="prepare_corpus", log_level=args.log_level,
+        total_bytes=None if compressed else sum(f["bytes"] or 0 for f in inputs),
+        cleanup=lambda: progress.delete_temporaries(directories))
 
     values = counters(result)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    balance = balance_rows(load_manifest(directories[0]))
+    manifest = load_manifest(directories[0])
+    balance = balance_rows(manifest)
     extra = {"store": directories, "codec": codec, "partitions": balance,
-             "near_dedup_cluster_sizes": cluster_histogram(values)}
+             "near_dedup_cluster_sizes": cluster_histogram(values),
+             "shard_sizes": shard_sizes(manifest),
+             "dead_letters": {"examples": dead_letter_examples(directories[0])}}
     if report_choice:
         extra["codec_choice"] = report_choice
-    report = build_report("prepare_corpus", clock, values, vars(args), str(runner), extra)
+    report = build_report("prepare_corpus", clock, values, vars(args), str(runner), extra,
+                          options=options, result=result, inputs=inputs)
     write_report(report, directories)
     print(summary_table(values))
     print()
@@ -264,9 +275,12 @@ def run(argv=None) -> dict:
 def main(argv=None):
     try:
         run(argv)
+    except progress.Interrupted as err:
+        progress.exit_interrupted(err)
     except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
         logging.getLogger(__name__).debug("run failed", exc_info=True)
         print(f"prepare_corpus failed: {_root_cause(err)}", file=sys.stderr)
+        progress.print_notes(err)
         sys.exit(1)
 
 

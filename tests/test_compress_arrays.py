@@ -24,7 +24,7 @@ def run_job(run_config, inputs, roots, *extra):
 def store_files(roots) -> dict[str, bytes]:
     return {path: open(path, "rb").read() for root in roots
             for path in sorted(glob.glob(os.path.join(str(root), "emb", "*")))
-            if not path.endswith("run_report.json")}
+            if not path.endswith(("run_report.json", "run_report.html"))}
 
 
 def embeddings(n, d=24, seed=0):

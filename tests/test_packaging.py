@@ -34,6 +34,7 @@ def test_the_wheel_carries_run_configs_sample_data_licence_and_the_command(wheel
         assert {f"pipelines/run_configs/{n}" for n in shipped} <= names
         assert "direct.yaml" in shipped and "flink_local.yaml" in shipped
         assert "pipelines/sample_data/sample.jsonl" in names
+        assert "transforms/templates/run_report.html.j2" in names
         dist_info = f"beam_dataprep-{pipelines.__version__}.dist-info"
         with open(os.path.join(ROOT, "LICENSE"), "rb") as f:
             assert z.read(f"{dist_info}/licenses/LICENSE") == f.read()
@@ -62,7 +63,7 @@ def test_list_names_every_job_as_a_subcommand(capsys):
     dataprep.main(["list"])
     out = capsys.readouterr().out.splitlines()
     listed = [line.split()[0] for line in out[1:]]
-    assert listed == ["codec-report", "compress-arrays", "prepare-corpus", "verify-store"]
+    assert listed == ["codec-report", "compress-arrays", "prepare-corpus", "report", "verify-store"]
 
 
 def test_an_unknown_job_is_one_line(capsys):
@@ -71,7 +72,7 @@ def test_an_unknown_job_is_one_line(capsys):
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == (
         "dataprep: error: unknown job 'prepare'; jobs: codec-report, compress-arrays, "
-        "prepare-corpus, verify-store\n")
+        "prepare-corpus, report, verify-store\n")
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -136,7 +136,8 @@ def test_spilled_runs_are_removed_and_stale_ones_from_a_failed_run_too(tmp_path,
         dead = [n for n in names if n.startswith("dead_letters-")]
         assert bool(dead) == (root == roots[0])
         assert sorted(set(names) - set(dead)) == [
-            "manifest.json", "run_report.json", "shard-00000-of-00001.jsonl.zst"]
+            "manifest.json", "run_report.html", "run_report.json",
+            "shard-00000-of-00001.jsonl.zst"]
 
 
 def break_replicas(roots, manifest):

@@ -114,7 +114,7 @@ def _snapshot(roots, dataset) -> tuple[dict[str, bytes], dict[str, list]]:
         for path in sorted(glob.glob(os.path.join(str(root), dataset, "*"))):
             name = os.path.basename(path)
             key = f"{os.path.basename(str(root))}/{name}"
-            if name == "run_report.json":
+            if name in ("run_report.json", "run_report.html"):
                 continue
             if name.startswith(("dead_letters", "removed")):
                 kind = name.split("-")[0]
