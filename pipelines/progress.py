@@ -36,6 +36,7 @@ exits with status 130.
 import contextlib
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -45,6 +46,7 @@ from dataclasses import dataclass
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DOCS, BYTES = "read/records", "read/bytes"
 PREFIX = "dataprep."
+APPLIED = "ref_AppliedPTransform_"
 TTY_INTERVAL = 0.25  # seconds between redraws on a terminal
 PLAIN_INTERVAL = float(os.environ.get("DATAPREP_PROGRESS_INTERVAL", "10"))  # one line each
 
@@ -69,7 +71,7 @@ class Tally:
         with self._lock:
             self._totals[name] = self._totals.get(name, 0) + value
             if step and value:
-                self._stage = step.split("/", 1)[0]
+                self._stage = stage_label(step)
 
     def replace(self, totals: dict[str, int], stage: str | None) -> None:
         with self._lock:
@@ -82,6 +84,15 @@ class Tally:
 
 
 # ------------------------------------------------------------------ sources
+
+
+def stage_label(step: str) -> str:
+    """The top-level step of a metric's step name: ``Read/ParseLines`` (Direct) and
+    ``ref_AppliedPTransform_Read-ParseLines-..._9`` (a portable runner's transform id)
+    both give ``Read``."""
+    if step.startswith(APPLIED):
+        return re.split(r"[-/]|_\d+$", step[len(APPLIED):], maxsplit=1)[0]
+    return step.split("/", 1)[0]
 
 
 def _counter_name(namespace: str, name: str) -> str | None:
@@ -140,7 +151,7 @@ def poll_job_metrics(result, tally: Tally, previous: dict) -> dict:
         per_step[key] = value
         if value != previous.get(key, 0) and counter.key.step:
             stage = counter.key.step
-    tally.replace(totals, stage.split("/", 1)[0] if stage else None)
+    tally.replace(totals, stage_label(stage) if stage else None)
     return per_step
 
 
@@ -264,6 +275,8 @@ def apply_log_level(log_level: str, options) -> None:
     """Root logging level for this process; for info/debug, Beam's SDK harness level too."""
     level = getattr(logging, log_level.upper())
     logging.getLogger().setLevel(level)
+    # Its "Really destroying service" warning comes at exit, after the run's log file.
+    logging.getLogger("apache_beam.utils.subprocess_server").setLevel(max(level, logging.ERROR))
     if log_level in ("info", "debug") and options is not None:
         from apache_beam.options.pipeline_options import WorkerOptions
         worker = options.view_as(WorkerOptions)

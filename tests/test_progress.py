@@ -29,8 +29,8 @@ def env(**extra):
     return out
 
 
-def job(tmp_path, *flags):
-    return [sys.executable, "-m", "pipelines.prepare_corpus", "--run_config", "direct",
+def job(tmp_path, *flags, run_config="direct"):
+    return [sys.executable, "-m", "pipelines.prepare_corpus", "--run_config", run_config,
             "--output_roots", str(tmp_path / "a"), *flags]
 
 
@@ -41,6 +41,14 @@ def test_plain_line_numbers():
         "rate=102.4 KiB/s eta=0:00:30")
     assert progress.plain_line("job", progress.Snapshot(0, 0, None), 0.0, None) == (
         "job 0:00:00 stage=starting documents=0 read=0 B rate=0 B/s")
+
+
+def test_stage_label_of_direct_and_portable_step_names():
+    assert progress.stage_label("Read/ParseLines/ParDo(_ReadJsonlFile)") == "Read"
+    assert progress.stage_label(
+        "ref_AppliedPTransform_Read-ParseLines-ParDo-_ReadJsonlFile-_9") == "Read"
+    assert progress.stage_label("ref_AppliedPTransform_Store_304") == "Store"
+    assert progress.stage_label("NearDedup") == "NearDedup"
 
 
 def test_tally_sums_bundles_and_follows_the_stage():
@@ -89,13 +97,17 @@ def test_live_display_under_a_terminal(tmp_path):
     assert b"store: " in stdout
 
 
-def test_plain_progress_lines_when_not_a_terminal(tmp_path):
-    proc = subprocess.run(job(tmp_path), capture_output=True, text=True, timeout=300,
-                          env=env(DATAPREP_PROGRESS_INTERVAL="1"))
+def test_plain_progress_lines_when_not_a_terminal(tmp_path, run_config):
+    """On the configured runner: Direct's bundle tap, or a portable job's metrics polled."""
+    proc = subprocess.run(job(tmp_path, run_config=run_config), capture_output=True, text=True,
+                          timeout=600, env=env(DATAPREP_PROGRESS_INTERVAL="1"))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     assert "\x1b" not in proc.stderr
     assert len(lines) >= 3 and all(PLAIN.match(line) for line in lines[:-1]), lines
+    documents = [int(re.search(r"documents=([\d,]+)", line).group(1).replace(",", ""))
+                 for line in lines[:-1]]
+    assert documents == sorted(documents) and documents[0] == 0
     assert re.fullmatch(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read",
                         lines[-1])
     report = orjson.loads((tmp_path / "a" / "corpus" / "run_report.json").read_bytes())
