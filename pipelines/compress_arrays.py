@@ -123,7 +123,7 @@ def run(argv=None) -> dict:
     build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec, manifest_choice)
     result = progress.run_pipeline(
         pipeline, job="compress_arrays", log_level=args.log_level,
-        docs_counter="arrays/rows_stored", bytes_counter="arrays/raw_bytes",
+        docs_counter="arrays/rows_stored", bytes_counter="arrays/raw_bytes", unit="rows",
         total_bytes=None if args.map else sum(f["bytes"] or 0 for f in inputs) or None,
         cleanup=lambda: progress.delete_temporaries(directories))
 

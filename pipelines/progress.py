@@ -171,12 +171,13 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def plain_line(job: str, snap: Snapshot, elapsed: float, total_bytes: int | None) -> str:
+def plain_line(job: str, snap: Snapshot, elapsed: float, total_bytes: int | None,
+               unit: str = "documents") -> str:
     """One line of the non-terminal display, e.g.
     ``prepare_corpus 0:00:12 stage=Read documents=12,000 read=1.2 MiB/4.8 MiB (25%)
     rate=102.4 KiB/s eta=0:00:36``."""
     parts = [job, _clock(elapsed), f"stage={snap.stage or 'starting'}",
-             f"documents={snap.documents:,}"]
+             f"{unit}={snap.documents:,}"]
     rate = snap.bytes / elapsed if elapsed > 0 else 0.0
     if total_bytes:
         share = min(snap.bytes / total_bytes, 1.0)
@@ -192,35 +193,35 @@ def plain_line(job: str, snap: Snapshot, elapsed: float, total_bytes: int | None
 class PlainDisplay:
     """One line per ``interval`` seconds (and one at the end)."""
 
-    def __init__(self, job, stream, total_bytes, interval=PLAIN_INTERVAL):
-        self.job, self.stream, self.total = job, stream, total_bytes
+    def __init__(self, job, stream, total_bytes, unit="documents", interval=PLAIN_INTERVAL):
+        self.job, self.stream, self.total, self.unit = job, stream, total_bytes, unit
         self.interval, self._last = interval, None
 
     def update(self, snap: Snapshot, elapsed: float) -> None:
         if self._last is None or elapsed - self._last >= self.interval:
             self._last = elapsed
-            self.stream.write(plain_line(self.job, snap, elapsed, self.total) + "\n")
+            self.stream.write(plain_line(self.job, snap, elapsed, self.total, self.unit) + "\n")
             self.stream.flush()
 
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
         self.stream.write(f"{self.job} {status} in {elapsed:.1f}s: {snap.documents:,} "
-                          f"documents, {_human(snap.bytes)} read\n")
+                          f"{self.unit}, {_human(snap.bytes)} read\n")
         self.stream.flush()
 
 
 class RichDisplay:
     """A ``rich`` progress bar redrawn in place on a terminal."""
 
-    def __init__(self, job, stream, total_bytes):
+    def __init__(self, job, stream, total_bytes, unit="documents"):
         from rich.console import Console
         from rich.progress import (
             BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
             TimeRemainingColumn, TransferSpeedColumn)
-        self.job, self.stream = job, stream
+        self.job, self.stream, self.unit = job, stream, unit
         self.console = Console(file=stream, force_terminal=True, highlight=False)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TextColumn("{task.fields[documents]} docs"),
+            TransferSpeedColumn(), TextColumn("{task.fields[documents]} " + ("docs" if unit == "documents" else unit)),
             TextColumn("[cyan]{task.fields[stage]}"), TimeElapsedColumn(),
             TimeRemainingColumn(), console=self.console, transient=False,
             refresh_per_second=4)
@@ -236,13 +237,13 @@ class RichDisplay:
         self.update(snap, elapsed)
         self.progress.stop()
         self.console.print(f"{self.job} {status} in {elapsed:.1f}s: {snap.documents:,} "
-                           f"documents, {_human(snap.bytes)} read")
+                           f"{self.unit}, {_human(snap.bytes)} read")
 
 
-def make_display(job, stream, total_bytes):
+def make_display(job, stream, total_bytes, unit="documents"):
     if stream.isatty() and os.environ.get("TERM") != "dumb":
-        return RichDisplay(job, stream, total_bytes)
-    return PlainDisplay(job, stream, total_bytes)
+        return RichDisplay(job, stream, total_bytes, unit)
+    return PlainDisplay(job, stream, total_bytes, unit)
 
 
 # ------------------------------------------------------------------ logs
@@ -260,9 +261,20 @@ def quiet_stderr(log_level: str):
     log = tempfile.NamedTemporaryFile(prefix="dataprep-", suffix=".log", delete=False)
     os.dup2(log.fileno(), 2)
     real = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    # Python-level writers go to the file too, for when sys.stderr is not fd 2 (a test
+    # harness's capture): logging handlers, and an SDK worker in this process (LOOPBACK),
+    # which logs a failed bundle's traceback and also prints it to sys.stderr itself.
+    text = open(log.name, "a", buffering=1, encoding="utf-8", errors="replace")
+    swapped = [(h, h.setStream(text)) for h in logging.getLogger().handlers
+               if type(h) is logging.StreamHandler]  # noqa: E721 - not File/capture handlers
+    python_stderr, sys.stderr = sys.stderr, text
     try:
         yield real, log.name
     finally:
+        sys.stderr = python_stderr
+        for handler, stream in swapped:
+            handler.setStream(stream)
+        text.close()
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
@@ -299,10 +311,12 @@ def _is_direct(pipeline) -> bool:
 
 def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=None,
                  log_level: str = "warning", docs_counter: str = DOCS,
-                 bytes_counter: str = BYTES, stream=None):
+                 bytes_counter: str = BYTES, unit: str = "documents", stream=None):
     """Run ``pipeline`` to the end with a progress display; returns the PipelineResult.
 
     ``total_bytes``: the input's size, for the percentage and ETA (None: unknown).
+    ``docs_counter`` / ``bytes_counter``: the counters shown (``namespace/name``
+    without ``dataprep.``), ``unit`` what the first one counts.
     ``cleanup``: called (no arguments) after a Ctrl-C, to delete temporary files.
     Raises what the run raises (after the display is closed), ``Interrupted``
     after Ctrl-C.  A failed run's exception gets the log file's path as a note.
@@ -310,7 +324,7 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
     tally = Tally()
     started = time.monotonic()
     with quiet_stderr(log_level) as (real_stderr, log_path):
-        display = make_display(job, stream or real_stderr, total_bytes)
+        display = make_display(job, stream or real_stderr, total_bytes, unit)
         status = "failed"
         try:
             result = _run(pipeline, tally, display, started, docs_counter, bytes_counter)
@@ -353,7 +367,11 @@ def _run(pipeline, tally, display, started, docs, nbytes):
         with direct_runner_tap(tally):
             worker = threading.Thread(target=target, name=f"{__name__}.run", daemon=True)
             worker.start()
+            previous = {}
             while worker.is_alive():
+                if "result" in box:  # the DirectRunner handed the job to Prism: it runs async
+                    with contextlib.suppress(Exception):
+                        previous = poll_job_metrics(box["result"], tally, previous)
                 show()
                 worker.join(interval)
         if "error" in box:
