@@ -220,8 +220,10 @@ class RichDisplay:
         self.job, self.stream, self.unit = job, stream, unit
         self.console = Console(file=stream, force_terminal=True, highlight=False)
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TextColumn("{task.fields[documents]} " + ("docs" if unit == "documents" else unit)),
+            TextColumn("[bold]{task.description}"), BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TextColumn("{task.fields[documents]} " + ("docs" if unit == "documents" else unit)),
             TextColumn("[cyan]{task.fields[stage]}"), TimeElapsedColumn(),
             TimeRemainingColumn(), console=self.console, transient=False,
             refresh_per_second=4)

@@ -78,7 +78,8 @@ def test_summary_table_matches_the_input_and_manifest(finished):
 def test_removal_chart_and_table(finished):
     _, bad, texts = sample_truth()
     counters = finished["report"]["counters"]
-    exact, near = counters["dedup/duplicates_removed"], counters["near_dedup/near_duplicates_removed"]
+    exact = counters["dedup/duplicates_removed"]
+    near = counters["near_dedup/near_duplicates_removed"]
     assert len(texts) - exact - near == finished["manifest"]["records"] and exact and near
     expected = {"exact duplicate": exact, "near duplicate": near}
     expected.update({f"bad line: {reason}": len(at) for reason, at in bad.items()})
