@@ -14,6 +14,8 @@ Where the numbers come from, per runner:
   a running PipelineResult; its job service is asked for the job's metrics
   (``GetJobMetrics``) every interval, afresh (``PipelineResult.metrics()``
   caches its first answer), and the attempted values of our counters are shown.
+  Prism answers while the job runs; Flink's job server (batch) only once it is
+  done, so there the display shows elapsed time until the end.
 - DirectRunner (FnApiRunner): ``pipeline.run()`` only returns when the job is
   done, and it has no metrics API while running.  The run goes to a thread and
   every finished bundle's counters (the same monitoring infos the final result
