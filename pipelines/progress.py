@@ -437,9 +437,40 @@ def print_notes(err: BaseException) -> None:
         print(f"  ({note})", file=sys.stderr)
 
 
+def descendants(pid: int) -> list[int]:
+    """Process ids of every descendant of ``pid`` (Linux /proc; [] elsewhere), children first."""
+    parents: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        parents.setdefault(ppid, []).append(int(entry))
+    found, queue = [], [pid]
+    while queue:
+        for child in parents.get(queue.pop(0), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
 def exit_interrupted(err: Interrupted) -> None:
     """Print the one line and leave with status 130 (128 + SIGINT), at once: a
-    DirectRunner job cannot be cancelled and its threads must not be waited for."""
+    DirectRunner job cannot be cancelled and its threads must not be waited for.
+    Its SDK worker processes (direct_multiprocess) are ended first, or they would
+    outlive us."""
+    import signal
+    for child in descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGTERM)
     print(str(err), file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -173,3 +173,22 @@ def test_ctrl_c_cancels_cleans_and_exits_130(tmp_path):
     left = sorted(os.listdir(dataset)) if dataset.exists() else []
     assert not [n for n in left if n.startswith(("beam-temp-", ".tmp-", ".runs-"))], left
     assert "manifest.json" not in left
+
+
+def test_descendants_finds_children_and_grandchildren():
+    """What exit_interrupted ends before leaving (direct_multiprocess's SDK workers)."""
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import subprocess, sys, time\n"
+                              "g = subprocess.Popen(['sleep', '60'])\n"
+                              "print(g.pid, flush=True)\n"
+                              "time.sleep(60)\n"], stdout=subprocess.PIPE)
+    try:
+        grandchild = int(child.stdout.readline())
+        found = progress.descendants(os.getpid())
+        assert child.pid in found and grandchild in found
+        assert found.index(child.pid) < found.index(grandchild)
+        assert progress.descendants(grandchild) == []
+    finally:
+        os.kill(grandchild, signal.SIGTERM)
+        child.kill()
+        child.wait()
