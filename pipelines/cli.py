@@ -99,8 +99,8 @@ class Parser(ArgumentParser):
             f"${run_config.ENV_VAR} or run_configs/direct.yaml")
         runner.add_argument(
             "--log_level", default="warning", choices=("debug", "info", "warning", "error"),
-            help="log level (default: warning); below debug, a failure is reported in one "
-            "line without its traceback")
+            help="Beam's, the job server's and the workers' logs at this level and above "
+            "reach stderr; at warning (default) they go to a log file named on failure")
 
     def parse(self, argv):
         """-> (our namespace, PipelineOptions from the run config then the rest of argv)."""

@@ -6,15 +6,16 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.options.pipeline_options import StandardOptions
 
-from pipelines import cli
+from pipelines import cli, progress
 from transforms.array_store import WriteArrayStore
 from transforms.codec_choice import ChooseCodec, choice_record, compare_arrays, format_table
 from transforms.codecs import CodecError, array_codec
 from transforms.npy import (
     NpyError, ReadNpyBlocks, check_compatible, default_block_rows, inspect_npy, load_function,
     match_inputs, plan_blocks, read_block)
-from transforms.report import RunClock, build_report, counters, summary_table, write_report
-from transforms.store import DatasetLock, dataset_dir
+from transforms.report import (
+    RunClock, build_report, counters, input_lineage, shard_sizes, summary_table, write_report)
+from transforms.store import DatasetLock, dataset_dir, load_manifest
 
 AUTO = "auto"
 
@@ -116,20 +117,27 @@ def run(argv=None) -> dict:
     clock = RunClock()
     sources, blocks, block_rows, codec, report_choice, manifest_choice = prepare(args)
 
+    progress.apply_log_level(args.log_level, options)
+    inputs = input_lineage([s["path"] for s in sources])
     directories = [dataset_dir(r.uri, args.dataset) for r in roots]
     with DatasetLock(directories, job="compress_arrays", break_lock=args.break_lock):
         pipeline = beam.Pipeline(options=options)
         build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec,
                        manifest_choice)
-        result = pipeline.run()
-        result.wait_until_finish()
+        result = progress.run_pipeline(
+            pipeline, job="compress_arrays", log_level=args.log_level,
+            docs_counter="arrays/rows_stored", bytes_counter="arrays/raw_bytes", unit="rows",
+            total_bytes=None if args.map else sum(f["bytes"] or 0 for f in inputs) or None,
+            cleanup=lambda: progress.delete_temporaries(directories))
 
     values = counters(result)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    extra = {"store": directories, "codec": codec, "blocks": len(blocks)}
+    extra = {"store": directories, "codec": codec, "blocks": len(blocks),
+             "shard_sizes": shard_sizes(load_manifest(directories[0]))}
     if report_choice:
         extra["codec_choice"] = report_choice
-    report = build_report("compress_arrays", clock, values, vars(args), str(runner), extra)
+    report = build_report("compress_arrays", clock, values, vars(args), str(runner), extra,
+                          options=options, result=result, inputs=inputs)
     write_report(report, directories)
     print(summary_table(values))
     raw, stored = values.get("arrays/raw_bytes", 0), values.get("arrays/stored_bytes", 0)
@@ -142,6 +150,8 @@ def run(argv=None) -> dict:
 def main(argv=None):
     try:
         run(argv)
+    except progress.Interrupted as err:
+        progress.exit_interrupted(err)
     except (NpyError, CodecError, ValueError) as err:
         print(f"compress_arrays failed: {err}", file=sys.stderr)
         sys.exit(1)
@@ -152,6 +162,7 @@ def main(argv=None):
         line = (text[text.index(marker):].splitlines()[0] if marker in text
                 else (text.splitlines()[-1] if text else repr(err)))
         print(f"compress_arrays failed: {line}", file=sys.stderr)
+        progress.print_notes(err)
         sys.exit(1)
 
 

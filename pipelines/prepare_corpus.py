@@ -13,7 +13,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
-from pipelines import cli, near_dedup_options
+from pipelines import cli, near_dedup_options, progress
 from transforms.codec_choice import (
     ChooseCodec, choice_record, compare_text, format_table, sample_text)
 from transforms.codecs import bytes_codec
@@ -24,8 +24,9 @@ from transforms.near_dedup import Signer, cluster_histogram
 from transforms.partition import NumericFieldGate, PartitionByField, RangePartition
 from transforms.placement import Placement, parse_rules
 from transforms.refs import Bounds, DocRef, ResolveRuns, ScanJsonl, ScanSpec, delete_spill
-from transforms.report import (RunClock, build_report, counters, distributions, summary_table,
-                               write_report)
+from transforms.report import (
+    RunClock, build_report, counters, dead_letter_examples, distributions, input_lineage,
+    shard_sizes, summary_table, write_report)
 from transforms.sharding import ShardRecord, balance_rows, hash_order
 from transforms.store import (
     AUDIT_DIR, DatasetLock, WriteStore, dataset_dir, join, load_manifest, normalise_root)
@@ -316,29 +317,41 @@ def run(argv=None) -> dict:
     clock = RunClock()
     directories = [dataset_dir(r.uri, args.dataset) for r in roots]
     codec, report_choice, manifest_choice = choose_text_codec(args)
+
+    progress.apply_log_level(args.log_level, options)
+    inputs = input_lineage(expand_patterns(args.input))
+    compressed = any(f["path"].endswith((".gz", ".zst", ".zstd", ".lz4", ".bz2", ".xz"))
+                     for f in inputs)
     pipeline = beam.Pipeline(options=options)
     # building checks the inputs and reads the generation the commit will replace
     build_pipeline(pipeline, args, roots, placement, codec, manifest_choice)
     with DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock):
         _delete_leftovers(directories[0])
         try:
-            result = pipeline.run()
-            result.wait_until_finish()
+            result = progress.run_pipeline(
+                pipeline, job="prepare_corpus", log_level=args.log_level,
+                total_bytes=None if compressed else sum(f["bytes"] or 0 for f in inputs),
+                cleanup=lambda: progress.delete_temporaries(directories))
         finally:
             _delete_spills(directories[0])
 
     values = counters(result)
     extra_metrics = {"distributions": distributions(result)}
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    balance = balance_rows(load_manifest(directories[0]))
+    manifest = load_manifest(directories[0])
+    balance = balance_rows(manifest)
     extra = {"store": directories, "codec": codec, "partitions": balance,
-             "inputs": read_lineage(join(directories[0], AUDIT_DIR),
-                                    load_manifest(directories[0])["inputs"]),
              "near_dedup_cluster_sizes": cluster_histogram(values), **extra_metrics,
-             "near_dedup": near_config and near_dedup_options.report_section(near_config)}
+             "near_dedup": near_config and near_dedup_options.report_section(near_config),
+             "shard_sizes": shard_sizes(manifest),
+             "dead_letters": {"examples": dead_letter_examples(directories[0])}}
+    # lineage: path and bytes from the manifest, digests from the scan's audit file
+    inputs = [{"path": e["path"], "bytes": e["bytes"], "digest": e["xxh3_64"]}
+              for e in read_lineage(join(directories[0], AUDIT_DIR), manifest["inputs"])]
     if report_choice:
         extra["codec_choice"] = report_choice
-    report = build_report("prepare_corpus", clock, values, vars(args), str(runner), extra)
+    report = build_report("prepare_corpus", clock, values, vars(args), str(runner), extra,
+                          options=options, result=result, inputs=inputs)
     write_report(report, directories)
     print(summary_table(values))
     print()
@@ -350,9 +363,12 @@ def run(argv=None) -> dict:
 def main(argv=None):
     try:
         run(argv)
+    except progress.Interrupted as err:
+        progress.exit_interrupted(err)
     except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
         logging.getLogger(__name__).debug("run failed", exc_info=True)
         print(f"prepare_corpus failed: {_root_cause(err)}", file=sys.stderr)
+        progress.print_notes(err)
         sys.exit(1)
 
 

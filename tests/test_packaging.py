@@ -37,6 +37,7 @@ def test_the_wheel_carries_run_configs_sample_data_licence_and_the_command(wheel
         recipes = sorted(os.listdir(os.path.join(ROOT, "transforms", "filters", "recipes")))
         assert recipes == ["minimal.yaml", "web.yaml"]
         assert {f"transforms/filters/recipes/{n}" for n in recipes} <= names
+        assert "transforms/templates/run_report.html.j2" in names
         dist_info = f"beam_dataprep-{pipelines.__version__}.dist-info"
         with open(os.path.join(ROOT, "LICENSE"), "rb") as f:
             assert z.read(f"{dist_info}/licenses/LICENSE") == f.read()
@@ -65,7 +66,7 @@ def test_list_names_every_job_as_a_subcommand(capsys):
     dataprep.main(["list"])
     out = capsys.readouterr().out.splitlines()
     listed = [line.split()[0] for line in out[1:]]
-    assert listed == ["codec-report", "compress-arrays", "prepare-corpus", "verify-store"]
+    assert listed == ["codec-report", "compress-arrays", "prepare-corpus", "report", "verify-store"]
 
 
 def test_an_unknown_job_is_one_line(capsys):
@@ -74,7 +75,7 @@ def test_an_unknown_job_is_one_line(capsys):
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == (
         "dataprep: error: unknown job 'prepare'; jobs: codec-report, compress-arrays, "
-        "prepare-corpus, verify-store\n")
+        "prepare-corpus, report, verify-store\n")
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -52,7 +52,7 @@ def files_under(root):
     for dirpath, _, names in os.walk(root):
         for name in names:
             path = os.path.join(dirpath, name)
-            if name != "run_report.json":
+            if name not in ("run_report.json", "run_report.html"):
                 with open(path, "rb") as f:
                     out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
     return out

@@ -159,7 +159,7 @@ def test_spilled_runs_are_removed_and_stale_ones_from_a_failed_run_too(tmp_path,
         dead = [n for n in audit if n.startswith("dead_letters-")]
         lineage = [n for n in audit if n.startswith("inputs-")]
         assert bool(dead) == bool(lineage) == (root == roots[0])
-        assert sorted(set(audit) - set(dead) - set(lineage)) == ["run_report.json"]
+        assert sorted(set(audit) - set(dead) - set(lineage)) == ["run_report.html", "run_report.json"]
 
 
 def break_replicas(roots, manifest):

@@ -193,7 +193,10 @@ def test_a_failed_job_reports_its_cause_in_one_line(tmp_path, run_config, capsys
                              "--run_config", run_config])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == ("prepare_corpus failed: not writing the manifest: 4 of 400 lines are "
+    assert err[-2] == ("prepare_corpus failed: not writing the manifest: 4 of 400 lines are "
                        f"bad (1.00%), above --max_bad_fraction 0.001; see the dead letters in "
                        f"{tmp_path / 'a' / 'corpus' / '_audit'}")
+    log = err[-1].removeprefix("  (full log: ").removesuffix(")")  # Beam's logs, kept apart
+    assert os.path.isfile(log) and "Traceback" not in "\n".join(err)
+    os.unlink(log)
     assert not os.path.exists(tmp_path / "a" / "corpus" / "manifest.json")

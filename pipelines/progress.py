@@ -1,0 +1,477 @@
+"""Run a job with a live progress display on stderr, quiet logs, and a clean Ctrl-C.
+
+    result = progress.run_pipeline(pipeline, job="prepare_corpus", total_bytes=n,
+                                   cleanup=lambda: ..., log_level="warning")
+
+What is shown: the current stage (top-level step), documents and bytes read,
+the rate, and the ETA when the input's total size is known.  On a terminal a
+``rich`` progress bar redraws in place; otherwise (CI logs, pipes) one plain
+line per interval.  Both end with one summary line.
+
+Where the numbers come from, per runner:
+
+- Portable runners (Prism, Flink, Spark, Dataflow): ``pipeline.run()`` returns
+  a running PipelineResult; its job service is asked for the job's metrics
+  (``GetJobMetrics``) every interval, afresh (``PipelineResult.metrics()``
+  caches its first answer), and the attempted values of our counters are shown.
+  Prism answers while the job runs; Flink's job server (batch) only once it is
+  done, so there the display shows elapsed time until the end.
+- DirectRunner (FnApiRunner): ``pipeline.run()`` only returns when the job is
+  done, and it has no metrics API while running.  The run goes to a thread and
+  every finished bundle's counters (the same monitoring infos the final result
+  sums) are added up as they come, through a wrapper around
+  ``fn_runner.BundleManager.process_bundle`` installed for the run only.  The
+  numbers move bundle by bundle.  Remove the wrapper when the FnApiRunner runs
+  asynchronously or reports progress (``ProgressRequester`` gets no user
+  counters from an embedded worker in Beam 2.77).
+
+Logs: at ``--log_level warning`` (the default) file descriptor 2 is pointed
+at a log file for the duration of the run, so Beam's, the job server's and
+the SDK workers' output (subprocesses inherit it) does not flood the terminal;
+the display writes to the real stderr.  A failing run names the log file.  A
+higher level (info, debug) leaves stderr alone and sets Beam's harness level.
+
+Ctrl-C: the job is cancelled (``result.cancel()`` where the runner supports
+it), ``cleanup`` deletes temporary files, one line is printed and the process
+exits with status 130.
+"""
+import contextlib
+import logging
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DOCS, BYTES = "read/records", "read/bytes"
+PREFIX = "dataprep."
+APPLIED = "ref_AppliedPTransform_"
+TTY_INTERVAL = 0.25  # seconds between redraws on a terminal
+PLAIN_INTERVAL = float(os.environ.get("DATAPREP_PROGRESS_INTERVAL", "10"))  # one line each
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the display shows at one moment: counter totals, the busiest stage."""
+    documents: int
+    bytes: int
+    stage: str | None
+
+
+class Tally:
+    """Thread-safe sums of our counters and the step that moved last."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._totals: dict[str, int] = {}
+        self._stage: str | None = None
+
+    def add(self, name: str, value: int, step: str | None) -> None:
+        with self._lock:
+            self._totals[name] = self._totals.get(name, 0) + value
+            if step and value:
+                self._stage = stage_label(step)
+
+    def replace(self, totals: dict[str, int], stage: str | None) -> None:
+        with self._lock:
+            self._totals = dict(totals)
+            self._stage = stage or self._stage
+
+    def snapshot(self, docs: str = DOCS, nbytes: str = BYTES) -> Snapshot:
+        with self._lock:
+            return Snapshot(self._totals.get(docs, 0), self._totals.get(nbytes, 0), self._stage)
+
+
+# ------------------------------------------------------------------ sources
+
+
+def stage_label(step: str) -> str:
+    """The top-level step of a metric's step name: ``Read/ParseLines`` (Direct) and
+    ``ref_AppliedPTransform_Read-ParseLines-..._9`` (a portable runner's transform id)
+    both give ``Read``."""
+    if step.startswith(APPLIED):
+        return re.split(r"[-/]|_\d+$", step[len(APPLIED):], maxsplit=1)[0]
+    return step.split("/", 1)[0]
+
+
+def _counter_name(namespace: str, name: str) -> str | None:
+    return f"{namespace[len(PREFIX):]}/{name}" if namespace.startswith(PREFIX) else None
+
+
+@contextlib.contextmanager
+def direct_runner_tap(tally: Tally):
+    """Add every finished FnApiRunner bundle's user counters to ``tally`` (see module doc)."""
+    try:
+        from apache_beam.metrics import monitoring_infos
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+        original = fn_runner.BundleManager.process_bundle
+    except (ImportError, AttributeError):  # pragma: no cover - another Beam layout
+        yield
+        return
+
+    def process_bundle(self, *args, **kwargs):
+        result, splits = original(self, *args, **kwargs)
+        if not kwargs.get("dry_run") and not (len(args) > 4 and args[4]):
+            for info in result.process_bundle.monitoring_infos:
+                if info.urn != monitoring_infos.USER_COUNTER_URN:
+                    continue
+                name = _counter_name(info.labels.get("NAMESPACE", ""), info.labels.get("NAME", ""))
+                if name:
+                    tally.add(name, int(monitoring_infos.extract_counter_value(info)),
+                              info.labels.get("PTRANSFORM"))
+        return result, splits
+
+    fn_runner.BundleManager.process_bundle = process_bundle
+    try:
+        yield
+    finally:
+        fn_runner.BundleManager.process_bundle = original
+
+
+def poll_job_metrics(result, tally: Tally, previous: dict) -> dict:
+    """Fresh attempted counters of a running portable job into ``tally``; returns per-step
+    values for the next call (the stage shown is the step whose counters grew)."""
+    from apache_beam.portability.api import beam_job_api_pb2
+    from apache_beam.runners.portability.portable_runner import PortableMetrics
+    service, job_id = getattr(result, "_job_service", None), getattr(result, "_job_id", None)
+    if service is not None and job_id is not None:
+        response = service.GetJobMetrics(beam_job_api_pb2.GetJobMetricsRequest(job_id=job_id))
+        counters = PortableMetrics(response).query()["counters"]
+    else:
+        counters = result.metrics().query()["counters"]
+    totals, per_step, stage = {}, {}, None
+    for counter in counters:
+        name = _counter_name(counter.key.metric.namespace, counter.key.metric.name)
+        if not name:
+            continue
+        value = int(counter.attempted or counter.committed or 0)
+        totals[name] = totals.get(name, 0) + value
+        key = (counter.key.step or "", name)
+        per_step[key] = value
+        if value != previous.get(key, 0) and counter.key.step:
+            stage = counter.key.step
+    tally.replace(totals, stage_label(stage) if stage else None)
+    return per_step
+
+
+# ------------------------------------------------------------------ display
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n}"  # pragma: no cover
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def plain_line(job: str, snap: Snapshot, elapsed: float, total_bytes: int | None,
+               unit: str = "documents") -> str:
+    """One line of the non-terminal display, e.g.
+    ``prepare_corpus 0:00:12 stage=Read documents=12,000 read=1.2 MiB/4.8 MiB (25%)
+    rate=102.4 KiB/s eta=0:00:36``."""
+    parts = [job, _clock(elapsed), f"stage={snap.stage or 'starting'}",
+             f"{unit}={snap.documents:,}"]
+    rate = snap.bytes / elapsed if elapsed > 0 else 0.0
+    if total_bytes:
+        share = min(snap.bytes / total_bytes, 1.0)
+        parts.append(f"read={_human(snap.bytes)}/{_human(total_bytes)} ({share:.0%})")
+    else:
+        parts.append(f"read={_human(snap.bytes)}")
+    parts.append(f"rate={_human(rate)}/s")
+    if total_bytes and rate > 0 and snap.bytes < total_bytes:
+        parts.append(f"eta={_clock((total_bytes - snap.bytes) / rate)}")
+    return " ".join(parts)
+
+
+class PlainDisplay:
+    """One line per ``interval`` seconds (and one at the end)."""
+
+    def __init__(self, job, stream, total_bytes, unit="documents", interval=PLAIN_INTERVAL):
+        self.job, self.stream, self.total, self.unit = job, stream, total_bytes, unit
+        self.interval, self._last = interval, None
+
+    def update(self, snap: Snapshot, elapsed: float) -> None:
+        if self._last is None or elapsed - self._last >= self.interval:
+            self._last = elapsed
+            self.stream.write(plain_line(self.job, snap, elapsed, self.total, self.unit) + "\n")
+            self.stream.flush()
+
+    def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
+        self.stream.write(f"{self.job} {status} in {elapsed:.1f}s: {snap.documents:,} "
+                          f"{self.unit}, {_human(snap.bytes)} read\n")
+        self.stream.flush()
+
+
+class RichDisplay:
+    """A ``rich`` progress bar redrawn in place on a terminal."""
+
+    def __init__(self, job, stream, total_bytes, unit="documents"):
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
+            TimeRemainingColumn, TransferSpeedColumn)
+        self.job, self.stream, self.unit = job, stream, unit
+        self.console = Console(file=stream, force_terminal=True, highlight=False)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TextColumn("{task.fields[documents]} " + ("docs" if unit == "documents" else unit)),
+            TextColumn("[cyan]{task.fields[stage]}"), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=self.console, transient=False,
+            refresh_per_second=4)
+        self.task = self.progress.add_task(job, total=total_bytes or None, documents="0",
+                                           stage="starting")
+        self.progress.start()
+
+    def update(self, snap: Snapshot, elapsed: float) -> None:
+        self.progress.update(self.task, completed=snap.bytes, documents=f"{snap.documents:,}",
+                             stage=snap.stage or "starting")
+
+    def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
+        self.update(snap, elapsed)
+        self.progress.stop()
+        self.console.print(f"{self.job} {status} in {elapsed:.1f}s: {snap.documents:,} "
+                           f"{self.unit}, {_human(snap.bytes)} read")
+
+
+def make_display(job, stream, total_bytes, unit="documents"):
+    if stream.isatty() and os.environ.get("TERM") != "dumb":
+        return RichDisplay(job, stream, total_bytes, unit)
+    return PlainDisplay(job, stream, total_bytes, unit)
+
+
+# ------------------------------------------------------------------ logs
+
+
+@contextlib.contextmanager
+def quiet_stderr(log_level: str):
+    """At warning or error level, point fd 2 at a log file for the run; yields
+    (a stream to the real stderr, the log file path or None)."""
+    if log_level not in ("warning", "error"):
+        yield sys.stderr, None
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    log = tempfile.NamedTemporaryFile(prefix="dataprep-", suffix=".log", delete=False)
+    os.dup2(log.fileno(), 2)
+    real = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    # Python-level writers go to the file too, for when sys.stderr is not fd 2 (a test
+    # harness's capture): logging handlers, and an SDK worker in this process (LOOPBACK),
+    # which logs a failed bundle's traceback and also prints it to sys.stderr itself.
+    text = open(log.name, "a", buffering=1, encoding="utf-8", errors="replace")
+    swapped = [(h, h.setStream(text)) for h in logging.getLogger().handlers
+               if type(h) is logging.StreamHandler]  # noqa: E721 - not File/capture handlers
+    python_stderr, sys.stderr = sys.stderr, text
+    try:
+        yield real, log.name
+    finally:
+        sys.stderr = python_stderr
+        for handler, stream in swapped:
+            handler.setStream(stream)
+        text.close()
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        real.flush()
+        real.close()
+        log.close()
+
+
+def apply_log_level(log_level: str, options) -> None:
+    """Root logging level for this process; for info/debug, Beam's SDK harness level too."""
+    level = getattr(logging, log_level.upper())
+    logging.getLogger().setLevel(level)
+    # Its "Really destroying service" warning comes at exit, after the run's log file.
+    logging.getLogger("apache_beam.utils.subprocess_server").setLevel(max(level, logging.ERROR))
+    if log_level in ("info", "debug") and options is not None:
+        from apache_beam.options.pipeline_options import WorkerOptions
+        worker = options.view_as(WorkerOptions)
+        if not worker.default_sdk_harness_log_level:
+            worker.default_sdk_harness_log_level = log_level.upper()
+
+
+# ------------------------------------------------------------------ running
+
+
+class Interrupted(Exception):
+    """The user pressed Ctrl-C; the job was cancelled and temporary files deleted."""
+
+
+def _is_direct(pipeline) -> bool:
+    from apache_beam.runners.direct.direct_runner import DirectRunner
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+    return isinstance(pipeline.runner, (DirectRunner, FnApiRunner))
+
+
+def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=None,
+                 log_level: str = "warning", docs_counter: str = DOCS,
+                 bytes_counter: str = BYTES, unit: str = "documents", stream=None):
+    """Run ``pipeline`` to the end with a progress display; returns the PipelineResult.
+
+    ``total_bytes``: the input's size, for the percentage and ETA (None: unknown).
+    ``docs_counter`` / ``bytes_counter``: the counters shown (``namespace/name``
+    without ``dataprep.``), ``unit`` what the first one counts.
+    ``cleanup``: called (no arguments) after a Ctrl-C, to delete temporary files.
+    Raises what the run raises (after the display is closed), ``Interrupted``
+    after Ctrl-C.  A failed run's exception gets the log file's path as a note.
+    """
+    tally = Tally()
+    started = time.monotonic()
+    with quiet_stderr(log_level) as (real_stderr, log_path):
+        display = make_display(job, stream or real_stderr, total_bytes, unit)
+        status = "failed"
+        try:
+            result = _run(pipeline, tally, display, started, docs_counter, bytes_counter)
+            status = "done"
+            return result
+        except KeyboardInterrupt:
+            status = "interrupted"
+            if cleanup is not None:
+                cleanup()
+            raise Interrupted(f"{job}: interrupted; the job was cancelled and its "
+                              "temporary files deleted") from None
+        except Exception as err:
+            if log_path:
+                err.add_note(f"full log: {log_path}")
+            raise
+        finally:
+            display.close(tally.snapshot(docs_counter, bytes_counter),
+                          time.monotonic() - started, status)
+            if log_path and status in ("done", "interrupted"):
+                os.unlink(log_path)
+
+
+def _run(pipeline, tally, display, started, docs, nbytes):
+    from apache_beam.runners.runner import PipelineState
+
+    def show():
+        display.update(tally.snapshot(docs, nbytes), time.monotonic() - started)
+
+    interval = TTY_INTERVAL if isinstance(display, RichDisplay) else min(1.0, PLAIN_INTERVAL)
+    if _is_direct(pipeline):
+        box = {}
+
+        def target():
+            try:
+                box["result"] = pipeline.run()
+                box["result"].wait_until_finish()
+            except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+                box["error"] = err
+
+        with direct_runner_tap(tally):
+            worker = threading.Thread(target=target, name=f"{__name__}.run", daemon=True)
+            worker.start()
+            previous = {}
+            while worker.is_alive():
+                if "result" in box:  # the DirectRunner handed the job to Prism: it runs async
+                    with contextlib.suppress(Exception):
+                        previous = poll_job_metrics(box["result"], tally, previous)
+                show()
+                worker.join(interval)
+        if "error" in box:
+            raise box["error"]
+        result = box["result"]
+    else:
+        result = pipeline.run()
+        previous = {}
+        try:
+            while not PipelineState.is_terminal(result.state):
+                try:
+                    previous = poll_job_metrics(result, tally, previous)
+                except Exception:  # noqa: BLE001 - a job server without metrics mid-run
+                    pass
+                show()
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            with contextlib.suppress(Exception):
+                result.cancel()
+            raise
+        result.wait_until_finish()
+    # The final numbers come from the finished result, whatever was seen on the way.
+    from transforms.report import counters
+    values = counters(result)
+    tally.replace(values, None)
+    return result
+
+
+TEMPORARY_PATTERNS = ("beam-temp-*", ".tmp-*", ".runs-*")
+
+
+def delete_temporaries(directories: list[str]) -> None:
+    """Delete what an interrupted run leaves in its dataset directories (and one level of
+    partition folders below): WriteToText's ``beam-temp-*``, our ``.tmp-*`` files
+    (transforms.store.write_atomically) and ``.runs-*`` spill folders (transforms.refs)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from transforms.io import join
+    patterns = [join(d, *sub, p) for d in directories for sub in ((), ("*",))
+                for p in TEMPORARY_PATTERNS]
+    found = set()
+    for pattern, matched in zip(patterns, FileSystems.match(patterns)):
+        found.update(m.path for m in matched.metadata_list)
+        if "://" not in pattern:  # local folders (beam-temp-*, .runs-*) match as well
+            import glob
+            found.update(glob.glob(pattern))
+    for path in sorted(found, key=len, reverse=True):
+        if os.path.isdir(path):
+            import shutil
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(Exception):
+                FileSystems.delete([path])
+
+
+def print_notes(err: BaseException) -> None:
+    """The notes run_pipeline added to a failure (the log file's path), one line each."""
+    for note in getattr(err, "__notes__", ()):
+        print(f"  ({note})", file=sys.stderr)
+
+
+def descendants(pid: int) -> list[int]:
+    """Process ids of every descendant of ``pid`` (Linux /proc; [] elsewhere), children first."""
+    parents: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        parents.setdefault(ppid, []).append(int(entry))
+    found, queue = [], [pid]
+    while queue:
+        for child in parents.get(queue.pop(0), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def exit_interrupted(err: Interrupted) -> None:
+    """Print the one line and leave with status 130 (128 + SIGINT), at once: a
+    DirectRunner job cannot be cancelled and its threads must not be waited for.
+    Its SDK worker processes (direct_multiprocess) are ended first, or they would
+    outlive us."""
+    import signal
+    for child in descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGTERM)
+    print(str(err), file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)

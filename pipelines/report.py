@@ -1,0 +1,55 @@
+"""Re-render a store's run_report.html from its run_report.json (both in STORE/_audit/)."""
+import sys
+
+import orjson
+
+from pipelines import cli
+from transforms.report import REPORT_HTML, REPORT_JSON, render_html
+
+
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser("report", __doc__ + "\n\nExample: dataprep report out/a/corpus")
+    parser.add_argument("store", metavar="STORE",
+                        help="ROOT/DATASET folder whose _audit/ holds run_report.json (local path or URI)")
+    parser.add_argument("--output", default=None,
+                        help=f"where to write the page (default: STORE/_audit/{REPORT_HTML})")
+    return parser
+
+
+def run(argv=None) -> str:
+    """Render STORE/_audit/run_report.json; returns the path written.
+
+    Raises FileNotFoundError when the store has no run report, ValueError when
+    it is not JSON.
+    """
+    from transforms.io import join, read_bytes
+    from transforms.store import AUDIT_DIR, write_atomically
+    args = build_parser().parse_args(argv)
+    audit = join(args.store, AUDIT_DIR)
+    source = join(audit, REPORT_JSON)
+    try:
+        data = read_bytes(source)
+    except Exception as err:  # noqa: BLE001 - every FileSystems backend has its own error
+        raise FileNotFoundError(f"no run report at {source} ({type(err).__name__})") from None
+    try:
+        report = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise ValueError(f"{source} is not JSON: {err}") from None
+    if not isinstance(report, dict) or "counters" not in report:
+        raise ValueError(f"{source} is not a run report (no 'counters')")
+    target = args.output or join(audit, REPORT_HTML)
+    write_atomically(target, render_html(report).encode())
+    print(target)
+    return target
+
+
+def main(argv=None):
+    try:
+        run(argv)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"{cli.prog_of('report')}: error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

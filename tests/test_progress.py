@@ -1,0 +1,194 @@
+"""The progress display, quiet logs and Ctrl-C, as a person at a terminal (or CI) sees them.
+
+The job runs as a separate process (``python -m pipelines.prepare_corpus``),
+under a pseudo-terminal for the live display and with stderr on a pipe for
+the plain form.
+"""
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import orjson
+
+from pipelines import progress, prepare_corpus
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+PLAIN = re.compile(r"^prepare_corpus \d+:\d\d:\d\d stage=\S+ documents=[\d,]+ "
+                   r"read=[\d.]+ (B|KiB|MiB)/[\d.]+ (B|KiB|MiB) \(\d+%\) rate=")
+
+
+def env(**extra):
+    out = dict(os.environ, PYTHONPATH=ROOT, **extra)
+    out.pop("DATAPREP_RUN_CONFIG", None)  # the default runner: these tests are about the display
+    return out
+
+
+def job(tmp_path, *flags, run_config="direct"):
+    return [sys.executable, "-m", "pipelines.prepare_corpus", "--run_config", run_config,
+            "--output_roots", str(tmp_path / "a"), *flags]
+
+
+def test_plain_line_numbers():
+    snap = progress.Snapshot(documents=12_000, bytes=1 << 20, stage="Read")
+    assert progress.plain_line("job", snap, 10.0, 4 << 20) == (
+        "job 0:00:10 stage=Read documents=12,000 read=1.0 MiB/4.0 MiB (25%) "
+        "rate=102.4 KiB/s eta=0:00:30")
+    assert progress.plain_line("job", progress.Snapshot(0, 0, None), 0.0, None) == (
+        "job 0:00:00 stage=starting documents=0 read=0 B rate=0 B/s")
+
+
+def test_stage_label_of_direct_and_portable_step_names():
+    assert progress.stage_label("Read/ParseLines/ParDo(_ReadJsonlFile)") == "Read"
+    assert progress.stage_label(
+        "ref_AppliedPTransform_Read-ParseLines-ParDo-_ReadJsonlFile-_9") == "Read"
+    assert progress.stage_label("ref_AppliedPTransform_Store_304") == "Store"
+    assert progress.stage_label("NearDedup") == "NearDedup"
+
+
+def test_tally_sums_bundles_and_follows_the_stage():
+    tally = progress.Tally()
+    tally.add("read/records", 5, "Read/ParseFiles")
+    tally.add("read/bytes", 100, "Read/ParseFiles")
+    tally.add("read/records", 7, "Read/ParseFiles")
+    tally.add("dedup/kept", 3, "ExactDedup/Keep")
+    assert tally.snapshot() == progress.Snapshot(12, 100, "ExactDedup")
+
+
+def test_live_display_under_a_terminal(tmp_path):
+    """Under a pty: a rich bar redrawn in place, the numbers move, and it ends cleanly."""
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(job(tmp_path), stdin=terminal, stdout=subprocess.PIPE,
+                            stderr=terminal, env=env(TERM="xterm", COLUMNS="160"),
+                            close_fds=True)
+    os.close(terminal)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        if ready:
+            try:
+                data = os.read(controller, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    stdout, _ = proc.communicate(timeout=300)
+    os.close(controller)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, screen
+    frames = [ANSI.sub("", f) for f in re.split(r"\r|\x1b\[2K|\x1b\[1A", screen)]
+    bars = [f for f in frames if "prepare_corpus" in f and "docs" in f]
+    assert len(bars) >= 2, screen  # redrawn, not printed once
+    docs = [int(m.group(1).replace(",", "")) for f in bars
+            for m in [re.search(r"([\d,]+) docs", f)] if m]
+    assert docs[0] == 0 and docs[-1] == 397  # the sample's 397 documents
+    assert "\x1b[?25l" in screen and screen.rfind("\x1b[?25h") > screen.rfind("\x1b[?25l")
+    last = ANSI.sub("", screen).strip().splitlines()[-1]
+    assert re.fullmatch(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read", last)
+    assert "WARNING" not in screen and "INFO" not in screen and "Traceback" not in screen
+    assert b"store: " in stdout
+
+
+def test_plain_progress_lines_when_not_a_terminal(tmp_path, run_config):
+    """On the configured runner: Direct's bundle tap, or a portable job's metrics polled."""
+    proc = subprocess.run(job(tmp_path, run_config=run_config), capture_output=True, text=True,
+                          timeout=600, env=env(DATAPREP_PROGRESS_INTERVAL="1"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert "\x1b" not in proc.stderr
+    assert len(lines) >= 3 and all(PLAIN.match(line) for line in lines[:-1]), lines
+    documents = [int(re.search(r"documents=([\d,]+)", line).group(1).replace(",", ""))
+                 for line in lines[:-1]]
+    assert documents == sorted(documents) and documents[0] == 0
+    assert re.fullmatch(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read",
+                        lines[-1])
+    report = orjson.loads((tmp_path / "a" / "corpus" / "run_report.json").read_bytes())
+    assert report["counters"]["read/records"] == 397
+
+
+def test_log_level_info_lets_beam_logs_through(tmp_path):
+    proc = subprocess.run(job(tmp_path, "--log_level", "info"), capture_output=True,
+                          text=True, timeout=300, env=env(DATAPREP_PROGRESS_INTERVAL="100"))
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^INFO[: ]", proc.stderr, re.M)
+
+
+def test_a_failure_is_printed_once_with_the_log_file(tmp_path):
+    proc = subprocess.run(job(tmp_path, "--max_bad_fraction", "0"), capture_output=True,
+                          text=True, timeout=300, env=env(DATAPREP_PROGRESS_INTERVAL="100"))
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    message = ("prepare_corpus failed: not writing the manifest: 3 of 400 lines are bad "
+               "(0.75%), above --max_bad_fraction 0")
+    assert [line for line in lines if "lines are bad" in line] == [
+        message + f"; see the dead letters in {tmp_path / 'a' / 'corpus'}"]
+    log = re.fullmatch(r"  \(full log: (\S+)\)", lines[-1]).group(1)
+    with open(log, encoding="utf-8") as f:
+        assert "Traceback" in f.read()  # the details are kept, not shown
+    os.unlink(log)
+    assert "Traceback" not in proc.stderr
+
+
+def big_corpus(path, copies=60):
+    """The sample with its ids made unique, ``copies`` times (about 24k lines)."""
+    lines = open(prepare_corpus.SAMPLE, "rb").read().splitlines()
+    with open(path, "wb") as f:
+        for copy in range(copies):
+            for n, line in enumerate(lines):
+                try:
+                    doc = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(doc, dict):
+                    doc["id"] = f"{copy}-{n}"
+                    doc["text"] = f"{doc.get('text')} copy {copy}"
+                f.write(orjson.dumps(doc) + b"\n")
+    return str(path)
+
+
+def test_ctrl_c_cancels_cleans_and_exits_130(tmp_path):
+    corpus = big_corpus(tmp_path / "big.jsonl")
+    proc = subprocess.Popen(job(tmp_path, "--input", corpus), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env(DATAPREP_PROGRESS_INTERVAL="1"))
+    first = proc.stderr.readline().decode()  # the display is up: the pipeline is running
+    assert first.startswith("prepare_corpus 0:00:00"), first
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    lines = rest.decode().splitlines()
+    assert proc.returncode == 130, rest
+    assert lines[-1] == ("prepare_corpus: interrupted; the job was cancelled and its "
+                         "temporary files deleted")
+    assert lines[-2].startswith("prepare_corpus interrupted in ")
+    assert all(PLAIN.match(line) for line in lines[:-2]), lines
+    dataset = tmp_path / "a" / "corpus"
+    left = sorted(os.listdir(dataset)) if dataset.exists() else []
+    assert not [n for n in left if n.startswith(("beam-temp-", ".tmp-", ".runs-"))], left
+    assert "manifest.json" not in left
+
+
+def test_descendants_finds_children_and_grandchildren():
+    """What exit_interrupted ends before leaving (direct_multiprocess's SDK workers)."""
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import subprocess, sys, time\n"
+                              "g = subprocess.Popen(['sleep', '60'])\n"
+                              "print(g.pid, flush=True)\n"
+                              "time.sleep(60)\n"], stdout=subprocess.PIPE)
+    try:
+        grandchild = int(child.stdout.readline())
+        found = progress.descendants(os.getpid())
+        assert child.pid in found and grandchild in found
+        assert found.index(child.pid) < found.index(grandchild)
+        assert progress.descendants(grandchild) == []
+    finally:
+        os.kill(grandchild, signal.SIGTERM)
+        child.kill()
+        child.wait()

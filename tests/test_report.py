@@ -1,0 +1,167 @@
+"""Run report: pure views and rendering (no pipeline), gathering helpers, ``dataprep report``."""
+import os
+import types
+
+import orjson
+import pytest
+import zstandard
+
+from pipelines import report as report_job
+from tests import browser
+from transforms import report as rep
+
+
+def synthetic_report():
+    return {
+        "job": "prepare_corpus", "runner": "DirectRunner",
+        "versions": {"beam_dataprep": "9.9.9", "apache_beam": "2.77.0", "python": "3.11.0"},
+        "started_utc": "2026-01-01T00:00:00+00:00", "finished_utc": "2026-01-01T00:01:00+00:00",
+        "wall_seconds": 60.0, "cpu_seconds": 42.5,
+        "counters": {"read/lines": 1000, "read/records": 990, "read/bytes": 123456,
+                     "read/bad.invalid_json": 7, "read/bad.missing_text": 3,
+                     "dedup/duplicates_removed": 100, "near_dedup/near_duplicates_removed": 20,
+                     "quality/dropped_too_short": 5, "store/records": 865,
+                     "store/raw_bytes": 100000, "store/stored_bytes": 25000, "store/shards": 5},
+        "near_dedup_cluster_sizes": [{"min_size": 2, "max_size": 2, "clusters": 12},
+                                     {"min_size": 3, "max_size": 4, "clusters": 4}],
+        "shard_sizes": [{"partition": "en", "raw_bytes": [10000, 20000, 30000]},
+                        {"partition": "zh", "raw_bytes": [15000, 25000]}],
+        "codec": "zstd:level=3",
+        "dead_letters": {"examples": [{"reason": "invalid_json", "file": "in.jsonl", "line": 4,
+                                       "detail": "bad <b>", "raw": "{<script>"}]},
+        "inputs": [{"path": "in.jsonl", "bytes": 123456, "digest": "abc123"}],
+        "stages": {"source": rep.EXECUTION_TIME, "note": "busy time",
+                   "rows": [{"stage": "Read", "busy_seconds": 3.5}]},
+        "config": {"dataset": "corpus"}, "beam_options": {"runner": "DirectRunner"},
+    }
+
+
+def test_removal_reasons_take_every_dropping_counter():
+    rows = rep.removal_reasons(synthetic_report()["counters"])
+    assert [(r["reason"], r["documents"]) for r in rows] == [
+        ("exact duplicate", 100), ("near duplicate", 20), ("bad line: invalid_json", 7),
+        ("quality: too_short", 5), ("bad line: missing_text", 3)]
+    assert rep.removal_reasons({"read/bad.x": 0, "dedup/kept": 5}) == []
+
+
+def test_view_numbers():
+    view = rep.view(synthetic_report())
+    summary = dict(view["summary"])
+    assert summary["bad lines"] == "10" and summary["compression ratio"] == "4.000"
+    assert summary["CPU seconds"] == "42.500" and summary["beam-dataprep"] == "9.9.9"
+    assert [(b["label"], b["value"]) for b in view["cluster_chart"]["bars"]] == [
+        ("2", 12), ("3-4", 4)]
+    chart = view["shard_chart"]
+    assert [(r["partition"], r["shards"], r["min"], r["max"], r["mean"])
+            for r in chart["rows"]] == [("en", 3, 10000, 30000, 20000.0),
+                                        ("zh", 2, 15000, 25000, 20000.0)]
+    xs = [t["x"] for t in chart["rows"][0]["ticks"]]
+    assert xs[0] < xs[1] < xs[2] == chart["axis"][-1]["x"]  # the largest shard ends the axis
+    assert view["codec_rows"] == [{"codec": "zstd:level=3", "chosen": True,
+                                   "cells": ["100,000", "25,000", "4.000"]}]
+
+
+def test_bar_chart_is_proportional():
+    chart = rep.bar_chart([("a", 10), ("b", 5), ("c", 0)])
+    widths = [b["w"] for b in chart["bars"]]
+    assert widths[0] == pytest.approx(2 * widths[1]) and widths[2] == 0
+    assert rep.bar_chart([])["bars"] == []
+
+
+def test_rendered_page_is_self_contained_and_escaped():
+    page = rep.render_html(synthetic_report())
+    doc = browser.parse(page)
+    assert doc.find_all("script") == [] and doc.find_all("link") == []
+    assert not [e for e in doc.iter() if "src" in e.attrs or "href" in e.attrs]
+    assert "{<script>" not in page and "{&lt;script&gt;" in page
+    bars = doc.by_id("removal-chart").find_all("g", class_="bar")
+    assert [int(b.attrs["data-value"]) for b in bars] == [100, 20, 7, 5, 3]
+    assert doc.by_id("lineage-table").rows()[1] == ["in.jsonl", "123,456", "abc123"]
+    assert [r[:5] for r in doc.by_id("shard-table").rows()[1:]] == [
+        ["en", "3", "10,000", "20,000.0", "30,000"], ["zh", "2", "15,000", "20,000.0", "25,000"]]
+    assert doc.by_id("dead-letter-examples").rows()[1][:3] == ["invalid_json", "in.jsonl", "4"]
+
+
+def test_an_old_report_of_counters_only_renders():
+    page = rep.render_html({"job": "prepare_corpus", "counters": {"read/lines": 3}})
+    doc = browser.parse(page)
+    for ident in ("removal-none", "clusters-none", "shards-none", "codec-none",
+                  "dead-letters-none", "lineage-none"):
+        doc.by_id(ident)
+    assert doc.by_id("stages-note").text() == "No per-stage times in this report."
+
+
+def test_input_lineage_fills_sizes_and_keeps_digests(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_bytes(b"x" * 10)
+    b.write_bytes(b"y" * 3)
+    rows = rep.input_lineage([str(b), {"path": str(a), "digest": "d1"}])
+    assert rows == [{"path": str(a), "bytes": 10, "digest": "d1"},
+                    {"path": str(b), "bytes": 3, "digest": None}]
+    assert rep.input_lineage([{"path": "gone", "bytes": 5}]) == [
+        {"path": "gone", "bytes": 5, "digest": None}]
+
+
+def _counter(step, namespace, name, value):
+    metric = types.SimpleNamespace(namespace=namespace, name=name)
+    return types.SimpleNamespace(key=types.SimpleNamespace(step=step, metric=metric),
+                                 committed=value, attempted=value)
+
+
+def test_stage_times_sum_execution_time_per_top_level_step():
+    namespace, name = rep.EXECUTION_TIME.split(":", 1)
+    result = types.SimpleNamespace(monitoring_metrics=lambda: types.SimpleNamespace(
+        query=lambda: {"counters": [
+            _counter("Read/Parse", namespace, name, 1500),
+            _counter("Read/Split", namespace, name, 500),
+            _counter("Store/Write", namespace, name, 3000),
+            _counter("Store/Write", "beam", "metric:element_count:v1", 99)]}))
+    times = rep.stage_times(result)
+    assert times["rows"] == [{"stage": "Store", "busy_seconds": 3.0},
+                             {"stage": "Read", "busy_seconds": 2.0}]
+    assert times["source"] == rep.EXECUTION_TIME
+    none = rep.stage_times(types.SimpleNamespace())  # a runner without monitoring metrics
+    assert none["rows"] == [] and "no per-stage times" in none["note"]
+
+
+def _write_dead(path, records):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    path.write_bytes(zstandard.ZstdCompressor().compress(data))
+
+
+def test_dead_letter_examples_a_few_per_reason_also_under_audit(tmp_path):
+    _write_dead(tmp_path / "dead_letters-00000-of-00001.jsonl.zst",
+                [{"reason": "invalid_json", "file": "f", "line": n} for n in (9, 1, 5, 7)])
+    _write_dead(tmp_path / "_audit" / "dead_letters-00000-of-00001.jsonl.zst",
+                [{"reason": "missing_text", "file": "f", "line": 2}])
+    examples = rep.dead_letter_examples(str(tmp_path), per_reason=3)
+    assert [(e["reason"], e["line"]) for e in examples] == [
+        ("invalid_json", 1), ("invalid_json", 5), ("invalid_json", 9), ("missing_text", 2)]
+    assert rep.dead_letter_examples(str(tmp_path / "empty")) == []
+
+
+def test_dataprep_report_rerenders_a_store(tmp_path, capsys):
+    report = synthetic_report()
+    rep.write_report(report, [str(tmp_path)])
+    page = tmp_path / rep.REPORT_HTML
+    first = page.read_bytes()
+    page.unlink()
+    report_job.main([str(tmp_path)])
+    assert page.read_bytes() == first == rep.render_html(report).encode()
+    assert capsys.readouterr().out.strip() == str(page)
+    report_job.main([str(tmp_path), "--output", str(tmp_path / "copy.html")])
+    assert (tmp_path / "copy.html").read_bytes() == first
+
+
+def test_dataprep_report_errors_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        report_job.main([str(tmp_path)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run report at" in err
+    (tmp_path / rep.REPORT_JSON).write_bytes(b"[1, 2")
+    with pytest.raises(SystemExit):
+        report_job.main([str(tmp_path)])
+    assert "is not JSON" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == [rep.REPORT_JSON]
