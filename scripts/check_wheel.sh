@@ -36,10 +36,10 @@ dataprep prepare-corpus > prepare.log
 dataprep verify-store --store out/a/corpus > verify.log
 tail -n 1 verify.log
 # The run report page comes from the templates shipped as package data.
-grep -q '<svg id="removal-chart"' out/a/corpus/run_report.html
-rm out/b/corpus/run_report.html
+grep -q '<svg id="removal-chart"' out/a/corpus/_audit/run_report.html
+rm out/b/corpus/_audit/run_report.html
 dataprep report out/b/corpus > report.log
-cmp out/a/corpus/run_report.html out/b/corpus/run_report.html
+cmp out/a/corpus/_audit/run_report.html out/b/corpus/_audit/run_report.html
 python -m pipelines.prepare_corpus --run_config direct --dataset again > again.log
 python -m pipelines.verify_store --store out/b/again > verify-again.log
 # Nothing was read from or written into the checkout.
