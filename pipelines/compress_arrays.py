@@ -105,7 +105,6 @@ def run(argv=None) -> dict:
     cli.setup_logging()
     parser = build_parser()
     args, options = parser.parse(argv)
-    cli.apply_log_level(args.log_level)
     try:
         roots = cli.resolve_roots(args)
         if args.codec != AUTO:

@@ -295,7 +295,6 @@ def run(argv=None) -> dict:
     """Run the job; returns the run report (raises on failure)."""
     cli.setup_logging()
     args, options = build_parser().parse(argv)
-    cli.apply_log_level(args.log_level)
     try:
         roots = cli.resolve_roots(args)
         if args.codec not in (None, "auto"):

@@ -81,7 +81,7 @@ def stored_records(store: str) -> list[bytes]:
 def dead_letters(store: str) -> set[tuple]:
     return {(os.path.relpath(d["file"], os.path.dirname(store) + "/../data"), d["line"],
              d["reason"])
-            for path in glob.glob(os.path.join(store, "dead_letters*"))
+            for path in glob.glob(os.path.join(store, "_audit", "dead_letters*"))
             for d in map(orjson.loads, read_zst_lines(path))}
 
 
@@ -121,7 +121,7 @@ def test_every_input_byte_read_exactly(tmp_path, run_config, mode):
     assert load_manifest(store)["inputs"] == [
         {"path": p, "bytes": os.path.getsize(p)} for p in inputs]
     assert report["inputs"] == [  # lineage: what was read, and its digest
-        {"path": p, "bytes": os.path.getsize(p), "xxh3_64": content_digest(p)} for p in inputs]
+        {"path": p, "bytes": os.path.getsize(p), "digest": content_digest(p)} for p in inputs]
 
 
 def test_empty_texts_kept_on_request_and_not_counted_as_bad(tmp_path, run_config):

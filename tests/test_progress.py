@@ -110,7 +110,7 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path, run_config):
     assert documents == sorted(documents) and documents[0] == 0
     assert re.fullmatch(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read",
                         lines[-1])
-    report = orjson.loads((tmp_path / "a" / "corpus" / "run_report.json").read_bytes())
+    report = orjson.loads((tmp_path / "a" / "corpus" / "_audit" / "run_report.json").read_bytes())
     assert report["counters"]["read/records"] == 397
 
 
@@ -129,7 +129,7 @@ def test_a_failure_is_printed_once_with_the_log_file(tmp_path):
     message = ("prepare_corpus failed: not writing the manifest: 3 of 400 lines are bad "
                "(0.75%), above --max_bad_fraction 0")
     assert [line for line in lines if "lines are bad" in line] == [
-        message + f"; see the dead letters in {tmp_path / 'a' / 'corpus'}"]
+        message + f"; see the dead letters in {tmp_path / 'a' / 'corpus' / '_audit'}"]
     log = re.fullmatch(r"  \(full log: (\S+)\)", lines[-1]).group(1)
     with open(log, encoding="utf-8") as f:
         assert "Traceback" in f.read()  # the details are kept, not shown

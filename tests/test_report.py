@@ -144,7 +144,7 @@ def test_dead_letter_examples_a_few_per_reason_also_under_audit(tmp_path):
 def test_dataprep_report_rerenders_a_store(tmp_path, capsys):
     report = synthetic_report()
     rep.write_report(report, [str(tmp_path)])
-    page = tmp_path / rep.REPORT_HTML
+    page = tmp_path / "_audit" / rep.REPORT_HTML  # audit outputs live apart from the data
     first = page.read_bytes()
     page.unlink()
     report_job.main([str(tmp_path)])
@@ -160,8 +160,9 @@ def test_dataprep_report_errors_in_one_line(tmp_path, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no run report at" in err
-    (tmp_path / rep.REPORT_JSON).write_bytes(b"[1, 2")
+    (tmp_path / "_audit").mkdir()
+    (tmp_path / "_audit" / rep.REPORT_JSON).write_bytes(b"[1, 2")
     with pytest.raises(SystemExit):
         report_job.main([str(tmp_path)])
     assert "is not JSON" in capsys.readouterr().err
-    assert os.listdir(tmp_path) == [rep.REPORT_JSON]
+    assert os.listdir(tmp_path / "_audit") == [rep.REPORT_JSON]

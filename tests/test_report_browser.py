@@ -10,6 +10,7 @@ import struct
 
 import orjson
 import pytest
+import xxhash
 
 from pipelines import prepare_corpus
 from tests import browser
@@ -46,7 +47,7 @@ def finished(tmp_path_factory):
         "--output_roots", f"{out}/a,{out}/b", "--partition_by", "source",
         "--target_shard_bytes", "16k", "--codec", "auto", "--write_removed"])
     store = str(out / "a" / "corpus")
-    page = os.path.join(store, "run_report.html")
+    page = os.path.join(store, "_audit", "run_report.html")
     dom, console = browser.dump_dom(page)
     return {"report": report, "store": store, "page": page, "doc": browser.parse(dom),
             "console": console, "manifest": load_manifest(store)}
@@ -148,8 +149,10 @@ def test_dead_letters_with_examples(finished):
 
 def test_lineage_and_configuration(finished):
     doc = finished["doc"]
+    with open(SAMPLE, "rb") as f:  # the scan's digest of the decompressed bytes
+        digest = xxhash.xxh3_64(f.read()).hexdigest()
     assert doc.by_id("lineage-table").rows()[1:] == [
-        [SAMPLE, f"{os.path.getsize(SAMPLE):,}", "not recorded"]]
+        [SAMPLE, f"{os.path.getsize(SAMPLE):,}", digest]]
     config = {r[0]: r[1] for r in doc.by_id("config-table").rows()}
     assert config["partition_by"] == '"source"' and config["codec"] == '"auto"'
     assert {r[0] for r in doc.by_id("beam-options-table").rows()} >= {"runner"}

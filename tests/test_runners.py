@@ -115,7 +115,7 @@ def _snapshot(roots, dataset) -> tuple[dict[str, bytes], dict[str, list]]:
                            + glob.glob(os.path.join(str(root), dataset, "_audit", "*"))):
             name = os.path.basename(path)
             key = f"{os.path.basename(str(root))}/{name}"
-            if name in ("run_report.json", "_audit"):
+            if name in ("run_report.json", "run_report.html", "_audit"):
                 continue
             if name.startswith(("dead_letters", "removed", "inputs")):
                 kind = name.split("-")[0]
