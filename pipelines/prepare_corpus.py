@@ -17,6 +17,7 @@ from pipelines import cli, near_dedup_options, progress
 from transforms.codec_choice import (
     ChooseCodec, choice_record, compare_text, format_table, sample_text)
 from transforms.codecs import bytes_codec
+from transforms.commit import discard_failed_run
 from transforms.dedup import ExactDedup
 from transforms.io import (
     MAX_LINE_BYTES, estimate_raw_bytes, expand_patterns, input_files, probe_inputs)
@@ -331,6 +332,10 @@ def run(argv=None) -> dict:
                 pipeline, job="prepare_corpus", log_level=args.log_level,
                 total_bytes=None if compressed else sum(f["bytes"] or 0 for f in inputs),
                 cleanup=lambda: progress.delete_temporaries(directories))
+        except BaseException:
+            # a failed run leaves no shard that the committed generation does not use
+            discard_failed_run([r.uri for r in roots], args.dataset)
+            raise
         finally:
             _delete_spills(directories[0])
 

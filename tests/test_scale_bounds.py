@@ -31,7 +31,7 @@ def _outputs(root) -> tuple[dict, list]:
     files, removed = {}, []
     for path in sorted(glob.glob(os.path.join(str(root), "corpus", "**", "*"), recursive=True)):
         name = os.path.relpath(path, str(root))
-        if os.path.isdir(path) or name.endswith("run_report.json"):
+        if os.path.isdir(path) or name.endswith(("run_report.json", "run_report.html")):
             continue
         if os.path.basename(path).startswith("removed"):
             with open(path, "rb") as f:

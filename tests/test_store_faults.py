@@ -242,25 +242,33 @@ def test_a_full_disk_during_a_rewrite_keeps_the_old_dataset(tmp_path, small_disk
 
 # ---------------------------------------------------------------- concurrent writers
 
-def _write_store_pipeline(make, roots, docs):
+def _job_pipeline(tmp_path, name, roots, docs):
+    """prepare_corpus's whole pipeline over ``docs``, built (not run): building reads
+    the generation its commit will replace (the compare-and-swap's base)."""
     import apache_beam as beam
-    p = make()
-    _ = (p | beam.Create(docs)
-         | WriteStore([Root(r) for r in roots], "ds", 2, num_shards=2))
-    return p
+    from transforms.placement import parse_roots
+    source = tmp_path / f"{name}.jsonl"
+    source.write_bytes(b"".join(line + b"\n" for _, line in docs))
+    parser = prepare_corpus.build_parser()
+    args, options = parser.parse(["--input", str(source), "--output_roots", ",".join(roots),
+                                  "--dataset", "ds", "--replication", "2", "--num_shards", "2",
+                                  "--no_near_dedup"])
+    pipeline = beam.Pipeline(options=options)
+    prepare_corpus.build_pipeline(pipeline, args, parse_roots(",".join(roots)))
+    return pipeline
 
 
 def test_interleaved_writers_the_second_commit_fails_and_the_first_dataset_stays(tmp_path):
-    from apache_beam.testing.test_pipeline import TestPipeline
     roots = [str(tmp_path / n) for n in ("a", "b")]
-    docs_a = [(f"a{i}", orjson.dumps({"id": f"a{i}", "text": "x" * i})) for i in range(50)]
-    docs_b = [(f"b{i}", orjson.dumps({"id": f"b{i}", "text": "y" * i})) for i in range(30)]
-    pipeline_a = _write_store_pipeline(lambda: TestPipeline(blocking=True), roots, docs_a)
+    docs_a = [(f"a{i}", orjson.dumps({"id": f"a{i}", "text": "x" * i})) for i in range(1, 50)]
+    docs_b = [(f"b{i}", orjson.dumps({"id": f"b{i}", "text": "y" * i})) for i in range(1, 30)]
+    pipeline_a = _job_pipeline(tmp_path, "a", roots, docs_a)
     # B starts after A and runs start to end while A has not committed
-    _write_store_pipeline(lambda: TestPipeline(blocking=True), roots, docs_b).run()
+    _job_pipeline(tmp_path, "b", roots, docs_b).run().wait_until_finish()
     expected_b = sorted(line for _, line in docs_b)
     with pytest.raises(Exception, match="committed by another writer"):
-        pipeline_a.run()
+        pipeline_a.run().wait_until_finish()
+    prepare_corpus._delete_spills(os.path.join(roots[0], "ds"))  # as run() does after a failure
     for root in roots:
         assert sf.contents(sf.TEXT, os.path.join(root, "ds")) == expected_b
     assert sf.problems(verify_store(os.path.join(roots[0], "ds"))) == []  # A's files discarded
@@ -352,10 +360,15 @@ def test_a_failed_rerun_keeps_the_committed_dataset(tmp_path):
     roots = [str(tmp_path / n) for n in ("a", "b", "c")]
     src = sf.text_input(tmp_path / "in.jsonl")
     sf.build(sf.TEXT, src, roots, 3)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"id": "fine", "text": "a good line"}\n{"id": "broken", "text": \n')
     before = {p: v for p, v in sf.tree(str(tmp_path), skip=set()).items() if "/_audit/" not in p}
     old = sf.contents(sf.TEXT, os.path.join(roots[0], "ds"))
-    argv = sf.job_argv(sf.TEXT, src, roots, 2) + ["--text_field", "nope"]
-    with pytest.raises(Exception, match="not writing the manifest: 240 of 240 lines are bad"):
+    # One bad line beyond --max_bad_fraction 0: the run writes its shards, then
+    # fails at the manifest gate (a wrong --text_field now fails earlier, before
+    # anything is written: the inputs are probed first).
+    argv = sf.job_argv(sf.TEXT, f"{src},{bad}", roots, 2) + ["--max_bad_fraction", "0"]
+    with pytest.raises(Exception, match="not writing the manifest: 1 of 242 lines are bad"):
         prepare_corpus.run(argv)
     after = {p: v for p, v in sf.tree(str(tmp_path), skip=set()).items() if "/_audit/" not in p}
     assert after == before       # the failed run removed the (empty) shards it wrote

@@ -497,6 +497,24 @@ def collect_garbage(roots: list[str], dataset: str, manifest: dict,
     return removed
 
 
+def discard_failed_run(roots: list[str], dataset: str) -> list[Stray]:
+    """After a run failed (its lock still held): delete the shard and temp files it
+    left that the committed generation does not reference, as its commit would have.
+
+    Only when every root holds a valid manifest of one and the same generation
+    (same digest): with roots that disagree (a crash between manifest copies)
+    nothing is deleted, so no root loses the files of the generation it reads;
+    ``verify_store --repair`` rolls them forward.  Spill folders are left to the
+    job (``spill_is_temp=False``).  Returns what was deleted.
+    """
+    copies = survey_roots(roots, dataset)
+    if not copies or any(c.status != "ok" for c in copies):
+        return []
+    if len({c.manifest.get("digest") for c in copies}) != 1:
+        return []
+    return collect_garbage(roots, dataset, copies[0].manifest)
+
+
 # ---------------------------------------------------------------- lock
 
 @dataclass
