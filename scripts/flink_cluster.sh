@@ -44,8 +44,11 @@ taskmanager:
   bind-host: 127.0.0.1
   numberOfTaskSlots: $SLOTS
   # Beam's batch jobs fuse into many operators per slot, each wanting network
-  # buffers; its portable runner hardly uses Flink's managed memory.
-  memory: {process: {size: 2560m}, network: {min: 512m, max: 512m}, managed: {fraction: 0.1}}
+  # buffers; its portable runner hardly uses Flink's managed memory.  prepare_corpus
+  # on refs has more shuffles and side inputs deployed at once: with 512m (16,384
+  # buffers) a task found 469 of the 512 it needs ("Insufficient number of network
+  # buffers"), so 1 GiB.
+  memory: {process: {size: 3584m}, network: {min: 1024m, max: 1024m}, managed: {fraction: 0.1}}
 rest: {address: localhost, bind-address: 127.0.0.1, port: $REST_PORT}
 # Deploying the many tasks of a large Beam job to a TaskManager on a busy 2-core
 # machine can take longer than the 10 s default and would fail the job.
