@@ -64,6 +64,21 @@ class Drop(NamedTuple):
         return f"{self.filter}.{self.rule}"
 
 
+class RuleFilter:
+    """Base of the heuristic filters: a frozen config and a name; ``doc -> Drop | None``.
+
+    Subclasses implement ``__call__``; ``_drop(rule, detail)`` builds the
+    ``Drop`` under the filter's name (datatrove's ``BaseFilter`` shape).
+    """
+
+    def __init__(self, config, name: str):
+        self.config = config
+        self.name = name
+
+    def _drop(self, rule: str, detail: str) -> Drop:
+        return Drop(self.name, rule, detail)
+
+
 class Removed(NamedTuple):
     """One removed document in the audit output: ``{"removed": id, "reason": ..., "detail": ...}``."""
     removed: str

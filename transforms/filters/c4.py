@@ -41,7 +41,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from transforms.filters.base import Drop, as_view
+from transforms.filters.base import Drop, RuleFilter, as_view
 from transforms.filters.config import FilterConfigError, check_bool, check_count
 from transforms.filters.text import ABBREVIATIONS, has_no_space_script, split_words
 
@@ -122,12 +122,11 @@ class C4QualityConfig:
         object.__setattr__(self, "badwords", tuple(w.lower() for w in self.badwords))
 
 
-class C4QualityFilter:
+class C4QualityFilter(RuleFilter):
     """C4 rules (``C4QualityConfig``) -> ``Drop("c4", rule, detail)``."""
 
     def __init__(self, config: C4QualityConfig = C4QualityConfig(), name: str = "c4"):
-        self.config = config
-        self.name = name
+        super().__init__(config, name)
         self._badwords_re = (re.compile(r"(?:\W|^)({})(?:\W|$)".format(
             "|".join(re.escape(w) for w in sorted(config.badwords)))) if config.badwords else None)
 

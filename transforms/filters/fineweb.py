@@ -24,7 +24,7 @@ spaCy tokens).  Pure Python.
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from transforms.filters.base import Drop, as_view, fmt
+from transforms.filters.base import Drop, RuleFilter, as_view, fmt
 from transforms.filters.config import (FilterConfigError, check_bool, check_count,
                                        check_fraction, check_positive)
 from transforms.filters.gopher import find_duplicates
@@ -60,16 +60,12 @@ class FineWebQualityConfig:
             object.__setattr__(self, "stop_chars", tuple(self.stop_chars))
 
 
-class FineWebQualityFilter:
+class FineWebQualityFilter(RuleFilter):
     """FineWeb rules (``FineWebQualityConfig``) -> ``Drop("fineweb", rule, detail)``."""
 
     def __init__(self, config: FineWebQualityConfig = FineWebQualityConfig(), name: str = "fineweb"):
-        self.config = config
-        self.name = name
+        super().__init__(config, name)
         self._stop = config.stop_chars if config.stop_chars is not None else TERMINAL_PUNCTUATION_TUPLE
-
-    def _drop(self, rule, detail):
-        return Drop(self.name, rule, detail)
 
     def __call__(self, doc) -> Optional[Drop]:
         c = self.config

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import FrozenSet, Optional, Tuple
 
-from transforms.filters.base import Drop, as_view, fmt
+from transforms.filters.base import Drop, RuleFilter, as_view, fmt
 from transforms.filters.config import (FilterConfigError, check_count, check_fraction,
                                        check_positive)
 from transforms.filters.text import PUNCTUATION_SET
@@ -75,16 +75,12 @@ class GopherQualityConfig:
         object.__setattr__(self, "stop_words", tuple(self.stop_words))
 
 
-class GopherQualityFilter:
+class GopherQualityFilter(RuleFilter):
     """Gopher quality rules (``GopherQualityConfig``) -> ``Drop("gopher_quality", rule, detail)``."""
 
     def __init__(self, config: GopherQualityConfig = GopherQualityConfig(), name: str = "gopher_quality"):
-        self.config = config
-        self.name = name
+        super().__init__(config, name)
         self._stop_words: FrozenSet[str] = frozenset(config.stop_words)
-
-    def _drop(self, rule, detail):
-        return Drop(self.name, rule, detail)
 
     def __call__(self, doc) -> Optional[Drop]:
         c = self.config
@@ -239,16 +235,12 @@ _PARA_SPLIT = re.compile(r"\n{2,}")
 _LINE_SPLIT = re.compile(r"\n+")
 
 
-class GopherRepetitionFilter:
+class GopherRepetitionFilter(RuleFilter):
     """Gopher repetition rules (``GopherRepetitionConfig``) -> ``Drop("gopher_repetition", rule, detail)``."""
 
     def __init__(self, config: GopherRepetitionConfig = GopherRepetitionConfig(),
                  name: str = "gopher_repetition"):
-        self.config = config
-        self.name = name
-
-    def _drop(self, rule, detail):
-        return Drop(self.name, rule, detail)
+        super().__init__(config, name)
 
     def __call__(self, doc) -> Optional[Drop]:
         c = self.config
