@@ -27,8 +27,8 @@ import numpy as np
 from benchmarks.cjk_corpus import HAN, chinese_text, japanese_text
 from benchmarks.corpus import zipf_probabilities
 from benchmarks.minhash_signatures import load_texts
-from transforms.hashing import normalise_for_hash
-from transforms.minhash import MinHasher, script_classes
+from transforms.core.hashing import normalise_for_hash
+from transforms.reduction.minhash import MinHasher, script_classes
 
 
 def cjk_texts(make, mb: float, seed: int) -> list[str]:

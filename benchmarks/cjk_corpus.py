@@ -17,7 +17,7 @@ from collections import defaultdict
 import numpy as np
 
 from benchmarks.corpus import WORDS, zipf_probabilities
-from transforms.minhash import shingle_set
+from transforms.reduction.minhash import shingle_set
 
 # Character edit rates of planted copies: one substituted character changes up
 # to 5 character 5-grams, so 0.02 lands near Jaccard 0.8 and 0.1 far below.
@@ -113,7 +113,7 @@ def cjk_near_dup_corpus(kind: str, originals: int = 60, copies: int = 90, seed: 
 def exact_similarities(docs: dict[str, str], shingle_size: int = 5,
                        shingle_unit: str = "auto") -> dict[tuple, float]:
     """(a, b) with a < b -> exact Jaccard of their shingle sets
-    (``transforms.minhash.shingle_set``), for every pair sharing a shingle."""
+    (``transforms.reduction.minhash.shingle_set``), for every pair sharing a shingle."""
     sets = {doc_id: shingle_set(text, shingle_size, shingle_unit) for doc_id, text in docs.items()}
     index = defaultdict(list)
     for doc_id in sorted(sets):

@@ -26,7 +26,7 @@ import time
 
 from benchmarks.cjk_corpus import MAKERS, cjk_near_dup_corpus, exact_similarities
 from tests.near_dup_corpus import reference_near_dedup
-from transforms.minhash import LshParams
+from transforms.reduction.minhash import LshParams
 
 THRESHOLD = 0.8
 

@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 import zstandard
 
-from transforms.codecs import array_codec, bytes_codec, combine_metrics, decode_array
+from transforms.core.codecs import array_codec, bytes_codec, combine_metrics, decode_array
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK_BYTES = 16 << 20

@@ -78,10 +78,10 @@ def judge_datatrove(docs):
 
 
 def judge_ours(docs):
-    from transforms.filters.base import Document
-    from transforms.filters.c4 import C4QualityFilter
-    from transforms.filters.fineweb import FineWebQualityFilter
-    from transforms.filters.gopher import GopherQualityFilter, GopherRepetitionFilter
+    from transforms.reduction.filters.base import Document
+    from transforms.reduction.filters.c4 import C4QualityFilter
+    from transforms.reduction.filters.fineweb import FineWebQualityFilter
+    from transforms.reduction.filters.gopher import GopherQualityFilter, GopherRepetitionFilter
     filters = {"gopher_quality": GopherQualityFilter(), "gopher_repetition": GopherRepetitionFilter(),
                "c4": C4QualityFilter(), "fineweb": FineWebQualityFilter()}
     out = {}
@@ -93,7 +93,7 @@ def judge_ours(docs):
             drop = f(Document(d["id"], d["text"]))
             reasons.append(None if drop is None else drop.rule)
         out[name] = (reasons, time.process_time() - t0)
-    from transforms.filters.base import FilterChain
+    from transforms.reduction.filters.base import FilterChain
     chain = FilterChain(filters.values())
     t0 = time.process_time()
     for d in docs:  # the four filters in a row on each document (words shared via DocView)

@@ -105,8 +105,8 @@ def detectors():
     except ImportError:
         pass
     try:
-        from transforms.filters.langid import detect_language
-        out["ours: transforms.filters.langid.detect_language"] = lambda t: detect_language(t)[0]
+        from transforms.reduction.filters.langid import detect_language
+        out["ours: transforms.reduction.filters.langid.detect_language"] = lambda t: detect_language(t)[0]
     except ImportError:
         pass
     return out

@@ -1,4 +1,4 @@
-"""MinHash signature stage, one core: transforms.minhash vs datasketch.MinHash.
+"""MinHash signature stage, one core: transforms.reduction.minhash vs datasketch.MinHash.
 
     python -m benchmarks.minhash_signatures --corpus benchmarks/data/c100k --docs 2000
 
@@ -19,8 +19,8 @@ import time
 import orjson
 import zstandard
 
-from transforms.hashing import normalise_for_hash
-from transforms.minhash import MinHasher
+from transforms.core.hashing import normalise_for_hash
+from transforms.reduction.minhash import MinHasher
 
 
 def load_texts(corpus: str, docs: int) -> list[str]:

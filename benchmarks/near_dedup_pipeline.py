@@ -14,11 +14,11 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import run_config
-from transforms.components import DEFAULT_MAX_ROUNDS
-from transforms.io import ReadJsonl
-from transforms.minhash import LshParams
-from transforms.near_dedup import NearDedup, NearDedupConfig
-from transforms.report import counters
+from transforms.processing.components import DEFAULT_MAX_ROUNDS
+from transforms.processing.io import ReadJsonl
+from transforms.reduction.minhash import LshParams
+from transforms.reduction.near_dedup import NearDedup, NearDedupConfig
+from transforms.storage.report import counters
 
 
 def main(argv=None):

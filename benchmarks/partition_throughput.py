@@ -26,8 +26,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.io import iter_lines, open_text_stream
-from transforms.partition import PartitionByField, StableHashPartition
+from transforms.processing.io import iter_lines, open_text_stream
+from transforms.processing.partition import PartitionByField, StableHashPartition
 
 N_HASH = 16
 FIELD = "source"

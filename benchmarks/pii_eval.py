@@ -145,7 +145,7 @@ def make_documents(n: int, seed: int = 1):
 
 
 def evaluate(docs):
-    from transforms.filters.pii import KINDS, find_pii
+    from transforms.reduction.filters.pii import KINDS, find_pii
     tp, fp, fn = Counter(), Counter(), Counter()
     t0 = time.process_time()
     found_all = [find_pii(text) for text, _ in docs]

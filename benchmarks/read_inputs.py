@@ -2,7 +2,7 @@
 
     python -m benchmarks.read_inputs --docs 50000 --bomb_mib 256
 
-``ours`` is ``transforms.io.parsed_lines`` (zstd frames followed, lines bounded,
+``ours`` is ``transforms.processing.io.parsed_lines`` (zstd frames followed, lines bounded,
 repeated keys looked for, ids exact).  ``before`` is the loop it replaced, kept
 here as the baseline: python-zstandard's stream reader, lines split on b"\\n",
 ``orjson.loads`` and the field checks.  Each variant runs in its own process
@@ -55,7 +55,7 @@ def _parse_before(line: bytes) -> int:
 
 
 def read_ours(path: str) -> int:
-    from transforms.io import parsed_lines
+    from transforms.processing.io import parsed_lines
     tally = dict.fromkeys(("lines", "blank_lines", "records", "bytes"), 0)
     return sum(1 for _, _, doc in parsed_lines(path, "id", "text", tally, keep_empty=True)
                if isinstance(doc, tuple))
@@ -80,7 +80,7 @@ def main():
     parser.add_argument("--file")
     args = parser.parse_args()
     if args.variant:  # one measured process; both load Beam and our reader module
-        import transforms.io  # noqa: F401
+        import transforms.processing.io  # noqa: F401
         print((read_before if args.variant == "before" else read_ours)(args.file))
         return
     os.makedirs(args.work, exist_ok=True)

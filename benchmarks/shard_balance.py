@@ -20,8 +20,8 @@ from apache_beam.io.filesystems import FileSystems  # noqa: F401 - registers loc
 
 from benchmarks.harness import measure
 from pipelines.cli import byte_size
-from transforms.hashing import shard_of
-from transforms.store import load_manifest, read_shard_verified
+from transforms.core.hashing import shard_of
+from transforms.storage.store import load_manifest, read_shard_verified
 
 PY = sys.executable
 

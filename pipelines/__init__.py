@@ -1,8 +1,6 @@
 """Runnable beam-dataprep jobs: ``python -m pipelines`` (or ``dataprep``) lists them."""
 
-# The one place the version is written: pyproject.toml reads it (dynamic version),
-# `dataprep --version` and the run report print it.
-__version__ = "0.2.0"
+from transforms import __version__  # noqa: F401 - written once, in transforms/__init__.py
 
 
 def _quiet_beam_import_warnings() -> None:

@@ -145,8 +145,8 @@ def resolve_roots(args) -> list:
     plain folder name, or two roots are one folder (symlinks, ``..``, case):
     before anything runs or touches storage.
     """
-    from transforms.placement import parse_roots
-    from transforms.store import check_dataset_name, check_roots, normalise_root
+    from transforms.storage.placement import parse_roots
+    from transforms.storage.store import check_dataset_name, check_roots, normalise_root
     check_dataset_name(args.dataset)
     roots = [type(r)(normalise_root(r.uri), r.weight) for r in parse_roots(args.output_roots)]
     check_roots([r.uri for r in roots], args.dataset)

@@ -13,13 +13,13 @@ import numpy as np
 import orjson
 
 from pipelines import cli
-from transforms.codec_choice import (
+from transforms.reduction.codec_choice import (
     ChooseCodec, choice_record, compare_arrays, compare_text, format_table, sample_text)
-from transforms.codecs import TEXT_CANDIDATES, CodecError, applicable_array_codecs
-from transforms.npy import (
+from transforms.core.codecs import TEXT_CANDIDATES, CodecError, applicable_array_codecs
+from transforms.processing.npy import (
     NpyError, check_compatible, default_block_rows, inspect_npy, match_inputs, plan_blocks,
     read_block)
-from transforms.store import StoreError, load_manifest, read_shard_verified
+from transforms.storage.store import StoreError, load_manifest, read_shard_verified
 
 
 def build_parser() -> argparse.ArgumentParser:

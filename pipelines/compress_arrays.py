@@ -7,15 +7,15 @@ import numpy as np
 from apache_beam.options.pipeline_options import StandardOptions
 
 from pipelines import cli, progress
-from transforms.array_store import WriteArrayStore
-from transforms.codec_choice import ChooseCodec, choice_record, compare_arrays, format_table
-from transforms.codecs import CodecError, array_codec
-from transforms.npy import (
+from transforms.storage.array_store import WriteArrayStore
+from transforms.reduction.codec_choice import ChooseCodec, choice_record, compare_arrays, format_table
+from transforms.core.codecs import CodecError, array_codec
+from transforms.processing.npy import (
     NpyError, ReadNpyBlocks, check_compatible, default_block_rows, inspect_npy, load_function,
     match_inputs, plan_blocks, read_block)
-from transforms.report import (
+from transforms.storage.report import (
     RunClock, build_report, counters, input_lineage, shard_sizes, summary_table, write_report)
-from transforms.store import DatasetLock, dataset_dir, load_manifest
+from transforms.storage.store import DatasetLock, dataset_dir, load_manifest
 
 AUTO = "auto"
 
@@ -32,7 +32,7 @@ def build_parser() -> cli.Parser:
                       help="rows per block (= per shard); default: about 16 MiB of rows")
     work.add_argument("--map", default=None, metavar="MODULE:FUNCTION",
                       help="apply this function to every block (ndarray -> ndarray with the "
-                      "same rows), in parallel; e.g. transforms.array_maps:l2_normalise")
+                      "same rows), in parallel; e.g. transforms.core.array_maps:l2_normalise")
     work.add_argument("--codec", default="blosc2",
                       help="NAME[:key=value,...] (e.g. blosc2:filter=bytedelta, zstd:level=9, "
                       "fp16, int8) or 'auto' to choose by --max_error/--min_encode_mbps "

@@ -1,7 +1,7 @@
 """Command-line options of near-duplicate removal, shared by the jobs that run it.
 
 LSH settings are checked before anything runs (``config_from``), by the rule of
-``transforms.minhash.LshParams.check_s_curve``:
+``transforms.reduction.minhash.LshParams.check_s_curve``:
 
 * a pair at the threshold ``t`` must become a candidate with probability
   ``1 - (1 - t**rows)**bands >= 0.5``, else the run is refused (a one-line
@@ -17,11 +17,11 @@ import argparse
 import logging
 
 from pipelines import cli
-from transforms.components import DEFAULT_MAX_ROUNDS
-from transforms.minhash import (
+from transforms.processing.components import DEFAULT_MAX_ROUNDS
+from transforms.reduction.minhash import (
     BELOW_MARGIN, MAX_P_BELOW, MAX_SHINGLE_SIZE, MIN_P_AT_THRESHOLD, SHINGLE_UNITS, LshParams,
     optimal_bands_rows)
-from transforms.near_dedup import NearDedupConfig, RemoveNearDuplicates
+from transforms.reduction.near_dedup import NearDedupConfig, RemoveNearDuplicates
 
 
 def _threshold(text: str) -> float:

@@ -1,11 +1,11 @@
 """Read JSON Lines, drop bad lines, exact and near duplicates, write a replicated sharded store."""
+import dataclasses
 import glob
 import logging
 import os
 import posixpath
 import re
 import sys
-import uuid
 
 import apache_beam as beam
 import orjson
@@ -14,28 +14,25 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
 from pipelines import cli, near_dedup_options, progress
-from transforms.codec_choice import (
+from transforms.core.codecs import bytes_codec
+from transforms.prepare import SPILL_PREFIX, CorpusConfig, PrepareCorpus
+from transforms.processing.io import MAX_LINE_BYTES, expand_patterns, probe_inputs
+from transforms.processing.refs import Bounds
+from transforms.reduction.codec_choice import (
     ChooseCodec, choice_record, compare_text, format_table, sample_text)
-from transforms.codecs import bytes_codec
-from transforms.commit import discard_failed_run
-from transforms.dedup import ExactDedup
-from transforms.io import (
-    MAX_LINE_BYTES, estimate_raw_bytes, expand_patterns, input_files, probe_inputs)
-from transforms.near_dedup import Signer, cluster_histogram
-from transforms.partition import NumericFieldGate, PartitionByField, RangePartition
-from transforms.placement import Placement, parse_rules
-from transforms.refs import Bounds, DocRef, ResolveRuns, ScanJsonl, ScanSpec, delete_spill
-from transforms.report import (
+from transforms.reduction.near_dedup import cluster_histogram
+from transforms.storage.commit import discard_failed_run
+from transforms.storage.placement import Placement, parse_rules
+from transforms.storage.report import (
     RunClock, build_report, counters, dead_letter_examples, distributions, input_lineage,
     shard_sizes, summary_table, write_report)
-from transforms.sharding import ShardRecord, balance_rows, hash_order
-from transforms.store import (
-    AUDIT_DIR, DatasetLock, WriteStore, dataset_dir, join, load_manifest, normalise_root)
+from transforms.storage.sharding import balance_rows
+from transforms.storage.spill import delete_spill
+from transforms.storage.store import (
+    AUDIT_DIR, DatasetLock, join, load_manifest, normalise_root)
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "sample.jsonl")
 AUDIT_PREFIXES = ("dead_letters", "removed", "inputs")
-SPILL_PREFIX = ".runs-"  # ResolveRuns' temporary runs; a failed run leaves its folder
-NOT_BAD = ("empty_text",)  # dead-letter reasons that are a policy, not bad input
 
 
 def build_parser() -> cli.Parser:
@@ -127,30 +124,6 @@ def balance_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _gate_bad_fraction(_, records, bad, max_fraction, where):
-    total = records + bad
-    if total and bad / total > max_fraction:
-        return (f"{bad} of {total} lines are bad ({bad / total:.2%}), above "
-                f"--max_bad_fraction {max_fraction:g}; see the dead letters in {where}")
-    return ""
-
-
-def _gate_id_conflicts(summary, id_field):
-    if not summary["count"]:
-        return ""
-    return (f"{summary['count']} {id_field!r} value(s) name more than one distinct text, "
-            f"e.g. {summary['examples']}; give every document a unique id")
-
-
-def _write_jsonl(pcoll, label, directory, prefix):
-    return (
-        pcoll
-        | f"{label}ToJson" >> beam.Map(lambda rec: orjson.dumps(rec).decode())
-        | f"Write{label}" >> beam.io.WriteToText(
-            join(directory, prefix), file_name_suffix=".jsonl.zst",
-            compression_type=CompressionTypes.ZSTD))
-
-
 def _delete_leftovers(directory):
     """Audit files (in ``_audit/``) are rewritten by every run (old ones would mix
     with the new); spill folders are left only by failed runs.  Called with the
@@ -173,15 +146,6 @@ def _delete_spills(directory):
         delete_spill(spill_dir)
 
 
-def _hash_records(batch):
-    """Kept refs of an unpartitioned store -> ``ShardRecord``s in id-hash order."""
-    return [ShardRecord("", hash_order(ref.id), ref.id, ref) for ref in batch]
-
-
-def _json_value(ref: DocRef, field: str):
-    return orjson.loads(getattr(ref, field))
-
-
 def read_lineage(directory: str, inputs: list[dict]) -> list[dict]:
     """The manifest's ``inputs`` (path, bytes) with each file's xxh3-64 digest of its
     decompressed bytes, from the ``inputs*.jsonl.zst`` audit file the job wrote."""
@@ -197,99 +161,27 @@ def read_lineage(directory: str, inputs: list[dict]) -> list[dict]:
     return [{**entry, "xxh3_64": digests.get(entry["path"])} for entry in inputs]
 
 
-def partitioned(kept, args):
-    """Batches of kept refs -> (batches of ShardRecord, scheme for the manifest,
-    partition info or None)."""
-    if args.partition_by:
-        refs = kept | "Refs" >> beam.FlatMap(lambda batch: batch)
-        routed, info = refs | "PartitionByField" >> PartitionByField(
-            args.partition_by, args.max_partitions or None,
-            value_fn=lambda ref: _json_value(ref, "partition_value"))
-        records = routed | "HashOrder" >> beam.MapTuple(
-            lambda name, ref: [ShardRecord(name, hash_order(ref.id), ref.id, ref)])
-        return records, {"scheme": "field"}, info
-    if args.range_by:
-        refs = kept | "Refs" >> beam.FlatMap(lambda batch: batch)
-        routed, info = refs | "RangePartition" >> RangePartition(
-            lambda ref: _json_value(ref, "range_key"), args.num_ranges,
-            key_name=args.range_by)
-        records = routed | "RangeOrder" >> beam.MapTuple(
-            lambda name, order, ref: [ShardRecord(name, order, ref.id, ref)])
-        return records, {"scheme": "range"}, info
-    return kept | "HashOrder" >> beam.Map(_hash_records), None, None
-
-
-def scan_spec(args, num_buckets: int, spill_dir: str) -> ScanSpec:
-    """What the scan computes, from the flags (signatures only with near-dedup)."""
-    signer = (None if args.no_near_dedup
-              else Signer(near_dedup_options.config_from(args), num_buckets))
-    return ScanSpec(signer, args.partition_by, args.range_by, spill_dir)
+def corpus_config(args, roots, placement=None, codec="zstd:level=3",
+                  codec_choice=None, near_config=None) -> CorpusConfig:
+    """Parsed flags (and what ``run`` resolved from them) -> the job's config."""
+    return CorpusConfig(
+        input=args.input, roots=tuple(roots), dataset=args.dataset,
+        replication=args.replication, id_field=args.id_field, text_field=args.text_field,
+        near_dedup=near_config, write_removed=args.write_removed,
+        partition_by=args.partition_by, max_partitions=args.max_partitions or None,
+        range_by=args.range_by, num_ranges=args.num_ranges, placement=placement,
+        num_shards=args.num_shards, target_shard_bytes=args.target_shard_bytes,
+        codec=codec, codec_choice=codec_choice, max_bad_fraction=args.max_bad_fraction,
+        max_line_bytes=args.max_line_bytes, keep_empty_text=args.keep_empty_text,
+        bounds=Bounds(batch_bytes=args.batch_bytes, bucket_bytes=args.bucket_bytes))
 
 
 def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
                    codec_choice=None):
-    """The whole job on refs: scan -> exact dedup -> near dedup -> partition ->
-    shard plan -> one re-read per file into shard runs -> store."""
-    first_dir = dataset_dir(roots[0].uri, args.dataset)
-    audit_dir = join(first_dir, AUDIT_DIR)
-    spill_dir = join(first_dir, f"{SPILL_PREFIX}{uuid.uuid4().hex}")
-    bounds = Bounds(batch_bytes=args.batch_bytes, bucket_bytes=args.bucket_bytes)
-    paths = expand_patterns(args.input)
-    num_buckets = bounds.buckets(estimate_raw_bytes(paths))
-    spec = scan_spec(args, num_buckets, spill_dir)
-    reader = ScanJsonl(paths, args.id_field, args.text_field, spec, bounds,
-                       max_line_bytes=args.max_line_bytes, keep_empty=args.keep_empty_text)
-    scanned = pipeline | "Read" >> reader
-    batches, dead = scanned["refs"], scanned["dead_letters"]
-    lineage = scanned["digests"] | "DigestPaths" >> beam.Map(
-        lambda digest, paths: (paths[digest.file], digest.digest), list(reader.paths))
-    dedup = batches | "ExactDedup" >> ExactDedup(
-        num_buckets=num_buckets, with_removed=args.write_removed,
-        batch_bytes=bounds.batch_bytes)
-    kept = dedup["kept"]
-    removed = dedup["removed"]
-    gates = []
-    spills_deleted = None
-    if not args.no_near_dedup:
-        kept, near_removed, near_gate, spills_deleted = near_dedup_options.build_near_dedup(
-            kept, args, spec.signer, spill_dir, scanned["digests"], bounds.batch_bytes)
-        gates.append(near_gate)
-        if args.write_removed:
-            removed = (removed, near_removed) | "AllRemoved" >> beam.Flatten()
-
-    impulse = pipeline | "Gate" >> beam.Create([None])
-    bad_gate = impulse | "BadFraction" >> beam.Map(
-        _gate_bad_fraction,
-        beam.pvalue.AsSingleton(
-            batches | "BatchSizes" >> beam.Map(len) | "CountDocs" >> beam.CombineGlobally(sum)),
-        beam.pvalue.AsSingleton(
-            dead
-            | "NotEmptyText" >> beam.Filter(lambda d: d["reason"] not in NOT_BAD)
-            | "CountBad" >> beam.combiners.Count.Globally()),
-        args.max_bad_fraction, audit_dir)
-    id_gate = dedup["id_conflicts"] | "IdGate" >> beam.Map(_gate_id_conflicts, args.id_field)
-
-    if args.range_by and args.range_by != "length":
-        gates.append(scanned["odd_range_values"] | "RangeFieldGate" >> NumericFieldGate(
-            args.range_by))
-    records, scheme, info = partitioned(kept, args)
-    lines = ResolveRuns(reader, scanned["digests"], spill_dir=spill_dir,
-                        by_order=bool(args.range_by), after=spills_deleted)
-    records | "Store" >> WriteStore(
-        roots, args.dataset, args.replication,
-        num_shards=args.num_shards, target_shard_bytes=args.target_shard_bytes,
-        codec=codec,
-        manifest_extra={"kind": "text", "id_field": args.id_field,
-                        "text_field": args.text_field, "inputs": input_files(reader.paths),
-                        "sorted_by": args.range_by if args.range_by else "id",
-                        **({"codec_choice": codec_choice} if codec_choice else {})},
-        preconditions=[bad_gate, id_gate] + gates,
-        partitioning=scheme, partition_info=info, placement=placement, lines=lines)
-    _write_jsonl(dead, "DeadLetters", audit_dir, "dead_letters")
-    _write_jsonl(lineage | "LineageRecords" >> beam.MapTuple(
-        lambda path, digest: {"path": path, "xxh3_64": digest}), "Inputs", audit_dir, "inputs")
-    if args.write_removed:
-        _write_jsonl(removed, "Removed", audit_dir, "removed")
+    """Apply the job (``PrepareCorpus``) to ``pipeline``, configured by ``args``."""
+    near_config = None if args.no_near_dedup else near_dedup_options.config_from(args)
+    config = corpus_config(args, roots, placement, codec, codec_choice, near_config)
+    return pipeline | "PrepareCorpus" >> PrepareCorpus(config)
 
 
 def run(argv=None) -> dict:
@@ -308,6 +200,7 @@ def run(argv=None) -> dict:
         placement = Placement(roots, args.replication, rules, field=args.partition_by)
         near_config = (None if args.no_near_dedup
                        else near_dedup_options.config_from(args, log=True))
+        config = corpus_config(args, roots, placement, near_config=near_config)
     except ValueError as err:
         build_parser().error(str(err))
     # Wrong kinds of input (Parquet, CSV, a JSON array, no text field) fail here,
@@ -315,8 +208,9 @@ def run(argv=None) -> dict:
     probe_inputs(expand_patterns(args.input), args.text_field,
                  args.range_by if args.range_by not in (None, "length") else None)
     clock = RunClock()
-    directories = [dataset_dir(r.uri, args.dataset) for r in roots]
+    directories = config.store_dirs
     codec, report_choice, manifest_choice = choose_text_codec(args)
+    config = dataclasses.replace(config, codec=codec, codec_choice=manifest_choice)
 
     progress.apply_log_level(args.log_level, options)
     inputs = input_lineage(expand_patterns(args.input))
@@ -324,7 +218,7 @@ def run(argv=None) -> dict:
                      for f in inputs)
     pipeline = beam.Pipeline(options=options)
     # building checks the inputs and reads the generation the commit will replace
-    build_pipeline(pipeline, args, roots, placement, codec, manifest_choice)
+    pipeline | "PrepareCorpus" >> PrepareCorpus(config)
     with DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock):
         _delete_leftovers(directories[0])
         try:

@@ -45,6 +45,9 @@ import threading
 import time
 from dataclasses import dataclass
 
+
+from transforms.processing.runner_guards import guard_pipeline
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DOCS, BYTES = "read/records", "read/bytes"
 PREFIX = "dataprep."
@@ -325,6 +328,8 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
     Raises what the run raises (after the display is closed), ``Interrupted``
     after Ctrl-C.  A failed run's exception gets the log file's path as a note.
     """
+    # the multi-process DirectRunner's data-plane race (transforms.processing.runner_guards)
+    guard_pipeline(pipeline.options)
     tally = Tally()
     started = time.monotonic()
     with quiet_stderr(log_level) as (real_stderr, log_path):
@@ -399,7 +404,7 @@ def _run(pipeline, tally, display, started, docs, nbytes):
         result.wait_until_finish()
         _settle_job_metrics(result)
     # The final numbers come from the finished result, whatever was seen on the way.
-    from transforms.report import counters
+    from transforms.storage.report import counters
     values = counters(result)
     tally.replace(values, None)
     return result
@@ -439,10 +444,10 @@ TEMPORARY_PATTERNS = ("beam-temp-*", ".tmp-*", ".runs-*")
 def delete_temporaries(directories: list[str]) -> None:
     """Delete what an interrupted run leaves in its dataset directories (and one level of
     partition folders below): WriteToText's ``beam-temp-*``, our ``.tmp-*`` files
-    (transforms.store.write_atomically) and ``.runs-*`` spill folders (transforms.refs)."""
+    (transforms.storage.store.write_atomically) and ``.runs-*`` spill folders (transforms.processing.refs)."""
     from apache_beam.io.filesystems import FileSystems
 
-    from transforms.io import join
+    from transforms.storage.files import join
     patterns = [join(d, *sub, p) for d in directories for sub in ((), ("*",))
                 for p in TEMPORARY_PATTERNS]
     found = set()

@@ -4,7 +4,7 @@ import sys
 import orjson
 
 from pipelines import cli
-from transforms.report import REPORT_HTML, REPORT_JSON, render_html
+from transforms.storage.report import REPORT_HTML, REPORT_JSON, render_html
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -22,8 +22,8 @@ def run(argv=None) -> str:
     Raises FileNotFoundError when the store has no run report, ValueError when
     it is not JSON.
     """
-    from transforms.io import join, read_bytes
-    from transforms.store import AUDIT_DIR, write_atomically
+    from transforms.storage.files import join, read_bytes
+    from transforms.storage.store import AUDIT_DIR, write_atomically
     args = build_parser().parse_args(argv)
     audit = join(args.store, AUDIT_DIR)
     source = join(audit, REPORT_JSON)

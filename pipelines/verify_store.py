@@ -11,7 +11,7 @@ unknown files.  Exit 0: all good; 1: problems (after --repair: problems left);
 import sys
 
 from pipelines import cli
-from transforms.store import StoreError, load_manifest, repair_store, verify_store
+from transforms.storage.store import StoreError, load_manifest, repair_store, verify_store
 
 
 def format_table(rows: list[dict]) -> str:

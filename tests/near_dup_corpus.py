@@ -5,7 +5,7 @@ from collections import defaultdict
 import numpy as np
 
 from benchmarks.corpus import WORDS, make_text, mutate, zipf_probabilities
-from transforms.minhash import LshParams, MinHasher, band_keys, estimated_jaccard, shingle_set
+from transforms.reduction.minhash import LshParams, MinHasher, band_keys, estimated_jaccard, shingle_set
 
 LICENCE = (
     "Copyright (c) {year} {name}. Permission is hereby granted, free of charge, to any "

@@ -24,9 +24,9 @@ import numpy as np
 import orjson
 
 from pipelines import compress_arrays, prepare_corpus
-from transforms.array_store import load_array
-from transforms.commit import KILL_ENV, StoreError
-from transforms.store import (
+from transforms.storage.array_store import load_array
+from transforms.storage.commit import KILL_ENV, StoreError
+from transforms.storage.store import (
     MANIFEST, load_manifest, manifest_bytes, read_shard_verified, repair_store, verify_store)
 
 TEXT, ARRAY = "text", "array"
@@ -163,7 +163,7 @@ def inject(fault, roots, dataset, manifest, outside, monkeypatch=None):
             os.remove(path)
             os.makedirs(path)
         elif fault in ("manifest_dataset_escapes", "manifest_forged_escape"):
-            from transforms.commit import seal
+            from transforms.storage.commit import seal
             m = orjson.loads(data)
             m["dataset"] = "../escaped"
             if fault == "manifest_forged_escape":   # a digest that matches the forgery
@@ -185,7 +185,7 @@ def inject(fault, roots, dataset, manifest, outside, monkeypatch=None):
 
 def _make_unreadable(path, monkeypatch):
     """EIO on one replica (simulated: reading that path raises OSError(EIO))."""
-    import transforms.store as store
+    import transforms.storage.store as store
     real = store.read_bytes
 
     def read_bytes(p):

@@ -18,9 +18,9 @@ from benchmarks.corpus import WORDS, zipf_probabilities
 from benchmarks.cjk_near_dedup import quality
 from pipelines import prepare_corpus
 from tests.near_dup_corpus import near_dup_corpus, reference_near_dedup
-from transforms.minhash import LshParams, shingle_set, shingle_units, true_jaccard
-from transforms.near_dedup import NearDedup, NearDedupConfig
-from transforms.store import load_manifest
+from transforms.reduction.minhash import LshParams, shingle_set, shingle_units, true_jaccard
+from transforms.reduction.near_dedup import NearDedup, NearDedupConfig
+from transforms.storage.store import load_manifest
 
 THRESHOLD = 0.8
 

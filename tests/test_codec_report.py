@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from pipelines import codec_report, compress_arrays
-from transforms.codecs import applicable_array_codecs
+from transforms.core.codecs import applicable_array_codecs
 
 
 def embeddings(n=600, d=48, seed=3):

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from transforms.codecs import (
+from transforms.core.codecs import (
     ARRAY_CODECS, LOSSY, as_rows, MAGIC, TEXT_CANDIDATES, CodecError, applicable_array_codecs,
     array_codec, bytes_codec, combine_metrics, decode_array, error_metrics, parse_spec,
     read_header, train_zstd_dictionary)

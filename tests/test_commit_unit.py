@@ -4,12 +4,12 @@ import os
 import orjson
 import pytest
 
-from transforms.commit import (
+from transforms.storage.commit import (
     MANIFEST, ConcurrentWriteError, DatasetLock, DatasetLocked, commit_generation,
     committed_digest, find_strays, manifest_digest, manifest_problem, read_manifest_copy,
     write_atomically)
-from transforms.hashing import checksum
-from transforms.store import build_manifest, check_roots, shard_name
+from transforms.core.hashing import checksum
+from transforms.storage.store import build_manifest, check_roots, shard_name
 
 
 def _shard(roots, name_index, data: bytes, replicas):
@@ -126,9 +126,9 @@ def test_one_lock_holder_and_break_lock(tmp_path):
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-from transforms import commit  # noqa: E402
-from transforms.store import read_shard_verified, repair_store, verify_store  # noqa: E402
-from transforms.store import load_manifest  # noqa: E402
+from transforms.storage import commit  # noqa: E402
+from transforms.storage.store import read_shard_verified, repair_store, verify_store  # noqa: E402
+from transforms.storage.store import load_manifest  # noqa: E402
 
 
 class _Crash(BaseException):

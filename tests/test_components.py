@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.near_dup_corpus import union_find_roots
-from transforms.components import (
+from transforms.processing.components import (
     ConnectedComponents, _LargeStar, _Settle, both_directions, is_unsettled, large_star, orient,
     small_star)
 

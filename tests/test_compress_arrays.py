@@ -10,9 +10,9 @@ from apache_beam.testing.util import assert_that
 
 from pipelines import compress_arrays, verify_store
 from transforms import load_array
-from transforms.codecs import array_codec, combine_metrics, decode_array, read_header
-from transforms.npy import NpyError, plan_blocks
-from transforms.store import ReadStore, StoreError, load_manifest, replica_roots
+from transforms.core.codecs import array_codec, combine_metrics, decode_array, read_header
+from transforms.processing.npy import NpyError, plan_blocks
+from transforms.storage.store import ReadStore, StoreError, load_manifest, replica_roots
 
 
 def run_job(run_config, inputs, roots, *extra):
@@ -106,7 +106,7 @@ def test_lossy_store_with_map_records_measured_error(tmp_path, run_config):
     np.save(tmp_path / "x.npy", raw)
     roots = [tmp_path / "a", tmp_path / "b"]
     run_job(run_config, str(tmp_path / "x.npy"), roots, "--block_rows", "64", "--codec", "int8",
-            "--map", "transforms.array_maps:l2_normalise")
+            "--map", "transforms.core.array_maps:l2_normalise")
     store = str(roots[1] / "emb")
     normalised = raw / np.linalg.norm(raw, axis=1, keepdims=True)
     loaded = load_array(store)
@@ -114,7 +114,7 @@ def test_lossy_store_with_map_records_measured_error(tmp_path, run_config):
                                for i in range(0, 300, 64)])
     assert loaded.tobytes() == expected.tobytes()
     manifest = load_manifest(store)
-    assert manifest["map"] == "transforms.array_maps:l2_normalise"
+    assert manifest["map"] == "transforms.core.array_maps:l2_normalise"
     blocks = [array_codec("int8").measure(normalised[i:i + 64]) for i in range(0, 300, 64)]
     assert [s["error"] for s in manifest["shards"]] == blocks
     assert manifest["error"] == combine_metrics(blocks)

@@ -1,10 +1,10 @@
 from hypothesis import given, strategies as st
 
-from transforms.dedup import (IdKey, _EmitWinners, conflicting_ids, dedup_buckets, rank,
+from transforms.reduction.dedup import (IdKey, _EmitWinners, conflicting_ids, dedup_buckets, rank,
                               winners)
-from transforms.hashing import text_key
-from transforms.ids import id_order_key
-from transforms.refs import DocRef
+from transforms.core.hashing import text_key
+from transforms.core.ids import id_order_key
+from transforms.processing.refs import DocRef
 
 
 def ref(doc_id, text, line=1, file=0):

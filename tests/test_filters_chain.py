@@ -6,15 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.filters.base import Document, Drop, FilterChain, Removed, dict_counter
-from transforms.filters.c4 import C4QualityConfig, C4QualityFilter
-from transforms.filters.config import FilterConfigError
-from transforms.filters.fineweb import FineWebQualityConfig
-from transforms.filters.gopher import (GopherQualityConfig, GopherQualityFilter,
+from transforms.reduction.filters.base import Document, Drop, FilterChain, Removed, dict_counter
+from transforms.reduction.filters.c4 import C4QualityConfig, C4QualityFilter
+from transforms.reduction.filters.config import FilterConfigError
+from transforms.reduction.filters.fineweb import FineWebQualityConfig
+from transforms.reduction.filters.gopher import (GopherQualityConfig, GopherQualityFilter,
                                        GopherRepetitionConfig)
-from transforms.filters.langid import LanguageConfig, LanguageFilter, detect_language
-from transforms.filters.recipes import RecipeError, load_recipe, shipped_recipes
-from transforms.filters.sampling import (HASH_SPACE, Sampler, SmallestHeap, keep_sample,
+from transforms.reduction.filters.langid import LanguageConfig, LanguageFilter, detect_language
+from transforms.reduction.filters.recipes import RecipeError, load_recipe, shipped_recipes
+from transforms.reduction.filters.sampling import (HASH_SPACE, Sampler, SmallestHeap, keep_sample,
                                          sample_hash, sample_threshold)
 
 PROSE = "\n".join(["The quick brown fox jumps over the lazy dog and runs with the wind."] * 1
@@ -175,8 +175,8 @@ def test_smallest_heap_is_order_and_split_independent(ids, n, rnd):
 # ---------------------------------------------------------------- the scan-pass call
 
 def test_scan_filters_samples_filters_redacts_and_records_language():
-    from transforms.filters.pii import PiiConfig
-    from transforms.filters.scan import Decision, ScanFilters
+    from transforms.reduction.filters.pii import PiiConfig
+    from transforms.reduction.filters.scan import Decision, ScanFilters
     counts, inc = dict_counter()
     scan = ScanFilters(recipe=load_recipe("minimal"), pii=PiiConfig(), sample_fraction=0.5,
                        sample_seed=5, record_language=True, counter_inc_fn=inc)

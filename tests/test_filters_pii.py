@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.pii_eval import make_card, make_iban, make_negative, make_value
-from transforms.filters.base import dict_counter
-from transforms.filters.config import FilterConfigError
-from transforms.filters.pii import (KINDS, PiiConfig, Redacted, find_pii, iban_valid, luhn_valid,
+from transforms.reduction.filters.base import dict_counter
+from transforms.reduction.filters.config import FilterConfigError
+from transforms.reduction.filters.pii import (KINDS, PiiConfig, Redacted, find_pii, iban_valid, luhn_valid,
                                     redact_pii)
 
 

@@ -2,11 +2,11 @@
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.filters.base import Document, FilterChain, Removed
-from transforms.filters.beam import ApplyFilters, SamplePerPartition
-from transforms.filters.recipes import load_recipe
-from transforms.filters.sampling import sample_hash
-from transforms.report import counters
+from transforms.reduction.filters.base import Document, FilterChain, Removed
+from transforms.reduction.filters.beam import ApplyFilters, SamplePerPartition
+from transforms.reduction.filters.recipes import load_recipe
+from transforms.reduction.filters.sampling import sample_hash
+from transforms.storage.report import counters
 
 GOOD = "\n".join([
     "The river town woke early, and the bakers were the first to light their ovens.",

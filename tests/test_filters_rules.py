@@ -6,13 +6,13 @@ defaults on whole documents and the chain's counters.
 """
 import pytest
 
-from transforms.filters.base import Document, Drop, FilterChain, dict_counter
-from transforms.filters.c4 import C4QualityConfig, C4QualityFilter, count_sentences
-from transforms.filters.config import FilterConfigError
-from transforms.filters.fineweb import FineWebQualityConfig, FineWebQualityFilter
-from transforms.filters.gopher import (GopherQualityConfig, GopherQualityFilter,
+from transforms.reduction.filters.base import Document, Drop, FilterChain, dict_counter
+from transforms.reduction.filters.c4 import C4QualityConfig, C4QualityFilter, count_sentences
+from transforms.reduction.filters.config import FilterConfigError
+from transforms.reduction.filters.fineweb import FineWebQualityConfig, FineWebQualityFilter
+from transforms.reduction.filters.gopher import (GopherQualityConfig, GopherQualityFilter,
                                        GopherRepetitionConfig, GopherRepetitionFilter)
-from transforms.filters.text import split_words
+from transforms.reduction.filters.text import split_words
 
 GQ_OFF = dict(min_doc_words=None, max_doc_words=None, min_avg_word_length=None,
               max_avg_word_length=None, max_symbol_word_ratio=None, max_bullet_lines_ratio=None,

@@ -5,7 +5,7 @@ import sys
 import xxhash
 from hypothesis import given, strategies as st
 
-from transforms.hashing import (checksum, normalise_for_hash, shard_of, stable_hash64, text_key,
+from transforms.core.hashing import (checksum, normalise_for_hash, shard_of, stable_hash64, text_key,
                                 text_keys)
 
 
@@ -58,7 +58,7 @@ def test_shard_of_balanced():
 
 
 def test_shard_of_same_in_processes_with_different_hash_seeds():
-    code = ("from transforms.hashing import shard_of, text_key;"
+    code = ("from transforms.core.hashing import shard_of, text_key;"
             "print([shard_of(f'id-{i}', 97) for i in range(50)], text_key('Ab c').hex())")
     outputs = set()
     for seed in ("1", "2", "random"):

@@ -14,7 +14,7 @@ import zstandard
 from pipelines import compress_arrays, prepare_corpus
 from pipelines import run_config as run_configs
 from tests.test_prepare_corpus import read_zst_lines
-from transforms.store import load_manifest
+from transforms.storage.store import load_manifest
 
 DEDUP_MODES = pytest.mark.parametrize("mode", [[], ["--no_near_dedup"]],
                                       ids=["exact+near", "exact_by_ref"])

@@ -15,15 +15,15 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transforms import io as tio
-from transforms.dedup import winners
-from transforms.refs import DocRef, shard_doc_order
-from transforms.components import large_star, orient, small_star
-from transforms.ids import id_order_key, smallest_id
-from transforms.io import (BadRecord, InputError, LongLine, ZstdFrameCheck, expand_patterns,
+from transforms.processing import io as tio
+from transforms.reduction.dedup import winners
+from transforms.processing.refs import DocRef, shard_doc_order
+from transforms.processing.components import large_star, orient, small_star
+from transforms.core.ids import id_order_key, smallest_id
+from transforms.processing.io import (BadRecord, InputError, LongLine, ZstdFrameCheck, expand_patterns,
                            iter_lines, open_text_stream, parse_line, parsed_lines, probe_inputs)
-from transforms.npy import NpyError, inspect_npy, match_inputs
-from transforms.store import pack_text_shard
+from transforms.processing.npy import NpyError, inspect_npy, match_inputs
+from transforms.storage.store import pack_text_shard
 
 COMPRESSORS = {
     "gz": gzip.compress,

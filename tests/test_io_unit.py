@@ -5,7 +5,7 @@ import orjson
 import pytest
 import zstandard
 
-from transforms.io import BadRecord, expand_patterns, iter_lines, open_text_stream, parse_line
+from transforms.processing.io import BadRecord, expand_patterns, iter_lines, open_text_stream, parse_line
 
 
 @pytest.mark.parametrize("line, reason", [
@@ -38,7 +38,7 @@ def test_parse_line_missing_id_gets_default_written_into_record():
 
 
 def test_iter_lines_across_chunk_boundaries(monkeypatch):
-    import transforms.io as tio
+    import transforms.processing.io as tio
     monkeypatch.setattr(tio, "_CHUNK", 3)
     data = "alpha\nbe\n\ngamma \u2028 x\nlast".encode()
     assert list(iter_lines(io.BytesIO(data))) == data.split(b"\n")

@@ -9,8 +9,8 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.hashing import normalise_for_hash
-from transforms.minhash import (
+from transforms.core.hashing import normalise_for_hash
+from transforms.reduction.minhash import (
     CHAR_OFFSET, MASK64, NO_SPACE_SCRIPTS, WORD_WEIGHTS, LshParams, MinHasher, band_keys,
     estimated_jaccard, optimal_bands_rows, shingle_set, shingle_units,
     signatures_and_band_keys, true_jaccard, words_of)
@@ -310,7 +310,7 @@ def test_shingle_set_and_true_jaccard():
 
 def test_sign_in_passes_bounded_by_characters_equals_one_pass(monkeypatch):
     """A batch of long texts is signed in several passes; the result is the same."""
-    import transforms.minhash as minhash
+    import transforms.reduction.minhash as minhash
     texts = TEXTS + CJK_TEXTS + ["", "中文" * 300]
     hasher = MinHasher(32, 5, seed=2)
     whole = hasher.sign(texts)

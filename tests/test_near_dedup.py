@@ -8,8 +8,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import run_config as run_configs
 from tests.near_dup_corpus import near_dup_corpus, reference_near_dedup, true_similarities
-from transforms.minhash import LshParams, MinHasher
-from transforms.near_dedup import (
+from transforms.reduction.minhash import LshParams, MinHasher
+from transforms.reduction.near_dedup import (
     AuditedJoin, AuditGate, Doc, NearDedup, NearDedupConfig, Signed, _Compare, _DropRooted,
     _doc_bytes, _needed_signatures, _removed_records, _removed_signature, _send_signature,
     cluster_histogram, size_bucket)
@@ -96,7 +96,7 @@ def test_size_buckets_and_histogram():
 
 def test_near_dedup_on_the_multi_process_direct_runner(corpus):
     """Where a wrong kept set was once written (a runner data-plane race, see
-    transforms.runner_guards): the exact reference result, the joins balanced."""
+    transforms.processing.runner_guards): the exact reference result, the joins balanced."""
     docs, _ = corpus
     lsh = LshParams.resolve(THRESHOLD)
     expected = reference_near_dedup(docs, lsh)
@@ -165,7 +165,7 @@ def test_join_consumers_read_each_group_once():
 
 def test_star_edges_read_the_bucket_once():
     """Beam promises only an iterable of grouped values: one pass."""
-    from transforms.near_dedup import _StarEdges
+    from transforms.reduction.near_dedup import _StarEdges
     star = _StarEdges()
     star.setup()
     bucket = [[(b"k", b"D", "d"), (b"k", b"B", "b"), (b"j", b"X", "x")],

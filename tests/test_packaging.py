@@ -34,10 +34,10 @@ def test_the_wheel_carries_run_configs_sample_data_licence_and_the_command(wheel
         assert {f"pipelines/run_configs/{n}" for n in shipped} <= names
         assert "direct.yaml" in shipped and "flink_local.yaml" in shipped
         assert "pipelines/sample_data/sample.jsonl" in names
-        recipes = sorted(os.listdir(os.path.join(ROOT, "transforms", "filters", "recipes")))
+        recipes = sorted(os.listdir(os.path.join(ROOT, "transforms", "reduction", "filters", "recipes")))
         assert recipes == ["minimal.yaml", "web.yaml"]
-        assert {f"transforms/filters/recipes/{n}" for n in recipes} <= names
-        assert "transforms/templates/run_report.html.j2" in names
+        assert {f"transforms/reduction/filters/recipes/{n}" for n in recipes} <= names
+        assert "transforms/storage/templates/run_report.html.j2" in names
         dist_info = f"beam_dataprep-{pipelines.__version__}.dist-info"
         with open(os.path.join(ROOT, "LICENSE"), "rb") as f:
             assert z.read(f"{dist_info}/licenses/LICENSE") == f.read()

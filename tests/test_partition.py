@@ -13,10 +13,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.partition import (
+from transforms.processing.partition import (
     OTHER, PartitionByField, RangePartition, StableHashPartition, choose_partitions,
     numeric_field, range_bounds, stable_partition, text_length)
-from transforms.partition_names import MISSING, encode_value
+from transforms.core.partition_names import MISSING, encode_value
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,7 +55,7 @@ def test_stable_partition_is_balanced(n):
 SCRIPT = textwrap.dedent("""
     import json, sys
     import apache_beam as beam
-    from transforms.partition import StableHashPartition
+    from transforms.processing.partition import StableHashPartition
     out = {}
     with beam.Pipeline(runner="DirectRunner") as p:
         parts = p | beam.Create([f"key-{i}" for i in range(200)]) | StableHashPartition(5, key=lambda e: e)
@@ -189,7 +189,7 @@ def test_partition_by_field_uncapped_streams_every_value(make_pipeline):
 
 
 def test_json_field_values_match_a_full_parse():
-    from transforms.partition import json_field
+    from transforms.processing.partition import json_field
     line = orjson.dumps({"a": {"x": [1, 2.5, None]}, "b": [1, {"c": True}], "s": "\U0001F600",
                          "n": None, "i": -(2 ** 63)})
     for field in ["a", "b", "s", "n", "i", "absent"]:
@@ -204,7 +204,7 @@ def test_json_field_values_match_a_full_parse():
 
 
 def test_weighted_quantiles_do_not_depend_on_input_order():
-    from transforms.partition import weighted_quantiles
+    from transforms.processing.partition import weighted_quantiles
     histogram = [(k % 20_000, 1 + k % 7) for k in range(50_000)]
     merged = {}
     for key, count in histogram:

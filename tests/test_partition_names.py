@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.partition_names import (
+from transforms.core.partition_names import (
     EMPTY, MAX_NAME_CHARS, MISSING, NotReversible, decode_name, encode_value, is_safe_name)
 
 HOSTILE = [
@@ -114,5 +114,5 @@ def test_distinct_json_values_never_share_a_name(a, b):
 
 
 def canonical(value):
-    from transforms.partition_names import canonical_json
+    from transforms.core.partition_names import canonical_json
     return None if value is None else (value if isinstance(value, str) else canonical_json(value))

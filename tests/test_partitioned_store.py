@@ -9,8 +9,8 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import prepare_corpus
-from transforms.partition_names import MISSING, OTHER, encode_value
-from transforms.store import (
+from transforms.core.partition_names import MISSING, OTHER, encode_value
+from transforms.storage.store import (
     MANIFEST, ReadStore, StoreError, load_manifest, manifest_bytes, partition_for,
     read_shard_verified,
     replica_roots, select_shards, verify_store)

@@ -3,10 +3,10 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.corpora import EXPECTED_REMOVED, expected_dead, expected_kept, write_small_corpus
-from transforms.dedup import ExactDedup
-from transforms.hashing import text_key
-from transforms.io import ReadJsonl
-from transforms.refs import Bounds, DocRef, ScanJsonl
+from transforms.reduction.dedup import ExactDedup
+from transforms.core.hashing import text_key
+from transforms.processing.io import ReadJsonl
+from transforms.processing.refs import Bounds, DocRef, ScanJsonl
 
 
 def test_read_jsonl_docs_and_dead_letters(tmp_path, make_pipeline):

@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from transforms.placement import Root, parse_roots, place
+from transforms.storage.placement import Root, parse_roots, place
 
 
 def roots(n):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.placement import Placement, Root, parse_roots, parse_rules, place
+from transforms.storage.placement import Placement, Root, parse_roots, parse_rules, place
 
 ITEMS = [f"corpus/shard-{i:05d}" for i in range(20_000)]
 

@@ -9,11 +9,11 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import prepare_corpus, verify_store
 from tests.corpora import EXPECTED_REMOVED, expected_dead, expected_kept, write_small_corpus
-from transforms.sharding import hash_order
-from transforms.store import ReadStore, load_manifest, replica_roots
+from transforms.storage.sharding import hash_order
+from transforms.storage.store import ReadStore, load_manifest, replica_roots
 
 
-# Both modes move refs (transforms.refs); with near-dedup (the default) they also
+# Both modes move refs (transforms.processing.refs); with near-dedup (the default) they also
 # carry signatures.  Both must store the same (the small corpus has no near-duplicates).
 DEDUP_MODES = pytest.mark.parametrize("mode", [[], ["--no_near_dedup"]],
                                       ids=["exact+near", "exact_only"])

@@ -8,9 +8,9 @@ import zstandard
 
 from pipelines import prepare_corpus
 from tests.near_dup_corpus import near_dup_corpus, reference_near_dedup
-from transforms.hashing import text_key
-from transforms.minhash import LshParams
-from transforms.store import load_manifest
+from transforms.core.hashing import text_key
+from transforms.reduction.minhash import LshParams
+from transforms.storage.store import load_manifest
 
 
 def _write(path, docs: dict[str, str]) -> str:

@@ -1,4 +1,4 @@
-"""Documents by reference (transforms.refs): the two passes over a file agree,
+"""Documents by reference (transforms.processing.refs): the two passes over a file agree,
 and a file that changes between them fails the run."""
 import os
 
@@ -6,9 +6,9 @@ import orjson
 import pytest
 from apache_beam.pvalue import TaggedOutput
 
-from transforms.hashing import text_key
-from transforms.io import parse_line
-from transforms.refs import (Bounds, InputChanged, Pick, ScanSpec, _ExtractRuns, _ScanFile,
+from transforms.core.hashing import text_key
+from transforms.processing.io import parse_line
+from transforms.processing.refs import (Bounds, InputChanged, Pick, ScanSpec, _ExtractRuns, _ScanFile,
                             delete_spill, run_docs)
 
 LINES = [b'\xef\xbb\xbf{"id": "b", "text": "Two"}',   # byte-order mark on line 1
@@ -101,7 +101,7 @@ def test_a_file_changed_between_the_passes_fails(tmp_path, change):
 def test_spill_buckets_round_trip_and_retries_overwrite(tmp_path):
     """Records come back per bucket, whatever the flushes; a rerun of the same file
     (a retried bundle) rewrites its own files instead of adding to them."""
-    from transforms.refs import Spill, SpillWriter
+    from transforms.processing.refs import Spill, SpillWriter
     spill = Spill(str(tmp_path / "spill"), "bands")
     records = [(n % 3, b"r%03d\n\x00" % n) for n in range(40)]
     for _ in range(2):
@@ -118,10 +118,10 @@ def test_spill_buckets_round_trip_and_retries_overwrite(tmp_path):
 
 def test_signer_spills_band_entries_and_signatures(tmp_path):
     """What the scan spills is what LSH and verification would compute from the text."""
-    from transforms.minhash import LshParams, band_keys
-    from transforms.near_dedup import (NearDedupConfig, Signer, band_bucket, band_record,
+    from transforms.reduction.minhash import LshParams, band_keys
+    from transforms.reduction.near_dedup import (NearDedupConfig, Signer, band_bucket, band_record,
                                        signature_record)
-    from transforms.refs import SpillWriter
+    from transforms.processing.refs import SpillWriter
     signer = Signer(NearDedupConfig(LshParams.resolve(0.8, num_perm=32)), num_buckets=4)
     signer.setup()
     texts = ["one two three four five six", "", "seven eight nine ten eleven"]

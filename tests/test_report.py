@@ -8,7 +8,7 @@ import zstandard
 
 from pipelines import report as report_job
 from tests import browser
-from transforms import report as rep
+from transforms.storage import report as rep
 
 
 def synthetic_report():

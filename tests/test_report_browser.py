@@ -14,8 +14,8 @@ import xxhash
 
 from pipelines import prepare_corpus
 from tests import browser
-from transforms.report import render_html
-from transforms.store import load_manifest
+from transforms.storage.report import render_html
+from transforms.storage.store import load_manifest
 
 SAMPLE = prepare_corpus.SAMPLE
 

@@ -13,7 +13,7 @@ import time
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 from apache_beam.runners.worker import data_plane
 
-from transforms.runner_guards import guard_direct_runner_data_plane
+from transforms.processing.runner_guards import guard_direct_runner_data_plane
 
 CHUNK = 64 * 1024
 CHUNKS = 150
@@ -60,11 +60,45 @@ def test_the_runner_reads_the_guarded_limit_when_it_starts_its_data_server():
     assert "BeamFnDataServicer(\n        DATA_BUFFER_TIME_LIMIT_MS)" in source
 
 
-def test_every_job_gets_the_guard_not_only_near_dedup():
-    """compress_arrays sends array blocks, the largest bundle inputs of all."""
-    code = ("import pipelines.compress_arrays; "
-            "from apache_beam.runners.portability.fn_api_runner import worker_handlers; "
-            "print(worker_handlers.DATA_BUFFER_TIME_LIMIT_MS)")
+def _limit_after_a_job(mode: str) -> int:
+    """Run a tiny pipeline through the jobs' runner (``progress.run_pipeline``) in a
+    fresh interpreter -> the data-plane time limit the runner then used."""
+    code = (
+        "import apache_beam as beam\n"
+        "from apache_beam.options.pipeline_options import PipelineOptions\n"
+        "from apache_beam.runners.portability.fn_api_runner import worker_handlers\n"
+        "import pipelines.compress_arrays, pipelines.prepare_corpus\n"
+        "from pipelines import progress\n"
+        "before = worker_handlers.DATA_BUFFER_TIME_LIMIT_MS\n"
+        "p = beam.Pipeline(options=PipelineOptions(['--runner=DirectRunner',"
+        f" '--direct_running_mode={mode}', '--direct_num_workers=1']))\n"
+        "_ = p | beam.Create([1, 2]) | beam.Map(lambda x: x)\n"
+        "progress.run_pipeline(p, job='t', stream=open('/dev/null', 'w'))\n"
+        "print(before, worker_handlers.DATA_BUFFER_TIME_LIMIT_MS)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert out.split()[-1] == "0"
+    before, after = map(int, out.split()[-2:])
+    assert before == 1000, "importing the jobs must not change the runner"
+    return after
+
+
+def test_every_job_run_in_multi_processing_mode_gets_the_guard():
+    assert _limit_after_a_job("multi_processing") == 0
+
+
+def test_the_guard_is_not_applied_where_the_race_cannot_happen():
+    assert _limit_after_a_job("in_memory") == 1000
+
+
+def test_guard_pipeline_reads_the_runner_and_mode_from_the_options():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from transforms.processing.runner_guards import uses_multiprocess_direct_runner
+    assert uses_multiprocess_direct_runner(PipelineOptions(
+        ["--direct_running_mode=multi_processing"]))
+    assert uses_multiprocess_direct_runner(PipelineOptions(
+        ["--runner=DirectRunner", "--direct_running_mode=multi_processing"]))
+    assert not uses_multiprocess_direct_runner(PipelineOptions(
+        ["--runner=DirectRunner", "--direct_running_mode=in_memory"]))
+    assert not uses_multiprocess_direct_runner(PipelineOptions(
+        ["--runner=PortableRunner", "--direct_running_mode=multi_processing"]))

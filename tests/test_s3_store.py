@@ -21,7 +21,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines import prepare_corpus, verify_store
 from tests.corpora import expected_kept, write_small_corpus
 from tests.s3_server import S3Server
-from transforms.store import ReadStore
+from transforms.storage.store import ReadStore
 
 # Runs on direct and on the full-suite portable runner (prism in CI), not on every runner.
 BUCKETS = ["bucket-a", "bucket-b"]

@@ -7,7 +7,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.sharding import (
+from transforms.storage.sharding import (
     AssignBalancedShards, balance_rows, cut_keys, final_cuts, hash_order, plan_partition, record_size,
     shard_index)
 

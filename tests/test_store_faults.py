@@ -20,12 +20,12 @@ import zstandard
 
 from pipelines import prepare_corpus, verify_store as verify_cli
 from tests import store_faults as sf
-from transforms.commit import (
+from transforms.storage.commit import (
     ConcurrentWriteError, DatasetLock, DatasetLocked, check_dataset_name, seal)
-from transforms.store import (
+from transforms.storage.store import (
     MANIFEST, ReadStore, StoreError, WriteStore, load_manifest, manifest_bytes, repair_store,
     root_paths, verify_store)
-from transforms.placement import Root
+from transforms.storage.placement import Root
 
 ALL_FAULTS = sf.REPLICA_FAULTS + sf.MANIFEST_FAULTS + sf.STRAY_FAULTS
 
@@ -220,7 +220,7 @@ def test_a_full_disk_during_a_rewrite_keeps_the_old_dataset(tmp_path, small_disk
             st = os.statvfs(base)
             f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - (300 << 10)))
     else:  # no mount rights: the same fault, simulated at the write call
-        from transforms import commit
+        from transforms.storage import commit
         real = commit.FileSystems.create
 
         def create(path, *a, **k):
@@ -246,7 +246,7 @@ def _job_pipeline(tmp_path, name, roots, docs):
     """prepare_corpus's whole pipeline over ``docs``, built (not run): building reads
     the generation its commit will replace (the compare-and-swap's base)."""
     import apache_beam as beam
-    from transforms.placement import parse_roots
+    from transforms.storage.placement import parse_roots
     source = tmp_path / f"{name}.jsonl"
     source.write_bytes(b"".join(line + b"\n" for _, line in docs))
     parser = prepare_corpus.build_parser()

@@ -2,12 +2,12 @@ import orjson
 import pytest
 import zstandard
 
-from transforms.hashing import checksum
-from transforms.store import (
+from transforms.core.hashing import checksum
+from transforms.storage.store import (
     StoreError, build_manifest, check_replica, compress_zstd, decompress_zstd, for_root,
     load_manifest, manifest_bytes, pack_text_shard, shard_name, write_atomically)
-from transforms.commit import manifest_problem, seal
-from transforms.sharding import plan_partition
+from transforms.storage.commit import manifest_problem, seal
+from transforms.storage.sharding import plan_partition
 
 
 def test_pack_text_shard_sorted_by_id():

@@ -11,9 +11,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import prepare_corpus
 from tests.corpora import expected_kept, write_small_corpus
-from transforms.codecs import bytes_codec
-from transforms.codec_choice import ChooseCodec, compare_text, parse_max_error
-from transforms.store import ReadStore, load_manifest
+from transforms.core.codecs import bytes_codec
+from transforms.reduction.codec_choice import ChooseCodec, compare_text, parse_max_error
+from transforms.storage.store import ReadStore, load_manifest
 
 
 def run_job(run_config, inputs, root, *extra):

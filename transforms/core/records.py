@@ -1,0 +1,106 @@
+"""The typed records that cross the job's transforms, and the bounds on their batches.
+
+Pure Python (no Beam): ``transforms.processing.refs`` registers Beam's
+``RowCoder`` for ``DocRef`` and ``Digest`` when it is imported.
+"""
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple, Tuple
+
+NO_VALUE = b""        # a DocRef field the job does not use
+
+
+class DocRef(NamedTuple):
+    """One document by reference: what every step after the scan needs.
+
+    ``id``: record id; ``key``: 16-byte xxh3-128 of the normalised text
+    (``transforms.core.hashing.text_key``); ``file``: index into the scan's sorted
+    file list; ``line``: line number from 1; ``size``: bytes the record takes
+    in a JSON Lines shard (stored line + newline); ``reparse``: the stored line
+    was rewritten with an assigned id (pass 2 parses it again; every other
+    line is copied as read); ``signed``: the scan wrote a MinHash signature
+    and band keys for it (near-dedup on and the text has shingles); ``partition_value``: canonical JSON of the ``--partition_by``
+    field (``b"null"`` when absent; ``b""`` when not partitioning);
+    ``range_key``: JSON of the ``--range_by`` key (``b"null"`` when missing;
+    ``b""`` when unused).
+    """
+    id: str
+    key: bytes
+    file: int
+    line: int
+    size: int
+    reparse: bool
+    signed: bool
+    partition_value: bytes
+    range_key: bytes
+
+
+class Digest(NamedTuple):
+    """xxh3-64 (hex) of one input file's decompressed bytes."""
+    file: int
+    digest: str
+
+
+class Pick(NamedTuple):
+    """A kept line to copy from its file into a shard's run."""
+    line: int
+    size: int
+    reparse: bool
+    order: tuple      # the record's order key in its partition (sharding.ShardRecord.order)
+    id: str
+    shard: Tuple[str, int, int]  # (partition, shard index, shard count)
+
+
+class Run(NamedTuple):
+    """Lines of one shard taken from one file, sorted by ``(id, line)`` or, for
+    range-ordered stores, ``(order, id, line)``; ``path`` holds them zstd-compressed,
+    newline-separated; ``raw_bytes`` is their decompressed size."""
+    orders: list
+    ids: list
+    path: str
+    raw_bytes: int
+
+
+def ref_bytes(ref: DocRef) -> int:
+    """Approximate encoded bytes of a ref (for the batch bound)."""
+    return 48 + len(ref.id) + len(ref.partition_value) + len(ref.range_key)
+
+
+def chunked(records: Iterable, max_bytes: int, size_of=ref_bytes) -> "iter[list]":
+    """Lists of consecutive records, each at most ``max_bytes`` by ``size_of``
+    (a record larger than the bound travels alone).  Never yields an empty list."""
+    batch, total = [], 0
+    for record in records:
+        size = size_of(record)
+        if batch and total + size > max_bytes:
+            yield batch
+            batch, total = [], 0
+        batch.append(record)
+        total += size
+    if batch:
+        yield batch
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Size bounds that keep every element and grouped value independent of the corpus.
+
+    ``batch_bytes``: at most this many bytes of refs per element (a batch),
+    give or take one record (default 1 MiB).  ``text_bytes``: text the scan
+    signs at once (worker memory; default 8 MiB).  ``bucket_bytes``: raw
+    input bytes per grouping bucket (exact dedup, id check, LSH, joins): the
+    bucket count is ``ceil(input bytes / bucket_bytes)`` within 16..65536, so
+    what one bucket holds (its distinct texts, band keys, ids) stays about
+    constant as the corpus grows (default 64 MiB of input).
+    """
+    batch_bytes: int = 1 << 20
+    text_bytes: int = 8 << 20
+    bucket_bytes: int = 64 << 20
+
+    def __post_init__(self):
+        for name in ("batch_bytes", "text_bytes", "bucket_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def buckets(self, raw_bytes: int) -> int:
+        """Grouping buckets for an input of about ``raw_bytes``: 16..65536."""
+        return max(16, min(65536, -(-raw_bytes // self.bucket_bytes)))

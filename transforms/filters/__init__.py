@@ -1,7 +1,0 @@
-"""Filters: heuristic quality filters, language identification, PII redaction, sampling, recipes.
-
-Pure core (no Beam import): ``base`` (``Document``, ``Drop``, ``FilterChain``),
-``gopher``, ``c4``, ``fineweb``, ``langid``, ``pii``, ``sampling``, ``recipes``,
-``text``.  Beam wrappers: ``transforms.filters.beam`` (``ApplyFilters``,
-``SmallestHashes``, ``SamplePerPartition``).
-"""

@@ -1,0 +1,257 @@
+"""``PrepareCorpus``: the whole prepare_corpus job as one composite PTransform.
+
+``pipelines/prepare_corpus.py`` is flags -> ``CorpusConfig`` -> this composite
+(plus what only a driver can do: the dataset lock, deleting a failed run's
+files, the run report).  Another pipeline reuses the whole job with::
+
+    config = CorpusConfig(input="data/*.jsonl.zst", roots=roots_from(["/mnt/a", "/mnt/b"]),
+                          replication=2)
+    outputs = pipeline | "Prepare" >> PrepareCorpus(config)
+    outputs["manifest"]       # PCollection of one dict: the committed manifest
+    outputs["dead_letters"]   # PCollection of dicts: bad lines, with file, line and reason
+    outputs["removed"]        # dicts {"removed", "kept", "reason"} (with write_removed)
+
+The job, all on refs (``transforms.core.records.DocRef``; see DESIGN.md,
+'Bounded elements'): scan each file once (text key, MinHash band keys,
+partition value, range key, sizes) -> exact dedup -> near dedup -> partition
+-> shard plan -> one re-read per file into shard runs -> replicated shards and
+manifest, committed only when every gate passed (bad-line fraction, id
+conflicts, near-dedup convergence, numeric range field).
+"""
+import uuid
+from dataclasses import dataclass, field
+from typing import Optional
+
+import apache_beam as beam
+import orjson
+from apache_beam.io.filesystem import CompressionTypes
+
+from transforms.processing.io import (
+    MAX_LINE_BYTES, estimate_raw_bytes, expand_patterns, input_files)
+from transforms.processing.partition import (
+    NumericFieldGate, PartitionByField, RangePartition)
+from transforms.processing.refs import Bounds, DocRef, ResolveRuns, ScanJsonl, ScanSpec
+from transforms.processing.runner_guards import guard_pipeline
+from transforms.reduction.dedup import ExactDedup
+from transforms.reduction.near_dedup import NearDedupConfig, RemoveNearDuplicates, Signer
+from transforms.storage.placement import Placement, Root
+from transforms.storage.sharding import ShardRecord, hash_order
+from transforms.storage.store import (
+    AUDIT_DIR, WriteStore, dataset_dir, join, normalise_root)
+
+SPILL_PREFIX = ".runs-"  # temporary runs and spills; a failed run leaves its folder
+NOT_BAD = ("empty_text",)  # dead-letter reasons that are a policy, not bad input
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Everything the job does, resolved (no flag parsing, no defaults hidden in code).
+
+    ``input``: JSON Lines paths/globs (comma-separated or a list; .jsonl,
+    .jsonl.gz/.zst/.lz4/.bz2/.xz).  ``roots``: ``Root``s of the store (see
+    ``transforms.storage.placement``); ``replication``: replicas per shard
+    (1..len(roots)); ``placement``: a ``Placement`` pinning partitions to
+    roots (default: every partition on every root).  ``near_dedup``: a
+    ``NearDedupConfig`` (None: exact dedup only).  ``partition_by`` (field)
+    or ``range_by`` (``"length"`` or a numeric field, cut into
+    ``num_ranges``), not both.  ``codec``: shard codec spec
+    (``transforms.core.codecs.bytes_codec``).  ``max_bad_fraction``: the run
+    fails, committing nothing, when more of the lines are bad (empty text does
+    not count).  Raises ValueError on inconsistent values.
+    """
+    input: object
+    roots: tuple
+    dataset: str = "corpus"
+    replication: int = 1
+    id_field: str = "id"
+    text_field: str = "text"
+    near_dedup: Optional[NearDedupConfig] = None
+    write_removed: bool = False
+    partition_by: Optional[str] = None
+    max_partitions: Optional[int] = 256
+    range_by: Optional[str] = None
+    num_ranges: int = 8
+    placement: Optional[Placement] = None
+    num_shards: Optional[int] = None
+    target_shard_bytes: int = 64 << 20
+    codec: str = "zstd:level=3"
+    codec_choice: Optional[dict] = None
+    max_bad_fraction: float = 0.01
+    max_line_bytes: int = MAX_LINE_BYTES
+    keep_empty_text: bool = False
+    bounds: Bounds = field(default_factory=Bounds)
+
+    def __post_init__(self):
+        roots = tuple(r if isinstance(r, Root) else Root(normalise_root(str(r)))
+                      for r in self.roots)
+        object.__setattr__(self, "roots", roots)
+        if not roots:
+            raise ValueError("give at least one store root")
+        if not 1 <= self.replication <= len(roots):
+            raise ValueError(f"replication {self.replication} needs 1..{len(roots)} roots")
+        if self.partition_by and self.range_by:
+            raise ValueError("give partition_by or range_by, not both")
+        if self.max_partitions is not None and self.max_partitions < 2:
+            raise ValueError("max_partitions must be None (no cap) or >= 2 (a value and _other)")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
+
+    @property
+    def store_dirs(self) -> list[str]:
+        """``<root>/<dataset>`` on every root, first root first."""
+        return [dataset_dir(r.uri, self.dataset) for r in self.roots]
+
+    def resolved_placement(self) -> Placement:
+        return self.placement or Placement(list(self.roots), self.replication, [],
+                                           field=self.partition_by)
+
+
+def gate_bad_fraction(_, records, bad, max_fraction, where):
+    """'' or why the run must not commit: too many bad lines."""
+    total = records + bad
+    if total and bad / total > max_fraction:
+        return (f"{bad} of {total} lines are bad ({bad / total:.2%}), above "
+                f"--max_bad_fraction {max_fraction:g}; see the dead letters in {where}")
+    return ""
+
+
+def gate_id_conflicts(summary, id_field):
+    """'' or why the run must not commit: one id names several texts."""
+    if not summary["count"]:
+        return ""
+    return (f"{summary['count']} {id_field!r} value(s) name more than one distinct text, "
+            f"e.g. {summary['examples']}; give every document a unique id")
+
+
+class WriteAuditJsonl(beam.PTransform):
+    """Dicts -> ``<directory>/<prefix>-*.jsonl.zst`` (dead letters, removed, inputs)."""
+
+    def __init__(self, directory: str, prefix: str):
+        super().__init__()
+        self.directory = directory
+        self.prefix = prefix
+
+    def expand(self, records):
+        return (
+            records
+            | "ToJson" >> beam.Map(lambda rec: orjson.dumps(rec).decode())
+            | "Write" >> beam.io.WriteToText(
+                join(self.directory, self.prefix), file_name_suffix=".jsonl.zst",
+                compression_type=CompressionTypes.ZSTD))
+
+
+def _hash_records(batch):
+    """Kept refs of an unpartitioned store -> ``ShardRecord``s in id-hash order."""
+    return [ShardRecord("", hash_order(ref.id), ref.id, ref) for ref in batch]
+
+
+def _json_value(ref: DocRef, name: str):
+    return orjson.loads(getattr(ref, name))
+
+
+class PrepareCorpus(beam.PTransform):
+    """JSON Lines files -> a committed, replicated, sharded, deduplicated store.
+
+    Apply to a pipeline (``PBegin``); ``config`` is a ``CorpusConfig``.
+    Returns a dict of PCollections: ``manifest`` (one dict, once committed),
+    ``dead_letters`` (dicts ``{"file", "line", "reason", "detail", ...}``),
+    ``removed`` (dicts ``{"removed", "kept", "reason"}``; empty unless
+    ``write_removed``), ``inputs`` (dicts ``{"path", "xxh3_64"}``).  Audit
+    files (dead letters, removed, inputs) are written to ``<first root>/
+    <dataset>/_audit/``.  On the multi-process DirectRunner the data-plane
+    guard is applied (``transforms.processing.runner_guards``).
+    """
+
+    def __init__(self, config: CorpusConfig):
+        super().__init__()
+        self.config = config
+        self.paths = expand_patterns(config.input)   # fails early, naming the pattern
+        self.spill_dir = join(config.store_dirs[0], f"{SPILL_PREFIX}{uuid.uuid4().hex}")
+
+    def expand(self, pbegin):
+        c = self.config
+        pipeline = pbegin.pipeline
+        guard_pipeline(pipeline.options)
+        audit_dir = join(c.store_dirs[0], AUDIT_DIR)
+        bounds = c.bounds
+        num_buckets = bounds.buckets(estimate_raw_bytes(self.paths))
+        signer = Signer(c.near_dedup, num_buckets) if c.near_dedup else None
+        spec = ScanSpec(signer, c.partition_by, c.range_by, self.spill_dir)
+        reader = ScanJsonl(self.paths, c.id_field, c.text_field, spec, bounds,
+                           max_line_bytes=c.max_line_bytes, keep_empty=c.keep_empty_text)
+        scanned = pbegin | "Read" >> reader
+        batches, dead = scanned["refs"], scanned["dead_letters"]
+        lineage = scanned["digests"] | "DigestPaths" >> beam.Map(
+            lambda digest, paths: {"path": paths[digest.file], "xxh3_64": digest.digest},
+            list(reader.paths))
+        dedup = batches | "ExactDedup" >> ExactDedup(
+            num_buckets=num_buckets, with_removed=c.write_removed,
+            batch_bytes=bounds.batch_bytes)
+        kept, removed = dedup["kept"], dedup["removed"]
+        gates, spills_deleted = [], None
+        if signer is not None:
+            near = kept | "NearDedup" >> RemoveNearDuplicates(
+                c.near_dedup, signer, self.spill_dir, scanned["digests"],
+                with_removed=c.write_removed, batch_bytes=bounds.batch_bytes)
+            kept, spills_deleted = near["kept"], near["spills_deleted"]
+            gates.append(near["gate"])
+            if c.write_removed:
+                removed = (removed, near["removed"]) | "AllRemoved" >> beam.Flatten()
+
+        impulse = pbegin | "Gate" >> beam.Create([None])
+        gates.append(impulse | "BadFraction" >> beam.Map(
+            gate_bad_fraction,
+            beam.pvalue.AsSingleton(
+                batches | "BatchSizes" >> beam.Map(len)
+                | "CountDocs" >> beam.CombineGlobally(sum)),
+            beam.pvalue.AsSingleton(
+                dead
+                | "NotEmptyText" >> beam.Filter(lambda d: d["reason"] not in NOT_BAD)
+                | "CountBad" >> beam.combiners.Count.Globally()),
+            c.max_bad_fraction, audit_dir))
+        gates.append(dedup["id_conflicts"] | "IdGate" >> beam.Map(
+            gate_id_conflicts, c.id_field))
+        if c.range_by and c.range_by != "length":
+            gates.append(scanned["odd_range_values"] | "RangeFieldGate" >> NumericFieldGate(
+                c.range_by))
+        records, scheme, info = self._partitioned(kept)
+        lines = ResolveRuns(reader, scanned["digests"], spill_dir=self.spill_dir,
+                            by_order=bool(c.range_by), after=spills_deleted)
+        manifest = records | "Store" >> WriteStore(
+            list(c.roots), c.dataset, c.replication,
+            num_shards=c.num_shards, target_shard_bytes=c.target_shard_bytes,
+            codec=c.codec,
+            manifest_extra={"kind": "text", "id_field": c.id_field,
+                            "text_field": c.text_field, "inputs": input_files(reader.paths),
+                            "sorted_by": c.range_by if c.range_by else "id",
+                            **({"codec_choice": c.codec_choice} if c.codec_choice else {})},
+            preconditions=gates, partitioning=scheme, partition_info=info,
+            placement=c.resolved_placement(), lines=lines)
+        dead | "DeadLetters" >> WriteAuditJsonl(audit_dir, "dead_letters")
+        lineage | "Inputs" >> WriteAuditJsonl(audit_dir, "inputs")
+        if c.write_removed:
+            removed | "Removed" >> WriteAuditJsonl(audit_dir, "removed")
+        return {"manifest": manifest, "dead_letters": dead, "removed": removed,
+                "inputs": lineage}
+
+    def _partitioned(self, kept):
+        """Batches of kept refs -> (batches of ShardRecord, scheme for the manifest,
+        partition info or None)."""
+        c = self.config
+        if c.partition_by:
+            refs = kept | "Refs" >> beam.FlatMap(lambda batch: batch)
+            routed, info = refs | "PartitionByField" >> PartitionByField(
+                c.partition_by, c.max_partitions,
+                value_fn=lambda ref: _json_value(ref, "partition_value"))
+            records = routed | "HashOrder" >> beam.MapTuple(
+                lambda name, ref: [ShardRecord(name, hash_order(ref.id), ref.id, ref)])
+            return records, {"scheme": "field"}, info
+        if c.range_by:
+            refs = kept | "Refs" >> beam.FlatMap(lambda batch: batch)
+            routed, info = refs | "RangePartition" >> RangePartition(
+                lambda ref: _json_value(ref, "range_key"), c.num_ranges,
+                key_name=c.range_by)
+            records = routed | "RangeOrder" >> beam.MapTuple(
+                lambda name, order, ref: [ShardRecord(name, order, ref.id, ref)])
+            return records, {"scheme": "range"}, info
+        return kept | "HashOrder" >> beam.Map(_hash_records), None, None

@@ -1,0 +1,331 @@
+"""Documents by reference: every prepare_corpus configuration moves small refs,
+and each kept line is read once, into its shard.
+
+Shipping whole documents through every shuffle is what makes a Beam job slow
+and its memory grow with the corpus: each stage boundary encodes, copies and
+decodes all the text, and the in-process runners keep every shuffled element
+in the driver.  Here a document travels as a ``DocRef`` until its shard is
+known:
+
+1. ``ScanJsonl`` (pass 1) reads every file once and computes, per document,
+   everything later steps need from the text: the text key (exact dedup),
+   the MinHash signature (near-dedup), the partition value, the range key and
+   the shard bytes.  Output: batches of ``DocRef``, each batch at most
+   ``batch_bytes`` (see ``Bounds``).  The signature and its LSH band keys are
+   the bulk of near-dedup's data (about 1 KB a document), so they do not ride
+   on the ref: the scan writes them into bucketed ``Spill`` files (band
+   entries by band-key bucket, signatures by id bucket), which the LSH step
+   and the signature look-up of verification read one bucket at a time.
+2. Dedup, LSH, connected components, partitioning and the shard plan work on
+   refs alone.
+3. ``ResolveRuns`` (pass 2) groups the kept refs by file, re-reads each file
+   once, picks its kept lines and writes the file's lines for each shard as a
+   *run*: a zstd-1 compressed temporary file of lines sorted by their key in
+   the shard, in a spill folder beside the shards.  The runner carries only
+   ``(shard, Run)``; the shard writer merges its runs.  The spill folder goes
+   once the manifest is written (``delete_spill``).
+
+The xxh3-64 digest of every file's decompressed bytes is taken in both passes;
+a file that changed in between fails the run instead of filling shards with
+the wrong lines.
+"""
+from dataclasses import dataclass
+from typing import List, Optional
+
+import apache_beam as beam
+import orjson
+import xxhash
+from apache_beam import coders
+from apache_beam.metrics import Metrics
+
+from transforms.core.hashing import text_keys
+from transforms.core.records import (  # noqa: F401 - the records travel with the refs
+    NO_VALUE, Bounds, Digest, DocRef, Pick, Run, chunked, ref_bytes)
+from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
+                                      JsonlFileDoFn, ReadJsonl, numbered_lines,
+                                      open_text_stream, parse_line)
+from transforms.storage.spill import (  # noqa: F401 - re-exported for the scan's users
+    InputChanged, Spill, SpillWriter, _write_runs, delete_spill, run_docs, run_order,
+    shard_doc_order)
+
+NAMESPACE = "dataprep.read"
+ODD_RANGE_TAG = "odd_range_values"
+DIGESTS_TAG = "digests"
+
+for _record in (DocRef, Digest):
+    coders.registry.register_coder(_record, coders.RowCoder)
+RUN_BYTES = 64 << 20  # a file's buffered kept lines are flushed as runs beyond this
+
+
+# ---------------------------------------------------------------- pass 1: scan
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """What the scan computes besides the text key.
+
+    ``signer``: a ``transforms.reduction.near_dedup.Signer`` (None: no signatures),
+    which writes each signed document's band entries and signature into its
+    spills (``signer.spills(spill_dir)``); ``partition_by``: field name whose
+    value goes into ``partition_value``; ``range_by``: ``"length"``
+    (characters of the text) or a numeric field.
+    """
+    signer: object = None
+    partition_by: Optional[str] = None
+    range_by: Optional[str] = None
+    spill_dir: Optional[str] = None
+
+
+def non_numeric(value) -> str | None:
+    """``repr`` (40 characters at most) of a present range value that is no number
+    (a string, bool, list, NaN...), else None (a number, or absent/null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return repr(value)[:40]
+    return None
+
+
+def _range_key(text: str, line: bytes, range_by: str, field_of) -> bytes:
+    if range_by == "length":
+        return orjson.dumps(len(text))
+    value = field_of(line)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return b"null"  # not a number (NaN has no place in an order)
+    return orjson.dumps(value)
+
+
+class _ScanFile(JsonlFileDoFn):
+    """``(file index, path)`` -> batches of ``DocRef``; dead letters; the file's
+    ``Digest`` to ``digests``."""
+
+    def __init__(self, id_field: str, text_field: str, spec: ScanSpec, bounds: Bounds,
+                 **read_options):
+        super().__init__(id_field, text_field, **read_options)
+        self.spec = spec
+        self.bounds = bounds
+        self.batch_bytes = Metrics.distribution(NAMESPACE, "ref_batch_bytes")
+
+    def setup(self):
+        from transforms.processing.partition import json_field  # partition imports nothing of ours back
+        self.signer = self.spec.signer
+        if self.signer is not None:
+            self.signer.setup()
+            self.signer_spills = self.signer.spills(self.spec.spill_dir)
+        self.partition_of = json_field(self.spec.partition_by) if self.spec.partition_by else None
+        self.range_field = (json_field(self.spec.range_by)
+                            if self.spec.range_by not in (None, "length") else None)
+
+    def process(self, indexed_path):
+        index, path = indexed_path
+        digest = xxhash.xxh3_64()
+        block, text_bytes = [], 0
+        self.writers = None
+        if self.signer is not None:
+            self.writers = [SpillWriter(spill, index, RUN_BYTES // 2)
+                            for spill in self.signer_spills]
+        for line_no, doc in self.documents(path, digest):
+            if line_no is None:
+                yield doc  # a dead letter
+                continue
+            block.append((line_no, doc))
+            text_bytes += len(doc[1])
+            if text_bytes >= self.bounds.text_bytes or len(block) >= 4096:
+                yield from self._refs(index, path, block)
+                block, text_bytes = [], 0
+        if block:
+            yield from self._refs(index, path, block)
+        for writer in self.writers or ():
+            writer.close()
+        yield beam.pvalue.TaggedOutput(DIGESTS_TAG, Digest(index, digest.hexdigest()))
+
+    def _refs(self, index, path, block):
+        texts = [text for _, (_, text, _) in block]
+        keys = text_keys(texts)
+        signed = [False] * len(texts)
+        if self.signer is not None:
+            signed = self.signer.spill([doc_id for _, (doc_id, _, _) in block], keys, texts,
+                                       self.writers)
+        refs = []
+        for (line_no, (doc_id, text, line)), key, signature in zip(block, keys, signed):
+            value = NO_VALUE
+            if self.partition_of is not None:
+                value = orjson.dumps(self.partition_of(("", line)),
+                                     option=orjson.OPT_SORT_KEYS)
+            range_key = NO_VALUE
+            if self.spec.range_by is not None:
+                range_key = _range_key(text, line, self.spec.range_by,
+                                       lambda ln: self.range_field(("", ln)))
+                if range_key == b"null" and self.range_field is not None:
+                    odd = non_numeric(self.range_field(("", line)))
+                    if odd is not None:  # a present value that is not a number
+                        yield beam.pvalue.TaggedOutput(ODD_RANGE_TAG, odd)
+            # A record given its default id has a rewritten line: pass 2 parses it
+            # again.  (An id that merely equals the default costs a parse, no harm.)
+            refs.append(DocRef(doc_id, key, index, line_no, len(line) + 1,
+                               doc_id == f"{path}:{line_no}", signature, value, range_key))
+        for batch in chunked(refs, self.bounds.batch_bytes):
+            self.batch_bytes.update(sum(map(ref_bytes, batch)))
+            yield batch
+
+
+class ScanJsonl(ReadJsonl):
+    """JSON Lines files -> dict of ``refs`` (batches of ``DocRef``; band entries
+    and signatures into ``spec.spill_dir`` with near-dedup),
+    ``dead_letters`` (dicts, ``transforms.processing.io.dead_letter``), ``digests``
+    (``Digest``) and ``odd_range_values`` (``repr`` strings of ``--range_by``
+    field values that are present but not numbers; such documents get range key
+    ``null``, and ``transforms.processing.partition.NumericFieldGate`` fails the run on them).
+
+    ``paths`` is the sorted file list; a ref's ``file`` indexes it.  ``spec``
+    says what to compute besides the text key (``ScanSpec``); ``bounds`` the
+    batch and text-block bounds.  Bad lines are dead letters, as in ReadJsonl.
+    """
+
+    def __init__(self, patterns, id_field: str = "id", text_field: str = "text",
+                 spec: ScanSpec = ScanSpec(), bounds: Bounds = Bounds(),
+                 max_line_bytes: int | None = MAX_LINE_BYTES, keep_empty: bool = False):
+        super().__init__(patterns, id_field, text_field, None, max_line_bytes, keep_empty)
+        self.spec = spec
+        self.bounds = bounds
+
+    def expand(self, pbegin):
+        scanned = (
+            pbegin
+            | "ListFiles" >> beam.Create(list(enumerate(self.paths)))
+            | "ScanFiles" >> beam.ParDo(
+                _ScanFile(self.id_field, self.text_field, self.spec, self.bounds,
+                          max_line_bytes=self.max_line_bytes, keep_empty=self.keep_empty))
+            .with_output_types(List[DocRef])
+            .with_outputs(DEAD_LETTER_TAG, DIGESTS_TAG, ODD_RANGE_TAG, main="refs"))
+        return {"refs": scanned.refs, "dead_letters": scanned[DEAD_LETTER_TAG],
+                "digests": scanned[DIGESTS_TAG],
+                "odd_range_values": scanned[ODD_RANGE_TAG]}
+
+
+# ---------------------------------------------------------------- pass 2: materialise
+
+MARKERS = -1  # the "file" that carries AssignBalancedShards' every-shard markers
+
+
+def _picks_by_file(assigned):
+    """``(shard, [ShardRecord])`` -> ``(file index, [Pick])`` per file.
+
+    A marker ``(shard, None)`` goes to MARKERS and comes out of ExtractRuns as
+    it came in, so the writer's GroupByKey is fed by one stage, not a Flatten.
+    """
+    shard, records = assigned
+    if records is None:
+        return [(MARKERS, [shard])]
+    files: dict = {}
+    for _, order, doc_id, ref in records:
+        files.setdefault(ref.file, []).append(
+            Pick(ref.line, ref.size, ref.reparse, order, doc_id, shard))
+    return files.items()
+
+
+class _ExtractRuns(beam.DoFn):
+    """``(file index, [[Pick]])`` -> the file's kept lines as runs per shard.
+
+    Holds the file's picks (about 100 bytes per kept line of that file) and at
+    most ``run_bytes`` of lines before writing them out.
+    """
+
+    def __init__(self, paths: list[str], id_field: str, text_field: str, spill_dir: str,
+                 run_bytes: int, by_order: bool,
+                 max_line_bytes: int | None = MAX_LINE_BYTES):
+        self.paths = paths
+        self.spill_dir = spill_dir
+        self.id_field = id_field
+        self.text_field = text_field
+        self.run_bytes = run_bytes
+        self.by_order = by_order
+        self.max_line_bytes = max_line_bytes
+        self.rereads = Metrics.counter(NAMESPACE, "files_reread")
+
+    def process(self, grouped, digests, _after):
+        index, parts = grouped
+        if index == MARKERS:
+            for part in parts:
+                yield part[0], None
+            return
+        path = self.paths[index]
+        picks = iter(sorted(pick for part in parts for pick in part))
+        pick = next(picks, None)
+        digest = xxhash.xxh3_64()
+        buffers: dict = {}
+        buffered = flushes = 0
+        with open_text_stream(path) as stream:
+            for line_no, raw in numbered_lines(stream, digest,  # to the end: digest
+                                               self.max_line_bytes):
+                if pick is None or line_no != pick.line:
+                    continue
+                line = self._line(path, line_no, raw, pick.reparse)
+                if len(line) + 1 != pick.size:
+                    raise InputChanged(f"{path}: line {line_no} changed since the first read")
+                buffers.setdefault(pick.shard, []).append((pick.order, pick.id, line))
+                buffered += pick.size
+                if buffered >= self.run_bytes:
+                    yield from self._flush(buffers, index, flushes)
+                    buffers, buffered, flushes = {}, 0, flushes + 1
+                pick = next(picks, None)
+                if pick is not None and pick.line == line_no:
+                    raise InputChanged(f"{path}: line {line_no} picked twice")
+        if pick is not None or digest.hexdigest() != digests[index]:
+            raise InputChanged(f"{path} changed while the job was reading it; rerun on "
+                               "stable input")
+        self.rereads.inc()
+        yield from self._flush(buffers, index, flushes)
+
+    def _flush(self, buffers, index, flushes):
+        return _write_runs(buffers, self.spill_dir, f"file{index:05d}-run{flushes}",
+                           self.by_order)
+
+    def _line(self, path, line_no, raw, reparse) -> bytes:
+        if not reparse:
+            return raw.strip()
+        try:
+            return parse_line(raw, self.id_field, self.text_field, f"{path}:{line_no}")[2]
+        except BadRecord as err:
+            raise InputChanged(f"{path}: line {line_no} changed since the first read "
+                               f"({err})") from None
+
+
+class ResolveRuns(beam.PTransform):
+    """Shard-assigned records -> ``(shard, Run)``, one re-read per file.
+
+    Input: ``(shard, [ShardRecord])`` lists and ``(shard, None)`` markers
+    (passed through) from ``AssignBalancedShards``, each record's payload a
+    ``DocRef``; ``scan`` is the ``ScanJsonl`` that made the refs, ``digests``
+    its digest output; runs are written under ``spill_dir`` (give each job its
+    own, on storage every worker sees).  ``by_order``: runs sort by the
+    records' order key first (range-partitioned stores), else by id.  Runs are
+    written only after ``after`` (a PCollection, optional) is complete: e.g.
+    once near-dedup's spills are deleted, so the two never take disk together.
+    """
+
+    def __init__(self, scan: ScanJsonl, digests, spill_dir: str, run_bytes: int = RUN_BYTES,
+                 by_order: bool = False, after=None):
+        super().__init__()
+        self.spill_dir = spill_dir
+        self.paths = scan.paths
+        self.id_field = scan.id_field
+        self.text_field = scan.text_field
+        self.max_line_bytes = scan.max_line_bytes
+        self.digests = digests
+        self.run_bytes = run_bytes
+        self.by_order = by_order
+        self.after = after
+
+    def expand(self, assigned):
+        digests = self.digests | "DigestPairs" >> beam.Map(tuple)
+        after = self.after
+        if after is None:
+            after = assigned.pipeline | "NothingBefore" >> beam.Create([])
+        return (
+            assigned
+            | "PicksByFile" >> beam.FlatMap(_picks_by_file)
+            | "GroupByFile" >> beam.GroupByKey()
+            | "ExtractRuns" >> beam.ParDo(
+                _ExtractRuns(self.paths, self.id_field, self.text_field, self.spill_dir,
+                             self.run_bytes, self.by_order, self.max_line_bytes),
+                beam.pvalue.AsDict(digests), beam.pvalue.AsList(after)))

@@ -1,0 +1,600 @@
+"""Commit by generation: how a store changes without ever being damaged.
+
+The manifest is the one commit point on each root.  A run writes its shard
+files under names derived from their content (``shard-00000-of-00004-<16 hex
+of the xxh3-128>.jsonl.zst``), so a new file can never land on a file that a
+committed manifest references with other bytes, and a rerun with the same
+inputs writes the same names and bytes.  The manifest carries
+
+- ``generation``: 1 for the first commit, +1 for each commit that changes the
+  dataset (a rerun that produces the same dataset keeps its generation, so
+  reruns stay byte-identical);
+- ``previous``: the digest of the generation it replaced (None for the first);
+- ``digest``: xxh3-128 of the canonical manifest without ``digest`` and
+  ``root_index``: the manifest's own check (one changed digit fails it) and
+  the generation's id;
+- ``root_index``: which of ``roots`` this copy lives on (the only field that
+  differs between copies); replicas are recorded as root indices, so a copied
+  or moved root still reads and verifies (``root_map`` remaps the others).
+
+Commit (``commit_generation``): check that the newest committed generation is
+still the one the run started from (compare-and-swap), write the new manifest
+to every root (each copy atomically), and only then collect the files no
+manifest references (``collect_garbage``).  A crash before the first manifest
+copy leaves the old dataset; between copies each root holds a complete old or
+new dataset (no file of either was deleted); readers and repair take the
+newest valid generation (``transforms.storage.store.open_store``).
+
+Audit outputs (dead letters, removed records, run reports) live in
+``<dataset>/_audit/``, temporary files start with ``.tmp-`` and end ``.tmp``,
+and the lock is ``<dataset>/.lock``: globs ``shard-*``, ``*.jsonl.zst``,
+``*.bdparr`` (and ``*/shard-*`` for partitioned stores) over the dataset
+folder match data shards only.
+"""
+import datetime
+import errno
+import json
+import os
+import platform
+import re
+import shutil
+import stat
+import uuid
+from dataclasses import dataclass, field
+
+import orjson
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.core.hashing import checksum
+from transforms.storage.files import join, read_bytes
+from transforms.core.partition_names import is_safe_name
+
+MANIFEST = "manifest.json"
+FORMAT = "beam-dataprep-store"
+FORMAT_VERSION = 2
+AUDIT_DIR = "_audit"
+LOCK = ".lock"
+TEMP_PREFIX = ".tmp-"
+TEMP_SUFFIX = ".tmp"
+SPILL_PREFIX = ".runs-"   # transforms.processing.refs' spill folders of the by-reference path
+SEAL_FIELDS = ("generation", "previous", "digest", "root_index")
+KILL_ENV = "DATAPREP_KILL_AT"   # fault injection: SIGKILL this process at the Nth write step
+
+_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_SHARD_FILE = re.compile(r"^shard-\d{5}-of-\d{5}(-[0-9a-f]{16})?\.(jsonl(\.[a-z0-9]+)?|bdparr)$")
+
+
+class StoreError(RuntimeError):
+    """A store cannot be read or verified (missing manifest, no good replica...)."""
+
+
+class ConcurrentWriteError(StoreError):
+    """Another writer committed (or holds the lock) while this run was writing."""
+
+
+class DatasetLocked(StoreError):
+    """The dataset's lock is held by another writer (or was left by a killed run)."""
+
+
+# ---------------------------------------------------------------- names and paths
+
+def check_dataset_name(name: str) -> str:
+    """A dataset is a plain folder name: ``[A-Za-z0-9][A-Za-z0-9._-]*``, at most
+    200 characters (so never ``.``, ``..``, a path, hidden or ``_audit``).
+    Raises ValueError naming it."""
+    if not isinstance(name, str) or not _DATASET_NAME.match(name) or name in (".", ".."):
+        raise ValueError(f"dataset must be a plain folder name ([A-Za-z0-9][A-Za-z0-9._-]*), "
+                         f"got {name!r}")
+    return name
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def parent(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[0] if "/" in path.rstrip("/") else "."
+
+
+def basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def is_shard_file(name: str) -> bool:
+    """True for a file name a store writer gives shards (with or without digest)."""
+    return bool(_SHARD_FILE.match(name))
+
+
+def temp_name(name: str) -> str:
+    return f"{TEMP_PREFIX}{name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
+
+
+# ---------------------------------------------------------------- fault injection
+
+_steps = {"count": 0}
+
+
+def fault_point(what: str) -> None:
+    """Count a write step; with ``$DATAPREP_KILL_AT=N`` the Nth step SIGKILLs the
+    process (the fault-injection suite's kill -9 at each commit point)."""
+    limit = os.environ.get(KILL_ENV)
+    if not limit:
+        return
+    _steps["count"] += 1
+    if _steps["count"] == int(limit):
+        os.kill(os.getpid(), 9)
+
+
+# ---------------------------------------------------------------- files
+
+def _delete(path: str) -> None:
+    if is_local(path):
+        if os.path.islink(path) or not os.path.isdir(path):
+            os.unlink(path)
+        else:
+            shutil.rmtree(path)
+    else:
+        FileSystems.delete([path])
+
+
+def delete_quietly(path: str) -> None:
+    try:
+        _delete(path)
+    except Exception:  # noqa: BLE001 - best effort clean-up of a temp file
+        pass
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling (``.tmp-<name>.<uuid>.tmp``) and rename
+    it to ``path``.  A failed write (a full disk) deletes its temporary file."""
+    directory, name = parent(path), basename(path)
+    tmp = join(directory, temp_name(name))
+    try:
+        with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as out:
+            half = len(data) // 2
+            out.write(data[:half])
+            if os.environ.get(KILL_ENV):
+                out.flush()
+                fault_point("partial temp file")
+            out.write(data[half:])
+        fault_point("before rename")
+        FileSystems.rename([tmp], [path])
+    except BaseException:
+        delete_quietly(tmp)
+        raise
+
+
+def file_kind(path: str) -> str:
+    """``file``, ``missing``, ``symlink``, ``directory`` or ``special`` (never follows links)."""
+    if not is_local(path):
+        return "file" if FileSystems.exists(path) else "missing"
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except NotADirectoryError:
+        return "missing"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "special"
+
+
+def replace_with_file(path: str, data: bytes) -> str:
+    """Put ``data`` at ``path`` as a regular file, whatever is there now; -> what was
+    replaced.  A directory in the way is moved to ``<dataset>/_audit/displaced/``
+    (never deleted); a symlink or special file is unlinked (not its target)."""
+    kind = file_kind(path)
+    if kind == "directory":
+        displaced = join(parent(path), AUDIT_DIR, "displaced",
+                         f"{basename(path)}.{uuid.uuid4().hex[:8]}")
+        os.makedirs(parent(displaced), exist_ok=True)
+        os.rename(path, displaced)
+    elif kind in ("symlink", "special"):
+        os.unlink(path)
+    write_atomically(path, data)
+    return kind
+
+
+# ---------------------------------------------------------------- manifest
+
+def manifest_bytes(manifest: dict) -> bytes:
+    """Canonical serialisation: sorted keys, so equal content is equal bytes."""
+    return orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
+
+
+def body_of(manifest: dict) -> dict:
+    """The manifest without its seal (generation, previous, digest, root_index)."""
+    return {k: v for k, v in manifest.items() if k not in SEAL_FIELDS}
+
+
+def manifest_digest(manifest: dict) -> str:
+    """The generation's id: xxh3-128 of the canonical manifest minus digest and root_index."""
+    return checksum(manifest_bytes(
+        {k: v for k, v in manifest.items() if k not in ("digest", "root_index")}))
+
+
+def seal(body: dict, generation: int, previous: str | None) -> dict:
+    sealed = {**body_of(body), "generation": generation, "previous": previous}
+    sealed["digest"] = manifest_digest(sealed)
+    return sealed
+
+
+def for_root(manifest: dict, index: int) -> dict:
+    return {**manifest, "root_index": index}
+
+
+def manifest_problem(manifest) -> str | None:
+    """Why a parsed manifest cannot be trusted, or None.  Checks the format, the
+    digest (v2), a safe dataset name, safe unique shard names, replicas within
+    the roots, and the totals against the shards."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return f"not a {FORMAT} manifest"
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        return f"format version {version!r}; this reader understands up to {FORMAT_VERSION}"
+    shards = manifest.get("shards")
+    if not isinstance(shards, list):
+        return "no shard list"
+    for shard in shards:
+        name = shard.get("name", "") if isinstance(shard, dict) else ""
+        if not isinstance(name, str) or not is_safe_relative(name):
+            return f"unsafe shard path {name!r}"
+    if version < 2 and "digest" not in manifest and "generation" not in manifest:
+        return None   # v1 manifests carry neither digest nor generation
+    if manifest.get("digest") != manifest_digest(manifest):
+        return "digest does not match its content (changed or damaged)"
+    try:
+        check_dataset_name(manifest.get("dataset"))
+    except ValueError as err:
+        return str(err)
+    roots = manifest.get("roots")
+    if not isinstance(roots, list) or not roots:
+        return "no roots"
+    names = [s["name"] for s in shards]
+    if len(set(names)) != len(names):
+        return "a shard is listed twice"
+    for s in shards:
+        reps = s.get("replicas")
+        if (not isinstance(reps, list) or not reps or len(set(reps)) != len(reps)
+                or not all(isinstance(r, int) and 0 <= r < len(roots) for r in reps)):
+            return f"shard {s['name']}: replicas {reps!r} are not distinct root indices"
+    if manifest.get("num_shards") != len(shards) or manifest.get("records") != sum(
+            s.get("records", 0) for s in shards):
+        return "totals disagree with the shard list"
+    if not isinstance(manifest.get("generation"), int) or manifest["generation"] < 1:
+        return "no generation"
+    index = manifest.get("root_index")
+    if index is not None and not (isinstance(index, int) and 0 <= index < len(roots)):
+        return f"root_index {index!r} outside the roots"
+    return None
+
+
+def is_safe_relative(name: str) -> bool:
+    """A shard name stays inside its dataset folder: ``[partition/]file``, safe parts."""
+    parts = name.split("/")
+    return 1 <= len(parts) <= 2 and all(is_safe_name(p) for p in parts)
+
+
+@dataclass
+class ManifestCopy:
+    """One root's manifest as found: status ``ok``, ``missing`` or ``invalid``."""
+    index: int | None
+    root: str
+    path: str
+    status: str
+    manifest: dict | None = None
+    detail: str = ""
+    hint: dict | None = None     # a parseable but invalid manifest (its roots are hints)
+
+
+def read_manifest_copy(path: str, index=None, root="") -> ManifestCopy:
+    kind = file_kind(path)
+    if kind == "missing":
+        return ManifestCopy(index, root, path, "missing", detail="no manifest")
+    if kind != "file":
+        return ManifestCopy(index, root, path, "invalid", detail=f"a {kind}, not a file")
+    try:
+        data = read_bytes(path)
+    except Exception as err:  # noqa: BLE001
+        return ManifestCopy(index, root, path, "invalid", detail=f"unreadable: {err}")
+    try:
+        manifest = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        return ManifestCopy(index, root, path, "invalid",
+                            detail=f"not valid JSON (truncated?): {err}")
+    problem = manifest_problem(manifest)
+    if problem:
+        return ManifestCopy(index, root, path, "invalid", detail=problem,
+                            hint=manifest if isinstance(manifest, dict) else None)
+    return ManifestCopy(index, root, path, "ok", manifest)
+
+
+def newest(copies: list[ManifestCopy]) -> list[dict]:
+    """Distinct valid manifests, newest generation first (ties by digest)."""
+    seen = {}
+    for c in copies:
+        if c.status == "ok":
+            m = c.manifest
+            seen.setdefault(m.get("digest") or manifest_digest(m), m)
+    return sorted(seen.values(), key=lambda m: (-m.get("generation", 0), m.get("digest", "")))
+
+
+# ---------------------------------------------------------------- commit
+
+def survey_roots(roots: list[str], dataset: str) -> list[ManifestCopy]:
+    return [read_manifest_copy(join(root, dataset, MANIFEST), i, root)
+            for i, root in enumerate(roots)]
+
+
+def committed_digest(roots: list[str], dataset: str) -> str | None:
+    """The digest of the newest committed generation on these roots (None: none yet)."""
+    found = newest(survey_roots(roots, dataset))
+    return found[0].get("digest") if found else None
+
+
+def referenced(manifest: dict, index: int) -> set[str]:
+    """Shard names the manifest places on root ``index``."""
+    return {s["name"] for s in manifest["shards"] if index in s["replicas"]}
+
+
+def commit_generation(body: dict, dataset: str, roots: list[str], base: str | None) -> dict:
+    """Commit ``body`` (a manifest without seal) as the next generation -> sealed manifest.
+
+    ``base`` is the digest of the newest generation when the run started; if
+    another writer committed since, ConcurrentWriteError is raised and nothing
+    is written.  A body equal to the committed one keeps its generation.
+    """
+    found = newest(survey_roots(roots, dataset))
+    current = found[0] if found else None
+    now = current.get("digest") if current else None
+    retried = (current is not None and current.get("previous") == base
+               and body_of(current) == body_of(body))   # a retried bundle: our own commit
+    if now != base and not retried:
+        raise ConcurrentWriteError(
+            f"not committing: dataset {dataset}: generation {current.get('generation') if current else None} "
+            f"({now}) was committed by another writer after this run started from {base}; "
+            "not committing (the committed dataset is left as it is)")
+    if retried or (current is not None and body_of(current) == body_of(body)):
+        sealed = seal(body, current["generation"], current.get("previous"))
+    else:
+        sealed = seal(body, (current or {}).get("generation", 0) + 1,
+                      current.get("digest") if current else None)
+    for index, root in enumerate(roots):
+        path = join(root, dataset, MANIFEST)
+        if file_kind(path) not in ("file", "missing"):
+            replace_with_file(path, manifest_bytes(for_root(sealed, index)))
+        else:
+            write_atomically(path, manifest_bytes(for_root(sealed, index)))
+    collect_garbage(roots, dataset, sealed)
+    return sealed
+
+
+def discard_uncommitted(entries: list[dict], dataset: str, roots: list[str]) -> None:
+    """A failed run removes the shard files it wrote that no committed manifest references."""
+    keep = set()
+    for copy in survey_roots(roots, dataset):
+        if copy.status == "ok":
+            keep |= {(copy.index, n) for n in referenced(copy.manifest, copy.index)}
+    for entry in entries:
+        for index in entry["replicas"]:
+            if (index, entry["name"]) not in keep:
+                path = join(roots[index], dataset, entry["name"])
+                if file_kind(path) == "file":
+                    delete_quietly(path)
+
+
+# ---------------------------------------------------------------- strays and collection
+
+@dataclass
+class Stray:
+    """A file in a dataset folder that the manifest does not account for."""
+    root: str
+    path: str
+    name: str           # relative to the dataset folder
+    kind: str           # stale, temp, unknown, symlink, special, directory
+    collectable: bool   # repair / a writer may delete it
+
+
+def list_dataset(directory: str) -> list[tuple[str, str]]:
+    """``(relative name, kind)`` of every entry under a dataset folder, not following
+    links and not entering ``_audit``; kinds as ``file_kind``."""
+    out = []
+    if not is_local(directory):
+        for pattern in ("*", "*/*"):
+            try:
+                metas = FileSystems.match([join(directory, pattern)])[0].metadata_list
+            except Exception:  # noqa: BLE001 - nothing there
+                metas = []
+            for m in metas:
+                name = m.path[len(directory.rstrip("/")) + 1:]
+                if not name.startswith(AUDIT_DIR + "/"):
+                    out.append((name, "file"))
+        return sorted(set(out))
+    if not os.path.isdir(directory) or os.path.islink(directory):
+        return []
+    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+        if entry.name == AUDIT_DIR:
+            continue
+        kind = file_kind(entry.path)
+        if kind == "directory" and not entry.name.startswith(SPILL_PREFIX) \
+                and not is_shard_file(entry.name):
+            inner = sorted(os.scandir(entry.path), key=lambda e: e.name)
+            if not inner:
+                out.append((entry.name, "empty_directory"))
+            for sub in inner:
+                out.append((f"{entry.name}/{sub.name}", file_kind(sub.path)))
+        else:
+            out.append((entry.name, kind))
+    return out
+
+
+def find_strays(root: str, directory: str, manifest: dict | None, index: int | None,
+                spill_is_temp: bool = True) -> list[Stray]:
+    """Entries of one root's dataset folder that the manifest does not reference there.
+
+    stale: a shard file of another generation (or on a root not holding it);
+    temp: ``.tmp-*`` files and ``.runs-*`` spill folders of killed runs;
+    symlink / special / directory: not a regular file where a file would be;
+    unknown: anything else (reported, never deleted).
+    """
+    refs = referenced(manifest, index) if manifest is not None and index is not None else None
+    strays = []
+    for name, kind in list_dataset(directory):
+        path = join(directory, name)
+        base = basename(name)
+        if name in (MANIFEST, LOCK):
+            continue
+        if refs is not None and name in refs:
+            if kind == "file":
+                continue
+            # a referenced name that is not a regular file is a replica problem,
+            # reported (and replaced) by verify/repair, not a stray
+            continue
+        if base.startswith(TEMP_PREFIX) or name.startswith(SPILL_PREFIX):
+            if name.startswith(SPILL_PREFIX) and not spill_is_temp:
+                continue
+            strays.append(Stray(root, path, name, "temp", True))
+        elif kind == "empty_directory":
+            strays.append(Stray(root, path, name, "empty_directory", True))
+        elif kind in ("symlink", "special"):
+            strays.append(Stray(root, path, name, kind, True))
+        elif kind == "directory":
+            strays.append(Stray(root, path, name, "directory", False))
+        elif is_shard_file(base) and kind == "file" and refs is not None:
+            strays.append(Stray(root, path, name, "stale", True))
+        else:
+            strays.append(Stray(root, path, name, "unknown", False))
+    return strays
+
+
+def collect_garbage(roots: list[str], dataset: str, manifest: dict,
+                    spill_is_temp: bool = False) -> list[Stray]:
+    """After a commit: delete what ``find_strays`` marks collectable on every root."""
+    removed = []
+    for index, root in enumerate(roots):
+        directory = join(root, dataset)
+        for stray in find_strays(root, directory, manifest, index, spill_is_temp):
+            if stray.collectable:
+                fault_point("collect")
+                try:
+                    _delete(stray.path)
+                except FileNotFoundError:
+                    continue
+                removed.append(stray)
+        if is_local(directory) and os.path.isdir(directory):
+            for entry in os.scandir(directory):   # partition folders a rewrite emptied
+                if (entry.is_dir(follow_symlinks=False) and entry.name != AUDIT_DIR
+                        and not entry.name.startswith(SPILL_PREFIX)):
+                    try:
+                        os.rmdir(entry.path)
+                    except OSError:
+                        pass   # not empty
+    return removed
+
+
+def discard_failed_run(roots: list[str], dataset: str) -> list[Stray]:
+    """After a run failed (its lock still held): delete the shard and temp files it
+    left that the committed generation does not reference, as its commit would have.
+
+    Only when every root holds a valid manifest of one and the same generation
+    (same digest): with roots that disagree (a crash between manifest copies)
+    nothing is deleted, so no root loses the files of the generation it reads;
+    ``verify_store --repair`` rolls them forward.  Spill folders are left to the
+    job (``spill_is_temp=False``).  Returns what was deleted.
+    """
+    copies = survey_roots(roots, dataset)
+    if not copies or any(c.status != "ok" for c in copies):
+        return []
+    if len({c.manifest.get("digest") for c in copies}) != 1:
+        return []
+    return collect_garbage(roots, dataset, copies[0].manifest)
+
+
+# ---------------------------------------------------------------- lock
+
+@dataclass
+class DatasetLock:
+    """One writer per dataset: ``<root>/<dataset>/.lock`` on every root, created
+    exclusively (``O_EXCL`` on local roots; exists-then-create on object stores,
+    where the generation compare-and-swap at commit is the backstop).
+
+    ``break_lock=True`` removes existing locks first (a run killed with -9
+    leaves its lock; the message of DatasetLocked says so).  Use as a context
+    manager; released (only if still ours) on exit, also on failure.
+    """
+    directories: list[str]
+    job: str = "dataprep"
+    break_lock: bool = False
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    held: list[str] = field(default_factory=list)
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    def acquire(self):
+        info = json.dumps({"pid": os.getpid(), "host": platform.node(), "job": self.job,
+                           "token": self.token,
+                           "since": datetime.datetime.now(datetime.timezone.utc)
+                           .isoformat(timespec="seconds")}).encode()
+        for directory in sorted(self.directories):
+            path = join(directory, LOCK)
+            if self.break_lock:
+                delete_quietly(path)
+            try:
+                self._create(directory, path, info)
+            except FileExistsError:
+                self.release()
+                raise DatasetLocked(self._message(path)) from None
+            self.held.append(path)
+
+    @staticmethod
+    def _create(directory, path, info):
+        if is_local(path):
+            os.makedirs(directory, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(info)
+            return
+        if FileSystems.exists(path):
+            raise FileExistsError(path)
+        write_atomically(path, info)
+
+    def _message(self, path):
+        try:
+            holder = json.loads(read_bytes(path))
+        except Exception:  # noqa: BLE001
+            holder = {}
+        alive = ""
+        if holder.get("host") == platform.node() and isinstance(holder.get("pid"), int):
+            alive = (" (that process is still running)" if _pid_alive(holder["pid"])
+                     else " (that process is gone: the lock is stale)")
+        return (f"{path} is held by {holder.get('job', '?')} pid {holder.get('pid', '?')} on "
+                f"{holder.get('host', '?')} since {holder.get('since', '?')}{alive}; one writer "
+                "per dataset. If no other run is writing it, rerun with --break_lock")
+
+    def release(self):
+        for path in self.held:
+            try:
+                if json.loads(read_bytes(path)).get("token") == self.token:
+                    _delete(path)
+            except Exception:  # noqa: BLE001 - already gone or broken by another run
+                pass
+        self.held = []
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as err:
+        return err.errno == errno.EPERM
+    return True

@@ -1,0 +1,192 @@
+"""Spill files: bucketed records and shard runs written to storage instead of
+through the runner's shuffle (see DESIGN.md, 'Bounded elements').
+
+``Spill``/``SpillWriter``: near-dedup's band entries and signatures, bucketed;
+runs: a shard's kept lines taken from one input file, zstd-1 compressed, read
+back by ``WriteStore``.
+"""
+import os
+
+import zstandard
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.core.ids import id_order_key
+from transforms.core.records import Run
+from transforms.storage.files import join, read_bytes
+
+RUN_ZSTD_LEVEL = 1    # spill runs: fast, ~3-4x on JSON text
+
+
+class InputChanged(RuntimeError):
+    """An input file differs between the two passes over it."""
+
+
+class Spill:
+    """Bucketed records on storage, for data too bulky for the runner's shuffle.
+
+    Writers (one per input file) append byte records to buckets and flush
+    them, every bucket at once, as one *part* file
+    ``<dir>/<name>-f<file>-p<part>.bin``: an index (uint32 entry count, then
+    per bucket uint32 bucket, uint64 offset, uint64 length, little-endian)
+    followed by each bucket's records (uint32 length + bytes), buckets in
+    order.  So the file count is the flush count, whatever the bucket count.
+    Names depend only on the input file and the flush count: a retried bundle
+    overwrites its own files.  A reader takes one bucket: from every part
+    file, only that bucket's byte range; run readers after every writer
+    finished (give them the writers' output as a side input).
+    """
+
+    HEADER = 4
+    ENTRY = 20
+
+    def __init__(self, spill_dir: str, name: str):
+        self.spill_dir = spill_dir
+        self.name = name
+        self._indexes = None  # part path -> {bucket: (offset, length)}, once complete
+
+    def path(self, file_index: int, part: int) -> str:
+        return join(self.spill_dir, f"{self.name}-f{file_index:05d}-p{part:05d}.bin")
+
+    def part_paths(self) -> list[str]:
+        pattern = join(self.spill_dir, f"{self.name}-f*-p*.bin")
+        return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+    def _index(self) -> dict:
+        if self._indexes is None:
+            indexes = {}
+            for path in self.part_paths():
+                with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                    count = int.from_bytes(f.read(self.HEADER), "little")
+                    raw = f.read(count * self.ENTRY)
+                entries = {}
+                for i in range(count):
+                    entry = raw[i * self.ENTRY:(i + 1) * self.ENTRY]
+                    entries[int.from_bytes(entry[:4], "little")] = (
+                        int.from_bytes(entry[4:12], "little"),
+                        int.from_bytes(entry[12:20], "little"))
+                indexes[path] = entries
+            self._indexes = indexes
+        return self._indexes
+
+    def read(self, bucket: int) -> "iter[bytes]":
+        """The records of one bucket, part file by part file."""
+        for path, entries in sorted(self._index().items()):
+            if bucket not in entries:
+                continue
+            offset, length = entries[bucket]
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                f.seek(offset)
+                data = memoryview(f.read(length))
+            pos = 0
+            while pos < len(data):
+                size = int.from_bytes(data[pos:pos + 4], "little")
+                yield bytes(data[pos + 4:pos + 4 + size])
+                pos += 4 + size
+
+    def delete(self) -> int:
+        paths = self.part_paths()
+        if paths:
+            FileSystems.delete(paths)
+        self._indexes = None
+        return len(paths)
+
+    def __getstate__(self):
+        return {"spill_dir": self.spill_dir, "name": self.name, "_indexes": None}
+
+
+class SpillWriter:
+    """Appends records to a ``Spill``'s buckets for one input file; writes a part
+    file beyond ``flush_bytes`` buffered, and on ``close()``."""
+
+    def __init__(self, spill: Spill, file_index: int, flush_bytes: int):
+        self.spill = spill
+        self.file_index = file_index
+        self.flush_bytes = flush_bytes
+        self.buffers: dict[int, list] = {}
+        self.buffered = 0
+        self.parts = 0
+
+    def add(self, bucket: int, record: bytes) -> None:
+        self.buffers.setdefault(bucket, []).append(
+            len(record).to_bytes(4, "little") + record)
+        self.buffered += len(record) + 4
+        if self.buffered >= self.flush_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffers:
+            return
+        buckets = sorted(self.buffers)
+        bodies = [b"".join(self.buffers[b]) for b in buckets]
+        offset = Spill.HEADER + Spill.ENTRY * len(buckets)
+        index = [len(buckets).to_bytes(4, "little")]
+        for bucket, body in zip(buckets, bodies):
+            index.append(bucket.to_bytes(4, "little") + offset.to_bytes(8, "little")
+                         + len(body).to_bytes(8, "little"))
+            offset += len(body)
+        path = self.spill.path(self.file_index, self.parts)
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as out:
+            out.write(b"".join(index + bodies))
+        self.parts += 1
+        self.buffers, self.buffered = {}, 0
+
+    close = flush
+
+
+def run_order(doc: tuple, by_order: bool) -> tuple:
+    """Sort key of a run's ``(order, id, line)``: the order inside a shard.
+
+    Range-ordered runs (``by_order``) follow the range key, then the id;
+    the others the id alone; ids compare in the id order (``transforms.core.ids``:
+    integers numerically, then strings), the line breaks no tie a store has.
+    """
+    order, doc_id, line = doc
+    if by_order:
+        return order, id_order_key(doc_id), line
+    return id_order_key(doc_id), line
+
+
+def shard_doc_order(doc: tuple) -> tuple:
+    """Sort key of ``run_docs``' ``(id, line)`` or ``(order, id, line)``."""
+    if len(doc) == 3:
+        return run_order(doc, True)
+    return id_order_key(doc[0]), doc[1]
+
+
+def _write_runs(buffers: dict, spill_dir: str, prefix: str, by_order: bool):
+    """``{shard: [(order, id, line)]}`` -> a compressed run file per shard ->
+    ``(shard, Run)``.  Names are fixed by ``prefix`` and the shard, so a retried
+    bundle overwrites its own runs."""
+    compressor = zstandard.ZstdCompressor(level=RUN_ZSTD_LEVEL, write_content_size=True)
+    for shard, docs in buffers.items():
+        docs.sort(key=lambda d: run_order(d, by_order))  # the store's order
+        raw = b"\n".join(line for _, _, line in docs)
+        path = join(spill_dir, f"{prefix}-{shard[0]}-shard{shard[1]:05d}.jsonl.zst")
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as out:
+            out.write(compressor.compress(raw))
+        yield shard, Run([order for order, _, _ in docs] if by_order else [],
+                         [doc_id for _, doc_id, _ in docs], path, len(raw))
+
+
+def run_docs(run: Run) -> "iter[tuple]":
+    """The documents of a run: ``(id, line)``, or ``(order, id, line)`` when the
+    run is range-ordered (has orders)."""
+    raw = zstandard.ZstdDecompressor().decompress(read_bytes(run.path),
+                                                  max_output_size=max(1, run.raw_bytes))
+    lines = raw.split(b"\n")
+    if len(raw) != run.raw_bytes or len(lines) != len(run.ids):
+        raise InputChanged(f"run {run.path} holds {len(lines)} lines ({len(raw)} bytes), "
+                           f"expected {len(run.ids)} ({run.raw_bytes} bytes)")
+    if run.orders:
+        return zip(run.orders, run.ids, lines)
+    return zip(run.ids, lines)
+
+
+def delete_spill(spill_dir: str) -> None:
+    """Remove a spill folder and its runs (once the store's manifest is written)."""
+    runs = [m.path for r in FileSystems.match([join(spill_dir, "*")]) for m in r.metadata_list]
+    if runs:
+        FileSystems.delete(runs)
+    if "://" not in spill_dir and os.path.isdir(spill_dir):
+        os.rmdir(spill_dir)
