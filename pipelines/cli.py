@@ -1,6 +1,7 @@
 """Shared command-line plumbing: our options in their own groups, Beam's passed through."""
 import argparse
 import logging
+import re
 import sys
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -190,3 +191,34 @@ def byte_size(text: str) -> int:
 def setup_logging():
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+
+
+def root_cause(err: BaseException) -> str:
+    """The innermost message of a (possibly Beam-wrapped worker) exception, in one line.
+
+    A store gate's refusal (``not writing the manifest: ...``) is quoted from
+    its marker; otherwise the last line, without ``[while running ...]`` and
+    without leading ``SomeError: `` prefixes."""
+    text = str(err)
+    marker = "not writing the manifest: "
+    if marker in text:
+        return text[text.index(marker):].splitlines()[0].split("[while running")[0].strip()
+    last = text.strip().splitlines()[-1] if text.strip() else repr(err)
+    last = last.split(" [while running")[0].strip()
+    return re.sub(r"^(?:(?:[A-Za-z_][\w.]*\.)?\w*(?:Error|Exception): )+", "", last)
+
+
+def run_job(job: str, run, argv=None) -> None:
+    """Call ``run(argv)`` the way every job's ``main`` does: Ctrl-C exits 130 with
+    one line; any failure prints ``<job> failed: <root cause>`` once (details in
+    the debug log and the log file named by a note), and exits 1."""
+    from pipelines import progress
+    try:
+        run(argv)
+    except progress.Interrupted as err:
+        progress.exit_interrupted(err)
+    except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
+        logging.getLogger(job).debug("run failed", exc_info=True)
+        print(f"{job} failed: {root_cause(err)}", file=sys.stderr)
+        progress.print_notes(err)
+        sys.exit(1)

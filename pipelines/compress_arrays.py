@@ -1,6 +1,4 @@
 """Compress .npy arrays into row blocks of a replicated store (lossless or bounded-error)."""
-import logging
-import sys
 
 import apache_beam as beam
 import numpy as np
@@ -11,7 +9,7 @@ from transforms.storage.array_store import WriteArrayStore
 from transforms.reduction.codec_choice import ChooseCodec, choice_record, compare_arrays, format_table
 from transforms.core.codecs import CodecError, array_codec
 from transforms.processing.npy import (
-    NpyError, ReadNpyBlocks, check_compatible, default_block_rows, inspect_npy, load_function,
+    ReadNpyBlocks, check_compatible, default_block_rows, inspect_npy, load_function,
     match_inputs, plan_blocks, read_block)
 from transforms.storage.report import (
     RunClock, build_report, counters, input_lineage, shard_sizes, summary_table, write_report)
@@ -147,22 +145,7 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None):
-    try:
-        run(argv)
-    except progress.Interrupted as err:
-        progress.exit_interrupted(err)
-    except (NpyError, CodecError, ValueError) as err:
-        print(f"compress_arrays failed: {err}", file=sys.stderr)
-        sys.exit(1)
-    except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
-        logging.getLogger(__name__).debug("run failed", exc_info=True)
-        text = str(err).strip()
-        marker = "not writing the manifest: "
-        line = (text[text.index(marker):].splitlines()[0] if marker in text
-                else (text.splitlines()[-1] if text else repr(err)))
-        print(f"compress_arrays failed: {line}", file=sys.stderr)
-        progress.print_notes(err)
-        sys.exit(1)
+    cli.run_job("compress_arrays", run, argv)
 
 
 if __name__ == "__main__":

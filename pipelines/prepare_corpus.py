@@ -1,11 +1,8 @@
 """Read JSON Lines, drop bad lines, exact and near duplicates, write a replicated sharded store."""
 import dataclasses
 import glob
-import logging
 import os
 import posixpath
-import re
-import sys
 
 import apache_beam as beam
 import orjson
@@ -259,26 +256,7 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None):
-    try:
-        run(argv)
-    except progress.Interrupted as err:
-        progress.exit_interrupted(err)
-    except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
-        logging.getLogger(__name__).debug("run failed", exc_info=True)
-        print(f"prepare_corpus failed: {_root_cause(err)}", file=sys.stderr)
-        progress.print_notes(err)
-        sys.exit(1)
-
-
-def _root_cause(err: BaseException) -> str:
-    """The innermost message of a Beam-wrapped worker exception, in one line."""
-    text = str(err)
-    marker = "not writing the manifest: "
-    if marker in text:
-        return text[text.index(marker):].splitlines()[0].split("[while running")[0].strip()
-    last = text.strip().splitlines()[-1] if text.strip() else repr(err)
-    last = last.split(" [while running")[0].strip()
-    return re.sub(r"^(?:(?:[A-Za-z_][\w.]*\.)?\w*(?:Error|Exception): )+", "", last)
+    cli.run_job("prepare_corpus", run, argv)
 
 
 if __name__ == "__main__":
