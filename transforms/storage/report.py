@@ -50,15 +50,22 @@ DEAD_LETTER_EXAMPLES = 3  # per reason, in the report
 # Gathering (needs a finished PipelineResult or the filesystem; Beam imported lazily)
 
 
+def _our_metrics(result, kind: str):
+    """``(name, value)`` of every ``dataprep.*`` metric of ``kind`` ("counters",
+    "distributions") per step, named ``namespace/name`` without the prefix; the
+    committed value where the runner has one, else the attempted one."""
+    for metric in result.metrics().query()[kind]:
+        namespace = metric.key.metric.namespace
+        if not namespace.startswith(PREFIX):
+            continue
+        value = metric.committed if metric.committed is not None else metric.attempted
+        yield f"{namespace[len(PREFIX):]}/{metric.key.metric.name}", value
+
+
 def counters(result) -> dict[str, int]:
     """``{"namespace/name": value}`` of our counters, summed over steps."""
     totals: dict[str, int] = {}
-    for counter in result.metrics().query()["counters"]:
-        namespace = counter.key.metric.namespace
-        if not namespace.startswith(PREFIX):
-            continue
-        value = counter.committed if counter.committed is not None else counter.attempted
-        name = f"{namespace[len(PREFIX):]}/{counter.key.metric.name}"
+    for name, value in _our_metrics(result, "counters"):
         totals[name] = totals.get(name, 0) + int(value or 0)
     return dict(sorted(totals.items()))
 
@@ -66,14 +73,9 @@ def counters(result) -> dict[str, int]:
 def distributions(result) -> dict[str, dict]:
     """``{"namespace/name": {"count", "sum", "min", "max"}}`` of our distributions."""
     out: dict[str, dict] = {}
-    for dist in result.metrics().query()["distributions"]:
-        namespace = dist.key.metric.namespace
-        if not namespace.startswith(PREFIX):
-            continue
-        value = dist.committed if dist.committed is not None else dist.attempted
+    for name, value in _our_metrics(result, "distributions"):
         if value is None or not value.count:
             continue
-        name = f"{namespace[len(PREFIX):]}/{dist.key.metric.name}"
         seen = out.get(name)
         merged = {"count": value.count, "sum": value.sum, "min": value.min, "max": value.max}
         if seen:
