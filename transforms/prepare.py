@@ -171,6 +171,8 @@ class PrepareCorpus(beam.PTransform):
     def expand(self, pbegin):
         c = self.config
         pipeline = pbegin.pipeline
+        # Beam 2.77's multi-process DirectRunner drops bundle input (a data-plane flush
+        # race; transforms/processing/runner_guards.py says how to tell when it is fixed)
         guard_pipeline(pipeline.options)
         audit_dir = join(c.store_dirs[0], AUDIT_DIR)
         bounds = c.bounds
