@@ -280,7 +280,8 @@ class PrepareCorpus(beam.PTransform):
                 with_removed=c.write_removed, batch_bytes=bounds.batch_bytes)
             kept, spills_deleted = near["kept"], near["spills_deleted"]
             gates.append(near["gate"])
-            removed.append(near["removed"])
+            if c.write_removed:
+                removed.append(near["removed"])
         removed = (tuple(removed) | "DedupRemoved" >> beam.Flatten()
                    | "OneShape" >> beam.Map(unify_removed))
         removed = [scanned["filtered"], removed]

@@ -145,7 +145,6 @@ class SamplePerPartition(beam.PTransform):
                 | "Ids" >> beam.MapTuple(lambda key, pairs: (key, [i for _, i in pairs])))
 
 
-@beam.typehints.with_input_types(List)
 class _KeepBelow(beam.DoFn):
     """Batches of refs -> the refs whose ``(hash, id)`` is at most their partition's
     threshold (the n-th smallest pair); the others counted and, asked, removed records."""
