@@ -201,6 +201,7 @@ def test_languages_record_language_and_partition_by_detected_lang(run_config, tm
     rows = [{"id": "e1", "text": para(0), "lang": "xx"},
             {"id": "e2", "text": para(1), "metadata": {"source": "crawl"}},
             {"id": "fr", "text": FRENCH},
+            {"id": "m1", "text": para(5), "metadata": "web"},  # not an object: dead letter
             {"id": "de", "text": "\n".join(
                 f"Dies ist der Satz Nummer {n} einer langen Geschichte über einen kleinen Hund."
                 for n in range(1, 7))}]
@@ -223,6 +224,13 @@ def test_languages_record_language_and_partition_by_detected_lang(run_config, tm
     assert records["e2"]["metadata"]["source"] == "crawl"
     assert {r["removed"]: r["reason"] for r in removed_records(roots[0])} == {
         "de": "language.not_in_languages"}
+    dead = []
+    for path in glob.glob(f"{roots[0]}/corpus/_audit/dead_letters*.jsonl.zst"):
+        with open(path, "rb") as f:
+            data = zstandard.ZstdDecompressor().stream_reader(f).read()
+        dead += [orjson.loads(line) for line in data.splitlines() if line.strip()]
+    assert [(d["line"], d["reason"]) for d in dead] == [(4, "metadata_not_object")]
+    assert report["counters"]["read/bad.metadata_not_object"] == 1
     recipe = manifest["filters"]["recipe"]
     assert recipe["filters"] == [{"filter": "language", "name": "language", "params": {
         "languages": ["en", "fr"], "threshold": 0.9, "max_chars": 2000}}]
