@@ -17,6 +17,8 @@ from transforms.processing.io import MAX_LINE_BYTES, expand_patterns, probe_inpu
 from transforms.processing.refs import Bounds
 from transforms.reduction.codec_choice import (
     ChooseCodec, choice_record, compare_text, format_table, sample_text)
+from transforms.reduction.filters.recipes import shipped_recipes
+from transforms.reduction.filters.sampling import DEFAULT_SEED
 from transforms.reduction.near_dedup import cluster_histogram
 from transforms.storage.commit import discard_failed_run
 from transforms.storage.placement import Placement, parse_rules
@@ -54,6 +56,36 @@ def build_parser() -> cli.Parser:
     dedup.add_argument("--write_removed", action="store_true",
                        help="write (removed id, kept id) audit records as removed*.jsonl.zst")
     near_dedup_options.add_arguments(parser)
+    filters = parser.add_argument_group(
+        "filters (decided in the first read, before dedup; see README, 'Filters')")
+    filters.add_argument("--recipe", metavar="FILE.yaml|NAME", default=None,
+                         help="filter recipe: a YAML file, or a shipped recipe by name ("
+                         + ", ".join(shipped_recipes()) + "); default: no quality filters")
+    filters.add_argument("--languages", metavar="CODES", default=None,
+                         help="keep only documents detected (py3langid) as one of these "
+                         "comma-separated language codes, e.g. en,zh (overrides the recipe's "
+                         "language step)")
+    filters.add_argument("--language_threshold", type=cli.fraction, default=None,
+                         help="minimum language score in [0, 1] for --languages or the "
+                         "recipe's language step (default: the recipe's, else 0.5)")
+    filters.add_argument("--record_language", action="store_true",
+                         help="write the detected language and its score into every stored "
+                         "record as metadata.lang and metadata.lang_score; --partition_by lang "
+                         "then partitions by the detected language")
+    filters.add_argument("--redact_pii", action="store_true",
+                         help="replace e-mail addresses, IP addresses, phone numbers, card "
+                         "numbers and IBANs by <EMAIL>, <IP_ADDRESS>, ... (the redacted text "
+                         "is deduplicated and stored; default: off)")
+    filters.add_argument("--sample_fraction", type=cli.fraction, default=None,
+                         help="keep a document when the seeded xxh3-64 of its id is below "
+                         "F * 2**64 (same answer on every runner; default: keep all)")
+    filters.add_argument("--sample_seed", type=int, default=DEFAULT_SEED,
+                         help=f"seed of --sample_fraction and --sample_per_partition "
+                         f"(default: {DEFAULT_SEED})")
+    filters.add_argument("--sample_per_partition", type=cli.positive_int, default=None,
+                         metavar="N", help="after dedup, keep the N documents with the "
+                         "smallest seeded id hashes per --partition_by value (per store "
+                         "without it)")
     part = parser.add_argument_group("partitioning")
     part.add_argument("--partition_by", metavar="FIELD", default=None,
                       help="write one sub-dataset per value of FIELD (<root>/<dataset>/<value>/)"
@@ -170,7 +202,11 @@ def corpus_config(args, roots, placement=None, codec="zstd:level=3",
         num_shards=args.num_shards, target_shard_bytes=args.target_shard_bytes,
         codec=codec, codec_choice=codec_choice, max_bad_fraction=args.max_bad_fraction,
         max_line_bytes=args.max_line_bytes, keep_empty_text=args.keep_empty_text,
-        bounds=Bounds(batch_bytes=args.batch_bytes, bucket_bytes=args.bucket_bytes))
+        bounds=Bounds(batch_bytes=args.batch_bytes, bucket_bytes=args.bucket_bytes),
+        recipe=args.recipe, languages=args.languages or (),
+        language_threshold=args.language_threshold, record_language=args.record_language,
+        redact_pii=args.redact_pii, sample_fraction=args.sample_fraction,
+        sample_seed=args.sample_seed, sample_per_partition=args.sample_per_partition)
 
 
 def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
@@ -239,7 +275,8 @@ def run(argv=None) -> dict:
              "near_dedup_cluster_sizes": cluster_histogram(values), **extra_metrics,
              "near_dedup": near_config and near_dedup_options.report_section(near_config),
              "shard_sizes": shard_sizes(manifest),
-             "dead_letters": {"examples": dead_letter_examples(directories[0])}}
+             "dead_letters": {"examples": dead_letter_examples(directories[0])},
+             "filters": config.filters_record()}
     # lineage: path and bytes from the manifest, digests from the scan's audit file
     inputs = [{"path": e["path"], "bytes": e["bytes"], "digest": e["xxh3_64"]}
               for e in read_lineage(join(directories[0], AUDIT_DIR), manifest["inputs"])]

@@ -60,7 +60,7 @@ def test_near_duplicates_removed_after_exact_ones(tmp_path, run_config):
     assert load_manifest(str(tmp_path / "a" / "corpus"))["records"] == \
         len(unique) - len(expected)
     near = sorted((r["removed"], r["kept"], r["jaccard"]) for r in _audit(tmp_path / "a" / "corpus")
-                  if r["reason"] == "near_duplicate")
+                  if r["reason"] == "near_dedup.near_duplicate")
     assert near == sorted((r, k, j) for r, (k, j) in expected.items())
     sizes = np.unique(list(k for k, _ in expected.values()), return_counts=True)[1] + 1
     histogram = report["near_dedup_cluster_sizes"]

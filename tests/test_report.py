@@ -39,7 +39,8 @@ def synthetic_report():
 def test_removal_reasons_take_every_dropping_counter():
     rows = rep.removal_reasons(synthetic_report()["counters"])
     assert [(r["reason"], r["documents"]) for r in rows] == [
-        ("exact duplicate", 100), ("near duplicate", 20), ("bad line: invalid_json", 7),
+        ("dedup.exact_duplicate", 100), ("near_dedup.near_duplicate", 20),
+        ("bad line: invalid_json", 7),
         ("quality: too_short", 5), ("bad line: missing_text", 3)]
     assert rep.removal_reasons({"read/bad.x": 0, "dedup/kept": 5}) == []
 
@@ -166,3 +167,17 @@ def test_dataprep_report_errors_in_one_line(tmp_path, capsys):
         report_job.main([str(tmp_path)])
     assert "is not JSON" in capsys.readouterr().err
     assert os.listdir(tmp_path / "_audit") == [rep.REPORT_JSON]
+
+
+def test_removal_reasons_name_filter_drops_as_in_the_removed_records():
+    rows = rep.removal_reasons({
+        "filters/c4/kept": 9, "filters/c4/dropped.curly_bracket": 2,
+        "filters/sample/dropped.not_sampled": 4, "filters/pii/EMAIL": 3,
+        "filters/sample_per_partition/dropped.not_sampled": 1,
+        "dedup/duplicates_removed": 2})
+    assert [(r["reason"], r["counter"], r["documents"]) for r in rows] == [
+        ("sample.not_sampled", "filters/sample/dropped.not_sampled", 4),
+        ("c4.curly_bracket", "filters/c4/dropped.curly_bracket", 2),
+        ("dedup.exact_duplicate", "dedup/duplicates_removed", 2),
+        ("sample_per_partition.not_sampled",
+         "filters/sample_per_partition/dropped.not_sampled", 1)]

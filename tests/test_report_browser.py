@@ -82,13 +82,13 @@ def test_removal_chart_and_table(finished):
     exact = counters["dedup/duplicates_removed"]
     near = counters["near_dedup/near_duplicates_removed"]
     assert len(texts) - exact - near == finished["manifest"]["records"] and exact and near
-    expected = {"exact duplicate": exact, "near duplicate": near}
+    expected = {"dedup.exact_duplicate": exact, "near_dedup.near_duplicate": near}
     expected.update({f"bad line: {reason}": len(at) for reason, at in bad.items()})
     doc = finished["doc"]
     bars = doc.by_id("removal-chart").find_all("g", class_="bar")
     assert {b.attrs["data-label"]: int(b.attrs["data-value"]) for b in bars} == expected
     widths = {b.attrs["data-label"]: float(b.find_all("rect")[0].attrs["width"]) for b in bars}
-    assert max(widths, key=widths.get) == "exact duplicate"
+    assert max(widths, key=widths.get) == "dedup.exact_duplicate"
     rows = doc.by_id("removal-table").rows()[1:]
     assert {r[0]: int(r[2].replace(",", "")) for r in rows} == expected
 

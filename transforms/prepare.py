@@ -33,6 +33,9 @@ from transforms.processing.partition import (
 from transforms.processing.refs import Bounds, DocRef, ResolveRuns, ScanJsonl, ScanSpec
 from transforms.processing.runner_guards import guard_pipeline
 from transforms.reduction.dedup import ExactDedup
+from transforms.reduction.filters.beam import KeepSmallestPerPartition
+from transforms.reduction.filters.sampling import DEFAULT_SEED
+from transforms.reduction.filters.stage import FilterStage, build_recipe
 from transforms.reduction.near_dedup import NearDedupConfig, RemoveNearDuplicates, Signer
 from transforms.storage.placement import Placement, Root
 from transforms.storage.sharding import ShardRecord, hash_order
@@ -57,7 +60,24 @@ class CorpusConfig:
     ``num_ranges``), not both.  ``codec``: shard codec spec
     (``transforms.core.codecs.bytes_codec``).  ``max_bad_fraction``: the run
     fails, committing nothing, when more of the lines are bad (empty text does
-    not count).  Raises ValueError on inconsistent values.
+    not count).
+
+    Filters (``transforms.reduction.filters``; decided in the scan, before
+    dedup, so a filtered document is never a dedup winner): ``recipe`` (a
+    ``Recipe``, a shipped name such as ``"web"``/``"minimal"``, or a YAML
+    path; resolved to a ``Recipe`` here); ``languages`` (codes, a list or
+    ``"en,zh"``) keep only those languages, ``language_threshold`` the
+    minimum py3langid score (both folded into the recipe's ``language``
+    step, see ``stage.build_recipe``); ``record_language`` writes
+    ``metadata.lang``/``metadata.lang_score`` into every stored record (and
+    ``partition_by="lang"`` then, or with ``languages``, partitions by the
+    detected language); ``redact_pii`` replaces PII by typed placeholders (the
+    redacted text is what is hashed for dedup and stored); ``sample_fraction``
+    keeps a document when the ``sample_seed``-ed xxh3-64 of its id is below
+    ``fraction * 2**64``; ``sample_per_partition`` keeps, after dedup, the
+    ``n`` documents with the smallest such hashes per ``partition_by`` value
+    (per store without one).  Raises ValueError (one line) on inconsistent
+    values, an invalid recipe or an unknown language code.
     """
     input: object
     roots: tuple
@@ -80,6 +100,14 @@ class CorpusConfig:
     max_line_bytes: int = MAX_LINE_BYTES
     keep_empty_text: bool = False
     bounds: Bounds = field(default_factory=Bounds)
+    recipe: object = None
+    languages: tuple = ()
+    language_threshold: Optional[float] = None
+    record_language: bool = False
+    redact_pii: bool = False
+    sample_fraction: Optional[float] = None
+    sample_seed: int = DEFAULT_SEED
+    sample_per_partition: Optional[int] = None
 
     def __post_init__(self):
         roots = tuple(r if isinstance(r, Root) else Root(normalise_root(str(r)))
@@ -95,6 +123,50 @@ class CorpusConfig:
             raise ValueError("max_partitions must be None (no cap) or >= 2 (a value and _other)")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
+        self._check_filters()
+
+    def _check_filters(self):
+        languages = self.languages
+        if isinstance(languages, str):
+            languages = [x.strip() for x in languages.split(",") if x.strip()]
+        object.__setattr__(self, "languages", tuple(languages))
+        if self.language_threshold is not None and not 0.0 <= self.language_threshold <= 1.0:
+            raise ValueError(f"language_threshold must be in [0, 1], got "
+                             f"{self.language_threshold}")
+        if self.sample_fraction is not None and not 0.0 <= self.sample_fraction <= 1.0:
+            raise ValueError(f"sample_fraction must be in [0, 1], got {self.sample_fraction}")
+        if self.sample_per_partition is not None:
+            if self.sample_per_partition < 1:
+                raise ValueError(f"sample_per_partition must be >= 1, got "
+                                 f"{self.sample_per_partition}")
+            if self.range_by:
+                raise ValueError("sample_per_partition works with partition_by (or no "
+                                 "partitioning), not range_by")
+        object.__setattr__(self, "recipe", build_recipe(
+            self.recipe, self.languages, self.language_threshold))
+
+    def filter_stage(self) -> Optional[FilterStage]:
+        """The scan's filter stage, or None when no filter option is set."""
+        stage = FilterStage(
+            recipe=self.recipe, redact_pii=self.redact_pii,
+            sample_fraction=self.sample_fraction, sample_seed=self.sample_seed,
+            record_language=self.record_language,
+            detect_language=self.partition_by == "lang" and bool(self.languages))
+        return stage if stage.active else None
+
+    def filters_record(self) -> Optional[dict]:
+        """The resolved filter settings (recipe with every parameter, PII,
+        sampling) for the manifest and run report; None when nothing filters."""
+        stage = self.filter_stage()
+        if stage is None and self.sample_per_partition is None:
+            return None
+        record = (stage or FilterStage()).resolved()
+        record["sample_per_partition"] = self.sample_per_partition
+        if self.sample_per_partition is not None:
+            record["sample_seed"] = self.sample_seed
+        record["partition_by_detected_language"] = bool(
+            self.partition_by == "lang" and stage is not None and stage.languages)
+        return record
 
     @property
     def store_dirs(self) -> list[str]:
@@ -140,6 +212,17 @@ class WriteAuditJsonl(beam.PTransform):
                 compression_type=CompressionTypes.ZSTD))
 
 
+def unify_removed(record: dict) -> dict:
+    """A dedup removed record in the one removed-record shape: ``reason``
+    ``"<filter>.<rule>"`` (``dedup.exact_duplicate``, ``near_dedup.near_duplicate``)
+    and ``detail``; ``kept`` (and ``jaccard``) kept beside them."""
+    filter_name = {"exact_duplicate": "dedup", "near_duplicate": "near_dedup"}[record["reason"]]
+    detail = f"kept={record['kept']}"
+    if "jaccard" in record:
+        detail += f" jaccard={record['jaccard']}"
+    return {**record, "reason": f"{filter_name}.{record['reason']}", "detail": detail}
+
+
 def _hash_records(batch):
     """Kept refs of an unpartitioned store -> ``ShardRecord``s in id-hash order."""
     return [ShardRecord("", hash_order(ref.id), ref.id, ref) for ref in batch]
@@ -178,7 +261,9 @@ class PrepareCorpus(beam.PTransform):
         bounds = c.bounds
         num_buckets = bounds.buckets(estimate_raw_bytes(self.paths))
         signer = Signer(c.near_dedup, num_buckets) if c.near_dedup else None
-        spec = ScanSpec(signer, c.partition_by, c.range_by, self.spill_dir)
+        stage = c.filter_stage()
+        spec = ScanSpec(signer, c.partition_by, c.range_by, self.spill_dir, stage,
+                        c.write_removed)
         reader = ScanJsonl(self.paths, c.id_field, c.text_field, spec, bounds,
                            max_line_bytes=c.max_line_bytes, keep_empty=c.keep_empty_text)
         scanned = pbegin | "Read" >> reader
@@ -189,7 +274,7 @@ class PrepareCorpus(beam.PTransform):
         dedup = batches | "ExactDedup" >> ExactDedup(
             num_buckets=num_buckets, with_removed=c.write_removed,
             batch_bytes=bounds.batch_bytes)
-        kept, removed = dedup["kept"], dedup["removed"]
+        kept, removed = dedup["kept"], [dedup["removed"]]
         gates, spills_deleted = [], None
         if signer is not None:
             near = kept | "NearDedup" >> RemoveNearDuplicates(
@@ -198,13 +283,24 @@ class PrepareCorpus(beam.PTransform):
             kept, spills_deleted = near["kept"], near["spills_deleted"]
             gates.append(near["gate"])
             if c.write_removed:
-                removed = (removed, near["removed"]) | "AllRemoved" >> beam.Flatten()
+                removed.append(near["removed"])
+        removed = (tuple(removed) | "DedupRemoved" >> beam.Flatten()
+                   | "OneShape" >> beam.Map(unify_removed))
+        removed = [scanned["filtered"], removed]
+        if c.sample_per_partition is not None:
+            sampled = kept | "SamplePerPartition" >> KeepSmallestPerPartition(
+                c.sample_per_partition, c.sample_seed,
+                key_fn=lambda ref: ref.partition_value, removed=c.write_removed)
+            kept = sampled["kept"]
+            removed.append(sampled["removed"])
+        removed = tuple(removed) | "AllRemoved" >> beam.Flatten()
 
         impulse = pbegin | "Gate" >> beam.Create([None])
         gates.append(impulse | "BadFraction" >> beam.Map(
             gate_bad_fraction,
             beam.pvalue.AsSingleton(
-                batches | "BatchSizes" >> beam.Map(len)
+                ((batches | "BatchSizes" >> beam.Map(len)), scanned["filtered_counts"])
+                | "DocsAndFiltered" >> beam.Flatten()
                 | "CountDocs" >> beam.CombineGlobally(sum)),
             beam.pvalue.AsSingleton(
                 dead
@@ -226,7 +322,8 @@ class PrepareCorpus(beam.PTransform):
             manifest_extra={"kind": "text", "id_field": c.id_field,
                             "text_field": c.text_field, "inputs": input_files(reader.paths),
                             "sorted_by": c.range_by if c.range_by else "id",
-                            **({"codec_choice": c.codec_choice} if c.codec_choice else {})},
+                            **({"codec_choice": c.codec_choice} if c.codec_choice else {}),
+                            **({"filters": c.filters_record()} if c.filters_record() else {})},
             preconditions=gates, partitioning=scheme, partition_info=info,
             placement=c.resolved_placement(), lines=lines)
         dead | "DeadLetters" >> WriteAuditJsonl(audit_dir, "dead_letters")

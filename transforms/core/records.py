@@ -21,7 +21,12 @@ class DocRef(NamedTuple):
     and band keys for it (near-dedup on and the text has shingles); ``partition_value``: canonical JSON of the ``--partition_by``
     field (``b"null"`` when absent; ``b""`` when not partitioning);
     ``range_key``: JSON of the ``--range_by`` key (``b"null"`` when missing;
-    ``b""`` when unused).
+    ``b""`` when unused).  Filter decisions of the scan (only kept documents
+    become refs): ``redacted``: PII redaction changed the text, so the stored
+    line and the text key are of the redacted text (pass 2 redacts again,
+    deterministically); ``lang``/``lang_score``: the detected language and its
+    score, written into the stored record's ``metadata`` (``""``/``0.0`` when
+    not recorded).  ``size`` is that of the line as stored, after both edits.
     """
     id: str
     key: bytes
@@ -32,6 +37,9 @@ class DocRef(NamedTuple):
     signed: bool
     partition_value: bytes
     range_key: bytes
+    redacted: bool = False
+    lang: str = ""
+    lang_score: float = 0.0
 
 
 class Digest(NamedTuple):
@@ -48,6 +56,9 @@ class Pick(NamedTuple):
     order: tuple      # the record's order key in its partition (sharding.ShardRecord.order)
     id: str
     shard: Tuple[str, int, int]  # (partition, shard index, shard count)
+    redacted: bool = False  # redact the text again (DocRef.redacted)
+    lang: str = ""          # write metadata.lang / lang_score (DocRef.lang)
+    lang_score: float = 0.0
 
 
 class Run(NamedTuple):
@@ -62,7 +73,7 @@ class Run(NamedTuple):
 
 def ref_bytes(ref: DocRef) -> int:
     """Approximate encoded bytes of a ref (for the batch bound)."""
-    return 48 + len(ref.id) + len(ref.partition_value) + len(ref.range_key)
+    return 48 + len(ref.id) + len(ref.partition_value) + len(ref.range_key) + len(ref.lang)
 
 
 def chunked(records: Iterable, max_bytes: int, size_of=ref_bytes) -> "iter[list]":

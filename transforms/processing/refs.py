@@ -42,8 +42,9 @@ from transforms.core.hashing import text_keys
 from transforms.core.records import (  # noqa: F401 - the records travel with the refs
     NO_VALUE, Bounds, Digest, DocRef, Pick, Run, chunked, ref_bytes)
 from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
-                                      JsonlFileDoFn, ReadJsonl, numbered_lines,
+                                      JsonlFileDoFn, ReadJsonl, dead_letter, numbered_lines,
                                       open_text_stream, parse_line)
+from transforms.processing.line_edits import EditError, replace_field, set_metadata
 from transforms.storage.spill import (  # noqa: F401 - re-exported for the scan's users
     InputChanged, Spill, SpillWriter, _write_runs, delete_spill, run_docs, run_order,
     shard_doc_order)
@@ -51,6 +52,8 @@ from transforms.storage.spill import (  # noqa: F401 - re-exported for the scan'
 NAMESPACE = "dataprep.read"
 ODD_RANGE_TAG = "odd_range_values"
 DIGESTS_TAG = "digests"
+FILTERED_TAG = "filtered"   # removed records of the filter stage (with write_removed)
+FILTERED_COUNT_TAG = "filtered_counts"  # documents the filter stage dropped, per file
 
 for _record in (DocRef, Digest):
     coders.registry.register_coder(_record, coders.RowCoder)
@@ -67,12 +70,20 @@ class ScanSpec:
     which writes each signed document's band entries and signature into its
     spills (``signer.spills(spill_dir)``); ``partition_by``: field name whose
     value goes into ``partition_value``; ``range_by``: ``"length"``
-    (characters of the text) or a numeric field.
+    (characters of the text) or a numeric field.  ``filters``: a
+    ``transforms.reduction.filters.stage.FilterStage`` (None: keep every
+    document), decided here, before the text key and MinHash, on the text as
+    read; kept documents are keyed, signed and sized on the (redacted) text
+    they are stored with.  ``filter_removed``: output a removed record per
+    dropped document.  ``partition_by == "lang"`` with a stage that detects
+    languages partitions by the detected language, not a field.
     """
     signer: object = None
     partition_by: Optional[str] = None
     range_by: Optional[str] = None
     spill_dir: Optional[str] = None
+    filters: object = None
+    filter_removed: bool = False
 
 
 def non_numeric(value) -> str | None:
@@ -94,6 +105,25 @@ def _range_key(text: str, line: bytes, range_by: str, field_of) -> bytes:
     return orjson.dumps(value)
 
 
+def stored_line(line: bytes, text_field: str, text: str, kept_text: str,
+                lang=None, score=None):
+    """The line as stored after the filter stage's edits, and the ref's flags.
+
+    ``kept_text`` differs from ``text`` when PII redaction changed it: the
+    text field's value is replaced (``line_edits.replace_field``).  With
+    ``lang`` (recording languages) ``metadata.lang`` and ``metadata.lang_score``
+    are set (``line_edits.set_metadata``).  Returns ``(line, redacted, lang,
+    score)`` with ``""``/``0.0`` when no language is recorded.  Raises
+    ``EditError`` when the record's ``metadata`` is not an object.
+    """
+    redacted = kept_text != text
+    if redacted:
+        line = replace_field(line, text_field, kept_text)
+    if lang is None:
+        return line, redacted, "", 0.0
+    return set_metadata(line, {"lang": lang, "lang_score": score}), redacted, lang, score
+
+
 class _ScanFile(JsonlFileDoFn):
     """``(file index, path)`` -> batches of ``DocRef``; dead letters; the file's
     ``Digest`` to ``digests``."""
@@ -112,6 +142,11 @@ class _ScanFile(JsonlFileDoFn):
             self.signer.setup()
             self.signer_spills = self.signer.spills(self.spec.spill_dir)
         self.partition_of = json_field(self.spec.partition_by) if self.spec.partition_by else None
+        self.filters = self.spec.filters
+        if self.filters is not None:
+            self.filters.setup()
+            if self.spec.partition_by == "lang" and self.filters.languages:
+                self.partition_of = None  # the detected language, set per document
         self.range_field = (json_field(self.spec.range_by)
                             if self.spec.range_by not in (None, "length") else None)
 
@@ -119,6 +154,7 @@ class _ScanFile(JsonlFileDoFn):
         index, path = indexed_path
         digest = xxhash.xxh3_64()
         block, text_bytes = [], 0
+        self.dropped = 0
         self.writers = None
         if self.signer is not None:
             self.writers = [SpillWriter(spill, index, RUN_BYTES // 2)
@@ -136,9 +172,45 @@ class _ScanFile(JsonlFileDoFn):
             yield from self._refs(index, path, block)
         for writer in self.writers or ():
             writer.close()
+        if self.filters is not None:
+            yield beam.pvalue.TaggedOutput(FILTERED_COUNT_TAG, self.dropped)
         yield beam.pvalue.TaggedOutput(DIGESTS_TAG, Digest(index, digest.hexdigest()))
 
+    def _filter(self, path, block):
+        """The filter stage over a block: the kept ``(line_no, (id, text, line),
+        (redacted, lang, score))`` with text and line as stored; drops counted
+        (and output as removed records with ``filter_removed``)."""
+        kept = []
+        for line_no, (doc_id, text, line) in block:
+            decision = self.filters.decide(doc_id, text)
+            if decision.drop is not None:
+                self.dropped += 1
+                if self.spec.filter_removed:
+                    yield beam.pvalue.TaggedOutput(FILTERED_TAG, {
+                        "removed": doc_id, "reason": decision.drop.reason,
+                        "detail": decision.drop.detail})
+                continue
+            try:
+                line, redacted, lang, score = stored_line(
+                    line, self.text_field, text, decision.text,
+                    decision.lang if self.filters.record_language else None, decision.lang_score)
+            except EditError as err:
+                self._count_bad("metadata_not_object")
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dead_letter(
+                    path, line_no, "metadata_not_object", str(err), line))
+                continue
+            kept.append((line_no, (doc_id, decision.text, line),
+                         (redacted, lang, score, decision.lang)))
+        self.kept_block = kept
+
     def _refs(self, index, path, block):
+        edits = None
+        if self.filters is not None:
+            yield from self._filter(path, block)
+            block = [(line_no, doc) for line_no, doc, _ in self.kept_block]
+            edits = [edit for _, _, edit in self.kept_block]
+            if not block:
+                return
         texts = [text for _, (_, text, _) in block]
         keys = text_keys(texts)
         signed = [False] * len(texts)
@@ -146,11 +218,15 @@ class _ScanFile(JsonlFileDoFn):
             signed = self.signer.spill([doc_id for _, (doc_id, _, _) in block], keys, texts,
                                        self.writers)
         refs = []
-        for (line_no, (doc_id, text, line)), key, signature in zip(block, keys, signed):
+        for i, ((line_no, (doc_id, text, line)), key, signature) in enumerate(
+                zip(block, keys, signed)):
+            redacted, lang, score, detected = edits[i] if edits else (False, "", 0.0, None)
             value = NO_VALUE
             if self.partition_of is not None:
                 value = orjson.dumps(self.partition_of(("", line)),
                                      option=orjson.OPT_SORT_KEYS)
+            elif self.spec.partition_by is not None:  # the detected language
+                value = orjson.dumps(detected)
             range_key = NO_VALUE
             if self.spec.range_by is not None:
                 range_key = _range_key(text, line, self.spec.range_by,
@@ -162,7 +238,8 @@ class _ScanFile(JsonlFileDoFn):
             # A record given its default id has a rewritten line: pass 2 parses it
             # again.  (An id that merely equals the default costs a parse, no harm.)
             refs.append(DocRef(doc_id, key, index, line_no, len(line) + 1,
-                               doc_id == f"{path}:{line_no}", signature, value, range_key))
+                               doc_id == f"{path}:{line_no}", signature, value, range_key,
+                               redacted, lang, score))
         for batch in chunked(refs, self.bounds.batch_bytes):
             self.batch_bytes.update(sum(map(ref_bytes, batch)))
             yield batch
@@ -196,10 +273,13 @@ class ScanJsonl(ReadJsonl):
                 _ScanFile(self.id_field, self.text_field, self.spec, self.bounds,
                           max_line_bytes=self.max_line_bytes, keep_empty=self.keep_empty))
             .with_output_types(List[DocRef])
-            .with_outputs(DEAD_LETTER_TAG, DIGESTS_TAG, ODD_RANGE_TAG, main="refs"))
+            .with_outputs(DEAD_LETTER_TAG, DIGESTS_TAG, ODD_RANGE_TAG, FILTERED_TAG,
+                          FILTERED_COUNT_TAG, main="refs"))
         return {"refs": scanned.refs, "dead_letters": scanned[DEAD_LETTER_TAG],
                 "digests": scanned[DIGESTS_TAG],
-                "odd_range_values": scanned[ODD_RANGE_TAG]}
+                "odd_range_values": scanned[ODD_RANGE_TAG],
+                "filtered": scanned[FILTERED_TAG],
+                "filtered_counts": scanned[FILTERED_COUNT_TAG]}
 
 
 # ---------------------------------------------------------------- pass 2: materialise
@@ -219,7 +299,8 @@ def _picks_by_file(assigned):
     files: dict = {}
     for _, order, doc_id, ref in records:
         files.setdefault(ref.file, []).append(
-            Pick(ref.line, ref.size, ref.reparse, order, doc_id, shard))
+            Pick(ref.line, ref.size, ref.reparse, order, doc_id, shard,
+                 ref.redacted, ref.lang, ref.lang_score))
     return files.items()
 
 
@@ -232,7 +313,8 @@ class _ExtractRuns(beam.DoFn):
 
     def __init__(self, paths: list[str], id_field: str, text_field: str, spill_dir: str,
                  run_bytes: int, by_order: bool,
-                 max_line_bytes: int | None = MAX_LINE_BYTES):
+                 max_line_bytes: int | None = MAX_LINE_BYTES, filters=None):
+        self.filters = filters  # FilterStage: redact() for refs flagged redacted
         self.paths = paths
         self.spill_dir = spill_dir
         self.id_field = id_field
@@ -260,6 +342,8 @@ class _ExtractRuns(beam.DoFn):
                 if pick is None or line_no != pick.line:
                     continue
                 line = self._line(path, line_no, raw, pick.reparse)
+                if pick.redacted or pick.lang:
+                    line = self._edited(path, line_no, line, pick)
                 if len(line) + 1 != pick.size:
                     raise InputChanged(f"{path}: line {line_no} changed since the first read")
                 buffers.setdefault(pick.shard, []).append((pick.order, pick.id, line))
@@ -279,6 +363,17 @@ class _ExtractRuns(beam.DoFn):
     def _flush(self, buffers, index, flushes):
         return _write_runs(buffers, self.spill_dir, f"file{index:05d}-run{flushes}",
                            self.by_order)
+
+    def _edited(self, path, line_no, line, pick) -> bytes:
+        """The filter stage's edits again (``stored_line``): redaction, language."""
+        try:
+            text = orjson.loads(line)[self.text_field]
+            kept = self.filters.redact(text) if pick.redacted else text
+            return stored_line(line, self.text_field, text, kept,
+                               pick.lang or None, pick.lang_score)[0]
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise InputChanged(f"{path}: line {line_no} changed since the first read "
+                               f"({err})") from None
 
     def _line(self, path, line_no, raw, reparse) -> bytes:
         if not reparse:
@@ -311,6 +406,7 @@ class ResolveRuns(beam.PTransform):
         self.id_field = scan.id_field
         self.text_field = scan.text_field
         self.max_line_bytes = scan.max_line_bytes
+        self.filters = scan.spec.filters
         self.digests = digests
         self.run_bytes = run_bytes
         self.by_order = by_order
@@ -327,5 +423,6 @@ class ResolveRuns(beam.PTransform):
             | "GroupByFile" >> beam.GroupByKey()
             | "ExtractRuns" >> beam.ParDo(
                 _ExtractRuns(self.paths, self.id_field, self.text_field, self.spill_dir,
-                             self.run_bytes, self.by_order, self.max_line_bytes),
+                             self.run_bytes, self.by_order, self.max_line_bytes,
+                             self.filters),
                 beam.pvalue.AsDict(digests), beam.pvalue.AsList(after)))

@@ -297,22 +297,29 @@ def write_report(report: dict, directories: list[str]) -> None:
 # ---------------------------------------------------------------------------
 # Pure views of a report (what the HTML shows), testable without Beam
 
-REMOVAL_COUNTERS = {  # counter -> reason shown; the read/bad.* counters are added by name
-    "dedup/duplicates_removed": "exact duplicate",
-    "near_dedup/near_duplicates_removed": "near duplicate",
+REMOVAL_COUNTERS = {  # counter -> reason (as in the removed records); read/bad.* by name
+    "dedup/duplicates_removed": "dedup.exact_duplicate",
+    "near_dedup/near_duplicates_removed": "near_dedup.near_duplicate",
 }
 
 
 def removal_reasons(values: dict[str, int]) -> list[dict]:
     """Documents not written, by reason: ``[{"reason", "counter", "documents"}]``.
 
-    Bad lines (``read/bad.<reason>``) and documents dropped by any step that
-    counts ``dropped_<reason>`` are included, zero counts left out, largest first.
+    One row per reason, each removed document under exactly one: bad lines
+    (``read/bad.<reason>``), filter drops (``filters/<filter>/dropped.<rule>``
+    -> reason ``<filter>.<rule>``, the ``reason`` of the removed records;
+    sampling included), exact and near duplicates (``dedup.exact_duplicate``,
+    ``near_dedup.near_duplicate``) and any step that counts
+    ``dropped_<reason>``; zero counts left out, largest first.
     """
     rows = []
     for name, value in values.items():
         if name in REMOVAL_COUNTERS:
             reason = REMOVAL_COUNTERS[name]
+        elif name.startswith("filters/") and "/dropped." in name:
+            filter_name, rule = name[len("filters/"):].rsplit("/dropped.", 1)
+            reason = f"{filter_name}.{rule}"
         elif name.startswith("read/bad."):
             reason = f"bad line: {name[len('read/bad.'):]}"
         elif name.rsplit("/", 1)[-1].startswith("dropped_"):
@@ -493,6 +500,7 @@ def view(report: dict) -> dict:
                                  unit=" s"),
         "beam_options": report.get("beam_options"),
         "config": report.get("config") or report.get("options"),
+        "filters": report.get("filters"),
         "counters": c,
         "store": report.get("store") or [],
     }

@@ -143,3 +143,75 @@ class SamplePerPartition(beam.PTransform):
                 | "Hash" >> beam.Map(lambda kv: (kv[0], (sample_hash(kv[1], seed), kv[1])))
                 | "Smallest" >> beam.CombinePerKey(SmallestHashes(self.n))
                 | "Ids" >> beam.MapTuple(lambda key, pairs: (key, [i for _, i in pairs])))
+
+
+class _KeepBelow(beam.DoFn):
+    """Batches of refs -> the refs whose ``(hash, id)`` is at most their partition's
+    threshold (the n-th smallest pair); the others counted and, asked, removed records."""
+
+    def __init__(self, n: int, seed: int, key_fn, removed: bool):
+        self.n = n
+        self.seed = seed
+        self.key_fn = key_fn
+        self.removed = removed
+
+    def setup(self):
+        self.kept = Metrics.counter(NAMESPACE, "sample_per_partition/kept")
+        self.dropped = Metrics.counter(NAMESPACE, "sample_per_partition/dropped.not_sampled")
+
+    def process(self, batch, thresholds):
+        out = []
+        for ref in batch:
+            limit = thresholds.get(self.key_fn(ref))
+            pair = (sample_hash(ref.id, self.seed), ref.id)
+            if limit is not None and pair <= limit:
+                out.append(ref)
+                continue
+            if self.removed:
+                yield beam.pvalue.TaggedOutput(REMOVED_TAG, {
+                    "removed": ref.id, "reason": "sample_per_partition.not_sampled",
+                    "detail": f"not among the {self.n} smallest hashes of its partition"})
+        self.kept.inc(len(out))
+        self.dropped.inc(len(batch) - len(out))
+        if out:
+            yield out
+
+
+class KeepSmallestPerPartition(beam.PTransform):
+    """Batches of refs (any record with an ``id``) -> the same batches holding, per
+    partition (``key_fn(ref)``, e.g. the ref's partition value), exactly the ``n``
+    refs with the smallest seeded xxh3-64 of the id (ties by id), or all of a
+    partition that has fewer.
+
+    Two passes over the refs: ``SmallestHashes(n)`` per partition gives the n-th
+    smallest ``(hash, id)`` pair (memory ``n`` pairs per accumulator), then a
+    filter keeps the refs at or below their partition's pair (a side input of
+    one pair per partition).  Returns ``{"kept", "removed"}``; ``removed``
+    (``{"removed", "reason": "sample_per_partition.not_sampled", "detail"}``)
+    is empty unless ``removed``.  Counters ``sample_per_partition/kept`` and
+    ``sample_per_partition/dropped.not_sampled`` (namespace ``dataprep.filters``).
+    """
+
+    def __init__(self, n: int, seed: int = DEFAULT_SEED, key_fn=lambda ref: b"",
+                 removed: bool = False):
+        super().__init__()
+        SmallestHeap(n)
+        self.n = n
+        self.seed = seed
+        self.key_fn = key_fn
+        self.removed = removed
+
+    def expand(self, batches):
+        key_fn, seed, n = self.key_fn, self.seed, self.n
+        thresholds = (
+            batches
+            | "KeyedHashes" >> beam.FlatMap(
+                lambda batch: [(key_fn(ref), (sample_hash(ref.id, seed), ref.id))
+                               for ref in batch])
+            | "Smallest" >> beam.CombinePerKey(SmallestHashes(n))
+            | "NthSmallest" >> beam.MapTuple(lambda key, pairs: (key, pairs[-1] if pairs else None))
+            .with_output_types(Tuple[bytes, Optional[Tuple[int, str]]]))
+        out = batches | "KeepBelow" >> beam.ParDo(
+            _KeepBelow(n, seed, key_fn, self.removed),
+            beam.pvalue.AsDict(thresholds)).with_outputs(REMOVED_TAG, main="kept")
+        return {"kept": out.kept, "removed": out[REMOVED_TAG]}
