@@ -49,6 +49,11 @@ def test_stage_label_of_direct_and_portable_step_names():
         "ref_AppliedPTransform_Read-ParseLines-ParDo-_ReadJsonlFile-_9") == "Read"
     assert progress.stage_label("ref_AppliedPTransform_Store_304") == "Store"
     assert progress.stage_label("NearDedup") == "NearDedup"
+    # inside the whole-job composite: the step within it
+    assert progress.stage_label("PrepareCorpus/Read/ScanFiles") == "Read"
+    assert progress.stage_label(
+        "ref_AppliedPTransform_PrepareCorpus-NearDedup-Lsh-StarEdges_41") == "NearDedup"
+    assert progress.stage_label("PrepareCorpus") == "PrepareCorpus"
 
 
 def test_tally_sums_bundles_and_follows_the_stage():
