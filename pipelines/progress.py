@@ -71,6 +71,7 @@ class Tally:
         self._lock = threading.Lock()
         self._totals: dict[str, int] = {}
         self._stage: str | None = None
+        self.job_state: str | None = None   # shown while no step has counted anything
 
     def add(self, name: str, value: int, step: str | None) -> None:
         with self._lock:
@@ -94,7 +95,8 @@ class Tally:
 
     def snapshot(self, docs: str = DOCS, nbytes: str = BYTES) -> Snapshot:
         with self._lock:
-            return Snapshot(self._totals.get(docs, 0), self._totals.get(nbytes, 0), self._stage)
+            return Snapshot(self._totals.get(docs, 0), self._totals.get(nbytes, 0),
+                            self._stage or self.job_state)
 
 
 # ------------------------------------------------------------------ sources
@@ -348,7 +350,11 @@ class RichDisplay:
             TextColumn("{task.fields[documents]} " + ("docs" if unit == "documents" else unit)),
             TextColumn("[cyan]{task.fields[stage]}"), TimeElapsedColumn(),
             TimeRemainingColumn(), console=self.console, transient=False,
-            refresh_per_second=4)
+            refresh_per_second=4,
+            # rich would otherwise print what goes to sys.stdout/stderr above the bar:
+            # the job's stdout stays its own, and Python-level stderr (worker threads'
+            # exceptions at a Flink stage's shutdown) stays in the run's log file
+            redirect_stdout=False, redirect_stderr=False)
         self.task = self.progress.add_task(job, total=total_bytes or None, documents="0",
                                            stage="starting")
         self.progress.start()
@@ -510,6 +516,9 @@ def _run(pipeline, tally, display, started, docs, nbytes):
             previous = {}
             try:
                 while not PipelineState.is_terminal(result.state):
+                    # e.g. STARTING, RUNNING: the stage shown until a counter moves
+                    # (workers out of this process on a runner that reports at the end)
+                    tally.job_state = str(result.state)
                     try:
                         previous = poll_job_metrics(result, tally, previous)
                     except Exception:  # noqa: BLE001 - a job server without metrics mid-run

@@ -65,6 +65,62 @@ def test_tally_sums_bundles_and_follows_the_stage():
     assert tally.snapshot() == progress.Snapshot(12, 100, "ExactDedup")
 
 
+def run_under_a_terminal(command):
+    """Run ``command`` with stderr on a pty -> (return code, stdout bytes, screen text)."""
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(command, stdin=terminal, stdout=subprocess.PIPE,
+                            stderr=terminal, env=env(TERM="xterm", COLUMNS="160"),
+                            close_fds=True)
+    os.close(terminal)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        if ready:
+            try:
+                data = os.read(controller, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    stdout, _ = proc.communicate(timeout=600)
+    os.close(controller)
+    return proc.returncode, stdout, b"".join(chunks).decode("utf-8", "replace")
+
+
+def bar_frames(screen):
+    """The progress bar's frames as ``(documents, stage)``, in the order drawn."""
+    frames = [ANSI.sub("", f) for f in re.split(r"\r|\x1b\[2K|\x1b\[1A", screen)]
+    out = []
+    for frame in frames:
+        m = re.search(r"prepare_corpus .* ([\d,]+) docs (\S+)", frame)
+        if m:
+            out.append((int(m.group(1).replace(",", "")), m.group(2)))
+    return out
+
+
+def test_live_numbers_on_flink_while_it_runs(tmp_path):
+    """Flink's job server reports metrics only at the end; the SDK workers of a
+    LOOPBACK job run in this process, and their counters show while the job runs:
+    under a pty, frames drawn before the end show the 397 documents read and
+    the later stages (NearDedup, Store), not only the elapsed time."""
+    code, stdout, screen = run_under_a_terminal(job(tmp_path, run_config="flink_local"))
+    assert code == 0, screen
+    frames = bar_frames(screen)
+    assert frames[0] == (0, "starting")
+    running = frames[:-1]   # the last frame is drawn after the job is done
+    stages = [stage for docs, stage in running if docs == 397]
+    assert {"NearDedup", "Store"} <= set(stages), frames
+    # the display never goes back
+    docs = [d for d, _ in frames]
+    assert docs == sorted(docs) and docs[-1] == 397
+    last = ANSI.sub("", screen).strip().splitlines()[-1]
+    assert re.fullmatch(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read", last)
+    assert "Traceback" not in screen and b"store: " in stdout
+
+
 def test_live_display_under_a_terminal(tmp_path):
     """Under a pty: a rich bar redrawn in place, the numbers move, and it ends cleanly."""
     controller, terminal = pty.openpty()
