@@ -190,6 +190,7 @@ class WorkerTap:
         self._workers: list = []   # weak references to live SdkWorkers
         self._stage: str | None = None
         self._last: dict[tuple, int] = {}
+        self._high: dict[str, int] = {}
 
     @contextlib.contextmanager
     def installed(self):
@@ -250,6 +251,11 @@ class WorkerTap:
                     if value != self._last.get(key, 0) and step:
                         moved = step
         self._last = current
+        # A bundle between its processor's release and our adding it up is in neither
+        # sum for a moment: counters only grow, so show the highest total seen.
+        for name, value in self._high.items():
+            totals[name] = max(totals.get(name, 0), value)
+        self._high = dict(totals)
         return totals, stage_label(moved) if moved else stage
 
 

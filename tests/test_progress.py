@@ -65,6 +65,51 @@ def test_tally_sums_bundles_and_follows_the_stage():
     assert tally.snapshot() == progress.Snapshot(12, 100, "ExactDedup")
 
 
+def test_worker_tap_sums_finished_and_running_bundles():
+    """WorkerTap.read(): finished bundles' counters plus the running ones', the stage
+    of the step that moved, and never a total below one shown before."""
+    import types
+    import weakref
+
+    from apache_beam.metrics import monitoring_infos as mi
+
+    def infos(docs, step):
+        return [mi.int64_user_counter("dataprep.read", "records", docs, ptransform=step),
+                mi.int64_user_counter("other.ns", "records", 99, ptransform=step)]
+
+    running = {"docs": 5}
+    processor = types.SimpleNamespace(monitoring_infos=lambda: infos(
+        running["docs"], "ref_AppliedPTransform_PrepareCorpus-NearDedup-Sign_12"))
+    class Worker:  # an SdkWorker's shape, as far as the tap reads it
+        bundle_processor_cache = types.SimpleNamespace(
+            active_bundle_processors={"bundle-2": ("descriptor", processor)})
+    worker = Worker()
+    tap = progress.WorkerTap()
+    tap._workers.append(weakref.ref(worker))
+    tap._finished = {"read/records": 100}
+    tap._stage = "Read"
+    assert tap.read() == ({"read/records": 105}, "NearDedup")
+    running["docs"] = 5   # nothing moved: the stage of the last finished bundle
+    assert tap.read() == ({"read/records": 105}, "Read")
+    running["docs"] = 9
+    assert tap.read() == ({"read/records": 109}, "NearDedup")
+    # the bundle released but not yet added up: the total does not go back
+    worker.bundle_processor_cache.active_bundle_processors.clear()
+    assert tap.read()[0] == {"read/records": 109}
+    tap._finished = {"read/records": 109}
+    assert tap.read()[0] == {"read/records": 109}
+
+
+def test_tally_merge_max_and_job_state():
+    tally = progress.Tally()
+    tally.job_state = "RUNNING"
+    assert tally.snapshot() == progress.Snapshot(0, 0, "RUNNING")
+    tally.replace({"read/records": 3}, None)
+    tally.merge_max({"read/records": 7, "read/bytes": 70}, "Read")
+    tally.merge_max({"read/records": 5}, None)
+    assert tally.snapshot() == progress.Snapshot(7, 70, "Read")
+
+
 def run_under_a_terminal(command):
     """Run ``command`` with stderr on a pty -> (return code, stdout bytes, screen text)."""
     controller, terminal = pty.openpty()
