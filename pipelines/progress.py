@@ -71,6 +71,7 @@ class Tally:
         self._lock = threading.Lock()
         self._totals: dict[str, int] = {}
         self._stage: str | None = None
+        self.job_state: str | None = None   # shown while no step has counted anything
 
     def add(self, name: str, value: int, step: str | None) -> None:
         with self._lock:
@@ -83,21 +84,41 @@ class Tally:
             self._totals = dict(totals)
             self._stage = stage or self._stage
 
+    def merge_max(self, totals: dict[str, int], stage: str | None) -> None:
+        """Raise each counter to at least ``totals``' value (two sources of one count:
+        the job server's metrics and the in-process workers' live counters)."""
+        with self._lock:
+            for name, value in totals.items():
+                if value > self._totals.get(name, 0):
+                    self._totals[name] = value
+            self._stage = stage or self._stage
+
     def snapshot(self, docs: str = DOCS, nbytes: str = BYTES) -> Snapshot:
         with self._lock:
-            return Snapshot(self._totals.get(docs, 0), self._totals.get(nbytes, 0), self._stage)
+            return Snapshot(self._totals.get(docs, 0), self._totals.get(nbytes, 0),
+                            self._stage or self.job_state)
 
 
 # ------------------------------------------------------------------ sources
 
 
+# Composites that hold a whole job: the stage shown is the step inside them.
+JOB_COMPOSITES = ("PrepareCorpus",)
+
+
 def stage_label(step: str) -> str:
-    """The top-level step of a metric's step name: ``Read/ParseLines`` (Direct) and
-    ``ref_AppliedPTransform_Read-ParseLines-..._9`` (a portable runner's transform id)
-    both give ``Read``."""
+    """The top-level step of a metric's step name, inside a whole-job composite
+    (``JOB_COMPOSITES``): ``Read/ParseLines`` and ``PrepareCorpus/Read/ScanFiles``
+    (Direct), ``ref_AppliedPTransform_Read-ParseLines-..._9`` and
+    ``ref_AppliedPTransform_PrepareCorpus-Read-ScanFiles_9`` (a portable runner's
+    transform id) all give ``Read``."""
     if step.startswith(APPLIED):
-        return re.split(r"[-/]|_\d+$", step[len(APPLIED):], maxsplit=1)[0]
-    return step.split("/", 1)[0]
+        parts = re.split(r"[-/]", re.sub(r"_\d+$", "", step[len(APPLIED):]))
+    else:
+        parts = step.split("/")
+    while len(parts) > 1 and parts[0] in JOB_COMPOSITES:
+        parts = parts[1:]
+    return parts[0]
 
 
 def _counter_name(namespace: str, name: str) -> str | None:
@@ -132,6 +153,110 @@ def direct_runner_tap(tally: Tally):
         yield
     finally:
         fn_runner.BundleManager.process_bundle = original
+
+
+def _user_counters(infos) -> "iter[tuple[str, int, str]]":
+    """``(name, value, step)`` of our user counters among monitoring infos."""
+    from apache_beam.metrics import monitoring_infos
+    for info in infos:
+        if info.urn != monitoring_infos.USER_COUNTER_URN:
+            continue
+        name = _counter_name(info.labels.get("NAMESPACE", ""), info.labels.get("NAME", ""))
+        if name:
+            yield name, int(monitoring_infos.extract_counter_value(info)), \
+                info.labels.get("PTRANSFORM", "")
+
+
+class WorkerTap:
+    """Live user counters of the SDK workers running in this process.
+
+    With ``environment_type: LOOPBACK`` (flink_local, spark_local, prism) the
+    runner sends every bundle to an SDK harness inside the submitting process.
+    The tap adds each finished bundle's counters up (a wrapper around
+    ``SdkWorker.process_bundle``, installed for the run only) and, at each
+    ``read()``, adds the counters of the bundles still running, read from
+    their ``BundleProcessor.monitoring_infos()`` as the harness does to answer
+    a runner's ``ProcessBundleProgressRequest``.  So the numbers move while a
+    bundle runs, even where the runner's job server reports metrics only at
+    the end (Flink's and Spark's portable job servers in batch: their
+    ``GetJobMetrics`` answers once the job is done).  Workers in other
+    processes (``EXTERNAL``, ``DOCKER``, ``PROCESS``: flink_cluster,
+    spark_cluster) are out of its reach; see ``flink_rest_progress``.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._finished: dict[str, int] = {}
+        self._workers: list = []   # weak references to live SdkWorkers
+        self._stage: str | None = None
+        self._last: dict[tuple, int] = {}
+        self._high: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def installed(self):
+        try:
+            from apache_beam.runners.worker import sdk_worker
+            cls = sdk_worker.SdkWorker
+            original_init, original_process = cls.__init__, cls.process_bundle
+        except (ImportError, AttributeError):  # pragma: no cover - another Beam layout
+            yield self
+            return
+        import weakref
+        tap = self
+
+        def __init__(worker, *args, **kwargs):
+            original_init(worker, *args, **kwargs)
+            with tap._lock:
+                tap._workers.append(weakref.ref(worker))
+
+        def process_bundle(worker, request, instruction_id):
+            response = original_process(worker, request, instruction_id)
+            with tap._lock:
+                for name, value, step in _user_counters(
+                        response.process_bundle.monitoring_infos):
+                    tap._finished[name] = tap._finished.get(name, 0) + value
+                    if value and step:
+                        tap._stage = stage_label(step)
+            return response
+
+        cls.__init__, cls.process_bundle = __init__, process_bundle
+        try:
+            yield self
+        finally:
+            cls.__init__, cls.process_bundle = original_init, original_process
+
+    def read(self) -> tuple[dict[str, int], str | None]:
+        """``(counter totals, stage)``: finished bundles plus the running ones; the
+        stage is the step whose running counters grew since the last read, else
+        the step of the last finished bundle that counted something."""
+        with self._lock:
+            totals = dict(self._finished)
+            stage = self._stage
+            workers = [w() for w in self._workers]
+        moved = None
+        current = {}
+        for worker in workers:
+            if worker is None:
+                continue
+            cache = worker.bundle_processor_cache
+            for instruction, (_, processor) in list(cache.active_bundle_processors.items()):
+                try:
+                    infos = processor.monitoring_infos()
+                except Exception:  # noqa: BLE001 - a bundle ending under our feet
+                    continue
+                for name, value, step in _user_counters(infos):
+                    totals[name] = totals.get(name, 0) + value
+                    key = (instruction, step, name)
+                    current[key] = value
+                    if value != self._last.get(key, 0) and step:
+                        moved = step
+        self._last = current
+        # A bundle between its processor's release and our adding it up is in neither
+        # sum for a moment: counters only grow, so show the highest total seen.
+        for name, value in self._high.items():
+            totals[name] = max(totals.get(name, 0), value)
+        self._high = dict(totals)
+        return totals, stage_label(moved) if moved else stage
 
 
 def poll_job_metrics(result, tally: Tally, previous: dict) -> dict:
@@ -231,7 +356,11 @@ class RichDisplay:
             TextColumn("{task.fields[documents]} " + ("docs" if unit == "documents" else unit)),
             TextColumn("[cyan]{task.fields[stage]}"), TimeElapsedColumn(),
             TimeRemainingColumn(), console=self.console, transient=False,
-            refresh_per_second=4)
+            refresh_per_second=4,
+            # rich would otherwise print what goes to sys.stdout/stderr above the bar:
+            # the job's stdout stays its own, and Python-level stderr (worker threads'
+            # exceptions at a Flink stage's shutdown) stays in the run's log file
+            redirect_stdout=False, redirect_stderr=False)
         self.task = self.progress.add_task(job, total=total_bytes or None, documents="0",
                                            stage="starting")
         self.progress.start()
@@ -387,21 +516,27 @@ def _run(pipeline, tally, display, started, docs, nbytes):
             raise box["error"]
         result = box["result"]
     else:
-        result = pipeline.run()
-        previous = {}
-        try:
-            while not PipelineState.is_terminal(result.state):
-                try:
-                    previous = poll_job_metrics(result, tally, previous)
-                except Exception:  # noqa: BLE001 - a job server without metrics mid-run
-                    pass
-                show()
-                time.sleep(interval)
-        except KeyboardInterrupt:
-            with contextlib.suppress(Exception):
-                result.cancel()
-            raise
-        result.wait_until_finish()
+        tap = WorkerTap()
+        with tap.installed():
+            result = pipeline.run()
+            previous = {}
+            try:
+                while not PipelineState.is_terminal(result.state):
+                    # e.g. STARTING, RUNNING: the stage shown until a counter moves
+                    # (workers out of this process on a runner that reports at the end)
+                    tally.job_state = str(result.state)
+                    try:
+                        previous = poll_job_metrics(result, tally, previous)
+                    except Exception:  # noqa: BLE001 - a job server without metrics mid-run
+                        pass
+                    tally.merge_max(*tap.read())
+                    show()
+                    time.sleep(interval)
+            except KeyboardInterrupt:
+                with contextlib.suppress(Exception):
+                    result.cancel()
+                raise
+            result.wait_until_finish()
         _settle_job_metrics(result)
     # The final numbers come from the finished result, whatever was seen on the way.
     from transforms.storage.report import counters

@@ -32,6 +32,8 @@ for name in ("direct", "direct_multiprocess", "prism", "flink_local", "spark_loc
              "flink_cluster", "spark_cluster"):
     run_config.load(name)
 PY
+# The public transforms (examples/ and the README use them) import from the wheel.
+python -c "from transforms import DedupRecords, NearDedupRecords, WriteRecords, ReadStore, PrepareCorpus"
 dataprep prepare-corpus > prepare.log
 dataprep verify-store --store out/a/corpus > verify.log
 tail -n 1 verify.log

@@ -49,6 +49,11 @@ def test_stage_label_of_direct_and_portable_step_names():
         "ref_AppliedPTransform_Read-ParseLines-ParDo-_ReadJsonlFile-_9") == "Read"
     assert progress.stage_label("ref_AppliedPTransform_Store_304") == "Store"
     assert progress.stage_label("NearDedup") == "NearDedup"
+    # inside the whole-job composite: the step within it
+    assert progress.stage_label("PrepareCorpus/Read/ScanFiles") == "Read"
+    assert progress.stage_label(
+        "ref_AppliedPTransform_PrepareCorpus-NearDedup-Lsh-StarEdges_41") == "NearDedup"
+    assert progress.stage_label("PrepareCorpus") == "PrepareCorpus"
 
 
 def test_tally_sums_bundles_and_follows_the_stage():
@@ -58,6 +63,107 @@ def test_tally_sums_bundles_and_follows_the_stage():
     tally.add("read/records", 7, "Read/ParseFiles")
     tally.add("dedup/kept", 3, "ExactDedup/Keep")
     assert tally.snapshot() == progress.Snapshot(12, 100, "ExactDedup")
+
+
+def test_worker_tap_sums_finished_and_running_bundles():
+    """WorkerTap.read(): finished bundles' counters plus the running ones', the stage
+    of the step that moved, and never a total below one shown before."""
+    import types
+    import weakref
+
+    from apache_beam.metrics import monitoring_infos as mi
+
+    def infos(docs, step):
+        return [mi.int64_user_counter("dataprep.read", "records", docs, ptransform=step),
+                mi.int64_user_counter("other.ns", "records", 99, ptransform=step)]
+
+    running = {"docs": 5}
+    processor = types.SimpleNamespace(monitoring_infos=lambda: infos(
+        running["docs"], "ref_AppliedPTransform_PrepareCorpus-NearDedup-Sign_12"))
+    class Worker:  # an SdkWorker's shape, as far as the tap reads it
+        bundle_processor_cache = types.SimpleNamespace(
+            active_bundle_processors={"bundle-2": ("descriptor", processor)})
+    worker = Worker()
+    tap = progress.WorkerTap()
+    tap._workers.append(weakref.ref(worker))
+    tap._finished = {"read/records": 100}
+    tap._stage = "Read"
+    assert tap.read() == ({"read/records": 105}, "NearDedup")
+    running["docs"] = 5   # nothing moved: the stage of the last finished bundle
+    assert tap.read() == ({"read/records": 105}, "Read")
+    running["docs"] = 9
+    assert tap.read() == ({"read/records": 109}, "NearDedup")
+    # the bundle released but not yet added up: the total does not go back
+    worker.bundle_processor_cache.active_bundle_processors.clear()
+    assert tap.read()[0] == {"read/records": 109}
+    tap._finished = {"read/records": 109}
+    assert tap.read()[0] == {"read/records": 109}
+
+
+def test_tally_merge_max_and_job_state():
+    tally = progress.Tally()
+    tally.job_state = "RUNNING"
+    assert tally.snapshot() == progress.Snapshot(0, 0, "RUNNING")
+    tally.replace({"read/records": 3}, None)
+    tally.merge_max({"read/records": 7, "read/bytes": 70}, "Read")
+    tally.merge_max({"read/records": 5}, None)
+    assert tally.snapshot() == progress.Snapshot(7, 70, "Read")
+
+
+def run_under_a_terminal(command):
+    """Run ``command`` with stderr on a pty -> (return code, stdout bytes, screen text)."""
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(command, stdin=terminal, stdout=subprocess.PIPE,
+                            stderr=terminal, env=env(TERM="xterm", COLUMNS="160"),
+                            close_fds=True)
+    os.close(terminal)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        if ready:
+            try:
+                data = os.read(controller, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    stdout, _ = proc.communicate(timeout=600)
+    os.close(controller)
+    return proc.returncode, stdout, b"".join(chunks).decode("utf-8", "replace")
+
+
+def bar_frames(screen):
+    """The progress bar's frames as ``(documents, stage)``, in the order drawn."""
+    frames = [ANSI.sub("", f) for f in re.split(r"\r|\x1b\[2K|\x1b\[1A", screen)]
+    out = []
+    for frame in frames:
+        m = re.search(r"prepare_corpus .* ([\d,]+) docs (\S+)", frame)
+        if m:
+            out.append((int(m.group(1).replace(",", "")), m.group(2)))
+    return out
+
+
+def test_live_numbers_on_flink_while_it_runs(tmp_path):
+    """Flink's job server reports metrics only at the end; the SDK workers of a
+    LOOPBACK job run in this process, and their counters show while the job runs:
+    under a pty, frames drawn before the end show the 397 documents read and
+    the later stages (NearDedup, Store), not only the elapsed time."""
+    code, stdout, screen = run_under_a_terminal(job(tmp_path, run_config="flink_local"))
+    assert code == 0, screen
+    frames = bar_frames(screen)
+    assert frames[0] == (0, "starting")
+    running = frames[:-1]   # the last frame is drawn after the job is done
+    stages = [stage for docs, stage in running if docs == 397]
+    assert {"NearDedup", "Store"} <= set(stages), frames
+    # the display never goes back
+    docs = [d for d, _ in frames]
+    assert docs == sorted(docs) and docs[-1] == 397
+    last = ANSI.sub("", screen).strip().splitlines()[-1]
+    assert re.fullmatch(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read", last)
+    assert "Traceback" not in screen and b"store: " in stdout
 
 
 def test_live_display_under_a_terminal(tmp_path):

@@ -20,7 +20,9 @@ __version__ = "0.2.0"
 
 _EXPORTS = {
     "CorpusConfig": "transforms.prepare",
+    "DedupRecords": "transforms.reduction.record_dedup",
     "ExactDedup": "transforms.reduction.dedup",
+    "NearDedupRecords": "transforms.reduction.record_dedup",
     "PartitionByField": "transforms.processing.partition",
     "PrepareCorpus": "transforms.prepare",
     "RangePartition": "transforms.processing.partition",
@@ -29,6 +31,7 @@ _EXPORTS = {
     "RemoveNearDuplicates": "transforms.reduction.near_dedup",
     "StableHashPartition": "transforms.processing.partition",
     "WriteArrayStore": "transforms.storage.array_store",
+    "WriteRecords": "transforms.storage.write_records",
     "WriteStore": "transforms.storage.store",
     "guard_pipeline": "transforms.processing.runner_guards",
     "load_array": "transforms.storage.array_store",

@@ -537,7 +537,10 @@ class WriteStore(beam.PTransform):
     Input: batches (lists) of ``transforms.storage.sharding.ShardRecord`` whose payload
     is a ``transforms.processing.refs.DocRef``: shards are planned on refs, and ``lines``
     (a ``transforms.processing.refs.ResolveRuns``) reads each kept line back from its
-    source file once, into its shard's run.  Unpartitioned
+    source file once, into its shard's run.  For records in memory, the payload
+    is the JSON line and ``lines`` a ``transforms.storage.write_records.RunsFromLines``
+    (``WriteRecords`` does both; ``lines.size_of``, when present, sizes the
+    payloads, else ``ref_size``).  Unpartitioned
     (``partitioning=None``): partition ``""``, order ``hash_order(id)``.
     Partitioned: the partition's safe name and either ``hash_order(id)``
     (shards follow the id hash, records sorted by id) or a range order key
@@ -600,7 +603,8 @@ class WriteStore(beam.PTransform):
         info = beam.pvalue.AsSingleton(info)
         assigned = records | "BalancedShards" >> AssignBalancedShards(
             self.target_shard_bytes, self.num_shards,
-            required_partitions=[""] if self.partitioning is None else [], size_of=ref_size)
+            required_partitions=[""] if self.partitioning is None else [],
+            size_of=getattr(self.lines, "size_of", ref_size))
         shards = (
             assigned
             | "ResolveRuns" >> self.lines
