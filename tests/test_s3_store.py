@@ -5,6 +5,12 @@ Beam's S3 filesystem (boto3) talks to the server through the S3Options flags
 in a run config; the jobs pass them to FileSystems before touching storage, and
 the runner passes them to its workers.  Each test checks the bytes and records
 through the S3 API itself (boto3), not through our own reader.
+
+Every store test runs with roots on two S3 buckets and with one S3 and one local
+root (``LAYOUTS``): a crash between commit steps (``$DATAPREP_KILL_AT=N@manifest.json``
+kills the job before the Nth manifest copy) leaves the committed generation intact
+and readable and a rerun commits the next; a failed run changes no byte; writers
+racing for the lock or for the commit: one wins (S3 conditional writes).
 """
 import json
 import os
@@ -29,7 +35,10 @@ from tests.s3_server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 from transforms.storage import commit
 from transforms.storage.store import ReadStore, read_manifest_copy
 
-# Runs on direct and on the full-suite portable runner (prism in CI), not on every runner.
+# Runs on direct and on the full-suite portable runner (prism in CI), not on every
+# runner: no test here is `cross_runner` (each starts several store jobs; the suite
+# takes about 4 min on direct, BENCHMARKS.md "CI from an empty HOME").  The tests
+# without a runner fixture (lock, compare-and-swap, kill points) run on direct only.
 BUCKETS = ["bucket-a", "bucket-b"]
 
 
