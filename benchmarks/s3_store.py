@@ -45,10 +45,9 @@ def main(argv=None):
                       f"{result['peak_rss_mb']:.0f} MB", file=sys.stderr)
     print("| variant | wall s (runs) | CPU s (runs) | peak RSS MB |\n| --- | ---: | ---: | ---: |")
     for variant, runs in rows.items():
-        print(f"| {variant} | {' / '.join(f'{r['wall_s']:.1f}' for r in runs)} | "
-              f"{' / '.join(f'{r['cpu_s']:.1f}' for r in runs)} | "
-              f"{max(r['peak_rss_mb'] for r in runs):.0f} |")
-
+        walls = " / ".join(f"{r['wall_s']:.1f}" for r in runs)
+        cpus = " / ".join(f"{r['cpu_s']:.1f}" for r in runs)
+        print(f"| {variant} | {walls} | {cpus} | {max(r['peak_rss_mb'] for r in runs):.0f} |")
 
 if __name__ == "__main__":
     main()
