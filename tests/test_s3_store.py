@@ -399,3 +399,17 @@ def test_kill_points_can_be_named_by_file(monkeypatch):
     for name in ["a", "b", "c", "d"]:
         commit.fault_point("step", name)
     assert killed == [2, 3]
+
+
+def test_a_server_that_cannot_start_is_an_error_naming_its_log(monkeypatch):
+    """CI must fail, never skip, when SeaweedFS does not come up."""
+    import tests.s3_server as s3_server
+    monkeypatch.setattr(s3_server, "weed_binary", lambda: "/bin/false")
+    server = s3_server.S3Server(["bucket-a"], start_timeout=10)
+    with pytest.raises(s3_server.S3ServerError, match=r"did not start on http://127\.0\.0\.1:\d+ "
+                       r"within 10 s .*; log: .*weed\.log"):
+        server.start()
+    assert server.process is None
+    assert os.path.exists(os.path.join(server.folder, "weed.log"))
+    import shutil
+    shutil.rmtree(server.folder)
