@@ -444,6 +444,9 @@ def commit_generation(body: dict, dataset: str, roots: list[str], base: str | No
     ``base`` is the digest of the newest generation when the run started; if
     another writer committed since, ConcurrentWriteError is raised and nothing
     is written.  A body equal to the committed one keeps its generation.
+    ``s3://`` copies are written first, each by a conditional PUT that the
+    server refuses if another writer replaced that copy since it was read
+    (``_put_manifest_if_unchanged``; ConcurrentWriteError).
     """
     found = newest(survey_roots(roots, dataset))
     current = found[0] if found else None
