@@ -15,6 +15,9 @@
 #     line; plus the tests of runner-sensitive paths: side inputs, gates, read-back
 #     with fail-over, convergence failure); $RUNNER_TESTS overrides that selection
 #     with pytest arguments (e.g. RUNNER_TESTS="tests --durations=15").
+#   - the S3 store tests (tests/test_s3_store.py, SeaweedFS started by the tests) are
+#     part of the whole suite, so they run on direct (.ci/run) and on $FULL_SUITE_ON;
+#     a server that cannot start fails them (never a skip).
 #
 # Uses `python` on PATH (activate the project's venv first).  Prism is built from
 # the Go module proxy, job servers staged from Maven Central, Flink and Spark

@@ -123,9 +123,11 @@ class S3Server:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            # `weed server` takes ~20 s to honour SIGTERM (or SIGINT); its data is
+            # thrown away with the folder, so it gets 2 s before SIGKILL.
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
@@ -138,3 +140,18 @@ class S3Server:
         self.stop()
         if self.folder and os.path.exists(os.path.join(self.folder, "weed.log")):
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    # `python -m tests.s3_server`: CI's check that the server starts here (exit 1
+    # naming the log if not); `python -m tests.s3_server --serve` keeps it running
+    # (Ctrl-C stops it) for trying the README's object-storage example by hand.
+    serve = "--serve" in sys.argv[1:]
+    with S3Server(["bucket-a", "bucket-b"]) as server:
+        print(f"SeaweedFS S3 gateway at {server.endpoint} (buckets bucket-a, bucket-b); "
+              f"flags: {' '.join(server.beam_flags)}", flush=True)
+        if serve:
+            try:
+                server.process.wait()
+            except KeyboardInterrupt:
+                pass

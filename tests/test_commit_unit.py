@@ -163,7 +163,7 @@ def test_a_crash_at_any_commit_step_leaves_old_or_new_on_every_root(
     new_shards = shards(new, b"new")
     steps = {"n": 0}
 
-    def fault_point(what):
+    def fault_point(what, name=""):
         steps["n"] += 1
         if steps["n"] == crash_at:
             raise _Crash(what)

@@ -47,7 +47,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.core.hashing import checksum
-from transforms.storage.files import join, read_bytes
+from transforms.storage.files import join, read_bytes, share_s3_clients
 from transforms.core.partition_names import is_safe_name
 
 MANIFEST = "manifest.json"
@@ -115,15 +115,106 @@ def temp_name(name: str) -> str:
 _steps = {"count": 0}
 
 
-def fault_point(what: str) -> None:
-    """Count a write step; with ``$DATAPREP_KILL_AT=N`` the Nth step SIGKILLs the
-    process (the fault-injection suite's kill -9 at each commit point)."""
+def fault_point(what: str, name: str = "") -> None:
+    """Count a write step of the file called ``name``; with ``$DATAPREP_KILL_AT=N``
+    the Nth step SIGKILLs the process (the fault-injection suite's kill -9 at each
+    commit point); with ``$DATAPREP_KILL_AT=N@NAME`` the Nth step of a file called
+    NAME does (``2@manifest.json``: the second manifest copy's first step, i.e.
+    just after the first copy was committed)."""
     limit = os.environ.get(KILL_ENV)
     if not limit:
         return
+    count, _, only = limit.partition("@")
+    if only and only != name:
+        return
     _steps["count"] += 1
-    if _steps["count"] == int(limit):
+    if _steps["count"] == int(count):
         os.kill(os.getpid(), 9)
+
+
+# ---------------------------------------------------------------- object stores
+
+# On s3:// a rename is a copy and a delete (two requests, not atomic), but one PUT
+# is atomic: a reader sees the old object or the whole new one, never a part.  So
+# s3:// files are PUT in place, and the lock and the manifests use S3's
+# conditional writes (If-None-Match: * creates only if absent; If-Match: ETag
+# replaces only the object that was read), which AWS S3 (since 2024), SeaweedFS,
+# MinIO and Ceph implement.  gs:// and hdfs:// keep temp-and-rename.
+S3_SINGLE_PUT_MAX = 4 << 30    # above this, boto3's multipart upload (atomic on completion)
+
+
+class ConditionalWriteFailed(Exception):
+    """An S3 conditional write was refused: the object is not as the writer last saw it."""
+
+
+class ConditionalWritesUnsupported(Exception):
+    """The S3 server rejects conditional writes (HTTP 501 NotImplemented)."""
+
+
+def s3_location(path: str):
+    """``(boto3 client, bucket, key)`` for an ``s3://`` path, None for any other.
+
+    The client is Beam's own (``boto3_client.Client``, shared per options by
+    ``files.share_s3_clients``), built from the S3Options that ``FileSystems``
+    holds (``--s3_endpoint_url``, keys, region, ...: the run config or the
+    command line; workers get them from the pipeline options), so our requests
+    go where Beam's do."""
+    if not path.startswith("s3://"):
+        return None
+    share_s3_clients()
+    from apache_beam.io.aws.clients.s3 import boto3_client
+    from apache_beam.options.pipeline_options import PipelineOptions
+    options = getattr(FileSystems.get_filesystem(path), "_options", None) or PipelineOptions([])
+    bucket, _, name = path[len("s3://"):].partition("/")
+    return boto3_client.Client(options=options).client, bucket, name
+
+
+def _s3_error(err) -> tuple[int, str]:
+    response = getattr(err, "response", None) or {}
+    return (response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0),
+            response.get("Error", {}).get("Code", ""))
+
+
+def s3_put(path: str, data: bytes, if_none_match: bool = False,
+           if_match: str | None = None) -> str:
+    """PUT ``data`` at an ``s3://`` path in one request -> the new ETag.  With
+    ``if_none_match`` only if no object is there; with ``if_match`` only if the
+    object's ETag is still that one.  A refused condition (412, or 409 for a
+    concurrent conditional write) is ConditionalWriteFailed; a server without
+    conditional writes (501) is ConditionalWritesUnsupported."""
+    client, bucket, key = s3_location(path)
+    conditions = {}
+    if if_none_match:
+        conditions["IfNoneMatch"] = "*"
+    if if_match:
+        conditions["IfMatch"] = if_match
+    if len(data) > S3_SINGLE_PUT_MAX and not conditions:
+        import io
+        client.upload_fileobj(io.BytesIO(data), bucket, key)
+        return client.head_object(Bucket=bucket, Key=key)["ETag"]
+    try:
+        return client.put_object(Bucket=bucket, Key=key, Body=data, **conditions)["ETag"]
+    except Exception as err:  # noqa: BLE001 - botocore's ClientError, told apart by status
+        status, code = _s3_error(err)
+        if conditions and (status in (409, 412) or code in (
+                "PreconditionFailed", "ConditionalRequestConflict")):
+            raise ConditionalWriteFailed(f"{path}: {code or status}") from err
+        if conditions and (status == 501 or code == "NotImplemented"):
+            raise ConditionalWritesUnsupported(f"{path}: {code or status}") from err
+        raise
+
+
+def s3_get(path: str) -> tuple[bytes, str] | None:
+    """``(bytes, ETag)`` of an ``s3://`` object in one GET (so the ETag is the one of
+    these bytes), None when there is none."""
+    client, bucket, key = s3_location(path)
+    try:
+        found = client.get_object(Bucket=bucket, Key=key)
+    except Exception as err:  # noqa: BLE001
+        if _s3_error(err)[0] == 404 or _s3_error(err)[1] in ("NoSuchKey", "404"):
+            return None
+        raise
+    return found["Body"].read(), found["ETag"]
 
 
 # ---------------------------------------------------------------- files
@@ -147,8 +238,13 @@ def delete_quietly(path: str) -> None:
 
 def write_atomically(path: str, data: bytes) -> None:
     """Write ``data`` to a temporary sibling (``.tmp-<name>.<uuid>.tmp``) and rename
-    it to ``path``.  A failed write (a full disk) deletes its temporary file."""
+    it to ``path``.  A failed write (a full disk) deletes its temporary file.
+    On ``s3://`` one PUT in place instead (atomic there; a rename is not)."""
     directory, name = parent(path), basename(path)
+    if s3_location(path):
+        fault_point("before put", name)
+        s3_put(path, data)
+        return
     tmp = join(directory, temp_name(name))
     try:
         with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as out:
@@ -156,9 +252,9 @@ def write_atomically(path: str, data: bytes) -> None:
             out.write(data[:half])
             if os.environ.get(KILL_ENV):
                 out.flush()
-                fault_point("partial temp file")
+                fault_point("partial temp file", name)
             out.write(data[half:])
-        fault_point("before rename")
+        fault_point("before rename", name)
         FileSystems.rename([tmp], [path])
     except BaseException:
         delete_quietly(tmp)
@@ -348,6 +444,9 @@ def commit_generation(body: dict, dataset: str, roots: list[str], base: str | No
     ``base`` is the digest of the newest generation when the run started; if
     another writer committed since, ConcurrentWriteError is raised and nothing
     is written.  A body equal to the committed one keeps its generation.
+    ``s3://`` copies are written first, each by a conditional PUT that the
+    server refuses if another writer replaced that copy since it was read
+    (``_put_manifest_if_unchanged``; ConcurrentWriteError).
     """
     found = newest(survey_roots(roots, dataset))
     current = found[0] if found else None
@@ -364,14 +463,62 @@ def commit_generation(body: dict, dataset: str, roots: list[str], base: str | No
     else:
         sealed = seal(body, (current or {}).get("generation", 0) + 1,
                       current.get("digest") if current else None)
-    for index, root in enumerate(roots):
-        path = join(root, dataset, MANIFEST)
-        if file_kind(path) not in ("file", "missing"):
-            replace_with_file(path, manifest_bytes(for_root(sealed, index)))
+    # s3:// roots first, each copy replacing only the manifest this commit started
+    # from (If-Match on its ETag, If-None-Match for a first commit): of two writers
+    # that both passed the check above, the one refused at the first s3:// root
+    # has written no manifest.  Local (and gs://, hdfs://) copies follow.
+    order = sorted(range(len(roots)), key=lambda i: (not s3_location(roots[i]), i))
+    for index in order:
+        path = join(roots[index], dataset, MANIFEST)
+        data = manifest_bytes(for_root(sealed, index))
+        if s3_location(path):
+            _put_manifest_if_unchanged(path, data, base, sealed, first=index == order[0])
+        elif file_kind(path) not in ("file", "missing"):
+            replace_with_file(path, data)
         else:
-            write_atomically(path, manifest_bytes(for_root(sealed, index)))
+            write_atomically(path, data)
     collect_garbage(roots, dataset, sealed)
     return sealed
+
+
+def _put_manifest_if_unchanged(path: str, data: bytes, base: str | None, sealed: dict,
+                               first: bool) -> None:
+    """Compare-and-swap of one ``s3://`` manifest copy: replace the copy only if it is
+    still the one read now, and only if that one is the run's base generation, an
+    older one, ours (a retried commit) or damaged; otherwise ConcurrentWriteError."""
+    fault_point("before put", basename(path))
+    found = s3_get(path)
+    etag = None
+    if found is not None:
+        copy, etag = found
+        try:
+            there = orjson.loads(copy)
+        except orjson.JSONDecodeError:
+            there = None
+        if isinstance(there, dict) and manifest_problem(there) is None:
+            theirs = there.get("digest")
+            if theirs not in (base, sealed["digest"]) and there.get("generation", 0) >= \
+                    sealed["generation"]:
+                raise ConcurrentWriteError(
+                    f"not committing: {path} holds generation {there.get('generation')} "
+                    f"({theirs}), committed by another writer after this run started from "
+                    f"{base}" + ("" if first else "; the copies before it already hold "
+                                 f"generation {sealed['generation']}: run verify_store "
+                                 "--repair"))
+    try:
+        s3_put(path, data, if_none_match=found is None, if_match=etag)
+    except ConditionalWriteFailed as err:
+        raise ConcurrentWriteError(
+            f"not committing: {path} was replaced by another writer while this run "
+            f"committed ({err})" + ("" if first else "; the copies before it already hold "
+                                    f"generation {sealed['generation']}: run verify_store "
+                                    "--repair")) from None
+    except ConditionalWritesUnsupported:
+        import logging
+        logging.getLogger(__name__).warning(
+            "%s: the S3 server does not support conditional writes; manifest written "
+            "without compare-and-swap", path)
+        s3_put(path, data)
 
 
 def discard_uncommitted(entries: list[dict], dataset: str, roots: list[str]) -> None:
@@ -520,8 +667,11 @@ def discard_failed_run(roots: list[str], dataset: str) -> list[Stray]:
 @dataclass
 class DatasetLock:
     """One writer per dataset: ``<root>/<dataset>/.lock`` on every root, created
-    exclusively (``O_EXCL`` on local roots; exists-then-create on object stores,
-    where the generation compare-and-swap at commit is the backstop).
+    exclusively: ``O_EXCL`` on local roots, a conditional PUT (If-None-Match: *)
+    on ``s3://`` (atomic: of writers racing for it exactly one gets it); on
+    ``gs://`` and ``hdfs://`` (and an S3 server without conditional writes, with
+    a warning) exists-then-create, not atomic: there the generation
+    compare-and-swap at commit is the backstop.
 
     ``break_lock=True`` removes existing locks first (a run killed with -9
     leaves its lock; the message of DatasetLocked says so).  Use as a context
@@ -565,6 +715,17 @@ class DatasetLock:
             with os.fdopen(fd, "wb") as f:
                 f.write(info)
             return
+        if s3_location(path):
+            try:
+                s3_put(path, info, if_none_match=True)
+                return
+            except ConditionalWriteFailed:
+                raise FileExistsError(path) from None
+            except ConditionalWritesUnsupported:
+                import logging
+                logging.getLogger(__name__).warning(
+                    "%s: the S3 server does not support conditional writes; the lock "
+                    "is exists-then-create (not atomic)", path)
         if FileSystems.exists(path):
             raise FileExistsError(path)
         write_atomically(path, info)

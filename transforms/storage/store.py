@@ -21,7 +21,8 @@ array block each (``.bdparr``, the container of ``transforms.core.codecs``; writ
 by ``transforms.storage.array_store``).
 
 Every file is written to a temporary name and renamed into place through
-Beam's FileSystems, so a reader never sees a partial file and ``gs://``,
+Beam's FileSystems (on ``s3://`` one PUT in place: ``commit.write_atomically``),
+so a reader never sees a partial file and ``gs://``,
 ``s3://`` or ``hdfs://`` roots work like local ones.  The manifest lists every
 shard with its record count, raw and stored sizes, the xxh3-128 checksum of
 the stored bytes and the roots holding its replicas; it is written only after
