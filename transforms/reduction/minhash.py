@@ -362,7 +362,10 @@ def sketches_of(hashes: np.ndarray, counts: np.ndarray, size: int = SKETCH_SIZE)
     One sort of the batch's (text, hash) pairs."""
     n = len(counts)
     owner = np.repeat(np.arange(n, dtype=np.uint64), counts)
-    keys = np.unique((owner << np.uint64(32)) | hashes.astype(np.uint64))
+    keys = (owner << np.uint64(32)) | hashes.astype(np.uint64)
+    keys.sort()  # a sort and a mask: numpy 2's np.unique hashes first, ~10x slower here
+    if len(keys):
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
     distinct = np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=n)
     values = (keys & np.uint64(0xFFFFFFFF)).astype("<u4")
     starts = np.cumsum(distinct) - distinct
@@ -391,8 +394,12 @@ def sketch_jaccard(a: bytes, b: bytes) -> float:
     n_a, n_b = int.from_bytes(a[:4], "little"), int.from_bytes(b[:4], "little")
     x = np.frombuffer(a, dtype="<u4", offset=4)
     y = np.frombuffer(b, dtype="<u4", offset=4)
-    common = np.intersect1d(x, y, assume_unique=True)
-    if len(x) == n_a and len(y) == n_b:
+    if len(x) > len(y):
+        x, y = y, x
+    at = np.searchsorted(y, x)  # both sorted and distinct: x's hashes found in y
+    at[at == len(y)] = 0
+    common = x[y[at] == x]
+    if len(x) + len(y) == n_a + n_b:  # both whole
         return len(common) / (n_a + n_b - len(common))
     k = max(len(x), len(y))
     union = np.union1d(x, y)[:k]

@@ -572,7 +572,8 @@ class _Anchor(beam.DoFn):
     """At root r: ``(r, {sig: [s], removed: [(id, s_id)...]})`` -> ``Anchored``
     per member whose Jaccard with r is at least ``threshold`` (every member when
     ``threshold`` is None: verification off); the others are kept, counted as
-    ``kept_chain_members`` (linked to r only through a chain a~b~c)."""
+    ``kept_chain_members`` (linked to r only through a chain a~b~c).  Holds r's
+    sketch; the members stream through."""
 
     def __init__(self, threshold: "float | None"):
         self.threshold = threshold
@@ -583,7 +584,7 @@ class _Anchor(beam.DoFn):
     def process(self, joined):
         root, groups = joined
         sigs = list(groups["sig"])
-        for doc_id, sig in sorted(groups["removed"], key=lambda r: (id_order_key(r[0]), r[1])):
+        for doc_id, sig in groups["removed"]:  # streamed: a component may be large
             jaccard = max((sketch_jaccard(sig, s) for s in sigs), default=0.0)
             if self.threshold is not None and jaccard < self.threshold:
                 self.chain.inc()
