@@ -5,7 +5,7 @@ from collections import defaultdict
 import numpy as np
 
 from benchmarks.corpus import WORDS, make_text, mutate, zipf_probabilities
-from transforms.reduction.minhash import LshParams, MinHasher, band_keys, estimated_jaccard, shingle_set
+from transforms.reduction.minhash import LshParams, MinHasher, band_keys, shingle_set, sketch_jaccard
 
 LICENCE = (
     "Copyright (c) {year} {name}. Permission is hereby granted, free of charge, to any "
@@ -80,11 +80,14 @@ def true_similarities(docs: dict[str, str], shingle_size: int = 5) -> dict[tuple
 
 
 def reference_near_dedup(docs: dict[str, str], lsh: LshParams, verify: bool = True):
-    """The pipeline's algorithm in memory: -> {removed id: (kept id, estimated Jaccard)}."""
+    """The pipeline's algorithm in memory: -> {removed id: (kept id, Jaccard of
+    their verification sketches, rounded to 4 places)}.  With ``verify``, LSH
+    edges below the threshold are dropped, and so are members whose Jaccard
+    with their component's root is below it (they are kept)."""
     ids = sorted(docs)
-    hasher = MinHasher.from_params(lsh)
-    sigs, counts = hasher.signatures([docs[i] for i in ids])
-    signature = {i: s.tobytes() for i, s, c in zip(ids, sigs, counts) if c}
+    signed = MinHasher.from_params(lsh).sign([docs[i] for i in ids])
+    signature = {i: s.tobytes() for i, s, c in zip(ids, signed.signatures, signed.counts) if c}
+    sketch = dict(zip(ids, signed.sketches))
     buckets = defaultdict(set)
     for doc_id, sig in signature.items():
         for key in band_keys(sig, lsh.bands, lsh.rows):
@@ -92,6 +95,8 @@ def reference_near_dedup(docs: dict[str, str], lsh: LshParams, verify: bool = Tr
     edges = {(m, min(b)) for b in buckets.values() for m in b if m != min(b)}
     if verify:
         edges = {(u, v) for u, v in edges
-                 if estimated_jaccard(signature[u], signature[v]) >= lsh.threshold}
-    return {node: (root, round(estimated_jaccard(signature[node], signature[root]), 4))
-            for node, root in union_find_roots(edges).items()}
+                 if sketch_jaccard(sketch[u], sketch[v]) >= lsh.threshold}
+    removed = {node: (root, sketch_jaccard(sketch[node], sketch[root]))
+               for node, root in union_find_roots(edges).items()}
+    return {node: (root, round(j, 4)) for node, (root, j) in removed.items()
+            if not verify or j >= lsh.threshold}

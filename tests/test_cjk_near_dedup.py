@@ -9,6 +9,8 @@ import apache_beam as beam
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import zstandard
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -135,11 +137,12 @@ def test_generated_corpora_equal_reference_on_the_runner(make_pipeline):
              for r, (k, j) in expected.items()]), label="Removed")
 
 
-# Recall over pairs with exact J >= 0.85 and precision as the share of removed
-# documents with exact J >= 0.7 to the one kept for them: the word test's
-# definitions (tests/test_near_dedup.py).  Strict figures (J >= 0.8 both ways)
-# and pooled seeds are in BENCHMARKS.md (benchmarks/cjk_near_dedup.py).
-MIN_PRECISION = {"zh": 0.98, "ja": 0.98, "mixed": 0.97}
+# The issue's target at threshold 0.8, against the exact character 5-gram
+# Jaccard J (benchmarks/cjk_near_dedup.py states the measures):
+# recall: of the pairs with J >= 0.8, the share with at least one document
+# removed (not both left in the output); precision: of the removed documents,
+# the share whose J with the document kept for them is >= 0.8.
+MIN_RECALL, MIN_PRECISION = 0.95, 0.98
 
 
 @pytest.mark.parametrize("kind", list(MAKERS))
@@ -149,12 +152,42 @@ def test_quality_against_exact_character_jaccard(kind):
     assert sum(s >= THRESHOLD for s in sims.values()) > 200
     assert shingle_units(list(docs.values())).all()
     ours = quality(docs, sims, LshParams.resolve(THRESHOLD))
-    hits, total = ours["recall_J>=0.85"]
-    assert hits / total >= 0.95
-    hits, total = ours["precision_J(kept)>=0.7"]
-    assert total > 150 and hits / total >= MIN_PRECISION[kind]
-    words = quality(docs, sims, LshParams.resolve(THRESHOLD, shingle_unit="word"))
-    assert words["recall_J>=0.85"][0] / words["recall_J>=0.85"][1] < 0.25  # what it was
+    hits, total = ours["recall_J>=0.8"]
+    assert total > 200 and hits / total >= MIN_RECALL
+    hits, total = ours["precision_J(kept)>=0.8"]
+    assert total > 150 and hits / total >= MIN_PRECISION
+    # the algorithm before (signatures' estimate, every component member removed)
+    # missed the precision floor on this corpus; word shingles see few pairs at all
+    before = quality(docs, sims, LshParams.resolve(THRESHOLD), "signature_verified")
+    assert before["precision_J(kept)>=0.8"][0] / before["precision_J(kept)>=0.8"][1] < 0.95
+    words = quality(docs, sims, LshParams.resolve(THRESHOLD, shingle_unit="word"),
+                    "signature_verified")
+    assert words["recall_J>=0.85"][0] / words["recall_J>=0.85"][1] < 0.35
+
+
+_KINDS = st.lists(st.sampled_from(list(MAKERS)), min_size=1, max_size=3, unique=True)
+
+
+# derandomize: a statistical bound (both_left) is checked on a fixed set of examples
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(_KINDS, st.integers(0, 10_000))
+def test_every_removed_document_is_a_near_duplicate_of_its_kept_one(kinds, seed):
+    """Generated Chinese, Japanese and mixed-script corpora (one or several kinds
+    in one corpus): every removed document's exact character 5-gram Jaccard
+    with the document kept for it is >= the threshold, and its record carries
+    that exact value; the pairs at J >= 0.8 left whole in the output are few."""
+    docs = {}
+    for kind in kinds:
+        docs.update(cjk_near_dup_corpus(kind, originals=12, copies=20, seed=seed,
+                                        max_chars=800))
+    sims = exact_similarities(docs)
+    removed = reference_near_dedup(docs, LshParams.resolve(THRESHOLD))
+    for doc_id, (kept, jaccard) in removed.items():
+        truth = sims.get((min(doc_id, kept), max(doc_id, kept)), 0.0)
+        assert truth >= THRESHOLD and jaccard == round(truth, 4), (doc_id, kept)
+    pairs = [p for p, j in sims.items() if j >= THRESHOLD]
+    both_left = [p for p in pairs if p[0] not in removed and p[1] not in removed]
+    assert len(both_left) <= max(2, len(pairs) // 10), both_left
 
 
 def five_texts(make) -> dict[str, str]:

@@ -11,7 +11,7 @@ from tests.near_dup_corpus import near_dup_corpus, reference_near_dedup, true_si
 from transforms.reduction.minhash import LshParams, MinHasher
 from transforms.reduction.near_dedup import (
     AuditedJoin, AuditGate, Doc, NearDedup, NearDedupConfig, Signed, _Compare, _DropRooted,
-    _doc_bytes, _needed_signatures, _removed_records, _removed_signature, _send_signature,
+    _doc_bytes, _needed_signatures, _Anchor, Anchored, _removed_signature, _send_signature,
     cluster_histogram, size_bucket)
 
 THRESHOLD = 0.8
@@ -141,26 +141,32 @@ def test_audited_join_balances_and_reports_a_lossy_shuffle(make_pipeline):
 
 def test_join_consumers_read_each_group_once():
     """Each consumer of grouped values makes one pass (Beam promises only an iterable)."""
-    sig_a, sig_b = (s.tobytes() for s in MinHasher(16).signatures(["x y z w v", "x y z w u"])[0])
+    signed = MinHasher(16).sign(["x y z w v", "x y z w u"])
+    sig_a, sig_b = (s.tobytes() for s in signed.signatures)
+    sk_a, sk_b = signed.sketches
     once = iter
-    assert list(_send_signature(("a", {"sig": once([sig_a]), "to": once(["b", "c"])}))) == \
-        [("b", ("a", sig_a)), ("c", ("a", sig_a))]
+    assert list(_send_signature(("a", {"sig": once([sk_a]), "to": once(["b", "c"])}))) == \
+        [("b", ("a", sk_a)), ("c", ("a", sk_a))]
     compare = _Compare(0.0)
     compare.setup()
-    assert list(compare.process(("a", {"sig": once([sig_a]), "from": once([("b", sig_b)])}))) \
+    assert list(compare.process(("a", {"sig": once([sk_a]), "from": once([("b", sk_b)])}))) \
         == [("b", "a")]
     keep = _DropRooted(batch_bytes=1 << 20, size_of=_doc_bytes)
     keep.setup()
     docs = [Doc("a", b"line a"), Doc("b", b"line b"), Doc("c", b"line c")]
     assert list(keep.process((0, {"records": once([docs[:2], docs[2:]]),
                                   "root": once([("b", "a")])}))) == [[docs[0]], [docs[2]]]
-    needed = _needed_signatures((0, {"need": once(["b"]),
-                                     "sig": once([[Signed("a", sig_a), Signed("b", sig_b)]])}))
-    assert list(needed) == [("b", sig_b)]
-    assert list(_removed_signature(("b", {"sig": once([sig_b]), "root": once(["a"])}))) == \
-        [("a", ("b", sig_b))]
-    records = list(_removed_records(("a", {"sig": once([sig_a]), "removed": once([("b", sig_b)])})))
-    assert [(r["removed"], r["kept"]) for r in records] == [("b", "a")]
+    needed = _needed_signatures((0, {"need": once(["b"]), "sig": once(
+        [[Signed("a", sig_a, sk_a), Signed("b", sig_b, sk_b)]])}))
+    assert list(needed) == [("b", sk_b)]
+    assert list(_removed_signature(("b", {"sig": once([sk_b]), "root": once(["a"])}))) == \
+        [("a", ("b", sk_b))]
+    # "x y z w v" and "x y z w u": one 5-word shingle each, none shared: J = 0
+    for threshold, want in ((None, [Anchored("b", "a", 0.0)]), (0.5, [])):
+        anchor = _Anchor(threshold)
+        anchor.setup()
+        assert list(anchor.process(("a", {"sig": once([sk_a]),
+                                          "removed": once([("b", sk_b)])}))) == want
 
 
 def test_star_edges_read_the_bucket_once():

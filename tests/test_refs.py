@@ -120,7 +120,7 @@ def test_signer_spills_band_entries_and_signatures(tmp_path):
     """What the scan spills is what LSH and verification would compute from the text."""
     from transforms.reduction.minhash import LshParams, band_keys
     from transforms.reduction.near_dedup import (NearDedupConfig, Signer, band_bucket, band_record,
-                                       signature_record)
+                                       sketch_record)
     from transforms.processing.refs import SpillWriter
     signer = Signer(NearDedupConfig(LshParams.resolve(0.8, num_perm=32)), num_buckets=4)
     signer.setup()
@@ -131,8 +131,10 @@ def test_signer_spills_band_entries_and_signatures(tmp_path):
     assert signer.spill(ids, keys, texts, writers) == [True, False, True]
     for w in writers:
         w.close()
-    sigs = dict(signature_record(r) for b in range(4) for r in spills[1].read(b))
-    assert sigs == {"a": signer.sign(texts[:1])[0], "c\u00e9": signer.sign(texts[2:])[0]}
+    sketches = dict(sketch_record(r) for b in range(4) for r in spills[1].read(b))
+    alone = {"a": signer.sign(texts[:1])[0], "c\u00e9": signer.sign(texts[2:])[0]}
+    assert sketches == {doc_id: s.sketch for doc_id, s in alone.items()}
+    sigs = {doc_id: s.signature for doc_id, s in alone.items()}
     lsh = signer.config.lsh
     entries = sorted(band_record(r) for b in range(4) for r in spills[0].read(b))
     assert entries == sorted((band, keys[i], ids[i]) for i in (0, 2)

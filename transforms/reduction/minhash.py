@@ -46,6 +46,19 @@ Definition (the reference implementation in the tests follows it literally):
 * **band key** ``k`` of ``b`` bands x ``r`` rows: the band index and a 64-bit
   mix of the band's ``r`` values.  Two documents sharing any band key are
   candidates.
+* **verification sketch**: the document's distinct 32-bit shingle hashes (the
+  top 32 bits of the shingle hash, the value the permutations act on), sorted,
+  at most ``SKETCH_SIZE`` (4096) of them -- the smallest, a bottom-k sketch --
+  after a little-endian ``uint32`` count of all its distinct hashes
+  (``sketch_jaccard``).  Verification compares sketches, not signatures: for
+  two documents of at most ``SKETCH_SIZE`` distinct shingles each it computes
+  the *exact* Jaccard of their shingle-hash sets (equal to the shingle sets'
+  unless two distinct shingles of their union, n of them, share a 32-bit hash:
+  a chance of about ``n**2 / 2**33``, 0.8% at n = 8192, and then J moves by
+  about 1/n); for larger documents the bottom-k estimate from the ``SKETCH_SIZE``
+  smallest hashes of the union (standard deviation ``sqrt(J(1-J)/4096)``, 0.006
+  at J = 0.8, against 0.035 from 128 MinHash positions).  Bytes: ``4 + 4 x
+  min(distinct shingles, 4096)`` per document, at most 16 KiB.
 
 LSH settings are checked against the threshold ``t`` (``check_s_curve``): a
 pair at similarity ``t`` becomes a candidate with probability
@@ -78,6 +91,10 @@ MAX_SHINGLE_SIZE = len(WORD_WEIGHTS)
 CHAR_OFFSET = 0x2545F4914F6CDD1D
 # Shingles per numpy block: num_perm x BLOCK uint32 stays in cache (4 MiB at 128).
 BLOCK = 8192
+# Distinct shingle hashes a verification sketch keeps (the smallest): up to this
+# many, verification computes the exact Jaccard; above, the bottom-k estimate.
+# 4096 covers a text of ~4,000 characters (char) or ~4,000 words (word) whole.
+SKETCH_SIZE = 4096
 _WORD_CACHE_LIMIT = 1 << 20
 # Characters per sub-batch of ``MinHasher.sign``: its numpy arrays take about
 # 40 bytes per character of a character-shingled text (8 per word otherwise),
@@ -329,10 +346,64 @@ class LshParams:
 class Signed(NamedTuple):
     """``MinHasher.sign`` of n texts: ``signatures`` uint32 [n, num_perm] (all
     0xFFFFFFFF for a text without shingles), ``counts`` int64 [n] shingles per
-    text, ``by_char`` bool [n], True where the text was shingled by characters."""
+    text, ``by_char`` bool [n], True where the text was shingled by characters,
+    ``sketches`` one verification sketch (bytes, see the module docstring) per
+    text (``b""`` for a text without shingles)."""
     signatures: np.ndarray
     counts: np.ndarray
     by_char: np.ndarray
+    sketches: list
+
+
+def sketches_of(hashes: np.ndarray, counts: np.ndarray, size: int = SKETCH_SIZE) -> list:
+    """uint32 shingle hashes of n texts (concatenated; ``counts`` per text) -> n
+    verification sketches: ``uint32 distinct count + the smallest min(distinct,
+    size) distinct hashes, sorted`` (little-endian bytes; ``b""`` for no shingles).
+    One sort of the batch's (text, hash) pairs."""
+    n = len(counts)
+    owner = np.repeat(np.arange(n, dtype=np.uint64), counts)
+    keys = (owner << np.uint64(32)) | hashes.astype(np.uint64)
+    keys.sort()  # a sort and a mask: numpy 2's np.unique hashes first, ~10x slower here
+    if len(keys):
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    distinct = np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=n)
+    values = (keys & np.uint64(0xFFFFFFFF)).astype("<u4")
+    starts = np.cumsum(distinct) - distinct
+    out = []
+    for start, total in zip(starts.tolist(), distinct.tolist()):
+        if not total:
+            out.append(b"")
+            continue
+        out.append(total.to_bytes(4, "little")
+                   + values[start:start + min(total, size)].tobytes())
+    return out
+
+
+def sketch_jaccard(a: bytes, b: bytes) -> float:
+    """Jaccard similarity of two documents from their verification sketches.
+
+    Both whole (no more than ``SKETCH_SIZE`` distinct hashes each): exact,
+    ``|A & B| / |A | B|`` of the shingle-hash sets.  Otherwise the bottom-k
+    estimate: of the k smallest hashes of the union of the two sketches (k =
+    the larger sketch's length), the share in both (exact membership: a hash
+    among the k smallest of the union is among the k smallest of each set that
+    holds it).  0.0 when either sketch is empty.
+    """
+    if not a or not b:
+        return 0.0
+    n_a, n_b = int.from_bytes(a[:4], "little"), int.from_bytes(b[:4], "little")
+    x = np.frombuffer(a, dtype="<u4", offset=4)
+    y = np.frombuffer(b, dtype="<u4", offset=4)
+    if len(x) > len(y):
+        x, y = y, x
+    at = np.searchsorted(y, x)  # both sorted and distinct: x's hashes found in y
+    at[at == len(y)] = 0
+    common = x[y[at] == x]
+    if len(x) + len(y) == n_a + n_b:  # both whole
+        return len(common) / (n_a + n_b - len(common))
+    k = max(len(x), len(y))
+    union = np.union1d(x, y)[:k]
+    return int(np.count_nonzero(np.isin(union, common, assume_unique=True))) / len(union)
 
 
 class MinHasher:
@@ -444,7 +515,8 @@ class MinHasher:
         return fmix64(hashes), counts, by_char
 
     def sign(self, texts: list[str]) -> Signed:
-        """n texts -> ``Signed`` (signatures, shingle counts, unit per text).
+        """n texts -> ``Signed`` (signatures, shingle counts, unit and
+        verification sketch per text).
 
         Texts are signed in consecutive passes of at most ``MAX_CHARS_PER_PASS``
         characters (a longer text alone), which bounds the working memory to
@@ -461,7 +533,8 @@ class MinHasher:
         parts = [self._sign(texts[lo:hi]) for lo, hi in passes]
         return Signed(np.concatenate([p.signatures for p in parts]),
                       np.concatenate([p.counts for p in parts]),
-                      np.concatenate([p.by_char for p in parts]))
+                      np.concatenate([p.by_char for p in parts]),
+                      [sketch for p in parts for sketch in p.sketches])
 
     def _sign(self, texts: list[str]) -> Signed:
         hashes, counts, by_char = self._shingle_hashes(texts)
@@ -484,7 +557,7 @@ class MinHasher:
             cols = nonempty[first:last]
             mins[:, cols] = np.minimum(mins[:, cols],
                                        np.minimum.reduceat(view, segments, axis=1))
-        return Signed(np.ascontiguousarray(mins.T), counts, by_char)
+        return Signed(np.ascontiguousarray(mins.T), counts, by_char, sketches_of(hashes, counts))
 
     def signatures(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """-> (uint32 signatures [len(texts), num_perm], shingle count per text).

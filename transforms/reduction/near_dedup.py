@@ -7,19 +7,26 @@ files; nothing gathers all documents, signatures or edges on one worker:
 1. Signatures (numpy, ``transforms.reduction.minhash``: word or character shingles per
    document, ``LshParams.shingle_unit``): in prepare_corpus the scan
    signs every document once and spills its band entries ``(band key, text
-   key, id)`` by LSH bucket and its signature by id bucket
+   key, id)`` by LSH bucket and its verification sketch (its distinct shingle
+   hashes, ``transforms.reduction.minhash.sketch_jaccard``) by id bucket
    (``Signer.spill``); ``NearDedup`` signs ``(id, line)`` documents itself.
 2. LSH: per bucket, each band key shared by two or more texts emits k-1
    *star* edges (member -> smallest id in the id order of ``transforms.core.ids``), never all
    pairs; copies of one text count once, by their smallest id (``shared_band_keys``).
-3. Signatures of the edges' nodes only (a small share): from the spill
+3. Sketches of the edges' nodes only (a small share): from the spill
    (``SignaturesFromSpill``) or a streamed join (``SignaturesByJoin``).
-4. ``Verify`` (default on): both ends' signatures meet, an edge whose
-   estimated Jaccard is below the threshold is dropped.
+4. ``Verify`` (default on): both ends' sketches meet, an edge whose Jaccard
+   (exact for documents of at most ``SKETCH_SIZE`` distinct shingles, else the
+   bottom-k estimate) is below the threshold is dropped.
 5. ``Components``: large-star / small-star rounds (``transforms.processing.components``).
-6. ``DropNearDuplicates``: the records meet their roots in id buckets; a record
+6. ``Anchor`` (with verification): each member meets its root's sketch; a
+   member whose Jaccard with the root is below the threshold (linked only
+   through a chain a~b~c) is kept, so every removed document has the document
+   kept for it at or above the threshold.
+7. ``DropNearDuplicates``: the records meet their roots in id buckets; a record
    with a root other than itself is removed (and, on request, written out as
-   ``{"removed", "kept", "reason": "near_duplicate", "jaccard"}``).
+   ``{"removed", "kept", "reason": "near_duplicate", "jaccard"}``, the Jaccard
+   of step 6).
 
 Every join is audited: per input, the values that went into the shuffle must
 all come out of it, or the run fails (``gate``) instead of keeping documents
@@ -38,7 +45,7 @@ from apache_beam.metrics import Metrics
 from transforms.processing.components import DEFAULT_MAX_ROUNDS, ConnectedComponents
 from transforms.reduction.dedup import bucket_of_id
 from transforms.core.ids import id_order_key
-from transforms.reduction.minhash import LshParams, MinHasher, band_keys, estimated_jaccard
+from transforms.reduction.minhash import LshParams, MinHasher, band_keys, sketch_jaccard
 from transforms.processing.refs import DocRef, chunked  # registers the refs' coders
 from transforms.storage.spill import Spill
 
@@ -85,12 +92,21 @@ def text_of(line: bytes, field: str) -> str | None:
     return text if isinstance(text, str) else None
 
 
+class Sketched(NamedTuple):
+    """What near-dedup computes from one text: its MinHash ``signature``
+    (``num_perm`` little-endian uint32, for LSH) and its verification ``sketch``
+    (``transforms.reduction.minhash.sketch_jaccard``); both ``b""`` for a text
+    without shingles."""
+    signature: bytes
+    sketch: bytes
+
+
 class Signer:
-    """MinHash signatures of texts, as the bytes a ``DocRef``/``Signed`` carries.
+    """MinHash signatures and verification sketches of texts, as the bytes a
+    ``Signed`` or the scan's spill carries.
 
     Built once per config (``NearDedupConfig``); ``setup()`` makes the hasher
-    in the worker, ``sign(texts)`` -> one signature per text (``num_perm``
-    little-endian uint32, ``b""`` for a text without shingles).
+    in the worker, ``sign(texts)`` -> one ``Sketched`` per text.
     """
 
     def __init__(self, config: "NearDedupConfig", num_buckets: int = 16):
@@ -103,36 +119,38 @@ class Signer:
         self.hasher = MinHasher.from_params(self.config.lsh)
         self.by_char = Metrics.counter(NAMESPACE, "docs_shingled_by_char")
 
-    def sign(self, texts: list[str]) -> list[bytes]:
+    def sign(self, texts: list[str]) -> "list[Sketched]":
         """Counts the signed documents shingled by characters (``docs_shingled_by_char``)."""
         if not texts:
             return []
-        sigs, counts, by_char = self.hasher.sign(texts)
-        char_signed = int(np.count_nonzero(by_char & (counts > 0)))
+        signed = self.hasher.sign(texts)
+        char_signed = int(np.count_nonzero(signed.by_char & (signed.counts > 0)))
         if char_signed:  # a counter is reported only once incremented, on every runner alike
             self.by_char.inc(char_signed)
-        return [sig.tobytes() if count else b"" for sig, count in zip(sigs, counts)]
+        return [Sketched(sig.tobytes(), sketch) if count else Sketched(b"", b"")
+                for sig, count, sketch in zip(signed.signatures, signed.counts, signed.sketches)]
 
     def spills(self, spill_dir: str) -> "tuple[Spill, Spill]":
-        """(band entries by band-key bucket, signatures by id bucket) under ``spill_dir``."""
-        return Spill(spill_dir, "bands"), Spill(spill_dir, "sigs")
+        """(band entries by band-key bucket, sketches by id bucket) under ``spill_dir``."""
+        return Spill(spill_dir, "bands"), Spill(spill_dir, "sketches")
 
     def spill(self, ids: list[str], keys: list[bytes], texts: list[str], writers) -> list[bool]:
         """Sign ``texts``; write each signed one's band entries ``band key + text
-        key + id`` and its signature record ``id length (u16) + id + signature``
-        through ``writers`` (``SpillWriter``s of ``spills()``) -> signed or not."""
-        bands_out, sigs_out = writers
+        key + id`` and its sketch record ``id length (u16) + id + sketch``
+        through ``writers`` (``SpillWriter``s of ``spills()``) -> signed or not.
+        The signature itself is not kept: LSH needs only the band keys."""
+        bands_out, sketches_out = writers
         lsh, n = self.config.lsh, self.num_buckets
         signed = []
-        for doc_id, key, sig in zip(ids, keys, self.sign(texts)):
+        for doc_id, key, (sig, sketch) in zip(ids, keys, self.sign(texts)):
             signed.append(bool(sig))
             if not sig:
                 continue
             raw_id = doc_id.encode("utf-8", "surrogatepass")
             for band in band_keys(sig, lsh.bands, lsh.rows):
                 bands_out.add(band_bucket(band, n), band + key + raw_id)
-            sigs_out.add(bucket_of_id(doc_id, n),
-                         len(raw_id).to_bytes(2, "little") + raw_id + sig)
+            sketches_out.add(bucket_of_id(doc_id, n),
+                             len(raw_id).to_bytes(2, "little") + raw_id + sketch)
         return signed
 
 
@@ -146,16 +164,17 @@ def band_record(record: bytes) -> tuple[bytes, bytes, str]:
     return record[:10], record[10:26], record[26:].decode("utf-8", "surrogatepass")
 
 
-def signature_record(record: bytes) -> tuple[str, bytes]:
-    """A spilled signature record -> ``(id, signature)``."""
+def sketch_record(record: bytes) -> tuple[str, bytes]:
+    """A spilled sketch record -> ``(id, sketch)``."""
     size = int.from_bytes(record[:2], "little")
     return record[2:2 + size].decode("utf-8", "surrogatepass"), record[2 + size:]
 
 
 class Signed(NamedTuple):
-    """A document's id and MinHash signature (non-empty)."""
+    """A document's id, MinHash signature and verification sketch (non-empty)."""
     id: str
     signature: bytes
+    sketch: bytes
 
 
 class Doc(NamedTuple):
@@ -191,7 +210,8 @@ class _SignDocs(beam.DoFn):
                 continue
             ids.append(doc.id)
             texts.append(text)
-        signed = [Signed(i, sig) for i, sig in zip(ids, self.signer.sign(texts)) if sig]
+        signed = [Signed(i, s.signature, s.sketch)
+                  for i, s in zip(ids, self.signer.sign(texts)) if s.signature]
         self.no_shingles.inc(len(texts) - len(signed))
         self.signed.inc(len(signed))
         yield signed, docs
@@ -273,7 +293,7 @@ class _StarEdges(beam.DoFn):
 
 
 def _send_signature(joined):
-    """At node u: (u, {sig: [s], to: [v...]}) -> (v, (u, s)) for each v."""
+    """At node u: (u, {sig: [s], to: [v...]}) -> (v, (u, s)) for each v (s: u's sketch)."""
     u, groups = joined
     sigs = list(groups["sig"])
     for v in groups["to"]:
@@ -282,7 +302,8 @@ def _send_signature(joined):
 
 
 class _Compare(beam.DoFn):
-    """At node v: (v, {sig: [s], from: [(u, s_u)...]}) -> (u, v) if similar enough."""
+    """At node v: (v, {sig: [s], from: [(u, s_u)...]}) -> (u, v) if the sketches'
+    Jaccard (``sketch_jaccard``) is at least the threshold."""
 
     def __init__(self, threshold: float):
         self.threshold = threshold
@@ -295,7 +316,7 @@ class _Compare(beam.DoFn):
         v, groups = joined
         sigs = list(groups["sig"])
         for u, sig_u in groups["from"]:
-            if any(estimated_jaccard(sig_u, s) >= self.threshold for s in sigs):
+            if any(sketch_jaccard(sig_u, s) >= self.threshold for s in sigs):
                 self.kept.inc()
                 yield u, v
             else:
@@ -389,7 +410,7 @@ def _needed_signatures(joined):
     for batch in groups["sig"]:
         for doc in batch:
             if doc.id in needed:
-                yield doc.id, doc.signature
+                yield doc.id, doc.sketch
 
 
 class SignaturesByJoin(beam.PTransform):
@@ -422,7 +443,7 @@ class _ReadNeededSignatures(beam.DoFn):
         bucket, ids = grouped
         needed = set(ids)
         for record in self.spill.read(bucket):
-            doc_id, sig = signature_record(record)
+            doc_id, sig = sketch_record(record)
             if doc_id in needed:
                 yield doc_id, sig
 
@@ -528,7 +549,7 @@ class _DropRooted(beam.DoFn):
 
 
 def _removed_signature(joined):
-    """At node v: ``{sig: [s], root: [r]}`` -> ``(r, (v, s))`` (one signature of v)."""
+    """At node v: ``{sig: [s], root: [r]}`` -> ``(r, (v, s))`` (one sketch of v)."""
     v, groups = joined
     sigs = list(groups["sig"])[:1]
     for root in groups["root"]:
@@ -536,14 +557,44 @@ def _removed_signature(joined):
             yield root, (v, sig)
 
 
-def _removed_records(joined):
-    """At root r: (r, {sig: [s], removed: [(id, s_id)...]}) -> audit records."""
-    root, groups = joined
-    sigs = list(groups["sig"])
-    for doc_id, sig in sorted(groups["removed"], key=lambda r: (id_order_key(r[0]), r[1])):
-        jaccard = max((estimated_jaccard(sig, s) for s in sigs), default=0.0)
-        yield {"removed": doc_id, "kept": root, "reason": "near_duplicate",
-               "jaccard": round(jaccard, 4)}
+class Anchored(NamedTuple):
+    """A member ``id`` of a near-duplicate component, its component's kept
+    document ``root`` and their Jaccard (``sketch_jaccard``, rounded to 4 places)."""
+    id: str
+    root: str
+    jaccard: float
+
+
+coders.registry.register_coder(Anchored, coders.RowCoder)
+
+
+class _Anchor(beam.DoFn):
+    """At root r: ``(r, {sig: [s], removed: [(id, s_id)...]})`` -> ``Anchored``
+    per member whose Jaccard with r is at least ``threshold`` (every member when
+    ``threshold`` is None: verification off); the others are kept, counted as
+    ``kept_chain_members`` (linked to r only through a chain a~b~c).  Holds r's
+    sketch; the members stream through."""
+
+    def __init__(self, threshold: "float | None"):
+        self.threshold = threshold
+
+    def setup(self):
+        self.chain = Metrics.counter(NAMESPACE, "kept_chain_members")
+
+    def process(self, joined):
+        root, groups = joined
+        sigs = list(groups["sig"])
+        for doc_id, sig in groups["removed"]:  # streamed: a component may be large
+            jaccard = max((sketch_jaccard(sig, s) for s in sigs), default=0.0)
+            if self.threshold is not None and jaccard < self.threshold:
+                self.chain.inc()
+                continue
+            yield Anchored(doc_id, root, round(jaccard, 4))
+
+
+def _removed_record(anchored: Anchored) -> dict:
+    return {"removed": anchored.id, "kept": anchored.root, "reason": "near_duplicate",
+            "jaccard": anchored.jaccard}
 
 
 class _CountClusterSizes(beam.DoFn):
@@ -558,16 +609,18 @@ class ConnectNearDuplicates(beam.PTransform):
     """Candidate edges -> dict of PCollections:
 
     * ``roots``: ``(id, root)`` for every near-duplicate to remove: its
-      component's smallest id (the root itself is kept);
+      component's smallest id (the root itself is kept); with verification,
+      only members whose Jaccard with the root is at least the threshold
+      (``_Anchor``: a member linked only through a chain is kept);
     * ``removed`` (only with ``with_removed``): audit records
       ``{"removed", "kept", "reason": "near_duplicate", "jaccard"}``;
     * ``balances``: audit balances of every join (for ``AuditGate``);
     * ``components_gate``: the convergence message (empty when converged).
 
-    ``signatures`` is a PTransform: nodes -> ``(id, signature)``
+    ``signatures`` is a PTransform: nodes -> ``(id, sketch)``
     (``SignaturesByJoin`` or ``SignaturesFromSpill``); it is applied once, to
     the candidate edges' nodes (a small share of the documents), and
-    verification and the audit records work on those.
+    verification, the anchoring and the audit records work on those.
     """
 
     def __init__(self, config: NearDedupConfig, signatures, with_removed: bool = False):
@@ -591,14 +644,8 @@ class ConnectNearDuplicates(beam.PTransform):
             balances += verify_balances
         roots, components_gate = edges | "Components" >> ConnectedComponents(
             config.max_rounds, NAMESPACE, fail_unconverged=False)
-        (roots
-         | "MembersPerRoot" >> beam.MapTuple(lambda node, root: (root, 1))
-         | "ClusterSizes" >> beam.CombinePerKey(sum)
-         | "CountClusterSizes" >> beam.ParDo(_CountClusterSizes()))
-        result = {"roots": roots, "components_gate": components_gate}
+        anchored = None
         if needed is not None:
-            result["needed"] = needed
-        if self.with_removed:
             at_removed, balance = (
                 {"sig": needed, "root": roots} | AuditedJoin("JoinRemovedSignature"))
             balances.append(balance)
@@ -607,7 +654,19 @@ class ConnectNearDuplicates(beam.PTransform):
                  "removed": at_removed | "SendToRoot" >> beam.FlatMap(_removed_signature)}
                 | AuditedJoin("JoinKeptSignature"))
             balances.append(balance)
-            result["removed"] = at_root | "RemovedRecords" >> beam.FlatMap(_removed_records)
+            anchored = at_root | "Anchor" >> beam.ParDo(
+                _Anchor(config.lsh.threshold if config.verify else None)).with_output_types(
+                    Anchored)
+            roots = anchored | "AnchoredRoots" >> beam.Map(lambda a: (a.id, a.root))
+        (roots
+         | "MembersPerRoot" >> beam.MapTuple(lambda node, root: (root, 1))
+         | "ClusterSizes" >> beam.CombinePerKey(sum)
+         | "CountClusterSizes" >> beam.ParDo(_CountClusterSizes()))
+        result = {"roots": roots, "components_gate": components_gate}
+        if needed is not None:
+            result["needed"] = needed
+        if self.with_removed:
+            result["removed"] = anchored | "RemovedRecords" >> beam.Map(_removed_record)
         result["balances"] = balances
         return result
 
