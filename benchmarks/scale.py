@@ -16,6 +16,7 @@ included) over the final store's bytes.
 """
 import argparse
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -45,15 +46,37 @@ def corpus_for(data: str, docs: int) -> str:
     return os.path.join(folder, "part-*.jsonl.zst")
 
 
-def commands(pattern: str, work: str, run_config: str) -> dict[str, list[str]]:
+def store_digests(work: str) -> dict:
+    """sha256 (first 16 hex) of the manifest and of every file of the store on
+    both roots (path and bytes, audit files and spills left out), so runs on
+    different runners compare byte for byte after their folders are gone."""
+    digests = {}
+    for root in ("a", "b"):
+        base = os.path.join(work, root, "corpus")
+        files = hashlib.sha256()
+        for dirpath, dirnames, names in sorted(os.walk(base)):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+            for name in sorted(names):
+                path = os.path.join(dirpath, name)
+                files.update(os.path.relpath(path, base).encode() + b"\0")
+                with open(path, "rb") as f:
+                    files.update(hashlib.sha256(f.read()).digest())
+        digests[f"store_{root}"] = files.hexdigest()[:16]
+    with open(os.path.join(work, "a", "corpus", "manifest.json"), "rb") as f:
+        digests["manifest"] = hashlib.sha256(f.read()).hexdigest()[:16]
+    return digests
+
+
+def commands(pattern: str, work: str, run_config: str,
+             baseline: bool = True) -> dict[str, list[str]]:
     return {
         f"prepare_corpus ({run_config}, R=2)": [
             PY, "-m", "pipelines.prepare_corpus", "--input", pattern,
             "--output_roots", f"{work}/a,{work}/b", "--replication", "2",
             "--run_config", run_config],
-        "plain Python script (exact only, 1 process)": [
+        **({} if not baseline else {"plain Python script (exact only, 1 process)": [
             PY, "-m", "benchmarks.baselines.plain_python_dedup", "--input", pattern,
-            "--output", f"{work}/py"],
+            "--output", f"{work}/py"]}),
     }
 
 
@@ -65,13 +88,17 @@ def main(argv=None):
     parser.add_argument("--data", default="benchmarks/data")
     parser.add_argument("--work", default="benchmarks/work/scale")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--no_baseline", action="store_true",
+                        help="leave out the plain-Python script (e.g. a second runner at "
+                             "a size whose baseline is already measured)")
     parser.add_argument("--out", default="benchmarks/results/scale.json")
     args = parser.parse_args(argv)
     results = []
     for size in args.sizes.split(","):
         docs = parse_size(size)
         pattern = corpus_for(args.data, docs)
-        for name, cmd in commands(pattern, args.work, args.run_config).items():
+        for name, cmd in commands(pattern, args.work, args.run_config,
+                                     not args.no_baseline).items():
             ours = name.startswith("prepare_corpus")
             run = median_run(cmd, args.repeats,
                              before=lambda: shutil.rmtree(args.work, ignore_errors=True),
@@ -85,6 +112,9 @@ def main(argv=None):
                 row["store_mb"] = store / 2**20
                 row["peak_disk_mb"] = run["peak_disk_mb"]
                 row["peak_disk_over_store"] = run["peak_disk_mb"] * 2**20 / store
+                row["run_config"] = args.run_config
+                row.update(store_digests(args.work))
+                row["load_avg"] = os.getloadavg()
             results.append(row)
             print(table(results[-1:]), file=sys.stderr)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

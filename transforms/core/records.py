@@ -3,6 +3,7 @@
 Pure Python (no Beam): ``transforms.processing.refs`` registers Beam's
 ``RowCoder`` for ``DocRef`` and ``Digest`` when it is imported.
 """
+import pickle
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Tuple
 
@@ -58,6 +59,28 @@ class Run(NamedTuple):
     ids: list
     path: str
     raw_bytes: int
+
+
+class Packed(NamedTuple):
+    """A batch of records (refs, id keys, picks) as one bytes value, for the
+    grouping steps that carry every document (exact dedup, the near-dedup drop,
+    the re-read by file).  The in-process runners hold a grouped value decoded
+    until its group is read: as Python objects a ref takes ~300-500 bytes, as
+    part of a packed batch ~50.  ``blob``: the list, pickled (protocol 5;
+    NamedTuples of str, bytes, int, bool and tuples only)."""
+    blob: bytes
+
+
+def pack(records: list) -> Packed:
+    """A list of records -> ``Packed`` (``unpack`` gives the list back, equal)."""
+    return Packed(pickle.dumps(list(records), protocol=5))
+
+
+def unpack(batch) -> list:
+    """``Packed`` -> its list of records; a plain list (a batch not packed) as is."""
+    if isinstance(batch, Packed):
+        return pickle.loads(batch.blob)
+    return batch
 
 
 def ref_bytes(ref: DocRef) -> int:
