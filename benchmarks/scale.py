@@ -51,6 +51,17 @@ def store_digests(work: str) -> dict:
     both roots (path and bytes, audit files and spills left out), so runs on
     different runners compare byte for byte after their folders are gone."""
     digests = {}
+    shards = hashlib.sha256()  # every shard file by name and bytes, whichever root holds it
+    names = sorted({(name, root) for root in ("a", "b")
+                    for name in os.listdir(os.path.join(work, root, "corpus"))
+                    if name.startswith("shard-")})
+    done = set()
+    for name, root in names:
+        if name not in done:
+            done.add(name)
+            with open(os.path.join(work, root, "corpus", name), "rb") as f:
+                shards.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+    digests["shards"] = shards.hexdigest()[:16]
     for root in ("a", "b"):
         base = os.path.join(work, root, "corpus")
         files = hashlib.sha256()
@@ -63,7 +74,17 @@ def store_digests(work: str) -> dict:
                     files.update(hashlib.sha256(f.read()).digest())
         digests[f"store_{root}"] = files.hexdigest()[:16]
     with open(os.path.join(work, "a", "corpus", "manifest.json"), "rb") as f:
-        digests["manifest"] = hashlib.sha256(f.read()).hexdigest()[:16]
+        body = f.read()
+    digests["manifest"] = hashlib.sha256(body).hexdigest()[:16]
+    # Runs in different --work folders: the roots (and so the replica placement and the
+    # generation digest) differ; everything else must not.
+    manifest = json.loads(body)
+    for key in ("roots", "digest"):
+        manifest.pop(key, None)
+    for shard in manifest.get("shards", []):
+        shard.pop("replicas", None)
+    digests["manifest_without_roots"] = hashlib.sha256(
+        json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
     return digests
 
 

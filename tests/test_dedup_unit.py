@@ -89,3 +89,21 @@ def test_pack_round_trips_records_and_passes_plain_lists():
     assert unpack(pack(picks)) == picks
     assert unpack(picks) is picks
     assert unpack(pack([])) == []
+
+
+def test_unpack_takes_a_packed_batch_in_any_class_with_its_fields():
+    """A worker's RowCoder may decode Packed into a schema-generated class."""
+    from typing import NamedTuple
+    import pytest
+    from apache_beam import coders
+    from transforms.core.records import Packed, unpack
+    refs = [ref("a", "x"), ref("b", "y")]
+
+    class Generated(NamedTuple):
+        blob: bytes
+
+    assert unpack(Generated(pack(refs).blob)) == refs
+    coder = coders.registry.get_coder(Packed)
+    assert unpack(coder.decode(coder.encode(pack(refs)))) == refs
+    with pytest.raises(TypeError, match="Packed or a list"):
+        unpack(("not", "a", "batch"))

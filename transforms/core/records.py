@@ -77,10 +77,16 @@ def pack(records: list) -> Packed:
 
 
 def unpack(batch) -> list:
-    """``Packed`` -> its list of records; a plain list (a batch not packed) as is."""
-    if isinstance(batch, Packed):
-        return pickle.loads(batch.blob)
-    return batch
+    """``Packed`` -> its list of records; a plain list (a batch not packed) as is.
+
+    Checks the ``blob`` field, not the class: a worker's RowCoder may decode a
+    ``Packed`` into a schema-generated class of the same fields."""
+    blob = getattr(batch, "blob", None)
+    if isinstance(blob, bytes):
+        return pickle.loads(blob)
+    if isinstance(batch, list):
+        return batch
+    raise TypeError(f"expected Packed or a list of records, got {type(batch).__name__}")
 
 
 def ref_bytes(ref: DocRef) -> int:
