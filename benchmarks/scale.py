@@ -16,6 +16,7 @@ included) over the final store's bytes.
 """
 import argparse
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -45,15 +46,58 @@ def corpus_for(data: str, docs: int) -> str:
     return os.path.join(folder, "part-*.jsonl.zst")
 
 
-def commands(pattern: str, work: str, run_config: str) -> dict[str, list[str]]:
+def store_digests(work: str) -> dict:
+    """sha256 (first 16 hex) of the manifest and of every file of the store on
+    both roots (path and bytes, audit files and spills left out), so runs on
+    different runners compare byte for byte after their folders are gone."""
+    digests = {}
+    shards = hashlib.sha256()  # every shard file by name and bytes, whichever root holds it
+    names = sorted({(name, root) for root in ("a", "b")
+                    for name in os.listdir(os.path.join(work, root, "corpus"))
+                    if name.startswith("shard-")})
+    done = set()
+    for name, root in names:
+        if name not in done:
+            done.add(name)
+            with open(os.path.join(work, root, "corpus", name), "rb") as f:
+                shards.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+    digests["shards"] = shards.hexdigest()[:16]
+    for root in ("a", "b"):
+        base = os.path.join(work, root, "corpus")
+        files = hashlib.sha256()
+        for dirpath, dirnames, names in sorted(os.walk(base)):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+            for name in sorted(names):
+                path = os.path.join(dirpath, name)
+                files.update(os.path.relpath(path, base).encode() + b"\0")
+                with open(path, "rb") as f:
+                    files.update(hashlib.sha256(f.read()).digest())
+        digests[f"store_{root}"] = files.hexdigest()[:16]
+    with open(os.path.join(work, "a", "corpus", "manifest.json"), "rb") as f:
+        body = f.read()
+    digests["manifest"] = hashlib.sha256(body).hexdigest()[:16]
+    # Runs in different --work folders: the roots (and so the replica placement and the
+    # generation digest) differ; everything else must not.
+    manifest = json.loads(body)
+    for key in ("roots", "digest"):
+        manifest.pop(key, None)
+    for shard in manifest.get("shards", []):
+        shard.pop("replicas", None)
+    digests["manifest_without_roots"] = hashlib.sha256(
+        json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+    return digests
+
+
+def commands(pattern: str, work: str, run_config: str,
+             baseline: bool = True) -> dict[str, list[str]]:
     return {
         f"prepare_corpus ({run_config}, R=2)": [
             PY, "-m", "pipelines.prepare_corpus", "--input", pattern,
             "--output_roots", f"{work}/a,{work}/b", "--replication", "2",
             "--run_config", run_config],
-        "plain Python script (exact only, 1 process)": [
+        **({} if not baseline else {"plain Python script (exact only, 1 process)": [
             PY, "-m", "benchmarks.baselines.plain_python_dedup", "--input", pattern,
-            "--output", f"{work}/py"],
+            "--output", f"{work}/py"]}),
     }
 
 
@@ -65,13 +109,17 @@ def main(argv=None):
     parser.add_argument("--data", default="benchmarks/data")
     parser.add_argument("--work", default="benchmarks/work/scale")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--no_baseline", action="store_true",
+                        help="leave out the plain-Python script (e.g. a second runner at "
+                             "a size whose baseline is already measured)")
     parser.add_argument("--out", default="benchmarks/results/scale.json")
     args = parser.parse_args(argv)
     results = []
     for size in args.sizes.split(","):
         docs = parse_size(size)
         pattern = corpus_for(args.data, docs)
-        for name, cmd in commands(pattern, args.work, args.run_config).items():
+        for name, cmd in commands(pattern, args.work, args.run_config,
+                                     not args.no_baseline).items():
             ours = name.startswith("prepare_corpus")
             run = median_run(cmd, args.repeats,
                              before=lambda: shutil.rmtree(args.work, ignore_errors=True),
@@ -85,6 +133,9 @@ def main(argv=None):
                 row["store_mb"] = store / 2**20
                 row["peak_disk_mb"] = run["peak_disk_mb"]
                 row["peak_disk_over_store"] = run["peak_disk_mb"] * 2**20 / store
+                row["run_config"] = args.run_config
+                row.update(store_digests(args.work))
+                row["load_avg"] = os.getloadavg()
             results.append(row)
             print(table(results[-1:]), file=sys.stderr)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

@@ -4,6 +4,7 @@ from transforms.reduction.dedup import (IdKey, _EmitWinners, conflicting_ids, de
                               winners)
 from transforms.core.hashing import text_key
 from transforms.core.ids import id_order_key
+from transforms.core.records import pack
 from transforms.processing.refs import DocRef
 
 
@@ -59,3 +60,50 @@ def test_dedup_buckets_scale_with_input():
     assert dedup_buckets(0) == 16
     assert dedup_buckets(10 << 30) == 160
     assert dedup_buckets(1 << 50) == 65536
+
+
+@given(docs, st.integers(1, 4), st.integers(1, 7))
+def test_key_into_buckets_packs_and_emit_winners_reads_packed_batches(pairs, parts, buckets):
+    """The grouping values are Packed lists; unpacked they are the refs that went in,
+    and winners read from packed batches equal winners from plain lists."""
+    from transforms.core.records import Packed, unpack
+    from transforms.reduction.dedup import IDS_TAG, _KeyIntoBuckets
+    refs = [ref(i, t, line=n) for n, (i, t) in enumerate(pairs)]
+    out = list(_KeyIntoBuckets(buckets).process(refs))
+    main = [o for o in out if not hasattr(o, "tag")]
+    ids = [o.value for o in out if getattr(o, "tag", None) == IDS_TAG]
+    assert all(isinstance(v, Packed) for _, v in main + ids)
+    assert sorted(r for _, v in main for r in unpack(v)) == sorted(refs)
+    assert sorted(k for _, v in ids for k in unpack(v)) == sorted(IdKey(r.id, r.key) for r in refs)
+    batches = [refs[i::parts] for i in range(parts)]
+    fn = _EmitWinners(with_removed=True, batch_bytes=1 << 20)
+    plain = list(fn.process((0, batches)))
+    packed = list(fn.process((0, [pack(b) for b in batches])))
+    assert [o if isinstance(o, list) else o.value for o in plain] == \
+        [o if isinstance(o, list) else o.value for o in packed]
+
+
+def test_pack_round_trips_records_and_passes_plain_lists():
+    from transforms.core.records import Pick, unpack
+    picks = [Pick(3, 10, False, (1, 2), "a", ("", 0, 2)), Pick(1, 5, True, (0,), "b", ("p", 1, 3))]
+    assert unpack(pack(picks)) == picks
+    assert unpack(picks) is picks
+    assert unpack(pack([])) == []
+
+
+def test_unpack_takes_a_packed_batch_in_any_class_with_its_fields():
+    """A worker's RowCoder may decode Packed into a schema-generated class."""
+    from typing import NamedTuple
+    import pytest
+    from apache_beam import coders
+    from transforms.core.records import Packed, unpack
+    refs = [ref("a", "x"), ref("b", "y")]
+
+    class Generated(NamedTuple):
+        blob: bytes
+
+    assert unpack(Generated(pack(refs).blob)) == refs
+    coder = coders.registry.get_coder(Packed)
+    assert unpack(coder.decode(coder.encode(pack(refs)))) == refs
+    with pytest.raises(TypeError, match="Packed or a list"):
+        unpack(("not", "a", "batch"))

@@ -8,6 +8,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import run_config as run_configs
 from tests.near_dup_corpus import near_dup_corpus, reference_near_dedup, true_similarities
+from transforms.core.records import pack
 from transforms.reduction.minhash import LshParams, MinHasher
 from transforms.reduction.near_dedup import (
     AuditedJoin, AuditGate, Doc, NearDedup, NearDedupConfig, Signed, _Compare, _DropRooted,
@@ -155,6 +156,11 @@ def test_join_consumers_read_each_group_once():
     keep.setup()
     docs = [Doc("a", b"line a"), Doc("b", b"line b"), Doc("c", b"line c")]
     assert list(keep.process((0, {"records": once([docs[:2], docs[2:]]),
+                                  "root": once([("b", "a")])}))) == [[docs[0], docs[2]]]
+    # survivors of the bucket are re-batched across its incoming batches, packed or not
+    keep = _DropRooted(batch_bytes=len("a") + len(b"line a") + 16, size_of=_doc_bytes)
+    keep.setup()
+    assert list(keep.process((0, {"records": once([pack(docs[:1]), docs[1:]]),
                                   "root": once([("b", "a")])}))) == [[docs[0]], [docs[2]]]
     needed = _needed_signatures((0, {"need": once(["b"]), "sig": once(
         [[Signed("a", sig_a, sk_a), Signed("b", sig_b, sk_b)]])}))

@@ -98,3 +98,27 @@ def test_inconsistent_lsh_options_fail_before_running(tmp_path, capsys):
                             "--near_dedup_bands", "8", "--near_dedup_rows", "4"])
     assert "more than num_perm" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
+
+
+def test_multi_process_direct_runner_writes_the_in_process_store(tmp_path):
+    """The default job on direct_multiprocess (worker processes decode the packed
+    groupings: transforms.core.records.Packed) writes the same shard bytes, manifest
+    records and removed records as the in-process DirectRunner."""
+    docs = near_dup_corpus(originals=40, copies=40, seed=3)
+    docs["doc-99998"] = docs["doc-00001"].upper()  # an exact duplicate as well
+    source = _write(tmp_path / "in.jsonl", docs)
+    stores = {}
+    for config in ("direct", "direct_multiprocess"):
+        root = tmp_path / config
+        report = prepare_corpus.run(["--run_config", config, "--input", source,
+                                     "--output_roots", str(root), "--write_removed"])
+        manifest = load_manifest(str(root / "corpus"))
+        shards = {}
+        for shard in manifest["shards"]:
+            with open(root / "corpus" / shard["name"], "rb") as f:
+                shards[shard["name"]] = f.read()
+        removed = sorted((r["removed"], r["kept"], r["reason"]) for r in _audit(root / "corpus"))
+        counters = {k: v for k, v in report["counters"].items() if "msec" not in k}
+        stores[config] = (manifest["records"], shards, removed, counters)
+    assert stores["direct"][2] and stores["direct"][0] > 0
+    assert stores["direct_multiprocess"] == stores["direct"]

@@ -3,6 +3,7 @@
 Pure Python (no Beam): ``transforms.processing.refs`` registers Beam's
 ``RowCoder`` for ``DocRef`` and ``Digest`` when it is imported.
 """
+import pickle
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Tuple
 
@@ -69,6 +70,34 @@ class Run(NamedTuple):
     ids: list
     path: str
     raw_bytes: int
+
+
+class Packed(NamedTuple):
+    """A batch of records (refs, id keys, picks) as one bytes value, for the
+    grouping steps that carry every document (exact dedup, the near-dedup drop,
+    the re-read by file).  The in-process runners hold a grouped value decoded
+    until its group is read: as Python objects a ref takes ~300-500 bytes, as
+    part of a packed batch ~50.  ``blob``: the list, pickled (protocol 5;
+    NamedTuples of str, bytes, int, bool and tuples only)."""
+    blob: bytes
+
+
+def pack(records: list) -> Packed:
+    """A list of records -> ``Packed`` (``unpack`` gives the list back, equal)."""
+    return Packed(pickle.dumps(list(records), protocol=5))
+
+
+def unpack(batch) -> list:
+    """``Packed`` -> its list of records; a plain list (a batch not packed) as is.
+
+    Checks the ``blob`` field, not the class: a worker's RowCoder may decode a
+    ``Packed`` into a schema-generated class of the same fields."""
+    blob = getattr(batch, "blob", None)
+    if isinstance(blob, bytes):
+        return pickle.loads(blob)
+    if isinstance(batch, list):
+        return batch
+    raise TypeError(f"expected Packed or a list of records, got {type(batch).__name__}")
 
 
 def ref_bytes(ref: DocRef) -> int:

@@ -40,7 +40,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.core.hashing import text_keys
 from transforms.core.records import (  # noqa: F401 - the records travel with the refs
-    NO_VALUE, Bounds, Digest, DocRef, Pick, Run, chunked, ref_bytes)
+    NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Run, chunked, pack, ref_bytes, unpack)
 from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
                                       JsonlFileDoFn, ReadJsonl, dead_letter, numbered_lines,
                                       open_text_stream, parse_line)
@@ -55,9 +55,10 @@ DIGESTS_TAG = "digests"
 FILTERED_TAG = "filtered"   # removed records of the filter stage (with write_removed)
 FILTERED_COUNT_TAG = "filtered_counts"  # documents the filter stage dropped, per file
 
-for _record in (DocRef, Digest):
+for _record in (DocRef, Digest, Packed):
     coders.registry.register_coder(_record, coders.RowCoder)
 RUN_BYTES = 64 << 20  # a file's buffered kept lines are flushed as runs beyond this
+SPILL_FLUSH_BYTES = 16 << 20  # a scan's band entries (signatures) written out beyond this
 
 
 # ---------------------------------------------------------------- pass 1: scan
@@ -157,7 +158,7 @@ class _ScanFile(JsonlFileDoFn):
         self.dropped = 0
         self.writers = None
         if self.signer is not None:
-            self.writers = [SpillWriter(spill, index, RUN_BYTES // 2)
+            self.writers = [SpillWriter(spill, index, SPILL_FLUSH_BYTES)
                             for spill in self.signer_spills]
         for line_no, doc in self.documents(path, digest):
             if line_no is None:
@@ -288,7 +289,8 @@ MARKERS = -1  # the "file" that carries AssignBalancedShards' every-shard marker
 
 
 def _picks_by_file(assigned):
-    """``(shard, [ShardRecord])`` -> ``(file index, [Pick])`` per file.
+    """``(shard, [ShardRecord])`` -> ``(file index, Packed([Pick]))`` per file (packed:
+    the grouping by file carries every kept document).
 
     A marker ``(shard, None)`` goes to MARKERS and comes out of ExtractRuns as
     it came in, so the writer's GroupByKey is fed by one stage, not a Flatten.
@@ -301,11 +303,12 @@ def _picks_by_file(assigned):
         files.setdefault(ref.file, []).append(
             Pick(ref.line, ref.size, ref.reparse, order, doc_id, shard,
                  ref.redacted, ref.lang, ref.lang_score))
-    return files.items()
+    return [(index, pack(picks)) for index, picks in files.items()]
 
 
 class _ExtractRuns(beam.DoFn):
-    """``(file index, [[Pick]])`` -> the file's kept lines as runs per shard.
+    """``(file index, [Packed([Pick]) or [Pick]])`` -> the file's kept lines as runs
+    per shard.
 
     Holds the file's picks (about 100 bytes per kept line of that file) and at
     most ``run_bytes`` of lines before writing them out.
@@ -331,7 +334,7 @@ class _ExtractRuns(beam.DoFn):
                 yield part[0], None
             return
         path = self.paths[index]
-        picks = iter(sorted(pick for part in parts for pick in part))
+        picks = iter(sorted(pick for part in parts for pick in unpack(part)))
         pick = next(picks, None)
         digest = xxhash.xxh3_64()
         buffers: dict = {}

@@ -29,7 +29,7 @@ from apache_beam import coders
 from apache_beam.metrics import Metrics
 
 from transforms.core.hashing import stable_hash64
-from transforms.processing.refs import Bounds, DocRef, chunked
+from transforms.processing.refs import Bounds, DocRef, Packed, chunked, pack, unpack
 from transforms.core.ids import id_order_key
 
 NAMESPACE = "dataprep.dedup"
@@ -88,8 +88,9 @@ def conflicting_ids(pairs: Iterable[IdKey]) -> list[str]:
 
 
 class _KeyIntoBuckets(beam.DoFn):
-    """A batch of refs -> ``(bucket, [DocRef])`` per text-key bucket, and
-    ``(id bucket, [IdKey])`` for the id check."""
+    """A batch of refs -> ``(bucket, Packed([DocRef]))`` per text-key bucket, and
+    ``(id bucket, Packed([IdKey]))`` for the id check (packed: these groupings
+    carry every document; see ``Packed``)."""
 
     def __init__(self, num_buckets: int):
         self.num_buckets = num_buckets
@@ -101,18 +102,19 @@ class _KeyIntoBuckets(beam.DoFn):
             buckets.setdefault(bucket_of_key(ref.key, self.num_buckets), []).append(ref)
             ids.setdefault(bucket_of_id(ref.id, self.num_buckets), []).append(
                 IdKey(ref.id, ref.key))
-        yield from buckets.items()
-        for item in ids.items():
-            yield beam.pvalue.TaggedOutput(IDS_TAG, item)
+        for bucket, batch in buckets.items():
+            yield bucket, pack(batch)
+        for bucket, batch in ids.items():
+            yield beam.pvalue.TaggedOutput(IDS_TAG, (bucket, pack(batch)))
 
 
 def _stream(batches):
     for batch in batches:
-        yield from batch
+        yield from unpack(batch)
 
 
 class _EmitWinners(beam.DoFn):
-    """``(bucket, [[DocRef]...])`` -> kept refs in batches of at most
+    """``(bucket, [Packed([DocRef]) or [DocRef]...])`` -> kept refs in batches of at most
     ``batch_bytes``; removed pairs to ``removed``."""
 
     def __init__(self, with_removed: bool, batch_bytes: int):
@@ -182,9 +184,9 @@ class ExactDedup(beam.PTransform):
     def expand(self, batches):
         split = batches | "KeyIntoBuckets" >> beam.ParDo(
             _KeyIntoBuckets(self.num_buckets)).with_output_types(
-                Tuple[int, List[DocRef]]).with_outputs(IDS_TAG, main="buckets")
+                Tuple[int, Packed]).with_outputs(IDS_TAG, main="buckets")
         ids = split[IDS_TAG] | "IdPairs" >> beam.Map(lambda kv: kv).with_output_types(
-            Tuple[int, List[IdKey]])
+            Tuple[int, Packed])
         winners_ = (
             split.buckets
             | "GroupBuckets" >> beam.GroupByKey()

@@ -34,7 +34,7 @@ whose root was lost on the way.  A runner bug did exactly that (see
 ``transforms.processing.runner_guards``, applied on import).
 """
 from dataclasses import dataclass
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -46,7 +46,8 @@ from transforms.processing.components import DEFAULT_MAX_ROUNDS, ConnectedCompon
 from transforms.reduction.dedup import bucket_of_id
 from transforms.core.ids import id_order_key
 from transforms.reduction.minhash import LshParams, MinHasher, band_keys, sketch_jaccard
-from transforms.processing.refs import DocRef, chunked  # registers the refs' coders
+from transforms.processing.refs import (  # registers the refs' coders
+    DocRef, Packed, chunked, pack, unpack)
 from transforms.storage.spill import Spill
 
 NAMESPACE = "dataprep.near_dedup"
@@ -513,6 +514,12 @@ class LshEdgesFromSpill(beam.PTransform):
                 | "DistinctEdges" >> beam.Distinct())
 
 
+def _packed_by_id_bucket(records: list, num_buckets: int) -> "list[tuple[int, Packed]]":
+    """``_by_id_bucket``, each bucket's list packed (the drop's join carries every
+    kept document; see ``transforms.core.records.Packed``)."""
+    return [(bucket, pack(batch)) for bucket, batch in _by_id_bucket(records, num_buckets)]
+
+
 def _by_id_bucket(records: list, num_buckets: int) -> "iter[tuple[int, list]]":
     """A batch of records with an ``id`` -> ``(id bucket, [records])`` per bucket."""
     buckets: dict[int, list] = {}
@@ -524,7 +531,7 @@ def _by_id_bucket(records: list, num_buckets: int) -> "iter[tuple[int, list]]":
 class _DropRooted(beam.DoFn):
     """At an id bucket: ``{records: [[record]...], root: [(id, root)...]}`` -> the
     records whose id has no root other than itself, in batches of at most
-    ``batch_bytes``; removed ``(root, id)`` tagged.  Holds the bucket's roots
+    ``batch_bytes`` (the bucket's survivors, re-batched); removed ``(root, id)`` tagged.  Holds the bucket's roots
     (near-duplicates only); the records stream through."""
 
     def __init__(self, batch_bytes: int, size_of):
@@ -538,14 +545,23 @@ class _DropRooted(beam.DoFn):
     def process(self, joined):
         _, groups = joined
         roots = dict(groups["root"])
-        kept = removed = 0
-        for batch in groups["records"]:
-            survivors = [r for r in batch if r.id not in roots]
-            kept += len(survivors)
-            removed += len(batch) - len(survivors)
-            yield from chunked(survivors, self.batch_bytes, self.size_of)
+        seen = [0]
+
+        def survivors():
+            for batch in groups["records"]:
+                batch = unpack(batch)
+                seen[0] += len(batch)
+                yield from (r for r in batch if r.id not in roots)
+
+        # Survivors of the whole bucket re-batched (at most batch_bytes each): the
+        # incoming batches are slivers (a scan batch cut by text bucket, then by id
+        # bucket), and later steps cut each batch again by shard and by file.
+        kept = 0
+        for out in chunked(survivors(), self.batch_bytes, self.size_of):
+            kept += len(out)
+            yield out
         self.kept.inc(kept)
-        self.removed.inc(removed)
+        self.removed.inc(seen[0] - kept)
 
 
 def _removed_signature(joined):
@@ -690,7 +706,8 @@ class DropNearDuplicates(beam.PTransform):
     def expand(self, batches):
         n = self.num_buckets
         inputs = {
-            "records": batches | "RecordBuckets" >> beam.FlatMap(_by_id_bucket, n),
+            "records": batches | "RecordBuckets" >> beam.FlatMap(
+                _packed_by_id_bucket, n).with_output_types(Tuple[int, Packed]),
             "root": self.roots | "RootBucket" >> beam.MapTuple(
                 lambda node, root: (bucket_of_id(node, n), (node, root)))}
         joined, balance = inputs | AuditedJoin("JoinRoots")
