@@ -263,8 +263,9 @@ class _SignRecords(beam.DoFn):
         self.no_shingles = Metrics.counter("dataprep.near_dedup", "docs_without_words")
 
     def process(self, batch):
-        sigs = self.signer.sign([r.text for r in batch])
-        signed = [Signed(r.id, sig) for r, sig in zip(batch, sigs) if sig]
+        signed = [Signed(r.id, s.signature, s.sketch)
+                  for r, s in zip(batch, self.signer.sign([r.text for r in batch]))
+                  if s.signature]
         self.signed.inc(len(signed))
         self.no_shingles.inc(len(batch) - len(signed))
         if signed:
