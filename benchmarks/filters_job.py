@@ -37,8 +37,9 @@ from benchmarks.scale import corpus_for, parse_size
 PY = sys.executable
 
 
-def filter_cpu(pattern: str, recipe: str, redact_pii: bool) -> dict:
-    """CPU seconds of ``FilterStage.decide`` over every document of the corpus."""
+def filter_cpu(pattern: str, recipe: str, redact_pii: bool, files: int = 0) -> dict:
+    """CPU seconds of ``FilterStage.decide`` over every document of the corpus
+    (of its first ``files`` files when > 0)."""
     from transforms.processing.io import open_text_stream
     from transforms.reduction.filters.base import dict_counter
     from transforms.reduction.filters.recipes import load_recipe
@@ -50,7 +51,8 @@ def filter_cpu(pattern: str, recipe: str, redact_pii: bool) -> dict:
     counts.clear()
     cpu = 0.0
     docs = kept = 0
-    for path in sorted(glob.glob(pattern)):
+    paths = sorted(glob.glob(pattern))
+    for path in paths[:files] if files else paths:
         with open_text_stream(path) as stream:
             data = b""
             while True:
@@ -84,9 +86,17 @@ def main(argv=None):
     parser.add_argument("--recipe", default="web")
     parser.add_argument("--redact_pii", action="store_true")
     parser.add_argument("--out", default="benchmarks/results/filters_job.json")
+    parser.add_argument("--stage_only", action="store_true",
+                        help="measure the filter stage alone (no jobs)")
+    parser.add_argument("--stage_files", type=int, default=0,
+                        help="files of the corpus the stage-alone figure reads (0: all)")
     args = parser.parse_args(argv)
     docs = parse_size(args.docs)
     pattern = corpus_for(args.data, docs)
+    if args.stage_only:
+        alone = filter_cpu(pattern, args.recipe, args.redact_pii, args.stage_files)
+        print(json.dumps(alone, indent=1))
+        return
     base = [PY, "-m", "pipelines.prepare_corpus", "--input", pattern,
             "--output_roots", f"{args.work}/a", "--run_config", args.run_config]
     filter_flags = ["--recipe", args.recipe] + (["--redact_pii"] if args.redact_pii else [])
@@ -102,7 +112,7 @@ def main(argv=None):
                      "stored": report["counters"].get("store/records")})
         print(rows[-1], file=sys.stderr)
     shutil.rmtree(args.work, ignore_errors=True)
-    alone = filter_cpu(pattern, args.recipe, args.redact_pii)
+    alone = filter_cpu(pattern, args.recipe, args.redact_pii, args.stage_files)
     result = {"docs": docs, "run_config": args.run_config, "jobs": rows,
               "filter_stage": alone,
               "filter_share_of_job_cpu": alone["cpu_s"] / rows[1]["cpu_s"]}
