@@ -16,7 +16,8 @@ from apache_beam.options.pipeline_options import StandardOptions
 from pipelines import cli, near_dedup_options, progress
 from transforms.core.codecs import bytes_codec
 from transforms.prepare import SPILL_PREFIX, CorpusConfig, PrepareCorpus
-from transforms.processing.io import MAX_LINE_BYTES, expand_patterns, probe_inputs
+from transforms.processing.io import MAX_LINE_BYTES, probe_inputs
+from transforms.processing.parquet import corpus_paths
 from transforms.processing.refs import Bounds
 from transforms.reduction.codec_choice import (
     ChooseCodec, choice_record, compare_text, format_table, sample_text)
@@ -205,7 +206,7 @@ def run(argv=None) -> dict:
         build_parser().error(str(err))
     # Wrong kinds of input (Parquet, CSV, a JSON array, no text field) fail here,
     # in one line, before the job starts; faults inside a file fail the job.
-    probe_inputs(expand_patterns(args.input), args.text_field,
+    probe_inputs(corpus_paths(args.input), args.text_field,
                  args.range_by if args.range_by not in (None, "length") else None)
     clock = RunClock()
     directories = config.store_dirs
@@ -213,7 +214,7 @@ def run(argv=None) -> dict:
     config = dataclasses.replace(config, codec=codec, codec_choice=manifest_choice)
 
     progress.apply_log_level(args.log_level, options)
-    inputs = input_lineage(expand_patterns(args.input))
+    inputs = input_lineage(corpus_paths(args.input))
     compressed = any(f["path"].endswith((".gz", ".zst", ".zstd", ".lz4", ".bz2", ".xz"))
                      for f in inputs)
     pipeline = beam.Pipeline(options=options)

@@ -27,7 +27,8 @@ import orjson
 from apache_beam.io.filesystem import CompressionTypes
 
 from transforms.processing.io import (
-    MAX_LINE_BYTES, estimate_raw_bytes, expand_patterns, input_files)
+    MAX_LINE_BYTES, estimate_raw_bytes, input_files)
+from transforms.processing.parquet import corpus_paths
 from transforms.processing.partition import (
     NumericFieldGate, PartitionByField, RangePartition)
 from transforms.processing.refs import Bounds, DocRef, ResolveRuns, ScanJsonl, ScanSpec
@@ -165,7 +166,7 @@ class PrepareCorpus(beam.PTransform):
     def __init__(self, config: CorpusConfig):
         super().__init__()
         self.config = config
-        self.paths = expand_patterns(config.input)   # fails early, naming the pattern
+        self.paths = corpus_paths(config.input)   # fails early, naming the pattern
         self.spill_dir = join(config.store_dirs[0], f"{SPILL_PREFIX}{uuid.uuid4().hex}")
 
     def expand(self, pbegin):

@@ -167,8 +167,9 @@ def input_files(paths: list[str]) -> list[dict]:
 
 
 def estimate_raw_bytes(paths: list[str]) -> int:
-    """Rough uncompressed size of input files (compressed JSONL assumed 4x)."""
-    return sum((4 if codec_of(f["path"]) else 1) * (f["bytes"] or 0)
+    """Rough uncompressed size of input files (compressed JSONL and Parquet assumed 4x)."""
+    return sum((4 if codec_of(f["path"]) or f["path"].lower().endswith(".parquet") else 1)
+               * (f["bytes"] or 0)
                for f in input_files(paths))
 
 
@@ -744,6 +745,8 @@ def _wrong_kind(path: str, head: bytes) -> str | None:
                 return None
             if kind.endswith("-compressed"):
                 return f"is {kind} but its name does not say so (give it the codec's extension)"
+            if kind == "a Parquet file":
+                return "is a Parquet file, not JSON Lines: name it .parquet to read it as Parquet"
             return f"is {kind}, not JSON Lines"
     return None
 
@@ -766,8 +769,10 @@ def probe_inputs(paths: list[str], text_field: str, numeric_field: str | None = 
     """Look at the first lines of the inputs before the job starts; refuse wrong kinds.
 
     Reads up to ``max_lines`` lines (and 4 MiB) from each of up to
-    ``max_files`` inputs, evenly spaced in path order.  Raises ``InputError``
-    naming a file that is Parquet, a zip, compressed under a plain name, a
+    ``max_files`` inputs, evenly spaced in path order (of a ``.parquet`` file,
+    its footer's columns and their types).  Raises ``InputError``
+    naming a file that is Parquet under another name, not Parquet under a
+    ``.parquet`` name, a zip, compressed under a plain name, a
     JSON array, CSV or otherwise holds no JSON object; ``ValueError`` when no
     record read has ``text_field`` ("no record has field 'body'; fields seen:
     id, text, url") or when ``numeric_field`` holds a non-numeric value
@@ -781,6 +786,15 @@ def probe_inputs(paths: list[str], text_field: str, numeric_field: str | None = 
     records = with_text = 0
     odd_values: dict = {}
     for path in probed:
+        if path.lower().endswith(".parquet"):   # columns from the footer
+            from transforms.processing.parquet import probe_parquet
+            columns = probe_parquet(path)
+            fields.update(columns)
+            records += 1
+            with_text += text_field in columns
+            if numeric_field and numeric_field in columns and not columns[numeric_field]:
+                odd_values.setdefault(f"values of a non-numeric Parquet column", None)
+            continue
         try:
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
                 head = f.read(8)

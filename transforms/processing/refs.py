@@ -41,6 +41,7 @@ from apache_beam.metrics import Metrics
 from transforms.core.hashing import text_keys
 from transforms.core.records import (  # noqa: F401 - the records travel with the refs
     NO_VALUE, Bounds, Digest, DocRef, Pick, Run, chunked, ref_bytes)
+from transforms.processing.parquet import BadRecord as _Bad, is_parquet, picked_lines, scan_units
 from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
                                       JsonlFileDoFn, ReadJsonl, numbered_lines,
                                       open_text_stream, parse_line)
@@ -118,12 +119,18 @@ class _ScanFile(JsonlFileDoFn):
     def process(self, indexed_path):
         index, path = indexed_path
         digest = xxhash.xxh3_64()
+        yield from self.scan(index, path, self.documents(path, digest))
+        yield beam.pvalue.TaggedOutput(DIGESTS_TAG, Digest(index, digest.hexdigest()))
+
+    def scan(self, index, path, documents, part: int = 0):
+        """``(line number, document)`` or ``(None, dead letter)`` -> batches of refs
+        (and dead letters); ``part`` tells apart the spill files of one file's units."""
         block, text_bytes = [], 0
         self.writers = None
         if self.signer is not None:
-            self.writers = [SpillWriter(spill, index, RUN_BYTES // 2)
+            self.writers = [SpillWriter(spill, index, RUN_BYTES // 2, part)
                             for spill in self.signer_spills]
-        for line_no, doc in self.documents(path, digest):
+        for line_no, doc in documents:
             if line_no is None:
                 yield doc  # a dead letter
                 continue
@@ -136,7 +143,6 @@ class _ScanFile(JsonlFileDoFn):
             yield from self._refs(index, path, block)
         for writer in self.writers or ():
             writer.close()
-        yield beam.pvalue.TaggedOutput(DIGESTS_TAG, Digest(index, digest.hexdigest()))
 
     def _refs(self, index, path, block):
         texts = [text for _, (_, text, _) in block]
@@ -189,17 +195,34 @@ class ScanJsonl(ReadJsonl):
         self.bounds = bounds
 
     def expand(self, pbegin):
-        scanned = (
-            pbegin
-            | "ListFiles" >> beam.Create(list(enumerate(self.paths)))
-            | "ScanFiles" >> beam.ParDo(
-                _ScanFile(self.id_field, self.text_field, self.spec, self.bounds,
-                          max_line_bytes=self.max_line_bytes, keep_empty=self.keep_empty))
-            .with_output_types(List[DocRef])
-            .with_outputs(DEAD_LETTER_TAG, DIGESTS_TAG, ODD_RANGE_TAG, main="refs"))
-        return {"refs": scanned.refs, "dead_letters": scanned[DEAD_LETTER_TAG],
-                "digests": scanned[DIGESTS_TAG],
-                "odd_range_values": scanned[ODD_RANGE_TAG]}
+        tags = ("refs", DEAD_LETTER_TAG, DIGESTS_TAG, ODD_RANGE_TAG)
+        options = dict(max_line_bytes=self.max_line_bytes, keep_empty=self.keep_empty)
+        outputs = []
+        jsonl = [(i, p) for i, p in enumerate(self.paths) if not is_parquet(p)]
+        if jsonl or not self.paths:
+            outputs.append(
+                pbegin
+                | "ListFiles" >> beam.Create(jsonl)
+                | "ScanFiles" >> beam.ParDo(
+                    _ScanFile(self.id_field, self.text_field, self.spec, self.bounds,
+                              **options))
+                .with_output_types(List[DocRef])
+                .with_outputs(*tags[1:], main="refs"))
+        units = scan_units(self.paths)
+        if units:  # Parquet: units of row groups (transforms.processing.parquet)
+            from transforms.processing.parquet_scan import ScanParquetUnit
+            outputs.append(
+                pbegin
+                | "ListParquetUnits" >> beam.Create(units)
+                | "ScanParquet" >> beam.ParDo(
+                    ScanParquetUnit(self.id_field, self.text_field, self.spec, self.bounds,
+                                    **options))
+                .with_output_types(List[DocRef])
+                .with_outputs(*tags[1:], main="refs"))
+        if len(outputs) == 1:
+            return {tag: outputs[0][tag] for tag in tags}
+        return {tag: [out[tag] for out in outputs] | f"All_{tag}" >> beam.Flatten()
+                for tag in tags}
 
 
 # ---------------------------------------------------------------- pass 2: materialise
@@ -251,15 +274,19 @@ class _ExtractRuns(beam.DoFn):
         path = self.paths[index]
         picks = iter(sorted(pick for part in parts for pick in part))
         pick = next(picks, None)
-        digest = xxhash.xxh3_64()
+        parquet = is_parquet(path)
+        digest = _KnownDigest() if parquet else xxhash.xxh3_64()
         buffers: dict = {}
         buffered = flushes = 0
-        with open_text_stream(path) as stream:
-            for line_no, raw in numbered_lines(stream, digest,  # to the end: digest
-                                               self.max_line_bytes):
+        with _NullContext() if parquet else open_text_stream(path) as stream:
+            source = (self._parquet_lines(path, sorted({p.line for part in parts for p in part}),
+                                          digest) if parquet
+                      else numbered_lines(stream, digest,  # to the end: digest
+                                          self.max_line_bytes))
+            for line_no, raw in source:
                 if pick is None or line_no != pick.line:
                     continue
-                line = self._line(path, line_no, raw, pick.reparse)
+                line = raw if parquet else self._line(path, line_no, raw, pick.reparse)
                 if len(line) + 1 != pick.size:
                     raise InputChanged(f"{path}: line {line_no} changed since the first read")
                 buffers.setdefault(pick.shard, []).append((pick.order, pick.id, line))
@@ -276,6 +303,19 @@ class _ExtractRuns(beam.DoFn):
         self.rereads.inc()
         yield from self._flush(buffers, index, flushes)
 
+    def _parquet_lines(self, path, lines, digest):
+        """Pass 2 of a Parquet file: its picked rows as JSON lines; the footer digest."""
+        try:
+            for line_no, line in picked_lines(path, lines, self.id_field, self.text_field,
+                                              self.max_line_bytes):
+                if line_no == "digest":
+                    digest.value = line
+                    continue
+                yield line_no, line
+        except _Bad as err:
+            raise InputChanged(f"{path}: a picked row changed since the first read "
+                               f"({err})") from None
+
     def _flush(self, buffers, index, flushes):
         return _write_runs(buffers, self.spill_dir, f"file{index:05d}-run{flushes}",
                            self.by_order)
@@ -288,6 +328,22 @@ class _ExtractRuns(beam.DoFn):
         except BadRecord as err:
             raise InputChanged(f"{path}: line {line_no} changed since the first read "
                                f"({err})") from None
+
+
+class _KnownDigest:
+    """A digest pass 2 of a Parquet file is told (its footer digest), not fed."""
+    value = None
+
+    def hexdigest(self):
+        return self.value
+
+
+class _NullContext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
 
 
 class ResolveRuns(beam.PTransform):
