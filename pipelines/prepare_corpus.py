@@ -80,6 +80,10 @@ def build_parser() -> cli.Parser:
                        "record); shards of a partition are balanced in size (default: 64MiB)")
     store.add_argument("--num_shards", type=cli.positive_int, default=None,
                        help="fixed shard count per partition (overrides --target_shard_bytes)")
+    store.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl",
+                       help="shard format: jsonl (JSON Lines under --codec, default) or "
+                       "parquet (pyarrow, zstd inside, one schema for the store, recorded in "
+                       "the manifest)")
     store.add_argument("--zstd_level", type=int, default=3, choices=range(1, 23),
                        metavar="1..22", help="zstd level of shards (default: 3); shorthand "
                        "for --codec zstd:level=N")
@@ -174,6 +178,7 @@ def corpus_config(args, roots, placement=None, codec="zstd:level=3",
         num_shards=args.num_shards, target_shard_bytes=args.target_shard_bytes,
         codec=codec, codec_choice=codec_choice, max_bad_fraction=args.max_bad_fraction,
         max_line_bytes=args.max_line_bytes, keep_empty_text=args.keep_empty_text,
+        shard_format=args.format,
         bounds=Bounds(batch_bytes=args.batch_bytes, bucket_bytes=args.bucket_bytes))
 
 
@@ -193,6 +198,9 @@ def run(argv=None) -> dict:
         roots = cli.resolve_roots(args)
         if args.codec not in (None, "auto"):
             bytes_codec(args.codec)
+        if args.format == "parquet" and args.codec is not None:
+            raise ValueError("--codec applies to --format jsonl (Parquet shards use zstd "
+                             "inside)")
         if args.partition_by and args.range_by:
             raise ValueError("give --partition_by or --range_by, not both")
         if args.max_partitions == 1 or args.max_partitions < 0:

@@ -48,8 +48,8 @@ NOT_BAD = ("empty_text",)  # dead-letter reasons that are a policy, not bad inpu
 class CorpusConfig:
     """Everything the job does, resolved (no flag parsing, no defaults hidden in code).
 
-    ``input``: JSON Lines paths/globs (comma-separated or a list; .jsonl,
-    .jsonl.gz/.zst/.lz4/.bz2/.xz).  ``roots``: ``Root``s of the store (see
+    ``input``: JSON Lines and Parquet paths/globs (comma-separated or a list;
+    .jsonl, .jsonl.gz/.zst/.lz4/.bz2/.xz, .parquet).  ``roots``: ``Root``s of the store (see
     ``transforms.storage.placement``); ``replication``: replicas per shard
     (1..len(roots)); ``placement``: a ``Placement`` pinning partitions to
     roots (default: every partition on every root).  ``near_dedup``: a
@@ -58,7 +58,8 @@ class CorpusConfig:
     ``num_ranges``), not both.  ``codec``: shard codec spec
     (``transforms.core.codecs.bytes_codec``).  ``max_bad_fraction``: the run
     fails, committing nothing, when more of the lines are bad (empty text does
-    not count).  Raises ValueError on inconsistent values.
+    not count).  ``shard_format``: ``"jsonl"`` (under ``codec``) or ``"parquet"``
+    (``transforms.storage.parquet_shards``).  Raises ValueError on inconsistent values.
     """
     input: object
     roots: tuple
@@ -81,6 +82,7 @@ class CorpusConfig:
     max_line_bytes: int = MAX_LINE_BYTES
     keep_empty_text: bool = False
     bounds: Bounds = field(default_factory=Bounds)
+    shard_format: str = "jsonl"
 
     def __post_init__(self):
         roots = tuple(r if isinstance(r, Root) else Root(normalise_root(str(r)))
@@ -227,7 +229,7 @@ class PrepareCorpus(beam.PTransform):
                             "sorted_by": c.range_by if c.range_by else "id",
                             **({"codec_choice": c.codec_choice} if c.codec_choice else {})},
             preconditions=gates, partitioning=scheme, partition_info=info,
-            placement=c.resolved_placement(), lines=lines)
+            placement=c.resolved_placement(), lines=lines, shard_format=c.shard_format)
         dead | "DeadLetters" >> WriteAuditJsonl(audit_dir, "dead_letters")
         lineage | "Inputs" >> WriteAuditJsonl(audit_dir, "inputs")
         if c.write_removed:
