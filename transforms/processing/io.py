@@ -429,14 +429,17 @@ def iter_lines(stream, digest=None, max_line_bytes: int | None = None) -> "iter[
         yield pending
 
 
-def numbered_lines(stream, digest=None, max_line_bytes: int | None = None):
-    """``(line number from 1, line)``; a UTF-8 byte-order mark on line 1 is dropped.
+def numbered_lines(stream, digest=None, max_line_bytes: int | None = None,
+                   first_line: int = 1):
+    """``(line number from first_line, line)``; a UTF-8 byte-order mark on line 1 is
+    dropped.  (``first_line`` > 1: the stream starts inside a file, at that line.)
 
     An ``InputError`` from the stream comes out with the line it was reading.
     """
-    line_no = 0
+    line_no = first_line - 1
     try:
-        for line_no, raw in enumerate(iter_lines(stream, digest, max_line_bytes), start=1):
+        for line_no, raw in enumerate(iter_lines(stream, digest, max_line_bytes),
+                                      start=first_line):
             if line_no == 1 and isinstance(raw, bytes) and raw.startswith(BOM):
                 raw = raw[len(BOM):]
             yield line_no, raw
@@ -597,16 +600,19 @@ def dead_letter(path: str, line_no: int, reason: str, detail: str, raw: bytes,
 
 
 def parsed_lines(path: str, id_field: str, text_field: str, tally: dict, digest=None,
-                 max_line_bytes: int | None = MAX_LINE_BYTES, keep_empty: bool = False):
+                 max_line_bytes: int | None = MAX_LINE_BYTES, keep_empty: bool = False,
+                 opened=None, first_line: int = 1):
     """``(line number, raw line, document or BadRecord)`` for each non-blank line of a file.
 
     ``tally`` counts ``lines``, ``blank_lines`` and ``bytes`` as the file is read.
     A line over ``max_line_bytes`` is ``BadRecord("line_too_long")`` with its
     first bytes as the raw line.  A fault of the file itself (truncated,
-    corrupt) raises ``InputError`` naming the file and line.
+    corrupt) raises ``InputError`` naming the file and line.  ``opened`` (a
+    context manager giving a stream) and ``first_line`` read a part of the file
+    (``transforms.processing.splits``).
     """
-    with open_text_stream(path) as stream:
-        for line_no, raw in numbered_lines(stream, digest, max_line_bytes):
+    with (opened if opened is not None else open_text_stream(path)) as stream:
+        for line_no, raw in numbered_lines(stream, digest, max_line_bytes, first_line):
             tally["lines"] += 1
             if isinstance(raw, LongLine) or (max_line_bytes is not None
                                              and len(raw) > max_line_bytes):
@@ -642,11 +648,13 @@ class JsonlFileDoFn(beam.DoFn):
                          for name in ("lines", "blank_lines", "records", "bytes")}
         self.bad = {}
 
-    def documents(self, path: str, digest=None):
-        """``(line number, document)`` of a file; bad lines become dead-letter outputs."""
+    def documents(self, path: str, digest=None, opened=None, first_line: int = 1):
+        """``(line number, document)`` of a file (or of the part ``opened`` gives,
+        see ``parsed_lines``); bad lines become dead-letter outputs."""
         tally = dict.fromkeys(self.counters, 0)
         for line_no, raw, doc in parsed_lines(path, self.id_field, self.text_field, tally,
-                                              digest, self.max_line_bytes, self.keep_empty):
+                                              digest, self.max_line_bytes, self.keep_empty,
+                                              opened, first_line):
             if isinstance(doc, BadRecord):
                 self._count_bad(doc.reason)
                 yield None, beam.pvalue.TaggedOutput(

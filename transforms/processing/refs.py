@@ -42,6 +42,7 @@ from transforms.core.hashing import text_keys
 from transforms.core.records import (  # noqa: F401 - the records travel with the refs
     NO_VALUE, Bounds, Digest, DocRef, Pick, Run, chunked, ref_bytes)
 from transforms.processing.parquet import BadRecord as _Bad, is_parquet, picked_lines, scan_units
+from transforms.processing.splits import SplitDigest, plan_splits
 from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
                                       JsonlFileDoFn, ReadJsonl, numbered_lines,
                                       open_text_stream, parse_line)
@@ -193,12 +194,16 @@ class ScanJsonl(ReadJsonl):
         super().__init__(patterns, id_field, text_field, None, max_line_bytes, keep_empty)
         self.spec = spec
         self.bounds = bounds
+        # large uncompressed JSON Lines files: {file index: [(start, end), ...]}
+        self.splits = plan_splits(self.paths)
 
     def expand(self, pbegin):
         tags = ("refs", DEAD_LETTER_TAG, DIGESTS_TAG, ODD_RANGE_TAG)
         options = dict(max_line_bytes=self.max_line_bytes, keep_empty=self.keep_empty)
         outputs = []
-        jsonl = [(i, p) for i, p in enumerate(self.paths) if not is_parquet(p)]
+        splits = self.splits
+        jsonl = [(i, p) for i, p in enumerate(self.paths)
+                 if not is_parquet(p) and i not in splits]
         if jsonl or not self.paths:
             outputs.append(
                 pbegin
@@ -210,7 +215,7 @@ class ScanJsonl(ReadJsonl):
                 .with_outputs(*tags[1:], main="refs"))
         units = scan_units(self.paths)
         if units:  # Parquet: units of row groups (transforms.processing.parquet)
-            from transforms.processing.parquet_scan import ScanParquetUnit
+            from transforms.processing.unit_scan import ScanParquetUnit
             outputs.append(
                 pbegin
                 | "ListParquetUnits" >> beam.Create(units)
@@ -219,6 +224,26 @@ class ScanJsonl(ReadJsonl):
                                     **options))
                 .with_output_types(List[DocRef])
                 .with_outputs(*tags[1:], main="refs"))
+        if splits:  # large JSON Lines files: byte ranges (transforms.processing.splits)
+            from transforms.processing.unit_scan import (
+                UNIT_DIGESTS_TAG, ScanJsonlRange, count_unit_lines)
+            from transforms.processing.splits import combine_digests
+            ranges = pbegin | "ListRanges" >> beam.Create([
+                (i, self.paths[i], start, end, parts[-1][1])
+                for i, parts in sorted(splits.items()) for start, end in parts])
+            counts = ranges | "CountLines" >> beam.Map(count_unit_lines)
+            scanned = ranges | "ScanRanges" >> beam.ParDo(
+                ScanJsonlRange(self.id_field, self.text_field, self.spec, self.bounds,
+                               **options), beam.pvalue.AsDict(counts)
+            ).with_output_types(List[DocRef]).with_outputs(
+                *tags[1:], UNIT_DIGESTS_TAG, main="refs")
+            digests = (
+                scanned[UNIT_DIGESTS_TAG]
+                | "RangesByFile" >> beam.GroupByKey()
+                | "FileDigests" >> beam.MapTuple(lambda index, parts: Digest(
+                    index, combine_digests([h for _, h in sorted(parts)]))))
+            outputs.append({"refs": scanned.refs, DEAD_LETTER_TAG: scanned[DEAD_LETTER_TAG],
+                            DIGESTS_TAG: digests, ODD_RANGE_TAG: scanned[ODD_RANGE_TAG]})
         if len(outputs) == 1:
             return {tag: outputs[0][tag] for tag in tags}
         return {tag: [out[tag] for out in outputs] | f"All_{tag}" >> beam.Flatten()
@@ -255,8 +280,9 @@ class _ExtractRuns(beam.DoFn):
 
     def __init__(self, paths: list[str], id_field: str, text_field: str, spill_dir: str,
                  run_bytes: int, by_order: bool,
-                 max_line_bytes: int | None = MAX_LINE_BYTES):
+                 max_line_bytes: int | None = MAX_LINE_BYTES, splits=None):
         self.paths = paths
+        self.splits = splits or {}
         self.spill_dir = spill_dir
         self.id_field = id_field
         self.text_field = text_field
@@ -275,7 +301,8 @@ class _ExtractRuns(beam.DoFn):
         picks = iter(sorted(pick for part in parts for pick in part))
         pick = next(picks, None)
         parquet = is_parquet(path)
-        digest = _KnownDigest() if parquet else xxhash.xxh3_64()
+        digest = (_KnownDigest() if parquet else SplitDigest(self.splits[index])
+                  if index in self.splits else xxhash.xxh3_64())
         buffers: dict = {}
         buffered = flushes = 0
         with _NullContext() if parquet else open_text_stream(path) as stream:
@@ -367,6 +394,7 @@ class ResolveRuns(beam.PTransform):
         self.id_field = scan.id_field
         self.text_field = scan.text_field
         self.max_line_bytes = scan.max_line_bytes
+        self.splits = scan.splits
         self.digests = digests
         self.run_bytes = run_bytes
         self.by_order = by_order
@@ -383,5 +411,6 @@ class ResolveRuns(beam.PTransform):
             | "GroupByFile" >> beam.GroupByKey()
             | "ExtractRuns" >> beam.ParDo(
                 _ExtractRuns(self.paths, self.id_field, self.text_field, self.spill_dir,
-                             self.run_bytes, self.by_order, self.max_line_bytes),
+                             self.run_bytes, self.by_order, self.max_line_bytes,
+                             self.splits),
                 beam.pvalue.AsDict(digests), beam.pvalue.AsList(after)))
