@@ -41,7 +41,7 @@ from apache_beam.metrics import Metrics
 from transforms.core.hashing import text_keys
 from transforms.core.records import (  # noqa: F401 - the records travel with the refs
     NO_VALUE, Bounds, Digest, DocRef, Pick, Run, chunked, ref_bytes)
-from transforms.processing.parquet import BadRecord as _Bad, is_parquet, picked_lines, scan_units
+from transforms.processing.parquet import is_parquet, picked_lines, scan_units
 from transforms.processing.splits import SplitDigest, plan_splits
 from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
                                       JsonlFileDoFn, ReadJsonl, numbered_lines,
@@ -182,6 +182,11 @@ class ScanJsonl(ReadJsonl):
     (``Digest``) and ``odd_range_values`` (``repr`` strings of ``--range_by``
     field values that are present but not numbers; such documents get range key
     ``null``, and ``transforms.processing.partition.NumericFieldGate`` fails the run on them).
+
+    Parquet files (``.parquet``) are scanned in units of row groups
+    (``transforms.processing.parquet``; a ref's ``line`` is the row number in
+    the file), uncompressed JSON Lines files above 64 MiB in byte ranges
+    (``transforms.processing.splits``), every other file whole, one task each.
 
     ``paths`` is the sorted file list; a ref's ``file`` indexes it.  ``spec``
     says what to compute besides the text key (``ScanSpec``); ``bounds`` the
@@ -339,7 +344,7 @@ class _ExtractRuns(beam.DoFn):
                     digest.value = line
                     continue
                 yield line_no, line
-        except _Bad as err:
+        except BadRecord as err:
             raise InputChanged(f"{path}: a picked row changed since the first read "
                                f"({err})") from None
 
