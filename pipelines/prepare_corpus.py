@@ -223,7 +223,8 @@ def run(argv=None) -> dict:
 
     progress.apply_log_level(args.log_level, options)
     inputs = input_lineage(corpus_paths(args.input))
-    compressed = any(f["path"].endswith((".gz", ".zst", ".zstd", ".lz4", ".bz2", ".xz"))
+    compressed = any(f["path"].lower().endswith((".gz", ".zst", ".zstd", ".lz4", ".bz2", ".xz",
+                                                 ".parquet"))
                      for f in inputs)
     pipeline = beam.Pipeline(options=options)
     # building checks the inputs and reads the generation the commit will replace
