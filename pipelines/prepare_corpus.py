@@ -13,7 +13,8 @@ from apache_beam.options.pipeline_options import StandardOptions
 from pipelines import cli, near_dedup_options, progress
 from transforms.core.codecs import bytes_codec
 from transforms.prepare import SPILL_PREFIX, CorpusConfig, PrepareCorpus
-from transforms.processing.io import MAX_LINE_BYTES, expand_patterns, probe_inputs
+from transforms.processing.io import MAX_LINE_BYTES, probe_inputs
+from transforms.processing.parquet import corpus_paths
 from transforms.processing.refs import Bounds
 from transforms.reduction.codec_choice import (
     ChooseCodec, choice_record, compare_text, format_table, sample_text)
@@ -108,6 +109,10 @@ def build_parser() -> cli.Parser:
                        "record); shards of a partition are balanced in size (default: 64MiB)")
     store.add_argument("--num_shards", type=cli.positive_int, default=None,
                        help="fixed shard count per partition (overrides --target_shard_bytes)")
+    store.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl",
+                       help="shard format: jsonl (JSON Lines under --codec, default) or "
+                       "parquet (pyarrow, zstd inside, one schema for the store, recorded in "
+                       "the manifest)")
     store.add_argument("--zstd_level", type=int, default=3, choices=range(1, 23),
                        metavar="1..22", help="zstd level of shards (default: 3); shorthand "
                        "for --codec zstd:level=N")
@@ -202,6 +207,7 @@ def corpus_config(args, roots, placement=None, codec="zstd:level=3",
         num_shards=args.num_shards, target_shard_bytes=args.target_shard_bytes,
         codec=codec, codec_choice=codec_choice, max_bad_fraction=args.max_bad_fraction,
         max_line_bytes=args.max_line_bytes, keep_empty_text=args.keep_empty_text,
+        shard_format=args.format,
         bounds=Bounds(batch_bytes=args.batch_bytes, bucket_bytes=args.bucket_bytes),
         recipe=args.recipe, languages=args.languages or (),
         language_threshold=args.language_threshold, record_language=args.record_language,
@@ -225,6 +231,9 @@ def run(argv=None) -> dict:
         roots = cli.resolve_roots(args)
         if args.codec not in (None, "auto"):
             bytes_codec(args.codec)
+        if args.format == "parquet" and args.codec is not None:
+            raise ValueError("--codec applies to --format jsonl (Parquet shards use zstd "
+                             "inside)")
         if args.partition_by and args.range_by:
             raise ValueError("give --partition_by or --range_by, not both")
         if args.max_partitions == 1 or args.max_partitions < 0:
@@ -238,7 +247,7 @@ def run(argv=None) -> dict:
         build_parser().error(str(err))
     # Wrong kinds of input (Parquet, CSV, a JSON array, no text field) fail here,
     # in one line, before the job starts; faults inside a file fail the job.
-    probe_inputs(expand_patterns(args.input), args.text_field,
+    probe_inputs(corpus_paths(args.input), args.text_field,
                  args.range_by if args.range_by not in (None, "length") else None)
     clock = RunClock()
     directories = config.store_dirs
@@ -246,8 +255,9 @@ def run(argv=None) -> dict:
     config = dataclasses.replace(config, codec=codec, codec_choice=manifest_choice)
 
     progress.apply_log_level(args.log_level, options)
-    inputs = input_lineage(expand_patterns(args.input))
-    compressed = any(f["path"].endswith((".gz", ".zst", ".zstd", ".lz4", ".bz2", ".xz"))
+    inputs = input_lineage(corpus_paths(args.input))
+    compressed = any(f["path"].lower().endswith((".gz", ".zst", ".zstd", ".lz4", ".bz2", ".xz",
+                                                 ".parquet"))
                      for f in inputs)
     pipeline = beam.Pipeline(options=options)
     # building checks the inputs and reads the generation the commit will replace

@@ -100,6 +100,33 @@ def test_block_container_is_readable_by_hand(tmp_path, two_files, run_config):
     assert rows.tobytes() == expected.tobytes()
 
 
+def test_blosc2_store_is_readable_with_numpy_and_blosc2_only(tmp_path, two_files, run_config):
+    """The format section of the README/codecs docstring, followed by hand: manifest
+    for the block order, container header, blosc2.decompress2 of each part."""
+    import json
+    import struct
+
+    import blosc2
+    pattern, expected = two_files
+    run_job(run_config, pattern, [tmp_path / "r"], "--block_rows", "70",
+            "--codec", "blosc2:filter=bytedelta,cname=zstd")
+    folder = tmp_path / "r" / "emb"
+    manifest = json.loads((folder / "manifest.json").read_bytes())
+    blocks = []
+    for shard in sorted(manifest["shards"], key=lambda s: s["row_start"]):
+        data = (folder / shard["name"]).read_bytes()
+        assert data[:6] == b"BDPARR" and struct.unpack("<H", data[6:8]) == (1,)
+        (head_len,) = struct.unpack("<I", data[8:12])
+        header = json.loads(data[12:12 + head_len])
+        (part,) = header["parts"]
+        assert part["stage"]["name"] == "blosc2"
+        body = data[12 + head_len:12 + head_len + part["stored_bytes"]]
+        blocks.append(np.frombuffer(blosc2.decompress2(body), dtype=part["dtype"])
+                      .reshape(part["shape"]).astype(header["dtype"]).reshape(header["shape"]))
+    assert len(blocks) > 1
+    assert np.concatenate(blocks).tobytes() == expected.tobytes()
+
+
 def test_lossy_store_with_map_records_measured_error(tmp_path, run_config):
     rng = np.random.default_rng(5)
     raw = (rng.normal(size=(300, 32)) * 7).astype(np.float32)   # not normalised yet

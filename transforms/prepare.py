@@ -27,7 +27,8 @@ import orjson
 from apache_beam.io.filesystem import CompressionTypes
 
 from transforms.processing.io import (
-    MAX_LINE_BYTES, estimate_raw_bytes, expand_patterns, input_files)
+    MAX_LINE_BYTES, estimate_raw_bytes, input_files)
+from transforms.processing.parquet import corpus_paths
 from transforms.processing.partition import (
     NumericFieldGate, PartitionByField, RangePartition)
 from transforms.processing.refs import Bounds, DocRef, ResolveRuns, ScanJsonl, ScanSpec
@@ -50,8 +51,8 @@ NOT_BAD = ("empty_text",)  # dead-letter reasons that are a policy, not bad inpu
 class CorpusConfig:
     """Everything the job does, resolved (no flag parsing, no defaults hidden in code).
 
-    ``input``: JSON Lines paths/globs (comma-separated or a list; .jsonl,
-    .jsonl.gz/.zst/.lz4/.bz2/.xz).  ``roots``: ``Root``s of the store (see
+    ``input``: JSON Lines and Parquet paths/globs (comma-separated or a list;
+    .jsonl, .jsonl.gz/.zst/.lz4/.bz2/.xz, .parquet).  ``roots``: ``Root``s of the store (see
     ``transforms.storage.placement``); ``replication``: replicas per shard
     (1..len(roots)); ``placement``: a ``Placement`` pinning partitions to
     roots (default: every partition on every root).  ``near_dedup``: a
@@ -60,7 +61,8 @@ class CorpusConfig:
     ``num_ranges``), not both.  ``codec``: shard codec spec
     (``transforms.core.codecs.bytes_codec``).  ``max_bad_fraction``: the run
     fails, committing nothing, when more of the lines are bad (empty text does
-    not count).
+    not count).  ``shard_format``: ``"jsonl"`` (under ``codec``) or ``"parquet"``
+    (``transforms.storage.parquet_shards``).
 
     Filters (``transforms.reduction.filters``; decided in the scan, before
     dedup, so a filtered document is never a dedup winner): ``recipe`` (a
@@ -108,6 +110,7 @@ class CorpusConfig:
     sample_fraction: Optional[float] = None
     sample_seed: int = DEFAULT_SEED
     sample_per_partition: Optional[int] = None
+    shard_format: str = "jsonl"
 
     def __post_init__(self):
         roots = tuple(r if isinstance(r, Root) else Root(normalise_root(str(r)))
@@ -248,7 +251,7 @@ class PrepareCorpus(beam.PTransform):
     def __init__(self, config: CorpusConfig):
         super().__init__()
         self.config = config
-        self.paths = expand_patterns(config.input)   # fails early, naming the pattern
+        self.paths = corpus_paths(config.input)   # fails early, naming the pattern
         self.spill_dir = join(config.store_dirs[0], f"{SPILL_PREFIX}{uuid.uuid4().hex}")
 
     def expand(self, pbegin):
@@ -325,7 +328,7 @@ class PrepareCorpus(beam.PTransform):
                             **({"codec_choice": c.codec_choice} if c.codec_choice else {}),
                             **({"filters": c.filters_record()} if c.filters_record() else {})},
             preconditions=gates, partitioning=scheme, partition_info=info,
-            placement=c.resolved_placement(), lines=lines)
+            placement=c.resolved_placement(), lines=lines, shard_format=c.shard_format)
         dead | "DeadLetters" >> WriteAuditJsonl(audit_dir, "dead_letters")
         lineage | "Inputs" >> WriteAuditJsonl(audit_dir, "inputs")
         if c.write_removed:

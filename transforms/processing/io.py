@@ -167,8 +167,9 @@ def input_files(paths: list[str]) -> list[dict]:
 
 
 def estimate_raw_bytes(paths: list[str]) -> int:
-    """Rough uncompressed size of input files (compressed JSONL assumed 4x)."""
-    return sum((4 if codec_of(f["path"]) else 1) * (f["bytes"] or 0)
+    """Rough uncompressed size of input files (compressed JSONL and Parquet assumed 4x)."""
+    return sum((4 if codec_of(f["path"]) or f["path"].lower().endswith(".parquet") else 1)
+               * (f["bytes"] or 0)
                for f in input_files(paths))
 
 
@@ -428,14 +429,17 @@ def iter_lines(stream, digest=None, max_line_bytes: int | None = None) -> "iter[
         yield pending
 
 
-def numbered_lines(stream, digest=None, max_line_bytes: int | None = None):
-    """``(line number from 1, line)``; a UTF-8 byte-order mark on line 1 is dropped.
+def numbered_lines(stream, digest=None, max_line_bytes: int | None = None,
+                   first_line: int = 1):
+    """``(line number from first_line, line)``; a UTF-8 byte-order mark on line 1 is
+    dropped.  (``first_line`` > 1: the stream starts inside a file, at that line.)
 
     An ``InputError`` from the stream comes out with the line it was reading.
     """
-    line_no = 0
+    line_no = first_line - 1
     try:
-        for line_no, raw in enumerate(iter_lines(stream, digest, max_line_bytes), start=1):
+        for line_no, raw in enumerate(iter_lines(stream, digest, max_line_bytes),
+                                      start=first_line):
             if line_no == 1 and isinstance(raw, bytes) and raw.startswith(BOM):
                 raw = raw[len(BOM):]
             yield line_no, raw
@@ -596,16 +600,19 @@ def dead_letter(path: str, line_no: int, reason: str, detail: str, raw: bytes,
 
 
 def parsed_lines(path: str, id_field: str, text_field: str, tally: dict, digest=None,
-                 max_line_bytes: int | None = MAX_LINE_BYTES, keep_empty: bool = False):
+                 max_line_bytes: int | None = MAX_LINE_BYTES, keep_empty: bool = False,
+                 opened=None, first_line: int = 1):
     """``(line number, raw line, document or BadRecord)`` for each non-blank line of a file.
 
     ``tally`` counts ``lines``, ``blank_lines`` and ``bytes`` as the file is read.
     A line over ``max_line_bytes`` is ``BadRecord("line_too_long")`` with its
     first bytes as the raw line.  A fault of the file itself (truncated,
-    corrupt) raises ``InputError`` naming the file and line.
+    corrupt) raises ``InputError`` naming the file and line.  ``opened`` (a
+    context manager giving a stream) and ``first_line`` read a part of the file
+    (``transforms.processing.splits``).
     """
-    with open_text_stream(path) as stream:
-        for line_no, raw in numbered_lines(stream, digest, max_line_bytes):
+    with (opened if opened is not None else open_text_stream(path)) as stream:
+        for line_no, raw in numbered_lines(stream, digest, max_line_bytes, first_line):
             tally["lines"] += 1
             if isinstance(raw, LongLine) or (max_line_bytes is not None
                                              and len(raw) > max_line_bytes):
@@ -641,11 +648,13 @@ class JsonlFileDoFn(beam.DoFn):
                          for name in ("lines", "blank_lines", "records", "bytes")}
         self.bad = {}
 
-    def documents(self, path: str, digest=None):
-        """``(line number, document)`` of a file; bad lines become dead-letter outputs."""
+    def documents(self, path: str, digest=None, opened=None, first_line: int = 1):
+        """``(line number, document)`` of a file (or of the part ``opened`` gives,
+        see ``parsed_lines``); bad lines become dead-letter outputs."""
         tally = dict.fromkeys(self.counters, 0)
         for line_no, raw, doc in parsed_lines(path, self.id_field, self.text_field, tally,
-                                              digest, self.max_line_bytes, self.keep_empty):
+                                              digest, self.max_line_bytes, self.keep_empty,
+                                              opened, first_line):
             if isinstance(doc, BadRecord):
                 self._count_bad(doc.reason)
                 yield None, beam.pvalue.TaggedOutput(
@@ -744,6 +753,8 @@ def _wrong_kind(path: str, head: bytes) -> str | None:
                 return None
             if kind.endswith("-compressed"):
                 return f"is {kind} but its name does not say so (give it the codec's extension)"
+            if kind == "a Parquet file":
+                return "is a Parquet file, not JSON Lines: name it .parquet to read it as Parquet"
             return f"is {kind}, not JSON Lines"
     return None
 
@@ -766,8 +777,10 @@ def probe_inputs(paths: list[str], text_field: str, numeric_field: str | None = 
     """Look at the first lines of the inputs before the job starts; refuse wrong kinds.
 
     Reads up to ``max_lines`` lines (and 4 MiB) from each of up to
-    ``max_files`` inputs, evenly spaced in path order.  Raises ``InputError``
-    naming a file that is Parquet, a zip, compressed under a plain name, a
+    ``max_files`` inputs, evenly spaced in path order (of a ``.parquet`` file,
+    its footer's columns and their types).  Raises ``InputError``
+    naming a file that is Parquet under another name, not Parquet under a
+    ``.parquet`` name, a zip, compressed under a plain name, a
     JSON array, CSV or otherwise holds no JSON object; ``ValueError`` when no
     record read has ``text_field`` ("no record has field 'body'; fields seen:
     id, text, url") or when ``numeric_field`` holds a non-numeric value
@@ -781,6 +794,15 @@ def probe_inputs(paths: list[str], text_field: str, numeric_field: str | None = 
     records = with_text = 0
     odd_values: dict = {}
     for path in probed:
+        if path.lower().endswith(".parquet"):   # columns from the footer
+            from transforms.processing.parquet import probe_parquet
+            columns = probe_parquet(path)
+            fields.update(columns)
+            records += 1
+            with_text += text_field in columns
+            if numeric_field and numeric_field in columns and not columns[numeric_field]:
+                odd_values.setdefault(f"values of a non-numeric Parquet column", None)
+            continue
         try:
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
                 head = f.read(8)

@@ -41,6 +41,8 @@ from apache_beam.metrics import Metrics
 from transforms.core.hashing import text_keys
 from transforms.core.records import (  # noqa: F401 - the records travel with the refs
     NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Run, chunked, pack, ref_bytes, unpack)
+from transforms.processing.parquet import is_parquet, picked_lines, scan_units
+from transforms.processing.splits import SplitDigest, plan_splits
 from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
                                       JsonlFileDoFn, ReadJsonl, dead_letter, numbered_lines,
                                       open_text_stream, parse_line)
@@ -154,13 +156,19 @@ class _ScanFile(JsonlFileDoFn):
     def process(self, indexed_path):
         index, path = indexed_path
         digest = xxhash.xxh3_64()
+        yield from self.scan(index, path, self.documents(path, digest))
+        yield beam.pvalue.TaggedOutput(DIGESTS_TAG, Digest(index, digest.hexdigest()))
+
+    def scan(self, index, path, documents, part: int = 0):
+        """``(line number, document)`` or ``(None, dead letter)`` -> batches of refs
+        (and dead letters); ``part`` tells apart the spill files of one file's units."""
         block, text_bytes = [], 0
         self.dropped = 0
         self.writers = None
         if self.signer is not None:
-            self.writers = [SpillWriter(spill, index, SPILL_FLUSH_BYTES)
+            self.writers = [SpillWriter(spill, index, SPILL_FLUSH_BYTES, part)
                             for spill in self.signer_spills]
-        for line_no, doc in self.documents(path, digest):
+        for line_no, doc in documents:
             if line_no is None:
                 yield doc  # a dead letter
                 continue
@@ -175,7 +183,6 @@ class _ScanFile(JsonlFileDoFn):
             writer.close()
         if self.filters is not None:
             yield beam.pvalue.TaggedOutput(FILTERED_COUNT_TAG, self.dropped)
-        yield beam.pvalue.TaggedOutput(DIGESTS_TAG, Digest(index, digest.hexdigest()))
 
     def _filter(self, path, block):
         """The filter stage over a block: the kept ``(line_no, (id, text, line),
@@ -254,6 +261,11 @@ class ScanJsonl(ReadJsonl):
     field values that are present but not numbers; such documents get range key
     ``null``, and ``transforms.processing.partition.NumericFieldGate`` fails the run on them).
 
+    Parquet files (``.parquet``) are scanned in units of row groups
+    (``transforms.processing.parquet``; a ref's ``line`` is the row number in
+    the file), uncompressed JSON Lines files above 64 MiB in byte ranges
+    (``transforms.processing.splits``), every other file whole, one task each.
+
     ``paths`` is the sorted file list; a ref's ``file`` indexes it.  ``spec``
     says what to compute besides the text key (``ScanSpec``); ``bounds`` the
     batch and text-block bounds.  Bad lines are dead letters, as in ReadJsonl.
@@ -265,22 +277,63 @@ class ScanJsonl(ReadJsonl):
         super().__init__(patterns, id_field, text_field, None, max_line_bytes, keep_empty)
         self.spec = spec
         self.bounds = bounds
+        # large uncompressed JSON Lines files: {file index: [(start, end), ...]}
+        self.splits = plan_splits(self.paths)
 
     def expand(self, pbegin):
-        scanned = (
-            pbegin
-            | "ListFiles" >> beam.Create(list(enumerate(self.paths)))
-            | "ScanFiles" >> beam.ParDo(
-                _ScanFile(self.id_field, self.text_field, self.spec, self.bounds,
-                          max_line_bytes=self.max_line_bytes, keep_empty=self.keep_empty))
-            .with_output_types(List[DocRef])
-            .with_outputs(DEAD_LETTER_TAG, DIGESTS_TAG, ODD_RANGE_TAG, FILTERED_TAG,
-                          FILTERED_COUNT_TAG, main="refs"))
-        return {"refs": scanned.refs, "dead_letters": scanned[DEAD_LETTER_TAG],
-                "digests": scanned[DIGESTS_TAG],
-                "odd_range_values": scanned[ODD_RANGE_TAG],
-                "filtered": scanned[FILTERED_TAG],
-                "filtered_counts": scanned[FILTERED_COUNT_TAG]}
+        tags = ("refs", DEAD_LETTER_TAG, DIGESTS_TAG, ODD_RANGE_TAG, FILTERED_TAG,
+                FILTERED_COUNT_TAG)
+        options = dict(max_line_bytes=self.max_line_bytes, keep_empty=self.keep_empty)
+        outputs = []
+        splits = self.splits
+        jsonl = [(i, p) for i, p in enumerate(self.paths)
+                 if not is_parquet(p) and i not in splits]
+        if jsonl or not self.paths:
+            outputs.append(
+                pbegin
+                | "ListFiles" >> beam.Create(jsonl)
+                | "ScanFiles" >> beam.ParDo(
+                    _ScanFile(self.id_field, self.text_field, self.spec, self.bounds,
+                              **options))
+                .with_output_types(List[DocRef])
+                .with_outputs(*tags[1:], main="refs"))
+        units = scan_units(self.paths)
+        if units:  # Parquet: units of row groups (transforms.processing.parquet)
+            from transforms.processing.unit_scan import ScanParquetUnit
+            outputs.append(
+                pbegin
+                | "ListParquetUnits" >> beam.Create(units)
+                | "ScanParquet" >> beam.ParDo(
+                    ScanParquetUnit(self.id_field, self.text_field, self.spec, self.bounds,
+                                    **options))
+                .with_output_types(List[DocRef])
+                .with_outputs(*tags[1:], main="refs"))
+        if splits:  # large JSON Lines files: byte ranges (transforms.processing.splits)
+            from transforms.processing.unit_scan import (
+                UNIT_DIGESTS_TAG, ScanJsonlRange, count_unit_lines)
+            from transforms.processing.splits import combine_digests
+            ranges = pbegin | "ListRanges" >> beam.Create([
+                (i, self.paths[i], start, end, parts[-1][1])
+                for i, parts in sorted(splits.items()) for start, end in parts])
+            counts = ranges | "CountLines" >> beam.Map(count_unit_lines)
+            scanned = ranges | "ScanRanges" >> beam.ParDo(
+                ScanJsonlRange(self.id_field, self.text_field, self.spec, self.bounds,
+                               **options), beam.pvalue.AsDict(counts)
+            ).with_output_types(List[DocRef]).with_outputs(
+                *tags[1:], UNIT_DIGESTS_TAG, main="refs")
+            digests = (
+                scanned[UNIT_DIGESTS_TAG]
+                | "RangesByFile" >> beam.GroupByKey()
+                | "FileDigests" >> beam.MapTuple(lambda index, parts: Digest(
+                    index, combine_digests([h for _, h in sorted(parts)]))))
+            outputs.append({"refs": scanned.refs, DEAD_LETTER_TAG: scanned[DEAD_LETTER_TAG],
+                            DIGESTS_TAG: digests, ODD_RANGE_TAG: scanned[ODD_RANGE_TAG],
+                            FILTERED_TAG: scanned[FILTERED_TAG],
+                            FILTERED_COUNT_TAG: scanned[FILTERED_COUNT_TAG]})
+        if len(outputs) == 1:
+            return {tag: outputs[0][tag] for tag in tags}
+        return {tag: [out[tag] for out in outputs] | f"All_{tag}" >> beam.Flatten()
+                for tag in tags}
 
 
 # ---------------------------------------------------------------- pass 2: materialise
@@ -316,9 +369,10 @@ class _ExtractRuns(beam.DoFn):
 
     def __init__(self, paths: list[str], id_field: str, text_field: str, spill_dir: str,
                  run_bytes: int, by_order: bool,
-                 max_line_bytes: int | None = MAX_LINE_BYTES, filters=None):
+                 max_line_bytes: int | None = MAX_LINE_BYTES, filters=None, splits=None):
         self.filters = filters  # FilterStage: redact() for refs flagged redacted
         self.paths = paths
+        self.splits = splits or {}
         self.spill_dir = spill_dir
         self.id_field = id_field
         self.text_field = text_field
@@ -336,15 +390,20 @@ class _ExtractRuns(beam.DoFn):
         path = self.paths[index]
         picks = iter(sorted(pick for part in parts for pick in unpack(part)))
         pick = next(picks, None)
-        digest = xxhash.xxh3_64()
+        parquet = is_parquet(path)
+        digest = (_KnownDigest() if parquet else SplitDigest(self.splits[index])
+                  if index in self.splits else xxhash.xxh3_64())
         buffers: dict = {}
         buffered = flushes = 0
-        with open_text_stream(path) as stream:
-            for line_no, raw in numbered_lines(stream, digest,  # to the end: digest
-                                               self.max_line_bytes):
+        with _NullContext() if parquet else open_text_stream(path) as stream:
+            source = (self._parquet_lines(path, sorted({p.line for part in parts for p in part}),
+                                          digest) if parquet
+                      else numbered_lines(stream, digest,  # to the end: digest
+                                          self.max_line_bytes))
+            for line_no, raw in source:
                 if pick is None or line_no != pick.line:
                     continue
-                line = self._line(path, line_no, raw, pick.reparse)
+                line = raw if parquet else self._line(path, line_no, raw, pick.reparse)
                 if pick.redacted or pick.lang:
                     line = self._edited(path, line_no, line, pick)
                 if len(line) + 1 != pick.size:
@@ -362,6 +421,19 @@ class _ExtractRuns(beam.DoFn):
                                "stable input")
         self.rereads.inc()
         yield from self._flush(buffers, index, flushes)
+
+    def _parquet_lines(self, path, lines, digest):
+        """Pass 2 of a Parquet file: its picked rows as JSON lines; the footer digest."""
+        try:
+            for line_no, line in picked_lines(path, lines, self.id_field, self.text_field,
+                                              self.max_line_bytes):
+                if line_no == "digest":
+                    digest.value = line
+                    continue
+                yield line_no, line
+        except BadRecord as err:
+            raise InputChanged(f"{path}: a picked row changed since the first read "
+                               f"({err})") from None
 
     def _flush(self, buffers, index, flushes):
         return _write_runs(buffers, self.spill_dir, f"file{index:05d}-run{flushes}",
@@ -388,6 +460,22 @@ class _ExtractRuns(beam.DoFn):
                                f"({err})") from None
 
 
+class _KnownDigest:
+    """A digest pass 2 of a Parquet file is told (its footer digest), not fed."""
+    value = None
+
+    def hexdigest(self):
+        return self.value
+
+
+class _NullContext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
 class ResolveRuns(beam.PTransform):
     """Shard-assigned records -> ``(shard, Run)``, one re-read per file.
 
@@ -410,6 +498,7 @@ class ResolveRuns(beam.PTransform):
         self.text_field = scan.text_field
         self.max_line_bytes = scan.max_line_bytes
         self.filters = scan.spec.filters
+        self.splits = scan.splits
         self.digests = digests
         self.run_bytes = run_bytes
         self.by_order = by_order
@@ -427,5 +516,5 @@ class ResolveRuns(beam.PTransform):
             | "ExtractRuns" >> beam.ParDo(
                 _ExtractRuns(self.paths, self.id_field, self.text_field, self.spill_dir,
                              self.run_bytes, self.by_order, self.max_line_bytes,
-                             self.filters),
+                             self.filters, self.splits),
                 beam.pvalue.AsDict(digests), beam.pvalue.AsList(after)))

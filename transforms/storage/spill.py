@@ -97,10 +97,13 @@ class Spill:
 
 class SpillWriter:
     """Appends records to a ``Spill``'s buckets for one input file; writes a part
-    file beyond ``flush_bytes`` buffered, and on ``close()``."""
+    file beyond ``flush_bytes`` buffered, and on ``close()``.  ``unit`` tells apart
+    the writers of one file's units of work (a split file): unit ``u``'s parts are
+    numbered from ``u * 100000``."""
 
-    def __init__(self, spill: Spill, file_index: int, flush_bytes: int):
+    def __init__(self, spill: Spill, file_index: int, flush_bytes: int, unit: int = 0):
         self.spill = spill
+        self.unit = unit
         self.file_index = file_index
         self.flush_bytes = flush_bytes
         self.buffers: dict[int, list] = {}
@@ -130,7 +133,7 @@ class SpillWriter:
             index.append(bucket.to_bytes(4, "little") + offset.to_bytes(8, "little")
                          + len(body).to_bytes(8, "little"))
             offset += len(body)
-        path = self.spill.path(self.file_index, self.parts)
+        path = self.spill.path(self.file_index, self.unit * 100000 + self.parts)
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as out:
             out.write(b"".join(index))
             for body in bodies:

@@ -54,12 +54,15 @@ from transforms.core.hashing import checksum
 from transforms.core.ids import id_order_key
 from transforms.storage.files import join, read_bytes
 from transforms.core.partition_names import MISSING, OTHER, encode_value, is_safe_name, range_name
+from transforms.storage import parquet_shards
 from transforms.storage.placement import Placement, Root, place
 from transforms.storage.spill import delete_spill, run_docs, shard_doc_order
 from transforms.storage.sharding import AssignBalancedShards, ref_size
 
 NAMESPACE = "dataprep.store"
 TEXT_SUFFIX = ".jsonl.zst"
+SHARD_FORMATS = ("jsonl", "parquet")   # text shards: JSON Lines under a codec, or Parquet
+PARQUET_CODEC = {"name": "parquet", "compression": "zstd", "compression_level": 3}
 ARRAY_SUFFIX = ".bdparr"
 
 
@@ -145,7 +148,8 @@ def text_suffix(codec) -> str:
 
 
 def decode_payload(manifest: dict, shard: dict, stored: bytes):
-    """Verified stored bytes of a shard -> its content: JSONL bytes, or an array block."""
+    """Verified stored bytes of a shard -> its content: JSONL bytes (a Parquet shard's
+    rows as JSON lines, ``parquet_shards.shard_lines``), or an array block."""
     if manifest.get("kind") == "array":
         # The replica's xxh3-128 was checked against the manifest: no need to re-hash parts.
         block = decode_array(stored, max_bytes=shard["raw_bytes"], verify_parts=False)
@@ -153,6 +157,11 @@ def decode_payload(manifest: dict, shard: dict, stored: bytes):
             raise StoreError(f"block holds {block.shape} ({block.nbytes} bytes); manifest "
                              f"says {shard['records']} rows, {shard['raw_bytes']} bytes")
         return block
+    if manifest.get("shard_format") == "parquet":
+        try:
+            return parquet_shards.shard_lines(stored, manifest["parquet"]["json_columns"])
+        except Exception as err:  # noqa: BLE001 - pyarrow's errors on a bad file
+            raise StoreError(f"not a readable Parquet shard: {err}") from None
     return bytes_codec(manifest["codec"]).decode(stored, shard["raw_bytes"])
 
 
@@ -439,17 +448,19 @@ def commit_replicas(stored: bytes, dataset: str, name: str, replicas: list[str],
 class _WriteShard(beam.DoFn):
     """((partition, index, count), records) -> shard on its R roots -> shard entry."""
 
-    def __init__(self, dataset, placement, codec):
+    def __init__(self, dataset, placement, codec, shard_format="jsonl", first_columns=()):
         self.dataset = dataset
         self.placement = placement
         self.codec = codec
+        self.shard_format = shard_format
+        self.first_columns = first_columns
         self.shards = Metrics.counter(NAMESPACE, "shards")
         self.records = Metrics.counter(NAMESPACE, "records")
         self.raw = Metrics.counter(NAMESPACE, "raw_bytes")
         self.stored = Metrics.counter(NAMESPACE, "stored_bytes")
         self.replicas = Metrics.counter(NAMESPACE, "replicas_written")
 
-    def process(self, keyed, info):
+    def process(self, keyed, info, fields=None):
         (partition, index, num_shards), runs = keyed
         # None marks a shard that must exist; a Run (transforms.processing.refs) holds lines
         # of the shard from one input file, as ``(id, line)`` or, range-ordered,
@@ -459,11 +470,16 @@ class _WriteShard(beam.DoFn):
                       key=shard_doc_order)
         raw = b"".join(doc[-1] + b"\n" for doc in docs)
         count = len(docs)
-        stored = self.codec.encode(raw)
+        if self.shard_format == "parquet":
+            schema = parquet_shards.store_schema(fields, self.first_columns)
+            stored = parquet_shards.shard_bytes([doc[-1] for doc in docs], schema, len(raw))
+            suffix = parquet_shards.SUFFIX
+        else:
+            stored = self.codec.encode(raw)
+            suffix = text_suffix(self.codec)
         # placement follows the name without the digest (stable across contents)
-        plain = shard_path(shard_name(index, num_shards, text_suffix(self.codec)), partition)
-        name = shard_path(shard_name(index, num_shards, text_suffix(self.codec),
-                                     checksum(stored)), partition)
+        plain = shard_path(shard_name(index, num_shards, suffix), partition)
+        name = shard_path(shard_name(index, num_shards, suffix, checksum(stored)), partition)
         value = (info or {}).get("partitions", {}).get(partition, {}).get("value_text")
         replicas = self.placement.place(f"{self.dataset}/{plain}", partition, value)
         entry = {"name": name, "index": index, "records": count, "raw_bytes": len(raw),
@@ -509,7 +525,7 @@ class _WriteManifest(beam.DoFn):
         self.partitioning = partitioning
         self.base = base
 
-    def process(self, shards, failures, info):
+    def process(self, shards, failures, info, fields=None):
         problems = [f for f in failures if f]
         uris = [r.uri for r in self.placement.roots]
         if problems:
@@ -517,6 +533,12 @@ class _WriteManifest(beam.DoFn):
             raise RuntimeError(
                 "not writing the manifest: " + " | ".join(sorted(problems)))
         extra = dict(self.extra)
+        if fields is not None:   # a Parquet store: its one schema
+            first = (self.extra.get("id_field", "id"), self.extra.get("text_field", "text"))
+            extra["shard_format"] = "parquet"
+            extra["parquet"] = {**parquet_shards.store_schema(fields, first),
+                                "created_by": parquet_shards.created_by(),
+                                "row_group_bytes": parquet_shards.ROW_GROUP_BYTES}
         if self.placement.rules:
             extra["placement"] = self.placement.describe()
         if self.partitioning is not None:
@@ -530,6 +552,25 @@ class _WriteManifest(beam.DoFn):
         except ConcurrentWriteError:
             discard_uncommitted(shards, self.dataset, uris)
             raise
+
+
+class _MergeSchemas(beam.CombineFn):
+    """``{field: type}`` dicts -> their merge (``parquet_shards.merge``; order-free)."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, accumulator, fields):
+        return parquet_shards.merge_schemas(accumulator, fields)
+
+    def merge_accumulators(self, accumulators):
+        out = {}
+        for fields in accumulators:
+            out = parquet_shards.merge_schemas(out, fields)
+        return out
+
+    def extract_output(self, accumulator):
+        return accumulator
 
 
 class WriteStore(beam.PTransform):
@@ -548,6 +589,10 @@ class WriteStore(beam.PTransform):
     from RangePartition (shards and records follow the key; ``lines`` must
     then sort by order); ``partitioning`` is the scheme recorded in the
     manifest and ``partition_info`` the partitioner's info PCollection.
+    ``shard_format``: ``"jsonl"`` (default: JSON Lines under ``codec``) or
+    ``"parquet"`` (``transforms.storage.parquet_shards``: one schema inferred from
+    every kept record, recorded in the manifest's ``parquet`` section; zstd inside;
+    ``codec`` is then not used).
 
     Shards are size-balanced (``transforms.storage.sharding``): each partition is cut
     into ``num_shards`` or ``ceil(bytes / target_shard_bytes)`` shards of about
@@ -563,8 +608,12 @@ class WriteStore(beam.PTransform):
                  zstd_level: int = 3, manifest_extra: dict | None = None,
                  preconditions=(), codec=None, partitioning: dict | None = None,
                  partition_info=None, placement: Placement | None = None,
-                 lines=None):
+                 lines=None, shard_format: str = "jsonl"):
         super().__init__()
+        if shard_format not in SHARD_FORMATS:
+            raise ValueError(f"shard_format must be one of {SHARD_FORMATS}, got "
+                             f"{shard_format!r}")
+        self.shard_format = shard_format
         if lines is None:
             raise ValueError("WriteStore needs lines= (a transforms.processing.refs.ResolveRuns)")
         self.lines = lines
@@ -606,21 +655,33 @@ class WriteStore(beam.PTransform):
             self.target_shard_bytes, self.num_shards,
             required_partitions=[""] if self.partitioning is None else [],
             size_of=getattr(self.lines, "size_of", ref_size))
+        runs = assigned | "ResolveRuns" >> self.lines
+        first = (self.manifest_extra.get("id_field", "id"),
+                 self.manifest_extra.get("text_field", "text"))
+        side = []
+        codec = self.codec.describe()
+        if self.shard_format == "parquet":   # one schema for every shard, before any
+            side = [beam.pvalue.AsSingleton(
+                runs
+                | "RunSchemas" >> beam.MapTuple(
+                    lambda _, run: parquet_shards.run_schema(
+                        doc[-1] for doc in run_docs(run)) if run is not None else {})
+                | "StoreSchema" >> beam.CombineGlobally(_MergeSchemas()))]
+            codec = PARQUET_CODEC
         shards = (
-            assigned
-            | "ResolveRuns" >> self.lines
+            runs
             | "GroupShards" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(
-                _WriteShard(self.dataset, self.placement, self.codec), info)
+                _WriteShard(self.dataset, self.placement, self.codec, self.shard_format,
+                            first), info, *side)
             | "ShardList" >> beam.combiners.ToList())
         failures = (
             [pipeline | "NoPreconditions" >> beam.Create([""])] + self.preconditions
             | "Preconditions" >> beam.Flatten())
-        codec = self.codec.describe()
         manifest = shards | "WriteManifest" >> beam.ParDo(
             _WriteManifest(self.dataset, self.placement, codec, self.manifest_extra,
                            self.partitioning, self.base),
-            beam.pvalue.AsList(failures), info)
+            beam.pvalue.AsList(failures), info, *side)
         manifest | "DeleteRuns" >> beam.Map(
             lambda _, spill_dir: delete_spill(spill_dir), self.lines.spill_dir)
         return manifest

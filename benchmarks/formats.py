@@ -1,0 +1,191 @@
+"""Formats: Parquet input scan throughput, Parquet <-> JSONL store agreement, and the
+scan of one large JSON Lines file split across workers.
+
+    python -m benchmarks.corpus --docs 100000 --files 8 --out /tmp/c100k
+    python -m benchmarks.formats scan --corpus /tmp/c100k --work /tmp/fmt
+    python -m benchmarks.formats same --corpus /tmp/c100k --work /tmp/fmt
+    python -m benchmarks.corpus --docs 330000 --files 1 --uncompressed --out /tmp/c1g
+    python -m benchmarks.formats split --corpus /tmp/c1g --work /tmp/fmt
+
+``scan``: the same documents as JSONL.zst files and as Parquet files (one per
+JSONL file, row groups of 8192 rows); the scan's per-document work (read,
+parse or convert, text key) timed in this process by CPU seconds, each input
+three times, median.  ``same``: prepare_corpus on direct_multiprocess with
+Parquet in -> JSONL.zst store, and JSON Lines in -> Parquet store; both
+stores read back through the manifest and compared record by record (id,
+text, carried fields and their JSON types).  ``split``: prepare_corpus on one
+uncompressed JSON Lines file, direct_multiprocess with 1 and with 2 workers
+(wall, CPU of the process tree, peak RSS), load average before each run.
+Results go to benchmarks/results/formats_<what>.json.
+"""
+import argparse
+import glob
+import os
+import shutil
+import statistics
+import sys
+import time
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from benchmarks.harness import measure
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+
+
+def _jsonl_files(corpus):
+    return sorted(glob.glob(os.path.join(corpus, "*.jsonl*")))
+
+
+def to_parquet(corpus: str, out: str) -> list[str]:
+    """Each JSON Lines file of the corpus -> a Parquet file of its good records."""
+    from transforms.processing.io import BadRecord, open_text_stream, numbered_lines, parse_line
+    os.makedirs(out, exist_ok=True)
+    paths = []
+    for path in _jsonl_files(corpus):
+        target = os.path.join(out, os.path.basename(path).split(".")[0] + ".parquet")
+        rows = []
+        with open_text_stream(path) as stream:
+            for line_no, raw in numbered_lines(stream):
+                try:
+                    parse_line(raw, "id", "text", f"{path}:{line_no}")
+                except BadRecord:
+                    continue
+                rows.append(orjson.loads(raw))
+        pq.write_table(pa.Table.from_pylist(rows), target, row_group_size=8192,
+                       compression="zstd")
+        paths.append(target)
+    return paths
+
+
+def _scan_jsonl(paths):
+    from apache_beam.metrics import Metrics  # noqa: F401 - the DoFn makes counters
+    from transforms.core.hashing import text_keys
+    from transforms.processing.io import JsonlFileDoFn
+    reader = JsonlFileDoFn("id", "text")
+    docs = 0
+    for path in paths:
+        block = []
+        for line_no, doc in reader.documents(path):
+            if line_no is None:
+                continue
+            block.append(doc[1])
+            if len(block) == 4096:
+                docs += len(text_keys(block))
+                block = []
+        docs += len(text_keys(block))
+    return docs
+
+
+def _scan_parquet(paths):
+    from transforms.core.hashing import text_keys
+    from transforms.processing.parquet import ParquetSource, parquet_units, unit_documents
+    docs = 0
+    tally = dict.fromkeys(("lines", "records", "bytes", "blank_lines"), 0)
+    for index, path in enumerate(paths):
+        for _, _, first, stop in parquet_units(index, path):
+            with ParquetSource(path) as source:
+                block = []
+                for line_no, doc in unit_documents(source, first, stop, "id", "text", False,
+                                                   32 << 20, lambda reason: None, tally):
+                    if line_no is None:
+                        continue
+                    block.append(doc[1])
+                    if len(block) == 4096:
+                        docs += len(text_keys(block))
+                        block = []
+                docs += len(text_keys(block))
+    return docs
+
+
+def bench_scan(args):
+    parquet = to_parquet(args.corpus, os.path.join(args.work, "parquet"))
+    jsonl = _jsonl_files(args.corpus)
+    out = {"corpus": args.corpus, "jsonl_bytes": sum(os.path.getsize(p) for p in jsonl),
+           "parquet_bytes": sum(os.path.getsize(p) for p in parquet)}
+    for name, fn, paths in (("jsonl_zst", _scan_jsonl, jsonl),
+                            ("parquet", _scan_parquet, parquet)):
+        cpu = []
+        for _ in range(3):
+            start = time.process_time()
+            docs = fn(paths)
+            cpu.append(time.process_time() - start)
+        out[name] = {"docs": docs, "cpu_s": statistics.median(cpu),
+                     "docs_per_cpu_s": docs / statistics.median(cpu)}
+    out["ratio_parquet_over_jsonl"] = (out["parquet"]["docs_per_cpu_s"]
+                                       / out["jsonl_zst"]["docs_per_cpu_s"])
+    return out
+
+
+def _job(inputs, root, *flags, workers=None):
+    cmd = [sys.executable, "-m", "pipelines.prepare_corpus", "--input", inputs,
+           "--output_roots", root, "--dataset", "ds", "--run_config",
+           "run_configs/direct_multiprocess.yaml", *flags]
+    if workers:
+        cmd += ["--direct_num_workers", str(workers)]
+    shutil.rmtree(root, ignore_errors=True)
+    result = measure(cmd)
+    result.pop("output")
+    return result
+
+
+def _store_records(store: str) -> dict:
+    from transforms.storage.store import load_manifest, read_shard_verified
+    manifest = load_manifest(store)
+    records = {}
+    for shard in manifest["shards"]:
+        for line in read_shard_verified(manifest, store, shard).splitlines():
+            record = orjson.loads(line)
+            records[record["id"]] = record
+    return records
+
+
+def bench_same(args):
+    parquet_dir = os.path.join(args.work, "parquet")
+    if not glob.glob(os.path.join(parquet_dir, "*.parquet")):
+        to_parquet(args.corpus, parquet_dir)
+    a = os.path.join(args.work, "store_from_parquet")
+    b = os.path.join(args.work, "store_parquet")
+    out = {"parquet_in_jsonl_store": _job(os.path.join(parquet_dir, "*.parquet"), a),
+           "jsonl_in_parquet_store": _job(os.path.join(args.corpus, "*.jsonl.zst"), b,
+                                          "--format", "parquet")}
+    left, right = _store_records(os.path.join(a, "ds")), _store_records(os.path.join(b, "ds"))
+    kinds = {(k, type(v).__name__) for r in left.values() for k, v in r.items()}
+    out.update(records=len(left), same_ids=sorted(left) == sorted(right),
+               same_records=left == right, field_types=sorted(kinds),
+               differing=[i for i in sorted(left) if left[i] != right.get(i)][:5])
+    return out
+
+
+def bench_split(args):
+    (path,) = _jsonl_files(args.corpus)
+    out = {"file": path, "bytes": os.path.getsize(path)}
+    for workers in (1, 2):
+        load = os.getloadavg()
+        result = _job(path, os.path.join(args.work, f"split{workers}"), *args.flags,
+                      workers=workers)
+        out[f"workers_{workers}"] = {**result, "load_before": load, "load_after": os.getloadavg()}
+    out["wall_ratio_2_over_1"] = out["workers_2"]["wall_s"] / out["workers_1"]["wall_s"]
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("scan", "same", "split"))
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--flags", nargs="*", default=[],
+                        help="extra prepare_corpus flags for split (e.g. --no_near_dedup)")
+    args = parser.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    result = {"scan": bench_scan, "same": bench_same, "split": bench_split}[args.what](args)
+    result["command"] = " ".join(["python -m benchmarks.formats"] + sys.argv[1:])
+    with open(os.path.join(RESULTS, f"formats_{args.what}.json"), "wb") as f:
+        f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()

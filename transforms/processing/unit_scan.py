@@ -1,0 +1,53 @@
+"""Pass 1 over units of work smaller than a file: row groups of a Parquet file
+(``transforms.processing.parquet``) and byte ranges of a large JSON Lines file
+(``transforms.processing.splits``), scanned by ``transforms.processing.refs``'s scan.
+
+Kept apart from ``parquet`` and ``splits`` (which ``refs`` imports for pass 2)
+so the modules do not import each other.
+"""
+import apache_beam as beam
+
+from transforms.processing.parquet import ParquetSource, unit_digest, unit_documents
+from transforms.processing.refs import _ScanFile
+from transforms.processing.splits import RangeReader, count_lines
+
+UNIT_DIGESTS_TAG = "unit_digests"
+
+
+class ScanParquetUnit(_ScanFile):
+    """``(file index, path, first row group, end row group)`` -> batches of
+    ``DocRef`` (``line`` = row number in the file, from 1), dead letters with
+    ``row_group`` and ``row``, and from a file's first unit its ``Digest``."""
+
+    def process(self, unit):
+        index, path, first, stop = unit
+        tally = dict.fromkeys(self.counters, 0)
+        with ParquetSource(path) as source:
+            documents = unit_documents(source, first, stop, self.id_field, self.text_field,
+                                       self.keep_empty, self.max_line_bytes, self._count_bad,
+                                       tally)
+            yield from self.scan(index, path, documents, part=first)
+            yield from unit_digest(source, index, first)
+        for name, counter in self.counters.items():
+            counter.inc(tally[name])
+
+
+def count_unit_lines(unit):
+    """``(file index, path, start, end, size)`` -> ``((file index, start), lines)``."""
+    index, path, start, end, size = unit
+    return (index, start), count_lines(path, start, end, size)
+
+
+class ScanJsonlRange(_ScanFile):
+    """``(file index, path, start, end, size)`` -> batches of ``DocRef`` for the lines
+    starting in ``[start, end)``, numbered exactly (``counts``: lines per range, a
+    side input); its range digest to ``unit_digests`` as ``(file index, (start, hex))``."""
+
+    def process(self, unit, counts):
+        index, path, start, end, _ = unit
+        first_line = 1 + sum(n for (i, s), n in counts.items() if i == index and s < start)
+        reader = RangeReader(path, start, end)
+        yield from self.scan(index, path, self.documents(path, None, reader, first_line),
+                             part=len([1 for (i, s) in counts if i == index and s < start]))
+        yield beam.pvalue.TaggedOutput(UNIT_DIGESTS_TAG,
+                                       (index, (start, reader.digest.hexdigest())))
