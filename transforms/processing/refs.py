@@ -396,7 +396,7 @@ class _ExtractRuns(beam.DoFn):
         buffers: dict = {}
         buffered = flushes = 0
         with _NullContext() if parquet else open_text_stream(path) as stream:
-            source = (self._parquet_lines(path, sorted({p.line for part in parts for p in part}),
+            source = (self._parquet_lines(path, sorted({p.line for part in parts for p in unpack(part)}),
                                           digest) if parquet
                       else numbered_lines(stream, digest,  # to the end: digest
                                           self.max_line_bytes))
