@@ -88,3 +88,26 @@ def test_valid_cards_and_ibans_are_always_found(seed, kind, before, after):
     start = len(before) + 1
     assert (start, start + len(value), kind) in find_pii(text)
     assert redact_pii(text).text == before + " <" + kind + "> " + after
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a card right after an IBAN whose last group is short: the card's regex match
+    # starts inside the IBAN and must not skip past the card
+    ("word a@uni-x.edu CH59 0201 2813 4353 8165 3 6596 5431 7040 4673 word",
+     "word <EMAIL> <IBAN> <CREDIT_CARD> word"),
+    # an IBAN-shaped run (failing mod-97) running into a found IBAN does not hide the
+    # card after the found one
+    ("5142042470608563 info@uni-x.edu BE05 5127 9513 2453 BE72 1464 5077 4179 "
+     "5552764719617898",
+     "<CREDIT_CARD> <EMAIL> BE05 5127 9513 2453 <IBAN> <CREDIT_CARD>"),
+    ("BE68278472436116 BE89749367877832 6011244393874407 DE63980992833626536389 "
+     "5595401435681184 info@example.org",
+     "BE68278472436116 <IBAN> <CREDIT_CARD> <IBAN> <CREDIT_CARD> <EMAIL>"),
+    ("jane+news@mail.example.co.uk BE77615315413854 BE81 6299 4384 9044 +33 1 18 56 79 82 w",
+     "<EMAIL> BE77615315413854 <IBAN> <PHONE> w"),
+])
+def test_values_next_to_claimed_neighbours_are_found_in_one_pass(text, expected):
+    """Found by the idempotence property: each was redacted only on a second pass."""
+    once = redact_pii(text)
+    assert once.text == expected
+    assert redact_pii(once.text) == Redacted(once.text, {})

@@ -58,9 +58,11 @@ _DATE_RE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d
 
 
 def _inside_iban_shape(text: str, start: int, free) -> bool:
-    """True when ``start`` continues an IBAN-shaped run that is not a found IBAN."""
+    """True when ``start`` continues an IBAN-shaped run that is not a found IBAN: no
+    part of the run is claimed (a run through a found IBAN ends at it, as it does
+    once that IBAN is a placeholder, so redaction stays idempotent)."""
     m = _IBAN_HEAD.search(text, max(0, start - 40), start)
-    return m is not None and free(m.start(), m.start() + 1)
+    return m is not None and free(m.start(), start)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -165,11 +167,15 @@ class PiiConfig:
         object.__setattr__(self, "kinds", tuple(k for k in KINDS if k in kinds))
 
 
-def _longest_valid(regex, text, ok, boundaries=" -"):
+def _longest_valid(regex, text, ok, boundaries=" -", free=None):
     """Spans ``(start, end)``: per regex match, the longest prefix ending at a group
     boundary (before a space or hyphen, or the match end) that passes ``ok(start, prefix)``.
     A greedy match that swallowed a neighbouring number still yields the valid value in
-    front, and the search resumes right after it, so the neighbour is found too."""
+    front, and the search resumes right after it, so the neighbour is found too.
+    ``free(start, end)``: whether a span is not yet claimed by an earlier kind; a
+    prefix overlapping a claimed span is never taken (it would be dropped anyway, and
+    the search would resume past the value behind it: redaction would then not be
+    idempotent, the value found only once its neighbour is a placeholder)."""
     pos = 0
     while True:
         m = regex.search(text, pos)
@@ -178,7 +184,7 @@ def _longest_valid(regex, text, ok, boundaries=" -"):
         s = m.group()
         ends = [len(s)] + [i for i in range(len(s) - 1, 0, -1) if s[i] in boundaries]
         for e in ends:
-            if ok(m.start(), s[:e]):
+            if (free is None or free(m.start(), m.start() + e)) and ok(m.start(), s[:e]):
                 yield m.start(), m.start() + e
                 pos = m.start() + e
                 break
@@ -203,9 +209,10 @@ def find_pii(text: str, kinds: Tuple[str, ...] = KINDS):
                 continue
             cands = ((m.start(), m.end()) for m in EMAIL_RE.finditer(text))
         elif kind == "IBAN":
-            cands = _longest_valid(IBAN_RE, text, lambda start, c: iban_valid(c))
+            cands = _longest_valid(IBAN_RE, text, lambda start, c: iban_valid(c), free=free)
         elif kind == "CREDIT_CARD":
-            cands = _longest_valid(CARD_RE, text, lambda start, c: _card_ok(text, start, c, free))
+            cands = _longest_valid(CARD_RE, text, lambda start, c: _card_ok(text, start, c, free),
+                                   free=free)
         elif kind == "IP_ADDRESS":
             cands = [(m.start(), m.end()) for m in IPV6_RE.finditer(text) if _ipv6_ok(m.group())]
             cands += [(m.start(), m.end()) for m in IPV4_RE.finditer(text)
@@ -213,7 +220,7 @@ def find_pii(text: str, kinds: Tuple[str, ...] = KINDS):
         else:
             def phone_ok(start, cand):
                 return free(start, start + len(cand)) and _phone_ok(text, start, cand, free)
-            cands = _longest_valid(PHONE_RE, text, phone_ok, " -.")
+            cands = _longest_valid(PHONE_RE, text, phone_ok, " -.", free=free)
         for s, e in cands:
             if free(s, e):
                 claimed.append((s, e, kind))
