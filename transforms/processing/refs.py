@@ -9,13 +9,14 @@ known:
 
 1. ``ScanJsonl`` (pass 1) reads every file once and computes, per document,
    everything later steps need from the text: the text key (exact dedup),
-   the MinHash signature (near-dedup), the partition value, the range key and
-   the shard bytes.  Output: batches of ``DocRef``, each batch at most
-   ``batch_bytes`` (see ``Bounds``).  The signature and its LSH band keys are
-   the bulk of near-dedup's data (about 1 KB a document), so they do not ride
+   the MinHash band keys and verification sketch (near-dedup), the filter
+   stage's decisions, the partition value, the range key and the shard bytes.  Output: batches of ``DocRef``, each batch at most
+   ``batch_bytes`` (see ``Bounds``).  The LSH band keys and the verification
+   sketch (the document's distinct 32-bit shingle hashes, at most 4,096) are
+   the bulk of near-dedup's data (a few KB a document), so they do not ride
    on the ref: the scan writes them into bucketed ``Spill`` files (band
-   entries by band-key bucket, signatures by id bucket), which the LSH step
-   and the signature look-up of verification read one bucket at a time.
+   entries by band-key bucket, sketches by id bucket), which the LSH step and
+   the sketch look-up of verification read one bucket at a time.
 2. Dedup, LSH, connected components, partitioning and the shard plan work on
    refs alone.
 3. ``ResolveRuns`` (pass 2) groups the kept refs by file, re-reads each file
@@ -60,7 +61,7 @@ FILTERED_COUNT_TAG = "filtered_counts"  # documents the filter stage dropped, pe
 for _record in (DocRef, Digest, Packed):
     coders.registry.register_coder(_record, coders.RowCoder)
 RUN_BYTES = 64 << 20  # a file's buffered kept lines are flushed as runs beyond this
-SPILL_FLUSH_BYTES = 16 << 20  # a scan's band entries (signatures) written out beyond this
+SPILL_FLUSH_BYTES = 16 << 20  # a scan's buffered band entries and sketches written out beyond this
 
 
 # ---------------------------------------------------------------- pass 1: scan
@@ -70,7 +71,7 @@ class ScanSpec:
     """What the scan computes besides the text key.
 
     ``signer``: a ``transforms.reduction.near_dedup.Signer`` (None: no signatures),
-    which writes each signed document's band entries and signature into its
+    which writes each signed document's band entries and sketch into its
     spills (``signer.spills(spill_dir)``); ``partition_by``: field name whose
     value goes into ``partition_value``; ``range_by``: ``"length"``
     (characters of the text) or a numeric field.  ``filters``: a
@@ -255,7 +256,7 @@ class _ScanFile(JsonlFileDoFn):
 
 class ScanJsonl(ReadJsonl):
     """JSON Lines files -> dict of ``refs`` (batches of ``DocRef``; band entries
-    and signatures into ``spec.spill_dir`` with near-dedup),
+    and sketches into ``spec.spill_dir`` with near-dedup),
     ``dead_letters`` (dicts, ``transforms.processing.io.dead_letter``), ``digests``
     (``Digest``) and ``odd_range_values`` (``repr`` strings of ``--range_by``
     field values that are present but not numbers; such documents get range key
