@@ -178,28 +178,8 @@ def test_progress_while_the_job_runs_on_every_runner(tmp_path, run_config, runne
 
 def test_live_display_under_a_terminal(tmp_path):
     """Under a pty: a rich bar redrawn in place, the numbers move, and it ends cleanly."""
-    controller, terminal = pty.openpty()
-    proc = subprocess.Popen(job(tmp_path), stdin=terminal, stdout=subprocess.PIPE,
-                            stderr=terminal, env=env(TERM="xterm", COLUMNS="160"),
-                            close_fds=True)
-    os.close(terminal)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([controller], [], [], 1.0)
-        if ready:
-            try:
-                data = os.read(controller, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    stdout, _ = proc.communicate(timeout=300)
-    os.close(controller)
-    screen = b"".join(chunks).decode("utf-8", "replace")
-    assert proc.returncode == 0, screen
+    returncode, stdout, screen = run_under_a_terminal(job(tmp_path))
+    assert returncode == 0, screen
     frames = [ANSI.sub("", f) for f in re.split(r"\r|\x1b\[2K|\x1b\[1A", screen)]
     bars = [f for f in frames if "prepare_corpus" in f and "docs" in f]
     assert len(bars) >= 2, screen  # redrawn, not printed once

@@ -533,6 +533,20 @@ def replace_null_field(line: bytes, field: str, value: str) -> bytes | None:
     return None
 
 
+def checked_text(record: dict, text_field: str, keep_empty: bool = False) -> str:
+    """The record's text, or ``BadRecord`` with the dead-letter reason: ``missing_text``
+    (absent or null), ``text_not_string``, ``empty_text`` (empty or only whitespace,
+    unless ``keep_empty``)."""
+    text = record.get(text_field)
+    if text is None:
+        raise BadRecord("missing_text", f"no field {text_field!r}")
+    if not isinstance(text, str):
+        raise BadRecord("text_not_string", type(text).__name__)
+    if not keep_empty and not text.strip():
+        raise BadRecord("empty_text", "text is empty or only whitespace")
+    return text
+
+
 def parse_line(line: bytes, id_field: str, text_field: str, default_id: str,
                keep_empty: bool = False):
     """One JSON line -> ``(id, text, line)``; raises BadRecord with a reason code.
@@ -563,13 +577,7 @@ def parse_line(line: bytes, id_field: str, text_field: str, default_id: str,
         repeated = _repeated_key(line)
         if repeated is not None:
             raise BadRecord("duplicate_key", f"key {repeated!r} appears more than once")
-    text = obj.get(text_field)
-    if text is None:
-        raise BadRecord("missing_text", f"no field {text_field!r}")
-    if not isinstance(text, str):
-        raise BadRecord("text_not_string", type(text).__name__)
-    if not keep_empty and not text.strip():
-        raise BadRecord("empty_text", "text is empty or only whitespace")
+    text = checked_text(obj, text_field, keep_empty)
     line = line.strip()
     if id_field not in obj:
         return default_id, text, splice_field(line, id_field, default_id)

@@ -38,6 +38,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.core.hashing import text_keys
 from transforms.core.records import NO_VALUE, Bounds, DocRef
+from transforms.processing.io import BadRecord, checked_text  # prepare_corpus's reason codes
 from transforms.reduction.dedup import ExactDedup
 from transforms.reduction.minhash import LshParams
 from transforms.reduction.near_dedup import (
@@ -65,15 +66,6 @@ class IdRecord(NamedTuple):
     record: Any
 
 
-class BadRecord(ValueError):
-    """A record the adapters cannot key: ``reason`` (a code) and ``detail``."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
 def key_record(record, id_field: str = "id", text_field: str = "text",
                keep_empty: bool = False) -> IdRecord:
     """A record (dict) -> ``IdRecord``; raises ``BadRecord`` with the reason code.
@@ -92,13 +84,7 @@ def key_record(record, id_field: str = "id", text_field: str = "text",
     record_id = record[id_field]
     if isinstance(record_id, bool) or not isinstance(record_id, (str, int)):
         raise BadRecord("bad_id", f"{id_field!r} is {type(record_id).__name__}")
-    text = record.get(text_field)
-    if text is None:
-        raise BadRecord("missing_text", f"no field {text_field!r}")
-    if not isinstance(text, str):
-        raise BadRecord("text_not_string", type(text).__name__)
-    if not keep_empty and not text.strip():
-        raise BadRecord("empty_text", "text is empty or only whitespace")
+    text = checked_text(record, text_field, keep_empty)
     return IdRecord(str(record_id), xxhash.xxh3_64_intdigest(canonical) >> 1,
                     len(canonical), text, record)
 
