@@ -62,41 +62,34 @@ def to_parquet(corpus: str, out: str) -> list[str]:
 
 def _scan_jsonl(paths):
     from apache_beam.metrics import Metrics  # noqa: F401 - the DoFn makes counters
-    from transforms.core.hashing import text_keys
     from transforms.processing.io import JsonlFileDoFn
     reader = JsonlFileDoFn("id", "text")
-    docs = 0
-    for path in paths:
-        block = []
-        for line_no, doc in reader.documents(path):
-            if line_no is None:
-                continue
-            block.append(doc[1])
-            if len(block) == 4096:
-                docs += len(text_keys(block))
-                block = []
-        docs += len(text_keys(block))
-    return docs
+    return sum(_key_texts(reader.documents(path)) for path in paths)
+
+
+def _key_texts(documents) -> int:
+    """Text keys of the documents' texts in blocks of 4096, as the scan does -> count."""
+    from transforms.core.hashing import text_keys
+    docs, block = 0, []
+    for line_no, doc in documents:
+        if line_no is None:
+            continue
+        block.append(doc[1])
+        if len(block) == 4096:
+            docs += len(text_keys(block))
+            block = []
+    return docs + len(text_keys(block))
 
 
 def _scan_parquet(paths):
-    from transforms.core.hashing import text_keys
     from transforms.processing.parquet import ParquetSource, parquet_units, unit_documents
     docs = 0
     tally = dict.fromkeys(("lines", "records", "bytes", "blank_lines"), 0)
     for index, path in enumerate(paths):
         for _, _, first, stop in parquet_units(index, path):
             with ParquetSource(path) as source:
-                block = []
-                for line_no, doc in unit_documents(source, first, stop, "id", "text", False,
-                                                   32 << 20, lambda reason: None, tally):
-                    if line_no is None:
-                        continue
-                    block.append(doc[1])
-                    if len(block) == 4096:
-                        docs += len(text_keys(block))
-                        block = []
-                docs += len(text_keys(block))
+                docs += _key_texts(unit_documents(source, first, stop, "id", "text", False,
+                                                  32 << 20, lambda reason: None, tally))
     return docs
 
 
