@@ -4,6 +4,7 @@ import sys
 import orjson
 
 from pipelines import cli
+from transforms.core import exact_json
 from transforms.storage.report import REPORT_HTML, REPORT_JSON, render_html
 
 
@@ -32,7 +33,7 @@ def run(argv=None) -> str:
     except Exception as err:  # noqa: BLE001 - every FileSystems backend has its own error
         raise FileNotFoundError(f"no run report at {source} ({type(err).__name__})") from None
     try:
-        report = orjson.loads(data)
+        report = exact_json.loads(data)
     except orjson.JSONDecodeError as err:
         raise ValueError(f"{source} is not JSON: {err}") from None
     if not isinstance(report, dict) or "counters" not in report:

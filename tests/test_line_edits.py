@@ -1,7 +1,6 @@
 """Byte-exact record edits of the filter stage (redaction, language metadata)."""
 import json
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -51,7 +50,8 @@ def test_edits_agree_with_a_json_parser(record, value, separators):
     span = value_span(line, "text")
     assert line[span[0]:span[1]] == b'"old"'
     edited = replace_field(line, "text", value)
-    assert orjson.loads(edited) == {**record, "text": value}
+    # the standard library reads integers of any size exactly (orjson: floats past 64 bits)
+    assert json.loads(edited) == {**record, "text": value}
     with_meta = set_metadata(edited, {"lang": "en", "lang_score": 0.25})
-    assert orjson.loads(with_meta) == {**record, "text": value,
+    assert json.loads(with_meta) == {**record, "text": value,
                                        "metadata": {"lang": "en", "lang_score": 0.25}}

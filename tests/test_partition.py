@@ -195,10 +195,11 @@ def test_json_field_values_match_a_full_parse():
     for field in ["a", "b", "s", "n", "i", "absent"]:
         assert json_field(field)(("id", line)) == orjson.loads(line).get(field)
     assert json_field("a")(("id", b"[1, 2]")) is None
-    # where simdjson and orjson disagree, the answer is orjson's (what readers see)
+    # where simdjson refuses, a full parse has the last word: the last of a repeated
+    # key (as orjson and the standard library read it), integers of any size exact
     for line in [b'{"a": "first", "a": "last"}', b'{"a": -9223372036854775809}',
                  b'{"t": "\\"a\\"", "a": "x", "b": {"a": 1}}']:
-        assert json_field("a")(("id", line)) == orjson.loads(line)["a"]
+        assert json_field("a")(("id", line)) == json.loads(line)["a"]
     with pytest.raises(ValueError):
         json_field("a")(("id", b'{"a": 1'))
 

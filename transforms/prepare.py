@@ -26,6 +26,7 @@ import apache_beam as beam
 import orjson
 from apache_beam.io.filesystem import CompressionTypes
 
+from transforms.core import exact_json
 from transforms.processing.io import (
     MAX_LINE_BYTES, estimate_raw_bytes, input_files)
 from transforms.processing.parquet import corpus_paths
@@ -232,7 +233,7 @@ def _hash_records(batch):
 
 
 def _json_value(ref: DocRef, name: str):
-    return orjson.loads(getattr(ref, name))
+    return exact_json.loads(getattr(ref, name))
 
 
 class PrepareCorpus(beam.PTransform):

@@ -26,6 +26,8 @@ import re
 
 import orjson
 
+from transforms.core import exact_json
+
 MAX_NAME_CHARS = 120
 MISSING = "_missing"
 OTHER = "_other"
@@ -58,7 +60,7 @@ def _encode_text(text: str) -> str:
 
 
 def canonical_json(value) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return exact_json.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def value_text(value) -> str | None:
@@ -127,7 +129,7 @@ def decode_name(name: str):
             raise NotReversible(f"{name!r} is a hashed name; read its value from the manifest")
         raise ValueError(f"{name!r} is not an encoded partition name")
     text = data.decode("utf-8", "surrogatepass")
-    return orjson.loads(text) if is_json else text
+    return exact_json.loads(text) if is_json else text
 
 
 def is_safe_name(name: str) -> bool:

@@ -16,6 +16,8 @@ import re
 
 import orjson
 
+from transforms.core import exact_json
+
 METADATA = "metadata"
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\],:]')
 
@@ -92,13 +94,13 @@ def set_metadata(line: bytes, values: dict) -> bytes:
     if not old.startswith(b"{"):
         raise EditError(f"field {METADATA!r} is not an object")
     try:
-        current = orjson.loads(old)
-    except orjson.JSONDecodeError:  # e.g. an integer beyond 64 bits inside
+        current = exact_json.loads(old)
+    except ValueError:
         current = None
     if current is not None and any(k in current for k in values):
         merged = {k: v for k, v in current.items() if k not in values}
         merged.update(values)
-        return line[:start] + orjson.dumps(merged) + line[end:]
+        return line[:start] + exact_json.dumps(merged) + line[end:]
     if current is None and any(orjson.dumps(k) in old for k in values):
         raise EditError(f"field {METADATA!r} holds keys {sorted(values)} in a form "
                         "orjson cannot rewrite")

@@ -25,6 +25,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
 from apache_beam.transforms.window import GlobalWindows
 
+from transforms.core import exact_json
 from transforms.core.partition_names import MISSING, OTHER, encode_value, range_name, value_text
 
 NAMESPACE = "dataprep.partition"
@@ -131,7 +132,7 @@ def _field_of(line: bytes, field: str, quoted: bytes):
 
 
 def _field_by_orjson(line: bytes, field: str):
-    obj = orjson.loads(line)
+    obj = exact_json.loads(line)
     return obj.get(field) if isinstance(obj, dict) else None
 
 

@@ -39,6 +39,7 @@ import xxhash
 from apache_beam import coders
 from apache_beam.metrics import Metrics
 
+from transforms.core import exact_json
 from transforms.core.hashing import text_keys
 from transforms.core.records import (  # noqa: F401 - the records travel with the refs
     NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Run, chunked, pack, ref_bytes, unpack)
@@ -106,7 +107,7 @@ def _range_key(text: str, line: bytes, range_by: str, field_of) -> bytes:
     value = field_of(line)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         return b"null"  # not a number (NaN has no place in an order)
-    return orjson.dumps(value)
+    return exact_json.dumps(value)
 
 
 def stored_line(line: bytes, text_field: str, text: str, kept_text: str,
@@ -232,8 +233,8 @@ class _ScanFile(JsonlFileDoFn):
             redacted, lang, score, detected = edits[i] if edits else (False, "", 0.0, None)
             value = NO_VALUE
             if self.partition_of is not None:
-                value = orjson.dumps(self.partition_of(("", line)),
-                                     option=orjson.OPT_SORT_KEYS)
+                value = exact_json.dumps(self.partition_of(("", line)),
+                                         option=orjson.OPT_SORT_KEYS)
             elif self.spec.partition_by is not None:  # the detected language
                 value = orjson.dumps(detected)
             range_key = NO_VALUE

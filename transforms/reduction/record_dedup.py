@@ -36,6 +36,7 @@ import orjson
 import xxhash
 from apache_beam.metrics import Metrics
 
+from transforms.core import exact_json
 from transforms.core.hashing import text_keys
 from transforms.core.records import NO_VALUE, Bounds, DocRef
 from transforms.processing.io import BadRecord, checked_text  # prepare_corpus's reason codes
@@ -76,7 +77,7 @@ def key_record(record, id_field: str = "id", text_field: str = "text",
     if not isinstance(record, dict):
         raise BadRecord("not_an_object", type(record).__name__)
     try:
-        canonical = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+        canonical = exact_json.dumps(record, option=orjson.OPT_SORT_KEYS)
     except TypeError as err:
         raise BadRecord("not_json", str(err)) from None
     if record.get(id_field) is None:

@@ -46,6 +46,7 @@ import orjson
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.core import exact_json
 from transforms.core.hashing import checksum
 from transforms.storage.files import join, read_bytes, share_s3_clients
 from transforms.core.partition_names import is_safe_name
@@ -300,7 +301,7 @@ def replace_with_file(path: str, data: bytes) -> str:
 
 def manifest_bytes(manifest: dict) -> bytes:
     """Canonical serialisation: sorted keys, so equal content is equal bytes."""
-    return orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
+    return exact_json.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
 
 
 def body_of(manifest: dict) -> dict:
@@ -399,7 +400,7 @@ def read_manifest_copy(path: str, index=None, root="") -> ManifestCopy:
     except Exception as err:  # noqa: BLE001
         return ManifestCopy(index, root, path, "invalid", detail=f"unreadable: {err}")
     try:
-        manifest = orjson.loads(data)
+        manifest = exact_json.loads(data)
     except orjson.JSONDecodeError as err:
         return ManifestCopy(index, root, path, "invalid",
                             detail=f"not valid JSON (truncated?): {err}")
@@ -492,7 +493,7 @@ def _put_manifest_if_unchanged(path: str, data: bytes, base: str | None, sealed:
     if found is not None:
         copy, etag = found
         try:
-            there = orjson.loads(copy)
+            there = exact_json.loads(copy)
         except orjson.JSONDecodeError:
             there = None
         if isinstance(there, dict) and manifest_problem(there) is None:

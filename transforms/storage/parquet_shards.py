@@ -38,13 +38,12 @@ pinned in pyproject.toml's range; a rerun with another pyarrow version may
 write other bytes (the manifest records ``created_by``).
 """
 import io
-import json
-import re
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transforms.core import exact_json
 from transforms.core.parquet_json import row_json, table_rows
 
 SUFFIX = ".parquet"
@@ -55,20 +54,15 @@ WRITER_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=Tr
                       use_byte_stream_split=False, store_schema=True)
 INT64 = (-(1 << 63), (1 << 63) - 1)
 JSON = "json"
-_LONG_DIGITS = re.compile(rb"\d{19}")   # orjson reads integers beyond 64 bits as floats
 
 
 def load_record(line: bytes) -> dict:
-    """A JSON line -> dict, integers of any size exact (the standard library reads a
-    line holding a run of 19+ digits; orjson the rest)."""
-    return json.loads(line) if _LONG_DIGITS.search(line) else orjson.loads(line)
+    """A JSON line -> dict, integers of any size exact (``transforms.core.exact_json``)."""
+    return exact_json.loads(line)
 
 
 def _json_text(value) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:   # an integer beyond 64 bits
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return exact_json.dumps(value).decode()
 
 
 # ---------------------------------------------------------------- schema inference

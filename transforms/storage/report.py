@@ -37,6 +37,8 @@ import time
 
 import orjson
 
+from transforms.core import exact_json
+
 PREFIX = "dataprep."
 REPORT_JSON = "run_report.json"
 REPORT_HTML = "run_report.html"
@@ -193,7 +195,7 @@ def dead_letter_examples(directory: str, per_reason: int = DEAD_LETTER_EXAMPLES,
                 scanned += 1
                 if not line.strip():
                     continue
-                record = orjson.loads(line)
+                record = exact_json.loads(line)
                 reason = str(record.get("reason"))
                 if seen.get(reason, 0) < per_reason:
                     seen[reason] = seen.get(reason, 0) + 1
@@ -279,7 +281,7 @@ def build_report(job: str, clock: RunClock, values: dict[str, int], config: dict
 
 
 def report_bytes(report: dict) -> bytes:
-    return orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    return exact_json.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 
 
 def write_report(report: dict, directories: list[str]) -> None:
@@ -513,7 +515,7 @@ def _environment():
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["bytes"] = human_bytes
     env.filters["num"] = lambda v: "" if v is None else _cell(v)
-    env.filters["json"] = lambda v: orjson.dumps(v).decode()
+    env.filters["json"] = lambda v: exact_json.dumps(v).decode()
     return env
 
 

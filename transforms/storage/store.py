@@ -39,10 +39,10 @@ import bisect
 import os
 
 import apache_beam as beam
-import orjson
 import zstandard
 from apache_beam.metrics import Metrics
 
+from transforms.core import exact_json
 from transforms.core.codecs import CodecError, bytes_codec, decode_array
 from transforms.storage.commit import (  # noqa: F401 - re-exported: the store's file layer
     AUDIT_DIR, FORMAT, FORMAT_VERSION, MANIFEST, ConcurrentWriteError, DatasetLock,
@@ -233,7 +233,7 @@ def _hint_roots(store_path: str, own) -> list[str] | None:
     for report in (join(store_path, AUDIT_DIR, "run_report.json"),
                    join(store_path, "run_report.json")):
         try:
-            dirs = orjson.loads(read_bytes(report))["store"]
+            dirs = exact_json.loads(read_bytes(report))["store"]
             return [parent(d) for d in dirs]
         except Exception:  # noqa: BLE001 - no hint there
             continue
@@ -708,7 +708,7 @@ class _ReadShard(beam.DoFn):
         lines = raw.split(b"\n")[:-1]
         self.records.inc(len(lines))
         for line in lines:
-            yield orjson.loads(line) if self.parse else line
+            yield exact_json.loads(line) if self.parse else line
 
 
 class ReadStore(beam.PTransform):

@@ -22,9 +22,9 @@ import uuid
 from typing import List
 
 import apache_beam as beam
-import orjson
 import xxhash
 
+from transforms.core import exact_json
 from transforms.core.records import Bounds, chunked
 from transforms.storage.commit import SPILL_PREFIX
 from transforms.storage.placement import Root
@@ -46,7 +46,7 @@ def record_line(record: dict, id_field: str = "id") -> ShardRecord:
         raise ValueError(f"a record's {id_field!r} must be a string or an integer, "
                          f"got {type(record_id).__name__}: {str(record)[:200]}")
     record_id = str(record_id)
-    return ShardRecord("", hash_order(record_id), record_id, orjson.dumps(record))
+    return ShardRecord("", hash_order(record_id), record_id, exact_json.dumps(record))
 
 
 class _LinesToRuns(beam.DoFn):
