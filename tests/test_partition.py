@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from transforms.processing.partition import (
     OTHER, PartitionByField, RangePartition, StableHashPartition, choose_partitions,
-    numeric_field, range_bounds, stable_partition, text_length)
+    balanced_bounds, numeric_field, range_plan, stable_partition, text_length)
 from transforms.core.partition_names import MISSING, encode_value
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,12 +132,37 @@ def test_partition_by_field_without_overflow_keeps_every_value(make_pipeline):
 
 # ---------------------------------------------------------------- by range
 
-def test_range_bounds_from_quantiles():
-    quantiles = list(range(0, 17))  # 4 ranges x 4 fine buckets + 1
-    bounds, fine = range_bounds(quantiles, 4)
-    assert bounds == [4, 8, 12]
-    assert fine == list(range(1, 16))
-    assert range_bounds([], 4) == ([], [])
+def test_balanced_bounds_give_one_range_per_key_when_they_can():
+    years = [(2020, 100), (2021, 100), (2022, 100), (2023, 100)]
+    assert balanced_bounds(years, 4) == [2021, 2022, 2023]
+    assert balanced_bounds(list(reversed(years)), 2) == [2022]
+    assert balanced_bounds([(1, 3), (2, 3)], 2) == [2]
+    assert balanced_bounds([(k, 1) for k in range(1, 101)], 4) == [26, 51, 76]
+    # one key holds most: ranges of 0, 90 and 10 records (nearest cuts to 33 and 67)
+    assert balanced_bounds([(1, 90), (2, 5), (3, 5)], 3) == [1, 2]
+    assert balanced_bounds([], 4) == [] and balanced_bounds(years, 1) == []
+    plan = range_plan(years, 4)
+    assert plan.bounds == [2021, 2022, 2023] and plan.fine == sorted(plan.fine)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.integers(-50, 50), st.integers(1, 20), min_size=1, max_size=30),
+       st.integers(2, 8))
+def test_balanced_bounds_cut_nearest_to_equal_counts(histogram, n):
+    """Property: each cut is a key, cuts never go back, and the count before
+    cut i is within half a key's count of i/n of the total."""
+    pairs = sorted(histogram.items())
+    bounds = balanced_bounds(pairs, n)
+    assert len(bounds) == n - 1 and bounds == sorted(bounds)
+    assert set(bounds) <= set(histogram)
+    total = sum(histogram.values())
+    for i, bound in enumerate(bounds, 1):
+        before = sum(c for k, c in pairs if k < bound)
+        cut_key_count = max(histogram[bound], max(
+            (c for k, c in pairs if k < bound), default=0))
+        # no cut past the last key exists: cutting before it may be off by its whole count
+        slack = max(cut_key_count / 2, histogram[bound] if bound == pairs[-1][0] else 0)
+        assert abs(before - total * i / n) <= slack + 1e-9
 
 
 def test_key_functions():
@@ -155,8 +180,8 @@ def test_range_partition_pipeline_exact(make_pipeline):
         routed, info = (p | beam.Create(elements)
                         | RangePartition(lambda e: e[1], 4, key_name="k"))
         names = routed | beam.Map(lambda r: (r[0], r[2][0]))
-        # 1..100 fits Beam's quantile buffers, so the quantiles are exact: 25, 50, 75.
-        expected = [(f"range-{bisect.bisect_right([25, 50, 75], k):05d}", f"e{k:03d}")
+        # the cuts are exact on the key histogram: 25 keys per range
+        expected = [(f"range-{bisect.bisect_right([26, 51, 76], k):05d}", f"e{k:03d}")
                     for k in keys]
         assert_that(names, equal_to(expected + [(MISSING, "none")]), label="Names")
         orders_sorted = (routed | beam.Filter(lambda r: r[2][1] is not None)
@@ -164,13 +189,13 @@ def test_range_partition_pipeline_exact(make_pipeline):
                          | "AllTrue" >> beam.combiners.Count.PerElement())
         assert_that(orders_sorted, equal_to([(True, 100)]), label="Orders")
         assert_that(info, equal_to([{
-            "scheme": "range", "key": "k", "num_ranges": 4, "boundaries": [25, 50, 75],
+            "scheme": "range", "key": "k", "num_ranges": 4, "boundaries": [26, 51, 76],
             "missing": MISSING,
             "partitions": {
-                "range-00000": {"records": 24, "lower": None, "upper": 25},
-                "range-00001": {"records": 25, "lower": 25, "upper": 50},
-                "range-00002": {"records": 25, "lower": 50, "upper": 75},
-                "range-00003": {"records": 26, "lower": 75, "upper": None},
+                "range-00000": {"records": 25, "lower": None, "upper": 26},
+                "range-00001": {"records": 25, "lower": 26, "upper": 51},
+                "range-00002": {"records": 25, "lower": 51, "upper": 76},
+                "range-00003": {"records": 25, "lower": 76, "upper": None},
                 MISSING: {"records": 1}}}]), label="Info")
 
 

@@ -6,9 +6,10 @@
 * ``PartitionByField(field)`` keys records by the safe folder name of a field's
   value (see ``partition_names``); at most ``max_partitions`` partitions, the
   least frequent values overflowing into ``_other``.
-* ``RangePartition(key_fn, n)`` cuts the key's range at boundaries from Beam's
-  ``ApproximateQuantiles`` so partitions hold about equal counts, and gives
-  every record an order key so shards inside a partition follow the key.
+* ``RangePartition(key_fn, n)`` cuts the key's range at boundaries chosen on
+  the exact key histogram so partitions hold counts as equal as whole keys
+  allow, and gives every record an order key (fine buckets from Beam's
+  ``ApproximateQuantiles``) so shards inside a partition follow the key.
 
 The two data-dependent partitioners return ``(records, info)``: records keyed
 by partition name, and one ``info`` dict (scheme, per-partition value or
@@ -16,6 +17,7 @@ bounds and counts) that the store writes into its manifest.
 """
 import bisect
 import threading
+from typing import NamedTuple
 
 import apache_beam as beam
 import orjson
@@ -309,39 +311,74 @@ def weighted_quantiles(histogram: list[tuple], num_quantiles: int) -> list:
     return fn.extract_output(acc)
 
 
-def range_bounds(quantiles: list, n: int) -> tuple[list, list]:
-    """(n-1 partition boundaries, fine boundaries) from the quantile list [min..max]."""
-    if not quantiles:
-        return [], []
-    fine = list(quantiles[1:-1])
-    step = max(1, (len(quantiles) - 1) // n)
-    bounds = [quantiles[i * step] for i in range(1, n)]
-    return bounds, fine
+class RangePlan(NamedTuple):
+    """Where ranges are cut: ``bounds`` (n-1 partition boundaries, partition i
+    holds keys in ``[bounds[i-1], bounds[i])``) and ``fine`` (sub-range
+    boundaries that order records inside a partition)."""
+    bounds: list
+    fine: list
+
+
+def balanced_bounds(histogram: list[tuple], n: int) -> list:
+    """n-1 boundaries over an exact ``(key, count)`` histogram that split the
+    counts as evenly as whole keys allow.
+
+    Boundary i is the key before which the running count is nearest to
+    ``i * total / n`` (ties: the earlier key), never before the previous
+    boundary.  A key is never split, so low-cardinality keys (years, labels
+    as numbers) get one range per key when ``n`` equals their number:
+    ``balanced_bounds([(2020, 5), (2021, 5), (2022, 5)], 3) == [2021, 2022]``.
+    """
+    pairs = sorted(histogram)
+    if not pairs or n < 2:
+        return []
+    keys = [key for key, _ in pairs]
+    before = []  # running count before each key
+    total = 0
+    for _, count in pairs:
+        before.append(total)
+        total += count
+    bounds, low = [], 0
+    for i in range(1, n):
+        target = total * i / n
+        j = bisect.bisect_left(before, target, lo=low)
+        if j == len(before) or (j > low and target - before[j - 1] <= before[j] - target):
+            j -= 1
+        j = max(j, low)
+        bounds.append(keys[j])
+        low = j
+    return bounds
+
+
+def range_plan(histogram: list[tuple], n: int) -> RangePlan:
+    """The ``RangePlan`` of an exact key histogram: balanced bounds
+    (``balanced_bounds``) and ``n * FINE_BUCKETS_PER_RANGE`` fine buckets from
+    ``weighted_quantiles``."""
+    if not histogram:
+        return RangePlan([], [])
+    quantiles = weighted_quantiles(histogram, n * FINE_BUCKETS_PER_RANGE + 1)
+    return RangePlan(balanced_bounds(histogram, n), list(quantiles[1:-1]))
 
 
 class _RouteByRange(beam.DoFn):
     def __init__(self):
         self.counters = {}
-        self.quantiles = self.bounds = self.fine = None
 
-    def process(self, keyed, quantiles, n):
+    def process(self, keyed, plan: RangePlan):
         key, element = keyed
-        if quantiles is not self.quantiles:  # the side input is one object per window
-            self.quantiles = quantiles
-            self.bounds, self.fine = range_bounds(quantiles, n)
         if key is None:
             name, order = MISSING, (0, 0)
         else:
-            name = range_name(bisect.bisect_right(self.bounds, key))
-            order = (bisect.bisect_right(self.fine, key), key)
+            name = range_name(bisect.bisect_right(plan.bounds, key))
+            order = (bisect.bisect_right(plan.fine, key), key)
         if name not in self.counters:
             self.counters[name] = Metrics.counter(NAMESPACE, f"records.{name}")
         self.counters[name].inc()
         yield name, order, element
 
 
-def _range_info(counts, quantiles, n, key_name):
-    bounds, _ = range_bounds(quantiles, n)
+def _range_info(counts, plan: RangePlan, n, key_name):
+    bounds = list(plan.bounds)
     counts = dict(counts)
     partitions = {}
     edges = [None] + bounds + [None]
@@ -359,9 +396,8 @@ class RangePartition(beam.PTransform):
     """Records -> ``((name, order, record) triples, info)``.
 
     Partition i holds keys in ``[boundaries[i-1], boundaries[i])``, the
-    boundaries being quantiles of the keys (Beam's ApproximateQuantiles over
-    the exact key histogram, see ``weighted_quantiles``), so the partitions
-    hold about equal counts.  ``order`` = ``(fine bucket, key)``
+    boundaries chosen on the exact key histogram (``balanced_bounds``), so the
+    partitions hold counts as equal as whole keys allow.  ``order`` = ``(fine bucket, key)``
     sorts records by key; a key of None goes to ``_missing``.
     """
 
@@ -376,20 +412,20 @@ class RangePartition(beam.PTransform):
     def expand(self, records):
         key_fn, n = self.key_fn, self.n
         keyed = records | "RangeKey" >> beam.Map(lambda e: (key_fn(e), e))
-        quantiles = (
+        plan = (
             keyed
             | "PresentKeys" >> beam.FlatMapTuple(lambda k, _: [] if k is None else [k])
             | "CountPerKey" >> beam.combiners.Count.PerElement()
             | "KeyHistogram" >> beam.combiners.ToList()
-            | "Quantiles" >> beam.Map(weighted_quantiles, n * FINE_BUCKETS_PER_RANGE + 1))
-        quantiles = beam.pvalue.AsSingleton(quantiles, default_value=[])
-        routed = keyed | "Route" >> beam.ParDo(_RouteByRange(), quantiles, n)
+            | "Plan" >> beam.Map(range_plan, n))
+        plan = beam.pvalue.AsSingleton(plan, default_value=RangePlan([], []))
+        routed = keyed | "Route" >> beam.ParDo(_RouteByRange(), plan)
         info = (
             routed
             | "PartitionName" >> beam.Map(lambda r: r[0])
             | "CountPerRange" >> beam.combiners.Count.PerElement()
             | "AllCounts" >> beam.combiners.ToList()
-            | "Describe" >> beam.Map(_range_info, quantiles, n, self.key_name))
+            | "Describe" >> beam.Map(_range_info, plan, n, self.key_name))
         return routed, info
 
 
