@@ -4,8 +4,9 @@ from collections import defaultdict
 
 import numpy as np
 
+from benchmarks.cjk_corpus import exact_similarities
 from benchmarks.corpus import WORDS, make_text, mutate, zipf_probabilities
-from transforms.reduction.minhash import LshParams, MinHasher, band_keys, shingle_set, sketch_jaccard
+from transforms.reduction.minhash import LshParams, MinHasher, band_keys, sketch_jaccard
 
 LICENCE = (
     "Copyright (c) {year} {name}. Permission is hereby granted, free of charge, to any "
@@ -66,17 +67,7 @@ def near_dup_corpus(originals: int = 160, copies: int = 200, seed: int = 0) -> d
 
 def true_similarities(docs: dict[str, str], shingle_size: int = 5) -> dict[tuple, float]:
     """(a, b) with a < b -> exact Jaccard of their shingle sets, for pairs sharing any shingle."""
-    sets = {doc_id: shingle_set(text, shingle_size) for doc_id, text in docs.items()}
-    index = defaultdict(list)
-    for doc_id in sorted(sets):
-        for shingle in sets[doc_id]:
-            index[shingle].append(doc_id)
-    shared = defaultdict(int)
-    for ids in index.values():
-        for i, a in enumerate(ids):
-            for b in ids[i + 1:]:
-                shared[a, b] += 1
-    return {(a, b): n / (len(sets[a]) + len(sets[b]) - n) for (a, b), n in shared.items()}
+    return exact_similarities(docs, shingle_size)
 
 
 def reference_near_dedup(docs: dict[str, str], lsh: LshParams, verify: bool = True):
