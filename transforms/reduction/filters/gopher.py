@@ -233,8 +233,12 @@ class GopherRepetitionFilter(RuleFilter):
                 return self._drop("dup_line_char_frac", f"ratio={fmt(ratio)} > {c.dup_line_char_frac}")
         if not c.top_n_grams and not c.dup_n_grams:
             return None
-        top, dup = view.ngrams.compute(self._top_ns, self._dup_ns)
+        fracs = dict(c.top_n_grams)
+        top, dup = view.ngrams.compute(self._top_ns, self._dup_ns,
+                                       lambda n, chars: chars / n_chars > fracs[n])
         for n, frac in c.top_n_grams:
+            if top[n] is None:  # an upper bound of its figure is below the threshold
+                continue
             ratio = top[n] / n_chars
             if ratio > frac:
                 return self._drop(f"top_{n}_gram", f"ratio={fmt(ratio)} > {frac}")

@@ -27,7 +27,7 @@ collision) is answered by the plain string algorithms ``top_ngram_chars`` /
 paths equal to the former implementation.
 """
 from collections import Counter
-from typing import Dict, Iterable, List, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -103,8 +103,16 @@ class NgramIndex:
     def __init__(self, words: List[str]):
         self.words = words
 
-    def compute(self, top_ns: Iterable[int], dup_ns: Iterable[int]
-                ) -> Tuple[Dict[int, int], Dict[int, int]]:
+    def compute(self, top_ns: Iterable[int], dup_ns: Iterable[int],
+                top_fires: Optional[Callable[[int, int], bool]] = None
+                ) -> Tuple[Dict[int, Optional[int]], Dict[int, int]]:
+        """``({n: top_ngram_chars(words, n)}, {n: duplicate_ngram_chars(words, n)})``.
+
+        ``top_fires(n, chars)``: the caller's rule (does ``chars`` for this n
+        drop the document?); when an upper bound of the figure (the largest
+        count times the longest n-gram) does not fire, the figure is not
+        computed and is ``None``.
+        """
         words = self.words
         top_ns, dup_ns = tuple(top_ns), tuple(dup_ns)
         n_words = len(words)
@@ -120,72 +128,114 @@ class NgramIndex:
                 else:
                     dup[n] = duplicate_ngram_chars(words, n)
             return top, dup
-        joined = "".join(words)
         spaced = " ".join(words)
-        text = joined + spaced
-        base = len(joined)
-        lengths = np.fromiter(map(len, words), dtype=np.int64, count=n_words)
-        off = np.zeros(n_words + 1, dtype=np.int64)
-        np.cumsum(lengths, out=off[1:])
-        powers, inv_powers = _powers(len(text) + 1)
-        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        prefix = np.zeros(len(text) + 1, dtype=np.uint64)
+        codes_t = np.frombuffer(spaced.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        is_space = codes_t == 32  # words hold no whitespace: T's spaces are its word boundaries
+        t_start = np.zeros(n_words, dtype=np.int64)
+        t_start[1:] = np.flatnonzero(is_space) + 1
+        t_stop = np.empty(n_words, dtype=np.int64)
+        t_stop[:-1] = t_start[1:] - 1
+        t_stop[-1] = len(spaced)
+        off = np.empty(n_words + 1, dtype=np.int64)   # word starts in S = "".join(words)
+        off[:-1] = t_start - np.arange(n_words)
+        base = off[-1] = len(spaced) - (n_words - 1)
+        t_start += base                               # T follows S in `text`
+        t_stop += base
+        codes = np.concatenate((codes_t[~is_space], codes_t))
+        length = len(codes)
+        powers, inv_powers = _powers(length + 1)
+        prefix = np.zeros(length + 1, dtype=np.uint64)
         with np.errstate(over="ignore"):
-            np.cumsum((codes.astype(np.uint64) + np.uint64(1)) * inv_powers[:len(text)], out=prefix[1:])
-
-        ns = np.array([n for _, n in rows], dtype=np.int64)
-        is_top = np.array([t for t, _ in rows], dtype=bool)
-        pos = np.arange(n_words, dtype=np.int64)
-        end_word = np.minimum(pos[None, :] + ns[:, None], n_words)            # rows x words
-        # n-gram i of a row is text[start:stop]: in S (duplicates) or T (top n-grams)
-        start = np.where(is_top[:, None], base + off[:-1] + pos, off[:-1])
-        stop = np.where(is_top[:, None], base + off[end_word] + end_word - 1, off[end_word])
-        stop = np.maximum(stop, start + 1)                                      # masked rows below
-        with np.errstate(over="ignore"):
-            keys = powers[stop - 1] * (prefix[stop] - prefix[start])
-            keys ^= keys >> np.uint64(29)        # mix the low bits (the last characters') upwards:
-            keys *= np.uint64(_MIX)              # the position takes the low bits below
-            keys ^= keys >> np.uint64(32)
+            np.cumsum((codes.astype(np.uint64) + np.uint64(1)) * inv_powers[:length], out=prefix[1:])
+        # text[a:b] hashes to powers[b - 1] * (prefix[b] - prefix[a]); the n-gram at word i is
+        # S[off[i]:off[i + n]] (duplicates) or T[t_start[i]:t_stop[i + n - 1]] (top n-grams).
         shift = np.uint64(max(1, n_words.bit_length()))
-        keys = ((keys >> shift) << shift) | pos.astype(np.uint64)
-        keys[pos[None, :] > (n_words - ns)[:, None]] = _MAX
+        keys = np.full((len(rows), n_words), _MAX, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            p_start, p_stop, w_stop = prefix[t_start], prefix[t_stop], powers[t_stop - 1]
+            p_off, w_off = prefix[off], powers[off - 1]
+            for r, (is_top, n) in enumerate(rows):
+                m = n_words - n + 1
+                if is_top:
+                    keys[r, :m] = w_stop[n - 1:] * (p_stop[n - 1:] - p_start[:m])
+                else:
+                    keys[r, :m] = w_off[n:] * (p_off[n:] - p_off[:m])
+            valid = keys != _MAX
+            keys *= np.uint64(_MIX)  # the high bits depend on every bit (the last characters' too)
+            keys >>= shift
+            keys <<= shift
+            keys |= np.arange(n_words, dtype=np.uint64)
+            keys[~valid] = _MAX
         keys.sort(axis=1)
         hashes = keys >> shift
         where = (keys & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
         new_group = np.ones(keys.shape, dtype=bool)
-        new_group[:, 1:] = hashes[:, 1:] != hashes[:, :-1]
-
-        for r, (row_is_top, n) in enumerate(rows):
+        np.not_equal(hashes[:, 1:], hashes[:, :-1], out=new_group[:, 1:])
+        repeats = ~new_group
+        repeats &= keys != _MAX
+        has_repeat = repeats.any(axis=1).tolist()
+        fixed = _Fixed(self.words, codes, off, t_start, t_stop)
+        for r, (is_top, n) in enumerate(rows):
             m = n_words - n + 1
-            groups = new_group[r, :m]
-            positions = where[r, :m]
-            if row_is_top:
-                top[n] = self._top(text, start[r], stop[r], groups, positions, m, n)
-            elif not groups.all():
-                dup[n] = self._duplicates(text, start[r], stop[r], groups, positions, m, n)
+            if is_top:
+                if not has_repeat[r]:  # every n-gram once: the first one, once
+                    top[n] = int(t_stop[n - 1] - t_start[0])
+                    continue
+                starts = np.flatnonzero(new_group[r, :m])
+                counts = np.diff(starts, append=m)
+                best = int(counts.max())
+                if top_fires is not None:
+                    longest = int((t_stop[n - 1:] - t_start[:m]).max())
+                    if not top_fires(n, best * longest):
+                        top[n] = None  # its upper bound keeps the document: not computed
+                        continue
+                top[n] = fixed.top(n, starts, counts, best, where[r, :m])
+            elif has_repeat[r]:
+                dup[n] = fixed.duplicates(n, new_group[r, :m], where[r, :m], off)
         return top, dup
 
-    def _top(self, text, start, stop, groups, positions, m, n) -> int:
-        firsts_at = np.flatnonzero(groups)
-        counts = np.diff(firsts_at, append=m)
-        best = counts.max()
-        firsts = positions[firsts_at]
-        winner = firsts[counts == best].min()
-        k = int(np.flatnonzero(firsts == winner)[0])
-        members = positions[firsts_at[k]:firsts_at[k] + best]
-        gram = text[start[winner]:stop[winner]]
-        if any(text[start[p]:stop[p]] != gram for p in members.tolist()):
-            return top_ngram_chars(self.words, n)  # a hash collision: the string algorithm
-        return len(gram) * int(best)
 
-    def _duplicates(self, text, start, stop, groups, positions, m, n) -> int:
+class _Fixed:
+    """The exact answers from one document's sorted n-gram keys, checked against the strings."""
+
+    def __init__(self, words, codes, off, t_start, t_stop):
+        self.words = words
+        self.codes = codes
+        self.off = off
+        self.t_start = t_start
+        self.t_stop = t_stop
+        self._text = None
+
+    @property
+    def text(self) -> str:
+        """S + T as a string (the checks compare its slices)."""
+        if self._text is None:
+            self._text = "".join(self.words) + " ".join(self.words)
+        return self._text
+
+    def top(self, n, starts, counts, best, positions) -> int:
+        """The most frequent n-gram's characters times its count, checked against its strings."""
+        firsts = positions[starts]
+        winner = int(firsts[counts == best].min())
+        k = int(np.flatnonzero(firsts == winner)[0])
+        members = positions[starts[k]:starts[k] + best].tolist()
+        t_start, t_stop, text = self.t_start, self.t_stop, self.text
+        gram = text[t_start[winner]:t_stop[winner + n - 1]]
+        if any(text[t_start[p]:t_stop[p + n - 1]] != gram for p in members):
+            return top_ngram_chars(self.words, n)  # a hash collision: the string algorithm
+        return len(gram) * best
+
+    def duplicates(self, n, groups, positions, off) -> int:
+        """``duplicate_ngram_chars`` from the sorted keys: only repeated keys are walked."""
+        m = len(groups)
         group_of = np.empty(m, dtype=np.int64)
         group_of[positions] = np.cumsum(groups) - 1
         first_of_group = positions[groups]
         repeats = np.sort(positions[~groups])
-        starts, stops = start.tolist(), stop.tolist()
+        starts, stops = off[:m].tolist(), off[n:].tolist()
         firsts = first_of_group[group_of[repeats]].tolist()
         repeats = repeats.tolist()
+        text = self.text
         for p, f in zip(repeats, firsts):
             if text[starts[p]:stops[p]] != text[starts[f]:stops[f]]:
                 return duplicate_ngram_chars(self.words, n)  # a hash collision
