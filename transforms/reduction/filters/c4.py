@@ -146,7 +146,7 @@ class C4QualityFilter(RuleFilter):
         for line in view.lines:
             line = line.strip()
             # a word longer than max_len needs a line longer than max_len
-            if max_len is not None and len(line) > max_len and any(len(w) > max_len for w in line.split()):
+            if max_len is not None and len(line) > max_len and max(map(len, line.split())) > max_len:
                 continue
             words_line = line
             if c.remove_citations and "[" in line:
