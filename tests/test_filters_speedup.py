@@ -44,7 +44,7 @@ CONFIGS = [
     ("gopher_repetition", gopher.GopherRepetitionConfig()),
     ("gopher_repetition", gopher.GopherRepetitionConfig(
         dup_line_frac=None, dup_para_frac=None, dup_line_char_frac=None, dup_para_char_frac=None,
-        top_n_grams=((1, 0.05), (2, 0.03), (3, 0.02), (4, 0.02)),
+        top_n_grams=((1, 0.05), (2, 0.03), (3, 0.3), (3, 0.02), (4, 0.02)),
         dup_n_grams=((1, 0.2), (2, 0.1), (5, 0.02), (7, 0.01), (12, 0.01)))),
     ("gopher_quality", gopher.GopherQualityConfig()),
     ("gopher_quality", gopher.GopherQualityConfig(min_doc_words=3, max_avg_word_length=6,

@@ -233,7 +233,9 @@ class GopherRepetitionFilter(RuleFilter):
                 return self._drop("dup_line_char_frac", f"ratio={fmt(ratio)} > {c.dup_line_char_frac}")
         if not c.top_n_grams and not c.dup_n_grams:
             return None
-        fracs = dict(c.top_n_grams)
+        fracs = {}  # the lowest fraction per n (a recipe may list one n twice)
+        for n, frac in c.top_n_grams:
+            fracs[n] = min(frac, fracs.get(n, frac))
         top, dup = view.ngrams.compute(self._top_ns, self._dup_ns,
                                        lambda n, chars: chars / n_chars > fracs[n])
         for n, frac in c.top_n_grams:
