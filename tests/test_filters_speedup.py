@@ -199,6 +199,19 @@ def test_ngram_index_falls_back_on_hash_collisions(words, ns):
     assert dup == {n: old_gopher.duplicate_ngram_chars(words, n) for n in ns}
 
 
+def test_long_documents_take_the_string_algorithms(monkeypatch):
+    words = ("ab c a bc the cat sat on the mat " * 40).split()
+    want = ({n: old_gopher.top_ngram_chars(words, n) for n in (2, 3)},
+            {n: old_gopher.duplicate_ngram_chars(words, n) for n in (2, 5)})
+    assert ngrams.NgramIndex(words).compute((2, 3), (2, 5)) == want
+    monkeypatch.setattr(ngrams, "MAX_INDEXED_CHARS", 100)
+    called = []
+    string_top = ngrams.top_ngram_chars
+    monkeypatch.setattr(ngrams, "top_ngram_chars", lambda w, n: called.append(n) or string_top(w, n))
+    assert ngrams.NgramIndex(words).compute((2, 3), (2, 5)) == want
+    assert called == [2, 3]
+
+
 def test_top_ngram_bound_only_skips_figures_that_cannot_fire():
     words = ("the cat sat on the mat and the cat sat on the hat " * 5).split()
     exact, _ = ngrams.NgramIndex(words).compute((2, 3), ())

@@ -36,8 +36,11 @@ _BASE = 0x9E3779B97F4A7C15
 _BASE_INV = pow(_BASE, -1, 1 << 64)
 _MIX = 0xBF58476D1CE4E5B9  # splitmix64's multiplier
 _MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
-# Documents with more words than this take the string algorithms (bounded temporary arrays).
+# Documents with more words, or more characters in S + T, than these take the string
+# algorithms: the temporary arrays and the powers kept between documents stay bounded
+# (the powers: 16 bytes a character, at most 16 MiB).
 MAX_INDEXED_WORDS = 200_000
+MAX_INDEXED_CHARS = 1 << 20
 
 _POWERS = np.ones(1, dtype=np.uint64)
 _INV_POWERS = np.ones(1, dtype=np.uint64)
@@ -121,14 +124,14 @@ class NgramIndex:
         dup = {n: 0 for n in dup_ns}
         if not rows:
             return top, dup
-        if n_words > MAX_INDEXED_WORDS:
+        spaced = " ".join(words)
+        if n_words > MAX_INDEXED_WORDS or 2 * len(spaced) > MAX_INDEXED_CHARS:
             for is_top, n in rows:
                 if is_top:
                     top[n] = top_ngram_chars(words, n)
                 else:
                     dup[n] = duplicate_ngram_chars(words, n)
             return top, dup
-        spaced = " ".join(words)
         codes_t = np.frombuffer(spaced.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         is_space = codes_t == 32  # words hold no whitespace: T's spaces are its word boundaries
         t_start = np.zeros(n_words, dtype=np.int64)
