@@ -154,6 +154,8 @@ class NgramIndex:
         # S[off[i]:off[i + n]] (duplicates) or T[t_start[i]:t_stop[i + n - 1]] (top n-grams).
         shift = np.uint64(max(1, n_words.bit_length()))
         keys = np.full((len(rows), n_words), _MAX, dtype=np.uint64)
+        column = np.arange(n_words, dtype=np.int64)
+        valid = column <= (n_words - np.array([n for _, n in rows], dtype=np.int64))[:, None]
         with np.errstate(over="ignore"):
             p_start, p_stop, w_stop = prefix[t_start], prefix[t_stop], powers[t_stop - 1]
             p_off, w_off = prefix[off], powers[off - 1]
@@ -163,11 +165,10 @@ class NgramIndex:
                     keys[r, :m] = w_stop[n - 1:] * (p_stop[n - 1:] - p_start[:m])
                 else:
                     keys[r, :m] = w_off[n:] * (p_off[n:] - p_off[:m])
-            valid = keys != _MAX
             keys *= np.uint64(_MIX)  # the high bits depend on every bit (the last characters' too)
             keys >>= shift
             keys <<= shift
-            keys |= np.arange(n_words, dtype=np.uint64)
+            keys |= column.astype(np.uint64)  # < n_words: a real key is never _MAX
             keys[~valid] = _MAX
         keys.sort(axis=1)
         hashes = keys >> shift
