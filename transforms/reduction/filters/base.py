@@ -33,7 +33,7 @@ Datatrove's equivalent: ``datatrove/pipeline/filters/base_filter.py``
 from functools import cached_property
 from typing import Callable, Dict, Iterable, List, NamedTuple, Optional
 
-from transforms.reduction.filters.text import split_words
+from transforms.reduction.filters.text import Words, analyse_words
 
 
 class Document(NamedTuple):
@@ -93,7 +93,10 @@ class DocView:
     """A document with the derived values filters share, each computed once on first use.
 
     Attributes: ``id``, ``text``, ``fields`` (dict, possibly empty), and the
-    cached ``words`` (``split_words(text)``), ``lines`` (``text.splitlines()``).
+    cached ``word_info`` (``analyse_words(text)``: the tokens and their symbol
+    and letter counts), ``words`` (``split_words(text)``), ``lines``
+    (``text.splitlines()``), ``ngrams`` (the word n-gram index of Gopher
+    repetition, ``transforms.reduction.filters.ngrams.NgramIndex``).
     """
     __slots__ = ("id", "text", "fields", "__dict__")
 
@@ -103,8 +106,17 @@ class DocView:
         self.fields = doc.fields or {}
 
     @cached_property
+    def word_info(self) -> Words:
+        return analyse_words(self.text)
+
+    @cached_property
     def words(self) -> list:
-        return split_words(self.text)
+        return self.word_info.words
+
+    @cached_property
+    def ngrams(self):
+        from transforms.reduction.filters.ngrams import NgramIndex
+        return NgramIndex(self.words)
 
     @cached_property
     def lines(self) -> list:

@@ -61,7 +61,7 @@ _SENT_END_RE = re.compile(r"(\S*?)([.!?\u3002\uff01\uff1f]+)[^\w\s]*(?=\s+\W*\w)
 _LEADING_PUNCT_RE = re.compile(r"^[^\w]+")
 
 
-def count_sentences(line: str) -> int:
+def count_sentences(line: str, at_most: Optional[int] = None) -> int:
     """Sentences in one line: 1 + sentence ends followed by more words.
 
     Approximates spaCy's sentencizer on spaCy's English tokens (datatrove's
@@ -70,23 +70,28 @@ def count_sentences(line: str) -> int:
     keeps whole (``Mr.``, ``e.g.``, a single capital ``J.``) or the run is an
     ellipsis ``...``; 。！？ count too, and so does a period between a lower-
     and an upper-case letter (spaCy splits ``io.TextIOWrapper`` there).  An
-    empty line has 0 sentences.
+    empty line has 0 sentences.  ``at_most``: stop counting there (the count
+    returned is then ``at_most``; C4's rule only asks whether a page reaches 5).
     """
     if not line.strip():
         return 0
     count = 1
+    if at_most is not None and count >= at_most:
+        return at_most
     for match in _SENT_END_RE.finditer(line):
         punct = match.group(2)
         if punct is None:  # lower.Upper infix
             count += 1
+        elif len(punct) > 1 and set(punct) == {"."}:  # an ellipsis is one token, not a sentence end
             continue
-        if len(punct) > 1 and set(punct) == {"."}:  # an ellipsis is one token, not a sentence end
-            continue
-        head = _LEADING_PUNCT_RE.sub("", match.group(1))
-        if punct == "." and (head + "." in _ABBREVIATIONS or (len(head) == 1 and head.isalpha())
-                             or ("." in head and head.replace(".", "").isalpha() and len(head) <= 6)):
-            continue
-        count += 1
+        else:
+            head = _LEADING_PUNCT_RE.sub("", match.group(1))
+            if punct == "." and (head + "." in _ABBREVIATIONS or (len(head) == 1 and head.isalpha())
+                                 or ("." in head and head.replace(".", "").isalpha() and len(head) <= 6)):
+                continue
+            count += 1
+        if at_most is not None and count >= at_most:
+            return at_most
     return count
 
 
@@ -134,19 +139,27 @@ class C4QualityFilter(RuleFilter):
         c = self.config
         view = as_view(doc)
         sentences = 0
+        wanted = c.min_num_sentences  # counting stops once the page has them (the rule's only question)
+        max_len = c.max_word_length
+        min_words = c.min_words_per_line
+        no_space_doc = has_no_space_script(view.text)
         for line in view.lines:
             line = line.strip()
-            words = line.split()
-            if c.max_word_length is not None and any(len(w) > c.max_word_length for w in words):
+            # a word longer than max_len needs a line longer than max_len
+            if max_len is not None and len(line) > max_len and max(map(len, line.split())) > max_len:
                 continue
-            if c.remove_citations:
+            words_line = line
+            if c.remove_citations and "[" in line:
                 line = CITATION_RE.sub("", line)
             if c.filter_no_terminal_punct and (not line.endswith(END_PUNCTUATION)
                                                or line.endswith(ELLIPSIS)):
                 continue
-            if c.min_words_per_line is not None:
-                n_words = len(split_words(line)) if has_no_space_script(line) else len(words)
-                if n_words < c.min_words_per_line:
+            if min_words is not None:
+                if no_space_doc and has_no_space_script(line):
+                    n_words = len(split_words(line))
+                else:  # whitespace words of the line before citation removal, counted up to min_words
+                    n_words = len(words_line.split(None, min_words))
+                if n_words < min_words:
                     continue
             lower = line.lower()
             if c.filter_lorem_ipsum and "lorem ipsum" in lower:
@@ -157,8 +170,8 @@ class C4QualityFilter(RuleFilter):
                 return Drop(self.name, "curly_bracket", "line contains '{'")
             if c.filter_policy and any(p in lower for p in POLICY_SUBSTRINGS):
                 continue
-            if c.min_num_sentences is not None:
-                sentences += count_sentences(line)
+            if wanted is not None and sentences < wanted:
+                sentences += count_sentences(line, wanted - sentences)
         if c.min_num_sentences is not None and sentences < c.min_num_sentences:
             return Drop(self.name, "too_few_sentences", f"sentences={sentences} < {c.min_num_sentences}")
         if self._badwords_re is not None:

@@ -12,14 +12,13 @@ Every threshold is a config parameter; ``None`` switches its rule off.
 Pure Python, no Beam import.
 """
 import re
-from collections import Counter
 from dataclasses import dataclass
 from typing import FrozenSet, Optional, Tuple
 
 from transforms.reduction.filters.base import Drop, RuleFilter, as_view, fmt
 from transforms.reduction.filters.config import (FilterConfigError, check_count, check_fraction,
                                        check_positive)
-from transforms.reduction.filters.text import PUNCTUATION_SET
+from transforms.reduction.filters.ngrams import duplicate_ngram_chars, top_ngram_chars  # noqa: F401 (re-exported)
 
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 
@@ -86,10 +85,10 @@ class GopherQualityFilter(RuleFilter):
         c = self.config
         view = as_view(doc)
         text = view.text
-        words = view.words
+        info = view.word_info
+        words = info.words
         n_words = len(words)
-        non_symbol = [w for w in words if not all(ch in PUNCTUATION_SET for ch in w)]
-        n_non_symbol = len(non_symbol)
+        n_non_symbol = n_words - info.symbols
         if c.min_doc_words is not None and n_non_symbol < c.min_doc_words:
             return self._drop("short_doc", f"words={n_non_symbol} < {c.min_doc_words}")
         if c.max_doc_words is not None and n_non_symbol > c.max_doc_words:
@@ -97,7 +96,7 @@ class GopherQualityFilter(RuleFilter):
         if n_words == 0:  # every count below divides by it; nothing left to judge
             return None
         if c.min_avg_word_length is not None or c.max_avg_word_length is not None:
-            avg = sum(map(len, non_symbol)) / n_non_symbol if n_non_symbol else 0.0
+            avg = (info.chars - info.symbol_chars) / n_non_symbol if n_non_symbol else 0.0
             if c.min_avg_word_length is not None and avg < c.min_avg_word_length:
                 return self._drop("below_avg_word_length", f"mean={fmt(avg)} < {c.min_avg_word_length}")
             if c.max_avg_word_length is not None and avg > c.max_avg_word_length:
@@ -121,7 +120,7 @@ class GopherQualityFilter(RuleFilter):
                 return self._drop("too_many_end_ellipsis",
                                   f"ratio={fmt(ratio)} > {c.max_ellipsis_lines_ratio}")
         if c.min_alpha_words_ratio is not None:
-            ratio = sum(1 for w in words if any(ch.isalpha() for ch in w)) / n_words
+            ratio = (n_words - info.no_alpha) / n_words
             if ratio < c.min_alpha_words_ratio:
                 return self._drop("below_alpha_ratio", f"ratio={fmt(ratio)} < {c.min_alpha_words_ratio}")
         if c.min_stop_words is not None:
@@ -194,43 +193,6 @@ def find_duplicates(items) -> Tuple[int, int]:
     return dup_elements, dup_chars
 
 
-def top_ngram_chars(words, n: int) -> int:
-    """Characters of the most frequent n-gram (words joined by " ") times its count; 0 if none.
-
-    Ties: datatrove takes ``Counter.most_common(1)`` (first inserted among the
-    most frequent); the product can differ between tied n-grams of different
-    lengths, so we take the same one.
-    """
-    if len(words) < n:
-        return 0
-    if n == 1:
-        grams = words
-    else:
-        grams = [" ".join(t) for t in zip(*(words[i:] for i in range(n)))]
-    gram, count = Counter(grams).most_common(1)[0]
-    return len(gram) * count
-
-
-def duplicate_ngram_chars(words, n: int) -> int:
-    """Characters of repeated n-grams, scanning left to right and skipping n words after a repeat.
-
-    The n-gram key is the words joined without separator (datatrove's
-    ``find_all_duplicate``, kept for agreement).
-    """
-    n_words = len(words)
-    seen = set()
-    repeated = idx = 0
-    while idx < n_words - n + 1:
-        gram = "".join(words[idx:idx + n])
-        if gram in seen:
-            repeated += len(gram)
-            idx += n
-        else:
-            seen.add(gram)
-            idx += 1
-    return repeated
-
-
 _PARA_SPLIT = re.compile(r"\n{2,}")
 _LINE_SPLIT = re.compile(r"\n+")
 
@@ -241,6 +203,8 @@ class GopherRepetitionFilter(RuleFilter):
     def __init__(self, config: GopherRepetitionConfig = GopherRepetitionConfig(),
                  name: str = "gopher_repetition"):
         super().__init__(config, name)
+        self._top_ns = tuple(n for n, _ in config.top_n_grams)
+        self._dup_ns = tuple(n for n, _ in config.dup_n_grams)
 
     def __call__(self, doc) -> Optional[Drop]:
         c = self.config
@@ -269,13 +233,19 @@ class GopherRepetitionFilter(RuleFilter):
                 return self._drop("dup_line_char_frac", f"ratio={fmt(ratio)} > {c.dup_line_char_frac}")
         if not c.top_n_grams and not c.dup_n_grams:
             return None
-        words = view.words
+        fracs = {}  # the lowest fraction per n (a recipe may list one n twice)
         for n, frac in c.top_n_grams:
-            ratio = top_ngram_chars(words, n) / n_chars
+            fracs[n] = min(frac, fracs.get(n, frac))
+        top, dup = view.ngrams.compute(self._top_ns, self._dup_ns,
+                                       lambda n, chars: chars / n_chars > fracs[n])
+        for n, frac in c.top_n_grams:
+            if top[n] is None:  # an upper bound of its figure is below the threshold
+                continue
+            ratio = top[n] / n_chars
             if ratio > frac:
                 return self._drop(f"top_{n}_gram", f"ratio={fmt(ratio)} > {frac}")
         for n, frac in c.dup_n_grams:
-            ratio = duplicate_ngram_chars(words, n) / n_chars
+            ratio = dup[n] / n_chars
             if ratio > frac:
                 return self._drop(f"duplicated_{n}_n_grams", f"ratio={fmt(ratio)} > {frac}")
         return None

@@ -20,16 +20,85 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from transforms.reduction.filters.base import Drop, as_view, fmt
+import numpy as np
+
 from transforms.reduction.filters.config import FilterConfigError, check_count, check_fraction
 
 _IDENTIFIER = None
+
+# py3langid 0.4's model walks a byte automaton that is an Aho-Corasick automaton of depth
+# MODEL_DEPTH (tests/test_filters_speedup.py::test_langid_model_is_an_aho_corasick_automaton
+# proves it on the installed model): the state after any byte depends only on the last
+# MODEL_DEPTH bytes, so the walk is computed for every position at once.  A model of
+# another shape takes py3langid's own walk.
+MODEL_DEPTH = 6
+MODEL_SHAPE = (104583, 9816576, (100053, 142))  # states, transition entries, feature table
+
+
+def _walk_features(identifier, data: bytes) -> np.ndarray:
+    """The feature ids py3langid's ``visit_counts`` appends for ``data``, in order, computed
+    with numpy: the state at byte i is the walk from the root over bytes i-5..i."""
+    nm, rowbase, out, pair = identifier._vectors
+    x = np.frombuffer(data, dtype=np.uint8).astype(np.int64)
+    n = len(x)
+    head = min(n, MODEL_DEPTH - 1)
+    states = np.empty(n, dtype=np.int64)
+    state = 0
+    for i in range(head):  # the first bytes: the plain walk
+        state = int(nm[rowbase[state] + x[i]])
+        states[i] = state
+    if n > head:
+        d = MODEL_DEPTH
+        s = pair[(x[:n - d + 1] << 8) + x[1:n - d + 2]]
+        for t in range(2, d):
+            s = nm[rowbase[s] + x[t:n - d + 1 + t]]
+        states[head:] = s
+    features = out[states]
+    return features[features >= 0]
+
+
+def _fast_identifier():
+    """py3langid's identifier with its DFA walk and scoring vectorised (same numbers)."""
+    from py3langid.langid import MODEL_FILE, RAW_FLOOR, LanguageIdentifier
+
+    class FastIdentifier(LanguageIdentifier):
+        __slots__ = ("_vectors", "_table32")
+
+        def _raw_score(self, text):
+            features = _walk_features(self, text)
+            if not len(features):  # py3langid: no features
+                return np.full(len(self.nb_classes), 0.0 if self._norm_probs else RAW_FLOOR,
+                               dtype=np.float32)
+            # py3langid counts with a Counter: ids in order of first occurrence
+            order = np.argsort(features, kind="stable")
+            ranked = features[order]
+            starts = np.flatnonzero(np.concatenate(([True], ranked[1:] != ranked[:-1])))
+            counts = np.diff(starts, append=len(ranked))
+            firsts = order[starts]
+            by_first = np.argsort(firsts)
+            idx = ranked[starts][by_first]
+            counts = counts[by_first].astype(np.float32)
+            # float16 rows cast to float32 first, as numpy does for the mixed product
+            return np.log1p(counts) @ self._table32[idx] + self.nb_pc
+
+    identifier = FastIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    shape = (len(identifier.tk_row), len(identifier.tk_nextmove), identifier.nb_ptc.shape)
+    if shape != MODEL_SHAPE:
+        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    nm = np.asarray(identifier.tk_nextmove, dtype=np.int64)
+    rowbase = np.asarray(identifier.tk_row, dtype=np.int64) << 8
+    out = np.asarray(identifier.tk_output, dtype=np.int64)
+    first = nm[rowbase[0] + np.arange(256)]
+    pair = nm[rowbase[first][:, None] + np.arange(256)[None, :]].reshape(-1)
+    identifier._vectors = (nm, rowbase, out, pair)
+    identifier._table32 = identifier.nb_ptc.astype(np.float32)
+    return identifier
 
 
 def _identifier():
     global _IDENTIFIER
     if _IDENTIFIER is None:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
-        _IDENTIFIER = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        _IDENTIFIER = _fast_identifier()
     return _IDENTIFIER
 
 

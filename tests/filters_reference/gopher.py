@@ -1,0 +1,281 @@
+"""Gopher quality and Gopher repetition filters (MassiveText rules).
+
+Source: Rae et al. 2021, "Scaling Language Models: Methods, Analysis &
+Insights from Training Gopher", Appendix A.1.1 (quality filters) and Table A1
+(repetition thresholds).  The rules, their order, the reason names and the
+arithmetic mirror datatrove 0.10 (``src/datatrove/pipeline/filters/
+gopher_quality_filter.py`` and ``gopher_repetition_filter.py``) so that the
+decisions agree (see BENCHMARKS.md, "Filter agreement"); words come from
+``transforms.reduction.filters.text.split_words`` (a regex, where datatrove uses spaCy).
+
+Every threshold is a config parameter; ``None`` switches its rule off.
+Pure Python, no Beam import.
+"""
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import FrozenSet, Optional, Tuple
+
+from tests.filters_reference.base import Drop, RuleFilter, as_view, fmt
+from transforms.reduction.filters.config import (FilterConfigError, check_count, check_fraction,
+                                       check_positive)
+from tests.filters_reference.text import PUNCTUATION_SET
+
+GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+
+
+@dataclass(frozen=True)
+class GopherQualityConfig:
+    """Thresholds of the Gopher quality rules (defaults: the paper's).
+
+    Rules, in the order checked (rule name -> parameter):
+
+    * ``short_doc`` / ``long_doc``: non-symbol words outside
+      [``min_doc_words`` = 50, ``max_doc_words`` = 100000];
+    * ``below_avg_word_length`` / ``above_avg_word_length``: mean length of
+      non-symbol words outside [``min_avg_word_length`` = 3,
+      ``max_avg_word_length`` = 10] characters;
+    * ``too_many_hashes`` / ``too_many_ellipsis``: ``#`` count, or ``...``
+      plus ``…`` count, per word (all tokens) > ``max_symbol_word_ratio`` = 0.1;
+    * ``too_many_bullets``: fraction of lines starting (after leading spaces)
+      with ``•`` or ``-`` > ``max_bullet_lines_ratio`` = 0.9;
+    * ``too_many_end_ellipsis``: fraction of lines ending with ``...`` or
+      ``…`` > ``max_ellipsis_lines_ratio`` = 0.3;
+    * ``below_alpha_ratio``: fraction of words with an alphabetic character
+      < ``min_alpha_words_ratio`` = 0.8;
+    * ``few_stop_words``: distinct stop words present (case-sensitive, as
+      datatrove) < ``min_stop_words`` = 2, from ``stop_words`` (the paper's
+      8 English words).
+
+    Raises ``FilterConfigError`` naming the parameter.
+    """
+    min_doc_words: Optional[int] = 50
+    max_doc_words: Optional[int] = 100_000
+    min_avg_word_length: Optional[float] = 3
+    max_avg_word_length: Optional[float] = 10
+    max_symbol_word_ratio: Optional[float] = 0.1
+    max_bullet_lines_ratio: Optional[float] = 0.9
+    max_ellipsis_lines_ratio: Optional[float] = 0.3
+    min_alpha_words_ratio: Optional[float] = 0.8
+    min_stop_words: Optional[int] = 2
+    stop_words: Tuple[str, ...] = GOPHER_STOP_WORDS
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        check_count(owner, "min_doc_words", self.min_doc_words)
+        check_count(owner, "max_doc_words", self.max_doc_words, 1)
+        check_positive(owner, "min_avg_word_length", self.min_avg_word_length)
+        check_positive(owner, "max_avg_word_length", self.max_avg_word_length)
+        for name in ("max_symbol_word_ratio", "max_bullet_lines_ratio",
+                     "max_ellipsis_lines_ratio", "min_alpha_words_ratio"):
+            check_fraction(owner, name, getattr(self, name))
+        check_count(owner, "min_stop_words", self.min_stop_words)
+        if isinstance(self.stop_words, str) or not all(isinstance(w, str) for w in self.stop_words):
+            raise FilterConfigError(f"{owner}.stop_words must be a list of strings, got {self.stop_words!r}")
+        object.__setattr__(self, "stop_words", tuple(self.stop_words))
+
+
+class GopherQualityFilter(RuleFilter):
+    """Gopher quality rules (``GopherQualityConfig``) -> ``Drop("gopher_quality", rule, detail)``."""
+
+    def __init__(self, config: GopherQualityConfig = GopherQualityConfig(), name: str = "gopher_quality"):
+        super().__init__(config, name)
+        self._stop_words: FrozenSet[str] = frozenset(config.stop_words)
+
+    def __call__(self, doc) -> Optional[Drop]:
+        c = self.config
+        view = as_view(doc)
+        text = view.text
+        words = view.words
+        n_words = len(words)
+        non_symbol = [w for w in words if not all(ch in PUNCTUATION_SET for ch in w)]
+        n_non_symbol = len(non_symbol)
+        if c.min_doc_words is not None and n_non_symbol < c.min_doc_words:
+            return self._drop("short_doc", f"words={n_non_symbol} < {c.min_doc_words}")
+        if c.max_doc_words is not None and n_non_symbol > c.max_doc_words:
+            return self._drop("long_doc", f"words={n_non_symbol} > {c.max_doc_words}")
+        if n_words == 0:  # every count below divides by it; nothing left to judge
+            return None
+        if c.min_avg_word_length is not None or c.max_avg_word_length is not None:
+            avg = sum(map(len, non_symbol)) / n_non_symbol if n_non_symbol else 0.0
+            if c.min_avg_word_length is not None and avg < c.min_avg_word_length:
+                return self._drop("below_avg_word_length", f"mean={fmt(avg)} < {c.min_avg_word_length}")
+            if c.max_avg_word_length is not None and avg > c.max_avg_word_length:
+                return self._drop("above_avg_word_length", f"mean={fmt(avg)} > {c.max_avg_word_length}")
+        if c.max_symbol_word_ratio is not None:
+            ratio = text.count("#") / n_words
+            if ratio > c.max_symbol_word_ratio:
+                return self._drop("too_many_hashes", f"ratio={fmt(ratio)} > {c.max_symbol_word_ratio}")
+            ratio = (text.count("...") + text.count("\u2026")) / n_words
+            if ratio > c.max_symbol_word_ratio:
+                return self._drop("too_many_ellipsis", f"ratio={fmt(ratio)} > {c.max_symbol_word_ratio}")
+        lines = view.lines
+        n_lines = len(lines)
+        if n_lines and c.max_bullet_lines_ratio is not None:
+            ratio = sum(1 for s in lines if s.lstrip().startswith(("\u2022", "-"))) / n_lines
+            if ratio > c.max_bullet_lines_ratio:
+                return self._drop("too_many_bullets", f"ratio={fmt(ratio)} > {c.max_bullet_lines_ratio}")
+        if n_lines and c.max_ellipsis_lines_ratio is not None:
+            ratio = sum(1 for s in lines if s.rstrip().endswith(("...", "\u2026"))) / n_lines
+            if ratio > c.max_ellipsis_lines_ratio:
+                return self._drop("too_many_end_ellipsis",
+                                  f"ratio={fmt(ratio)} > {c.max_ellipsis_lines_ratio}")
+        if c.min_alpha_words_ratio is not None:
+            ratio = sum(1 for w in words if any(ch.isalpha() for ch in w)) / n_words
+            if ratio < c.min_alpha_words_ratio:
+                return self._drop("below_alpha_ratio", f"ratio={fmt(ratio)} < {c.min_alpha_words_ratio}")
+        if c.min_stop_words is not None:
+            found = len(self._stop_words.intersection(words))
+            if found < c.min_stop_words:
+                return self._drop("few_stop_words", f"stop_words={found} < {c.min_stop_words}")
+        return None
+
+
+def _ngram_pairs(value) -> Tuple[Tuple[int, float], ...]:
+    return tuple((int(n), float(f)) for n, f in value)
+
+
+@dataclass(frozen=True)
+class GopherRepetitionConfig:
+    """Thresholds of the Gopher repetition rules (Rae et al. 2021, Table A1).
+
+    Rules, in the order checked (rule name -> parameter, default):
+
+    * ``dup_para_frac``: duplicate paragraphs (split on 2+ newlines) / paragraphs > 0.30;
+    * ``dup_para_char_frac``: characters in duplicate paragraphs / characters > 0.20;
+    * ``dup_line_frac``: duplicate lines (split on 1+ newlines) / lines > 0.30;
+    * ``dup_line_char_frac``: characters in duplicate lines / characters > 0.20;
+    * ``top_<n>_gram`` for ``top_n_grams`` = ((2, 0.20), (3, 0.18), (4, 0.16)):
+      characters of the most frequent word n-gram (words joined by one space)
+      times its count / characters > the fraction;
+    * ``duplicated_<n>_n_grams`` for ``dup_n_grams`` = ((5, 0.15), (6, 0.14),
+      (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)): characters of repeated,
+      non-overlapping word n-grams (words joined without space, datatrove's
+      ``find_all_duplicate``) / characters > the fraction.
+
+    An empty ``top_n_grams`` / ``dup_n_grams`` switches those rules off.
+    Raises ``FilterConfigError`` naming the parameter.
+    """
+    dup_line_frac: Optional[float] = 0.3
+    dup_para_frac: Optional[float] = 0.3
+    dup_line_char_frac: Optional[float] = 0.2
+    dup_para_char_frac: Optional[float] = 0.2
+    top_n_grams: Tuple[Tuple[int, float], ...] = ((2, 0.2), (3, 0.18), (4, 0.16))
+    dup_n_grams: Tuple[Tuple[int, float], ...] = (
+        (5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        for name in ("dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_para_char_frac"):
+            check_fraction(owner, name, getattr(self, name))
+        for name in ("top_n_grams", "dup_n_grams"):
+            value = getattr(self, name)
+            try:
+                pairs = _ngram_pairs(value)
+            except (TypeError, ValueError):
+                raise FilterConfigError(
+                    f"{owner}.{name} must be a list of [n, fraction] pairs, got {value!r}") from None
+            for n, frac in pairs:
+                check_count(owner, f"{name}[n]", n, 1)
+                check_fraction(owner, f"{name}[fraction]", frac)
+            object.__setattr__(self, name, pairs)
+
+
+def find_duplicates(items) -> Tuple[int, int]:
+    """``(duplicate elements, characters in duplicate elements)``: every repeat after the first."""
+    seen = set()
+    dup_elements = dup_chars = 0
+    for item in items:
+        if item in seen:
+            dup_elements += 1
+            dup_chars += len(item)
+        else:
+            seen.add(item)
+    return dup_elements, dup_chars
+
+
+def top_ngram_chars(words, n: int) -> int:
+    """Characters of the most frequent n-gram (words joined by " ") times its count; 0 if none.
+
+    Ties: datatrove takes ``Counter.most_common(1)`` (first inserted among the
+    most frequent); the product can differ between tied n-grams of different
+    lengths, so we take the same one.
+    """
+    if len(words) < n:
+        return 0
+    if n == 1:
+        grams = words
+    else:
+        grams = [" ".join(t) for t in zip(*(words[i:] for i in range(n)))]
+    gram, count = Counter(grams).most_common(1)[0]
+    return len(gram) * count
+
+
+def duplicate_ngram_chars(words, n: int) -> int:
+    """Characters of repeated n-grams, scanning left to right and skipping n words after a repeat.
+
+    The n-gram key is the words joined without separator (datatrove's
+    ``find_all_duplicate``, kept for agreement).
+    """
+    n_words = len(words)
+    seen = set()
+    repeated = idx = 0
+    while idx < n_words - n + 1:
+        gram = "".join(words[idx:idx + n])
+        if gram in seen:
+            repeated += len(gram)
+            idx += n
+        else:
+            seen.add(gram)
+            idx += 1
+    return repeated
+
+
+_PARA_SPLIT = re.compile(r"\n{2,}")
+_LINE_SPLIT = re.compile(r"\n+")
+
+
+class GopherRepetitionFilter(RuleFilter):
+    """Gopher repetition rules (``GopherRepetitionConfig``) -> ``Drop("gopher_repetition", rule, detail)``."""
+
+    def __init__(self, config: GopherRepetitionConfig = GopherRepetitionConfig(),
+                 name: str = "gopher_repetition"):
+        super().__init__(config, name)
+
+    def __call__(self, doc) -> Optional[Drop]:
+        c = self.config
+        view = as_view(doc)
+        text = view.text
+        n_chars = len(text)
+        if n_chars == 0:
+            return None
+        if c.dup_para_frac is not None or c.dup_para_char_frac is not None:
+            paragraphs = _PARA_SPLIT.split(text.strip())
+            dups, dup_chars = find_duplicates(paragraphs)
+            ratio = dups / len(paragraphs)
+            if c.dup_para_frac is not None and ratio > c.dup_para_frac:
+                return self._drop("dup_para_frac", f"ratio={fmt(ratio)} > {c.dup_para_frac}")
+            ratio = dup_chars / n_chars
+            if c.dup_para_char_frac is not None and ratio > c.dup_para_char_frac:
+                return self._drop("dup_para_char_frac", f"ratio={fmt(ratio)} > {c.dup_para_char_frac}")
+        if c.dup_line_frac is not None or c.dup_line_char_frac is not None:
+            lines = _LINE_SPLIT.split(text)
+            dups, dup_chars = find_duplicates(lines)
+            ratio = dups / len(lines)
+            if c.dup_line_frac is not None and ratio > c.dup_line_frac:
+                return self._drop("dup_line_frac", f"ratio={fmt(ratio)} > {c.dup_line_frac}")
+            ratio = dup_chars / n_chars
+            if c.dup_line_char_frac is not None and ratio > c.dup_line_char_frac:
+                return self._drop("dup_line_char_frac", f"ratio={fmt(ratio)} > {c.dup_line_char_frac}")
+        if not c.top_n_grams and not c.dup_n_grams:
+            return None
+        words = view.words
+        for n, frac in c.top_n_grams:
+            ratio = top_ngram_chars(words, n) / n_chars
+            if ratio > frac:
+                return self._drop(f"top_{n}_gram", f"ratio={fmt(ratio)} > {frac}")
+        for n, frac in c.dup_n_grams:
+            ratio = duplicate_ngram_chars(words, n) / n_chars
+            if ratio > frac:
+                return self._drop(f"duplicated_{n}_n_grams", f"ratio={fmt(ratio)} > {frac}")
+        return None
