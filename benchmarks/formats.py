@@ -14,8 +14,10 @@ three times, median.  ``same``: prepare_corpus on direct_multiprocess with
 Parquet in -> JSONL.zst store, and JSON Lines in -> Parquet store; both
 stores read back through the manifest and compared record by record (id,
 text, carried fields and their JSON types).  ``split``: prepare_corpus on one
-uncompressed JSON Lines file, direct_multiprocess with 1 and with 2 workers
-(wall, CPU of the process tree, peak RSS), load average before each run.
+uncompressed JSON Lines file, direct_multiprocess with 1 and with 2 workers in
+``--pairs`` interleaved pairs (wall, CPU of the process tree and of each of its
+processes, peak RSS, load average before and after each run); the median of the
+pairs' wall ratios.
 Results go to benchmarks/results/formats_<what>.json.
 """
 import argparse
@@ -153,14 +155,32 @@ def bench_same(args):
 
 
 def bench_split(args):
+    """1 and 2 workers in ``args.pairs`` interleaved pairs (the order alternates:
+    1,2 then 2,1 ...), so drifting load on a shared machine hits both alike."""
     (path,) = _jsonl_files(args.corpus)
-    out = {"file": path, "bytes": os.path.getsize(path)}
+    out = {"file": path, "bytes": os.path.getsize(path), "flags": args.flags, "runs": []}
+    for pair in range(args.pairs):
+        ratio = {}
+        for workers in ((1, 2) if pair % 2 == 0 else (2, 1)):
+            load = os.getloadavg()
+            result = _job(path, os.path.join(args.work, f"split{workers}"), *args.flags,
+                          workers=workers)
+            run = {"pair": pair, "workers": workers, **result, "load_before": load,
+                   "load_after": os.getloadavg()}
+            out["runs"].append(run)
+            ratio[workers] = run["wall_s"]
+            print(f"pair {pair} workers {workers}: {run['wall_s']:.1f} s wall, "
+                  f"{run['cpu_s']:.1f} CPU s, load {load[0]:.1f}", file=sys.stderr)
+        out.setdefault("pair_wall_ratios", []).append(ratio[2] / ratio[1])
     for workers in (1, 2):
-        load = os.getloadavg()
-        result = _job(path, os.path.join(args.work, f"split{workers}"), *args.flags,
-                      workers=workers)
-        out[f"workers_{workers}"] = {**result, "load_before": load, "load_after": os.getloadavg()}
-    out["wall_ratio_2_over_1"] = out["workers_2"]["wall_s"] / out["workers_1"]["wall_s"]
+        runs = [r for r in out["runs"] if r["workers"] == workers]
+        out[f"workers_{workers}"] = {
+            "wall_s_median": statistics.median(r["wall_s"] for r in runs),
+            "cpu_s_median": statistics.median(r["cpu_s"] for r in runs),
+            "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs)}
+    out["wall_ratio_2_over_1_median_of_pairs"] = statistics.median(out["pair_wall_ratios"])
+    out["wall_ratio_2_over_1_of_medians"] = (out["workers_2"]["wall_s_median"]
+                                             / out["workers_1"]["wall_s_median"])
     return out
 
 
@@ -171,11 +191,17 @@ def main():
     parser.add_argument("--work", required=True)
     parser.add_argument("--flags", nargs="*", default=[],
                         help="extra prepare_corpus flags for split (e.g. --no_near_dedup)")
+    parser.add_argument("--pairs", type=int, default=3,
+                        help="split: interleaved pairs of 1- and 2-worker runs (default 3)")
+    parser.add_argument("--results", default=None,
+                        help="results file name in benchmarks/results (default "
+                             "formats_<what>.json)")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     result = {"scan": bench_scan, "same": bench_same, "split": bench_split}[args.what](args)
     result["command"] = " ".join(["python -m benchmarks.formats"] + sys.argv[1:])
-    with open(os.path.join(RESULTS, f"formats_{args.what}.json"), "wb") as f:
+    name = args.results or f"formats_{args.what}.json"
+    with open(os.path.join(RESULTS, name), "wb") as f:
         f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
 
