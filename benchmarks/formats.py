@@ -114,14 +114,14 @@ def bench_scan(args):
     return out
 
 
-def _job(inputs, root, *flags, workers=None):
+def _job(inputs, root, *flags, workers=None, timeline_seconds=None):
     cmd = [sys.executable, "-m", "pipelines.prepare_corpus", "--input", inputs,
            "--output_roots", root, "--dataset", "ds", "--run_config",
            "run_configs/direct_multiprocess.yaml", *flags]
     if workers:
         cmd += ["--direct_num_workers", str(workers)]
     shutil.rmtree(root, ignore_errors=True)
-    result = measure(cmd)
+    result = measure(cmd, timeline_seconds=timeline_seconds)
     result.pop("output")
     return result
 
@@ -164,7 +164,7 @@ def bench_split(args):
         for workers in ((1, 2) if pair % 2 == 0 else (2, 1)):
             load = os.getloadavg()
             result = _job(path, os.path.join(args.work, f"split{workers}"), *args.flags,
-                          workers=workers)
+                          workers=workers, timeline_seconds=2)
             run = {"pair": pair, "workers": workers, **result, "load_before": load,
                    "load_after": os.getloadavg()}
             out["runs"].append(run)
@@ -181,12 +181,45 @@ def bench_split(args):
     out["wall_ratio_2_over_1_median_of_pairs"] = statistics.median(out["pair_wall_ratios"])
     out["wall_ratio_2_over_1_of_medians"] = (out["workers_2"]["wall_s_median"]
                                              / out["workers_1"]["wall_s_median"])
-    return out
+    return split_summary(out)
+
+
+def critical_cpu_s(timeline: list) -> float:
+    """CPU seconds on the critical path of a run, from its ``cpu_timeline``: per
+    sampling interval the largest CPU increment of any one process (the job's
+    processes are single-threaded Python), summed.  On free cores the run cannot
+    be shorter; on a loaded machine it is the wall the run would approach if it
+    had every core it can use, as every process is slowed alike."""
+    total, before = 0.0, {}
+    for _, sample in timeline:
+        total += max([value - before.get(key, 0.0) for key, value in sample.items()] or [0.0])
+        before = sample
+    return total
+
+
+def split_summary(result: dict) -> dict:
+    """Per run: worker processes' CPU (``python`` children of the job process) and
+    the critical-path CPU; the median ratio of critical paths, 2 over 1 workers."""
+    for run in result["runs"]:
+        cpu = run.get("process_cpu_s", {})
+        python = [v for k, v in cpu.items() if k.endswith(":python")]
+        run["driver_cpu_s"] = python[0] if python else None
+        run["worker_cpu_s"] = python[1:]
+        if run.get("cpu_timeline"):
+            run["critical_cpu_s"] = round(critical_cpu_s(run["cpu_timeline"]), 1)
+    pairs = {}
+    for run in result["runs"]:
+        if "critical_cpu_s" in run:
+            pairs.setdefault(run["pair"], {})[run["workers"]] = run["critical_cpu_s"]
+    ratios = [p[2] / p[1] for p in pairs.values() if 1 in p and 2 in p]
+    if ratios:
+        result["critical_cpu_ratio_2_over_1_median"] = statistics.median(ratios)
+    return result
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("scan", "same", "split"))
+    parser.add_argument("what", choices=("scan", "same", "split", "split_summary"))
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--work", required=True)
     parser.add_argument("--flags", nargs="*", default=[],
@@ -198,6 +231,13 @@ def main():
                              "formats_<what>.json)")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
+    if args.what == "split_summary":   # recompute the derived figures of a split result
+        name = args.results or "formats_split.json"
+        with open(os.path.join(RESULTS, name), "rb") as f:
+            result = split_summary(orjson.loads(f.read()))
+        with open(os.path.join(RESULTS, name), "wb") as f:
+            f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+        return
     result = {"scan": bench_scan, "same": bench_same, "split": bench_split}[args.what](args)
     result["command"] = " ".join(["python -m benchmarks.formats"] + sys.argv[1:])
     name = args.results or f"formats_{args.what}.json"

@@ -19,7 +19,8 @@ known:
    the sketch look-up of verification read one bucket at a time.
 2. Dedup, LSH, connected components, partitioning and the shard plan work on
    refs alone.
-3. ``ResolveRuns`` (pass 2) groups the kept refs by file, re-reads each file
+3. ``ResolveRuns`` (pass 2) groups the kept refs by file (by byte range for a
+   split file: ``transforms.processing.splits``), re-reads each file or range
    once, picks its kept lines and writes the file's lines for each shard as a
    *run*: a zstd-1 compressed temporary file of lines sorted by their key in
    the shard, in a spill folder beside the shards.  The runner carries only
@@ -261,9 +262,9 @@ class ScanJsonl(ReadJsonl):
     """JSON Lines files -> dict of ``refs`` (batches of ``DocRef``; band entries
     and sketches into ``spec.spill_dir`` with near-dedup),
     ``dead_letters`` (dicts, ``transforms.processing.io.dead_letter``), ``digests``
-    (``Digest``, one per file), ``ranges`` (``ScannedRange``, one per byte range of
-    a split file; empty when no file splits) and ``odd_range_values`` (``repr`` strings of ``--range_by``
-    field values that are present but not numbers; such documents get range key
+    (``Digest``, one per file), ``ranges`` (``ScannedRange``, one per byte range
+    of a split file; empty when no file splits) and ``odd_range_values``
+    (``repr`` strings of ``--range_by`` field values that are present but not numbers; such documents get range key
     ``null``, and ``transforms.processing.partition.NumericFieldGate`` fails the run on them).
 
     Parquet files (``.parquet``) are scanned in units of row groups
