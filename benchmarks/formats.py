@@ -17,7 +17,8 @@ text, carried fields and their JSON types).  ``split``: prepare_corpus on one
 uncompressed JSON Lines file, direct_multiprocess with 1 and with 2 workers in
 ``--pairs`` interleaved pairs (wall, CPU of the process tree and of each of its
 processes, peak RSS, load average before and after each run); the median of the
-pairs' wall ratios.
+pairs' wall ratios.  ``pass2``: the CPU of the second pass over that file
+in one process, as one task and range by range.
 Results go to benchmarks/results/formats_<what>.json.
 """
 import argparse
@@ -184,6 +185,56 @@ def bench_split(args):
     return split_summary(out)
 
 
+def bench_pass2(args):
+    """CPU of pass 2 (``_ExtractRuns``) over the one file of the corpus with every
+    good line picked (16 shards): as one task (before) and range by range (now)."""
+    import shutil as _shutil
+    from transforms.core.records import Pick, ScannedRange
+    from transforms.processing.refs import _ExtractRuns
+    from transforms.processing.splits import RangeReader, count_lines, plan_splits
+    (path,) = _jsonl_files(args.corpus)
+    size = os.path.getsize(path)
+    picks, whole = [], __import__("xxhash").xxh3_64()
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            whole.update(raw)
+            try:
+                doc_id = str(orjson.loads(raw)["id"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue
+            picks.append(Pick(line_no, len(raw.strip()) + 1, False, (0,), doc_id,
+                              ("", line_no % 16, 16)))
+    ranges, first = [], 1
+    for start, end in plan_splits([path])[0]:
+        with RangeReader(path, start, end) as reader:
+            while reader.read():
+                pass
+        lines = count_lines(path, start, end, size)
+        ranges.append(ScannedRange(0, start, end, first, lines, reader.digest.hexdigest()))
+        first += lines
+    spill = os.path.join(args.work, "pass2_runs")
+
+    def run(unit, unit_picks, digests, by_start):
+        _shutil.rmtree(spill, ignore_errors=True)
+        fn = _ExtractRuns([path], "id", "text", spill, 64 << 20, False)
+        began = time.process_time()
+        for _ in fn.process((unit, [unit_picks]), digests, by_start, []):
+            pass
+        return time.process_time() - began
+
+    out = {"file": path, "bytes": size, "picked_lines": len(picks), "ranges": len(ranges)}
+    out["one_task_cpu_s"] = run((0, 0), picks, {0: whole.hexdigest()}, {})
+    by_start = {(0, r.start): r for r in ranges}
+    per_range = [run((0, r.start), [p for p in picks
+                                    if r.first_line <= p.line < r.first_line + r.lines],
+                     {}, by_start) for r in ranges]
+    out["range_cpu_s"] = [round(x, 2) for x in per_range]
+    out["ranges_cpu_s_sum"] = sum(per_range)
+    out["ranges_cpu_s_max"] = max(per_range)
+    _shutil.rmtree(spill, ignore_errors=True)
+    return out
+
+
 def critical_cpu_s(timeline: list) -> float:
     """CPU seconds on the critical path of a run, from its ``cpu_timeline``: per
     sampling interval the largest CPU increment of any one process (the job's
@@ -219,7 +270,7 @@ def split_summary(result: dict) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("scan", "same", "split", "split_summary"))
+    parser.add_argument("what", choices=("scan", "same", "split", "split_summary", "pass2"))
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--work", required=True)
     parser.add_argument("--flags", nargs="*", default=[],
@@ -238,7 +289,8 @@ def main():
         with open(os.path.join(RESULTS, name), "wb") as f:
             f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2))
         return
-    result = {"scan": bench_scan, "same": bench_same, "split": bench_split}[args.what](args)
+    result = {"scan": bench_scan, "same": bench_same, "split": bench_split,
+              "pass2": bench_pass2}[args.what](args)
     result["command"] = " ".join(["python -m benchmarks.formats"] + sys.argv[1:])
     name = args.results or f"formats_{args.what}.json"
     with open(os.path.join(RESULTS, name), "wb") as f:
