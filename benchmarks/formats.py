@@ -14,8 +14,11 @@ three times, median.  ``same``: prepare_corpus on direct_multiprocess with
 Parquet in -> JSONL.zst store, and JSON Lines in -> Parquet store; both
 stores read back through the manifest and compared record by record (id,
 text, carried fields and their JSON types).  ``split``: prepare_corpus on one
-uncompressed JSON Lines file, direct_multiprocess with 1 and with 2 workers
-(wall, CPU of the process tree, peak RSS), load average before each run.
+uncompressed JSON Lines file, direct_multiprocess with 1 and with 2 workers in
+``--pairs`` interleaved pairs (wall, CPU of the process tree and of each of its
+processes, peak RSS, load average before and after each run); the median of the
+pairs' wall ratios.  ``pass2``: the CPU of the second pass over that file
+in one process, as one task and range by range.
 Results go to benchmarks/results/formats_<what>.json.
 """
 import argparse
@@ -112,14 +115,14 @@ def bench_scan(args):
     return out
 
 
-def _job(inputs, root, *flags, workers=None):
+def _job(inputs, root, *flags, workers=None, timeline_seconds=None):
     cmd = [sys.executable, "-m", "pipelines.prepare_corpus", "--input", inputs,
            "--output_roots", root, "--dataset", "ds", "--run_config",
            "run_configs/direct_multiprocess.yaml", *flags]
     if workers:
         cmd += ["--direct_num_workers", str(workers)]
     shutil.rmtree(root, ignore_errors=True)
-    result = measure(cmd)
+    result = measure(cmd, timeline_seconds=timeline_seconds)
     result.pop("output")
     return result
 
@@ -153,29 +156,144 @@ def bench_same(args):
 
 
 def bench_split(args):
+    """1 and 2 workers in ``args.pairs`` interleaved pairs (the order alternates:
+    1,2 then 2,1 ...), so drifting load on a shared machine hits both alike."""
     (path,) = _jsonl_files(args.corpus)
-    out = {"file": path, "bytes": os.path.getsize(path)}
+    out = {"file": path, "bytes": os.path.getsize(path), "flags": args.flags, "runs": []}
+    for pair in range(args.pairs):
+        ratio = {}
+        for workers in ((1, 2) if pair % 2 == 0 else (2, 1)):
+            load = os.getloadavg()
+            result = _job(path, os.path.join(args.work, f"split{workers}"), *args.flags,
+                          workers=workers, timeline_seconds=2)
+            run = {"pair": pair, "workers": workers, **result, "load_before": load,
+                   "load_after": os.getloadavg()}
+            out["runs"].append(run)
+            ratio[workers] = run["wall_s"]
+            print(f"pair {pair} workers {workers}: {run['wall_s']:.1f} s wall, "
+                  f"{run['cpu_s']:.1f} CPU s, load {load[0]:.1f}", file=sys.stderr)
+        out.setdefault("pair_wall_ratios", []).append(ratio[2] / ratio[1])
     for workers in (1, 2):
-        load = os.getloadavg()
-        result = _job(path, os.path.join(args.work, f"split{workers}"), *args.flags,
-                      workers=workers)
-        out[f"workers_{workers}"] = {**result, "load_before": load, "load_after": os.getloadavg()}
-    out["wall_ratio_2_over_1"] = out["workers_2"]["wall_s"] / out["workers_1"]["wall_s"]
+        runs = [r for r in out["runs"] if r["workers"] == workers]
+        out[f"workers_{workers}"] = {
+            "wall_s_median": statistics.median(r["wall_s"] for r in runs),
+            "cpu_s_median": statistics.median(r["cpu_s"] for r in runs),
+            "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs)}
+    out["wall_ratio_2_over_1_median_of_pairs"] = statistics.median(out["pair_wall_ratios"])
+    out["wall_ratio_2_over_1_of_medians"] = (out["workers_2"]["wall_s_median"]
+                                             / out["workers_1"]["wall_s_median"])
+    return split_summary(out)
+
+
+def bench_pass2(args):
+    """CPU of pass 2 (``_ExtractRuns``) over the one file of the corpus with every
+    good line picked (16 shards): as one task (before) and range by range (now)."""
+    import shutil as _shutil
+    from transforms.core.records import Pick, ScannedRange
+    from transforms.processing.refs import _ExtractRuns
+    from transforms.processing.splits import RangeReader, count_lines, plan_splits
+    (path,) = _jsonl_files(args.corpus)
+    size = os.path.getsize(path)
+    picks, whole = [], __import__("xxhash").xxh3_64()
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            whole.update(raw)
+            try:
+                doc_id = str(orjson.loads(raw)["id"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue
+            picks.append(Pick(line_no, len(raw.strip()) + 1, False, (0,), doc_id,
+                              ("", line_no % 16, 16)))
+    ranges, first = [], 1
+    for start, end in plan_splits([path])[0]:
+        with RangeReader(path, start, end) as reader:
+            while reader.read():
+                pass
+        lines = count_lines(path, start, end, size)
+        ranges.append(ScannedRange(0, start, end, first, lines, reader.digest.hexdigest()))
+        first += lines
+    spill = os.path.join(args.work, "pass2_runs")
+
+    def run(unit, unit_picks, digests, by_start):
+        _shutil.rmtree(spill, ignore_errors=True)
+        fn = _ExtractRuns([path], "id", "text", spill, 64 << 20, False)
+        began = time.process_time()
+        for _ in fn.process((unit, [unit_picks]), digests, by_start, []):
+            pass
+        return time.process_time() - began
+
+    out = {"file": path, "bytes": size, "picked_lines": len(picks), "ranges": len(ranges)}
+    out["one_task_cpu_s"] = run((0, 0), picks, {0: whole.hexdigest()}, {})
+    by_start = {(0, r.start): r for r in ranges}
+    per_range = [run((0, r.start), [p for p in picks
+                                    if r.first_line <= p.line < r.first_line + r.lines],
+                     {}, by_start) for r in ranges]
+    out["range_cpu_s"] = [round(x, 2) for x in per_range]
+    out["ranges_cpu_s_sum"] = sum(per_range)
+    out["ranges_cpu_s_max"] = max(per_range)
+    _shutil.rmtree(spill, ignore_errors=True)
     return out
+
+
+def critical_cpu_s(timeline: list) -> float:
+    """CPU seconds on the critical path of a run, from its ``cpu_timeline``: per
+    sampling interval the largest CPU increment of any one process (the job's
+    processes are single-threaded Python), summed.  On free cores the run cannot
+    be shorter; on a loaded machine it is the wall the run would approach if it
+    had every core it can use, as every process is slowed alike."""
+    total, before = 0.0, {}
+    for _, sample in timeline:
+        total += max([value - before.get(key, 0.0) for key, value in sample.items()] or [0.0])
+        before = sample
+    return total
+
+
+def split_summary(result: dict) -> dict:
+    """Per run: worker processes' CPU (``python`` children of the job process) and
+    the critical-path CPU; the median ratio of critical paths, 2 over 1 workers."""
+    for run in result["runs"]:
+        cpu = run.get("process_cpu_s", {})
+        python = [v for k, v in cpu.items() if k.endswith(":python")]
+        run["driver_cpu_s"] = python[0] if python else None
+        run["worker_cpu_s"] = python[1:]
+        if run.get("cpu_timeline"):
+            run["critical_cpu_s"] = round(critical_cpu_s(run["cpu_timeline"]), 1)
+    pairs = {}
+    for run in result["runs"]:
+        if "critical_cpu_s" in run:
+            pairs.setdefault(run["pair"], {})[run["workers"]] = run["critical_cpu_s"]
+    ratios = [p[2] / p[1] for p in pairs.values() if 1 in p and 2 in p]
+    if ratios:
+        result["critical_cpu_ratio_2_over_1_median"] = statistics.median(ratios)
+    return result
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("scan", "same", "split"))
+    parser.add_argument("what", choices=("scan", "same", "split", "split_summary", "pass2"))
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--work", required=True)
     parser.add_argument("--flags", nargs="*", default=[],
                         help="extra prepare_corpus flags for split (e.g. --no_near_dedup)")
+    parser.add_argument("--pairs", type=int, default=3,
+                        help="split: interleaved pairs of 1- and 2-worker runs (default 3)")
+    parser.add_argument("--results", default=None,
+                        help="results file name in benchmarks/results (default "
+                             "formats_<what>.json)")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
-    result = {"scan": bench_scan, "same": bench_same, "split": bench_split}[args.what](args)
+    if args.what == "split_summary":   # recompute the derived figures of a split result
+        name = args.results or "formats_split.json"
+        with open(os.path.join(RESULTS, name), "rb") as f:
+            result = split_summary(orjson.loads(f.read()))
+        with open(os.path.join(RESULTS, name), "wb") as f:
+            f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+        return
+    result = {"scan": bench_scan, "same": bench_same, "split": bench_split,
+              "pass2": bench_pass2}[args.what](args)
     result["command"] = " ".join(["python -m benchmarks.formats"] + sys.argv[1:])
-    with open(os.path.join(RESULTS, f"formats_{args.what}.json"), "wb") as f:
+    name = args.results or f"formats_{args.what}.json"
+    with open(os.path.join(RESULTS, name), "wb") as f:
         f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
 

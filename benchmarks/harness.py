@@ -8,21 +8,38 @@ import time
 import psutil
 
 
-def measure(cmd: list[str], poll_seconds: float = 0.1, env=None, watch_dir=None) -> dict:
+def measure(cmd: list[str], poll_seconds: float = 0.1, env=None, watch_dir=None,
+            timeline_seconds: float | None = None) -> dict:
     """Run ``cmd``; return wall seconds and the peak summed RSS of it and its children
-    (and, with ``watch_dir``, the peak bytes of the files under that folder)."""
+    (and, with ``watch_dir``, the peak bytes of the files under that folder).
+
+    ``cpu_s`` is the user + system CPU of the waited-for descendants;
+    ``process_cpu_s`` maps each process of the tree (``pid:name``, the command
+    process first) to its CPU seconds as last sampled (up to ``poll_seconds``
+    short of its end), so the split of the work between worker processes shows.
+    With ``timeline_seconds``, ``cpu_timeline`` lists ``[seconds since start,
+    {process: CPU seconds so far}]`` every that many seconds.
+    """
     start = time.perf_counter()
     cpu_before = _children_cpu()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     root = psutil.Process(proc.pid)
     peak = peak_disk = 0
     polls = 0
+    sampled: dict = {}
+    timeline, next_mark = [], 0.0
     while proc.poll() is None:
         try:
             tree = [root] + root.children(recursive=True)
             peak = max(peak, sum(_rss(p) for p in tree))
+            for p in tree:
+                _sample_cpu(p, sampled)
         except psutil.NoSuchProcess:
             pass
+        if timeline_seconds and time.perf_counter() - start >= next_mark:
+            timeline.append([round(time.perf_counter() - start, 1),
+                             {key: round(value, 2) for key, value in sampled.items()}])
+            next_mark += timeline_seconds
         if watch_dir and polls % 5 == 0:
             peak_disk = max(peak_disk, folder_bytes(watch_dir))
         polls += 1
@@ -32,7 +49,10 @@ def measure(cmd: list[str], poll_seconds: float = 0.1, env=None, watch_dir=None)
     output = proc.stdout.read().decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{output[-3000:]}")
-    result = {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak / 2**20, "output": output}
+    result = {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak / 2**20, "output": output,
+              "process_cpu_s": {key: round(value, 2) for key, value in sampled.items()}}
+    if timeline_seconds:
+        result["cpu_timeline"] = timeline
     if watch_dir:
         result["peak_disk_mb"] = max(peak_disk, folder_bytes(watch_dir)) / 2**20
     return result
@@ -55,6 +75,14 @@ def _children_cpu() -> float:
     """User + system CPU seconds of waited-for descendants (Beam waits for its workers)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def _sample_cpu(process, sampled: dict) -> None:
+    try:
+        times = process.cpu_times()
+        sampled[f"{process.pid}:{process.name()}"] = times.user + times.system
+    except psutil.Error:
+        pass
 
 
 def _rss(process) -> int:

@@ -41,7 +41,7 @@ def extract(path, refs, digests, run_bytes=1 << 20):
                   ("", int(ref.id[-1:].isdigit()), 2)) for ref in refs]
     fn = _ExtractRuns([str(path)], "id", "text", str(path) + ".spill", run_bytes, False)
     return [(shard[1], list(run_docs(run)))
-            for shard, run in fn.process((0, [picks[:1], picks[1:]]), digests, [])]
+            for shard, run in fn.process(((0, 0), [picks[:1], picks[1:]]), digests, {}, [])]
 
 
 def test_scan_refs_point_at_the_lines_parse_line_gives(tmp_path):

@@ -317,7 +317,7 @@ class PrepareCorpus(beam.PTransform):
             gates.append(scanned["odd_range_values"] | "RangeFieldGate" >> NumericFieldGate(
                 c.range_by))
         records, scheme, info = self._partitioned(kept)
-        lines = ResolveRuns(reader, scanned["digests"], spill_dir=self.spill_dir,
+        lines = ResolveRuns(reader, scanned, spill_dir=self.spill_dir,
                             by_order=bool(c.range_by), after=spills_deleted)
         manifest = records | "Store" >> WriteStore(
             list(c.roots), c.dataset, c.replication,

@@ -49,6 +49,19 @@ class Digest(NamedTuple):
     digest: str
 
 
+class ScannedRange(NamedTuple):
+    """A byte range ``[start, end)`` of a split JSON Lines file as the scan read it
+    (``transforms.processing.splits``): it owns the ``lines`` lines starting in
+    it, numbered from ``first_line``; ``digest`` is the xxh3-64 (hex) of exactly
+    its bytes.  Pass 2 re-reads a split file range by range with these."""
+    file: int
+    start: int
+    end: int
+    first_line: int
+    lines: int
+    digest: str
+
+
 class Pick(NamedTuple):
     """A kept line to copy from its file into a shard's run."""
     line: int

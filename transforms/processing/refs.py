@@ -19,7 +19,8 @@ known:
    the sketch look-up of verification read one bucket at a time.
 2. Dedup, LSH, connected components, partitioning and the shard plan work on
    refs alone.
-3. ``ResolveRuns`` (pass 2) groups the kept refs by file, re-reads each file
+3. ``ResolveRuns`` (pass 2) groups the kept refs by file (by byte range for a
+   split file: ``transforms.processing.splits``), re-reads each file or range
    once, picks its kept lines and writes the file's lines for each shard as a
    *run*: a zstd-1 compressed temporary file of lines sorted by their key in
    the shard, in a spill folder beside the shards.  The runner carries only
@@ -30,6 +31,7 @@ The xxh3-64 digest of every file's decompressed bytes is taken in both passes;
 a file that changed in between fails the run instead of filling shards with
 the wrong lines.
 """
+import bisect
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -42,9 +44,10 @@ from apache_beam.metrics import Metrics
 from transforms.core import exact_json
 from transforms.core.hashing import text_keys
 from transforms.core.records import (  # noqa: F401 - the records travel with the refs
-    NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Run, chunked, pack, ref_bytes, unpack)
+    NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Run, ScannedRange, chunked, pack, ref_bytes,
+    unpack)
 from transforms.processing.parquet import is_parquet, picked_lines, scan_units
-from transforms.processing.splits import SplitDigest, plan_splits
+from transforms.processing.splits import RangeReader, plan_splits
 from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
                                       JsonlFileDoFn, ReadJsonl, dead_letter, numbered_lines,
                                       open_text_stream, parse_line)
@@ -56,10 +59,11 @@ from transforms.storage.spill import (  # noqa: F401 - re-exported for the scan'
 NAMESPACE = "dataprep.read"
 ODD_RANGE_TAG = "odd_range_values"
 DIGESTS_TAG = "digests"
+RANGES_TAG = "ranges"   # ScannedRange of every byte range of a split file
 FILTERED_TAG = "filtered"   # removed records of the filter stage (with write_removed)
 FILTERED_COUNT_TAG = "filtered_counts"  # documents the filter stage dropped, per file
 
-for _record in (DocRef, Digest, Packed):
+for _record in (DocRef, Digest, Packed, ScannedRange):
     coders.registry.register_coder(_record, coders.RowCoder)
 RUN_BYTES = 64 << 20  # a file's buffered kept lines are flushed as runs beyond this
 SPILL_FLUSH_BYTES = 16 << 20  # a scan's buffered band entries and sketches written out beyond this
@@ -259,8 +263,9 @@ class ScanJsonl(ReadJsonl):
     """JSON Lines files -> dict of ``refs`` (batches of ``DocRef``; band entries
     and sketches into ``spec.spill_dir`` with near-dedup),
     ``dead_letters`` (dicts, ``transforms.processing.io.dead_letter``), ``digests``
-    (``Digest``) and ``odd_range_values`` (``repr`` strings of ``--range_by``
-    field values that are present but not numbers; such documents get range key
+    (``Digest``, one per file), ``ranges`` (``ScannedRange``, one per byte range
+    of a split file; empty when no file splits) and ``odd_range_values``
+    (``repr`` strings of ``--range_by`` field values that are present but not numbers; such documents get range key
     ``null``, and ``transforms.processing.partition.NumericFieldGate`` fails the run on them).
 
     Parquet files (``.parquet``) are scanned in units of row groups
@@ -310,32 +315,37 @@ class ScanJsonl(ReadJsonl):
                                     **options))
                 .with_output_types(List[DocRef])
                 .with_outputs(*tags[1:], main="refs"))
+        ranges = None
         if splits:  # large JSON Lines files: byte ranges (transforms.processing.splits)
             from transforms.processing.unit_scan import (
                 UNIT_DIGESTS_TAG, ScanJsonlRange, count_unit_lines)
             from transforms.processing.splits import combine_digests
-            ranges = pbegin | "ListRanges" >> beam.Create([
+            units = pbegin | "ListRanges" >> beam.Create([
                 (i, self.paths[i], start, end, parts[-1][1])
                 for i, parts in sorted(splits.items()) for start, end in parts])
-            counts = ranges | "CountLines" >> beam.Map(count_unit_lines)
-            scanned = ranges | "ScanRanges" >> beam.ParDo(
+            counts = units | "CountLines" >> beam.Map(count_unit_lines)
+            scanned = units | "ScanRanges" >> beam.ParDo(
                 ScanJsonlRange(self.id_field, self.text_field, self.spec, self.bounds,
                                **options), beam.pvalue.AsDict(counts)
             ).with_output_types(List[DocRef]).with_outputs(
                 *tags[1:], UNIT_DIGESTS_TAG, main="refs")
+            ranges = scanned[UNIT_DIGESTS_TAG]
             digests = (
-                scanned[UNIT_DIGESTS_TAG]
-                | "RangesByFile" >> beam.GroupByKey()
+                ranges
+                | "RangesByFile" >> beam.Map(lambda r: (r.file, (r.start, r.digest)))
+                | "GroupRangesByFile" >> beam.GroupByKey()
                 | "FileDigests" >> beam.MapTuple(lambda index, parts: Digest(
                     index, combine_digests([h for _, h in sorted(parts)]))))
             outputs.append({"refs": scanned.refs, DEAD_LETTER_TAG: scanned[DEAD_LETTER_TAG],
                             DIGESTS_TAG: digests, ODD_RANGE_TAG: scanned[ODD_RANGE_TAG],
                             FILTERED_TAG: scanned[FILTERED_TAG],
                             FILTERED_COUNT_TAG: scanned[FILTERED_COUNT_TAG]})
+        if ranges is None:
+            ranges = pbegin | "NoRanges" >> beam.Create([]).with_output_types(ScannedRange)
         if len(outputs) == 1:
-            return {tag: outputs[0][tag] for tag in tags}
-        return {tag: [out[tag] for out in outputs] | f"All_{tag}" >> beam.Flatten()
-                for tag in tags}
+            return {**{tag: outputs[0][tag] for tag in tags}, RANGES_TAG: ranges}
+        return {**{tag: [out[tag] for out in outputs] | f"All_{tag}" >> beam.Flatten()
+                   for tag in tags}, RANGES_TAG: ranges}
 
 
 # ---------------------------------------------------------------- pass 2: materialise
@@ -343,38 +353,75 @@ class ScanJsonl(ReadJsonl):
 MARKERS = -1  # the "file" that carries AssignBalancedShards' every-shard markers
 
 
-def _picks_by_file(assigned):
-    """``(shard, [ShardRecord])`` -> ``(file index, Packed([Pick]))`` per file (packed:
-    the grouping by file carries every kept document).
+class _RangeOfLine:
+    """Which byte range of a split file owns a line: ``{file: (first lines, starts)}``
+    from the ``ScannedRange``s (ranges owning no line left out)."""
 
-    A marker ``(shard, None)`` goes to MARKERS and comes out of ExtractRuns as
-    it came in, so the writer's GroupByKey is fed by one stage, not a Flatten.
+    def __init__(self, ranges):
+        by_file: dict = {}
+        for r in sorted(ranges, key=lambda r: (r.file, r.start)):
+            if r.lines:
+                firsts, starts = by_file.setdefault(r.file, ([], []))
+                firsts.append(r.first_line)
+                starts.append(r.start)
+        self.by_file = by_file
+
+    def start(self, file: int, line: int) -> int:
+        """Byte offset of the range owning ``line`` of ``file`` (0: a file not split)."""
+        found = self.by_file.get(file)
+        if found is None:
+            return 0
+        firsts, starts = found
+        return starts[bisect.bisect_right(firsts, line) - 1]
+
+
+class _PicksByUnit(beam.DoFn):
+    """``(shard, [ShardRecord])`` -> ``((file index, start), Packed([Pick]))`` per unit
+    of pass 2: a whole file (start 0), or a byte range of a split file, whose
+    start byte ``ranges`` (a side input of ``ScannedRange``) tells (packed: the
+    grouping carries every kept document).
+
+    A marker ``(shard, None)`` goes to ``(MARKERS, 0)`` and comes out of
+    ExtractRuns as it came in, so the writer's GroupByKey is fed by one stage,
+    not a Flatten.
     """
-    shard, records = assigned
-    if records is None:
-        return [(MARKERS, [shard])]
-    files: dict = {}
-    for _, order, doc_id, ref in records:
-        files.setdefault(ref.file, []).append(
-            Pick(ref.line, ref.size, ref.reparse, order, doc_id, shard,
-                 ref.redacted, ref.lang, ref.lang_score))
-    return [(index, pack(picks)) for index, picks in files.items()]
+
+    def start_bundle(self):
+        self.lookup = None
+
+    def process(self, assigned, ranges):
+        shard, records = assigned
+        if records is None:
+            yield (MARKERS, 0), [shard]
+            return
+        if self.lookup is None:
+            self.lookup = _RangeOfLine(ranges)
+        units: dict = {}
+        for _, order, doc_id, ref in records:
+            units.setdefault((ref.file, self.lookup.start(ref.file, ref.line)), []).append(
+                Pick(ref.line, ref.size, ref.reparse, order, doc_id, shard,
+                     ref.redacted, ref.lang, ref.lang_score))
+        for unit, picks in units.items():
+            yield unit, pack(picks)
 
 
 class _ExtractRuns(beam.DoFn):
-    """``(file index, [Packed([Pick]) or [Pick]])`` -> the file's kept lines as runs
-    per shard.
+    """``((file index, start), [Packed([Pick]) or [Pick]])`` -> the unit's kept lines
+    as runs per shard.  A unit is a whole file (start 0), or for a split file the
+    byte range starting at ``start`` (``ranges``: ``{(file index, start):
+    ScannedRange}``), read with a ``RangeReader`` from its own first line number
+    and checked against its own digest, so a split file is re-read by as many
+    tasks as it has ranges holding a kept line.
 
-    Holds the file's picks (about 100 bytes per kept line of that file) and at
-    most ``run_bytes`` of lines before writing them out.
+    Holds the unit's picks (about 100 bytes per kept line of the file or range)
+    and at most ``run_bytes`` of lines before writing them out.
     """
 
     def __init__(self, paths: list[str], id_field: str, text_field: str, spill_dir: str,
                  run_bytes: int, by_order: bool,
-                 max_line_bytes: int | None = MAX_LINE_BYTES, filters=None, splits=None):
+                 max_line_bytes: int | None = MAX_LINE_BYTES, filters=None):
         self.filters = filters  # FilterStage: redact() for refs flagged redacted
         self.paths = paths
-        self.splits = splits or {}
         self.spill_dir = spill_dir
         self.id_field = id_field
         self.text_field = text_field
@@ -382,9 +429,10 @@ class _ExtractRuns(beam.DoFn):
         self.by_order = by_order
         self.max_line_bytes = max_line_bytes
         self.rereads = Metrics.counter(NAMESPACE, "files_reread")
+        self.range_rereads = Metrics.counter(NAMESPACE, "ranges_reread")
 
-    def process(self, grouped, digests, _after):
-        index, parts = grouped
+    def process(self, grouped, digests, ranges, _after):
+        (index, start), parts = grouped
         if index == MARKERS:
             for part in parts:
                 yield part[0], None
@@ -393,15 +441,23 @@ class _ExtractRuns(beam.DoFn):
         picks = iter(sorted(pick for part in parts for pick in unpack(part)))
         pick = next(picks, None)
         parquet = is_parquet(path)
-        digest = (_KnownDigest() if parquet else SplitDigest(self.splits[index])
-                  if index in self.splits else xxhash.xxh3_64())
+        scanned = ranges.get((index, start))
+        if scanned is not None:   # a byte range of a split file
+            opened, first_line, prefix = (RangeReader(path, scanned.start, scanned.end),
+                                          scanned.first_line, f"file{index:05d}-at{start}")
+            digest, expected = None, scanned.digest
+        else:
+            opened = _NullContext() if parquet else open_text_stream(path)
+            first_line, prefix = 1, f"file{index:05d}"
+            digest = _KnownDigest() if parquet else xxhash.xxh3_64()
+            expected = digests[index]
         buffers: dict = {}
         buffered = flushes = 0
-        with _NullContext() if parquet else open_text_stream(path) as stream:
+        with opened as stream:
             source = (self._parquet_lines(path, sorted({p.line for part in parts for p in unpack(part)}),
                                           digest) if parquet
                       else numbered_lines(stream, digest,  # to the end: digest
-                                          self.max_line_bytes))
+                                          self.max_line_bytes, first_line))
             for line_no, raw in source:
                 if pick is None or line_no != pick.line:
                     continue
@@ -413,16 +469,17 @@ class _ExtractRuns(beam.DoFn):
                 buffers.setdefault(pick.shard, []).append((pick.order, pick.id, line))
                 buffered += pick.size
                 if buffered >= self.run_bytes:
-                    yield from self._flush(buffers, index, flushes)
+                    yield from self._flush(buffers, prefix, flushes)
                     buffers, buffered, flushes = {}, 0, flushes + 1
                 pick = next(picks, None)
                 if pick is not None and pick.line == line_no:
                     raise InputChanged(f"{path}: line {line_no} picked twice")
-        if pick is not None or digest.hexdigest() != digests[index]:
+        got = (stream.digest if scanned is not None else digest).hexdigest()
+        if pick is not None or got != expected:
             raise InputChanged(f"{path} changed while the job was reading it; rerun on "
                                "stable input")
-        self.rereads.inc()
-        yield from self._flush(buffers, index, flushes)
+        (self.range_rereads if scanned is not None else self.rereads).inc()
+        yield from self._flush(buffers, prefix, flushes)
 
     def _parquet_lines(self, path, lines, digest):
         """Pass 2 of a Parquet file: its picked rows as JSON lines; the footer digest."""
@@ -437,9 +494,8 @@ class _ExtractRuns(beam.DoFn):
             raise InputChanged(f"{path}: a picked row changed since the first read "
                                f"({err})") from None
 
-    def _flush(self, buffers, index, flushes):
-        return _write_runs(buffers, self.spill_dir, f"file{index:05d}-run{flushes}",
-                           self.by_order)
+    def _flush(self, buffers, prefix, flushes):
+        return _write_runs(buffers, self.spill_dir, f"{prefix}-run{flushes}", self.by_order)
 
     def _edited(self, path, line_no, line, pick) -> bytes:
         """The filter stage's edits again (``stored_line``): redaction, language."""
@@ -479,20 +535,23 @@ class _NullContext:
 
 
 class ResolveRuns(beam.PTransform):
-    """Shard-assigned records -> ``(shard, Run)``, one re-read per file.
+    """Shard-assigned records -> ``(shard, Run)``, one re-read per file, or per byte
+    range of a split file.
 
     Input: ``(shard, [ShardRecord])`` lists and ``(shard, None)`` markers
     (passed through) from ``AssignBalancedShards``, each record's payload a
-    ``DocRef``; ``scan`` is the ``ScanJsonl`` that made the refs, ``digests``
-    its digest output; runs are written under ``spill_dir`` (give each job its
-    own, on storage every worker sees).  ``by_order``: runs sort by the
-    records' order key first (range-partitioned stores), else by id.  Runs are
-    written only after ``after`` (a PCollection, optional) is complete: e.g.
-    once near-dedup's spills are deleted, so the two never take disk together.
+    ``DocRef``; ``scan`` is the ``ScanJsonl`` that made the refs, ``scanned``
+    its output dict (``digests`` and ``ranges`` are used); runs are written
+    under ``spill_dir`` (give each job its own, on storage every worker sees).
+    ``by_order``: runs sort by the records' order key first (range-partitioned
+    stores), else by id.  Runs are written only after ``after`` (a
+    PCollection, optional) is complete: e.g. once near-dedup's spills are
+    deleted, so the two never take disk together.  A file or range holding no
+    kept line is not re-read (nor its digest checked again).
     """
 
-    def __init__(self, scan: ScanJsonl, digests, spill_dir: str, run_bytes: int = RUN_BYTES,
-                 by_order: bool = False, after=None):
+    def __init__(self, scan: ScanJsonl, scanned: dict, spill_dir: str,
+                 run_bytes: int = RUN_BYTES, by_order: bool = False, after=None):
         super().__init__()
         self.spill_dir = spill_dir
         self.paths = scan.paths
@@ -500,23 +559,25 @@ class ResolveRuns(beam.PTransform):
         self.text_field = scan.text_field
         self.max_line_bytes = scan.max_line_bytes
         self.filters = scan.spec.filters
-        self.splits = scan.splits
-        self.digests = digests
+        self.digests = scanned[DIGESTS_TAG]
+        self.ranges = scanned[RANGES_TAG]
         self.run_bytes = run_bytes
         self.by_order = by_order
         self.after = after
 
     def expand(self, assigned):
         digests = self.digests | "DigestPairs" >> beam.Map(tuple)
+        ranges = self.ranges | "RangesByStart" >> beam.Map(lambda r: ((r.file, r.start), r))
         after = self.after
         if after is None:
             after = assigned.pipeline | "NothingBefore" >> beam.Create([])
         return (
             assigned
-            | "PicksByFile" >> beam.FlatMap(_picks_by_file)
-            | "GroupByFile" >> beam.GroupByKey()
+            | "PicksByUnit" >> beam.ParDo(_PicksByUnit(), beam.pvalue.AsList(self.ranges))
+            | "GroupByUnit" >> beam.GroupByKey()
             | "ExtractRuns" >> beam.ParDo(
                 _ExtractRuns(self.paths, self.id_field, self.text_field, self.spill_dir,
                              self.run_bytes, self.by_order, self.max_line_bytes,
-                             self.filters, self.splits),
-                beam.pvalue.AsDict(digests), beam.pvalue.AsList(after)))
+                             self.filters),
+                beam.pvalue.AsDict(digests), beam.pvalue.AsDict(ranges),
+                beam.pvalue.AsList(after)))

@@ -16,11 +16,18 @@ parsing), and a range's first line number is one plus the counts of the ranges
 before it.  (Refs addressed by byte offset would spare that pass but change
 what ``line`` means in refs, dead letters and default ids.)
 
-**Digest.**  Each range hashes exactly its bytes ``[start, end)`` (xxh3-64);
-the file's digest is xxh3-64 of the ranges' hex digests joined by commas
-(``combine_digests``).  Pass 2 reads the file once, start to end, and computes
-the same value (``SplitDigest``), so a file that changed in between still
-fails the run.  (For an unsplit file the digest stays xxh3-64 of its bytes.)
+**Pass 2.**  The re-read that copies kept lines into shard runs
+(``transforms.processing.refs.ResolveRuns``) goes by the same ranges: a
+kept line belongs to the range whose line numbers hold it (the scan's
+``ScannedRange`` records: start, end, first line, lines, digest), and each
+range holding a kept line is one task, a ``RangeReader`` from its first line
+number.  So neither pass reads a split file in one task.
+
+**Digest.**  Each range hashes exactly its bytes ``[start, end)`` (xxh3-64),
+in pass 1 and again in pass 2, which compares the two per range: a range that
+changed in between fails the run.  The file's lineage digest is xxh3-64 of
+the ranges' hex digests joined by commas (``combine_digests``).  (For an
+unsplit file the digest stays xxh3-64 of its bytes.)
 """
 import xxhash
 from apache_beam.io.filesystem import CompressionTypes
@@ -143,22 +150,3 @@ class RangeReader:
 def combine_digests(hexes: list[str]) -> str:
     """A split file's digest from its ranges' digests, in range order."""
     return xxhash.xxh3_64(",".join(hexes).encode()).hexdigest()
-
-
-class SplitDigest:
-    """The digest of a split file, fed its bytes from the start (pass 2)."""
-
-    def __init__(self, ranges: list[tuple[int, int]]):
-        self.ranges = ranges
-        self.hashes = [xxhash.xxh3_64() for _ in ranges]
-        self.pos = 0
-
-    def update(self, data: bytes) -> None:
-        first, self.pos = self.pos, self.pos + len(data)
-        for (start, end), digest in zip(self.ranges, self.hashes):
-            lo, hi = max(start, first), min(end, self.pos)
-            if hi > lo:
-                digest.update(data[lo - first:hi - first])
-
-    def hexdigest(self) -> str:
-        return combine_digests([h.hexdigest() for h in self.hashes])

@@ -7,6 +7,8 @@ so the modules do not import each other.
 """
 import apache_beam as beam
 
+from transforms.core.records import ScannedRange
+
 from transforms.processing.parquet import ParquetSource, unit_digest, unit_documents
 from transforms.processing.refs import _ScanFile
 from transforms.processing.splits import RangeReader, count_lines
@@ -41,7 +43,8 @@ def count_unit_lines(unit):
 class ScanJsonlRange(_ScanFile):
     """``(file index, path, start, end, size)`` -> batches of ``DocRef`` for the lines
     starting in ``[start, end)``, numbered exactly (``counts``: lines per range, a
-    side input); its range digest to ``unit_digests`` as ``(file index, (start, hex))``."""
+    side input ``{(file index, start): lines}``); the range as read, a
+    ``ScannedRange`` with its digest, to ``unit_digests``."""
 
     def process(self, unit, counts):
         index, path, start, end, _ = unit
@@ -49,5 +52,5 @@ class ScanJsonlRange(_ScanFile):
         reader = RangeReader(path, start, end)
         yield from self.scan(index, path, self.documents(path, None, reader, first_line),
                              part=len([1 for (i, s) in counts if i == index and s < start]))
-        yield beam.pvalue.TaggedOutput(UNIT_DIGESTS_TAG,
-                                       (index, (start, reader.digest.hexdigest())))
+        yield beam.pvalue.TaggedOutput(UNIT_DIGESTS_TAG, ScannedRange(
+            index, start, end, first_line, counts[(index, start)], reader.digest.hexdigest()))
