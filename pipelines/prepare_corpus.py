@@ -252,29 +252,38 @@ def run(argv=None) -> dict:
     clock = RunClock()
     directories = config.store_dirs
     codec, report_choice, manifest_choice = choose_text_codec(args)
-    config = dataclasses.replace(config, codec=codec, codec_choice=manifest_choice)
+    # workers outside this process send their live totals here (progress display only)
+    receiver = progress.live_receiver(options)
+    config = dataclasses.replace(config, codec=codec, codec_choice=manifest_choice,
+                                 live_counters=receiver and receiver.address)
 
     progress.apply_log_level(args.log_level, options)
     inputs = input_lineage(corpus_paths(args.input))
     compressed = any(f["path"].lower().endswith((".gz", ".zst", ".zstd", ".lz4", ".bz2", ".xz",
                                                  ".parquet"))
                      for f in inputs)
-    pipeline = beam.Pipeline(options=options)
-    # building checks the inputs and reads the generation the commit will replace
-    pipeline | "PrepareCorpus" >> PrepareCorpus(config)
-    with DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock):
-        _delete_leftovers(directories[0])
-        try:
-            result = progress.run_pipeline(
-                pipeline, job="prepare_corpus", log_level=args.log_level,
-                total_bytes=None if compressed else sum(f["bytes"] or 0 for f in inputs),
-                cleanup=lambda: progress.delete_temporaries(directories))
-        except BaseException:
-            # a failed run leaves no shard that the committed generation does not use
-            discard_failed_run([r.uri for r in roots], args.dataset)
-            raise
-        finally:
-            _delete_spills(directories[0])
+    try:
+        pipeline = beam.Pipeline(options=options)
+        # building checks the inputs and reads the generation the commit will replace
+        pipeline | "PrepareCorpus" >> PrepareCorpus(config)
+        with DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock):
+            _delete_leftovers(directories[0])
+            try:
+                result = progress.run_pipeline(
+                    pipeline, job="prepare_corpus", log_level=args.log_level,
+                    total_bytes=None if compressed else sum(f["bytes"] or 0 for f in inputs),
+                    cleanup=lambda: progress.delete_temporaries(directories),
+                    receiver=receiver)
+            except BaseException:
+                # a failed run leaves no shard that the committed generation does not use
+                discard_failed_run([r.uri for r in roots], args.dataset)
+                raise
+            finally:
+                _delete_spills(directories[0])
+
+    finally:
+        if receiver is not None:
+            receiver.close()
 
     values = counters(result)
     extra_metrics = {"distributions": distributions(result)}

@@ -14,8 +14,13 @@ Where the numbers come from, per runner:
   a running PipelineResult; its job service is asked for the job's metrics
   (``GetJobMetrics``) every interval, afresh (``PipelineResult.metrics()``
   caches its first answer), and the attempted values of our counters are shown.
-  Prism answers while the job runs; Flink's job server (batch) only once it is
-  done, so there the display shows elapsed time until the end.
+  Prism answers while the job runs; Flink's and Spark's job servers (batch)
+  only once the job is done.  So the SDK workers' own live counters are read
+  too (``transforms.processing.live``): in this process with LOOPBACK
+  (flink_local, spark_local), through a ``live.Receiver`` (UDP) the scan's
+  workers send to with EXTERNAL/DOCKER/PROCESS (flink_cluster, spark_cluster).
+  Where no worker reaches the receiver, the display shows the job state
+  (STARTING, RUNNING) until the end.
 - DirectRunner (FnApiRunner): ``pipeline.run()`` only returns when the job is
   done, and it has no metrics API while running.  The run goes to a thread and
   every finished bundle's counters (the same monitoring infos the final result
@@ -46,6 +51,7 @@ import time
 from dataclasses import dataclass
 
 
+from transforms.processing import live
 from transforms.processing.runner_guards import guard_pipeline
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -121,8 +127,7 @@ def stage_label(step: str) -> str:
     return parts[0]
 
 
-def _counter_name(namespace: str, name: str) -> str | None:
-    return f"{namespace[len(PREFIX):]}/{name}" if namespace.startswith(PREFIX) else None
+_counter_name = live.counter_name
 
 
 @contextlib.contextmanager
@@ -155,108 +160,21 @@ def direct_runner_tap(tally: Tally):
         fn_runner.BundleManager.process_bundle = original
 
 
-def _user_counters(infos) -> "iter[tuple[str, int, str]]":
-    """``(name, value, step)`` of our user counters among monitoring infos."""
-    from apache_beam.metrics import monitoring_infos
-    for info in infos:
-        if info.urn != monitoring_infos.USER_COUNTER_URN:
-            continue
-        name = _counter_name(info.labels.get("NAMESPACE", ""), info.labels.get("NAME", ""))
-        if name:
-            yield name, int(monitoring_infos.extract_counter_value(info)), \
-                info.labels.get("PTRANSFORM", "")
-
-
-class WorkerTap:
-    """Live user counters of the SDK workers running in this process.
-
-    With ``environment_type: LOOPBACK`` (flink_local, spark_local, prism) the
-    runner sends every bundle to an SDK harness inside the submitting process.
-    The tap adds each finished bundle's counters up (a wrapper around
-    ``SdkWorker.process_bundle``, installed for the run only) and, at each
-    ``read()``, adds the counters of the bundles still running, read from
-    their ``BundleProcessor.monitoring_infos()`` as the harness does to answer
-    a runner's ``ProcessBundleProgressRequest``.  So the numbers move while a
-    bundle runs, even where the runner's job server reports metrics only at
-    the end (Flink's and Spark's portable job servers in batch: their
-    ``GetJobMetrics`` answers once the job is done).  Workers in other
-    processes (``EXTERNAL``, ``DOCKER``, ``PROCESS``: flink_cluster,
-    spark_cluster) are out of its reach; see ``flink_rest_progress``.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._finished: dict[str, int] = {}
-        self._workers: list = []   # weak references to live SdkWorkers
-        self._stage: str | None = None
-        self._last: dict[tuple, int] = {}
-        self._high: dict[str, int] = {}
-
-    @contextlib.contextmanager
-    def installed(self):
-        try:
-            from apache_beam.runners.worker import sdk_worker
-            cls = sdk_worker.SdkWorker
-            original_init, original_process = cls.__init__, cls.process_bundle
-        except (ImportError, AttributeError):  # pragma: no cover - another Beam layout
-            yield self
-            return
-        import weakref
-        tap = self
-
-        def __init__(worker, *args, **kwargs):
-            original_init(worker, *args, **kwargs)
-            with tap._lock:
-                tap._workers.append(weakref.ref(worker))
-
-        def process_bundle(worker, request, instruction_id):
-            response = original_process(worker, request, instruction_id)
-            with tap._lock:
-                for name, value, step in _user_counters(
-                        response.process_bundle.monitoring_infos):
-                    tap._finished[name] = tap._finished.get(name, 0) + value
-                    if value and step:
-                        tap._stage = stage_label(step)
-            return response
-
-        cls.__init__, cls.process_bundle = __init__, process_bundle
-        try:
-            yield self
-        finally:
-            cls.__init__, cls.process_bundle = original_init, original_process
-
-    def read(self) -> tuple[dict[str, int], str | None]:
-        """``(counter totals, stage)``: finished bundles plus the running ones; the
-        stage is the step whose running counters grew since the last read, else
-        the step of the last finished bundle that counted something."""
-        with self._lock:
-            totals = dict(self._finished)
-            stage = self._stage
-            workers = [w() for w in self._workers]
-        moved = None
-        current = {}
-        for worker in workers:
-            if worker is None:
-                continue
-            cache = worker.bundle_processor_cache
-            for instruction, (_, processor) in list(cache.active_bundle_processors.items()):
-                try:
-                    infos = processor.monitoring_infos()
-                except Exception:  # noqa: BLE001 - a bundle ending under our feet
-                    continue
-                for name, value, step in _user_counters(infos):
-                    totals[name] = totals.get(name, 0) + value
-                    key = (instruction, step, name)
-                    current[key] = value
-                    if value != self._last.get(key, 0) and step:
-                        moved = step
-        self._last = current
-        # A bundle between its processor's release and our adding it up is in neither
-        # sum for a moment: counters only grow, so show the highest total seen.
-        for name, value in self._high.items():
-            totals[name] = max(totals.get(name, 0), value)
-        self._high = dict(totals)
-        return totals, stage_label(moved) if moved else stage
+def live_receiver(options):
+    """A ``live.Receiver`` for a run whose SDK workers run outside this process
+    (``environment_type`` EXTERNAL, DOCKER or PROCESS on a portable runner), else None
+    (Direct's bundle tap and LOOPBACK's in-process ``CounterTap`` see them)."""
+    from apache_beam.options.pipeline_options import PortableOptions, StandardOptions
+    if options is None:
+        return None
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    if name in ("DirectRunner", "BundleBasedDirectRunner", "FnApiRunner", "SwitchingDirectRunner"):
+        return None
+    environment = (options.view_as(PortableOptions).environment_type or "").upper()
+    if environment in ("", "LOOPBACK", "BEAM:ENV:EMBEDDED:V1"):
+        return None
+    return live.Receiver()
 
 
 def poll_job_metrics(result, tally: Tally, previous: dict) -> dict:
@@ -447,13 +365,16 @@ def _is_direct(pipeline) -> bool:
 
 def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=None,
                  log_level: str = "warning", docs_counter: str = DOCS,
-                 bytes_counter: str = BYTES, unit: str = "documents", stream=None):
+                 bytes_counter: str = BYTES, unit: str = "documents", stream=None,
+                 receiver=None):
     """Run ``pipeline`` to the end with a progress display; returns the PipelineResult.
 
     ``total_bytes``: the input's size, for the percentage and ETA (None: unknown).
     ``docs_counter`` / ``bytes_counter``: the counters shown (``namespace/name``
     without ``dataprep.``), ``unit`` what the first one counts.
     ``cleanup``: called (no arguments) after a Ctrl-C, to delete temporary files.
+    ``receiver``: the ``live.Receiver`` whose address the job's workers send their
+    live totals to (``live_receiver(options)``; closed here), or None.
     Raises what the run raises (after the display is closed), ``Interrupted``
     after Ctrl-C.  A failed run's exception gets the log file's path as a note.
     """
@@ -465,7 +386,8 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
         display = make_display(job, stream or real_stderr, total_bytes, unit)
         status = "failed"
         try:
-            result = _run(pipeline, tally, display, started, docs_counter, bytes_counter)
+            result = _run(pipeline, tally, display, started, docs_counter, bytes_counter,
+                          receiver)
             status = "done"
             return result
         except KeyboardInterrupt:
@@ -483,9 +405,11 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
                           time.monotonic() - started, status)
             if log_path and status in ("done", "interrupted"):
                 os.unlink(log_path)
+            if receiver is not None:
+                receiver.close()
 
 
-def _run(pipeline, tally, display, started, docs, nbytes):
+def _run(pipeline, tally, display, started, docs, nbytes, receiver=None):
     from apache_beam.runners.runner import PipelineState
 
     def show():
@@ -516,7 +440,7 @@ def _run(pipeline, tally, display, started, docs, nbytes):
             raise box["error"]
         result = box["result"]
     else:
-        tap = WorkerTap()
+        tap = live.CounterTap()
         with tap.installed():
             result = pipeline.run()
             previous = {}
@@ -529,7 +453,11 @@ def _run(pipeline, tally, display, started, docs, nbytes):
                         previous = poll_job_metrics(result, tally, previous)
                     except Exception:  # noqa: BLE001 - a job server without metrics mid-run
                         pass
-                    tally.merge_max(*tap.read())
+                    totals, step = tap.read()
+                    tally.merge_max(totals, stage_label(step) if step else None)
+                    if receiver is not None:
+                        totals, step = receiver.read()
+                        tally.merge_max(totals, stage_label(step) if step else None)
                     show()
                     time.sleep(interval)
             except KeyboardInterrupt:
