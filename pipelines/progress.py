@@ -219,6 +219,16 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def rate_and_eta(snap: Snapshot, elapsed: float, total_bytes: int | None) -> tuple[float, float | None]:
+    """Bytes read per second of the whole run so far, and the seconds left to read the
+    rest at that rate (None: total unknown, nothing read yet, or all read: the ETA is
+    of the read, the stages after it are not estimated)."""
+    rate = snap.bytes / elapsed if elapsed > 0 else 0.0
+    if total_bytes and rate > 0 and snap.bytes < total_bytes:
+        return rate, (total_bytes - snap.bytes) / rate
+    return rate, None
+
+
 def plain_line(job: str, snap: Snapshot, elapsed: float, total_bytes: int | None,
                unit: str = "documents") -> str:
     """One line of the non-terminal display, e.g.
@@ -226,15 +236,15 @@ def plain_line(job: str, snap: Snapshot, elapsed: float, total_bytes: int | None
     rate=102.4 KiB/s eta=0:00:36``."""
     parts = [job, _clock(elapsed), f"stage={snap.stage or 'starting'}",
              f"{unit}={snap.documents:,}"]
-    rate = snap.bytes / elapsed if elapsed > 0 else 0.0
+    rate, eta = rate_and_eta(snap, elapsed, total_bytes)
     if total_bytes:
         share = min(snap.bytes / total_bytes, 1.0)
         parts.append(f"read={_human(snap.bytes)}/{_human(total_bytes)} ({share:.0%})")
     else:
         parts.append(f"read={_human(snap.bytes)}")
     parts.append(f"rate={_human(rate)}/s")
-    if total_bytes and rate > 0 and snap.bytes < total_bytes:
-        parts.append(f"eta={_clock((total_bytes - snap.bytes) / rate)}")
+    if eta is not None:
+        parts.append(f"eta={_clock(eta)}")
     return " ".join(parts)
 
 
@@ -258,34 +268,39 @@ class PlainDisplay:
 
 
 class RichDisplay:
-    """A ``rich`` progress bar redrawn in place on a terminal."""
+    """A ``rich`` progress bar redrawn in place on a terminal: the same numbers as
+    ``plain_line`` (elapsed time of the run, not of the read; rate and ETA of the
+    read, as ``rate_and_eta``), e.g.
+    ``prepare_corpus ━━━━━━━━━━ 104.4/208.9 KiB 20.0 KiB/s 199 docs Read 0:00:05 eta 0:00:05``."""
 
     def __init__(self, job, stream, total_bytes, unit="documents"):
         from rich.console import Console
-        from rich.progress import (
-            BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
-            TimeRemainingColumn, TransferSpeedColumn)
-        self.job, self.stream, self.unit = job, stream, unit
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+        self.job, self.stream, self.unit, self.total = job, stream, unit, total_bytes
         self.console = Console(file=stream, force_terminal=True, highlight=False)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(),
             DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            TextColumn("{task.fields[rate]}"),
             TextColumn("{task.fields[documents]} " + ("docs" if unit == "documents" else unit)),
-            TextColumn("[cyan]{task.fields[stage]}"), TimeElapsedColumn(),
-            TimeRemainingColumn(), console=self.console, transient=False,
+            TextColumn("[cyan]{task.fields[stage]}"), TextColumn("{task.fields[elapsed]}"),
+            TextColumn("{task.fields[eta]}"), console=self.console, transient=False,
             refresh_per_second=4,
             # rich would otherwise print what goes to sys.stdout/stderr above the bar:
             # the job's stdout stays its own, and Python-level stderr (worker threads'
             # exceptions at a Flink stage's shutdown) stays in the run's log file
             redirect_stdout=False, redirect_stderr=False)
         self.task = self.progress.add_task(job, total=total_bytes or None, documents="0",
-                                           stage="starting")
+                                           stage="starting", rate="", elapsed=_clock(0),
+                                           eta="")
         self.progress.start()
 
     def update(self, snap: Snapshot, elapsed: float) -> None:
+        rate, eta = rate_and_eta(snap, elapsed, self.total)
         self.progress.update(self.task, completed=snap.bytes, documents=f"{snap.documents:,}",
-                             stage=snap.stage or "starting")
+                             stage=snap.stage or "starting", rate=f"{_human(rate)}/s",
+                             elapsed=_clock(elapsed),
+                             eta="" if eta is None else f"eta {_clock(eta)}")
 
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
         self.update(snap, elapsed)

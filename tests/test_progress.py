@@ -45,6 +45,32 @@ def test_plain_line_numbers():
         "job 0:00:00 stage=starting documents=0 read=0 B rate=0 B/s")
 
 
+def _bar_text(display):
+    import io
+
+    from rich.console import Console
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(display.progress.get_renderable())
+    return out.getvalue().strip()
+
+
+def test_rich_bar_shows_the_plain_lines_numbers_and_a_running_clock():
+    """The terminal bar's rate, ETA and clock are the plain line's: the clock is the
+    run's (it does not stop when every byte is read while later stages run), the ETA
+    is of the read and goes once all is read."""
+    import io
+    display = progress.RichDisplay("job", io.StringIO(), 4 << 20)
+    try:
+        display.update(progress.Snapshot(12_000, 1 << 20, "Read"), 10.0)
+        assert re.search(r"job .* 1\.0/4\.0 MiB 102\.4 KiB/s 12,000 docs Read 0:00:10 "
+                         r"eta 0:00:30$", _bar_text(display)), _bar_text(display)
+        display.update(progress.Snapshot(24_000, 4 << 20, "NearDedup"), 75.0)
+        assert re.search(r"job .* 4\.0/4\.0 MiB 54\.6 KiB/s 24,000 docs NearDedup 0:01:15$",
+                         _bar_text(display)), _bar_text(display)
+    finally:
+        display.progress.stop()
+
+
 def test_stage_label_of_direct_and_portable_step_names():
     assert progress.stage_label("Read/ParseLines/ParDo(_ReadJsonlFile)") == "Read"
     assert progress.stage_label(
@@ -240,6 +266,9 @@ def test_live_display_under_a_terminal(tmp_path):
     assert re.fullmatch(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read", last)
     assert "WARNING" not in screen and "INFO" not in screen and "Traceback" not in screen
     assert b"store: " in stdout
+    # where to look next: the page, named once the run is done
+    page = tmp_path / "a" / "corpus" / "_audit" / "run_report.html"
+    assert f"\nreport: {page}  (".encode() in stdout and page.exists()
 
 
 def test_plain_progress_lines_when_not_a_terminal(tmp_path, run_config):
