@@ -219,24 +219,40 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def rate_and_eta(snap: Snapshot, elapsed: float, total_bytes: int | None) -> tuple[float, float | None]:
-    """Bytes read per second of the whole run so far, and the seconds left to read the
-    rest at that rate (None: total unknown, nothing read yet, or all read: the ETA is
-    of the read, the stages after it are not estimated)."""
-    rate = snap.bytes / elapsed if elapsed > 0 else 0.0
+def rate_and_eta(snap: Snapshot, elapsed: float, total_bytes: int | None,
+                 read_elapsed: float | None = None) -> tuple[float, float | None]:
+    """The read rate, bytes per second from the start to ``read_elapsed`` (when the
+    bytes read last grew; default ``elapsed``), so it holds still once every byte is
+    read rather than decaying while later stages run; and the seconds left to read
+    the rest at that rate (None: total unknown, nothing read yet, or all read: the
+    ETA is of the read, the stages after it are not estimated)."""
+    until = elapsed if read_elapsed is None else read_elapsed
+    rate = snap.bytes / until if until > 0 else 0.0
     if total_bytes and rate > 0 and snap.bytes < total_bytes:
-        return rate, (total_bytes - snap.bytes) / rate
+        return rate, max(0.0, (total_bytes - snap.bytes) / rate - (elapsed - until))
     return rate, None
 
 
+class ReadClock:
+    """When the bytes read last grew, in a display's elapsed seconds."""
+
+    def __init__(self):
+        self.bytes, self.at = 0, 0.0
+
+    def __call__(self, snap: Snapshot, elapsed: float) -> float:
+        if snap.bytes != self.bytes:
+            self.bytes, self.at = snap.bytes, elapsed
+        return self.at
+
+
 def plain_line(job: str, snap: Snapshot, elapsed: float, total_bytes: int | None,
-               unit: str = "documents") -> str:
+               unit: str = "documents", read_elapsed: float | None = None) -> str:
     """One line of the non-terminal display, e.g.
     ``prepare_corpus 0:00:12 stage=Read documents=12,000 read=1.2 MiB/4.8 MiB (25%)
-    rate=102.4 KiB/s eta=0:00:36``."""
+    rate=102.4 KiB/s eta=0:00:36`` (rate and ETA: ``rate_and_eta``)."""
     parts = [job, _clock(elapsed), f"stage={snap.stage or 'starting'}",
              f"{unit}={snap.documents:,}"]
-    rate, eta = rate_and_eta(snap, elapsed, total_bytes)
+    rate, eta = rate_and_eta(snap, elapsed, total_bytes, read_elapsed)
     if total_bytes:
         share = min(snap.bytes / total_bytes, 1.0)
         parts.append(f"read={_human(snap.bytes)}/{_human(total_bytes)} ({share:.0%})")
@@ -254,11 +270,14 @@ class PlainDisplay:
     def __init__(self, job, stream, total_bytes, unit="documents", interval=PLAIN_INTERVAL):
         self.job, self.stream, self.total, self.unit = job, stream, total_bytes, unit
         self.interval, self._last = interval, None
+        self.read_clock = ReadClock()
 
     def update(self, snap: Snapshot, elapsed: float) -> None:
+        read_elapsed = self.read_clock(snap, elapsed)
         if self._last is None or elapsed - self._last >= self.interval:
             self._last = elapsed
-            self.stream.write(plain_line(self.job, snap, elapsed, self.total, self.unit) + "\n")
+            self.stream.write(plain_line(self.job, snap, elapsed, self.total, self.unit,
+                                         read_elapsed) + "\n")
             self.stream.flush()
 
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
@@ -277,6 +296,7 @@ class RichDisplay:
         from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
         self.job, self.stream, self.unit, self.total = job, stream, unit, total_bytes
+        self.read_clock = ReadClock()
         self.console = Console(file=stream, force_terminal=True, highlight=False)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(),
@@ -296,7 +316,7 @@ class RichDisplay:
         self.progress.start()
 
     def update(self, snap: Snapshot, elapsed: float) -> None:
-        rate, eta = rate_and_eta(snap, elapsed, self.total)
+        rate, eta = rate_and_eta(snap, elapsed, self.total, self.read_clock(snap, elapsed))
         self.progress.update(self.task, completed=snap.bytes, documents=f"{snap.documents:,}",
                              stage=snap.stage or "starting", rate=f"{_human(rate)}/s",
                              elapsed=_clock(elapsed),

@@ -41,6 +41,10 @@ def test_plain_line_numbers():
     assert progress.plain_line("job", snap, 10.0, 4 << 20) == (
         "job 0:00:10 stage=Read documents=12,000 read=1.0 MiB/4.0 MiB (25%) "
         "rate=102.4 KiB/s eta=0:00:30")
+    # counters last grew at 0:00:08: the rate is of those 8 s, the ETA less the 2 s since
+    assert progress.plain_line("job", snap, 10.0, 4 << 20, read_elapsed=8.0) == (
+        "job 0:00:10 stage=Read documents=12,000 read=1.0 MiB/4.0 MiB (25%) "
+        "rate=128.0 KiB/s eta=0:00:22")
     assert progress.plain_line("job", progress.Snapshot(0, 0, None), 0.0, None) == (
         "job 0:00:00 stage=starting documents=0 read=0 B rate=0 B/s")
 
@@ -64,8 +68,10 @@ def test_rich_bar_shows_the_plain_lines_numbers_and_a_running_clock():
         display.update(progress.Snapshot(12_000, 1 << 20, "Read"), 10.0)
         assert re.search(r"job .* 1\.0/4\.0 MiB 102\.4 KiB/s 12,000 docs Read 0:00:10 "
                          r"eta 0:00:30$", _bar_text(display)), _bar_text(display)
+        display.update(progress.Snapshot(24_000, 4 << 20, "Read"), 40.0)
+        # read done at 0:00:40; the rate holds (4 MiB / 40 s) while later stages run
         display.update(progress.Snapshot(24_000, 4 << 20, "NearDedup"), 75.0)
-        assert re.search(r"job .* 4\.0/4\.0 MiB 54\.6 KiB/s 24,000 docs NearDedup 0:01:15$",
+        assert re.search(r"job .* 4\.0/4\.0 MiB 102\.4 KiB/s 24,000 docs NearDedup 0:01:15$",
                          _bar_text(display)), _bar_text(display)
     finally:
         display.progress.stop()
