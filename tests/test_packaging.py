@@ -149,3 +149,13 @@ def test_the_command_runs_as_an_installed_script():
     assert proc.returncode == 2
     assert proc.stderr == ("dataprep prepare-corpus: error: unrecognized arguments: --repl\n"
                            "(see dataprep prepare-corpus --help)\n")
+
+
+def test_verify_store_of_no_store_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("pipelines.cli.INVOKED_AS", "dataprep verify-store")
+    with pytest.raises(SystemExit) as exit_info:
+        verify_store.main(["--store", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"dataprep verify-store: error: no readable manifest for {tmp_path / 'nowhere'}: "
+        f"{tmp_path / 'nowhere' / 'manifest.json'}: no manifest\n")
