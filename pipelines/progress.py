@@ -432,6 +432,9 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
             raise Interrupted(f"{job}: interrupted; the job was cancelled and its "
                               "temporary files deleted") from None
         except Exception as err:
+            hint = worker_pool_hint(pipeline.options, err)
+            if hint:
+                err.add_note(hint)
             if log_path:
                 err.add_note(f"full log: {log_path}")
             raise
@@ -442,6 +445,25 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
                 os.unlink(log_path)
             if receiver is not None:
                 receiver.close()
+
+
+def worker_pool_hint(options, err: BaseException) -> str | None:
+    """What to check when a run whose workers come from an EXTERNAL pool failed on a
+    refused connection (the runner found no pool at ``environment_config``)."""
+    from apache_beam.options.pipeline_options import PortableOptions
+    if options is None:
+        return None
+    portable = options.view_as(PortableOptions)
+    if (portable.environment_type or "").upper() != "EXTERNAL":
+        return None
+    text = str(err)
+    if "Connection refused" not in text and "ConnectException" not in text:
+        return None
+    address = portable.environment_config or "?"
+    port = address.rpartition(":")[2]
+    return (f"environment_type EXTERNAL: is an SDK worker pool running at {address}, as "
+            f"seen from the runner's workers? Start one there with: python -m "
+            f"apache_beam.runners.worker.worker_pool_main --service_port={port}")
 
 
 def _run(pipeline, tally, display, started, docs, nbytes, receiver=None):
@@ -498,6 +520,7 @@ def _run(pipeline, tally, display, started, docs, nbytes, receiver=None):
             except KeyboardInterrupt:
                 with contextlib.suppress(Exception):
                     result.cancel()
+                cancel_on_flink_cluster(pipeline.options, getattr(result, "_job_id", None))
                 raise
             result.wait_until_finish()
         _settle_job_metrics(result)
@@ -506,6 +529,53 @@ def _run(pipeline, tally, display, started, docs, nbytes, receiver=None):
     values = counters(result)
     tally.replace(values, None)
     return result
+
+
+FLINK_TERMINAL = ("FINISHED", "CANCELED", "FAILED")
+
+
+def cancel_on_flink_cluster(options, job_id: str | None, wait: float = 30.0) -> list[str]:
+    """Cancel the Flink job of Beam job ``job_id`` through the cluster's REST API
+    (``flink_master``), and wait up to ``wait`` s for it to end; returns the Flink
+    job ids cancelled.
+
+    Beam's Flink job server runs a job on a remote cluster by blocking in Flink's
+    client; its ``Cancel`` stops waiting but leaves the job running on the
+    cluster (seen with Beam 2.62's job server on Flink 1.19: still RUNNING
+    after the job server was gone), where it would keep writing after our
+    temporary files were deleted.  The Flink job's name is the Beam job id up
+    to its first ``_`` (``BeamApp-<user>-<time>-<hash>``).  Nothing is done for
+    an embedded Flink (``[local]``, ``[auto]``) or another runner.
+    """
+    import json
+    import urllib.request
+
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions
+    master = (options.view_as(FlinkRunnerOptions).flink_master or "") if options else ""
+    if not job_id or not master or master.startswith("["):
+        return []
+    base = master if "://" in master else f"http://{master}"
+    name = job_id.split("_", 1)[0]
+    cancelled = []
+    try:
+        with urllib.request.urlopen(f"{base}/jobs/overview", timeout=5) as r:
+            jobs = json.load(r)["jobs"]
+        for job in jobs:
+            if job.get("name") == name and job.get("state") not in FLINK_TERMINAL:
+                request = urllib.request.Request(f"{base}/jobs/{job['jid']}?mode=cancel",
+                                                 method="PATCH")
+                urllib.request.urlopen(request, timeout=5).close()
+                cancelled.append(job["jid"])
+        deadline = time.monotonic() + wait
+        for jid in cancelled:
+            while time.monotonic() < deadline:
+                with urllib.request.urlopen(f"{base}/jobs/{jid}", timeout=5) as r:
+                    if json.load(r).get("state") in FLINK_TERMINAL:
+                        break
+                time.sleep(0.5)
+    except (OSError, ValueError, KeyError):
+        pass   # not a Flink REST endpoint we can reach: Beam's cancel is all there is
+    return cancelled
 
 
 def _settle_job_metrics(result, reads: int = 10, pause: float = 0.2) -> None:

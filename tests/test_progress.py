@@ -372,3 +372,72 @@ def test_descendants_finds_children_and_grandchildren():
         os.kill(grandchild, signal.SIGTERM)
         child.kill()
         child.wait()
+
+
+def test_a_refused_worker_pool_gets_a_hint():
+    from apache_beam.options.pipeline_options import PipelineOptions
+    external = PipelineOptions(["--runner", "FlinkRunner", "--environment_type", "EXTERNAL",
+                                "--environment_config", "localhost:50000"])
+    refused = RuntimeError("Pipeline BeamApp-1 failed in state FAILED: java.net.ConnectException: "
+                           "finishConnect(..) failed: Connection refused")
+    assert progress.worker_pool_hint(external, refused) == (
+        "environment_type EXTERNAL: is an SDK worker pool running at localhost:50000, as seen "
+        "from the runner's workers? Start one there with: python -m "
+        "apache_beam.runners.worker.worker_pool_main --service_port=50000")
+    assert progress.worker_pool_hint(external, RuntimeError("disk full")) is None
+    loopback = PipelineOptions(["--runner", "FlinkRunner", "--environment_type", "LOOPBACK"])
+    assert progress.worker_pool_hint(loopback, refused) is None
+
+
+def test_ctrl_c_cancels_the_job_on_a_flink_cluster():
+    """Beam's job server leaves a remote Flink job running after Cancel: the job of the
+    interrupted run (its Beam job id's prefix) is cancelled through Flink's REST API,
+    and the run waits for it to end; other jobs are left alone."""
+    import http.server
+    import json
+    import threading
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    jobs = {"a1": {"jid": "a1", "name": "BeamApp-root-1-ab", "state": "RUNNING"},
+            "b2": {"jid": "b2", "name": "BeamApp-root-2-cd", "state": "RUNNING"},
+            "c3": {"jid": "c3", "name": "BeamApp-root-1-ab", "state": "FAILED"}}
+    patched = []
+
+    class Flink(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _send(self, body):
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.path == "/jobs/overview":
+                self._send({"jobs": list(jobs.values())})
+            else:
+                self._send(jobs[self.path.rsplit("/", 1)[1]])
+
+        def do_PATCH(self):
+            jid = self.path.split("/")[2].split("?")[0]
+            patched.append(self.path)
+            jobs[jid]["state"] = "CANCELED"
+            self._send({})
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        options = PipelineOptions(["--runner", "FlinkRunner",
+                                   f"--flink_master=127.0.0.1:{server.server_port}"])
+        assert progress.cancel_on_flink_cluster(options, "BeamApp-root-1-ab_9f8e-77") == ["a1"]
+        assert patched == ["/jobs/a1?mode=cancel"]
+        assert [j["state"] for j in jobs.values()] == ["CANCELED", "RUNNING", "FAILED"]
+        local = PipelineOptions(["--runner", "FlinkRunner", "--flink_master=[local]"])
+        assert progress.cancel_on_flink_cluster(local, "BeamApp-root-2-cd_1") == []
+        assert progress.cancel_on_flink_cluster(options, None) == []
+        assert patched == ["/jobs/a1?mode=cancel"]
+    finally:
+        server.shutdown()
