@@ -135,7 +135,8 @@ def expand_patterns(patterns: str | list[str], recognised=is_text_input,
     whose name passes ``recognised`` (default: ends in one of
     ``TEXT_EXTENSIONS``), hidden files and folders skipped; anything else is a
     glob (local: Python's ``glob`` with ``**``, relative patterns from the
-    working directory; remote: Beam's FileSystems).  An item that matches
+    working directory; remote: Beam's FileSystems).  Local paths come back
+    absolute.  An item that matches
     nothing raises ``FileNotFoundError`` naming it (an empty input is almost
     always a typo, and silently writing an empty dataset hides it); a
     directory without a recognised file, ``InputError``.
@@ -149,7 +150,9 @@ def expand_patterns(patterns: str | list[str], recognised=is_text_input,
         found = _expand_one(pattern, recognised, extensions)
         if not found:
             raise FileNotFoundError(f"input pattern matches no file: {pattern}")
-        paths.update(found)
+        # absolute, so workers started in another folder (a cluster's worker pool) and
+        # the manifest's lineage name the same files
+        paths.update(os.path.abspath(p) if "://" not in p else p for p in found)
     return sorted(paths)
 
 
