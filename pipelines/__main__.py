@@ -35,24 +35,35 @@ def subcommand(job: str) -> str:
     return job.replace("_", "-")
 
 
-def print_jobs() -> None:
+def print_jobs(out=None) -> None:
+    out = out or sys.stdout
     listed = jobs()
     width = max(len(subcommand(name)) for name, _ in listed)
-    print(f"jobs (run with: {COMMAND} <job> --help, or python -m pipelines.<job> --help):")
+    print(f"jobs (run with: {COMMAND} <job> --help, or python -m pipelines.<job> --help):",
+          file=out)
     for name, summary in listed:
-        print(f"  {subcommand(name):<{width}}  {summary}")
+        print(f"  {subcommand(name):<{width}}  {summary}", file=out)
+    print(f"  {'beam-options':<{width}}  Every Beam pipeline option a job accepts, with help.",
+          file=out)
 
 
 USAGE = (f"usage: {COMMAND} {{list,beam-options,<job>}} [FLAGS]   "
          f"({COMMAND} list shows the jobs; {COMMAND} --version)")
 
 
+SUMMARY = (f"{COMMAND}: prepare training data with Apache Beam (dedup, filters, compression, "
+           "a replicated sharded store)")
+
+
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip().splitlines()[0] + "\n\n" + USAGE)
-        print()
-        print_jobs()
+        # with no argument: the same text, as an error (exit 2), as argparse does
+        out = sys.stdout if argv else sys.stderr
+        print(SUMMARY + "\n\n" + USAGE + "\n", file=out)
+        print_jobs(out)
+        if not argv:
+            sys.exit(2)
         return
     first, rest = argv[0], argv[1:]
     if first == "--version":

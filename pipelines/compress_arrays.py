@@ -86,14 +86,15 @@ def prepare(args):
     return sources, blocks, block_rows, codec, report_choice, manifest_choice
 
 
-def build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec, manifest_choice):
+def build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec, manifest_choice,
+                   live_counters=None):
     extra = {"sources": [{"path": s["path"], "rows": s["rows"]} for s in sources],
              "map": args.map}
     if manifest_choice:
         extra["codec_choice"] = manifest_choice
     return (
         pipeline
-        | "Read" >> ReadNpyBlocks(sources, blocks, args.map)
+        | "Read" >> ReadNpyBlocks(sources, blocks, args.map, live_counters)
         | "Store" >> WriteArrayStore(roots, args.dataset, args.replication, codec,
                                      len(blocks), block_rows, extra))
 
@@ -117,15 +118,22 @@ def run(argv=None) -> dict:
     progress.apply_log_level(args.log_level, options)
     inputs = input_lineage([s["path"] for s in sources])
     directories = [dataset_dir(r.uri, args.dataset) for r in roots]
-    with DatasetLock(directories, job="compress_arrays", break_lock=args.break_lock):
-        pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec,
-                       manifest_choice)
-        result = progress.run_pipeline(
-            pipeline, job="compress_arrays", log_level=args.log_level,
-            docs_counter="arrays/rows_stored", bytes_counter="arrays/raw_bytes", unit="rows",
-            total_bytes=None if args.map else sum(f["bytes"] or 0 for f in inputs) or None,
-            cleanup=lambda: progress.delete_temporaries(directories))
+    # workers outside this process send their live totals here (progress display only)
+    receiver = progress.live_receiver(options)
+    try:
+        with DatasetLock(directories, job="compress_arrays", break_lock=args.break_lock):
+            pipeline = beam.Pipeline(options=options)
+            build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec,
+                           manifest_choice, receiver and receiver.address)
+            result = progress.run_pipeline(
+                pipeline, job="compress_arrays", log_level=args.log_level,
+                docs_counter="arrays/rows_stored", bytes_counter="arrays/raw_bytes",
+                unit="rows",
+                total_bytes=None if args.map else sum(f["bytes"] or 0 for f in inputs) or None,
+                cleanup=lambda: progress.delete_temporaries(directories), receiver=receiver)
+    finally:
+        if receiver is not None:
+            receiver.close()
 
     values = counters(result)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"

@@ -11,6 +11,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
 from pipelines import cli, near_dedup_options, progress
+from pipelines import run_config as run_configs
 from transforms.core.codecs import bytes_codec
 from transforms.prepare import SPILL_PREFIX, CorpusConfig, PrepareCorpus
 from transforms.processing.io import MAX_LINE_BYTES, probe_inputs
@@ -24,8 +25,8 @@ from transforms.reduction.near_dedup import cluster_histogram
 from transforms.storage.commit import discard_failed_run
 from transforms.storage.placement import Placement, parse_rules
 from transforms.storage.report import (
-    RunClock, build_report, counters, dead_letter_examples, distributions, input_lineage,
-    shard_sizes, summary_table, write_report)
+    REPORT_HTML, RunClock, build_report, counters, dead_letter_examples, distributions,
+    input_lineage, shard_sizes, summary_table, write_report)
 from transforms.storage.sharding import balance_rows
 from transforms.storage.spill import delete_spill
 from transforms.storage.store import (
@@ -39,8 +40,10 @@ def build_parser() -> cli.Parser:
     parser = cli.Parser("prepare_corpus", __doc__)
     io = parser.add_argument_group("input and output")
     io.add_argument("--input", default=SAMPLE,
-                    help="JSON Lines files: a path, a glob, or several comma-separated "
-                    "(.jsonl, .jsonl.gz, .jsonl.zst). Default: the bundled sample corpus")
+                    help="JSON Lines or Parquet inputs: a file, a directory (every .jsonl/"
+                    ".ndjson file under it), a glob, or several comma-separated; .jsonl and "
+                    ".ndjson plain or .gz, .zst, .lz4, .bz2, .xz, and .parquet. Default: the "
+                    "bundled sample corpus")
     cli.add_store_arguments(io, default_dataset="corpus")
     io.add_argument("--id_field", default="id", help="record id field (default: id)")
     io.add_argument("--text_field", default="text", help="text field (default: text)")
@@ -223,6 +226,21 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
     return pipeline | "PrepareCorpus" >> PrepareCorpus(config)
 
 
+def resolved_flags(args, codec: str, near_config) -> dict:
+    """The flags with the values the job computed for those left unset: the run config
+    file used, the codec used (also for ``--codec auto``), and near-dedup's
+    ``num_perm``, ``shingle_size``, bands and rows (the report's ``config``)."""
+    flags = dict(vars(args))
+    flags["run_config"] = run_configs.resolve(
+        args.run_config or run_configs.env_config() or "direct")
+    flags["codec"] = codec
+    if near_config is not None:
+        lsh = near_dedup_options.report_section(near_config)
+        flags.update(num_perm=lsh["num_perm"], shingle_size=lsh["shingle_size"],
+                     near_dedup_bands=lsh["bands"], near_dedup_rows=lsh["rows"])
+    return flags
+
+
 def run(argv=None) -> dict:
     """Run the job; returns the run report (raises on failure)."""
     cli.setup_logging()
@@ -252,29 +270,38 @@ def run(argv=None) -> dict:
     clock = RunClock()
     directories = config.store_dirs
     codec, report_choice, manifest_choice = choose_text_codec(args)
-    config = dataclasses.replace(config, codec=codec, codec_choice=manifest_choice)
+    # workers outside this process send their live totals here (progress display only)
+    receiver = progress.live_receiver(options)
+    config = dataclasses.replace(config, codec=codec, codec_choice=manifest_choice,
+                                 live_counters=receiver and receiver.address)
 
     progress.apply_log_level(args.log_level, options)
     inputs = input_lineage(corpus_paths(args.input))
     compressed = any(f["path"].lower().endswith((".gz", ".zst", ".zstd", ".lz4", ".bz2", ".xz",
                                                  ".parquet"))
                      for f in inputs)
-    pipeline = beam.Pipeline(options=options)
-    # building checks the inputs and reads the generation the commit will replace
-    pipeline | "PrepareCorpus" >> PrepareCorpus(config)
-    with DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock):
-        _delete_leftovers(directories[0])
-        try:
-            result = progress.run_pipeline(
-                pipeline, job="prepare_corpus", log_level=args.log_level,
-                total_bytes=None if compressed else sum(f["bytes"] or 0 for f in inputs),
-                cleanup=lambda: progress.delete_temporaries(directories))
-        except BaseException:
-            # a failed run leaves no shard that the committed generation does not use
-            discard_failed_run([r.uri for r in roots], args.dataset)
-            raise
-        finally:
-            _delete_spills(directories[0])
+    try:
+        pipeline = beam.Pipeline(options=options)
+        # building checks the inputs and reads the generation the commit will replace
+        pipeline | "PrepareCorpus" >> PrepareCorpus(config)
+        with DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock):
+            _delete_leftovers(directories[0])
+            try:
+                result = progress.run_pipeline(
+                    pipeline, job="prepare_corpus", log_level=args.log_level,
+                    total_bytes=None if compressed else sum(f["bytes"] or 0 for f in inputs),
+                    cleanup=lambda: progress.delete_temporaries(directories),
+                    receiver=receiver)
+            except BaseException:
+                # a failed run leaves no shard that the committed generation does not use
+                discard_failed_run([r.uri for r in roots], args.dataset)
+                raise
+            finally:
+                _delete_spills(directories[0])
+
+    finally:
+        if receiver is not None:
+            receiver.close()
 
     values = counters(result)
     extra_metrics = {"distributions": distributions(result)}
@@ -292,13 +319,16 @@ def run(argv=None) -> dict:
               for e in read_lineage(join(directories[0], AUDIT_DIR), manifest["inputs"])]
     if report_choice:
         extra["codec_choice"] = report_choice
-    report = build_report("prepare_corpus", clock, values, vars(args), str(runner), extra,
+    report = build_report("prepare_corpus", clock, values,
+                          resolved_flags(args, codec, near_config), str(runner), extra,
                           options=options, result=result, inputs=inputs)
     write_report(report, directories)
     print(summary_table(values))
     print()
     print(balance_table(balance))
     print(f"\nstore: {directories[0]}  (replicas on {len(roots)} root(s), R={args.replication})")
+    print(f"report: {join(directories[0], AUDIT_DIR, REPORT_HTML)}  (and run_report.json; "
+          f"dataprep report {directories[0]} re-renders it)")
     return report
 
 

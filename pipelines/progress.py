@@ -14,8 +14,13 @@ Where the numbers come from, per runner:
   a running PipelineResult; its job service is asked for the job's metrics
   (``GetJobMetrics``) every interval, afresh (``PipelineResult.metrics()``
   caches its first answer), and the attempted values of our counters are shown.
-  Prism answers while the job runs; Flink's job server (batch) only once it is
-  done, so there the display shows elapsed time until the end.
+  Prism answers while the job runs; Flink's and Spark's job servers (batch)
+  only once the job is done.  So the SDK workers' own live counters are read
+  too (``transforms.processing.live``): in this process with LOOPBACK
+  (flink_local, spark_local), through a ``live.Receiver`` (UDP) the scan's
+  workers send to with EXTERNAL/DOCKER/PROCESS (flink_cluster, spark_cluster).
+  Where no worker reaches the receiver, the display shows the job state
+  (STARTING, RUNNING) until the end.
 - DirectRunner (FnApiRunner): ``pipeline.run()`` only returns when the job is
   done, and it has no metrics API while running.  The run goes to a thread and
   every finished bundle's counters (the same monitoring infos the final result
@@ -46,6 +51,7 @@ import time
 from dataclasses import dataclass
 
 
+from transforms.processing import live
 from transforms.processing.runner_guards import guard_pipeline
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -121,8 +127,7 @@ def stage_label(step: str) -> str:
     return parts[0]
 
 
-def _counter_name(namespace: str, name: str) -> str | None:
-    return f"{namespace[len(PREFIX):]}/{name}" if namespace.startswith(PREFIX) else None
+_counter_name = live.counter_name
 
 
 @contextlib.contextmanager
@@ -155,108 +160,21 @@ def direct_runner_tap(tally: Tally):
         fn_runner.BundleManager.process_bundle = original
 
 
-def _user_counters(infos) -> "iter[tuple[str, int, str]]":
-    """``(name, value, step)`` of our user counters among monitoring infos."""
-    from apache_beam.metrics import monitoring_infos
-    for info in infos:
-        if info.urn != monitoring_infos.USER_COUNTER_URN:
-            continue
-        name = _counter_name(info.labels.get("NAMESPACE", ""), info.labels.get("NAME", ""))
-        if name:
-            yield name, int(monitoring_infos.extract_counter_value(info)), \
-                info.labels.get("PTRANSFORM", "")
-
-
-class WorkerTap:
-    """Live user counters of the SDK workers running in this process.
-
-    With ``environment_type: LOOPBACK`` (flink_local, spark_local, prism) the
-    runner sends every bundle to an SDK harness inside the submitting process.
-    The tap adds each finished bundle's counters up (a wrapper around
-    ``SdkWorker.process_bundle``, installed for the run only) and, at each
-    ``read()``, adds the counters of the bundles still running, read from
-    their ``BundleProcessor.monitoring_infos()`` as the harness does to answer
-    a runner's ``ProcessBundleProgressRequest``.  So the numbers move while a
-    bundle runs, even where the runner's job server reports metrics only at
-    the end (Flink's and Spark's portable job servers in batch: their
-    ``GetJobMetrics`` answers once the job is done).  Workers in other
-    processes (``EXTERNAL``, ``DOCKER``, ``PROCESS``: flink_cluster,
-    spark_cluster) are out of its reach; see ``flink_rest_progress``.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._finished: dict[str, int] = {}
-        self._workers: list = []   # weak references to live SdkWorkers
-        self._stage: str | None = None
-        self._last: dict[tuple, int] = {}
-        self._high: dict[str, int] = {}
-
-    @contextlib.contextmanager
-    def installed(self):
-        try:
-            from apache_beam.runners.worker import sdk_worker
-            cls = sdk_worker.SdkWorker
-            original_init, original_process = cls.__init__, cls.process_bundle
-        except (ImportError, AttributeError):  # pragma: no cover - another Beam layout
-            yield self
-            return
-        import weakref
-        tap = self
-
-        def __init__(worker, *args, **kwargs):
-            original_init(worker, *args, **kwargs)
-            with tap._lock:
-                tap._workers.append(weakref.ref(worker))
-
-        def process_bundle(worker, request, instruction_id):
-            response = original_process(worker, request, instruction_id)
-            with tap._lock:
-                for name, value, step in _user_counters(
-                        response.process_bundle.monitoring_infos):
-                    tap._finished[name] = tap._finished.get(name, 0) + value
-                    if value and step:
-                        tap._stage = stage_label(step)
-            return response
-
-        cls.__init__, cls.process_bundle = __init__, process_bundle
-        try:
-            yield self
-        finally:
-            cls.__init__, cls.process_bundle = original_init, original_process
-
-    def read(self) -> tuple[dict[str, int], str | None]:
-        """``(counter totals, stage)``: finished bundles plus the running ones; the
-        stage is the step whose running counters grew since the last read, else
-        the step of the last finished bundle that counted something."""
-        with self._lock:
-            totals = dict(self._finished)
-            stage = self._stage
-            workers = [w() for w in self._workers]
-        moved = None
-        current = {}
-        for worker in workers:
-            if worker is None:
-                continue
-            cache = worker.bundle_processor_cache
-            for instruction, (_, processor) in list(cache.active_bundle_processors.items()):
-                try:
-                    infos = processor.monitoring_infos()
-                except Exception:  # noqa: BLE001 - a bundle ending under our feet
-                    continue
-                for name, value, step in _user_counters(infos):
-                    totals[name] = totals.get(name, 0) + value
-                    key = (instruction, step, name)
-                    current[key] = value
-                    if value != self._last.get(key, 0) and step:
-                        moved = step
-        self._last = current
-        # A bundle between its processor's release and our adding it up is in neither
-        # sum for a moment: counters only grow, so show the highest total seen.
-        for name, value in self._high.items():
-            totals[name] = max(totals.get(name, 0), value)
-        self._high = dict(totals)
-        return totals, stage_label(moved) if moved else stage
+def live_receiver(options):
+    """A ``live.Receiver`` for a run whose SDK workers run outside this process
+    (``environment_type`` EXTERNAL, DOCKER or PROCESS on a portable runner), else None
+    (Direct's bundle tap and LOOPBACK's in-process ``CounterTap`` see them)."""
+    from apache_beam.options.pipeline_options import PortableOptions, StandardOptions
+    if options is None:
+        return None
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    if name in ("DirectRunner", "BundleBasedDirectRunner", "FnApiRunner", "SwitchingDirectRunner"):
+        return None
+    environment = (options.view_as(PortableOptions).environment_type or "").upper()
+    if environment in ("", "LOOPBACK", "BEAM:ENV:EMBEDDED:V1"):
+        return None
+    return live.Receiver()
 
 
 def poll_job_metrics(result, tally: Tally, previous: dict) -> dict:
@@ -301,22 +219,48 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def rate_and_eta(snap: Snapshot, elapsed: float, total_bytes: int | None,
+                 read_elapsed: float | None = None) -> tuple[float, float | None]:
+    """The read rate, bytes per second from the start to ``read_elapsed`` (when the
+    bytes read last grew; default ``elapsed``), so it holds still once every byte is
+    read rather than decaying while later stages run; and the seconds left to read
+    the rest at that rate (None: total unknown, nothing read yet, or all read: the
+    ETA is of the read, the stages after it are not estimated)."""
+    until = elapsed if read_elapsed is None else read_elapsed
+    rate = snap.bytes / until if until > 0 else 0.0
+    if total_bytes and rate > 0 and snap.bytes < total_bytes:
+        return rate, max(0.0, (total_bytes - snap.bytes) / rate - (elapsed - until))
+    return rate, None
+
+
+class ReadClock:
+    """When the bytes read last grew, in a display's elapsed seconds."""
+
+    def __init__(self):
+        self.bytes, self.at = 0, 0.0
+
+    def __call__(self, snap: Snapshot, elapsed: float) -> float:
+        if snap.bytes != self.bytes:
+            self.bytes, self.at = snap.bytes, elapsed
+        return self.at
+
+
 def plain_line(job: str, snap: Snapshot, elapsed: float, total_bytes: int | None,
-               unit: str = "documents") -> str:
+               unit: str = "documents", read_elapsed: float | None = None) -> str:
     """One line of the non-terminal display, e.g.
     ``prepare_corpus 0:00:12 stage=Read documents=12,000 read=1.2 MiB/4.8 MiB (25%)
-    rate=102.4 KiB/s eta=0:00:36``."""
+    rate=102.4 KiB/s eta=0:00:36`` (rate and ETA: ``rate_and_eta``)."""
     parts = [job, _clock(elapsed), f"stage={snap.stage or 'starting'}",
              f"{unit}={snap.documents:,}"]
-    rate = snap.bytes / elapsed if elapsed > 0 else 0.0
+    rate, eta = rate_and_eta(snap, elapsed, total_bytes, read_elapsed)
     if total_bytes:
         share = min(snap.bytes / total_bytes, 1.0)
         parts.append(f"read={_human(snap.bytes)}/{_human(total_bytes)} ({share:.0%})")
     else:
         parts.append(f"read={_human(snap.bytes)}")
     parts.append(f"rate={_human(rate)}/s")
-    if total_bytes and rate > 0 and snap.bytes < total_bytes:
-        parts.append(f"eta={_clock((total_bytes - snap.bytes) / rate)}")
+    if eta is not None:
+        parts.append(f"eta={_clock(eta)}")
     return " ".join(parts)
 
 
@@ -326,11 +270,14 @@ class PlainDisplay:
     def __init__(self, job, stream, total_bytes, unit="documents", interval=PLAIN_INTERVAL):
         self.job, self.stream, self.total, self.unit = job, stream, total_bytes, unit
         self.interval, self._last = interval, None
+        self.read_clock = ReadClock()
 
     def update(self, snap: Snapshot, elapsed: float) -> None:
+        read_elapsed = self.read_clock(snap, elapsed)
         if self._last is None or elapsed - self._last >= self.interval:
             self._last = elapsed
-            self.stream.write(plain_line(self.job, snap, elapsed, self.total, self.unit) + "\n")
+            self.stream.write(plain_line(self.job, snap, elapsed, self.total, self.unit,
+                                         read_elapsed) + "\n")
             self.stream.flush()
 
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
@@ -340,34 +287,40 @@ class PlainDisplay:
 
 
 class RichDisplay:
-    """A ``rich`` progress bar redrawn in place on a terminal."""
+    """A ``rich`` progress bar redrawn in place on a terminal: the same numbers as
+    ``plain_line`` (elapsed time of the run, not of the read; rate and ETA of the
+    read, as ``rate_and_eta``), e.g.
+    ``prepare_corpus ━━━━━━━━━━ 104.4/208.9 KiB 20.0 KiB/s 199 docs Read 0:00:05 eta 0:00:05``."""
 
     def __init__(self, job, stream, total_bytes, unit="documents"):
         from rich.console import Console
-        from rich.progress import (
-            BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
-            TimeRemainingColumn, TransferSpeedColumn)
-        self.job, self.stream, self.unit = job, stream, unit
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+        self.job, self.stream, self.unit, self.total = job, stream, unit, total_bytes
+        self.read_clock = ReadClock()
         self.console = Console(file=stream, force_terminal=True, highlight=False)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(),
             DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            TextColumn("{task.fields[rate]}"),
             TextColumn("{task.fields[documents]} " + ("docs" if unit == "documents" else unit)),
-            TextColumn("[cyan]{task.fields[stage]}"), TimeElapsedColumn(),
-            TimeRemainingColumn(), console=self.console, transient=False,
+            TextColumn("[cyan]{task.fields[stage]}"), TextColumn("{task.fields[elapsed]}"),
+            TextColumn("{task.fields[eta]}"), console=self.console, transient=False,
             refresh_per_second=4,
             # rich would otherwise print what goes to sys.stdout/stderr above the bar:
             # the job's stdout stays its own, and Python-level stderr (worker threads'
             # exceptions at a Flink stage's shutdown) stays in the run's log file
             redirect_stdout=False, redirect_stderr=False)
         self.task = self.progress.add_task(job, total=total_bytes or None, documents="0",
-                                           stage="starting")
+                                           stage="starting", rate="", elapsed=_clock(0),
+                                           eta="")
         self.progress.start()
 
     def update(self, snap: Snapshot, elapsed: float) -> None:
+        rate, eta = rate_and_eta(snap, elapsed, self.total, self.read_clock(snap, elapsed))
         self.progress.update(self.task, completed=snap.bytes, documents=f"{snap.documents:,}",
-                             stage=snap.stage or "starting")
+                             stage=snap.stage or "starting", rate=f"{_human(rate)}/s",
+                             elapsed=_clock(elapsed),
+                             eta="" if eta is None else f"eta {_clock(eta)}")
 
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
         self.update(snap, elapsed)
@@ -447,13 +400,16 @@ def _is_direct(pipeline) -> bool:
 
 def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=None,
                  log_level: str = "warning", docs_counter: str = DOCS,
-                 bytes_counter: str = BYTES, unit: str = "documents", stream=None):
+                 bytes_counter: str = BYTES, unit: str = "documents", stream=None,
+                 receiver=None):
     """Run ``pipeline`` to the end with a progress display; returns the PipelineResult.
 
     ``total_bytes``: the input's size, for the percentage and ETA (None: unknown).
     ``docs_counter`` / ``bytes_counter``: the counters shown (``namespace/name``
     without ``dataprep.``), ``unit`` what the first one counts.
     ``cleanup``: called (no arguments) after a Ctrl-C, to delete temporary files.
+    ``receiver``: the ``live.Receiver`` whose address the job's workers send their
+    live totals to (``live_receiver(options)``; closed here), or None.
     Raises what the run raises (after the display is closed), ``Interrupted``
     after Ctrl-C.  A failed run's exception gets the log file's path as a note.
     """
@@ -465,7 +421,8 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
         display = make_display(job, stream or real_stderr, total_bytes, unit)
         status = "failed"
         try:
-            result = _run(pipeline, tally, display, started, docs_counter, bytes_counter)
+            result = _run(pipeline, tally, display, started, docs_counter, bytes_counter,
+                          receiver)
             status = "done"
             return result
         except KeyboardInterrupt:
@@ -475,6 +432,9 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
             raise Interrupted(f"{job}: interrupted; the job was cancelled and its "
                               "temporary files deleted") from None
         except Exception as err:
+            hint = worker_pool_hint(pipeline.options, err)
+            if hint:
+                err.add_note(hint)
             if log_path:
                 err.add_note(f"full log: {log_path}")
             raise
@@ -483,9 +443,30 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
                           time.monotonic() - started, status)
             if log_path and status in ("done", "interrupted"):
                 os.unlink(log_path)
+            if receiver is not None:
+                receiver.close()
 
 
-def _run(pipeline, tally, display, started, docs, nbytes):
+def worker_pool_hint(options, err: BaseException) -> str | None:
+    """What to check when a run whose workers come from an EXTERNAL pool failed on a
+    refused connection (the runner found no pool at ``environment_config``)."""
+    from apache_beam.options.pipeline_options import PortableOptions
+    if options is None:
+        return None
+    portable = options.view_as(PortableOptions)
+    if (portable.environment_type or "").upper() != "EXTERNAL":
+        return None
+    text = str(err)
+    if "Connection refused" not in text and "ConnectException" not in text:
+        return None
+    address = portable.environment_config or "?"
+    port = address.rpartition(":")[2]
+    return (f"environment_type EXTERNAL: is an SDK worker pool running at {address}, as "
+            f"seen from the runner's workers? Start one there with: python -m "
+            f"apache_beam.runners.worker.worker_pool_main --service_port={port}")
+
+
+def _run(pipeline, tally, display, started, docs, nbytes, receiver=None):
     from apache_beam.runners.runner import PipelineState
 
     def show():
@@ -516,7 +497,7 @@ def _run(pipeline, tally, display, started, docs, nbytes):
             raise box["error"]
         result = box["result"]
     else:
-        tap = WorkerTap()
+        tap = live.CounterTap()
         with tap.installed():
             result = pipeline.run()
             previous = {}
@@ -529,12 +510,17 @@ def _run(pipeline, tally, display, started, docs, nbytes):
                         previous = poll_job_metrics(result, tally, previous)
                     except Exception:  # noqa: BLE001 - a job server without metrics mid-run
                         pass
-                    tally.merge_max(*tap.read())
+                    totals, step = tap.read()
+                    tally.merge_max(totals, stage_label(step) if step else None)
+                    if receiver is not None:
+                        totals, step = receiver.read()
+                        tally.merge_max(totals, stage_label(step) if step else None)
                     show()
                     time.sleep(interval)
             except KeyboardInterrupt:
                 with contextlib.suppress(Exception):
                     result.cancel()
+                cancel_on_flink_cluster(pipeline.options, getattr(result, "_job_id", None))
                 raise
             result.wait_until_finish()
         _settle_job_metrics(result)
@@ -543,6 +529,53 @@ def _run(pipeline, tally, display, started, docs, nbytes):
     values = counters(result)
     tally.replace(values, None)
     return result
+
+
+FLINK_TERMINAL = ("FINISHED", "CANCELED", "FAILED")
+
+
+def cancel_on_flink_cluster(options, job_id: str | None, wait: float = 30.0) -> list[str]:
+    """Cancel the Flink job of Beam job ``job_id`` through the cluster's REST API
+    (``flink_master``), and wait up to ``wait`` s for it to end; returns the Flink
+    job ids cancelled.
+
+    Beam's Flink job server runs a job on a remote cluster by blocking in Flink's
+    client; its ``Cancel`` stops waiting but leaves the job running on the
+    cluster (seen with Beam 2.62's job server on Flink 1.19: still RUNNING
+    after the job server was gone), where it would keep writing after our
+    temporary files were deleted.  The Flink job's name is the Beam job id up
+    to its first ``_`` (``BeamApp-<user>-<time>-<hash>``).  Nothing is done for
+    an embedded Flink (``[local]``, ``[auto]``) or another runner.
+    """
+    import json
+    import urllib.request
+
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions
+    master = (options.view_as(FlinkRunnerOptions).flink_master or "") if options else ""
+    if not job_id or not master or master.startswith("["):
+        return []
+    base = master if "://" in master else f"http://{master}"
+    name = job_id.split("_", 1)[0]
+    cancelled = []
+    try:
+        with urllib.request.urlopen(f"{base}/jobs/overview", timeout=5) as r:
+            jobs = json.load(r)["jobs"]
+        for job in jobs:
+            if job.get("name") == name and job.get("state") not in FLINK_TERMINAL:
+                request = urllib.request.Request(f"{base}/jobs/{job['jid']}?mode=cancel",
+                                                 method="PATCH")
+                urllib.request.urlopen(request, timeout=5).close()
+                cancelled.append(job["jid"])
+        deadline = time.monotonic() + wait
+        for jid in cancelled:
+            while time.monotonic() < deadline:
+                with urllib.request.urlopen(f"{base}/jobs/{jid}", timeout=5) as r:
+                    if json.load(r).get("state") in FLINK_TERMINAL:
+                        break
+                time.sleep(0.5)
+    except (OSError, ValueError, KeyError):
+        pass   # not a Flink REST endpoint we can reach: Beam's cancel is all there is
+    return cancelled
 
 
 def _settle_job_metrics(result, reads: int = 10, pause: float = 0.2) -> None:

@@ -35,7 +35,13 @@ def resolve(path: str) -> str:
     for candidate in (os.path.join(CONFIG_DIR, path), os.path.join(CONFIG_DIR, f"{path}.yaml")):
         if os.path.exists(candidate):
             return candidate
-    raise RunConfigError(f"run config not found: {path}")
+    raise RunConfigError(f"run config not found: {path} (a YAML file, or one of the shipped "
+                         f"{', '.join(shipped())})")
+
+
+def shipped() -> list[str]:
+    """Names of the run configs in the package (``direct``, ``flink_local``, ...)."""
+    return sorted(n[:-5] for n in os.listdir(CONFIG_DIR) if n.endswith(".yaml"))
 
 
 def load(path: str) -> dict:

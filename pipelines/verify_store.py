@@ -46,7 +46,7 @@ def main(argv=None):
         rows = verify_store(args.store, args.root_map)
         generation = load_manifest(args.store, args.root_map).get("generation")
     except (StoreError, ValueError) as err:
-        print(f"verify_store: {err}", file=sys.stderr)
+        print(f"{cli.prog_of('verify_store')}: error: {err}", file=sys.stderr)
         sys.exit(2)
     print(format_table(rows))
     bad = [r for r in rows if r["status"] != "ok"]
@@ -54,7 +54,7 @@ def main(argv=None):
     strays = len(rows) - len(files)
     shards = len({r["shard"] for r in files}) - 1
     print(f"\ngeneration {generation}: {len(rows) - len(bad)} of {len(files)} files ok "
-          f"({shards} shards); {strays} stray file(s); {len(bad)} problem(s)")
+          f"({shards} shard{'' if shards == 1 else 's'}); {strays} stray file(s); {len(bad)} problem(s)")
     sys.exit(1 if bad else 0)
 
 

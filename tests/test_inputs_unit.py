@@ -171,8 +171,12 @@ def test_bare_relative_glob(tmp_path, monkeypatch):
     for name in ("b.jsonl", "a.jsonl", "c.txt"):
         (tmp_path / name).write_bytes(b"")
     monkeypatch.chdir(tmp_path)
-    assert expand_patterns("*.jsonl") == ["a.jsonl", "b.jsonl"]
-    assert expand_patterns("./*.jsonl") == ["./a.jsonl", "./b.jsonl"]
+    # from the working directory, named absolutely: workers that run in another folder
+    # (a cluster's worker pool) read the same files, and the lineage says which
+    absolute = [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+    assert expand_patterns("*.jsonl") == absolute
+    assert expand_patterns("./*.jsonl") == absolute
+    assert expand_patterns("a.jsonl,./a.jsonl,b.jsonl") == absolute
 
 
 def test_a_directory_means_its_recognised_files_recursively(tmp_path):

@@ -64,3 +64,33 @@ def test_expand_patterns_sorted_unique_and_missing_is_error(tmp_path):
         str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         expand_patterns(f"{pattern},{tmp_path / 'nothing-here*.jsonl'}")
+
+
+def test_read_counters_move_inside_a_file(tmp_path, monkeypatch):
+    """A large file's read counters grow every COUNT_EVERY records, not only at its end
+    (what a live progress display shows), and end at the file's exact totals."""
+    from transforms.processing import io as read_io
+
+    class Recorder:
+        def __init__(self):
+            self.value = 0
+
+        def inc(self, n=1):
+            self.value += n
+
+    path = tmp_path / "in.jsonl"
+    lines = [b'{"id": %d, "text": "t%d"}' % (i, i) for i in range(10)]
+    lines.insert(4, b"")          # a blank line
+    lines.insert(7, b"[1]")       # a bad line
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.setattr(read_io, "COUNT_EVERY", 3)
+    fn = read_io.JsonlFileDoFn("id", "text")
+    fn.counters = {name: Recorder() for name in fn.counters}
+    seen = []
+    for line_no, _ in fn.documents(str(path)):
+        if line_no is not None:
+            seen.append(fn.counters["records"].value)
+    # before yielding record 3, 6, 9 the counters were brought up to date
+    assert seen == [0, 0, 3, 3, 3, 6, 6, 6, 9, 9]
+    assert {n: c.value for n, c in fn.counters.items()} == {
+        "lines": 12, "blank_lines": 1, "records": 10, "bytes": path.stat().st_size}

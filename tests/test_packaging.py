@@ -66,7 +66,34 @@ def test_list_names_every_job_as_a_subcommand(capsys):
     dataprep.main(["list"])
     out = capsys.readouterr().out.splitlines()
     listed = [line.split()[0] for line in out[1:]]
-    assert listed == ["codec-report", "compress-arrays", "prepare-corpus", "report", "verify-store"]
+    assert listed == ["codec-report", "compress-arrays", "prepare-corpus", "report", "verify-store",
+                      "beam-options"]
+
+
+def test_help_and_no_argument(capsys):
+    """``dataprep --help`` (exit 0, stdout) and bare ``dataprep`` (exit 2, stderr) give a
+    plain summary, the usage and the subcommands."""
+    dataprep.main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("dataprep: prepare training data with Apache Beam")
+    assert "``" not in out and "\nusage: dataprep {list,beam-options,<job>}" in out
+    assert "  prepare-corpus " in out and "  beam-options " in out
+    with pytest.raises(SystemExit) as exit_info:
+        dataprep.main([])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == out
+
+
+def test_an_unknown_run_config_names_the_shipped_ones(capsys, monkeypatch):
+    monkeypatch.setattr("pipelines.cli.INVOKED_AS", "dataprep prepare-corpus")
+    with pytest.raises(SystemExit) as exit_info:
+        prepare_corpus.run(["--run_config", "flink"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "dataprep prepare-corpus: error: run config not found: flink (a YAML file, or one of "
+        "the shipped dataflow, direct, direct_multiprocess, flink_cluster, flink_local, prism, "
+        "spark_cluster, spark_local)\n(see dataprep prepare-corpus --help)\n")
 
 
 def test_an_unknown_job_is_one_line(capsys):
@@ -122,3 +149,13 @@ def test_the_command_runs_as_an_installed_script():
     assert proc.returncode == 2
     assert proc.stderr == ("dataprep prepare-corpus: error: unrecognized arguments: --repl\n"
                            "(see dataprep prepare-corpus --help)\n")
+
+
+def test_verify_store_of_no_store_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("pipelines.cli.INVOKED_AS", "dataprep verify-store")
+    with pytest.raises(SystemExit) as exit_info:
+        verify_store.main(["--store", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"dataprep verify-store: error: no readable manifest for {tmp_path / 'nowhere'}: "
+        f"{tmp_path / 'nowhere' / 'manifest.json'}: no manifest\n")

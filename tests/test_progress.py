@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from pipelines import progress, prepare_corpus
+from transforms.processing import live
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -40,8 +41,40 @@ def test_plain_line_numbers():
     assert progress.plain_line("job", snap, 10.0, 4 << 20) == (
         "job 0:00:10 stage=Read documents=12,000 read=1.0 MiB/4.0 MiB (25%) "
         "rate=102.4 KiB/s eta=0:00:30")
+    # counters last grew at 0:00:08: the rate is of those 8 s, the ETA less the 2 s since
+    assert progress.plain_line("job", snap, 10.0, 4 << 20, read_elapsed=8.0) == (
+        "job 0:00:10 stage=Read documents=12,000 read=1.0 MiB/4.0 MiB (25%) "
+        "rate=128.0 KiB/s eta=0:00:22")
     assert progress.plain_line("job", progress.Snapshot(0, 0, None), 0.0, None) == (
         "job 0:00:00 stage=starting documents=0 read=0 B rate=0 B/s")
+
+
+def _bar_text(display):
+    import io
+
+    from rich.console import Console
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(display.progress.get_renderable())
+    return out.getvalue().strip()
+
+
+def test_rich_bar_shows_the_plain_lines_numbers_and_a_running_clock():
+    """The terminal bar's rate, ETA and clock are the plain line's: the clock is the
+    run's (it does not stop when every byte is read while later stages run), the ETA
+    is of the read and goes once all is read."""
+    import io
+    display = progress.RichDisplay("job", io.StringIO(), 4 << 20)
+    try:
+        display.update(progress.Snapshot(12_000, 1 << 20, "Read"), 10.0)
+        assert re.search(r"job .* 1\.0/4\.0 MiB 102\.4 KiB/s 12,000 docs Read 0:00:10 "
+                         r"eta 0:00:30$", _bar_text(display)), _bar_text(display)
+        display.update(progress.Snapshot(24_000, 4 << 20, "Read"), 40.0)
+        # read done at 0:00:40; the rate holds (4 MiB / 40 s) while later stages run
+        display.update(progress.Snapshot(24_000, 4 << 20, "NearDedup"), 75.0)
+        assert re.search(r"job .* 4\.0/4\.0 MiB 102\.4 KiB/s 24,000 docs NearDedup 0:01:15$",
+                         _bar_text(display)), _bar_text(display)
+    finally:
+        display.progress.stop()
 
 
 def test_stage_label_of_direct_and_portable_step_names():
@@ -66,39 +99,91 @@ def test_tally_sums_bundles_and_follows_the_stage():
     assert tally.snapshot() == progress.Snapshot(12, 100, "ExactDedup")
 
 
-def test_worker_tap_sums_finished_and_running_bundles():
-    """WorkerTap.read(): finished bundles' counters plus the running ones', the stage
-    of the step that moved, and never a total below one shown before."""
-    import types
-    import weakref
-
+def _infos(docs, step):
     from apache_beam.metrics import monitoring_infos as mi
+    return [mi.int64_user_counter("dataprep.read", "records", docs, ptransform=step),
+            mi.int64_user_counter("other.ns", "records", 99, ptransform=step)]
 
-    def infos(docs, step):
-        return [mi.int64_user_counter("dataprep.read", "records", docs, ptransform=step),
-                mi.int64_user_counter("other.ns", "records", 99, ptransform=step)]
+
+class FakeCache:
+    """A BundleProcessorCache's shape, as far as the tap reads it."""
+
+    def __init__(self):
+        self.active_bundle_processors = {}
+
+
+def test_counter_tap_sums_finished_and_running_bundles():
+    """CounterTap.read(): bundles released plus the running ones', the step that moved;
+    a bundle is counted exactly once across its release."""
+    import types
 
     running = {"docs": 5}
-    processor = types.SimpleNamespace(monitoring_infos=lambda: infos(
+    processor = types.SimpleNamespace(monitoring_infos=lambda: _infos(
         running["docs"], "ref_AppliedPTransform_PrepareCorpus-NearDedup-Sign_12"))
-    class Worker:  # an SdkWorker's shape, as far as the tap reads it
-        bundle_processor_cache = types.SimpleNamespace(
-            active_bundle_processors={"bundle-2": ("descriptor", processor)})
-    worker = Worker()
-    tap = progress.WorkerTap()
-    tap._workers.append(weakref.ref(worker))
-    tap._finished = {"read/records": 100}
-    tap._stage = "Read"
-    assert tap.read() == ({"read/records": 105}, "NearDedup")
-    running["docs"] = 5   # nothing moved: the stage of the last finished bundle
-    assert tap.read() == ({"read/records": 105}, "Read")
+    done = types.SimpleNamespace(monitoring_infos=lambda: _infos(
+        100, "ref_AppliedPTransform_PrepareCorpus-Read-ScanFiles_9"))
+    cache = FakeCache()
+    cache.active_bundle_processors = {"bundle-1": ("d1", done), "bundle-2": ("d2", processor)}
+    tap = live.CounterTap()
+    tap.attach(cache)
+    tap.attach(cache)   # once only
+    released = []
+
+    def release(c, instruction):
+        released.append(instruction)
+        c.active_bundle_processors.pop(instruction)
+
+    assert tap.read()[0] == {"read/records": 105}
+    tap._on_release(cache, "bundle-1", release)
+    assert released == ["bundle-1"]
+    totals, step = tap.read()
+    assert totals == {"read/records": 105}    # counted once: finished now, not running
+    assert step == "ref_AppliedPTransform_PrepareCorpus-Read-ScanFiles_9"
     running["docs"] = 9
-    assert tap.read() == ({"read/records": 109}, "NearDedup")
-    # the bundle released but not yet added up: the total does not go back
-    worker.bundle_processor_cache.active_bundle_processors.clear()
+    assert tap.read() == ({"read/records": 109},
+                          "ref_AppliedPTransform_PrepareCorpus-NearDedup-Sign_12")
+    tap._on_release(cache, "bundle-2", release)
     assert tap.read()[0] == {"read/records": 109}
-    tap._finished = {"read/records": 109}
-    assert tap.read()[0] == {"read/records": 109}
+
+
+def test_counter_tap_reads_a_real_harness_in_this_process():
+    """LOOPBACK's case: an SDK harness created inside ``installed()`` is tapped."""
+    from apache_beam.runners.worker import sdk_worker
+    cls = sdk_worker.BundleProcessorCache
+    original = cls.__init__, cls.release
+    tap = live.CounterTap()
+    with tap.installed():
+        cache = cls(frozenset(), None, None, {})
+    assert [ref() for ref in tap._caches] == [cache]
+    assert (cls.__init__, cls.release) == original   # removed after the run
+    cache.shutdown()
+
+
+def test_live_counters_travel_from_workers_to_the_receiver():
+    """Datagrams of two worker processes are summed; a stale or foreign one is dropped."""
+    with live.Receiver(host="127.0.0.1") as receiver:
+        token = receiver.token
+        receiver.take(live.Datagram(token, "w1", 2, {"read/records": 10}, "s1").encode())
+        receiver.take(live.Datagram(token, "w1", 1, {"read/records": 3}, "s0").encode())
+        receiver.take(live.Datagram(token, "w2", 1, {"read/records": 5, "read/bytes": 7},
+                                    "s2").encode())
+        receiver.take(live.Datagram("other-run", "w3", 1, {"read/records": 1000},
+                                    "x").encode())
+        receiver.take(b"not json")
+        assert receiver.read() == ({"read/records": 15, "read/bytes": 7}, "s2")
+        # over the wire, from a sender in this process
+        tap = live.CounterTap()
+        cache = FakeCache()
+        import types
+        cache.active_bundle_processors = {"b": ("d", types.SimpleNamespace(
+            monitoring_infos=lambda: _infos(4, "ref_AppliedPTransform_Read_3")))}
+        tap.attach(cache)
+        live._Sender(receiver.address, tap, base={})
+        deadline = time.monotonic() + 20
+        while receiver.workers < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert receiver.read() == ({"read/records": 19, "read/bytes": 7},
+                                   "ref_AppliedPTransform_Read_3")
 
 
 def test_tally_merge_max_and_job_state():
@@ -147,28 +232,24 @@ def bar_frames(screen):
     return out
 
 
-LIVE_RUNNERS = ("flink_local", "spark_local")   # LOOPBACK: SDK workers in this process
+JOB_STATES = {"STARTING", "RUNNING", "STOPPED", "UNSPECIFIED"}
 
 
 @pytest.mark.cross_runner
 def test_progress_while_the_job_runs_on_every_runner(tmp_path, run_config, runner_services):
-    """What the display can show depends on where the SDK workers run (README,
-    'Watching a run'): on flink_local and spark_local (LOOPBACK) frames drawn
-    before the end show the 397 documents read and the later stages (NearDedup,
-    Store); on the clusters (workers in other processes, metrics only at the
-    end) the job state; on every runner the numbers never go back and the last
+    """Live numbers on every runner (README, 'Watching a run'): frames drawn before
+    the job is done already show the 397 documents read, next to a stage of the
+    job (not just the job state), also where the SDK workers run in other
+    processes (flink_cluster, spark_cluster: their totals come over
+    ``transforms.processing.live``); the numbers never go back and the last
     line is the final count."""
     code, stdout, screen = run_under_a_terminal(job(tmp_path, run_config=run_config))
     assert code == 0, screen
     frames = bar_frames(screen)
     assert frames[0] == (0, "starting")
     running = frames[:-1]   # the last frame is drawn after the job is done
-    name = os.path.splitext(os.path.basename(runner_services.config_path))[0]
-    if name in LIVE_RUNNERS:
-        stages = [stage for docs, stage in running if docs == 397]
-        assert {"NearDedup", "Store"} <= set(stages), frames
-    elif name.endswith("_cluster"):
-        assert any(stage == "RUNNING" for _, stage in running), frames
+    stages = {stage for docs, stage in running if docs == 397}
+    assert stages - JOB_STATES - {"starting"}, frames
     docs = [d for d, _ in frames]
     assert docs == sorted(docs) and docs[-1] == 397
     last = ANSI.sub("", screen).strip().splitlines()[-1]
@@ -191,6 +272,9 @@ def test_live_display_under_a_terminal(tmp_path):
     assert re.fullmatch(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read", last)
     assert "WARNING" not in screen and "INFO" not in screen and "Traceback" not in screen
     assert b"store: " in stdout
+    # where to look next: the page, named once the run is done
+    page = tmp_path / "a" / "corpus" / "_audit" / "run_report.html"
+    assert f"\nreport: {page}  (".encode() in stdout and page.exists()
 
 
 def test_plain_progress_lines_when_not_a_terminal(tmp_path, run_config):
@@ -288,3 +372,72 @@ def test_descendants_finds_children_and_grandchildren():
         os.kill(grandchild, signal.SIGTERM)
         child.kill()
         child.wait()
+
+
+def test_a_refused_worker_pool_gets_a_hint():
+    from apache_beam.options.pipeline_options import PipelineOptions
+    external = PipelineOptions(["--runner", "FlinkRunner", "--environment_type", "EXTERNAL",
+                                "--environment_config", "localhost:50000"])
+    refused = RuntimeError("Pipeline BeamApp-1 failed in state FAILED: java.net.ConnectException: "
+                           "finishConnect(..) failed: Connection refused")
+    assert progress.worker_pool_hint(external, refused) == (
+        "environment_type EXTERNAL: is an SDK worker pool running at localhost:50000, as seen "
+        "from the runner's workers? Start one there with: python -m "
+        "apache_beam.runners.worker.worker_pool_main --service_port=50000")
+    assert progress.worker_pool_hint(external, RuntimeError("disk full")) is None
+    loopback = PipelineOptions(["--runner", "FlinkRunner", "--environment_type", "LOOPBACK"])
+    assert progress.worker_pool_hint(loopback, refused) is None
+
+
+def test_ctrl_c_cancels_the_job_on_a_flink_cluster():
+    """Beam's job server leaves a remote Flink job running after Cancel: the job of the
+    interrupted run (its Beam job id's prefix) is cancelled through Flink's REST API,
+    and the run waits for it to end; other jobs are left alone."""
+    import http.server
+    import json
+    import threading
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    jobs = {"a1": {"jid": "a1", "name": "BeamApp-root-1-ab", "state": "RUNNING"},
+            "b2": {"jid": "b2", "name": "BeamApp-root-2-cd", "state": "RUNNING"},
+            "c3": {"jid": "c3", "name": "BeamApp-root-1-ab", "state": "FAILED"}}
+    patched = []
+
+    class Flink(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _send(self, body):
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.path == "/jobs/overview":
+                self._send({"jobs": list(jobs.values())})
+            else:
+                self._send(jobs[self.path.rsplit("/", 1)[1]])
+
+        def do_PATCH(self):
+            jid = self.path.split("/")[2].split("?")[0]
+            patched.append(self.path)
+            jobs[jid]["state"] = "CANCELED"
+            self._send({})
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        options = PipelineOptions(["--runner", "FlinkRunner",
+                                   f"--flink_master=127.0.0.1:{server.server_port}"])
+        assert progress.cancel_on_flink_cluster(options, "BeamApp-root-1-ab_9f8e-77") == ["a1"]
+        assert patched == ["/jobs/a1?mode=cancel"]
+        assert [j["state"] for j in jobs.values()] == ["CANCELED", "RUNNING", "FAILED"]
+        local = PipelineOptions(["--runner", "FlinkRunner", "--flink_master=[local]"])
+        assert progress.cancel_on_flink_cluster(local, "BeamApp-root-2-cd_1") == []
+        assert progress.cancel_on_flink_cluster(options, None) == []
+        assert patched == ["/jobs/a1?mode=cancel"]
+    finally:
+        server.shutdown()

@@ -12,7 +12,7 @@ import orjson
 import pytest
 import xxhash
 
-from pipelines import prepare_corpus
+from pipelines import prepare_corpus, run_config
 from tests import browser
 from transforms.storage.report import render_html
 from transforms.storage.store import load_manifest
@@ -154,7 +154,15 @@ def test_lineage_and_configuration(finished):
     assert doc.by_id("lineage-table").rows()[1:] == [
         [SAMPLE, f"{os.path.getsize(SAMPLE):,}", digest]]
     config = {r[0]: r[1] for r in doc.by_id("config-table").rows()}
-    assert config["partition_by"] == '"source"' and config["codec"] == '"auto"'
+    # resolved: the values the job used where a flag was left to the job
+    report = finished["report"]
+    assert config["partition_by"] == '"source"'
+    assert config["codec"] == f'"{report["codec"]}"' != '"auto"'
+    assert (config["num_perm"], config["shingle_size"]) == ("128", "5")
+    assert (config["near_dedup_bands"], config["near_dedup_rows"]) == (
+        str(report["near_dedup"]["bands"]), str(report["near_dedup"]["rows"]))
+    assert config["run_config"] == orjson.dumps(
+        run_config.resolve(run_config.env_config() or "direct")).decode()
     assert {r[0] for r in doc.by_id("beam-options-table").rows()} >= {"runner"}
     stages = finished["report"]["stages"]
     if stages["rows"]:  # Direct and Prism report per-transform times; Flink and Spark do not

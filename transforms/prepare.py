@@ -63,7 +63,10 @@ class CorpusConfig:
     (``transforms.core.codecs.bytes_codec``).  ``max_bad_fraction``: the run
     fails, committing nothing, when more of the lines are bad (empty text does
     not count).  ``shard_format``: ``"jsonl"`` (under ``codec``) or ``"parquet"``
-    (``transforms.storage.parquet_shards``).
+    (``transforms.storage.parquet_shards``).  ``live_counters``: where the scan's
+    workers send live counter totals for a progress display (a
+    ``transforms.processing.live.Receiver`` address; None: nowhere; changes
+    nothing computed).
 
     Filters (``transforms.reduction.filters``; decided in the scan, before
     dedup, so a filtered document is never a dedup winner): ``recipe`` (a
@@ -112,6 +115,7 @@ class CorpusConfig:
     sample_seed: int = DEFAULT_SEED
     sample_per_partition: Optional[int] = None
     shard_format: str = "jsonl"
+    live_counters: Optional[str] = None
 
     def __post_init__(self):
         roots = tuple(r if isinstance(r, Root) else Root(normalise_root(str(r)))
@@ -267,7 +271,7 @@ class PrepareCorpus(beam.PTransform):
         signer = Signer(c.near_dedup, num_buckets) if c.near_dedup else None
         stage = c.filter_stage()
         spec = ScanSpec(signer, c.partition_by, c.range_by, self.spill_dir, stage,
-                        c.write_removed)
+                        c.write_removed, c.live_counters)
         reader = ScanJsonl(self.paths, c.id_field, c.text_field, spec, bounds,
                            max_line_bytes=c.max_line_bytes, keep_empty=c.keep_empty_text)
         scanned = pbegin | "Read" >> reader

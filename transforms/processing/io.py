@@ -135,7 +135,8 @@ def expand_patterns(patterns: str | list[str], recognised=is_text_input,
     whose name passes ``recognised`` (default: ends in one of
     ``TEXT_EXTENSIONS``), hidden files and folders skipped; anything else is a
     glob (local: Python's ``glob`` with ``**``, relative patterns from the
-    working directory; remote: Beam's FileSystems).  An item that matches
+    working directory; remote: Beam's FileSystems).  Local paths come back
+    absolute.  An item that matches
     nothing raises ``FileNotFoundError`` naming it (an empty input is almost
     always a typo, and silently writing an empty dataset hides it); a
     directory without a recognised file, ``InputError``.
@@ -149,7 +150,9 @@ def expand_patterns(patterns: str | list[str], recognised=is_text_input,
         found = _expand_one(pattern, recognised, extensions)
         if not found:
             raise FileNotFoundError(f"input pattern matches no file: {pattern}")
-        paths.update(found)
+        # absolute, so workers started in another folder (a cluster's worker pool) and
+        # the manifest's lineage name the same files
+        paths.update(os.path.abspath(p) if "://" not in p else p for p in found)
     return sorted(paths)
 
 
@@ -642,9 +645,13 @@ def parsed_lines(path: str, id_field: str, text_field: str, tally: dict, digest=
                 yield line_no, raw, bad
 
 
+COUNT_EVERY = 4096   # records between counter updates inside a file (live progress)
+
+
 class JsonlFileDoFn(beam.DoFn):
     """Base of the DoFns that read whole JSON Lines files: counters under
-    ``dataprep.read`` and dead letters for bad lines."""
+    ``dataprep.read`` (updated every ``COUNT_EVERY`` records and at the end of
+    the file) and dead letters for bad lines."""
 
     def __init__(self, id_field: str, text_field: str,
                  max_line_bytes: int | None = MAX_LINE_BYTES, keep_empty: bool = False):
@@ -660,6 +667,14 @@ class JsonlFileDoFn(beam.DoFn):
         """``(line number, document)`` of a file (or of the part ``opened`` gives,
         see ``parsed_lines``); bad lines become dead-letter outputs."""
         tally = dict.fromkeys(self.counters, 0)
+        counted = dict.fromkeys(self.counters, 0)
+
+        def count():  # what the tally gained since the last call, into the counters
+            for name, counter in self.counters.items():
+                if tally[name] != counted[name]:
+                    counter.inc(tally[name] - counted[name])
+                    counted[name] = tally[name]
+
         for line_no, raw, doc in parsed_lines(path, self.id_field, self.text_field, tally,
                                               digest, self.max_line_bytes, self.keep_empty,
                                               opened, first_line):
@@ -670,9 +685,10 @@ class JsonlFileDoFn(beam.DoFn):
                                                  doc.size))
                 continue
             tally["records"] += 1
+            if tally["records"] % COUNT_EVERY == 0:
+                count()   # a progress display sees a large file's read move
             yield line_no, doc
-        for name, counter in self.counters.items():
-            counter.inc(tally[name])
+        count()
 
     def _count_bad(self, reason: str):
         if reason not in self.bad:

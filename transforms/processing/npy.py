@@ -21,6 +21,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.core.codecs import CodecError, check_plain_dtype
 from transforms.processing.io import InputError, expand_patterns, input_files
+from transforms.processing import live
 
 NAMESPACE = "dataprep.arrays"
 
@@ -165,13 +166,15 @@ def load_function(spec: str):
 
 
 class _ReadBlock(beam.DoFn):
-    def __init__(self, sources):
+    def __init__(self, sources, live_counters=None):
         self.sources = sources
+        self.live_counters = live_counters
         self.blocks = Metrics.counter(NAMESPACE, "blocks_read")
         self.rows = Metrics.counter(NAMESPACE, "rows_read")
 
     def setup(self):
         self.cache = {}
+        live.send_to(self.live_counters)
 
     def process(self, block):
         array = read_block(block, self.sources, self.cache)
@@ -203,20 +206,24 @@ class _MapBlock(beam.DoFn):
 
 class ReadNpyBlocks(beam.PTransform):
     """Planned blocks -> ``(block index, first row, ndarray)``, spread over workers,
-    then ``map_spec`` (``module:function``) applied to each block if given."""
+    then ``map_spec`` (``module:function``) applied to each block if given.
+    ``live_counters``: a ``transforms.processing.live.Receiver`` address the reading
+    workers send their live counter totals to (display only; None: nowhere)."""
 
-    def __init__(self, sources: list[dict], blocks: list[dict], map_spec: str | None = None):
+    def __init__(self, sources: list[dict], blocks: list[dict], map_spec: str | None = None,
+                 live_counters: str | None = None):
         super().__init__()
         self.sources = sources
         self.blocks = blocks
         self.map_spec = map_spec
+        self.live_counters = live_counters
 
     def expand(self, pbegin):
         arrays = (
             pbegin
             | "PlanBlocks" >> beam.Create(self.blocks)
             | "Spread" >> beam.Reshuffle()
-            | "ReadBlocks" >> beam.ParDo(_ReadBlock(self.sources)))
+            | "ReadBlocks" >> beam.ParDo(_ReadBlock(self.sources, self.live_counters)))
         if self.map_spec:
             arrays = arrays | "MapBlocks" >> beam.ParDo(_MapBlock(self.map_spec))
         return arrays

@@ -52,6 +52,7 @@ from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord
                                       JsonlFileDoFn, ReadJsonl, dead_letter, numbered_lines,
                                       open_text_stream, parse_line)
 from transforms.processing.line_edits import EditError, replace_field, set_metadata
+from transforms.processing import live
 from transforms.storage.spill import (  # noqa: F401 - re-exported for the scan's users
     InputChanged, Spill, SpillWriter, _write_runs, delete_spill, run_docs, run_order,
     shard_doc_order)
@@ -86,6 +87,9 @@ class ScanSpec:
     they are stored with.  ``filter_removed``: output a removed record per
     dropped document.  ``partition_by == "lang"`` with a stage that detects
     languages partitions by the detected language, not a field.
+    ``live_counters``: a driver's ``transforms.processing.live.Receiver``
+    address; each worker process scanning sends it its live counter totals
+    (display only, changes nothing computed; None: nothing sent).
     """
     signer: object = None
     partition_by: Optional[str] = None
@@ -93,6 +97,7 @@ class ScanSpec:
     spill_dir: Optional[str] = None
     filters: object = None
     filter_removed: bool = False
+    live_counters: Optional[str] = None
 
 
 def non_numeric(value) -> str | None:
@@ -146,6 +151,7 @@ class _ScanFile(JsonlFileDoFn):
 
     def setup(self):
         from transforms.processing.partition import json_field  # partition imports nothing of ours back
+        live.send_to(self.spec.live_counters)
         self.signer = self.spec.signer
         if self.signer is not None:
             self.signer.setup()
