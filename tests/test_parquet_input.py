@@ -205,6 +205,10 @@ def test_job_reads_parquet_mixed_with_jsonl(tmp_path, run_config, monkeypatch, m
     counters = report["counters"]
     assert counters["read/records"] == 7 and counters["read/lines"] == 10
     assert counters["dedup/kept"] == 5
+    # pass 2: the JSON Lines file whole; the Parquet file as one unit, or (split) as
+    # the units holding a kept row: row groups 0 (p01), 1 (p02), 2 (the default id)
+    assert (counters["read/files_reread"], counters["read/units_reread"]) == (
+        (1, 3) if split else (1, 1))
     manifest = load_manifest(str(tmp_path / "out" / "ds"))
     assert [i["path"] for i in manifest["inputs"]] == [pq_path, jl_path]
 

@@ -117,7 +117,7 @@ def test_split_run_equals_unsplit_run(tmp_path, run_config, monkeypatch, mode):
                     if k.startswith(("read/", "dedup/", "near_dedup/kept", "store/"))
                     and not k.endswith("_reread")}
         rereads.append((report["counters"].get("read/files_reread"),
-                        report["counters"].get("read/ranges_reread")))
+                        report["counters"].get("read/units_reread")))
         results.append((_snapshot(root), _dead(root), counters))
     ranges = plan_splits([source])[0]
     assert len(ranges) > 10

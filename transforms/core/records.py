@@ -50,10 +50,14 @@ class Digest(NamedTuple):
 
 
 class ScannedRange(NamedTuple):
-    """A byte range ``[start, end)`` of a split JSON Lines file as the scan read it
-    (``transforms.processing.splits``): it owns the ``lines`` lines starting in
-    it, numbered from ``first_line``; ``digest`` is the xxh3-64 (hex) of exactly
-    its bytes.  Pass 2 re-reads a split file range by range with these."""
+    """A unit of work of an input file as the scan read it; pass 2 re-reads the file
+    unit by unit with these.  JSON Lines split by bytes
+    (``transforms.processing.splits``): the byte range ``[start, end)``, owning the
+    ``lines`` lines starting in it, numbered from ``first_line``; ``digest`` is
+    the xxh3-64 (hex) of exactly its bytes.  Parquet
+    (``transforms.processing.parquet``): row groups ``[start, end)``, holding
+    rows ``first_line .. first_line + lines - 1`` of the file; ``digest`` is the
+    file's footer digest."""
     file: int
     start: int
     end: int

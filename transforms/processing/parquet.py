@@ -17,7 +17,8 @@ from 0).
 
 **Units of work.**  A file is cut into units of consecutive row groups of
 about ``SPLIT_BYTES`` (64 MiB) of uncompressed data each
-(``parquet_units``); each unit is scanned on its own, so one huge file is
+(``parquet_units``); each unit is scanned on its own, and re-read on its own
+by pass 2 (``transforms.processing.refs.ResolveRuns``), so one huge file is
 read by several workers.  A worker holds one record batch (``BATCH_ROWS``
 rows) of one row group at a time.
 

@@ -270,7 +270,8 @@ class ScanJsonl(ReadJsonl):
     and sketches into ``spec.spill_dir`` with near-dedup),
     ``dead_letters`` (dicts, ``transforms.processing.io.dead_letter``), ``digests``
     (``Digest``, one per file), ``ranges`` (``ScannedRange``, one per byte range
-    of a split file; empty when no file splits) and ``odd_range_values``
+    of a split JSON Lines file and per unit of row groups of a Parquet file;
+    empty when neither is read) and ``odd_range_values``
     (``repr`` strings of ``--range_by`` field values that are present but not numbers; such documents get range key
     ``null``, and ``transforms.processing.partition.NumericFieldGate`` fails the run on them).
 
@@ -311,17 +312,19 @@ class ScanJsonl(ReadJsonl):
                 .with_output_types(List[DocRef])
                 .with_outputs(*tags[1:], main="refs"))
         units = scan_units(self.paths)
+        ranges = []   # the units of split files and of Parquet files (ScannedRange)
         if units:  # Parquet: units of row groups (transforms.processing.parquet)
-            from transforms.processing.unit_scan import ScanParquetUnit
-            outputs.append(
+            from transforms.processing.unit_scan import UNIT_DIGESTS_TAG, ScanParquetUnit
+            scanned = (
                 pbegin
                 | "ListParquetUnits" >> beam.Create(units)
                 | "ScanParquet" >> beam.ParDo(
                     ScanParquetUnit(self.id_field, self.text_field, self.spec, self.bounds,
                                     **options))
                 .with_output_types(List[DocRef])
-                .with_outputs(*tags[1:], main="refs"))
-        ranges = None
+                .with_outputs(*tags[1:], UNIT_DIGESTS_TAG, main="refs"))
+            outputs.append(scanned)
+            ranges.append(scanned[UNIT_DIGESTS_TAG])
         if splits:  # large JSON Lines files: byte ranges (transforms.processing.splits)
             from transforms.processing.unit_scan import (
                 UNIT_DIGESTS_TAG, ScanJsonlRange, count_unit_lines)
@@ -335,9 +338,9 @@ class ScanJsonl(ReadJsonl):
                                **options), beam.pvalue.AsDict(counts)
             ).with_output_types(List[DocRef]).with_outputs(
                 *tags[1:], UNIT_DIGESTS_TAG, main="refs")
-            ranges = scanned[UNIT_DIGESTS_TAG]
+            ranges.append(scanned[UNIT_DIGESTS_TAG])
             digests = (
-                ranges
+                scanned[UNIT_DIGESTS_TAG]
                 | "RangesByFile" >> beam.Map(lambda r: (r.file, (r.start, r.digest)))
                 | "GroupRangesByFile" >> beam.GroupByKey()
                 | "FileDigests" >> beam.MapTuple(lambda index, parts: Digest(
@@ -346,8 +349,12 @@ class ScanJsonl(ReadJsonl):
                             DIGESTS_TAG: digests, ODD_RANGE_TAG: scanned[ODD_RANGE_TAG],
                             FILTERED_TAG: scanned[FILTERED_TAG],
                             FILTERED_COUNT_TAG: scanned[FILTERED_COUNT_TAG]})
-        if ranges is None:
+        if not ranges:
             ranges = pbegin | "NoRanges" >> beam.Create([]).with_output_types(ScannedRange)
+        elif len(ranges) == 1:
+            ranges = ranges[0]
+        else:
+            ranges = tuple(ranges) | "AllRanges" >> beam.Flatten()
         if len(outputs) == 1:
             return {**{tag: outputs[0][tag] for tag in tags}, RANGES_TAG: ranges}
         return {**{tag: [out[tag] for out in outputs] | f"All_{tag}" >> beam.Flatten()
@@ -360,8 +367,9 @@ MARKERS = -1  # the "file" that carries AssignBalancedShards' every-shard marker
 
 
 class _RangeOfLine:
-    """Which byte range of a split file owns a line: ``{file: (first lines, starts)}``
-    from the ``ScannedRange``s (ranges owning no line left out)."""
+    """Which unit of a file (a byte range of a split JSON Lines file, row groups of a
+    Parquet file) holds a line: ``{file: (first lines, starts)}`` from the
+    ``ScannedRange``s (units holding no line left out)."""
 
     def __init__(self, ranges):
         by_file: dict = {}
@@ -373,7 +381,8 @@ class _RangeOfLine:
         self.by_file = by_file
 
     def start(self, file: int, line: int) -> int:
-        """Byte offset of the range owning ``line`` of ``file`` (0: a file not split)."""
+        """Start (byte offset, or first row group) of the unit holding ``line`` of
+        ``file`` (0: a JSON Lines file not split)."""
         found = self.by_file.get(file)
         if found is None:
             return 0
@@ -383,9 +392,9 @@ class _RangeOfLine:
 
 class _PicksByUnit(beam.DoFn):
     """``(shard, [ShardRecord])`` -> ``((file index, start), Packed([Pick]))`` per unit
-    of pass 2: a whole file (start 0), or a byte range of a split file, whose
-    start byte ``ranges`` (a side input of ``ScannedRange``) tells (packed: the
-    grouping carries every kept document).
+    of pass 2: a whole file (start 0), a byte range of a split file or a unit of
+    row groups of a Parquet file, whose start ``ranges`` (a side input of
+    ``ScannedRange``) tells (packed: the grouping carries every kept document).
 
     A marker ``(shard, None)`` goes to ``(MARKERS, 0)`` and comes out of
     ExtractRuns as it came in, so the writer's GroupByKey is fed by one stage,
@@ -413,11 +422,14 @@ class _PicksByUnit(beam.DoFn):
 
 class _ExtractRuns(beam.DoFn):
     """``((file index, start), [Packed([Pick]) or [Pick]])`` -> the unit's kept lines
-    as runs per shard.  A unit is a whole file (start 0), or for a split file the
-    byte range starting at ``start`` (``ranges``: ``{(file index, start):
-    ScannedRange}``), read with a ``RangeReader`` from its own first line number
-    and checked against its own digest, so a split file is re-read by as many
-    tasks as it has ranges holding a kept line.
+    as runs per shard.  A unit is a whole JSON Lines file (start 0); for a split
+    file the byte range starting at ``start`` (``ranges``: ``{(file index,
+    start): ScannedRange}``), read with a ``RangeReader`` from its own first
+    line number and checked against its own digest; for a Parquet file the
+    unit of row groups starting at group ``start`` (its picks' row groups are
+    read; the footer digest is checked).  So a split file is re-read by as many
+    tasks as it has units holding a kept line.  Counters: ``files_reread``
+    (whole files), ``units_reread`` (byte ranges and Parquet units).
 
     Holds the unit's picks (about 100 bytes per kept line of the file or range)
     and at most ``run_bytes`` of lines before writing them out.
@@ -435,7 +447,7 @@ class _ExtractRuns(beam.DoFn):
         self.by_order = by_order
         self.max_line_bytes = max_line_bytes
         self.rereads = Metrics.counter(NAMESPACE, "files_reread")
-        self.range_rereads = Metrics.counter(NAMESPACE, "ranges_reread")
+        self.unit_rereads = Metrics.counter(NAMESPACE, "units_reread")
 
     def process(self, grouped, digests, ranges, _after):
         (index, start), parts = grouped
@@ -447,14 +459,14 @@ class _ExtractRuns(beam.DoFn):
         picks = iter(sorted(pick for part in parts for pick in unpack(part)))
         pick = next(picks, None)
         parquet = is_parquet(path)
-        scanned = ranges.get((index, start))
+        scanned = None if parquet else ranges.get((index, start))
         if scanned is not None:   # a byte range of a split file
             opened, first_line, prefix = (RangeReader(path, scanned.start, scanned.end),
                                           scanned.first_line, f"file{index:05d}-at{start}")
             digest, expected = None, scanned.digest
-        else:
+        else:   # a whole JSON Lines file, or a Parquet file's unit (its picks' row groups)
             opened = _NullContext() if parquet else open_text_stream(path)
-            first_line, prefix = 1, f"file{index:05d}"
+            first_line, prefix = 1, f"file{index:05d}-at{start}" if parquet else f"file{index:05d}"
             digest = _KnownDigest() if parquet else xxhash.xxh3_64()
             expected = digests[index]
         buffers: dict = {}
@@ -484,7 +496,7 @@ class _ExtractRuns(beam.DoFn):
         if pick is not None or got != expected:
             raise InputChanged(f"{path} changed while the job was reading it; rerun on "
                                "stable input")
-        (self.range_rereads if scanned is not None else self.rereads).inc()
+        (self.rereads if scanned is None and not parquet else self.unit_rereads).inc()
         yield from self._flush(buffers, prefix, flushes)
 
     def _parquet_lines(self, path, lines, digest):

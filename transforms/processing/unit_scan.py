@@ -19,7 +19,9 @@ UNIT_DIGESTS_TAG = "unit_digests"
 class ScanParquetUnit(_ScanFile):
     """``(file index, path, first row group, end row group)`` -> batches of
     ``DocRef`` (``line`` = row number in the file, from 1), dead letters with
-    ``row_group`` and ``row``, and from a file's first unit its ``Digest``."""
+    ``row_group`` and ``row``, from a file's first unit its ``Digest``, and the
+    unit as a ``ScannedRange`` (row groups, rows, footer digest) to
+    ``unit_digests``."""
 
     def process(self, unit):
         index, path, first, stop = unit
@@ -30,6 +32,9 @@ class ScanParquetUnit(_ScanFile):
                                        tally)
             yield from self.scan(index, path, documents, part=first)
             yield from unit_digest(source, index, first)
+            rows = source.first_rows[stop] - source.first_rows[first]
+            yield beam.pvalue.TaggedOutput(UNIT_DIGESTS_TAG, ScannedRange(
+                index, first, stop, source.first_rows[first], rows, source.digest))
         for name, counter in self.counters.items():
             counter.inc(tally[name])
 
