@@ -22,16 +22,22 @@ Jaccard ``J``:
   with the document kept for them (the ``kept`` of their removed record) is
   ``>= 0.8``; also ``>= 0.75`` and ``>= 0.7`` (the word test's margin), and
   the share that have ``J >= 0.8`` with some other member of their group.
-Writes the figures as JSON to ``--out``.
+``--sketch_sizes`` runs the job's algorithm with other verification sketch
+sizes too (``sketch_<k>``: bottom-k sketches of k hashes; the job's is
+``SKETCH_SIZE``).  Writes the figures as JSON to ``--out``.
 """
 import argparse
+import contextlib
+import functools
 import json
 import time
 from collections import defaultdict
 
 from benchmarks.cjk_corpus import MAKERS, cjk_near_dup_corpus, exact_similarities
 from tests.near_dup_corpus import reference_near_dedup, union_find_roots
-from transforms.reduction.minhash import LshParams, MinHasher, band_keys, estimated_jaccard
+from transforms.reduction import minhash
+from transforms.reduction.minhash import (
+    SKETCH_SIZE, LshParams, MinHasher, band_keys, estimated_jaccard)
 
 THRESHOLD = 0.8
 MEASURES = ["recall_J>=0.8", "recall_J>=0.85", "recall_component_J>=0.8",
@@ -39,10 +45,12 @@ MEASURES = ["recall_J>=0.8", "recall_J>=0.85", "recall_component_J>=0.8",
             "precision_J(member)>=0.8"]
 
 
-def VARIANTS(num_perms):  # noqa: N802 - a constant's shape, made from the flags
-    """(algorithm, shingle unit, num_perm): the job's at each num_perm, the one
-    before (signature-verified) at each num_perm, the word baseline at 128."""
+def VARIANTS(num_perms, sketch_sizes=()):  # noqa: N802 - a constant's shape, made from the flags
+    """(algorithm, shingle unit, num_perm): the job's at each num_perm (and at 128
+    with each other sketch size), the one before (signature-verified) at each
+    num_perm, the word baseline at 128."""
     return ([("sketch", "auto", n) for n in num_perms]
+            + [(f"sketch_{k}", "auto", 128) for k in sketch_sizes if k != SKETCH_SIZE]
             + [("signature_verified", "auto", n) for n in num_perms]
             + [("signature_verified", "word", 128)])
 
@@ -65,10 +73,24 @@ def signature_verified(docs: dict[str, str], lsh: LshParams) -> dict:
             for node, root in union_find_roots(edges).items()}
 
 
+@contextlib.contextmanager
+def sketch_size(k: int):
+    """``MinHasher.sign`` makes bottom-k sketches of ``k`` hashes inside the block."""
+    keep = minhash.sketches_of
+    minhash.sketches_of = functools.partial(keep, size=k)
+    try:
+        yield
+    finally:
+        minhash.sketches_of = keep
+
+
 def quality(docs: dict[str, str], sims: dict[tuple, float], lsh: LshParams,
             algorithm: str = "sketch") -> dict:
     """-> counts: ``docs``, ``removed``, and ``[hits, total]`` per measure
     (``MEASURES``; see the module docstring)."""
+    if algorithm.startswith("sketch_"):
+        with sketch_size(int(algorithm.split("_")[1])):
+            return quality(docs, sims, lsh, "sketch")
     removed = (reference_near_dedup if algorithm == "sketch" else signature_verified)(docs, lsh)
     root = {doc: kept for doc, (kept, _) in removed.items()}
 
@@ -103,6 +125,9 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--num_perms", type=int, nargs="+", default=[128],
                         help="permutations to compare (128 is the job's default)")
+    parser.add_argument("--sketch_sizes", type=int, nargs="*", default=[],
+                        help="other verification sketch sizes to compare "
+                             f"(the job's: {SKETCH_SIZE})")
     parser.add_argument("--out", default="benchmarks/results/cjk_near_dedup.json")
     args = parser.parse_args()
     rows = []
@@ -111,7 +136,7 @@ def main():
             t0 = time.process_time()
             docs = cjk_near_dup_corpus(kind, args.originals, args.copies, seed)
             sims = exact_similarities(docs)
-            for algorithm, unit, num_perm in VARIANTS(args.num_perms):
+            for algorithm, unit, num_perm in VARIANTS(args.num_perms, args.sketch_sizes):
                 lsh = LshParams.resolve(THRESHOLD, num_perm, shingle_unit=unit)
                 rows.append({"kind": kind, "seed": seed, "algorithm": algorithm,
                              "shingle_unit": unit, "num_perm": num_perm, "bands": lsh.bands,
@@ -123,7 +148,7 @@ def main():
           + " | ".join(MEASURES) + " |")
     print("|---|---|---|---:|---:|---:|---:|" + "---:|" * len(MEASURES))
     for kind in MAKERS:
-        for algorithm, unit, num_perm in VARIANTS(args.num_perms):
+        for algorithm, unit, num_perm in VARIANTS(args.num_perms, args.sketch_sizes):
             sel = [r for r in rows if r["kind"] == kind and r["shingle_unit"] == unit
                    and r["num_perm"] == num_perm and r["algorithm"] == algorithm]
             cells = []

@@ -89,12 +89,13 @@ def store_digests(work: str) -> dict:
 
 
 def commands(pattern: str, work: str, run_config: str,
-             baseline: bool = True) -> dict[str, list[str]]:
+             baseline: bool = True, near_dedup: bool = True) -> dict[str, list[str]]:
+    what = "" if near_dedup else ", --no_near_dedup"
     return {
-        f"prepare_corpus ({run_config}, R=2)": [
+        f"prepare_corpus ({run_config}, R=2{what})": [
             PY, "-m", "pipelines.prepare_corpus", "--input", pattern,
             "--output_roots", f"{work}/a,{work}/b", "--replication", "2",
-            "--run_config", run_config],
+            "--run_config", run_config] + ([] if near_dedup else ["--no_near_dedup"]),
         **({} if not baseline else {"plain Python script (exact only, 1 process)": [
             PY, "-m", "benchmarks.baselines.plain_python_dedup", "--input", pattern,
             "--output", f"{work}/py"]}),
@@ -112,6 +113,8 @@ def main(argv=None):
     parser.add_argument("--no_baseline", action="store_true",
                         help="leave out the plain-Python script (e.g. a second runner at "
                              "a size whose baseline is already measured)")
+    parser.add_argument("--no_near_dedup", action="store_true",
+                        help="run prepare_corpus exact-only (its --no_near_dedup)")
     parser.add_argument("--out", default="benchmarks/results/scale.json")
     args = parser.parse_args(argv)
     results = []
@@ -119,7 +122,7 @@ def main(argv=None):
         docs = parse_size(size)
         pattern = corpus_for(args.data, docs)
         for name, cmd in commands(pattern, args.work, args.run_config,
-                                     not args.no_baseline).items():
+                                  not args.no_baseline, not args.no_near_dedup).items():
             ours = name.startswith("prepare_corpus")
             run = median_run(cmd, args.repeats,
                              before=lambda: shutil.rmtree(args.work, ignore_errors=True),

@@ -20,7 +20,8 @@ from benchmarks.corpus import WORDS, zipf_probabilities
 from benchmarks.cjk_near_dedup import quality
 from pipelines import prepare_corpus
 from tests.near_dup_corpus import near_dup_corpus, reference_near_dedup
-from transforms.reduction.minhash import LshParams, shingle_set, shingle_units, true_jaccard
+from transforms.reduction.minhash import (
+    SKETCH_SIZE, LshParams, MinHasher, shingle_set, shingle_units, true_jaccard)
 from transforms.reduction.near_dedup import NearDedup, NearDedupConfig
 from transforms.storage.store import load_manifest
 
@@ -173,18 +174,31 @@ _KINDS = st.lists(st.sampled_from(list(MAKERS)), min_size=1, max_size=3, unique=
 @given(_KINDS, st.integers(0, 10_000))
 def test_every_removed_document_is_a_near_duplicate_of_its_kept_one(kinds, seed):
     """Generated Chinese, Japanese and mixed-script corpora (one or several kinds
-    in one corpus): every removed document's exact character 5-gram Jaccard
-    with the document kept for it is >= the threshold, and its record carries
-    that exact value; the pairs at J >= 0.8 left whole in the output are few."""
+    in one corpus): every removed document whose sketch and its kept
+    document's are whole (at most SKETCH_SIZE distinct shingles) has an exact
+    character 5-gram Jaccard with it >= the threshold, and its record carries
+    that exact value; with a bottom-k sketch, the value is within 4 standard
+    deviations of the truth; the pairs at J >= 0.8 left whole are few."""
     docs = {}
     for kind in kinds:
         docs.update(cjk_near_dup_corpus(kind, originals=12, copies=20, seed=seed,
-                                        max_chars=800))
+                                        max_chars=1600))
     sims = exact_similarities(docs)
-    removed = reference_near_dedup(docs, LshParams.resolve(THRESHOLD))
+    lsh = LshParams.resolve(THRESHOLD)
+    removed = reference_near_dedup(docs, lsh)
+    sketches = dict(zip(docs, MinHasher.from_params(lsh).sign(list(docs.values())).sketches))
+
+    def whole(doc_id):
+        return len(sketches[doc_id]) == 4 + 4 * int.from_bytes(sketches[doc_id][:4], "little")
+
     for doc_id, (kept, jaccard) in removed.items():
         truth = sims.get((min(doc_id, kept), max(doc_id, kept)), 0.0)
-        assert truth >= THRESHOLD and jaccard == round(truth, 4), (doc_id, kept)
+        if whole(doc_id) and whole(kept):
+            assert truth >= THRESHOLD and jaccard == round(truth, 4), (doc_id, kept)
+        else:
+            sigma = np.sqrt(truth * (1 - truth) / SKETCH_SIZE)
+            assert jaccard >= THRESHOLD and abs(jaccard - truth) <= 4 * sigma + 1e-4, \
+                (doc_id, kept, jaccard, truth)
     pairs = [p for p, j in sims.items() if j >= THRESHOLD]
     both_left = [p for p in pairs if p[0] not in removed and p[1] not in removed]
     assert len(both_left) <= max(2, len(pairs) // 10), both_left

@@ -98,11 +98,13 @@ def test_a_file_changed_between_the_passes_fails(tmp_path, change):
         extract(path, refs, digests)
 
 
-def test_spill_buckets_round_trip_and_retries_overwrite(tmp_path):
-    """Records come back per bucket, whatever the flushes; a rerun of the same file
-    (a retried bundle) rewrites its own files instead of adding to them."""
+@pytest.mark.parametrize("zstd_level", [None, 1])
+def test_spill_buckets_round_trip_and_retries_overwrite(tmp_path, zstd_level):
+    """Records come back per bucket, whatever the flushes, compressed or not; a
+    rerun of the same file (a retried bundle) rewrites its own files instead of
+    adding to them."""
     from transforms.processing.refs import Spill, SpillWriter
-    spill = Spill(str(tmp_path / "spill"), "bands")
+    spill = Spill(str(tmp_path / "spill"), "bands", zstd_level=zstd_level)
     records = [(n % 3, b"r%03d\n\x00" % n) for n in range(40)]
     for _ in range(2):
         for file_index in (0, 1):

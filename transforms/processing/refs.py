@@ -12,7 +12,7 @@ known:
    the MinHash band keys and verification sketch (near-dedup), the filter
    stage's decisions, the partition value, the range key and the shard bytes.  Output: batches of ``DocRef``, each batch at most
    ``batch_bytes`` (see ``Bounds``).  The LSH band keys and the verification
-   sketch (the document's distinct 32-bit shingle hashes, at most 4,096) are
+   sketch (the document's distinct 32-bit shingle hashes, at most 1,024) are
    the bulk of near-dedup's data (a few KB a document), so they do not ride
    on the ref: the scan writes them into bucketed ``Spill`` files (band
    entries by band-key bucket, sketches by id bucket), which the LSH step and

@@ -48,7 +48,7 @@ Definition (the reference implementation in the tests follows it literally):
   candidates.
 * **verification sketch**: the document's distinct 32-bit shingle hashes (the
   top 32 bits of the shingle hash, the value the permutations act on), sorted,
-  at most ``SKETCH_SIZE`` (4096) of them -- the smallest, a bottom-k sketch --
+  at most ``SKETCH_SIZE`` (1024) of them -- the smallest, a bottom-k sketch --
   after a little-endian ``uint32`` count of all its distinct hashes
   (``sketch_jaccard``).  Verification compares sketches, not signatures: for
   two documents of at most ``SKETCH_SIZE`` distinct shingles each it computes
@@ -56,9 +56,9 @@ Definition (the reference implementation in the tests follows it literally):
   unless two distinct shingles of their union, n of them, share a 32-bit hash:
   a chance of about ``n**2 / 2**33``, 0.8% at n = 8192, and then J moves by
   about 1/n); for larger documents the bottom-k estimate from the ``SKETCH_SIZE``
-  smallest hashes of the union (standard deviation ``sqrt(J(1-J)/4096)``, 0.006
+  smallest hashes of the union (standard deviation ``sqrt(J(1-J)/1024)``, 0.0125
   at J = 0.8, against 0.035 from 128 MinHash positions).  Bytes: ``4 + 4 x
-  min(distinct shingles, 4096)`` per document, at most 16 KiB.
+  min(distinct shingles, 1024)`` per document, at most 4 KiB.
 
 LSH settings are checked against the threshold ``t`` (``check_s_curve``): a
 pair at similarity ``t`` becomes a candidate with probability
@@ -93,8 +93,12 @@ CHAR_OFFSET = 0x2545F4914F6CDD1D
 BLOCK = 8192
 # Distinct shingle hashes a verification sketch keeps (the smallest): up to this
 # many, verification computes the exact Jaccard; above, the bottom-k estimate.
-# 4096 covers a text of ~4,000 characters (char) or ~4,000 words (word) whole.
-SKETCH_SIZE = 4096
+# 1024 covers a text of ~1,000 characters (char) or ~1,000 words (word) whole: 74%
+# of the English benchmark corpus's documents.  4096 (every document of it whole)
+# took 1.5x the spill bytes and twice the disk budget of the 100k job (BENCHMARKS.md,
+# 'Cost of the sketches'); recall and precision at 0.8 on the CJK corpora moved by
+# at most 0.005 (0.979-0.983 and 0.994-1.000).
+SKETCH_SIZE = 1024
 _WORD_CACHE_LIMIT = 1 << 20
 # Characters per sub-batch of ``MinHasher.sign``: its numpy arrays take about
 # 40 bytes per character of a character-shingled text (8 per word otherwise),
@@ -377,6 +381,28 @@ def sketches_of(hashes: np.ndarray, counts: np.ndarray, size: int = SKETCH_SIZE)
         out.append(total.to_bytes(4, "little")
                    + values[start:start + min(total, size)].tobytes())
     return out
+
+
+def encode_sketch(sketch: bytes) -> bytes:
+    """A verification sketch -> its spill form: the uint32 count, then the gaps
+    between its sorted hashes (the first from 0) as four byte planes, lowest byte
+    first.  The same length; zstd then packs the mostly-zero high planes (a
+    bucket's sketches compress to ~0.77 of their bytes at level 1, the sorted
+    hashes as they are to ~1.0).  ``decode_sketch`` inverts it."""
+    if not sketch:
+        return b""
+    values = np.frombuffer(sketch, dtype="<u4", offset=4)
+    gaps = np.diff(values, prepend=np.uint32(0)).astype("<u4")
+    return sketch[:4] + gaps.view(np.uint8).reshape(-1, 4).T.tobytes()
+
+
+def decode_sketch(encoded: bytes) -> bytes:
+    """``encode_sketch``'s spill form -> the verification sketch."""
+    if not encoded:
+        return b""
+    planes = np.frombuffer(encoded, dtype=np.uint8, offset=4).reshape(4, -1)
+    gaps = np.ascontiguousarray(planes.T).view("<u4").ravel()
+    return encoded[:4] + np.cumsum(gaps, dtype=np.uint32).astype("<u4").tobytes()
 
 
 def sketch_jaccard(a: bytes, b: bytes) -> float:

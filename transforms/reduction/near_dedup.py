@@ -13,20 +13,21 @@ files; nothing gathers all documents, signatures or edges on one worker:
 2. LSH: per bucket, each band key shared by two or more texts emits k-1
    *star* edges (member -> smallest id in the id order of ``transforms.core.ids``), never all
    pairs; copies of one text count once, by their smallest id (``shared_band_keys``).
-3. Sketches of the edges' nodes only (a small share): from the spill
-   (``SignaturesFromSpill``) or a streamed join (``SignaturesByJoin``).
-4. ``Verify`` (default on): both ends' sketches meet, an edge whose Jaccard
-   (exact for documents of at most ``SKETCH_SIZE`` distinct shingles, else the
-   bottom-k estimate) is below the threshold is dropped.
-5. ``Components``: large-star / small-star rounds (``transforms.processing.components``).
-6. ``Anchor`` (with verification): each member meets its root's sketch; a
-   member whose Jaccard with the root is below the threshold (linked only
-   through a chain a~b~c) is kept, so every removed document has the document
-   kept for it at or above the threshold.
-7. ``DropNearDuplicates``: the records meet their roots in id buckets; a record
+3. ``Verify`` (default on): each candidate edge is scored by the Jaccard of
+   its two ends' sketches (exact for documents of at most ``SKETCH_SIZE``
+   distinct shingles, else the bottom-k estimate) and dropped below the
+   threshold.  Pairs are scored from the scan's spill (``JaccardsFromSpill``:
+   only ids cross the runner) or, where documents are signed in the pipeline,
+   by joins (``SketchesByJoin``).
+4. ``Components``: large-star / small-star rounds (``transforms.processing.components``).
+5. ``Anchor`` (with verification): each member is scored with its root the
+   same way; a member below the threshold (linked only through a chain
+   a~b~c) is kept, so every removed document has the document kept for it
+   at or above the threshold.
+6. ``DropNearDuplicates``: the records meet their roots in id buckets; a record
    with a root other than itself is removed (and, on request, written out as
    ``{"removed", "kept", "reason": "near_duplicate", "jaccard"}``, the Jaccard
-   of step 6).
+   of step 5).
 
 Every join is audited: per input, the values that went into the shuffle must
 all come out of it, or the run fails (``gate``) instead of keeping documents
@@ -45,15 +46,18 @@ from apache_beam.metrics import Metrics
 from transforms.processing.components import DEFAULT_MAX_ROUNDS, ConnectedComponents
 from transforms.reduction.dedup import bucket_of_id
 from transforms.core.ids import id_order_key
-from transforms.reduction.minhash import LshParams, MinHasher, band_keys, sketch_jaccard
+from transforms.reduction.minhash import (
+    LshParams, MinHasher, band_keys, decode_sketch, encode_sketch, sketch_jaccard)
 from transforms.processing.refs import (  # registers the refs' coders
     DocRef, Packed, chunked, pack, unpack)
-from transforms.storage.spill import Spill
+from transforms.storage.spill import Spill, SpillWriter
 
 NAMESPACE = "dataprep.near_dedup"
 BANDS_TAG = "bands"
 REMOVED_TAG = "removed"
 HISTOGRAM_PREFIX = "clusters_size_"
+SKETCH_ZSTD_LEVEL = 1  # the sketch and pair spills: fast; ~0.77 of encode_sketch's bytes
+PAIR_FLUSH_BYTES = 8 << 20  # a pair spill writer's buffer (one id bucket's pairs and sketches)
 
 
 @dataclass(frozen=True)
@@ -132,13 +136,16 @@ class Signer:
                 for sig, count, sketch in zip(signed.signatures, signed.counts, signed.sketches)]
 
     def spills(self, spill_dir: str) -> "tuple[Spill, Spill]":
-        """(band entries by band-key bucket, sketches by id bucket) under ``spill_dir``."""
-        return Spill(spill_dir, "bands"), Spill(spill_dir, "sketches")
+        """(band entries by band-key bucket, sketches by id bucket) under ``spill_dir``;
+        the sketches in ``encode_sketch``'s form, zstd-compressed (``SKETCH_ZSTD_LEVEL``)."""
+        return (Spill(spill_dir, "bands"),
+                Spill(spill_dir, "sketches", zstd_level=SKETCH_ZSTD_LEVEL))
 
     def spill(self, ids: list[str], keys: list[bytes], texts: list[str], writers) -> list[bool]:
         """Sign ``texts``; write each signed one's band entries ``band key + text
         key + id`` and its sketch record ``id length (u16) + id + sketch``
-        through ``writers`` (``SpillWriter``s of ``spills()``) -> signed or not.
+        through ``writers`` (``SpillWriter``s of ``spills()``; the sketch in
+        ``encode_sketch``'s form) -> signed or not.
         The signature itself is not kept: LSH needs only the band keys."""
         bands_out, sketches_out = writers
         lsh, n = self.config.lsh, self.num_buckets
@@ -151,7 +158,7 @@ class Signer:
             for band in band_keys(sig, lsh.bands, lsh.rows):
                 bands_out.add(band_bucket(band, n), band + key + raw_id)
             sketches_out.add(bucket_of_id(doc_id, n),
-                             len(raw_id).to_bytes(2, "little") + raw_id + sketch)
+                             len(raw_id).to_bytes(2, "little") + raw_id + encode_sketch(sketch))
         return signed
 
 
@@ -167,8 +174,32 @@ def band_record(record: bytes) -> tuple[bytes, bytes, str]:
 
 def sketch_record(record: bytes) -> tuple[str, bytes]:
     """A spilled sketch record -> ``(id, sketch)``."""
+    doc_id, encoded = encoded_sketch_record(record)
+    return doc_id, decode_sketch(encoded)
+
+
+def encoded_sketch_record(record: bytes) -> tuple[str, bytes]:
+    """A spilled sketch record -> ``(id, sketch in encode_sketch's form)``."""
     size = int.from_bytes(record[:2], "little")
     return record[2:2 + size].decode("utf-8", "surrogatepass"), record[2 + size:]
+
+
+def pair_record(a: str, b: str, encoded_sketch: bytes) -> bytes:
+    """A pair ``(a, b)`` and a's sketch (``encode_sketch``'s form) -> a spill record:
+    ``u16 len + a, u16 len + b, sketch`` (ids UTF-8)."""
+    raw_a, raw_b = (x.encode("utf-8", "surrogatepass") for x in (a, b))
+    return (len(raw_a).to_bytes(2, "little") + raw_a + len(raw_b).to_bytes(2, "little")
+            + raw_b + encoded_sketch)
+
+
+def read_pair_record(record: bytes) -> tuple[str, str, bytes]:
+    """``pair_record``'s bytes -> ``(a, b, a's sketch in encode_sketch's form)``."""
+    size_a = int.from_bytes(record[:2], "little")
+    at = 2 + size_a
+    size_b = int.from_bytes(record[at:at + 2], "little")
+    return (record[2:at].decode("utf-8", "surrogatepass"),
+            record[at + 2:at + 2 + size_b].decode("utf-8", "surrogatepass"),
+            record[at + 2 + size_b:])
 
 
 class Signed(NamedTuple):
@@ -302,26 +333,27 @@ def _send_signature(joined):
             yield v, (u, sig)
 
 
+class Scored(NamedTuple):
+    """A pair of documents ``a``, ``b`` and the Jaccard of their verification
+    sketches (``sketch_jaccard``; 0.0 when either has none)."""
+    a: str
+    b: str
+    jaccard: float
+
+
+coders.registry.register_coder(Scored, coders.RowCoder)
+
+
 class _Compare(beam.DoFn):
-    """At node v: (v, {sig: [s], from: [(u, s_u)...]}) -> (u, v) if the sketches'
-    Jaccard (``sketch_jaccard``) is at least the threshold."""
-
-    def __init__(self, threshold: float):
-        self.threshold = threshold
-
-    def setup(self):
-        self.kept = Metrics.counter(NAMESPACE, "verified_edges")
-        self.rejected = Metrics.counter(NAMESPACE, "rejected_edges")
+    """At node v: (v, {sig: [s], from: [(u, s_u)...]}) -> ``Scored(u, v, J)`` per
+    incoming sketch, J the largest ``sketch_jaccard`` with v's sketches (0.0 if
+    v has none)."""
 
     def process(self, joined):
         v, groups = joined
         sigs = list(groups["sig"])
         for u, sig_u in groups["from"]:
-            if any(sketch_jaccard(sig_u, s) >= self.threshold for s in sigs):
-                self.kept.inc()
-                yield u, v
-            else:
-                self.rejected.inc()
+            yield Scored(u, v, max((sketch_jaccard(sig_u, s) for s in sigs), default=0.0))
 
 
 class AuditedJoin(beam.PTransform):
@@ -381,23 +413,25 @@ def _raise_if_set(message: str) -> None:
         raise RuntimeError(message)
 
 
-class VerifyEdges(beam.PTransform):
-    """``(u, v)`` edges + ``(id, signature)`` -> ``(edges with estimated Jaccard >=
-    threshold, audit balances of its two joins)``."""
+class JaccardsByJoin(beam.PTransform):
+    """``(a, b)`` pairs -> ``Scored(a, b, J)`` by two audited joins with ``(id,
+    sketch)`` elements (``sketches``): a's sketch goes to b, compared there.
+    ``name`` prefixes the joins' audit balances, appended to ``balances``."""
 
-    def __init__(self, signatures, threshold: float):
+    def __init__(self, sketches, name: str, balances: list):
         super().__init__()
-        self.signatures = signatures
-        self.threshold = threshold
+        self.sketches = sketches
+        self.join_name = name
+        self.balances = balances
 
-    def expand(self, edges):
+    def expand(self, pairs):
         at_source, source_balance = (
-            {"sig": self.signatures, "to": edges} | AuditedJoin("JoinSource"))
+            {"sig": self.sketches, "to": pairs} | AuditedJoin(f"{self.join_name}JoinSource"))
         outgoing = at_source | "SendSignature" >> beam.FlatMap(_send_signature)
         at_target, target_balance = (
-            {"sig": self.signatures, "from": outgoing} | AuditedJoin("JoinTarget"))
-        verified = at_target | "Compare" >> beam.ParDo(_Compare(self.threshold))
-        return verified, (source_balance, target_balance)
+            {"sig": self.sketches, "from": outgoing} | AuditedJoin(f"{self.join_name}JoinTarget"))
+        self.balances += [source_balance, target_balance]
+        return at_target | "Compare" >> beam.ParDo(_Compare()).with_output_types(Scored)
 
 
 def _needed_signatures(joined):
@@ -433,40 +467,146 @@ class SignaturesByJoin(beam.PTransform):
         return joined | "Needed" >> beam.FlatMap(_needed_signatures)
 
 
-class _ReadNeededSignatures(beam.DoFn):
-    """``(id bucket, [needed ids])`` -> ``(id, signature)`` read from the bucket's
-    signature spill (streamed; the needed ids are held)."""
+class SketchesByJoin:
+    """Verification sketches of ``Signed`` batches made in the pipeline
+    (``NearDedup``, ``NearDedupRecords``), for ``ConnectNearDuplicates``:
+    ``attach(edges)`` joins them once with the candidate edges' nodes (a small
+    share), ``jaccards(name)`` scores pairs of those nodes by two more joins
+    (``JaccardsByJoin``).  ``balances``: the joins' audit balances."""
 
-    def __init__(self, spill: Spill):
-        self.spill = spill
+    def __init__(self, signed, num_buckets: int):
+        self.signed = signed
+        self.num_buckets = num_buckets
+        self.balances = []
+        self.needed = None
 
-    def process(self, grouped, _written):
-        bucket, ids = grouped
-        needed = set(ids)
-        for record in self.spill.read(bucket):
-            doc_id, sig = sketch_record(record)
-            if doc_id in needed:
-                yield doc_id, sig
+    def attach(self, edges) -> None:
+        nodes = (edges
+                 | "Nodes" >> beam.FlatMap(lambda edge: edge)
+                 | "DistinctNodes" >> beam.Distinct())
+        by_join = SignaturesByJoin(self.signed, self.num_buckets)
+        self.needed = nodes | "Signatures" >> by_join
+        self.balances += by_join.balances
+
+    def jaccards(self, name: str) -> beam.PTransform:
+        return JaccardsByJoin(self.needed, name, self.balances)
 
 
-class SignaturesFromSpill(beam.PTransform):
-    """Nodes -> ``(id, signature)`` of those nodes, read from the scan's signature
-    spill one id bucket at a time; ``written`` completes once the spill is."""
+class SketchesFromSpill:
+    """The scan's sketch spill (``Signer.spill``), for ``ConnectNearDuplicates``:
+    ``jaccards(name)`` scores pairs by reading it (``JaccardsFromSpill``), so no
+    sketch crosses the runner; ``written`` completes once the spill is written.
+    ``pair_spills``: the spills ``jaccards`` made (delete them with the scan's)."""
 
     def __init__(self, signer: Signer, spill_dir: str, written):
-        super().__init__()
-        self.spill = signer.spills(spill_dir)[1]
+        self.sketch_spill = signer.spills(spill_dir)[1]
+        self.spill_dir = spill_dir
         self.num_buckets = signer.num_buckets
         self.written = written
         self.balances = []
+        self.pair_spills = []
 
-    def expand(self, nodes):
-        n = self.num_buckets
-        return (nodes
-                | "NodeBucket" >> beam.Map(lambda node: (bucket_of_id(node, n), node))
-                | "GroupNodes" >> beam.GroupByKey()
-                | "ReadSignatures" >> beam.ParDo(_ReadNeededSignatures(self.spill),
-                                                 beam.pvalue.AsList(self.written)))
+    def attach(self, edges) -> None:
+        """Nothing to attach: every signed document's sketch is in the spill."""
+
+    def jaccards(self, name: str) -> beam.PTransform:
+        pairs = Spill(self.spill_dir, f"pairs-{name.lower()}", zstd_level=SKETCH_ZSTD_LEVEL)
+        self.pair_spills.append(pairs)
+        return JaccardsFromSpill(self.sketch_spill, pairs, self.num_buckets, self.written,
+                                 name, self.balances)
+
+
+class _SpillPairs(beam.DoFn):
+    """``(id bucket, [(a, b)...])``, pairs whose a is in the bucket -> the bucket,
+    once every pair is written with a's sketch (``pair_record``) into the pair
+    spill, by b's id bucket.  Holds the bucket's pairs (ids) and those a's
+    sketches; the bucket's sketch spill streams through."""
+
+    def __init__(self, sketches: Spill, pairs: Spill, num_buckets: int):
+        self.sketches = sketches
+        self.pairs = pairs
+        self.num_buckets = num_buckets
+
+    def process(self, grouped, _written):
+        bucket, pairs = grouped
+        pairs = list(pairs)
+        needed = {a.encode("utf-8", "surrogatepass") for a, _ in pairs}
+        found = {}
+        for record in self.sketches.read(bucket):
+            size = int.from_bytes(record[:2], "little")
+            if record[2:2 + size] in needed:
+                doc_id, encoded = encoded_sketch_record(record)
+                found[doc_id] = encoded
+        writer = SpillWriter(self.pairs, bucket, PAIR_FLUSH_BYTES)
+        for a, b in pairs:
+            writer.add(bucket_of_id(b, self.num_buckets), pair_record(a, b, found.get(a, b"")))
+        writer.close()
+        yield bucket
+
+
+class _ScorePairs(beam.DoFn):
+    """An id bucket -> ``Scored(a, b, J)`` for every pair of the pair spill whose b
+    is in the bucket.  Reads the bucket's pairs twice (b's ids, then the pairs:
+    streamed) and holds those b's sketches from the sketch spill."""
+
+    def __init__(self, sketches: Spill, pairs: Spill):
+        self.sketches = sketches
+        self.pairs = pairs
+
+    def process(self, bucket, _spilled):
+        needed = {read_pair_record(r)[1] for r in self.pairs.read(bucket)}
+        if not needed:
+            return
+        held = {}
+        for record in self.sketches.read(bucket):
+            doc_id, encoded = encoded_sketch_record(record)
+            if doc_id in needed:
+                held[doc_id] = decode_sketch(encoded)
+        for record in self.pairs.read(bucket):
+            a, b, encoded = read_pair_record(record)
+            yield Scored(a, b, sketch_jaccard(decode_sketch(encoded), held.get(b, b"")))
+
+
+class JaccardsFromSpill(beam.PTransform):
+    """``(a, b)`` pairs -> ``Scored(a, b, J)`` from the scan's sketch spill, in two
+    passes over the id buckets; only ids cross the runner:
+
+    1. the pairs, grouped by a's id bucket: the bucket's sketches are read
+       (streamed; those of its a's held) and each pair is written with a's
+       sketch into the ``pairs`` spill, by b's id bucket (``_SpillPairs``);
+    2. per id bucket, once every pair is spilled: the bucket's pairs are scored
+       against its b's sketches (``_ScorePairs``).
+
+    Audited like a join: +1 per pair in, -1 per ``Scored`` out, under the key
+    ``"<name>/pairs"`` (appended to ``balances``, for ``AuditGate``)."""
+
+    def __init__(self, sketches: Spill, pairs: Spill, num_buckets: int, written, name: str,
+                 balances: list):
+        super().__init__()
+        self.sketches = sketches
+        self.pairs = pairs
+        self.num_buckets = num_buckets
+        self.written = written
+        self.pairs_name = name
+        self.balances = balances
+
+    def expand(self, pairs):
+        n, key = self.num_buckets, f"{self.pairs_name}/pairs"
+        spilled = (
+            pairs
+            | "ByFirstBucket" >> beam.MapTuple(lambda a, b: (bucket_of_id(a, n), (a, b)))
+            | "GroupByFirstBucket" >> beam.GroupByKey()
+            | "SpillWithSketch" >> beam.ParDo(_SpillPairs(self.sketches, self.pairs, n),
+                                              beam.pvalue.AsList(self.written)))
+        scored = (
+            pairs.pipeline
+            | "Buckets" >> beam.Create(list(range(n)))
+            | "Score" >> beam.ParDo(_ScorePairs(self.sketches, self.pairs),
+                                    beam.pvalue.AsList(spilled)).with_output_types(Scored))
+        sent = pairs | "Sent" >> beam.Map(lambda _, k: (k, 1), key)
+        received = scored | "Received" >> beam.Map(lambda _, k: (k, -1), key)
+        self.balances.append((sent, received) | "Balance" >> beam.Flatten())
+        return scored
 
 
 class LshEdgesFromSignatures(beam.PTransform):
@@ -564,15 +704,6 @@ class _DropRooted(beam.DoFn):
         self.removed.inc(seen[0] - kept)
 
 
-def _removed_signature(joined):
-    """At node v: ``{sig: [s], root: [r]}`` -> ``(r, (v, s))`` (one sketch of v)."""
-    v, groups = joined
-    sigs = list(groups["sig"])[:1]
-    for root in groups["root"]:
-        for sig in sigs:
-            yield root, (v, sig)
-
-
 class Anchored(NamedTuple):
     """A member ``id`` of a near-duplicate component, its component's kept
     document ``root`` and their Jaccard (``sketch_jaccard``, rounded to 4 places)."""
@@ -584,12 +715,30 @@ class Anchored(NamedTuple):
 coders.registry.register_coder(Anchored, coders.RowCoder)
 
 
+class _Verified(beam.DoFn):
+    """``Scored`` candidate edge -> ``(a, b)`` when its Jaccard is at least
+    ``threshold`` (counted ``verified_edges``), else counted ``rejected_edges``."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def setup(self):
+        self.kept = Metrics.counter(NAMESPACE, "verified_edges")
+        self.rejected = Metrics.counter(NAMESPACE, "rejected_edges")
+
+    def process(self, scored: Scored):
+        if scored.jaccard >= self.threshold:
+            self.kept.inc()
+            yield scored.a, scored.b
+        else:
+            self.rejected.inc()
+
+
 class _Anchor(beam.DoFn):
-    """At root r: ``(r, {sig: [s], removed: [(id, s_id)...]})`` -> ``Anchored``
-    per member whose Jaccard with r is at least ``threshold`` (every member when
-    ``threshold`` is None: verification off); the others are kept, counted as
-    ``kept_chain_members`` (linked to r only through a chain a~b~c).  Holds r's
-    sketch; the members stream through."""
+    """``Scored(member, root, J)`` -> ``Anchored`` when J is at least ``threshold``
+    (always when ``threshold`` is None: verification off); the others are kept,
+    counted as ``kept_chain_members`` (linked to the root only through a chain
+    a~b~c)."""
 
     def __init__(self, threshold: "float | None"):
         self.threshold = threshold
@@ -597,15 +746,11 @@ class _Anchor(beam.DoFn):
     def setup(self):
         self.chain = Metrics.counter(NAMESPACE, "kept_chain_members")
 
-    def process(self, joined):
-        root, groups = joined
-        sigs = list(groups["sig"])
-        for doc_id, sig in groups["removed"]:  # streamed: a component may be large
-            jaccard = max((sketch_jaccard(sig, s) for s in sigs), default=0.0)
-            if self.threshold is not None and jaccard < self.threshold:
-                self.chain.inc()
-                continue
-            yield Anchored(doc_id, root, round(jaccard, 4))
+    def process(self, scored: Scored):
+        if self.threshold is not None and scored.jaccard < self.threshold:
+            self.chain.inc()
+            return
+        yield Anchored(scored.a, scored.b, round(scored.jaccard, 4))
 
 
 def _removed_record(anchored: Anchored) -> dict:
@@ -628,49 +773,38 @@ class ConnectNearDuplicates(beam.PTransform):
       component's smallest id (the root itself is kept); with verification,
       only members whose Jaccard with the root is at least the threshold
       (``_Anchor``: a member linked only through a chain is kept);
+    * ``anchored`` (with verification or ``with_removed``): the ``Anchored``
+      members, the last step that reads sketches;
     * ``removed`` (only with ``with_removed``): audit records
       ``{"removed", "kept", "reason": "near_duplicate", "jaccard"}``;
     * ``balances``: audit balances of every join (for ``AuditGate``);
     * ``components_gate``: the convergence message (empty when converged).
 
-    ``signatures`` is a PTransform: nodes -> ``(id, sketch)``
-    (``SignaturesByJoin`` or ``SignaturesFromSpill``); it is applied once, to
-    the candidate edges' nodes (a small share of the documents), and
-    verification, the anchoring and the audit records work on those.
+    ``sketches`` scores pairs of documents (``SketchesByJoin`` or
+    ``SketchesFromSpill``): the candidate edges (verification), then each
+    member with its root (anchoring and the audit records).
     """
 
-    def __init__(self, config: NearDedupConfig, signatures, with_removed: bool = False):
+    def __init__(self, config: NearDedupConfig, sketches, with_removed: bool = False):
         super().__init__()
         self.config = config
-        self.signatures = signatures
+        self.sketches = sketches
         self.with_removed = with_removed
 
     def expand(self, edges):
-        config = self.config
-        balances = []
-        needed = None
-        if config.verify or self.with_removed:
-            nodes = (edges
-                     | "Nodes" >> beam.FlatMap(lambda edge: edge)
-                     | "DistinctNodes" >> beam.Distinct())
-            needed = nodes | "Signatures" >> self.signatures
-            balances += self.signatures.balances
+        config, sketches = self.config, self.sketches
+        scoring = config.verify or self.with_removed
+        if scoring:
+            sketches.attach(edges)
         if config.verify:
-            edges, verify_balances = edges | "Verify" >> VerifyEdges(needed, config.lsh.threshold)
-            balances += verify_balances
+            scored = edges | "Verify" >> sketches.jaccards("Verify")
+            edges = scored | "Verified" >> beam.ParDo(_Verified(config.lsh.threshold))
         roots, components_gate = edges | "Components" >> ConnectedComponents(
             config.max_rounds, NAMESPACE, fail_unconverged=False)
         anchored = None
-        if needed is not None:
-            at_removed, balance = (
-                {"sig": needed, "root": roots} | AuditedJoin("JoinRemovedSignature"))
-            balances.append(balance)
-            at_root, balance = (
-                {"sig": needed,
-                 "removed": at_removed | "SendToRoot" >> beam.FlatMap(_removed_signature)}
-                | AuditedJoin("JoinKeptSignature"))
-            balances.append(balance)
-            anchored = at_root | "Anchor" >> beam.ParDo(
+        if scoring:
+            scored = roots | "Anchor" >> sketches.jaccards("Anchor")
+            anchored = scored | "Anchored" >> beam.ParDo(
                 _Anchor(config.lsh.threshold if config.verify else None)).with_output_types(
                     Anchored)
             roots = anchored | "AnchoredRoots" >> beam.Map(lambda a: (a.id, a.root))
@@ -679,11 +813,11 @@ class ConnectNearDuplicates(beam.PTransform):
          | "ClusterSizes" >> beam.CombinePerKey(sum)
          | "CountClusterSizes" >> beam.ParDo(_CountClusterSizes()))
         result = {"roots": roots, "components_gate": components_gate}
-        if needed is not None:
-            result["needed"] = needed
+        if anchored is not None:
+            result["anchored"] = anchored
         if self.with_removed:
             result["removed"] = anchored | "RemovedRecords" >> beam.Map(_removed_record)
-        result["balances"] = balances
+        result["balances"] = list(sketches.balances)
         return result
 
 
@@ -771,15 +905,16 @@ class RemoveNearDuplicates(beam.PTransform):
         counted = refs | "CountSigned" >> beam.ParDo(_CountSigned()).with_output_types(
             List[DocRef])
         edges = self.written | "Lsh" >> LshEdgesFromSpill(self.signer, self.spill_dir)
+        sketches = SketchesFromSpill(self.signer, self.spill_dir, self.written)
         found = edges | "Connect" >> ConnectNearDuplicates(
-            self.config, SignaturesFromSpill(self.signer, self.spill_dir, self.written),
-            self.with_removed)
-        done = found.get("needed", edges)
+            self.config, sketches, self.with_removed)
+        done = found.get("anchored", edges)
         spills_deleted = (
             done
             | "SpillsRead" >> beam.combiners.Count.Globally()
             | "DeleteSpills" >> beam.Map(_delete_spills,
-                                         self.signer.spills(self.spill_dir)))
+                                         list(self.signer.spills(self.spill_dir))
+                                         + sketches.pair_spills))
         kept, balance = counted | "Drop" >> DropNearDuplicates(
             found["roots"], self.signer.num_buckets, self.batch_bytes, ref_bytes)
         result = {"kept": kept, "gate": _gate(found, found["balances"] + [balance]),
@@ -824,7 +959,7 @@ class NearDedup(beam.PTransform):
             List[Signed])
         edges = signed | "Lsh" >> LshEdgesFromSignatures(config.lsh, n)
         found = edges | "Connect" >> ConnectNearDuplicates(
-            config, SignaturesByJoin(signed, n), self.with_removed)
+            config, SketchesByJoin(signed, n), self.with_removed)
         batches = signed_docs | "DocsOnly" >> beam.MapTuple(lambda _, d: d).with_output_types(
             List[Doc])
         kept, balance = batches | "Drop" >> DropNearDuplicates(

@@ -44,7 +44,7 @@ from transforms.reduction.dedup import ExactDedup
 from transforms.reduction.minhash import LshParams
 from transforms.reduction.near_dedup import (
     AuditedJoin, ConnectNearDuplicates, DropNearDuplicates, LshEdgesFromSignatures,
-    NearDedupConfig, Signed, SignaturesByJoin, Signer, _gate)
+    NearDedupConfig, Signed, SketchesByJoin, Signer, _gate)
 
 NAMESPACE = "dataprep.records"
 DEAD_LETTERS_TAG = "dead_letters"
@@ -310,7 +310,7 @@ class NearDedupRecords(beam.PTransform):
             List[Signed])
         edges = signed | "Lsh" >> LshEdgesFromSignatures(self.config.lsh, n)
         found = edges | "Connect" >> ConnectNearDuplicates(
-            self.config, SignaturesByJoin(signed, n), self.with_removed)
+            self.config, SketchesByJoin(signed, n), self.with_removed)
         kept, balance = batches | "Drop" >> DropNearDuplicates(
             found["roots"], n, self.batch_bytes, _record_bytes)
         result = {"kept": kept | "Records" >> beam.FlatMap(lambda b: [r.record for r in b]),

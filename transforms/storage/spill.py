@@ -16,6 +16,9 @@ from transforms.core.records import Run
 from transforms.storage.files import join, read_bytes
 
 RUN_ZSTD_LEVEL = 1    # spill runs: fast, ~3-4x on JSON text
+# Largest decompressed bucket body of a part file a compressed Spill reads back (a body
+# holds at most a writer's flush bytes plus one record).
+MAX_BODY_BYTES = 1 << 30
 
 
 class InputChanged(RuntimeError):
@@ -34,15 +37,18 @@ class Spill:
     Names depend only on the input file and the flush count: a retried bundle
     overwrites its own files.  A reader takes one bucket: from every part
     file, only that bucket's byte range; run readers after every writer
-    finished (give them the writers' output as a side input).
+    finished (give them the writers' output as a side input).  With
+    ``zstd_level``, each bucket's body in a part file is one zstd frame
+    (the index gives the compressed range).
     """
 
     HEADER = 4
     ENTRY = 20
 
-    def __init__(self, spill_dir: str, name: str):
+    def __init__(self, spill_dir: str, name: str, zstd_level: "int | None" = None):
         self.spill_dir = spill_dir
         self.name = name
+        self.zstd_level = zstd_level
         self._indexes = None  # part path -> {bucket: (offset, length)}, once complete
 
     def path(self, file_index: int, part: int) -> str:
@@ -77,7 +83,11 @@ class Spill:
             offset, length = entries[bucket]
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
                 f.seek(offset)
-                data = memoryview(f.read(length))
+                data = f.read(length)
+            if self.zstd_level is not None:
+                data = zstandard.ZstdDecompressor().decompress(
+                    data, max_output_size=MAX_BODY_BYTES)
+            data = memoryview(data)
             pos = 0
             while pos < len(data):
                 size = int.from_bytes(data[pos:pos + 4], "little")
@@ -92,7 +102,8 @@ class Spill:
         return len(paths)
 
     def __getstate__(self):
-        return {"spill_dir": self.spill_dir, "name": self.name, "_indexes": None}
+        return {"spill_dir": self.spill_dir, "name": self.name,
+                "zstd_level": self.zstd_level, "_indexes": None}
 
 
 class SpillWriter:
@@ -127,6 +138,10 @@ class SpillWriter:
             return
         buckets = sorted(self.buffers)
         bodies = [self.buffers[b] for b in buckets]
+        if self.spill.zstd_level is not None:
+            compressor = zstandard.ZstdCompressor(level=self.spill.zstd_level,
+                                                  write_content_size=True)
+            bodies = [compressor.compress(bytes(body)) for body in bodies]
         offset = Spill.HEADER + Spill.ENTRY * len(buckets)
         index = [len(buckets).to_bytes(4, "little")]
         for bucket, body in zip(buckets, bodies):
