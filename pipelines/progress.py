@@ -335,6 +335,47 @@ def make_display(job, stream, total_bytes, unit="documents"):
     return PlainDisplay(job, stream, total_bytes, unit)
 
 
+class Track:
+    """Progress of work done in this process (no pipeline): ``advance(n)`` after each
+    item of ``n`` bytes; the display (``make_display``) shows items, bytes of
+    ``total_bytes``, rate and ETA, redrawn at most every ``TTY_INTERVAL`` seconds
+    (a plain display: one line per ``PLAIN_INTERVAL``), and one summary line at
+    the end.  Used by verify-store, which reads every replica in this process.
+
+        with progress.Track("verify_store", total, "replicas", stage="verify") as t:
+            verify_store(path, progress=t.advance)
+    """
+
+    def __init__(self, job: str, total_bytes: int | None, unit: str, stage: str,
+                 stream=None):
+        self.job, self.total, self.unit, self.stage = job, total_bytes, unit, stage
+        self.stream = stream or sys.stderr
+        self.items = self.bytes = 0
+        self._drawn = None
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self.display = make_display(self.job, self.stream, self.total, self.unit)
+        return self
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.items, self.bytes, self.stage)
+
+    def advance(self, nbytes: int) -> None:
+        self.items += 1
+        self.bytes += nbytes
+        now = time.monotonic()
+        if self._drawn is None or now - self._drawn >= TTY_INTERVAL:
+            self._drawn = now
+            self.display.update(self.snapshot(), now - self.started)
+
+    def __exit__(self, kind, value, tb):
+        status = ("done" if kind is None else
+                  "interrupted" if issubclass(kind, KeyboardInterrupt) else "failed")
+        self.display.close(self.snapshot(), time.monotonic() - self.started, status)
+        return False
+
+
 # ------------------------------------------------------------------ logs
 
 

@@ -6,12 +6,14 @@ replica (size, xxh3-128; a symlink, directory or special file in a replica's
 place is a problem), and stray files in the dataset folders: stale shards of
 older generations, temporary files of killed runs, symlinks, special files,
 unknown files.  Exit 0: all good; 1: problems (after --repair: problems left);
-2: no usable manifest.
+2: no usable manifest.  Progress (replicas and bytes checked, rate, ETA) goes to
+stderr: a bar on a terminal, one line per interval otherwise.
 """
 import sys
 
-from pipelines import cli
-from transforms.storage.store import StoreError, load_manifest, repair_store, verify_store
+from pipelines import cli, progress
+from transforms.storage.store import (StoreError, load_manifest, repair_store, replica_bytes,
+                                      verify_store)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -39,11 +41,16 @@ def main(argv=None):
                         help="with --repair: remove a lock left by a killed run first")
     args, _ = parser.parse(argv)
     try:
+        total = replica_bytes(load_manifest(args.store, args.root_map))
         if args.repair:
-            for row in repair_store(args.store, args.root_map, args.break_lock):
+            with progress.Track("repair_store", total, "replicas", "repair") as track:
+                actions = repair_store(args.store, args.root_map, args.break_lock,
+                                       progress=track.advance)
+            for row in actions:
                 print(f"repair {row['shard']} on {row['root']}: {row['status']} -> "
                       f"{row['action']}")
-        rows = verify_store(args.store, args.root_map)
+        with progress.Track("verify_store", total, "replicas", "verify") as track:
+            rows = verify_store(args.store, args.root_map, progress=track.advance)
         generation = load_manifest(args.store, args.root_map).get("generation")
     except (StoreError, ValueError) as err:
         print(f"{cli.prog_of('verify_store')}: error: {err}", file=sys.stderr)

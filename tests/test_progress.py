@@ -441,3 +441,63 @@ def test_ctrl_c_cancels_the_job_on_a_flink_cluster():
         assert patched == ["/jobs/a1?mode=cancel"]
     finally:
         server.shutdown()
+
+
+def test_verify_store_shows_its_progress_and_reads_each_replica_once(tmp_path, monkeypatch,
+                                                                     capsys):
+    """verify-store (no pipeline: it reads every replica in this process) has the same
+    display: replicas and bytes checked against the manifest's total, then one summary
+    line; and each replica is read exactly once (no separate pass to choose the
+    generation when only one is on the roots)."""
+    from pipelines import verify_store as job
+    from tests import store_faults as sf
+    from transforms.storage import store
+
+    roots = [str(tmp_path / n) for n in ("a", "b", "c")]
+    sf.build(sf.TEXT, sf.text_input(tmp_path / "in.jsonl"), roots, 4)
+    dataset = os.path.join(roots[0], "ds")
+    manifest = store.load_manifest(dataset)
+    replicas = sorted(path for shard in manifest["shards"]
+                      for _, path in store.replica_paths(manifest, dataset, shard))
+    total = sum(s["stored_bytes"] * len(s["replicas"]) for s in manifest["shards"])
+    assert len(replicas) == 8 and store.replica_bytes(manifest) == total
+    reads = []
+    real_read = store.read_bytes
+    monkeypatch.setattr(store, "read_bytes", lambda path: reads.append(path) or real_read(path))
+    monkeypatch.setattr(progress, "PLAIN_INTERVAL", 0.0)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        job.main(["--store", dataset])
+    assert exit_info.value.code == 0
+    assert sorted(p for p in reads if "shard-" in p) == replicas   # each once
+    out, err = capsys.readouterr()
+    assert out.rstrip().endswith("generation 1: 11 of 11 files ok (4 shards); 0 stray file(s); "
+                                 "0 problem(s)")
+    lines = err.splitlines()
+    checked = [int(re.search(r" replicas=(\d+) ", line).group(1)) for line in lines[:-1]]
+    assert checked and checked == sorted(checked) and checked[-1] <= 8
+    assert all(re.match(r"verify_store \d+:\d\d:\d\d stage=verify replicas=\d+ read=", line)
+               for line in lines[:-1]), lines
+    assert re.fullmatch(rf"verify_store done in [\d.]+s: 8 replicas, "
+                        rf"{re.escape(progress._human(total))} read", lines[-1])
+
+
+def test_repair_store_shows_its_progress_then_verify_does(tmp_path, monkeypatch, capsys):
+    from pipelines import verify_store as job
+    from tests import store_faults as sf
+
+    roots = [str(tmp_path / n) for n in ("a", "b")]
+    sf.build(sf.TEXT, sf.text_input(tmp_path / "in.jsonl"), roots, 2)
+    victim = sorted((tmp_path / "b" / "ds").glob("shard-*"))[0]
+    victim.write_bytes(b"garbage")
+    monkeypatch.setattr(progress, "PLAIN_INTERVAL", 1e9)   # the summary lines only
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        job.main(["--store", str(tmp_path / "a" / "ds"), "--repair"])
+    assert exit_info.value.code == 0
+    out, err = capsys.readouterr()
+    assert f"repair {victim.name} on {tmp_path / 'b'}: size_mismatch -> copied from " \
+        f"{tmp_path / 'a'}" in out
+    summaries = [line for line in err.splitlines() if " done in " in line]
+    assert [s.split(" done in ")[0] for s in summaries] == ["repair_store", "verify_store"]
+    assert all(re.search(r": 4 replicas, [\d.]+ KiB read$", s) for s in summaries), summaries

@@ -304,7 +304,7 @@ def choose_generation(store_path: str, root_map=None, deep: bool = False):
         raise StoreError(f"no readable manifest for {store_path}: {detail}")
     for manifest in candidates:
         chosen = {**manifest, "root_index": index}
-        if len(candidates) == 1 and not deep:
+        if len(candidates) == 1:   # the answer either way: nothing to choose between
             return chosen, copies, paths
         if _shards_available(chosen, store_path, root_map, deep):
             return chosen, copies, paths
@@ -765,7 +765,7 @@ def _manifest_rows(copies, chosen) -> list[dict]:
     return rows
 
 
-def verify_store(store_path: str, root_map=None) -> list[dict]:
+def verify_store(store_path: str, root_map=None, progress=None) -> list[dict]:
     """One row per manifest copy, per (shard, replica root), and per stray file.
 
     The generation checked is the newest valid one whose shards are all
@@ -774,7 +774,9 @@ def verify_store(store_path: str, root_map=None) -> list[dict]:
     newer_unavailable, conflicting.  Replica rows: see ``check_replica``.
     Stray rows (``status`` ``stray:<kind>``, ``find_strays``): stale, temp,
     symlink, special, directory, empty_directory, unknown.  Every row has
-    shard, root, status, path.
+    shard, root, status, path.  ``progress``: called as ``progress(stored_bytes)``
+    after each replica is checked (``stored_bytes``: the manifest's size of its
+    shard), e.g. to drive a display (``replica_bytes`` is the total), or None.
     """
     manifest, copies, paths = choose_generation(store_path, root_map, deep=True)
     rows = _manifest_rows(copies, manifest)
@@ -782,6 +784,8 @@ def verify_store(store_path: str, root_map=None) -> list[dict]:
         for root, path in replica_paths(manifest, store_path, shard, root_map):
             status, _ = check_replica(path, shard)
             rows.append({"shard": shard["name"], "root": root, "status": status, "path": path})
+            if progress is not None:
+                progress(shard["stored_bytes"])
     dataset = basename(normalise_root(store_path))
     for index, root in enumerate(root_paths(manifest, store_path, root_map)):
         for stray in find_strays(root, join(root, dataset), manifest, index):
@@ -794,7 +798,14 @@ def _reachable(root: str) -> bool:
     return not is_local(root) or os.path.isdir(root)
 
 
-def repair_store(store_path: str, root_map=None, break_lock: bool = False) -> list[dict]:
+def replica_bytes(manifest: dict) -> int:
+    """Bytes of every replica of every shard that ``manifest`` lists (what verifying
+    the store reads)."""
+    return sum(s["stored_bytes"] * len(s["replicas"]) for s in manifest["shards"])
+
+
+def repair_store(store_path: str, root_map=None, break_lock: bool = False,
+                 progress=None) -> list[dict]:
     """Make every reachable root hold the newest good generation, completely.
 
     Picks the newest valid generation whose shards all verify somewhere (never
@@ -805,7 +816,8 @@ def repair_store(store_path: str, root_map=None, break_lock: bool = False) -> li
     temporary files (unknown files are reported, never deleted).  Writes only
     ``<root>/<dataset>/<shard name>`` and manifests; a root folder that does not
     exist is reported, not created.  Takes the dataset's lock (``break_lock``
-    removes a stale one).  One failure does not stop the others.
+    removes a stale one).  One failure does not stop the others.  ``progress``:
+    as ``verify_store``'s, after each replica is checked.
     -> rows: shard, root, status, path, action.
     """
     manifest, copies, paths = choose_generation(store_path, root_map, deep=True)
@@ -823,6 +835,8 @@ def repair_store(store_path: str, root_map=None, break_lock: bool = False) -> li
             for index in shard["replicas"]:
                 path = join(paths[index], dataset, shard["name"])
                 status, data = check_replica(path, shard)
+                if progress is not None:
+                    progress(shard["stored_bytes"])
                 if status == "ok":
                     good = good or (paths[index], data)
                 elif index in reachable:
