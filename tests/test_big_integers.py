@@ -47,6 +47,43 @@ def test_round_trip_is_exact_for_every_json_value(value):
         assert written == expected  # otherwise exactly orjson's bytes
 
 
+def _typed(value):
+    """``value`` with every number tagged by its type (``10**20 == 1e20`` in Python)."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+_numbers = (st.integers() | st.integers(min_value=-(1 << 200), max_value=1 << 200)
+            | st.sampled_from([(1 << 63) - 1, 1 << 63, (1 << 64) - 1, 1 << 64, -(1 << 63),
+                               -(1 << 63) - 1, float(1 << 63), -float(1 << 63), 1e20, -1e300])
+            | st.floats(allow_nan=False, allow_infinity=False))
+_number_docs = st.recursive(
+    _numbers | st.text(alphabet="0123456789 ab", max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner,
+                                                                max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_number_docs, st.booleans())
+def test_loads_reads_every_number_as_the_standard_library_does(value, as_str):
+    """Type and value: an integer stays an int of the same value however long, a float
+    (even 1e20, integral and beyond int64) stays a float; digit runs inside strings
+    change nothing."""
+    text = json.dumps(value)
+    parsed = exact_json.loads(text if as_str else text.encode())
+    assert _typed(parsed) == _typed(json.loads(text)) == _typed(value)
+
+
+@pytest.mark.parametrize("text", [b"1e400", b"[-1e400]", b'{"a": 1' + b"0" * 400 + b'.5}'])
+def test_loads_refuses_floats_beyond_a_double(text):
+    with pytest.raises(ValueError):
+        exact_json.loads(text)
+
+
 @pytest.mark.parametrize("text", [b"NaN", b'{"a": Infinity}', b'{"a": -Infinity}',
                                   b'{"a": 1234567890123456789012, "b": NaN}', b"{", b""])
 def test_loads_refuses_what_is_not_json(text):

@@ -29,6 +29,15 @@ def test_set_metadata(line, expected):
     assert set_metadata(line, {"lang": "en", "lang_score": 0.5}) == expected
 
 
+def test_set_metadata_refuses_to_merge_metadata_it_cannot_parse():
+    """A key to set may be inside metadata that is not JSON: refused, never duplicated;
+    metadata without the key gets it appended, its bytes kept."""
+    with pytest.raises(EditError, match="'metadata' is not valid JSON .* the keys \\['lang'\\]"):
+        set_metadata(b'{"id":1,"metadata":{"lang":NaN}}', {"lang": "en"})
+    assert set_metadata(b'{"id":1,"metadata":{"x":NaN}}', {"lang": "en"}) == \
+        b'{"id":1,"metadata":{"x":NaN,"lang":"en"}}'
+
+
 def test_set_metadata_refuses_a_non_object():
     with pytest.raises(EditError, match="'metadata' is not an object"):
         set_metadata(b'{"metadata": "web"}', {"lang": "en"})

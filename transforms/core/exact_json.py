@@ -8,9 +8,13 @@ same value.  Every place where a parsed value reaches an output (partition
 values and names, range keys, merged metadata, records read back from a store,
 records written by ``WriteRecords``) goes through ``loads`` / ``dumps`` here.
 
-Cost: ``loads`` scans the bytes for a run of 19 digits (the shortest integer
-that can leave int64 has 19) and only then takes the standard library's slower
-parser; ``dumps`` falls back only on orjson's ``TypeError``.
+Cost: ``loads`` parses with orjson, then walks the parsed value for a float of
+magnitude 2**63 or more (what orjson makes of an integer it cannot hold; every
+such float is integral, so the text is parsed again by the standard library,
+which keeps an integer exact and a float a float).  On a 2.5 KB record that is
+about 3 us against orjson's 2.6 (a scan of the bytes for 19 digits cost 87).
+An integer too long for any double (orjson raises) goes straight to the
+standard library.  ``dumps`` falls back only on orjson's ``TypeError``.
 """
 from __future__ import annotations
 
@@ -30,12 +34,53 @@ def loads(data: bytes | str):
     """JSON text -> value, like ``orjson.loads`` but integers of any size exact.
 
     Raises ``ValueError`` (``orjson.JSONDecodeError`` is one) for text that is
-    not JSON, including ``NaN`` and ``Infinity``.
+    not JSON, including ``NaN`` and ``Infinity`` and numbers beyond a double's
+    range written as floats (``1e400``).
     """
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if _LONG_DIGITS.search(raw) is None:
-        return orjson.loads(data)
-    return json.loads(data, parse_constant=_no_constant)
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+        if _LONG_DIGITS.search(raw) is None:
+            raise
+        return _standard_loads(data)   # an integer too long for a double
+    if _may_hold_big_int(value):
+        return _standard_loads(data)
+    return value
+
+
+_TWO_63 = float(1 << 63)
+
+
+def _may_hold_big_int(value) -> bool:
+    """A float orjson made of an integer beyond int64/uint64: |v| >= 2**63."""
+    kind = type(value)
+    if kind is float:
+        return not -_TWO_63 < value < _TWO_63
+    if kind is dict:
+        for v in value.values():
+            if type(v) in _CONTAINERS_OR_FLOAT and _may_hold_big_int(v):
+                return True
+        return False
+    if kind is list:
+        for v in value:
+            if type(v) in _CONTAINERS_OR_FLOAT and _may_hold_big_int(v):
+                return True
+    return False
+
+
+_CONTAINERS_OR_FLOAT = (float, dict, list)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:40]} is beyond a double's range")
+    return value
+
+
+def _standard_loads(data):
+    return json.loads(data, parse_constant=_no_constant, parse_float=_finite)
 
 
 def dumps(value, option: int | None = None) -> bytes:

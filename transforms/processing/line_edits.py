@@ -102,8 +102,9 @@ def set_metadata(line: bytes, values: dict) -> bytes:
         merged.update(values)
         return line[:start] + exact_json.dumps(merged) + line[end:]
     if current is None and any(orjson.dumps(k) in old for k in values):
-        raise EditError(f"field {METADATA!r} holds keys {sorted(values)} in a form "
-                        "orjson cannot rewrite")
+        raise EditError(f"field {METADATA!r} is not valid JSON (e.g. a lone surrogate or "
+                        f"NaN) and may hold the keys {sorted(values)} to be set: it cannot "
+                        "be merged")
     inner = old[:-1].rstrip()
     sep = b"" if inner.endswith(b"{") else b","
     return line[:start] + inner + sep + new[1:-1] + b"}" + line[end:]

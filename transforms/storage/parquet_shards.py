@@ -61,10 +61,6 @@ def load_record(line: bytes) -> dict:
     return exact_json.loads(line)
 
 
-def _json_text(value) -> str:
-    return exact_json.dumps(value).decode()
-
-
 # ---------------------------------------------------------------- schema inference
 
 def value_type(value):
@@ -187,7 +183,7 @@ def shard_bytes(lines: list[bytes], schema: dict, raw_bytes: int) -> bytes:
         for name, values in columns.items():
             value = record.get(name)
             if name in json_columns and value is not None:
-                value = _json_text(value)
+                value = exact_json.dumps(value).decode()
             values.append(value)
     table = pa.table({name: pa.array(values, arrow.field(name).type)
                       for name, values in columns.items()}, schema=arrow)
