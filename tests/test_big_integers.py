@@ -78,6 +78,41 @@ def test_loads_reads_every_number_as_the_standard_library_does(value, as_str):
     assert _typed(parsed) == _typed(json.loads(text)) == _typed(value)
 
 
+_broken = st.builds(
+    lambda doc, at, bit, cut: (lambda b: (b[:at % (len(b) + 1)]
+                                         + bytes([b[at % len(b)] ^ (1 << bit)])
+                                         + b[at % len(b) + 1:])[:cut])(json.dumps(doc).encode()),
+    _number_docs, st.integers(0, 10 ** 6), st.integers(0, 7), st.integers(0, 400))
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(_broken, st.binary(max_size=60)))
+def test_loads_raises_orjsons_error_for_anything_not_json(data):
+    """Whatever the bytes (a flipped bit, a cut, deep nesting, not UTF-8), loads returns
+    the standard library's value or raises ``orjson.JSONDecodeError``, as orjson.loads
+    does (callers catch that): never another exception type from the fallback parser."""
+    try:
+        value = exact_json.loads(data)
+    except orjson.JSONDecodeError:
+        return
+    assert _typed(value) == _typed(json.loads(data))
+
+
+@pytest.mark.parametrize("depth", [0, 1, 500, 900, 990, 1000, 1023, 1024, 1025, 3000])
+@pytest.mark.parametrize("leaf", [b"12345678901234567890123", b"1", b"1e400", b"1e20"])
+def test_loads_of_deep_nesting_returns_the_leaf_or_orjsons_error(depth, leaf):
+    data = b"[" * depth + leaf + b"]" * depth
+    try:
+        value = exact_json.loads(data)
+    except orjson.JSONDecodeError:
+        assert leaf == b"1e400" or depth >= 990   # beyond a double; too deep for a parser
+        return
+    for _ in range(depth):
+        assert type(value) is list and len(value) == 1
+        value = value[0]
+    assert _typed(value) == _typed(json.loads(leaf))
+
+
 @pytest.mark.parametrize("text", [b"1e400", b"[-1e400]", b'{"a": 1' + b"0" * 400 + b'.5}'])
 def test_loads_refuses_floats_beyond_a_double(text):
     with pytest.raises(ValueError):

@@ -33,9 +33,11 @@ def _no_constant(name: str):
 def loads(data: bytes | str):
     """JSON text -> value, like ``orjson.loads`` but integers of any size exact.
 
-    Raises ``ValueError`` (``orjson.JSONDecodeError`` is one) for text that is
-    not JSON, including ``NaN`` and ``Infinity`` and numbers beyond a double's
-    range written as floats (``1e400``).
+    Raises ``orjson.JSONDecodeError`` (a ``json.JSONDecodeError`` and a
+    ``ValueError``), as ``orjson.loads`` does, for anything that is not JSON,
+    including ``NaN`` and ``Infinity``, numbers beyond a double's range written
+    as floats (``1e400``), bytes that are not UTF-8 and nesting too deep: a
+    drop-in for ``orjson.loads`` whichever parser read the text.
     """
     try:
         value = orjson.loads(data)
@@ -53,19 +55,19 @@ _TWO_63 = float(1 << 63)
 
 
 def _may_hold_big_int(value) -> bool:
-    """A float orjson made of an integer beyond int64/uint64: |v| >= 2**63."""
-    kind = type(value)
-    if kind is float:
-        return not -_TWO_63 < value < _TWO_63
-    if kind is dict:
-        for v in value.values():
-            if type(v) in _CONTAINERS_OR_FLOAT and _may_hold_big_int(v):
+    """A float orjson made of an integer beyond int64/uint64: |v| >= 2**63.  A loop
+    over an explicit stack: orjson accepts nesting deeper than Python's recursion."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is float:
+            if not -_TWO_63 < item < _TWO_63:
                 return True
-        return False
-    if kind is list:
-        for v in value:
-            if type(v) in _CONTAINERS_OR_FLOAT and _may_hold_big_int(v):
-                return True
+        elif kind is dict:
+            stack.extend(v for v in item.values() if type(v) in _CONTAINERS_OR_FLOAT)
+        elif kind is list:
+            stack.extend(v for v in item if type(v) in _CONTAINERS_OR_FLOAT)
     return False
 
 
@@ -80,7 +82,12 @@ def _finite(text: str) -> float:
 
 
 def _standard_loads(data):
-    return json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+    try:
+        return json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, RecursionError) as err:   # JSONDecodeError, UnicodeDecodeError...
+        doc = data if isinstance(data, str) else data.decode("utf-8", "replace")
+        raise orjson.JSONDecodeError(f"{type(err).__name__}: {err}", doc,
+                                     getattr(err, "pos", 0) or 0) from err
 
 
 def dumps(value, option: int | None = None) -> bytes:
