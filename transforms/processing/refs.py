@@ -47,7 +47,7 @@ from transforms.core.records import (  # noqa: F401 - the records travel with th
     NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Run, ScannedRange, chunked, pack, ref_bytes,
     unpack)
 from transforms.processing.parquet import is_parquet, picked_lines, scan_units
-from transforms.processing.splits import RangeReader, plan_splits
+from transforms.processing.splits import open_range, plan_splits
 from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
                                       JsonlFileDoFn, ReadJsonl, dead_letter, numbered_lines,
                                       open_text_stream, parse_line)
@@ -291,7 +291,8 @@ class ScanJsonl(ReadJsonl):
         super().__init__(patterns, id_field, text_field, None, max_line_bytes, keep_empty)
         self.spec = spec
         self.bounds = bounds
-        # large uncompressed JSON Lines files: {file index: [(start, end), ...]}
+        # large uncompressed JSON Lines files (byte ranges) and zstd files of several
+        # frames (runs of frames, compressed offsets): {file index: [(start, end), ...]}
         self.splits = plan_splits(self.paths)
 
     def expand(self, pbegin):
@@ -461,8 +462,9 @@ class _ExtractRuns(beam.DoFn):
         parquet = is_parquet(path)
         scanned = None if parquet else ranges.get((index, start))
         if scanned is not None:   # a byte range of a split file
-            opened, first_line, prefix = (RangeReader(path, scanned.start, scanned.end),
-                                          scanned.first_line, f"file{index:05d}-at{start}")
+            opened, first_line, prefix = (
+                open_range(path, scanned.start, scanned.end, scanned.inside_line),
+                scanned.first_line, f"file{index:05d}-at{start}")
             digest, expected = None, scanned.digest
         else:   # a whole JSON Lines file, or a Parquet file's unit (its picks' row groups)
             opened = _NullContext() if parquet else open_text_stream(path)
