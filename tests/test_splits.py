@@ -452,3 +452,18 @@ def test_a_frame_range_changed_between_the_passes_fails(tmp_path):
                       str(tmp_path / "s"))
     _runs_by_unit(str(path), [r for r in refs if r.id == "3"], ranges, {},  # other range
                   str(tmp_path / "s"))
+
+
+def test_a_truncated_multi_frame_zstd_fails_the_run_naming_it(tmp_path, capsys, monkeypatch):
+    """A file that would split by frames, cut inside its last frame: the job fails
+    in one line naming it (found while planning the ranges), nothing is written."""
+    from tests.test_inputs_pipeline import failure
+    monkeypatch.setattr(splits_module, "SPLIT_BYTES", 3000)
+    data = b"".join(b'{"id": %d, "text": "record %d"}\n' % (i, i) for i in range(2000))
+    packed = _frames_file(data, list(range(1000, len(data), 1000)), [0, 1])
+    cut = tmp_path / "cut.jsonl.zst"
+    cut.write_bytes(packed[:len(packed) * 6 // 10])
+    assert packed[len(packed) * 6 // 10:len(packed) * 6 // 10 + 4] != SKIPPABLE
+    said = failure(capsys, ["--input", str(cut), "--output_roots", str(tmp_path / "o")])
+    assert said.startswith(f"prepare_corpus failed: {cut}: the zstd stream ends inside frame ")
+    assert not (tmp_path / "o" / "corpus" / "manifest.json").exists()

@@ -1,6 +1,7 @@
 """Pass 1 over units of work smaller than a file: row groups of a Parquet file
-(``transforms.processing.parquet``) and byte ranges of a large JSON Lines file
-(``transforms.processing.splits``), scanned by ``transforms.processing.refs``'s scan.
+(``transforms.processing.parquet``) and ranges (bytes, or zstd frames) of a large
+JSON Lines file (``transforms.processing.splits``), scanned by
+``transforms.processing.refs``'s scan.
 
 Kept apart from ``parquet`` and ``splits`` (which ``refs`` imports for pass 2)
 so the modules do not import each other.
