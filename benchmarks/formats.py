@@ -6,6 +6,8 @@ scan of one large JSON Lines file split across workers.
     python -m benchmarks.formats same --corpus /tmp/c100k --work /tmp/fmt
     python -m benchmarks.corpus --docs 330000 --files 1 --uncompressed --out /tmp/c1g
     python -m benchmarks.formats split --corpus /tmp/c1g --work /tmp/fmt
+    python -m benchmarks.formats frames --corpus /tmp/c1g --work /tmp/fmt --out /tmp/c1gz
+    python -m benchmarks.formats split --corpus /tmp/c1gz --work /tmp/fmt --before /tmp/old
 
 ``scan``: the same documents as JSONL.zst files and as Parquet files (one per
 JSONL file, row groups of 8192 rows); the scan's per-document work (read,
@@ -18,7 +20,12 @@ uncompressed JSON Lines file, direct_multiprocess with 1 and with 2 workers in
 ``--pairs`` interleaved pairs (wall, CPU of the process tree and of each of its
 processes, peak RSS, load average before and after each run); the median of the
 pairs' wall ratios.  ``pass2``: the CPU of the second pass over that file
-in one process, as one task and range by range.
+in one process, as one task and range by range.  ``frames``: the corpus's one
+JSON Lines file as a ``.jsonl.zst`` of many frames (zstd level 3, a frame every
+1 to 4 MiB of decompressed bytes, sizes seeded, cut anywhere, so most frames end
+inside a line), and the driver's cost of finding the frames (``plan_splits``).
+``split --before DIR``: also the 2-worker run of the code checked out in DIR
+(e.g. ``git archive <commit> | tar -x -C DIR``), the baseline of a change.
 Results go to benchmarks/results/formats_<what>.json.
 """
 import argparse
@@ -115,14 +122,25 @@ def bench_scan(args):
     return out
 
 
-def _job(inputs, root, *flags, workers=None, timeline_seconds=None):
+def _job(inputs, root, *flags, workers=None, timeline_seconds=None, code=None):
+    """prepare_corpus on direct_multiprocess, measured; ``code``: run the checkout in
+    that folder instead of this one (its ``pipelines`` and ``transforms``)."""
     cmd = [sys.executable, "-m", "pipelines.prepare_corpus", "--input", inputs,
            "--output_roots", root, "--dataset", "ds", "--run_config",
            "run_configs/direct_multiprocess.yaml", *flags]
     if workers:
         cmd += ["--direct_num_workers", str(workers)]
     shutil.rmtree(root, ignore_errors=True)
-    result = measure(cmd, timeline_seconds=timeline_seconds)
+    if code is not None:
+        here = os.getcwd()
+        os.chdir(code)
+        try:
+            result = measure(cmd, timeline_seconds=timeline_seconds,
+                             env={**os.environ, "PYTHONPATH": code})
+        finally:
+            os.chdir(here)
+    else:
+        result = measure(cmd, timeline_seconds=timeline_seconds)
     result.pop("output")
     return result
 
@@ -179,10 +197,43 @@ def bench_split(args):
             "wall_s_median": statistics.median(r["wall_s"] for r in runs),
             "cpu_s_median": statistics.median(r["cpu_s"] for r in runs),
             "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs)}
+    if args.before:   # the baseline: the code before the change, 2 workers, after the pairs
+        load = os.getloadavg()
+        result = _job(path, os.path.join(args.work, "split_before"), *args.flags, workers=2,
+                      timeline_seconds=2, code=os.path.abspath(args.before))
+        out["before_2_workers"] = {"code": args.before, **result, "load_before": load,
+                                   "load_after": os.getloadavg()}
+        print(f"before, workers 2: {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} CPU s, "
+              f"load {load[0]:.1f}", file=sys.stderr)
     out["wall_ratio_2_over_1_median_of_pairs"] = statistics.median(out["pair_wall_ratios"])
     out["wall_ratio_2_over_1_of_medians"] = (out["workers_2"]["wall_s_median"]
                                              / out["workers_1"]["wall_s_median"])
     return split_summary(out)
+
+
+def bench_frames(args):
+    """The corpus's one file -> ``args.out``/<name>.zst in frames of 1-4 MiB."""
+    import random
+    import zstandard
+    from transforms.processing.splits import plan_splits
+    (path,) = _jsonl_files(args.corpus)
+    os.makedirs(args.out, exist_ok=True)
+    target = os.path.join(args.out, os.path.basename(path) + ".zst")
+    sizes, rng = [], random.Random(14)
+    compressor = zstandard.ZstdCompressor(level=3)
+    began = time.process_time()
+    with open(path, "rb") as src, open(target, "wb") as dst:
+        while piece := src.read(rng.randint(1 << 20, 4 << 20)):
+            dst.write(compressor.compress(piece))
+            sizes.append(len(piece))
+    compress_cpu = time.process_time() - began
+    began = time.perf_counter()
+    plan = plan_splits([target])
+    walk_s = time.perf_counter() - began
+    return {"file": target, "bytes": os.path.getsize(target), "decompressed_bytes": sum(sizes),
+            "frames": len(sizes), "frame_bytes_min": min(sizes), "frame_bytes_max": max(sizes),
+            "compress_cpu_s": round(compress_cpu, 1), "plan_splits_wall_s": round(walk_s, 3),
+            "ranges": len(plan.get(0, [])) or 1}
 
 
 def bench_pass2(args):
@@ -250,8 +301,10 @@ def critical_cpu_s(timeline: list) -> float:
 
 def split_summary(result: dict) -> dict:
     """Per run: worker processes' CPU (``python`` children of the job process) and
-    the critical-path CPU; the median ratio of critical paths, 2 over 1 workers."""
-    for run in result["runs"]:
+    the critical-path CPU; the median ratio of critical paths, 2 over 1 workers
+    (and the baseline's, ``before_2_workers``, when there is one)."""
+    for run in result["runs"] + ([result["before_2_workers"]]
+                                 if "before_2_workers" in result else []):
         cpu = run.get("process_cpu_s", {})
         python = [v for k, v in cpu.items() if k.endswith(":python")]
         run["driver_cpu_s"] = python[0] if python else None
@@ -270,13 +323,17 @@ def split_summary(result: dict) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("scan", "same", "split", "split_summary", "pass2"))
+    parser.add_argument("what", choices=("scan", "same", "split", "split_summary", "pass2",
+                                         "frames"))
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--work", required=True)
     parser.add_argument("--flags", nargs="*", default=[],
                         help="extra prepare_corpus flags for split (e.g. --no_near_dedup)")
     parser.add_argument("--pairs", type=int, default=3,
                         help="split: interleaved pairs of 1- and 2-worker runs (default 3)")
+    parser.add_argument("--out", help="frames: folder of the .jsonl.zst written")
+    parser.add_argument("--before", default=None,
+                        help="split: also run 2 workers on the code checked out in this folder")
     parser.add_argument("--results", default=None,
                         help="results file name in benchmarks/results (default "
                              "formats_<what>.json)")
@@ -290,7 +347,7 @@ def main():
             f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2))
         return
     result = {"scan": bench_scan, "same": bench_same, "split": bench_split,
-              "pass2": bench_pass2}[args.what](args)
+              "pass2": bench_pass2, "frames": bench_frames}[args.what](args)
     result["command"] = " ".join(["python -m benchmarks.formats"] + sys.argv[1:])
     name = args.results or f"formats_{args.what}.json"
     with open(os.path.join(RESULTS, name), "wb") as f:

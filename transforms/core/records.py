@@ -54,7 +54,11 @@ class ScannedRange(NamedTuple):
     unit by unit with these.  JSON Lines split by bytes
     (``transforms.processing.splits``): the byte range ``[start, end)``, owning the
     ``lines`` lines starting in it, numbered from ``first_line``; ``digest`` is
-    the xxh3-64 (hex) of exactly its bytes.  Parquet
+    the xxh3-64 (hex) of exactly its bytes.  A zstd file split by frames (same
+    module): the frames at compressed bytes ``[start, end)``, owning the lines
+    that start in their decompressed bytes; ``digest`` is the xxh3-64 of those
+    decompressed bytes; ``inside_line``: they begin inside a line begun in an
+    earlier range (their bytes up to the first newline belong to it).  Parquet
     (``transforms.processing.parquet``): row groups ``[start, end)``, holding
     rows ``first_line .. first_line + lines - 1`` of the file; ``digest`` is the
     file's footer digest."""
@@ -64,6 +68,17 @@ class ScannedRange(NamedTuple):
     first_line: int
     lines: int
     digest: str
+    inside_line: bool = False
+
+
+class FrameLines(NamedTuple):
+    """The line count of a run of zstd frames (``transforms.processing.splits``),
+    from which every range's first line number follows: ``newlines`` in its
+    decompressed bytes, its last byte excluded; ``size``: its decompressed bytes;
+    ``ends_line``: its last byte is a newline."""
+    newlines: int
+    size: int
+    ends_line: bool
 
 
 class Pick(NamedTuple):

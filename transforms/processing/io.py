@@ -14,6 +14,7 @@ import os
 import posixpath
 import re
 import threading
+from typing import NamedTuple
 
 import apache_beam as beam
 import lz4.frame
@@ -186,6 +187,18 @@ def codec_of(path: str) -> str | None:
 ZSTD_MAGIC = 0xFD2FB528
 
 
+class ZstdFrame(NamedTuple):
+    """One frame of a zstd stream, found from its headers (``ZstdFrameCheck``).
+
+    ``start``/``end``: compressed byte offsets ``[start, end)`` in the file;
+    ``content_size``: decompressed bytes the header declares (None: not
+    declared); ``skippable``: a skippable frame (RFC 8878 3.1.2, no content)."""
+    start: int
+    end: int
+    content_size: int | None
+    skippable: bool
+
+
 class ZstdFrameCheck:
     """Follows the frame structure of a zstd stream as its compressed bytes go by.
 
@@ -197,15 +210,24 @@ class ZstdFrameCheck:
     of a frame: python-zstandard's stream reader reports a clean end of data
     at a frame cut short, without raising.  (A complete frame's declared
     content size and checksum are checked by libzstd as it decodes.)
+
+    ``record=True`` keeps every complete frame as a ``ZstdFrame`` in
+    ``found`` (``zstd_frames`` walks a file's headers with it, seeking over the
+    block bodies: the bytes to skip next are ``skip``).  ``base``: the
+    compressed offset of the first byte fed.
     """
 
-    def __init__(self):
+    def __init__(self, record: bool = False, base: int = 0):
         self.state, self.need, self.buf = "magic", 4, b""
         self.skip = 0
         self.checksum = False
         self.frames = 0   # frames complete (a frame counts once its last header is read)
         self.current = 1  # the frame being read, from 1
         self.offset = 0   # compressed bytes seen
+        self.pos = base   # compressed offset of the next byte the state machine takes
+        self.found = [] if record else None
+        self.frame_start, self.fcs_bytes, self.content_size = base, 0, None
+        self.skippable = False
 
     def feed(self, data: bytes) -> None:
         i, n = 0, len(data)
@@ -215,37 +237,48 @@ class ZstdFrameCheck:
                 take = min(self.skip, n - i)
                 self.skip -= take
                 i += take
+                self.pos += take
                 continue
             take = min(self.need - len(self.buf), n - i)
             self.buf += data[i:i + take]
             i += take
+            self.pos += take
             if len(self.buf) == self.need:
                 header, self.buf = self.buf, b""
                 self._advance(header)
+
+    def skipped(self, count: int) -> None:
+        """``count`` bytes of ``skip`` passed over without being fed (a seek)."""
+        self.skip -= count
+        self.offset += count
+        self.pos += count
 
     def _advance(self, header: bytes) -> None:
         value = int.from_bytes(header, "little")
         if self.state == "magic":
             self.current = self.frames + 1
+            self.frame_start, self.content_size, self.skippable = self.pos - 4, None, False
             if value == ZSTD_MAGIC:
                 self.state, self.need = "descriptor", 1
             elif value & 0xFFFFFFF0 == 0x184D2A50:
                 self.state, self.need = "skippable", 4
             else:
-                raise ValueError(f"no zstd frame starts at compressed byte "
-                                 f"{self.offset - self.need}")
+                raise ValueError(f"no zstd frame starts at compressed byte {self.pos - 4}")
         elif self.state == "skippable":
-            self.skip = value
+            self.skip, self.skippable, self.content_size = value, True, 0
             self._frame_done()
         elif self.state == "descriptor":
             fcs, single = value >> 6, (value >> 5) & 1
             self.checksum = bool((value >> 2) & 1)
-            rest = (0 if single else 1) + (0, 1, 2, 4)[value & 3] + \
-                ((1 if single else 0), 2, 4, 8)[fcs]
+            self.fcs_bytes = ((1 if single else 0), 2, 4, 8)[fcs]
+            rest = (0 if single else 1) + (0, 1, 2, 4)[value & 3] + self.fcs_bytes
             if value & 0x08:
                 raise ValueError("a zstd frame header has its reserved bit set")
             self.state, self.need = ("frame_header", rest) if rest else ("block", 3)
         elif self.state == "frame_header":
+            if self.fcs_bytes:   # the content size closes the header (RFC 8878 3.1.1.1.4)
+                self.content_size = int.from_bytes(header[-self.fcs_bytes:], "little") + (
+                    256 if self.fcs_bytes == 2 else 0)
             self.state, self.need = "block", 3
         elif self.state == "block":
             last, kind, size = value & 1, (value >> 1) & 3, value >> 3
@@ -261,13 +294,55 @@ class ZstdFrameCheck:
             self._frame_done()
 
     def _frame_done(self) -> None:
+        """The frame's last header is read (its last ``skip`` bytes may follow)."""
         self.frames += 1
         self.state, self.need = "magic", 4
+        if self.found is not None:
+            self.found.append(ZstdFrame(self.frame_start, self.pos + self.skip,
+                                        self.content_size, self.skippable))
 
     def finish(self) -> None:
         if self.skip or self.buf or self.state != "magic":
             raise ValueError(f"the zstd stream ends inside frame {self.current} "
-                             f"(truncated file?) after {self.offset} compressed bytes")
+                             f"(truncated file?) after {self.pos} compressed bytes")
+
+
+def zstd_frames(path: str) -> list[ZstdFrame]:
+    """The frames of a zstd file, found by reading their headers and seeking over
+    block bodies (``ZstdFrameCheck``): about 3 bytes read per block of up to
+    128 KiB, nothing decompressed.  Raises ``InputError`` naming the file when
+    it is not a zstd stream or ends inside a frame (truncated)."""
+    check = ZstdFrameCheck(record=True)
+    try:
+        raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    except Exception as err:  # noqa: BLE001
+        raise InputError(path, f"cannot open: {_one_line(err)}") from None
+    try:
+        with raw:
+            raw.seek(0, os.SEEK_END)
+            size = raw.tell()
+            raw.seek(0)
+            while check.pos < size:
+                if check.skip:
+                    if check.pos + check.skip > size:   # the last body is cut short
+                        check.skipped(size - check.pos)
+                        break
+                    check.skipped(check.skip)
+                    raw.seek(check.pos)
+                    continue
+                data = raw.read(min(check.need - len(check.buf), size - check.pos))
+                if not data:
+                    raise ValueError(f"ended at byte {check.pos}, expected {size} bytes "
+                                     "(it changed while the job was reading it?)")
+                check.feed(data)
+        if size == 0:
+            raise ValueError("is empty (0 bytes), not a zstd stream")
+        check.finish()
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a header's fault or the file system's
+        raise InputError(path, _one_line(err)) from None
+    return check.found
 
 
 class _RawTee:
@@ -299,6 +374,33 @@ class _RawTee:
         return self.raw.closed
 
 
+class _Window:
+    """The compressed bytes ``[start, end)`` of a file (``end`` None: to its end);
+    ending before ``end`` is an ``InputError`` (the file changed)."""
+
+    def __init__(self, path: str, raw, start: int, end: int | None):
+        self.path, self.raw, self.pos, self.end = path, raw, start, end
+        raw.seek(start)
+
+    def read(self, size=-1):
+        left = None if self.end is None else self.end - self.pos
+        if left is not None and (size is None or size < 0 or size > left):
+            size = left
+        data = self.raw.read(size) if size != 0 else b""
+        self.pos += len(data)
+        if not data and left:
+            raise InputError(self.path, f"ended at compressed byte {self.pos}, before "
+                             f"{self.end} (it changed while the job was reading it?)")
+        return data
+
+    def close(self):
+        self.raw.close()
+
+    @property
+    def closed(self):
+        return self.raw.closed
+
+
 class CheckedTextStream:
     """Decompressed bytes of one input file; every fault an ``InputError`` naming it.
 
@@ -307,18 +409,30 @@ class CheckedTextStream:
     gzip, lz4, bz2 and xz readers raise on a stream cut short; zstd frames are
     followed by ``ZstdFrameCheck``; a compressed file of zero bytes is not a
     valid stream either.  ``offset`` counts decompressed bytes delivered.
+
+    ``window=(start, end)`` (zstd only): the frames at compressed bytes
+    ``[start, end)`` (``end`` None: to the end of the file), which must start
+    and end at frame boundaries (``zstd_frames``); used by
+    ``transforms.processing.splits`` to read a file by runs of frames.
+    ``offset`` then counts from ``start``'s first decompressed byte.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, window: tuple[int, int | None] | None = None):
         self.path = path
         self.codec = codec_of(path)
         self.offset = 0
+        self.window = window
         self._ended = False
         try:
             raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
         except Exception as err:  # noqa: BLE001 - missing, permission, a directory...
             raise InputError(path, f"cannot open: {_one_line(err)}") from None
-        self.check = ZstdFrameCheck() if self.codec == "zstd" else None
+        if window is not None:
+            if self.codec != "zstd":
+                raise ValueError(f"{path}: a window of compressed bytes needs zstd frames")
+            raw = _Window(path, raw, *window)
+        self.check = (ZstdFrameCheck(base=window[0] if window else 0)
+                      if self.codec == "zstd" else None)
         self.tee = _RawTee(raw, self.check)
         if self.codec is None:
             self.reader = self.tee
@@ -343,15 +457,18 @@ class CheckedTextStream:
         except InputError:
             raise
         except Exception as err:  # noqa: BLE001 - any decoder's or file system's fault
+            where = "" if self.window is None else (
+                f" (reading the frames from compressed byte {self.window[0]})")
             raise InputError(self.path, f"cannot read {self.codec or 'file'} data: "
-                             f"{_one_line(err)}", offset=self.offset) from None
+                             f"{_one_line(err)}{where}",
+                             offset=self.offset if self.window is None else None) from None
         self.offset += len(data)
         return data
 
     def _check_end(self) -> None:
         if self.codec is None:
             return
-        if self.tee.count == 0:
+        if self.tee.count == 0 and self.window is None:
             raise InputError(self.path, f"is empty (0 bytes), not a {self.codec} stream")
         if self.check is not None:
             while self.tee.read(1 << 20):  # bytes the decoder left unread: still checked
@@ -359,7 +476,8 @@ class CheckedTextStream:
             try:
                 self.check.finish()
             except ValueError as err:
-                raise InputError(self.path, str(err), offset=self.offset) from None
+                raise InputError(self.path, str(err),
+                                 offset=self.offset if self.window is None else None) from None
 
     def close(self):
         try:

@@ -19,8 +19,8 @@ known:
    the sketch look-up of verification read one bucket at a time.
 2. Dedup, LSH, connected components, partitioning and the shard plan work on
    refs alone.
-3. ``ResolveRuns`` (pass 2) groups the kept refs by file (by byte range for a
-   split file: ``transforms.processing.splits``), re-reads each file or range
+3. ``ResolveRuns`` (pass 2) groups the kept refs by file (by range for a
+   split file, bytes or zstd frames: ``transforms.processing.splits``), re-reads each file or range
    once, picks its kept lines and writes the file's lines for each shard as a
    *run*: a zstd-1 compressed temporary file of lines sorted by their key in
    the shard, in a spill folder beside the shards.  The runner carries only
@@ -47,7 +47,7 @@ from transforms.core.records import (  # noqa: F401 - the records travel with th
     NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Run, ScannedRange, chunked, pack, ref_bytes,
     unpack)
 from transforms.processing.parquet import is_parquet, picked_lines, scan_units
-from transforms.processing.splits import RangeReader, plan_splits
+from transforms.processing.splits import open_range, plan_splits
 from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
                                       JsonlFileDoFn, ReadJsonl, dead_letter, numbered_lines,
                                       open_text_stream, parse_line)
@@ -60,7 +60,7 @@ from transforms.storage.spill import (  # noqa: F401 - re-exported for the scan'
 NAMESPACE = "dataprep.read"
 ODD_RANGE_TAG = "odd_range_values"
 DIGESTS_TAG = "digests"
-RANGES_TAG = "ranges"   # ScannedRange of every byte range of a split file
+RANGES_TAG = "ranges"   # ScannedRange of every range of a split file (bytes or zstd frames)
 FILTERED_TAG = "filtered"   # removed records of the filter stage (with write_removed)
 FILTERED_COUNT_TAG = "filtered_counts"  # documents the filter stage dropped, per file
 
@@ -269,15 +269,16 @@ class ScanJsonl(ReadJsonl):
     """JSON Lines files -> dict of ``refs`` (batches of ``DocRef``; band entries
     and sketches into ``spec.spill_dir`` with near-dedup),
     ``dead_letters`` (dicts, ``transforms.processing.io.dead_letter``), ``digests``
-    (``Digest``, one per file), ``ranges`` (``ScannedRange``, one per byte range
-    of a split JSON Lines file and per unit of row groups of a Parquet file;
+    (``Digest``, one per file), ``ranges`` (``ScannedRange``, one per range
+    of a split JSON Lines file (bytes or zstd frames) and per unit of row groups of a Parquet file;
     empty when neither is read) and ``odd_range_values``
     (``repr`` strings of ``--range_by`` field values that are present but not numbers; such documents get range key
     ``null``, and ``transforms.processing.partition.NumericFieldGate`` fails the run on them).
 
     Parquet files (``.parquet``) are scanned in units of row groups
     (``transforms.processing.parquet``; a ref's ``line`` is the row number in
-    the file), uncompressed JSON Lines files above 64 MiB in byte ranges
+    the file), uncompressed JSON Lines files above 64 MiB in byte ranges and
+    zstd files of several frames in runs of frames
     (``transforms.processing.splits``), every other file whole, one task each.
 
     ``paths`` is the sorted file list; a ref's ``file`` indexes it.  ``spec``
@@ -291,7 +292,8 @@ class ScanJsonl(ReadJsonl):
         super().__init__(patterns, id_field, text_field, None, max_line_bytes, keep_empty)
         self.spec = spec
         self.bounds = bounds
-        # large uncompressed JSON Lines files: {file index: [(start, end), ...]}
+        # large uncompressed JSON Lines files (byte ranges) and zstd files of several
+        # frames (runs of frames, compressed offsets): {file index: [(start, end), ...]}
         self.splits = plan_splits(self.paths)
 
     def expand(self, pbegin):
@@ -325,7 +327,7 @@ class ScanJsonl(ReadJsonl):
                 .with_outputs(*tags[1:], UNIT_DIGESTS_TAG, main="refs"))
             outputs.append(scanned)
             ranges.append(scanned[UNIT_DIGESTS_TAG])
-        if splits:  # large JSON Lines files: byte ranges (transforms.processing.splits)
+        if splits:  # large JSON Lines files: byte ranges or runs of zstd frames (splits)
             from transforms.processing.unit_scan import (
                 UNIT_DIGESTS_TAG, ScanJsonlRange, count_unit_lines)
             from transforms.processing.splits import combine_digests
@@ -367,7 +369,7 @@ MARKERS = -1  # the "file" that carries AssignBalancedShards' every-shard marker
 
 
 class _RangeOfLine:
-    """Which unit of a file (a byte range of a split JSON Lines file, row groups of a
+    """Which unit of a file (a range of a split JSON Lines file, row groups of a
     Parquet file) holds a line: ``{file: (first lines, starts)}`` from the
     ``ScannedRange``s (units holding no line left out)."""
 
@@ -392,7 +394,7 @@ class _RangeOfLine:
 
 class _PicksByUnit(beam.DoFn):
     """``(shard, [ShardRecord])`` -> ``((file index, start), Packed([Pick]))`` per unit
-    of pass 2: a whole file (start 0), a byte range of a split file or a unit of
+    of pass 2: a whole file (start 0), a range of a split file or a unit of
     row groups of a Parquet file, whose start ``ranges`` (a side input of
     ``ScannedRange``) tells (packed: the grouping carries every kept document).
 
@@ -423,13 +425,14 @@ class _PicksByUnit(beam.DoFn):
 class _ExtractRuns(beam.DoFn):
     """``((file index, start), [Packed([Pick]) or [Pick]])`` -> the unit's kept lines
     as runs per shard.  A unit is a whole JSON Lines file (start 0); for a split
-    file the byte range starting at ``start`` (``ranges``: ``{(file index,
-    start): ScannedRange}``), read with a ``RangeReader`` from its own first
-    line number and checked against its own digest; for a Parquet file the
+    file the range (bytes, or zstd frames at compressed offsets) starting at ``start`` (``ranges``: ``{(file index,
+    start): ScannedRange}``), read with a ``RangeReader`` (a ``FrameRangeReader``
+    for zstd frames) from its own first line number and checked against its own
+    digest; for a Parquet file the
     unit of row groups starting at group ``start`` (its picks' row groups are
     read; the footer digest is checked).  So a split file is re-read by as many
     tasks as it has units holding a kept line.  Counters: ``files_reread``
-    (whole files), ``units_reread`` (byte ranges and Parquet units).
+    (whole files), ``units_reread`` (ranges of split files and Parquet units).
 
     Holds the unit's picks (about 100 bytes per kept line of the file or range)
     and at most ``run_bytes`` of lines before writing them out.
@@ -460,9 +463,10 @@ class _ExtractRuns(beam.DoFn):
         pick = next(picks, None)
         parquet = is_parquet(path)
         scanned = None if parquet else ranges.get((index, start))
-        if scanned is not None:   # a byte range of a split file
-            opened, first_line, prefix = (RangeReader(path, scanned.start, scanned.end),
-                                          scanned.first_line, f"file{index:05d}-at{start}")
+        if scanned is not None:   # a range of a split file (bytes or zstd frames)
+            opened, first_line, prefix = (
+                open_range(path, scanned.start, scanned.end, scanned.inside_line),
+                scanned.first_line, f"file{index:05d}-at{start}")
             digest, expected = None, scanned.digest
         else:   # a whole JSON Lines file, or a Parquet file's unit (its picks' row groups)
             opened = _NullContext() if parquet else open_text_stream(path)

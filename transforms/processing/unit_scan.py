@@ -1,6 +1,7 @@
 """Pass 1 over units of work smaller than a file: row groups of a Parquet file
-(``transforms.processing.parquet``) and byte ranges of a large JSON Lines file
-(``transforms.processing.splits``), scanned by ``transforms.processing.refs``'s scan.
+(``transforms.processing.parquet``) and ranges (bytes, or zstd frames) of a large
+JSON Lines file (``transforms.processing.splits``), scanned by
+``transforms.processing.refs``'s scan.
 
 Kept apart from ``parquet`` and ``splits`` (which ``refs`` imports for pass 2)
 so the modules do not import each other.
@@ -11,7 +12,7 @@ from transforms.core.records import ScannedRange
 
 from transforms.processing.parquet import ParquetSource, unit_digest, unit_documents
 from transforms.processing.refs import _ScanFile
-from transforms.processing.splits import RangeReader, count_lines
+from transforms.processing.splits import count_range, open_range, range_numbers
 
 UNIT_DIGESTS_TAG = "unit_digests"
 
@@ -40,22 +41,25 @@ class ScanParquetUnit(_ScanFile):
 
 
 def count_unit_lines(unit):
-    """``(file index, path, start, end, size)`` -> ``((file index, start), lines)``."""
+    """``(file index, path, start, end, size)`` -> ``((file index, start), count)``:
+    lines starting in a byte range, or a zstd range's ``FrameLines``
+    (``transforms.processing.splits.count_range``)."""
     index, path, start, end, size = unit
-    return (index, start), count_lines(path, start, end, size)
+    return (index, start), count_range(path, start, end, size)
 
 
 class ScanJsonlRange(_ScanFile):
     """``(file index, path, start, end, size)`` -> batches of ``DocRef`` for the lines
-    starting in ``[start, end)``, numbered exactly (``counts``: lines per range, a
-    side input ``{(file index, start): lines}``); the range as read, a
-    ``ScannedRange`` with its digest, to ``unit_digests``."""
+    starting in a range (bytes ``[start, end)``, or the zstd frames there),
+    numbered exactly (``counts``: a side input ``{(file index, start): count}``
+    of ``count_unit_lines``, see ``splits.range_numbers``); the range as read,
+    a ``ScannedRange`` with its digest, to ``unit_digests``."""
 
     def process(self, unit, counts):
         index, path, start, end, _ = unit
-        first_line = 1 + sum(n for (i, s), n in counts.items() if i == index and s < start)
-        reader = RangeReader(path, start, end)
+        first_line, lines, inside_line = range_numbers(counts, index, start)
+        reader = open_range(path, start, end, inside_line)
         yield from self.scan(index, path, self.documents(path, None, reader, first_line),
                              part=len([1 for (i, s) in counts if i == index and s < start]))
         yield beam.pvalue.TaggedOutput(UNIT_DIGESTS_TAG, ScannedRange(
-            index, start, end, first_line, counts[(index, start)], reader.digest.hexdigest()))
+            index, start, end, first_line, lines, reader.digest.hexdigest(), inside_line))
