@@ -7,6 +7,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from transforms.core.records import Packed, pack, unpack
 from transforms.storage.sharding import (
     AssignBalancedShards, balance_rows, cut_keys, final_cuts, hash_order, plan_partition, record_size,
     shard_index)
@@ -133,7 +134,7 @@ def test_assign_balanced_shards_pipeline(make_pipeline):
         out = (p | beam.Create(batches)
                | AssignBalancedShards(4000, required_partitions=["empty"])
                | beam.FlatMapTuple(lambda key, rs: [(key, None)] if rs is None
-                                   else [(key, r[2]) for r in rs]))
+                                   else [(key, r[2]) for r in unpack(rs)]))
         want = [((part, j, n), rid) for (part, rid), (j, n) in expected.items()]
         every = [(key, None) for key in shard_keys] + [(("empty", 0, 1), None)]
         assert_that(out, equal_to(want + every))

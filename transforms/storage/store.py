@@ -576,7 +576,8 @@ class _MergeSchemas(beam.CombineFn):
 class WriteStore(beam.PTransform):
     """Documents -> a replicated sharded store; outputs the manifest.
 
-    Input: batches (lists) of ``transforms.storage.sharding.ShardRecord`` whose payload
+    Input: batches (lists, or ``transforms.core.records.Packed`` lists) of
+    ``transforms.storage.sharding.ShardRecord`` whose payload
     is a ``transforms.processing.refs.DocRef``: shards are planned on refs, and ``lines``
     (a ``transforms.processing.refs.ResolveRuns``) reads each kept line back from its
     source file once, into its shard's run.  For records in memory, the payload
