@@ -13,6 +13,10 @@ machine's load falls on both alike.  Per system: every wall, the median wall,
 the median CPU seconds and the largest peak RSS of the process tree; docs/s is
 documents over the median wall; the ratio is ours over the baseline's docs/s,
 by medians and per pair (run i of ours against run i of the baseline).
+
+``--before DIR`` adds prepare_corpus run from another checkout (e.g. ``git
+archive <commit> | tar -x -C DIR``) to the rotation, so a change's effect is
+measured in the same run as the targets.
 """
 import argparse
 import json
@@ -54,17 +58,28 @@ def main(argv=None):
     parser.add_argument("--work", default="benchmarks/work/exact_only_speed")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/exact_only_speed.json")
+    parser.add_argument("--before", metavar="DIR",
+                        help="also run prepare_corpus from this checkout (same flags)")
+    parser.add_argument("--before_name", default="before",
+                        help="label of the --before checkout in the table")
     args = parser.parse_args(argv)
+    args.work, args.data = os.path.abspath(args.work), os.path.abspath(args.data)
     docs_wanted = parse_size(args.size)
     baseline = args.baseline or ("beam" if docs_wanted <= 100_000 else "python")
     pattern = corpus_for(args.data, docs_wanted)
     docs, raw = corpus_stats(pattern)
     cmds = commands(pattern, args.work, baseline)
+    cwds = {}
+    if args.before:
+        ours_name, ours_cmd = next(iter(cmds.items()))
+        name = f"{ours_name.split(' (')[0]} at {args.before_name}"
+        cmds = {**cmds, name: ours_cmd}
+        cwds[name] = os.path.abspath(args.before)
     runs = {name: [] for name in cmds}
     for i in range(args.repeats):
         for name, cmd in cmds.items():
             shutil.rmtree(args.work, ignore_errors=True)
-            run = measure(cmd)
+            run = measure(cmd, cwd=cwds.get(name))
             run.pop("output")
             run["load_avg"] = os.getloadavg()
             runs[name].append(run)
@@ -83,10 +98,11 @@ def main(argv=None):
                      "docs_per_s": docs / wall,
                      "load_avg": [r["load_avg"][0] for r in rs],
                      "process_cpu_s": [r["process_cpu_s"] for r in rs]})
-    ours, base = rows
-    ours["ratio"] = ours["docs_per_s"] / base["docs_per_s"]
-    ours["pair_ratios"] = [round(b["wall_s"] / a["wall_s"], 2)
-                           for a, b in zip(runs[ours["system"]], runs[base["system"]])]
+    base = rows[1]
+    for ours in rows[:1] + rows[2:]:
+        ours["ratio"] = ours["docs_per_s"] / base["docs_per_s"]
+        ours["pair_ratios"] = [round(b["wall_s"] / a["wall_s"], 2)
+                               for a, b in zip(runs[ours["system"]], runs[base["system"]])]
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(rows, f, indent=1)
