@@ -9,7 +9,7 @@ import psutil
 
 
 def measure(cmd: list[str], poll_seconds: float = 0.1, env=None, watch_dir=None,
-            timeline_seconds: float | None = None) -> dict:
+            timeline_seconds: float | None = None, cwd=None) -> dict:
     """Run ``cmd``; return wall seconds and the peak summed RSS of it and its children
     (and, with ``watch_dir``, the peak bytes of the files under that folder).
 
@@ -17,12 +17,14 @@ def measure(cmd: list[str], poll_seconds: float = 0.1, env=None, watch_dir=None,
     ``process_cpu_s`` maps each process of the tree (``pid:name``, the command
     process first) to its CPU seconds as last sampled (up to ``poll_seconds``
     short of its end), so the split of the work between worker processes shows.
+    ``cwd``: the folder to run in (``python -m`` then imports that checkout's code).
     With ``timeline_seconds``, ``cpu_timeline`` lists ``[seconds since start,
     {process: CPU seconds so far}]`` every that many seconds.
     """
     start = time.perf_counter()
     cpu_before = _children_cpu()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            cwd=cwd)
     root = psutil.Process(proc.pid)
     peak = peak_disk = 0
     polls = 0

@@ -195,3 +195,20 @@ def test_scan_filters_samples_filters_redacts_and_records_language():
                       "gopher_quality/kept": n, "gopher_repetition/kept": n, "pii/EMAIL": n}
     short = ScanFilters(recipe=load_recipe("minimal"), pii=PiiConfig())("s", "a@b.org only")
     assert short == Decision(Drop("gopher_quality", "short_doc", "words=2 < 50"), "a@b.org only", {})
+
+
+def test_importing_the_job_loads_no_language_model():
+    """The language-ID model (~2 s to load, ~100 MB) is loaded by the first use of a
+    language filter, not by importing the job's modules: every process of every
+    job imports them, filtering or not (a default argument once loaded it)."""
+    import subprocess
+    import sys
+    code = ("import transforms.prepare, pipelines.prepare_corpus\n"
+            "from transforms.reduction.filters import langid\n"
+            "print(langid._IDENTIFIER is None)\n"
+            "f = langid.LanguageFilter()\n"
+            "print(f.config == langid.LanguageConfig(), sorted(f._keep))\n"
+            "print(langid._IDENTIFIER is not None)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[:3] == ["True", "True ['en']", "True"]

@@ -67,3 +67,13 @@ def test_shard_of_same_in_processes_with_different_hash_seeds():
                              text=True, check=True).stdout
         outputs.add(out)
     assert len(outputs) == 1
+
+
+def test_wide_space_class_is_exactly_the_non_ascii_isspace_code_points():
+    """``_WIDE_SPACE`` (written as ``[^\\S\\x00-\\x7f]``) matches exactly the code
+    points above ASCII that str.isspace() (so str.split()) treats as space."""
+    from transforms.core.hashing import _WIDE_SPACE
+    wanted = [c for c in range(128, 0x110000) if chr(c).isspace()]
+    text = "".join(map(chr, range(0, 0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
+    assert [ord(m.group()) for m in _WIDE_SPACE.finditer(text)] == wanted
+    assert len(wanted) == 19   # U+0085, U+00A0, U+1680, U+2000..U+200A, U+2028/9, ...

@@ -7,8 +7,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from transforms.core.records import Packed, pack, unpack
 from transforms.storage.sharding import (
-    AssignBalancedShards, balance_rows, cut_keys, final_cuts, hash_order, plan_partition, record_size,
+    AssignBalancedShards, ShardRecord, balance_rows, cut_keys, final_cuts, hash_order, plan_partition, record_size,
     shard_index)
 
 
@@ -133,7 +134,7 @@ def test_assign_balanced_shards_pipeline(make_pipeline):
         out = (p | beam.Create(batches)
                | AssignBalancedShards(4000, required_partitions=["empty"])
                | beam.FlatMapTuple(lambda key, rs: [(key, None)] if rs is None
-                                   else [(key, r[2]) for r in rs]))
+                                   else [(key, r[2]) for r in unpack(rs)]))
         want = [((part, j, n), rid) for (part, rid), (j, n) in expected.items()]
         every = [(key, None) for key in shard_keys] + [(("empty", 0, 1), None)]
         assert_that(out, equal_to(want + every))
@@ -149,3 +150,35 @@ def test_balance_rows():
          "mean_shard_bytes": 75.0, "max_over_mean": 1.3333},
         {"partition": "b", "records": 1, "shards": 1, "raw_bytes": 10, "max_shard_bytes": 10,
          "mean_shard_bytes": 10.0, "max_over_mean": 1.0}]
+
+
+@given(st.text(max_size=30))
+def test_hash_order_is_the_seeded_xxh3_of_the_id(record_id):
+    """``hash_order`` (xxh3 inlined) = (top 12 bits, top 63 bits) of ``stable_hash64``
+    with the shard seed: the order every store so far was written in."""
+    from transforms.core.hashing import stable_hash64
+    from transforms.storage.sharding import SHARD_HASH_SEED
+    h = stable_hash64(record_id, seed=SHARD_HASH_SEED)
+    assert hash_order(record_id) == (h >> 52, h >> 1)
+
+
+def test_assigned_records_travel_packed(make_pipeline):
+    """A shard's records leave AssignBalancedShards as one ``Packed`` value (not a list
+    Beam would pickle record by record); plain lists and packed batches in give the
+    same shards and records."""
+    records = [ShardRecord(*r) for r in make_records([(i * 53) % 300 + 10 for i in range(120)],
+                                                     ("p", "q"))]
+    batches = [records[i:i + 9] for i in range(0, len(records), 9)]
+    expected = brute_force(records, None, 2500)
+    want = sorted(((part, j, n), rid) for (part, rid), (j, n) in expected.items())
+    for given_batches in (batches, [pack(b) for b in batches]):
+        with make_pipeline() as p:
+            out = (p | beam.Create(given_batches, reshuffle=False)
+                   | AssignBalancedShards(2500)
+                   | beam.Filter(lambda kv: kv[1] is not None)
+                   | beam.MapTuple(lambda key, packed: (key, isinstance(packed, Packed) or
+                                                        hasattr(packed, "blob"),
+                                                        [r.id for r in unpack(packed)]))
+                   | beam.FlatMapTuple(lambda key, was_packed, ids: [
+                       (key, rid) for rid in ids] if was_packed else [("not packed", key)]))
+            assert_that(out, equal_to(want))

@@ -32,6 +32,7 @@ from transforms.processing.io import (
 from transforms.processing.parquet import corpus_paths
 from transforms.processing.partition import (
     NumericFieldGate, PartitionByField, RangePartition)
+from transforms.core.records import Packed, pack
 from transforms.processing.refs import Bounds, DocRef, ResolveRuns, ScanJsonl, ScanSpec
 from transforms.processing.runner_guards import guard_pipeline
 from transforms.reduction.dedup import ExactDedup
@@ -231,9 +232,10 @@ def unify_removed(record: dict) -> dict:
     return {**record, "reason": f"{filter_name}.{record['reason']}", "detail": detail}
 
 
-def _hash_records(batch):
-    """Kept refs of an unpartitioned store -> ``ShardRecord``s in id-hash order."""
-    return [ShardRecord("", hash_order(ref.id), ref.id, ref) for ref in batch]
+def _hash_records(batch) -> Packed:
+    """Kept refs of an unpartitioned store -> their ``ShardRecord``s in id-hash order,
+    packed (``transforms.core.records.pack``: one bytes value, not a pickle per record)."""
+    return pack([ShardRecord("", hash_order(ref.id), ref.id, ref) for ref in batch])
 
 
 def _json_value(ref: DocRef, name: str):

@@ -393,7 +393,8 @@ class _RangeOfLine:
 
 
 class _PicksByUnit(beam.DoFn):
-    """``(shard, [ShardRecord])`` -> ``((file index, start), Packed([Pick]))`` per unit
+    """``(shard, Packed([ShardRecord]) or [ShardRecord])`` -> ``((file index, start),
+    Packed([Pick]))`` per unit
     of pass 2: a whole file (start 0), a range of a split file or a unit of
     row groups of a Parquet file, whose start ``ranges`` (a side input of
     ``ScannedRange``) tells (packed: the grouping carries every kept document).
@@ -414,7 +415,7 @@ class _PicksByUnit(beam.DoFn):
         if self.lookup is None:
             self.lookup = _RangeOfLine(ranges)
         units: dict = {}
-        for _, order, doc_id, ref in records:
+        for _, order, doc_id, ref in unpack(records):
             units.setdefault((ref.file, self.lookup.start(ref.file, ref.line)), []).append(
                 Pick(ref.line, ref.size, ref.reparse, order, doc_id, shard,
                      ref.redacted, ref.lang, ref.lang_score))
@@ -560,7 +561,7 @@ class ResolveRuns(beam.PTransform):
     """Shard-assigned records -> ``(shard, Run)``, one re-read per file, or per byte
     range of a split file.
 
-    Input: ``(shard, [ShardRecord])`` lists and ``(shard, None)`` markers
+    Input: ``(shard, Packed([ShardRecord]))`` (or plain lists) and ``(shard, None)`` markers
     (passed through) from ``AssignBalancedShards``, each record's payload a
     ``DocRef``; ``scan`` is the ``ScanJsonl`` that made the refs, ``scanned``
     its output dict (``digests`` and ``ranges`` are used); runs are written

@@ -27,8 +27,9 @@ import math
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+import xxhash
 
-from transforms.core.hashing import stable_hash64
+from transforms.core.records import pack, unpack
 
 BUCKET_BITS = 12
 SHARD_HASH_SEED = 0x5EED  # the seed shard_of has always used
@@ -50,7 +51,8 @@ def hash_order(record_id: str) -> tuple[int, int]:
 
     63 bits, not 64: Beam's integer coder holds signed 64-bit values only.
     """
-    h = stable_hash64(record_id, seed=SHARD_HASH_SEED)
+    h = xxhash.xxh3_64_intdigest(record_id.encode("utf-8", "surrogatepass"),
+                                 seed=SHARD_HASH_SEED)   # stable_hash64, inlined: once per record
     return h >> (64 - BUCKET_BITS), h >> 1
 
 
@@ -182,8 +184,13 @@ class _FindCuts(beam.DoFn):
 
 
 class AssignBalancedShards(beam.PTransform):
-    """Batches (lists) of ``ShardRecord`` ->
-    ``((partition, shard, num_shards), [records])``, a list per shard per batch.
+    """Batches of ``ShardRecord`` (lists, or ``Packed`` lists:
+    ``transforms.core.records.pack``) ->
+    ``((partition, shard, num_shards), Packed([records]))``, one per shard per
+    batch (packed: these records cross two groupings, and a ``ShardRecord``
+    is no type Beam encodes natively, so a list of them would be pickled
+    record by record, and pickled again to estimate its size; ``unpack``
+    gives the list).
 
     Also emits ``((partition, shard, num_shards), None)`` for every shard, so
     a shard with no record (only possible with a fixed ``num_shards``, or a
@@ -232,9 +239,9 @@ class AssignBalancedShards(beam.PTransform):
 
 
 def _sort_keys(batch, size_of):
-    """``[ShardRecord]`` -> ``[((partition, bucket), (sort key, bytes))]``."""
+    """``[ShardRecord]`` (or ``Packed``) -> ``[((partition, bucket), (sort key, bytes))]``."""
     out = []
-    for record in batch:
+    for record in unpack(batch):
         partition, order, record_id, _ = record
         out.append(((partition, order[0]), (order + (record_id,), size_of(record))))
     return out
@@ -258,15 +265,16 @@ def _in_cut_buckets(sized_batch, plans):
 
 
 def _assign_batch(batch, cuts):
-    """A batch of records -> (shard key, [records]) per shard it touches."""
+    """A batch of records (list or ``Packed``) -> ``(shard key, Packed([records]))``
+    per shard it touches."""
     shards: dict = {}
-    for record in batch:
+    for record in unpack(batch):
         partition, order, record_id, _ = record
         partition_cuts = cuts.get(partition, [])
         key = (partition, shard_index(partition_cuts, order + (record_id,)),
                len(partition_cuts) + 1)
         shards.setdefault(key, []).append(record)
-    return shards.items()
+    return [(key, pack(records)) for key, records in shards.items()]
 
 
 def _every_shard(planned, cuts):

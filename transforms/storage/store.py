@@ -468,7 +468,7 @@ class _WriteShard(beam.DoFn):
         # range key, then ids in the id order of ``transforms.core.ids``).
         docs = sorted((doc for run in runs if run is not None for doc in run_docs(run)),
                       key=shard_doc_order)
-        raw = b"".join(doc[-1] + b"\n" for doc in docs)
+        raw = b"\n".join([doc[-1] for doc in docs]) + b"\n" if docs else b""
         count = len(docs)
         if self.shard_format == "parquet":
             schema = parquet_shards.store_schema(fields, self.first_columns)
@@ -576,7 +576,8 @@ class _MergeSchemas(beam.CombineFn):
 class WriteStore(beam.PTransform):
     """Documents -> a replicated sharded store; outputs the manifest.
 
-    Input: batches (lists) of ``transforms.storage.sharding.ShardRecord`` whose payload
+    Input: batches (lists, or ``transforms.core.records.Packed`` lists) of
+    ``transforms.storage.sharding.ShardRecord`` whose payload
     is a ``transforms.processing.refs.DocRef``: shards are planned on refs, and ``lines``
     (a ``transforms.processing.refs.ResolveRuns``) reads each kept line back from its
     source file once, into its shard's run.  For records in memory, the payload

@@ -25,7 +25,7 @@ import apache_beam as beam
 import xxhash
 
 from transforms.core import exact_json
-from transforms.core.records import Bounds, chunked
+from transforms.core.records import Bounds, chunked, unpack
 from transforms.storage.commit import SPILL_PREFIX
 from transforms.storage.placement import Root
 from transforms.storage.sharding import ShardRecord, hash_order, line_size
@@ -50,7 +50,8 @@ def record_line(record: dict, id_field: str = "id") -> ShardRecord:
 
 
 class _LinesToRuns(beam.DoFn):
-    """``(shard, [ShardRecord])`` -> ``(shard, Run)``; markers ``(shard, None)`` pass."""
+    """``(shard, Packed([ShardRecord]) or [ShardRecord])`` -> ``(shard, Run)``; markers
+    ``(shard, None)`` pass."""
 
     def __init__(self, spill_dir: str, by_order: bool):
         self.spill_dir = spill_dir
@@ -61,7 +62,7 @@ class _LinesToRuns(beam.DoFn):
         if records is None:
             yield shard, None
             return
-        docs = [(r.order, r.id, r.payload) for r in records]
+        docs = [(r.order, r.id, r.payload) for r in unpack(records)]
         # the run's name is fixed by its content: a retried bundle rewrites its own file
         digest = xxhash.xxh3_64()
         for _, doc_id, line in docs:

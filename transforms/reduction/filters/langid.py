@@ -149,16 +149,20 @@ class LanguageConfig:
 
 
 class LanguageFilter:
-    """Keep documents in ``config.languages`` with score >= ``config.threshold``.
+    """Keep documents in ``config.languages`` with score >= ``config.threshold``
+    (``config`` default: ``LanguageConfig()``, English at 0.5).
 
     Drops: ``Drop("language", "not_in_languages", "lang=fr score=0.99")`` or
     ``Drop("language", "low_score", "lang=en score=0.41 < 0.5")``.
     """
 
-    def __init__(self, config: LanguageConfig = LanguageConfig(), name: str = "language"):
-        self.config = config
+    def __init__(self, config: Optional[LanguageConfig] = None, name: str = "language"):
+        # The default is made here, not in the signature: a LanguageConfig checks its codes
+        # against the model, and loading the model (~2 s, ~100 MB) must not be what
+        # importing this module costs every process of every job, filtering or not.
+        self.config = config if config is not None else LanguageConfig()
         self.name = name
-        self._keep = frozenset(config.languages)
+        self._keep = frozenset(self.config.languages)
 
     def __call__(self, doc) -> Optional[Drop]:
         c = self.config
