@@ -185,6 +185,36 @@ class FilterChain:
         return None
 
 
+    def judge_block(self, docs) -> List[Optional[Drop]]:
+        """``[self(doc) for doc in docs]``, the same drops and counts, one filter at a time
+        over the documents still kept: a filter with ``judge_block(views)`` (language ID,
+        Gopher repetition) computes its costly part for all of them at once."""
+        views = [as_view(d) for d in docs]
+        drops: List[Optional[Drop]] = [None] * len(views)
+        alive = list(range(len(views)))
+        inc = self.counter_inc_fn
+        for f in self.filters:
+            if not alive:
+                break
+            block = getattr(f, "judge_block", None)
+            got = block([views[k] for k in alive]) if block is not None else [
+                f(views[k]) for k in alive]
+            still = []
+            kept = 0
+            for k, drop in zip(alive, got):
+                if drop is None:
+                    still.append(k)
+                    kept += 1
+                else:
+                    drops[k] = drop
+                    if inc is not None:
+                        inc(f"{f.name}/dropped.{drop.rule}")
+            if inc is not None and kept:
+                inc(f"{f.name}/kept", kept)
+            alive = still
+        return drops
+
+
 def dict_counter(counts: Optional[dict] = None):
     """``(counts, counter_inc_fn)``: a plain-dict counter for tests and single-process use."""
     counts = {} if counts is None else counts

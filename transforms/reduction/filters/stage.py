@@ -138,6 +138,11 @@ class FilterStage:
         """``transforms.reduction.filters.scan.Decision`` for one document (after ``setup``)."""
         return self._scan(doc_id, text)
 
+    def decide_block(self, docs):
+        """``[self.decide(doc_id, text) for doc_id, text in docs]`` (the same decisions and
+        counters), the block judged at once (``ScanFilters.block``)."""
+        return self._scan.block(docs)
+
     def redact(self, text: str) -> str:
         """The redacted text (no counters): what ``decide`` returned as ``text``."""
         return redact_pii(text, PiiConfig()).text
