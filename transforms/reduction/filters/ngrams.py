@@ -178,7 +178,7 @@ class NgramIndex:
         repeats = ~new_group
         repeats &= keys != _MAX
         has_repeat = repeats.any(axis=1).tolist()
-        fixed = _Fixed(self.words, codes, off, t_start, t_stop)
+        fixed = _Fixed(self.words)
         for r, (is_top, n) in enumerate(rows):
             m = n_words - n + 1
             if is_top:
@@ -197,7 +197,7 @@ class NgramIndex:
                 counts = np.diff(starts, append=m)
                 top[n] = fixed.top(n, starts, counts, best, where[r, :m])
             elif has_repeat[r]:
-                dup[n] = fixed.duplicates(n, new_group[r, :m], where[r, :m], off)
+                dup[n] = fixed.duplicates(n, new_group[r, :m], where[r, :m])
         return top, dup
 
 
@@ -205,11 +205,8 @@ class _Fixed:
     """The exact answers from one document's sorted n-gram keys, checked against the strings
     (the words joined, only at the positions the keys say are repeated)."""
 
-    def __init__(self, words, codes, off, t_start, t_stop):
+    def __init__(self, words):
         self.words = words
-        self.off = off
-        self.t_start = t_start
-        self.t_stop = t_stop
 
     def top(self, n, starts, counts, best, positions) -> int:
         """The most frequent n-gram's characters times its count, checked against its strings."""
@@ -223,7 +220,7 @@ class _Fixed:
             return top_ngram_chars(self.words, n)  # a hash collision: the string algorithm
         return len(gram) * best
 
-    def duplicates(self, n, groups, positions, off) -> int:
+    def duplicates(self, n, groups, positions) -> int:
         """``duplicate_ngram_chars`` from the sorted keys: only repeated keys are walked."""
         m = len(groups)
         group_of = np.empty(m, dtype=np.int64)
