@@ -168,3 +168,43 @@ def test_filter_stage_decide_block_equals_decide():
     docs = [(str(i), t) for i, t in enumerate(TEXTS[:300] + CJK + EDGES)]
     assert block.decide_block(docs) == [one.decide(i, t) for i, t in docs]
     assert counts_a == counts_b
+
+
+@pytest.mark.parametrize("text_bytes", [1, 7_000, 1 << 30])
+def test_scan_outputs_do_not_depend_on_where_blocks_end(tmp_path, text_bytes):
+    """The scan pass (``refs._ScanFile``) over one file with the web recipe, PII
+    redaction, recorded languages, removed records and ``--partition_by lang``: the
+    refs, removed records, dead letters and drop count are the same whether every
+    block holds one document (the per-document path), a few, or the whole file."""
+    import json
+
+    from apache_beam.pvalue import TaggedOutput
+
+    from transforms.processing.refs import Bounds, ScanSpec, _ScanFile
+    rng = random.Random(4)
+    texts = TEXTS[:100] + TEXTS[500:600] + CJK + EDGES + [_long_page(rng)] + [
+        t.replace(". ", ". Mail jane.doe@example.com or call +1 415 555 2671. ", 1)
+        for t in TEXTS[600:610]]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(texts))
+                    + "\n")
+
+    def scan(block_bytes):
+        stage = FilterStage(recipe=load_recipe("web"), redact_pii=True, record_language=True)
+        spec = ScanSpec(filters=stage, filter_removed=True, partition_by="lang")
+        fn = _ScanFile("id", "text", spec, Bounds(batch_bytes=2000, text_bytes=block_bytes))
+        fn.setup()
+        refs, tagged = [], {}
+        for out in fn.process((0, str(path))):
+            if isinstance(out, TaggedOutput):
+                tagged.setdefault(out.tag, []).append(out.value)
+            else:
+                refs.extend(out)
+        return refs, tagged
+
+    refs, tagged = scan(text_bytes)
+    want_refs, want_tagged = scan(1)
+    assert refs == want_refs
+    assert tagged == want_tagged
+    assert len(refs) > 50 and len(tagged["filtered"]) > 20  # both answers, many times
+    assert sum(r.redacted for r in refs) >= 5 and {r.partition_value for r in refs} == {b'"en"'}
