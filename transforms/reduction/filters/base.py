@@ -6,9 +6,11 @@ A *filter* is any object with a ``name`` (str, the counter namespace) and
 ``__call__(doc) -> Optional[Drop]``, where ``doc`` is a ``Document`` or a
 ``DocView`` (a document with its lines and words computed once, lazily, and
 shared by every filter of a chain).  ``FilterChain`` applies filters in order;
-the first ``Drop`` wins and the later filters are not run.  Counts go through
-an injected ``counter_inc_fn(name, amount=1)`` in the style of TFDS
-``c4_utils.clean_page(..., counter_inc_fn=...)``:
+the first ``Drop`` wins and the later filters are not run; ``judge_block(docs)``
+gives the same drops and counts for many documents, one filter at a time, so a
+filter with its own ``judge_block(views)`` (language ID) works on all of them at
+once.  Counts go through an injected ``counter_inc_fn(name, amount=1)`` in the
+style of TFDS ``c4_utils.clean_page(..., counter_inc_fn=...)``:
 
 * ``<filter>/kept`` -- the filter saw the document and kept it;
 * ``<filter>/dropped.<rule>`` -- the filter dropped it by ``rule``.

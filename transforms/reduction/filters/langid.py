@@ -12,6 +12,8 @@ wheel.
   probable language and its normalised probability in [0, 1]; only the first
   ``max_chars`` (default 2000) characters are read, so cost is bounded per
   document.  Empty or blank text -> ``("und", 0.0)``.
+* ``detect_languages(texts)``: the same answers for a list (the scan's block),
+  the byte walk and feature counts of all of them in one set of numpy calls.
 * ``LanguageFilter(LanguageConfig(languages=("en", "zh"), threshold=0.5))``:
   drops a document whose language is not listed (rule ``not_in_languages``)
   or whose score is below ``threshold`` (rule ``low_score``).

@@ -3,8 +3,9 @@
 ``FilterStage`` is the picklable, frozen description of the stage (a recipe,
 language selection, PII redaction, sampling by fraction, language recording)
 that ``transforms.processing.refs.ScanSpec.filters`` carries to the workers.
-The scan calls ``setup()`` once per DoFn instance and ``decide(id, text)`` per
-document (``transforms.reduction.filters.scan.ScanFilters``: sampling, then the
+The scan calls ``setup()`` once per DoFn instance and ``decide_block([(id, text),
+...])`` per block of documents (the same decisions as ``decide(id, text)`` per
+document; ``transforms.reduction.filters.scan.ScanFilters``: sampling, then the
 recipe's filters in order, first drop wins, then PII redaction and language of
 kept documents); the re-read of pass 2 calls ``redact(text)`` for refs flagged
 ``redacted`` (the same deterministic function on the same text, so the stored
