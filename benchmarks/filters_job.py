@@ -11,8 +11,8 @@ generated into ``--data`` once (``benchmarks.scale.corpus_for``).  Rows:
   ``--run_config``: without filters (baseline), and with ``--recipe web``
   (plus any ``--filter_flags``).  CPU seconds and peak RSS of the process
   tree (``benchmarks.harness``), so worker processes are counted.
-* the filter stage alone: ``FilterStage.decide`` (what the scan calls per
-  document: the recipe's filters, language ID, redaction when asked) over
+* the filter stage alone: ``FilterStage.decide_block`` (what the scan calls per
+  block of documents: the recipe's filters, language ID, redaction when asked) over
   every document of the same corpus in this process, CPU seconds of those
   calls only (reading and JSON parsing excluded).  Its share of the
   job-with-filters CPU is the stage's share of the job.
@@ -37,9 +37,13 @@ from benchmarks.scale import corpus_for, parse_size
 PY = sys.executable
 
 
-def filter_cpu(pattern: str, recipe: str, redact_pii: bool, files: int = 0) -> dict:
-    """CPU seconds of ``FilterStage.decide`` over every document of the corpus
-    (of its first ``files`` files when > 0)."""
+def filter_cpu(pattern: str, recipe: str, redact_pii: bool, files: int = 0,
+               per_document: bool = False) -> dict:
+    """CPU seconds of ``FilterStage.decide_block`` (what the scan calls) over every
+    document of the corpus (of its first ``files`` files when > 0), in the scan's
+    blocks; ``per_document``: ``FilterStage.decide`` one document at a time instead."""
+    from transforms.core.records import Bounds
+    bounds = Bounds()
     from transforms.processing.io import open_text_stream
     from transforms.reduction.filters.base import dict_counter
     from transforms.reduction.filters.recipes import load_recipe
@@ -60,19 +64,29 @@ def filter_cpu(pattern: str, recipe: str, redact_pii: bool, files: int = 0) -> d
                 if not chunk:
                     break
                 data += chunk
-        for line in data.splitlines():
+        block, text_bytes = [], 0
+        lines = data.splitlines()
+        for n, line in enumerate(lines):
             try:
                 record = orjson.loads(line)
                 text = record["text"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
-            if not isinstance(text, str) or not text.strip():
-                continue
-            start = time.process_time()
-            decision = stage.decide(str(record.get("id")), text)
-            cpu += time.process_time() - start
-            docs += 1
-            kept += decision.drop is None
+                text = None
+            if isinstance(text, str) and text.strip():
+                block.append((str(record.get("id")), text))
+                text_bytes += len(text)
+            # the scan's blocks: 4,096 documents or ScanBounds.text_bytes of text
+            if block and (text_bytes >= bounds.text_bytes or len(block) >= 4096
+                          or n == len(lines) - 1):
+                start = time.process_time()
+                if per_document:
+                    decisions = [stage.decide(doc_id, text) for doc_id, text in block]
+                else:
+                    decisions = stage.decide_block(block)
+                cpu += time.process_time() - start
+                docs += len(block)
+                kept += sum(d.drop is None for d in decisions)
+                block, text_bytes = [], 0
     return {"cpu_s": cpu, "docs": docs, "kept": kept, "docs_per_cpu_s": docs / cpu,
             "counters": dict(sorted(counts.items()))}
 
@@ -90,11 +104,14 @@ def main(argv=None):
                         help="measure the filter stage alone (no jobs)")
     parser.add_argument("--stage_files", type=int, default=0,
                         help="files of the corpus the stage-alone figure reads (0: all)")
+    parser.add_argument("--per_document", action="store_true",
+                        help="stage alone: decide() per document instead of decide_block()")
     args = parser.parse_args(argv)
     docs = parse_size(args.docs)
     pattern = corpus_for(args.data, docs)
     if args.stage_only:
-        alone = filter_cpu(pattern, args.recipe, args.redact_pii, args.stage_files)
+        alone = filter_cpu(pattern, args.recipe, args.redact_pii, args.stage_files,
+                           args.per_document)
         print(json.dumps(alone, indent=1))
         return
     base = [PY, "-m", "pipelines.prepare_corpus", "--input", pattern,

@@ -197,12 +197,13 @@ class _ScanFile(JsonlFileDoFn):
             yield beam.pvalue.TaggedOutput(FILTERED_COUNT_TAG, self.dropped)
 
     def _filter(self, path, block):
-        """The filter stage over a block: the kept ``(line_no, (id, text, line),
-        (redacted, lang, score))`` with text and line as stored; drops counted
-        (and output as removed records with ``filter_removed``)."""
+        """The filter stage over a block (judged at once, ``FilterStage.decide_block``):
+        the kept ``(line_no, (id, text, line), (redacted, lang, score))`` with text and
+        line as stored; drops counted (and output as removed records with
+        ``filter_removed``)."""
         kept = []
-        for line_no, (doc_id, text, line) in block:
-            decision = self.filters.decide(doc_id, text)
+        decisions = self.filters.decide_block([(doc_id, text) for _, (doc_id, text, _) in block])
+        for (line_no, (doc_id, text, line)), decision in zip(block, decisions):
             if decision.drop is not None:
                 self.dropped += 1
                 if self.spec.filter_removed:

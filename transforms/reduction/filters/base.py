@@ -6,9 +6,11 @@ A *filter* is any object with a ``name`` (str, the counter namespace) and
 ``__call__(doc) -> Optional[Drop]``, where ``doc`` is a ``Document`` or a
 ``DocView`` (a document with its lines and words computed once, lazily, and
 shared by every filter of a chain).  ``FilterChain`` applies filters in order;
-the first ``Drop`` wins and the later filters are not run.  Counts go through
-an injected ``counter_inc_fn(name, amount=1)`` in the style of TFDS
-``c4_utils.clean_page(..., counter_inc_fn=...)``:
+the first ``Drop`` wins and the later filters are not run; ``judge_block(docs)``
+gives the same drops and counts for many documents, one filter at a time, so a
+filter with its own ``judge_block(views)`` (language ID) works on all of them at
+once.  Counts go through an injected ``counter_inc_fn(name, amount=1)`` in the
+style of TFDS ``c4_utils.clean_page(..., counter_inc_fn=...)``:
 
 * ``<filter>/kept`` -- the filter saw the document and kept it;
 * ``<filter>/dropped.<rule>`` -- the filter dropped it by ``rule``.
@@ -183,6 +185,36 @@ class FilterChain:
             if inc is not None:
                 inc(f"{f.name}/kept")
         return None
+
+
+    def judge_block(self, docs) -> List[Optional[Drop]]:
+        """``[self(doc) for doc in docs]``, the same drops and counts, one filter at a time
+        over the documents still kept: a filter with ``judge_block(views)`` (language ID,
+        Gopher repetition) computes its costly part for all of them at once."""
+        views = [as_view(d) for d in docs]
+        drops: List[Optional[Drop]] = [None] * len(views)
+        alive = list(range(len(views)))
+        inc = self.counter_inc_fn
+        for f in self.filters:
+            if not alive:
+                break
+            block = getattr(f, "judge_block", None)
+            got = block([views[k] for k in alive]) if block is not None else [
+                f(views[k]) for k in alive]
+            still = []
+            kept = 0
+            for k, drop in zip(alive, got):
+                if drop is None:
+                    still.append(k)
+                    kept += 1
+                else:
+                    drops[k] = drop
+                    if inc is not None:
+                        inc(f"{f.name}/dropped.{drop.rule}")
+            if inc is not None and kept:
+                inc(f"{f.name}/kept", kept)
+            alive = still
+        return drops
 
 
 def dict_counter(counts: Optional[dict] = None):

@@ -143,7 +143,16 @@ class C4QualityFilter(RuleFilter):
         max_len = c.max_word_length
         min_words = c.min_words_per_line
         no_space_doc = has_no_space_script(view.text)
+        # Once the page has its sentences, a later line can only drop it by 'lorem ipsum'
+        # or '{': when the text holds neither (nor a citation mark whose removal could
+        # join one), the lines left change nothing and are not read.
+        text = view.text
+        settled = not ((c.filter_curly_bracket and "{" in text)
+                       or (c.filter_lorem_ipsum and ("lorem ipsum" in text.lower()
+                                                     or (c.remove_citations and "[" in text))))
         for line in view.lines:
+            if settled and (wanted is None or sentences >= wanted):
+                break
             line = line.strip()
             # a word longer than max_len needs a line longer than max_len
             if max_len is not None and len(line) > max_len and max(map(len, line.split())) > max_len:

@@ -205,39 +205,54 @@ class GopherRepetitionFilter(RuleFilter):
         super().__init__(config, name)
         self._top_ns = tuple(n for n, _ in config.top_n_grams)
         self._dup_ns = tuple(n for n, _ in config.dup_n_grams)
+        self._top_fracs = {}  # the lowest fraction per n (a recipe may list one n twice)
+        for n, frac in config.top_n_grams:
+            self._top_fracs[n] = min(frac, self._top_fracs.get(n, frac))
 
     def __call__(self, doc) -> Optional[Drop]:
-        c = self.config
         view = as_view(doc)
+        done, drop = self._line_rules(view)
+        if done:
+            return drop
+        top, dup = view.ngrams.compute(self._top_ns, self._dup_ns, self._top_fires(len(view.text)))
+        return self._ngram_rules(top, dup, len(view.text))
+
+    def _top_fires(self, n_chars: int):
+        fracs = self._top_fracs
+        return lambda n, chars: chars / n_chars > fracs[n]
+
+    def _line_rules(self, view) -> Tuple[bool, Optional[Drop]]:
+        """``(done, drop)``: the paragraph and line rules; ``done`` when the n-gram rules
+        need not run (a drop, an empty text or no n-gram rule)."""
+        c = self.config
         text = view.text
         n_chars = len(text)
         if n_chars == 0:
-            return None
+            return True, None
         if c.dup_para_frac is not None or c.dup_para_char_frac is not None:
             paragraphs = _PARA_SPLIT.split(text.strip())
             dups, dup_chars = find_duplicates(paragraphs)
             ratio = dups / len(paragraphs)
             if c.dup_para_frac is not None and ratio > c.dup_para_frac:
-                return self._drop("dup_para_frac", f"ratio={fmt(ratio)} > {c.dup_para_frac}")
+                return True, self._drop("dup_para_frac", f"ratio={fmt(ratio)} > {c.dup_para_frac}")
             ratio = dup_chars / n_chars
             if c.dup_para_char_frac is not None and ratio > c.dup_para_char_frac:
-                return self._drop("dup_para_char_frac", f"ratio={fmt(ratio)} > {c.dup_para_char_frac}")
+                return True, self._drop("dup_para_char_frac",
+                                        f"ratio={fmt(ratio)} > {c.dup_para_char_frac}")
         if c.dup_line_frac is not None or c.dup_line_char_frac is not None:
             lines = _LINE_SPLIT.split(text)
             dups, dup_chars = find_duplicates(lines)
             ratio = dups / len(lines)
             if c.dup_line_frac is not None and ratio > c.dup_line_frac:
-                return self._drop("dup_line_frac", f"ratio={fmt(ratio)} > {c.dup_line_frac}")
+                return True, self._drop("dup_line_frac", f"ratio={fmt(ratio)} > {c.dup_line_frac}")
             ratio = dup_chars / n_chars
             if c.dup_line_char_frac is not None and ratio > c.dup_line_char_frac:
-                return self._drop("dup_line_char_frac", f"ratio={fmt(ratio)} > {c.dup_line_char_frac}")
-        if not c.top_n_grams and not c.dup_n_grams:
-            return None
-        fracs = {}  # the lowest fraction per n (a recipe may list one n twice)
-        for n, frac in c.top_n_grams:
-            fracs[n] = min(frac, fracs.get(n, frac))
-        top, dup = view.ngrams.compute(self._top_ns, self._dup_ns,
-                                       lambda n, chars: chars / n_chars > fracs[n])
+                return True, self._drop("dup_line_char_frac",
+                                        f"ratio={fmt(ratio)} > {c.dup_line_char_frac}")
+        return (not c.top_n_grams and not c.dup_n_grams), None
+
+    def _ngram_rules(self, top, dup, n_chars: int) -> Optional[Drop]:
+        c = self.config
         for n, frac in c.top_n_grams:
             if top[n] is None:  # an upper bound of its figure is below the threshold
                 continue

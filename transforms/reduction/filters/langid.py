@@ -12,6 +12,8 @@ wheel.
   probable language and its normalised probability in [0, 1]; only the first
   ``max_chars`` (default 2000) characters are read, so cost is bounded per
   document.  Empty or blank text -> ``("und", 0.0)``.
+* ``detect_languages(texts)``: the same answers for a list (the scan's block),
+  the byte walk and feature counts of all of them in one set of numpy calls.
 * ``LanguageFilter(LanguageConfig(languages=("en", "zh"), threshold=0.5))``:
   drops a document whose language is not listed (rule ``not_in_languages``)
   or whose score is below ``threshold`` (rule ``low_score``).
@@ -62,9 +64,13 @@ def _fast_identifier():
     from py3langid.langid import MODEL_FILE, RAW_FLOOR, LanguageIdentifier
 
     class FastIdentifier(LanguageIdentifier):
-        __slots__ = ("_vectors", "_table32")
+        __slots__ = ("_vectors", "_rows", "_table32", "_scored")
 
         def _raw_score(self, text):
+            scored = getattr(self, "_scored", None)
+            if scored is not None:  # computed for a whole block (``detect_languages``)
+                self._scored = None
+                return scored
             features = _walk_features(self, text)
             if not len(features):  # py3langid: no features
                 return np.full(len(self.nb_classes), 0.0 if self._norm_probs else RAW_FLOOR,
@@ -78,6 +84,11 @@ def _fast_identifier():
             by_first = np.argsort(firsts)
             idx = ranked[starts][by_first]
             counts = counts[by_first].astype(np.float32)
+            return self._product(idx, counts)
+
+        def _product(self, idx, counts):
+            """The naive Bayes product of one document's features (ids in order of first
+            occurrence, float32 counts)."""
             # float16 rows cast to float32 first, as numpy does for the mixed product
             return np.log1p(counts) @ self._table32[idx] + self.nb_pc
 
@@ -91,7 +102,10 @@ def _fast_identifier():
     first = nm[rowbase[0] + np.arange(256)]
     pair = nm[rowbase[first][:, None] + np.arange(256)[None, :]].reshape(-1)
     identifier._vectors = (nm, rowbase, out, pair)
+    # the same automaton as rows (state * 256, int32) for the block walk: the row after a move
+    identifier._rows = (rowbase[nm].astype(np.int32), rowbase[pair].astype(np.int32))
     identifier._table32 = identifier.nb_ptc.astype(np.float32)
+    identifier._scored = None
     return identifier
 
 
@@ -118,6 +132,128 @@ def detect_language(text: str, max_chars: int = 2000) -> Tuple[str, float]:
         return "und", 0.0
     lang, prob = _identifier().classify(head)
     return lang, round(float(prob), 4)
+
+
+# Bytes walked together by ``detect_languages`` (its temporary arrays: about 60 bytes a byte);
+# a longer document takes ``detect_language`` alone.  Feature ids are below 2**FEATURE_BITS.
+BLOCK_BYTES = 1 << 20
+FEATURE_BITS = 17
+
+
+def _block_features(identifier, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
+    """``(doc, feature)`` arrays of every feature ``_walk_features`` finds in each document
+    of a block, in document order and, within a document, in byte order.
+
+    ``data``: the documents' bytes one after the other (uint8); ``starts``/``lengths``:
+    where each document's bytes are.  The state at byte i of a document is the walk from
+    the root over its bytes max(0, i-5)..i: one numpy pass over the whole block for
+    i >= 5 (windows inside the document), five small steps for every document's head.
+    """
+    nm, out = identifier._vectors[0], identifier._vectors[2]
+    row_of_next, row_of_pair = identifier._rows
+    x = data.astype(np.int32)
+    n = len(x)
+    d = MODEL_DEPTH
+    states = np.zeros(n, dtype=np.int64)
+    if n >= d:  # rows (state * 256) walked, the last step to the state itself
+        r = row_of_pair[(x[:n - d + 1] << 8) + x[1:n - d + 2]]
+        for t in range(2, d - 1):
+            r = row_of_next[r + x[t:n - d + 1 + t]]
+        states[d - 1:] = nm[r + x[d - 1:]]
+    head_start, head_len = starts, lengths
+    row = np.full(len(starts), identifier._vectors[1][0], dtype=np.int32)  # the root's row
+    for k in range(d - 1):  # each document's first bytes: the plain walk from the root
+        live = head_len > k
+        if not live.all():
+            head_start, head_len, row = head_start[live], head_len[live], row[live]
+        if not len(head_start):
+            break
+        at = head_start + k
+        states[at] = nm[row + x[at]]
+        row = row_of_next[row + x[at]]
+    features = out[states]
+    keep = features >= 0
+    doc = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
+    return doc[keep], features[keep]
+
+
+def detect_languages(texts, max_chars: int = 2000):
+    """``[detect_language(text, max_chars) for text in texts]``, computed for the whole
+    list at once: the byte walk of every document (``BLOCK_BYTES`` at a time) and the
+    counting of its features in one set of numpy calls; per document only py3langid's
+    product and normalisation remain (the same calls on the same arrays, so the same
+    bits).  A model of another shape takes py3langid's own walk per document.
+    """
+    ident = _identifier()
+    results = [None] * len(texts)
+    todo = []
+    for i, text in enumerate(texts):
+        head = text[:max_chars]
+        if not head.strip():
+            results[i] = ("und", 0.0)
+        else:
+            todo.append((i, head))
+    if not hasattr(ident, "_product"):
+        for i, head in todo:
+            lang, prob = ident.classify(head)
+            results[i] = (lang, round(float(prob), 4))
+        return results
+    encoded = [ident._encode(head) for _, head in todo]
+    n_features = ident._table32.shape[0]
+    if n_features > 1 << FEATURE_BITS:
+        raise AssertionError("the model's feature table outgrew FEATURE_BITS")  # MODEL_SHAPE holds
+    alone = [j for j, data in enumerate(encoded) if len(data) > BLOCK_BYTES]
+    for j in reversed(alone):
+        i, head = todo.pop(j)
+        del encoded[j]
+        results[i] = detect_language(head, max_chars)
+    begin = 0
+    while begin < len(todo):
+        end, size = begin, 0
+        while end < len(todo) and (end == begin or size + len(encoded[end]) <= BLOCK_BYTES):
+            size += len(encoded[end])
+            end += 1
+        lengths = np.fromiter(map(len, encoded[begin:end]), dtype=np.int64, count=end - begin)
+        starts = np.zeros(end - begin, dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        data = np.frombuffer(b"".join(encoded[begin:end]), dtype=np.uint8)
+        doc, features = _block_features(ident, data, starts, lengths)
+        # per document: its feature ids in order of first occurrence, and their counts.
+        # Sorted as packed integers: (document, feature, position in the stream), then the
+        # distinct ones as (first position, feature, count).
+        if not len(features):  # no document of these has a feature
+            for i, head in todo[begin:end]:
+                lang, prob = ident.classify(head)
+                results[i] = (lang, round(float(prob), 4))
+            begin = end
+            continue
+        bits = max(1, len(features).bit_length())
+        key = (doc * n_features + features) << bits
+        key |= np.arange(len(features), dtype=np.int64)
+        key.sort()
+        group = key >> bits
+        firsts = np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
+        counts = np.diff(firsts, append=len(key))
+        packed = (key[firsts] & ((1 << bits) - 1)) << (FEATURE_BITS + bits)
+        packed |= (group[firsts] % n_features) << bits
+        packed |= counts
+        packed.sort()
+        owner = doc[packed >> (FEATURE_BITS + bits)]
+        ids = (packed >> bits) & ((1 << FEATURE_BITS) - 1)
+        counts = (packed & ((1 << bits) - 1)).astype(np.float32)
+        bounds = np.searchsorted(owner, np.arange(end - begin + 1)).tolist()
+        for j in range(end - begin):
+            i, head = todo[begin + j]
+            a, b = bounds[j], bounds[j + 1]
+            if a < b:  # else no feature: py3langid's own answer for that case
+                ident._scored = ident._product(ids[a:b], counts[a:b])
+            try:
+                lang, prob = ident.classify(head)
+            finally:
+                ident._scored = None
+            results[i] = (lang, round(float(prob), 4))
+        begin = end
+    return results
 
 
 @dataclass(frozen=True)
@@ -163,6 +299,15 @@ class LanguageFilter:
         self.config = config if config is not None else LanguageConfig()
         self.name = name
         self._keep = frozenset(self.config.languages)
+
+    def judge_block(self, views) -> list:
+        """``[self(view) for view in views]`` (``DocView``s), the languages of the block
+        detected at once (``detect_languages``) and cached in the views."""
+        n = self.config.max_chars
+        todo = [v for v in views if n not in v.__dict__.setdefault("_language", {})]
+        for view, found in zip(todo, detect_languages([v.text for v in todo], n)):
+            view.__dict__["_language"][n] = found
+        return [self(v) for v in views]
 
     def __call__(self, doc) -> Optional[Drop]:
         c = self.config

@@ -178,7 +178,7 @@ class NgramIndex:
         repeats = ~new_group
         repeats &= keys != _MAX
         has_repeat = repeats.any(axis=1).tolist()
-        fixed = _Fixed(self.words, codes, off, t_start, t_stop)
+        fixed = _Fixed(self.words)
         for r, (is_top, n) in enumerate(rows):
             m = n_words - n + 1
             if is_top:
@@ -186,36 +186,27 @@ class NgramIndex:
                     top[n] = int(t_stop[n - 1] - t_start[0])
                     continue
                 starts = np.flatnonzero(new_group[r, :m])
-                counts = np.diff(starts, append=m)
-                best = int(counts.max())
+                best = m - int(starts[-1])  # the longest run of equal keys
+                if len(starts) > 1:
+                    best = max(best, int((starts[1:] - starts[:-1]).max()))
                 if top_fires is not None:
                     longest = int((t_stop[n - 1:] - t_start[:m]).max())
                     if not top_fires(n, best * longest):
                         top[n] = None  # its upper bound keeps the document: not computed
                         continue
+                counts = np.diff(starts, append=m)
                 top[n] = fixed.top(n, starts, counts, best, where[r, :m])
             elif has_repeat[r]:
-                dup[n] = fixed.duplicates(n, new_group[r, :m], where[r, :m], off)
+                dup[n] = fixed.duplicates(n, new_group[r, :m], where[r, :m])
         return top, dup
 
 
 class _Fixed:
-    """The exact answers from one document's sorted n-gram keys, checked against the strings."""
+    """The exact answers from one document's sorted n-gram keys, checked against the strings
+    (the words joined, only at the positions the keys say are repeated)."""
 
-    def __init__(self, words, codes, off, t_start, t_stop):
+    def __init__(self, words):
         self.words = words
-        self.codes = codes
-        self.off = off
-        self.t_start = t_start
-        self.t_stop = t_stop
-        self._text = None
-
-    @property
-    def text(self) -> str:
-        """S + T as a string (the checks compare its slices)."""
-        if self._text is None:
-            self._text = "".join(self.words) + " ".join(self.words)
-        return self._text
 
     def top(self, n, starts, counts, best, positions) -> int:
         """The most frequent n-gram's characters times its count, checked against its strings."""
@@ -223,26 +214,28 @@ class _Fixed:
         winner = int(firsts[counts == best].min())
         k = int(np.flatnonzero(firsts == winner)[0])
         members = positions[starts[k]:starts[k] + best].tolist()
-        t_start, t_stop, text = self.t_start, self.t_stop, self.text
-        gram = text[t_start[winner]:t_stop[winner + n - 1]]
-        if any(text[t_start[p]:t_stop[p + n - 1]] != gram for p in members):
+        words = self.words
+        gram = " ".join(words[winner:winner + n])
+        if any(" ".join(words[p:p + n]) != gram for p in members):
             return top_ngram_chars(self.words, n)  # a hash collision: the string algorithm
         return len(gram) * best
 
-    def duplicates(self, n, groups, positions, off) -> int:
+    def duplicates(self, n, groups, positions) -> int:
         """``duplicate_ngram_chars`` from the sorted keys: only repeated keys are walked."""
         m = len(groups)
         group_of = np.empty(m, dtype=np.int64)
         group_of[positions] = np.cumsum(groups) - 1
         first_of_group = positions[groups]
         repeats = np.sort(positions[~groups])
-        starts, stops = off[:m].tolist(), off[n:].tolist()
         firsts = first_of_group[group_of[repeats]].tolist()
         repeats = repeats.tolist()
-        text = self.text
+        words = self.words
+        chars = {}
         for p, f in zip(repeats, firsts):
-            if text[starts[p]:stops[p]] != text[starts[f]:stops[f]]:
+            gram = "".join(words[p:p + n])
+            if gram != "".join(words[f:f + n]):
                 return duplicate_ngram_chars(self.words, n)  # a hash collision
+            chars[p] = len(gram)
         added = np.zeros(len(first_of_group), dtype=bool)
         repeated = idx = k = 0
         n_repeats = len(repeats)
@@ -256,8 +249,9 @@ class _Fixed:
                 added[group_of[idx:p]] = True
             g = group_of[p]
             if added[g]:
-                repeated += stops[p] - starts[p]
+                repeated += chars[p]
                 idx = p + n
             else:
                 added[g] = True
                 idx = p + 1
+

@@ -18,7 +18,7 @@ Counters through ``counter_inc_fn``: ``sample/kept``,
 ``sample/dropped.not_sampled``, every filter's ``<filter>/kept`` and
 ``<filter>/dropped.<rule>``, and ``pii/<KIND>``.  Pure Python, no Beam.
 """
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from transforms.reduction.filters.base import CounterFn, Document, DocView, Drop, FilterChain
 from transforms.reduction.filters.pii import PiiConfig, redact_pii
@@ -62,6 +62,36 @@ class ScanFilters:
         self.record_language = record_language
         self.inc = counter_inc_fn
 
+    def block(self, docs: List[Tuple[str, str]]) -> List[Decision]:
+        """``[self(doc_id, text) for doc_id, text in docs]``: the same decisions and
+        counts, the recipe's filters judging the whole block at once
+        (``FilterChain.judge_block``: language ID and Gopher repetition's n-grams in one
+        set of numpy calls for all documents)."""
+        out: List[Optional[Decision]] = [None] * len(docs)
+        views, where = [], []
+        for k, (doc_id, text) in enumerate(docs):
+            if self.sampler is not None:
+                if not self.sampler(doc_id):
+                    if self.inc is not None:
+                        self.inc("sample/dropped.not_sampled")
+                    out[k] = Decision(Drop("sample", "not_sampled",
+                                           f"fraction={self.sampler.fraction}"), text, {})
+                    continue
+                if self.inc is not None:
+                    self.inc("sample/kept")
+            views.append(DocView(Document(doc_id, text)))
+            where.append(k)
+        drops = self.chain.judge_block(views)
+        if self.record_language:  # the kept documents' languages, detected at once
+            from transforms.reduction.filters.langid import detect_languages
+            todo = [v for v, d in zip(views, drops)
+                    if d is None and 2000 not in v.__dict__.get("_language", {})]
+            for view, found in zip(todo, detect_languages([v.text for v in todo], 2000)):
+                view.__dict__.setdefault("_language", {})[2000] = found
+        for k, view, drop in zip(where, views, drops):
+            out[k] = self._finish(view, drop)
+        return out
+
     def __call__(self, doc_id: str, text: str, fields: Optional[Dict[str, str]] = None) -> Decision:
         if self.sampler is not None:
             if not self.sampler(doc_id):
@@ -72,7 +102,11 @@ class ScanFilters:
             if self.inc is not None:
                 self.inc("sample/kept")
         view = DocView(Document(doc_id, text, fields))
-        drop = self.chain(view)
+        return self._finish(view, self.chain(view))
+
+    def _finish(self, view: DocView, drop: Optional[Drop]) -> Decision:
+        """The decision for a judged document: language and redaction of a kept one."""
+        text = view.text
         if drop is not None:
             return Decision(drop, text, {})
         lang = score = None

@@ -3,8 +3,9 @@
 ``FilterStage`` is the picklable, frozen description of the stage (a recipe,
 language selection, PII redaction, sampling by fraction, language recording)
 that ``transforms.processing.refs.ScanSpec.filters`` carries to the workers.
-The scan calls ``setup()`` once per DoFn instance and ``decide(id, text)`` per
-document (``transforms.reduction.filters.scan.ScanFilters``: sampling, then the
+The scan calls ``setup()`` once per DoFn instance and ``decide_block([(id, text),
+...])`` per block of documents (the same decisions as ``decide(id, text)`` per
+document; ``transforms.reduction.filters.scan.ScanFilters``: sampling, then the
 recipe's filters in order, first drop wins, then PII redaction and language of
 kept documents); the re-read of pass 2 calls ``redact(text)`` for refs flagged
 ``redacted`` (the same deterministic function on the same text, so the stored
@@ -137,6 +138,11 @@ class FilterStage:
     def decide(self, doc_id: str, text: str):
         """``transforms.reduction.filters.scan.Decision`` for one document (after ``setup``)."""
         return self._scan(doc_id, text)
+
+    def decide_block(self, docs):
+        """``[self.decide(doc_id, text) for doc_id, text in docs]`` (the same decisions and
+        counters), the block judged at once (``ScanFilters.block``)."""
+        return self._scan.block(docs)
 
     def redact(self, text: str) -> str:
         """The redacted text (no counters): what ``decide`` returned as ``text``."""

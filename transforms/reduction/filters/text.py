@@ -193,7 +193,7 @@ def analyse_words(text: str) -> Words:
     through a bounded memo.  Otherwise every chunk goes through the rules one
     by one.  Both give the tokens of applying the rules chunk by chunk.
     """
-    if _NO_SPACE_RE.search(text) is None:
+    if text.isascii() or _NO_SPACE_RE.search(text) is None:  # (no such script is ASCII)
         out = []
         append, extend = out.append, out.extend
         symbols = symbol_chars = no_alpha = 0
@@ -225,7 +225,7 @@ def split_words(text: str) -> list:
 
 def has_no_space_script(text: str) -> bool:
     """True when ``text`` holds a character of a script written without spaces."""
-    return _NO_SPACE_RE.search(text) is not None
+    return not text.isascii() and _NO_SPACE_RE.search(text) is not None
 
 
 def is_symbol(token: str) -> bool:
