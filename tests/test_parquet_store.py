@@ -226,3 +226,23 @@ def test_parquet_stores_are_byte_identical_to_the_direct_runner(run_config, tmp_
     assert snapshots[1] == snapshots[0]
     manifest = load_manifest(str(roots[0] / "ds"))
     assert manifest["num_shards"] > 3 and 100 < manifest["records"] < 2000
+
+
+@pytest.mark.parametrize("values, kind", [
+    ([2 ** 53 + 1, 0.5], "json"),          # no float64 holds 2**53+1: not a float column
+    ([-(2 ** 60), 1], "wide_int"),         # an int64 column, every value exact
+    ([2 ** 53, 0.5], "float"),             # 2**53 is exact in a float64
+    ([[2 ** 62], [1.5]], ("list", "json")),
+])
+def test_ints_beyond_2_53_never_become_floats(values, kind):
+    """The fault hypothesis found: an int above 2**53 in a column that also holds a
+    float made pyarrow refuse the shard (ArrowInvalid); widening would change it."""
+    records = [{"id": str(i), "text": "t", "a": v} for i, v in enumerate(values)]
+    lines = [json.dumps(r).encode() for r in records]
+    schema = ps.store_schema(ps.run_schema(lines), ("id", "text"))
+    inferred = {c["name"]: ps._untuple(c["type"]) for c in schema["inferred"]}
+    assert inferred["a"] == kind
+    stored = ps.shard_bytes(lines, schema, sum(map(len, lines)))
+    back = [json.loads(x) for x in ps.shard_lines(stored, schema["json_columns"]).splitlines()]
+    if kind != "float":
+        assert back == records and [type(r["a"]) for r in back] == [type(v) for v in values]

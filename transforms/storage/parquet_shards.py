@@ -53,6 +53,11 @@ WRITER_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=Tr
                       data_page_size=1 << 20, write_page_index=False,
                       use_byte_stream_split=False, store_schema=True)
 INT64 = (-(1 << 63), (1 << 63) - 1)
+# An int64 beyond 2**53 has no exact float64: a column mixing one with floats cannot
+# be a float column (pyarrow refuses it, and widening would change the value), so it
+# is "wide_int" (stored int64), which merges with "int" but not with "float".
+EXACT_IN_FLOAT = 1 << 53
+WIDE_INT = "wide_int"
 JSON = "json"
 
 
@@ -65,6 +70,7 @@ def load_record(line: bytes) -> dict:
 
 def value_type(value):
     """The inferred type of one JSON value: ``"null"``, ``"bool"``, ``"int"``,
+    ``"wide_int"`` (an int64 beyond +-2**53, which no float64 holds exactly),
     ``"float"``, ``"string"``, ``("list", t)``, ``("struct", ((name, t), ...))``
     or ``"json"`` (no one Arrow type)."""
     if value is None:
@@ -72,7 +78,9 @@ def value_type(value):
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
-        return "int" if INT64[0] <= value <= INT64[1] else JSON
+        if not INT64[0] <= value <= INT64[1]:
+            return JSON
+        return "int" if -EXACT_IN_FLOAT <= value <= EXACT_IN_FLOAT else WIDE_INT
     if isinstance(value, float):
         return "float"
     if isinstance(value, str):
@@ -99,6 +107,10 @@ def merge(a, b):
         return JSON
     if {a, b} == {"int", "float"}:
         return "float"
+    if {a, b} == {"int", WIDE_INT}:
+        return WIDE_INT
+    if {a, b} == {WIDE_INT, "float"}:
+        return JSON
     if isinstance(a, tuple) and isinstance(b, tuple) and a[0] == b[0]:
         if a[0] == "list":
             return ("list", merge(a[1], b[1]))
@@ -135,7 +147,7 @@ def _arrow(kind) -> pa.DataType:
         if kind[0] == "list":
             return pa.list_(_arrow(kind[1]))
         return pa.struct([(name, _arrow(k)) for name, k in kind[1]])
-    return {"null": pa.null(), "bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(),
+    return {"null": pa.null(), "bool": pa.bool_(), "int": pa.int64(), WIDE_INT: pa.int64(), "float": pa.float64(),
             "string": pa.string(), JSON: pa.string()}[kind]
 
 
