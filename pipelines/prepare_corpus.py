@@ -3,6 +3,7 @@ import dataclasses
 import glob
 import os
 import posixpath
+import shutil
 
 import apache_beam as beam
 import orjson
@@ -34,6 +35,8 @@ from transforms.storage.store import (
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "sample.jsonl")
 AUDIT_PREFIXES = ("dead_letters", "removed", "inputs")
+# the running job's audit files; moved up into _audit/ when the run succeeds
+LAST_RUN = "last_run"
 
 
 def build_parser() -> cli.Parser:
@@ -162,14 +165,54 @@ def balance_table(rows: list[dict]) -> str:
 
 
 def _delete_leftovers(directory):
-    """Audit files (in ``_audit/``) are rewritten by every run (old ones would mix
-    with the new); spill folders are left only by failed runs.  Called with the
-    dataset's lock held, after every check passed."""
-    patterns = [join(directory, AUDIT_DIR, f"{p}*.jsonl.zst") for p in AUDIT_PREFIXES]
+    """What an earlier run left: its ``_audit/last_run/`` folder (a failed run's
+    audit files) and spill folders.  Called with the dataset's lock held, after
+    every check passed.  The committed generation's audit files stay until this
+    run succeeds (``_promote_audit``)."""
+    _delete_tree(join(directory, AUDIT_DIR, LAST_RUN))
+    _delete_spills(directory)
+
+
+def _files_under(folder: str) -> list[str]:
+    found = {m.path for m in FileSystems.match([join(folder, "*")])[0].metadata_list}
+    if "://" not in folder and os.path.isdir(folder):   # local: folders (beam-temp-*) too
+        found.update(os.path.join(folder, n) for n in os.listdir(folder))
+    return sorted(found)
+
+
+def _delete_tree(folder: str) -> None:
+    if "://" not in folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    paths = [m.path for m in FileSystems.match([join(folder, "**")])[0].metadata_list]
+    if paths:
+        FileSystems.delete(paths)
+
+
+def _promote_audit(directory: str) -> None:
+    """After a successful run: the committed generation's audit files replace the
+    previous ones (``_audit/<prefix>*`` deleted, ``_audit/last_run/<name>`` moved up),
+    and ``last_run/`` (with any ``beam-temp-*`` left in it) is deleted."""
+    audit = join(directory, AUDIT_DIR)
+    staged = join(audit, LAST_RUN)
+    patterns = [join(audit, f"{p}*.jsonl.zst") for p in AUDIT_PREFIXES]
     stale = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
     if stale:
         FileSystems.delete(stale)
-    _delete_spills(directory)
+    new = [p for p in _files_under(staged)
+           if posixpath.basename(p).startswith(AUDIT_PREFIXES) and not os.path.isdir(p)]
+    if new:
+        FileSystems.rename(new, [join(audit, posixpath.basename(p)) for p in new])
+    _delete_tree(staged)
+
+
+def _keep_failed_audit(directory: str) -> None:
+    """After a failed run: its audit files stay in ``_audit/last_run/`` (the dead
+    letters say why it failed); Beam's temporary folders there are deleted."""
+    staged = join(directory, AUDIT_DIR, LAST_RUN)
+    for path in _files_under(staged):
+        if posixpath.basename(path).startswith("beam-temp-"):
+            _delete_tree(path)
 
 
 def _delete_spills(directory):
@@ -273,7 +316,8 @@ def run(argv=None) -> dict:
     # workers outside this process send their live totals here (progress display only)
     receiver = progress.live_receiver(options)
     config = dataclasses.replace(config, codec=codec, codec_choice=manifest_choice,
-                                 live_counters=receiver and receiver.address)
+                                 live_counters=receiver and receiver.address,
+                                 audit_dir=join(directories[0], AUDIT_DIR, LAST_RUN))
 
     progress.apply_log_level(args.log_level, options)
     inputs = input_lineage(corpus_paths(args.input))
@@ -293,11 +337,14 @@ def run(argv=None) -> dict:
                     cleanup=lambda: progress.delete_temporaries(directories),
                     receiver=receiver)
             except BaseException:
-                # a failed run leaves no shard that the committed generation does not use
+                # a failed run leaves no shard that the committed generation does not use,
+                # and the committed generation's audit files as they were
                 discard_failed_run([r.uri for r in roots], args.dataset)
+                _keep_failed_audit(directories[0])
                 raise
             finally:
                 _delete_spills(directories[0])
+            _promote_audit(directories[0])
 
     finally:
         if receiver is not None:

@@ -309,7 +309,7 @@ def test_a_failure_is_printed_once_with_the_log_file(tmp_path):
     message = ("prepare_corpus failed: not writing the manifest: 3 of 400 lines are bad "
                "(0.75%), above --max_bad_fraction 0")
     assert [line for line in lines if "lines are bad" in line] == [
-        message + f"; see the dead letters in {tmp_path / 'a' / 'corpus' / '_audit'}"]
+        message + f"; see the dead letters in {tmp_path / 'a' / 'corpus' / '_audit' / 'last_run'}"]
     log = re.fullmatch(r"  \(full log: (\S+)\)", lines[-1]).group(1)
     with open(log, encoding="utf-8") as f:
         assert "Traceback" in f.read()  # the details are kept, not shown

@@ -8,6 +8,7 @@ a runner.
 """
 import errno
 import glob
+import gzip
 import os
 import shutil
 import subprocess
@@ -376,6 +377,53 @@ def test_a_failed_rerun_keeps_the_committed_dataset(tmp_path):
     for root in roots:
         assert sf.contents(sf.TEXT, os.path.join(root, "ds")) == old
     assert sf.problems(verify_store(os.path.join(roots[1], "ds"))) == []
+
+
+def _audit_tree(tmp_path):
+    return {p: v for p, v in sf.tree(str(tmp_path), skip=set()).items() if "/_audit/" in p}
+
+
+@pytest.mark.parametrize("fault", ["bad_fraction", "truncated_gzip"])
+def test_a_failed_run_keeps_the_committed_audit_files_and_leaves_its_own_aside(tmp_path,
+                                                                                fault):
+    """The committed generation's dead letters, input lineage and run report stay
+    byte for byte (they were deleted or replaced by a failed run); the failed run's
+    audit files are in ``_audit/last_run/`` (its dead letters say why), with no
+    ``beam-temp-*`` anywhere; the next successful run removes that folder."""
+    roots = [str(tmp_path / n) for n in ("a", "b")]
+    src = sf.text_input(tmp_path / "in.jsonl")
+    sf.build(sf.TEXT, src, roots, 2)
+    committed = _audit_tree(tmp_path)
+    audit = os.path.join(roots[0], "ds", "_audit")
+    assert any(os.path.basename(p).startswith("dead_letters-") for p in committed)
+    assert any(os.path.basename(p).startswith("inputs-") for p in committed)
+    if fault == "bad_fraction":
+        bad = tmp_path / "bad.jsonl"
+        bad.write_bytes(b'{"id": "fine", "text": "a good line"}\n{"id": "broken", "text": \n')
+        match = "1 of 242 lines are bad .* see the dead letters in " + \
+            os.path.join(audit, "last_run")
+    else:
+        whole = gzip.compress(open(src, "rb").read().replace(b'"d0-', b'"g0-'))
+        bad = tmp_path / "cut.jsonl.gz"
+        bad.write_bytes(whole[:len(whole) // 2])
+        match = "cut.jsonl.gz"
+    argv = sf.job_argv(sf.TEXT, f"{src},{bad}", roots, 2) + ["--max_bad_fraction", "0"]
+    with pytest.raises(Exception, match=match):
+        prepare_corpus.run(argv)
+    after = _audit_tree(tmp_path)
+    aside = {p: v for p, v in after.items() if "/_audit/last_run/" in p}
+    assert {p: v for p, v in after.items() if p not in aside} == committed
+    assert not glob.glob(str(tmp_path / "**" / "beam-temp-*"), recursive=True)
+    if fault == "bad_fraction":
+        dead = [orjson.loads(line) for p in glob.glob(os.path.join(audit, "last_run",
+                                                                  "dead_letters-*"))
+                for line in zstandard.ZstdDecompressor().stream_reader(open(p, "rb")).read()
+                .splitlines()]
+        assert [(os.path.basename(d["file"]), d["line"]) for d in dead] == [("bad.jsonl", 2)]
+    sf.build(sf.TEXT, src, roots, 2)       # a successful run: no last_run/ left
+    assert not os.path.exists(os.path.join(audit, "last_run"))
+    assert {os.path.basename(p) for p in _audit_tree(tmp_path)} == \
+        {os.path.basename(p) for p in committed}
 
 
 # ---------------------------------------------------------------- generations and globs

@@ -67,7 +67,11 @@ class CorpusConfig:
     (``transforms.storage.parquet_shards``).  ``live_counters``: where the scan's
     workers send live counter totals for a progress display (a
     ``transforms.processing.live.Receiver`` address; None: nowhere; changes
-    nothing computed).
+    nothing computed).  ``audit_dir``: where the audit files (dead letters,
+    removed records, input lineage) are written (None:
+    ``<first root>/<dataset>/_audit``; the prepare_corpus job writes them to
+    ``_audit/last_run/`` and moves them up once the run succeeded, so a failed
+    run never replaces the committed generation's).
 
     Filters (``transforms.reduction.filters``; decided in the scan, before
     dedup, so a filtered document is never a dedup winner): ``recipe`` (a
@@ -117,6 +121,7 @@ class CorpusConfig:
     sample_per_partition: Optional[int] = None
     shard_format: str = "jsonl"
     live_counters: Optional[str] = None
+    audit_dir: Optional[str] = None
 
     def __post_init__(self):
         roots = tuple(r if isinstance(r, Root) else Root(normalise_root(str(r)))
@@ -267,7 +272,7 @@ class PrepareCorpus(beam.PTransform):
         # Beam 2.77's multi-process DirectRunner drops bundle input (a data-plane flush
         # race; transforms/processing/runner_guards.py says how to tell when it is fixed)
         guard_pipeline(pipeline.options)
-        audit_dir = join(c.store_dirs[0], AUDIT_DIR)
+        audit_dir = c.audit_dir or join(c.store_dirs[0], AUDIT_DIR)
         bounds = c.bounds
         num_buckets = bounds.buckets(estimate_raw_bytes(self.paths))
         signer = Signer(c.near_dedup, num_buckets) if c.near_dedup else None
