@@ -21,7 +21,7 @@ def run(argv=None) -> str:
     """Render STORE/_audit/run_report.json; returns the path written.
 
     Raises FileNotFoundError when the store has no run report, ValueError when
-    it is not JSON.
+    it is not JSON or the page cannot be written.
     """
     from transforms.storage.files import join, read_bytes
     from transforms.storage.store import AUDIT_DIR, write_atomically
@@ -39,7 +39,10 @@ def run(argv=None) -> str:
     if not isinstance(report, dict) or "counters" not in report:
         raise ValueError(f"{source} is not a run report (no 'counters')")
     target = args.output or join(audit, REPORT_HTML)
-    write_atomically(target, render_html(report).encode())
+    try:
+        write_atomically(target, render_html(report).encode())
+    except OSError as err:   # a folder that is missing, read-only, full...
+        raise ValueError(f"cannot write {target}: {err.strerror or err}") from None
     print(target)
     return target
 

@@ -94,3 +94,16 @@ def test_read_counters_move_inside_a_file(tmp_path, monkeypatch):
     assert seen == [0, 0, 3, 3, 3, 6, 6, 6, 9, 9]
     assert {n: c.value for n, c in fn.counters.items()} == {
         "lines": 12, "blank_lines": 1, "records": 10, "bytes": path.stat().st_size}
+
+
+def test_input_items_starting_with_a_tilde_are_in_the_home_folder(tmp_path, monkeypatch):
+    """``--input "~/a.jsonl,~/b.jsonl"``: the shell expands only the first item."""
+    from transforms.processing.io import expand_patterns
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "a.jsonl").write_bytes(b'{"id": 1, "text": "x"}\n')
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b.jsonl").write_bytes(b'{"id": 2, "text": "y"}\n')
+    assert expand_patterns("~/a.jsonl,~/d") == [str(tmp_path / "a.jsonl"),
+                                                 str(tmp_path / "d" / "b.jsonl")]
+    with pytest.raises(FileNotFoundError, match="matches no file: ~/nothing"):
+        expand_patterns("~/nothing*.jsonl")

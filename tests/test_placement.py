@@ -16,7 +16,16 @@ def test_parse_roots_with_weights_and_errors():
     with pytest.raises(ValueError, match="positive"):
         parse_roots("/a=0")
     with pytest.raises(ValueError, match="no root"):
-        parse_roots(" , ")
+        parse_roots("  ")
+    for spec, item in ((" , ", 1), (",/b", 1), ("/a,,/b", 2), ("/a,", 2)):
+        with pytest.raises(ValueError, match=f"empty item \\(item {item} of"):
+            parse_roots(spec)   # e.g. "$ROOT_A,/mnt/b" with ROOT_A unset: never R=1 quietly
+
+
+def test_parse_roots_expands_a_leading_tilde(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert parse_roots("~/a,~/b=2,gs://x/~y") == [
+        Root("/home/someone/a"), Root("/home/someone/b", 2.0), Root("gs://x/~y")]
 
 
 @given(st.text(), st.integers(1, 6), st.integers(1, 6))

@@ -167,6 +167,15 @@ def test_dataprep_report_errors_in_one_line(tmp_path, capsys):
         report_job.main([str(tmp_path)])
     assert "is not JSON" in capsys.readouterr().err
     assert os.listdir(tmp_path / "_audit") == [rep.REPORT_JSON]
+    # a page that cannot be written (here: below a file, not a folder): one line
+    (tmp_path / "_audit" / rep.REPORT_JSON).write_bytes(b'{"counters": {}}')
+    (tmp_path / "a file").write_bytes(b"")
+    target = tmp_path / "a file" / "r.html"
+    with pytest.raises(SystemExit) as exit_info:
+        report_job.main([str(tmp_path), "--output", str(target)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: cannot write {target}: " in err
 
 
 def test_removal_reasons_name_filter_drops_as_in_the_removed_records():

@@ -136,8 +136,8 @@ def expand_patterns(patterns: str | list[str], recognised=is_text_input,
     whose name passes ``recognised`` (default: ends in one of
     ``TEXT_EXTENSIONS``), hidden files and folders skipped; anything else is a
     glob (local: Python's ``glob`` with ``**``, relative patterns from the
-    working directory; remote: Beam's FileSystems).  Local paths come back
-    absolute.  An item that matches
+    working directory; remote: Beam's FileSystems); a leading ``~`` is the
+    home folder.  Local paths come back absolute.  An item that matches
     nothing raises ``FileNotFoundError`` naming it (an empty input is almost
     always a typo, and silently writing an empty dataset hides it); a
     directory without a recognised file, ``InputError``.
@@ -148,7 +148,9 @@ def expand_patterns(patterns: str | list[str], recognised=is_text_input,
         raise ValueError("no input pattern given")
     paths = set()
     for pattern in patterns:
-        found = _expand_one(pattern, recognised, extensions)
+        # "~/a.jsonl,~/b.jsonl": the shell expands only the first
+        found = _expand_one(os.path.expanduser(pattern) if pattern.startswith("~")
+                            else pattern, recognised, extensions)
         if not found:
             raise FileNotFoundError(f"input pattern matches no file: {pattern}")
         # absolute, so workers started in another folder (a cluster's worker pool) and

@@ -9,6 +9,7 @@ weight.  ``Placement`` adds affinity: rules (``--placement``) that pin a
 partition's replicas to a subset of the roots.
 """
 import math
+import os
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -24,11 +25,22 @@ class Root:
 
 
 def parse_roots(spec: str) -> list[Root]:
-    """Parse ``--output_roots``: comma-separated URIs, each optionally ``=weight``."""
+    """Parse ``--output_roots``: comma-separated URIs, each optionally ``=weight``.
+
+    A local path starting with ``~`` is expanded (the shell expands only the
+    first item of ``~/a,~/b``).  Raises ValueError for an empty item (``,b``,
+    ``a,,b``, ``a,``: an unset variable would silently lower the replication),
+    a bad weight, or a root named twice.
+    """
+    if not spec.strip():
+        raise ValueError("--output_roots names no root")
     roots = []
-    for part in (p.strip() for p in spec.split(",")):
+    for position, part in enumerate((p.strip() for p in spec.split(",")), 1):
         if not part:
-            continue
+            raise ValueError(f"--output_roots has an empty item (item {position} of "
+                             f"{spec!r}): a comma too many, or an unset variable?")
+        if part.startswith("~"):
+            part = os.path.expanduser(part)
         uri, weight = part, 1.0
         head, sep, tail = part.rpartition("=")
         if sep and _is_number(tail):
@@ -41,7 +53,7 @@ def parse_roots(spec: str) -> list[Root]:
     uris = [r.uri for r in roots]
     dupes = sorted({u for u in uris if uris.count(u) > 1})
     if dupes:
-        raise ValueError(f"--output_roots names a root more than once: {dupes}")
+        raise ValueError(f"--output_roots names a root more than once: {', '.join(dupes)}")
     return roots
 
 
