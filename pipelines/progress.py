@@ -76,6 +76,7 @@ class Tally:
     def __init__(self):
         self._lock = threading.Lock()
         self._totals: dict[str, int] = {}
+        self._live: dict[str, int] = {}
         self._stage: str | None = None
         self.job_state: str | None = None   # shown while no step has counted anything
 
@@ -88,6 +89,7 @@ class Tally:
     def replace(self, totals: dict[str, int], stage: str | None) -> None:
         with self._lock:
             self._totals = dict(totals)
+            self._live = {}
             self._stage = stage or self._stage
 
     def merge_max(self, totals: dict[str, int], stage: str | None) -> None:
@@ -99,9 +101,20 @@ class Tally:
                     self._totals[name] = value
             self._stage = stage or self._stage
 
+    def set_live(self, totals: dict[str, int], stage: str | None) -> None:
+        """Counts that include bundles still running (a second source of the same
+        counters, kept apart so a bundle's finished count added later is never added
+        on top of its running count): a snapshot shows the larger of the two."""
+        with self._lock:
+            for name, value in totals.items():
+                if value > self._live.get(name, 0):
+                    self._live[name] = value
+            self._stage = stage or self._stage
+
     def snapshot(self, docs: str = DOCS, nbytes: str = BYTES) -> Snapshot:
         with self._lock:
-            return Snapshot(self._totals.get(docs, 0), self._totals.get(nbytes, 0),
+            return Snapshot(max(self._totals.get(docs, 0), self._live.get(docs, 0)),
+                            max(self._totals.get(nbytes, 0), self._live.get(nbytes, 0)),
                             self._stage or self.job_state)
 
 
@@ -167,10 +180,13 @@ def live_receiver(options):
     from apache_beam.options.pipeline_options import PortableOptions, StandardOptions
     if options is None:
         return None
+    from apache_beam.options.pipeline_options import DirectOptions
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     name = runner if isinstance(runner, str) else type(runner).__name__
     if name in ("DirectRunner", "BundleBasedDirectRunner", "FnApiRunner", "SwitchingDirectRunner"):
-        return None
+        # the multi-process DirectRunner's workers are subprocesses: they send
+        mode = options.view_as(DirectOptions).direct_running_mode
+        return live.Receiver() if mode == "multi_processing" else None
     environment = (options.view_as(PortableOptions).environment_type or "").upper()
     if environment in ("", "LOOPBACK", "BEAM:ENV:EMBEDDED:V1"):
         return None
@@ -524,7 +540,8 @@ def _run(pipeline, tally, display, started, docs, nbytes, receiver=None):
             except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
                 box["error"] = err
 
-        with direct_runner_tap(tally):
+        tap = live.CounterTap()
+        with direct_runner_tap(tally), tap.installed():
             worker = threading.Thread(target=target, name=f"{__name__}.run", daemon=True)
             worker.start()
             previous = {}
@@ -532,6 +549,12 @@ def _run(pipeline, tally, display, started, docs, nbytes, receiver=None):
                 if "result" in box:  # the DirectRunner handed the job to Prism: it runs async
                     with contextlib.suppress(Exception):
                         previous = poll_job_metrics(box["result"], tally, previous)
+                # bundles still running: the in-process worker's (tap), the
+                # multi-process workers' (their datagrams)
+                for source in (tap, receiver):
+                    if source is not None:
+                        totals, step = source.read()
+                        tally.set_live(totals, stage_label(step) if step else None)
                 show()
                 worker.join(interval)
         if "error" in box:

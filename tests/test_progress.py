@@ -501,3 +501,25 @@ def test_repair_store_shows_its_progress_then_verify_does(tmp_path, monkeypatch,
     summaries = [line for line in err.splitlines() if " done in " in line]
     assert [s.split(" done in ")[0] for s in summaries] == ["repair_store", "verify_store"]
     assert all(re.search(r": 4 replicas, [\d.]+ KiB read$", s) for s in summaries), summaries
+
+
+@pytest.mark.parametrize("direct_config", ["direct", "direct_multiprocess"])
+def test_direct_runner_shows_documents_read_while_one_file_is_still_being_read(
+        tmp_path, direct_config):
+    """One file is one bundle of the scan: the numbers must move inside it (the running
+    bundle's counters: the in-process worker's, or the worker processes' datagrams),
+    not jump from 0 to the total when the file is done."""
+    corpus = big_corpus(tmp_path / "big.jsonl")
+    proc = subprocess.run(job(tmp_path, "--input", corpus, run_config=direct_config),
+                          capture_output=True, text=True, timeout=600,
+                          env=env(DATAPREP_PROGRESS_INTERVAL="0.2"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    documents = [int(re.search(r"documents=([\d,]+)", line).group(1).replace(",", ""))
+                 for line in lines[:-1]]
+    total = int(re.fullmatch(r"prepare_corpus done in [\d.]+s: ([\d,]+) documents, .* read",
+                             lines[-1]).group(1).replace(",", ""))
+    assert total == 23_880   # the sample's 398 documents, 60 times
+    assert documents == sorted(documents) and documents[-1] <= total
+    during = [d for d in documents if 0 < d < total]
+    assert during, lines[:40]

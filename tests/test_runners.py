@@ -195,7 +195,7 @@ def test_a_failed_job_reports_its_cause_in_one_line(tmp_path, run_config, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-2] == ("prepare_corpus failed: not writing the manifest: 4 of 400 lines are "
                        f"bad (1.00%), above --max_bad_fraction 0.001; see the dead letters in "
-                       f"{tmp_path / 'a' / 'corpus' / '_audit'}")
+                       f"{tmp_path / 'a' / 'corpus' / '_audit' / 'last_run'}")
     log = err[-1].removeprefix("  (full log: ").removesuffix(")")  # Beam's logs, kept apart
     assert os.path.isfile(log) and "Traceback" not in "\n".join(err)
     os.unlink(log)
