@@ -56,6 +56,9 @@ def build_parser() -> cli.Parser:
     io.add_argument("--max_line_bytes", type=cli.byte_size, default=MAX_LINE_BYTES,
                     help="longest line read (decompressed bytes); a longer one is a dead "
                     "letter line_too_long, skipped without being held (default: 32MiB)")
+    io.add_argument("--allow_empty", action="store_true",
+                    help="commit a dataset of no document when the input holds none "
+                    "(default: such a run fails and the committed dataset stays)")
     io.add_argument("--keep_empty_text", action="store_true",
                     help="store records whose text is empty or only whitespace (default: "
                     "they are removed, counted and written as dead letters empty_text)")
@@ -164,6 +167,19 @@ def balance_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def refuse_inputs_inside_the_store(paths: list[str], store_dirs: list[str]) -> None:
+    """Raise ValueError when an input file lies in a dataset folder the run writes
+    (``--input .`` from a folder holding the output root: the store's own shards
+    and audit files would be read, and rewritten under the reader)."""
+    for store in store_dirs:
+        prefix = store.rstrip("/") + "/"
+        inside = [p for p in paths if p.startswith(prefix)]
+        if inside:
+            raise ValueError(f"input {inside[0]} is inside the output dataset {store} "
+                             f"({len(inside)} file(s)); give --input without the output "
+                             "roots' folders")
+
+
 def _delete_leftovers(directory):
     """What an earlier run left: its ``_audit/last_run/`` folder (a failed run's
     audit files) and spill folders.  Called with the dataset's lock held, after
@@ -253,6 +269,7 @@ def corpus_config(args, roots, placement=None, codec="zstd:level=3",
         num_shards=args.num_shards, target_shard_bytes=args.target_shard_bytes,
         codec=codec, codec_choice=codec_choice, max_bad_fraction=args.max_bad_fraction,
         max_line_bytes=args.max_line_bytes, keep_empty_text=args.keep_empty_text,
+        allow_empty=args.allow_empty,
         shard_format=args.format,
         bounds=Bounds(batch_bytes=args.batch_bytes, bucket_bytes=args.bucket_bytes),
         recipe=args.recipe, languages=args.languages or (),
@@ -304,6 +321,11 @@ def run(argv=None) -> dict:
         near_config = (None if args.no_near_dedup
                        else near_dedup_options.config_from(args, log=True))
         config = corpus_config(args, roots, placement, near_config=near_config)
+    except ValueError as err:
+        build_parser().error(str(err))
+    paths = corpus_paths(args.input)   # an input matching nothing fails here, naming it
+    try:
+        refuse_inputs_inside_the_store(paths, config.store_dirs)
     except ValueError as err:
         build_parser().error(str(err))
     # Wrong kinds of input (Parquet, CSV, a JSON array, no text field) fail here,

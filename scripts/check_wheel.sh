@@ -25,6 +25,9 @@ export PATH="$work/venv/bin:$PATH"
 version=$(dataprep --version)
 log "$version"
 dataprep list
+# the job-server staging ships in the wheel (flink_local/spark_local from any folder)
+dataprep stage-jars --help > /dev/null
+python -c "import importlib.resources as r; assert (r.files('pipelines') / 'java' / 'PrestagedFlinkJobServer.java').is_file()"
 # The shipped run configs resolve from any folder (package data).
 python - <<'PY'
 from pipelines import run_config

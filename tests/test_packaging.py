@@ -66,7 +66,7 @@ def test_list_names_every_job_as_a_subcommand(capsys):
     dataprep.main(["list"])
     out = capsys.readouterr().out.splitlines()
     listed = [line.split()[0] for line in out[1:]]
-    assert listed == ["codec-report", "compress-arrays", "prepare-corpus", "report", "verify-store",
+    assert listed == ["codec-report", "compress-arrays", "prepare-corpus", "report", "stage-jars", "verify-store",
                       "beam-options"]
 
 
@@ -102,7 +102,7 @@ def test_an_unknown_job_is_one_line(capsys):
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == (
         "dataprep: error: unknown job 'prepare'; jobs: codec-report, compress-arrays, "
-        "prepare-corpus, report, verify-store\n")
+        "prepare-corpus, report, stage-jars, verify-store\n")
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -1,4 +1,4 @@
-"""scripts/stage_jars.py: every branch a fresh machine can take, on small fake inputs.
+"""pipelines/stage_jars.py (dataprep stage-jars; scripts/stage_jars.py runs it): every branch a fresh machine can take, on small fake inputs.
 
 Maven is replaced by a fake that writes small jars where ``mvn`` would, so each
 branch (official job server served or not, launcher with and without compiled
@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "stage_jars.py")
+SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "pipelines", "stage_jars.py")
 
 HELLO = """package demo;
 public class Hello {
@@ -234,7 +234,7 @@ def test_the_prestaged_flink_job_server_compiles_against_the_job_servers_class_p
     lib = os.path.join(stage_jars.JAR_DIR, "beam-dataprep-flink-1.19-job-server.lib")
     assert cmd[cmd.index("-cp") + 1].split(os.pathsep) == [
         os.path.join(lib, j) for j in sorted(maven.dependency_jars)]
-    assert cmd[-1].endswith(os.path.join("scripts", "java", "PrestagedFlinkJobServer.java"))
+    assert cmd[-1].endswith(os.path.join("pipelines", "java", "PrestagedFlinkJobServer.java"))
     prestaged = os.path.join(stage_jars.JAR_DIR, "beam-dataprep-flink-1.19-prestaged-job-server.jar")
     with zipfile.ZipFile(prestaged) as z:
         assert z.namelist() == ["META-INF/MANIFEST.MF", "beamdataprep/PrestagedFlinkJobServer.class"]

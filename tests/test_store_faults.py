@@ -530,3 +530,40 @@ def test_read_store_on_a_moved_root_with_a_root_map(tmp_path, make_pipeline):
     with make_pipeline() as p:
         lines = p | ReadStore(os.path.join(moved[0], "ds"), parse=False, root_map=root_map)
         assert_that(lines, equal_to(expected))
+
+
+def test_an_empty_input_never_replaces_a_committed_dataset(tmp_path):
+    """Empty files (or only blank lines) would commit a generation of no document over
+    the dataset: the run fails and the dataset stays; --allow_empty commits it."""
+    roots = [str(tmp_path / n) for n in ("a", "b")]
+    sf.build(sf.TEXT, sf.text_input(tmp_path / "in.jsonl"), roots, 2)
+    old = sf.contents(sf.TEXT, os.path.join(roots[0], "ds"))
+    before = sf.tree(str(tmp_path / "a"), skip=set())
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"\n\n")
+    with pytest.raises(Exception, match="holds no document .* not replacing dataset 'ds'"):
+        sf.build(sf.TEXT, str(empty), roots, 2)
+    assert sf.contents(sf.TEXT, os.path.join(roots[0], "ds")) == old
+    assert {p: v for p, v in sf.tree(str(tmp_path / "a"), skip=set()).items()
+            if "/last_run/" not in p} == before
+    sf.build(sf.TEXT, str(empty), roots, 2, "--allow_empty")
+    manifest = load_manifest(os.path.join(roots[0], "ds"))
+    assert (manifest["generation"], manifest["records"]) == (2, 0)
+
+
+def test_an_input_inside_the_output_dataset_is_refused(tmp_path, capsys):
+    """``--input .`` from a folder that holds an output root: the store's own files
+    would be read. Refused in one line before anything runs."""
+    (tmp_path / "data.jsonl").write_bytes(open(sf.text_input(tmp_path / "x.jsonl"), "rb").read())
+    os.unlink(tmp_path / "x.jsonl")
+    roots = [str(tmp_path / "o1"), str(tmp_path / "o2")]
+    sf.build(sf.TEXT, str(tmp_path), roots, 2)      # the first run: no store there yet
+    before = sf.tree(str(tmp_path), skip=set())
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        sf.build(sf.TEXT, str(tmp_path), roots, 2)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "is inside the output dataset " + \
+        os.path.join(roots[0], "ds") in err
+    assert sf.tree(str(tmp_path), skip=set()) == before

@@ -71,7 +71,8 @@ class CorpusConfig:
     removed records, input lineage) are written (None:
     ``<first root>/<dataset>/_audit``; the prepare_corpus job writes them to
     ``_audit/last_run/`` and moves them up once the run succeeded, so a failed
-    run never replaces the committed generation's).
+    run never replaces the committed generation's).  ``allow_empty``: commit a
+    generation with no document (default: the run fails, ``gate_no_documents``).
 
     Filters (``transforms.reduction.filters``; decided in the scan, before
     dedup, so a filtered document is never a dedup winner): ``recipe`` (a
@@ -122,6 +123,7 @@ class CorpusConfig:
     shard_format: str = "jsonl"
     live_counters: Optional[str] = None
     audit_dir: Optional[str] = None
+    allow_empty: bool = False
 
     def __post_init__(self):
         roots = tuple(r if isinstance(r, Root) else Root(normalise_root(str(r)))
@@ -199,6 +201,17 @@ def gate_bad_fraction(_, records, bad, max_fraction, where):
         return (f"{bad} of {total} lines are bad ({bad / total:.2%}), above "
                 f"--max_bad_fraction {max_fraction:g}; see the dead letters in {where}")
     return ""
+
+
+def gate_no_documents(_, documents, dataset):
+    """'' or why the run must not commit: no document at all was read (empty files,
+    only blank lines or empty texts), which would replace ``dataset`` with an empty
+    generation; almost always a wrong input (``allow_empty`` commits it anyway)."""
+    if documents:
+        return ""
+    return (f"the input holds no document (only empty files, blank lines or empty "
+            f"texts): not replacing dataset {dataset!r} with an empty generation "
+            "(--allow_empty writes one)")
 
 
 def gate_id_conflicts(summary, id_field):
@@ -311,17 +324,18 @@ class PrepareCorpus(beam.PTransform):
         removed = tuple(removed) | "AllRemoved" >> beam.Flatten()
 
         impulse = pbegin | "Gate" >> beam.Create([None])
+        doc_count = (((batches | "BatchSizes" >> beam.Map(len)), scanned["filtered_counts"])
+                     | "DocsAndFiltered" >> beam.Flatten()
+                     | "CountDocs" >> beam.CombineGlobally(sum))
+        bad_count = (dead
+                     | "NotEmptyText" >> beam.Filter(lambda d: d["reason"] not in NOT_BAD)
+                     | "CountBad" >> beam.combiners.Count.Globally())
         gates.append(impulse | "BadFraction" >> beam.Map(
-            gate_bad_fraction,
-            beam.pvalue.AsSingleton(
-                ((batches | "BatchSizes" >> beam.Map(len)), scanned["filtered_counts"])
-                | "DocsAndFiltered" >> beam.Flatten()
-                | "CountDocs" >> beam.CombineGlobally(sum)),
-            beam.pvalue.AsSingleton(
-                dead
-                | "NotEmptyText" >> beam.Filter(lambda d: d["reason"] not in NOT_BAD)
-                | "CountBad" >> beam.combiners.Count.Globally()),
-            c.max_bad_fraction, audit_dir))
+            gate_bad_fraction, beam.pvalue.AsSingleton(doc_count),
+            beam.pvalue.AsSingleton(bad_count), c.max_bad_fraction, audit_dir))
+        if not c.allow_empty:
+            gates.append(impulse | "NotEmpty" >> beam.Map(
+                gate_no_documents, beam.pvalue.AsSingleton(doc_count), c.dataset))
         gates.append(dedup["id_conflicts"] | "IdGate" >> beam.Map(
             gate_id_conflicts, c.id_field))
         if c.range_by and c.range_by != "length":

@@ -851,11 +851,15 @@ class DropNearDuplicates(beam.PTransform):
 
 def _gate(found, balances):
     audit_gate = balances | "Balances" >> beam.Flatten() | "Audit" >> AuditGate()
+    # Both messages as side inputs of one element, not a Flatten of the two: Prism
+    # (Beam 2.77) once panicked executing that two-singleton Flatten stage (a nil
+    # pointer in stage.Execute, NearDedup-Gates; cf. apache/beam#34643).
     gate = (
-        (found["components_gate"], audit_gate)
-        | "Gates" >> beam.Flatten()
-        | "AllGates" >> beam.combiners.ToList()
-        | "Gate" >> beam.Map(_joined_messages))
+        audit_gate.pipeline
+        | "GateSeed" >> beam.Create([None])
+        | "Gate" >> beam.Map(lambda _, components, audit: _joined_messages(components + audit),
+                             beam.pvalue.AsList(found["components_gate"]),
+                             beam.pvalue.AsList(audit_gate)))
     gate | "FailIfWrong" >> beam.Map(_raise_if_set)
     return gate
 
