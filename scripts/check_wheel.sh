@@ -36,7 +36,8 @@ for name in ("direct", "direct_multiprocess", "prism", "flink_local", "spark_loc
     run_config.load(name)
 PY
 # The public transforms (examples/ and the README use them) import from the wheel.
-python -c "from transforms import DedupRecords, NearDedupRecords, WriteRecords, ReadStore, PrepareCorpus"
+imported=$(python -c "from transforms import DedupRecords, NearDedupRecords, WriteRecords, ReadStore, PrepareCorpus" 2>&1)
+[[ -z "$imported" ]] || { echo "check_wheel: importing the transforms printed: $imported" >&2; exit 1; }
 dataprep prepare-corpus > prepare.log
 dataprep verify-store --store out/a/corpus > verify.log
 tail -n 1 verify.log

@@ -151,6 +151,14 @@ def test_the_command_runs_as_an_installed_script():
                            "(see dataprep prepare-corpus --help)\n")
 
 
+def test_importing_the_transforms_logs_no_beam_import_warning():
+    """A user's own pipeline importing our transforms sees no apitools warning."""
+    proc = subprocess.run([sys.executable, "-c", "from transforms import DedupRecords, ReadStore"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0
+    assert proc.stderr == ""
+
+
 def test_verify_store_of_no_store_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("pipelines.cli.INVOKED_AS", "dataprep verify-store")
     with pytest.raises(SystemExit) as exit_info:

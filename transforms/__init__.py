@@ -42,6 +42,27 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+def _quiet_beam_import_warnings() -> None:
+    """Drop the one warning Beam logs on import for an extra we do not use.
+
+    apache_beam.io.gcp logs "apitools not found, and bigquery client libraries
+    are not available..." through the root logger whenever the ``gcp`` extra is
+    absent; it opened every command and every ``from transforms import ...``.
+    Only that message is filtered; installed here (no Beam import) so that both
+    the jobs and users' own pipelines get it.
+    """
+    import logging
+
+    class _DropApitools(logging.Filter):
+        def filter(self, record):
+            return not str(record.msg).startswith("apitools not found")
+
+    logging.getLogger().addFilter(_DropApitools())
+
+
+_quiet_beam_import_warnings()
+
+
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'transforms' has no attribute {name!r}")
