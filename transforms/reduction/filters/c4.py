@@ -43,6 +43,7 @@ from typing import Optional, Tuple
 
 from transforms.reduction.filters.base import Drop, RuleFilter, as_view
 from transforms.reduction.filters.config import FilterConfigError, check_bool, check_count
+from transforms.reduction.filters.native import FAST
 from transforms.reduction.filters.text import ABBREVIATIONS, has_no_space_script, split_words
 
 CITATION_RE = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
@@ -50,6 +51,16 @@ END_PUNCTUATION = (".", "?", "!", '"', "'")
 ELLIPSIS = "..."
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies",
                      "use of cookies", "use cookies")
+
+
+
+def _has_policy(lower: str) -> bool:
+    """``any(p in lower for p in POLICY_SUBSTRINGS)``, without a generator per line."""
+    for p in POLICY_SUBSTRINGS:
+        if p in lower:
+            return True
+    return False
+
 
 # spaCy's English tokenizer keeps these (and single letters "J.") whole, so their period
 # ends no sentence.
@@ -155,7 +166,9 @@ class C4QualityFilter(RuleFilter):
                 break
             line = line.strip()
             # a word longer than max_len needs a line longer than max_len
-            if max_len is not None and len(line) > max_len and max(map(len, line.split())) > max_len:
+            if max_len is not None and len(line) > max_len and (
+                    FAST.split_stats(line, -1)[1] if FAST is not None
+                    else max(map(len, line.split()))) > max_len:
                 continue
             words_line = line
             if c.remove_citations and "[" in line:
@@ -166,6 +179,8 @@ class C4QualityFilter(RuleFilter):
             if min_words is not None:
                 if no_space_doc and has_no_space_script(line):
                     n_words = len(split_words(line))
+                elif FAST is not None:  # the same: whitespace chunks, counted up to min_words
+                    n_words = FAST.split_stats(words_line, min_words)[0]
                 else:  # whitespace words of the line before citation removal, counted up to min_words
                     n_words = len(words_line.split(None, min_words))
                 if n_words < min_words:
@@ -177,7 +192,7 @@ class C4QualityFilter(RuleFilter):
                 continue
             if c.filter_curly_bracket and "{" in line:
                 return Drop(self.name, "curly_bracket", "line contains '{'")
-            if c.filter_policy and any(p in lower for p in POLICY_SUBSTRINGS):
+            if c.filter_policy and _has_policy(lower):
                 continue
             if wanted is not None and sentences < wanted:
                 sentences += count_sentences(line, wanted - sentences)

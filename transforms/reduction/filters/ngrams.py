@@ -31,6 +31,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
+from transforms.reduction.filters.native import FAST
+
 # Polynomial hash base (odd, so invertible mod 2**64) and its inverse.
 _BASE = 0x9E3779B97F4A7C15
 _BASE_INV = pow(_BASE, -1, 1 << 64)
@@ -113,9 +115,20 @@ class NgramIndex:
 
         ``top_fires(n, chars)``: the caller's rule (does ``chars`` for this n
         drop the document?); when an upper bound of the figure (the largest
-        count times the longest n-gram) does not fire, the figure is not
-        computed and is ``None``.
+        count times the longest n-gram) does not fire, the figure may be left
+        uncomputed and is then ``None``.  Compiled (``native.FAST.ngram_figures``:
+        every figure exact, hashed n-grams confirmed on their code points) when the
+        extension is built, else ``compute_numpy``.  Raises ``ValueError`` for n < 1.
         """
+        if FAST is not None:
+            words = self.words if type(self.words) is list else list(self.words)
+            return FAST.ngram_figures(words, tuple(top_ns), tuple(dup_ns), top_fires)
+        return self.compute_numpy(top_ns, dup_ns, top_fires)
+
+    def compute_numpy(self, top_ns: Iterable[int], dup_ns: Iterable[int],
+                      top_fires: Optional[Callable[[int, int], bool]] = None
+                      ) -> Tuple[Dict[int, Optional[int]], Dict[int, int]]:
+        """``compute`` with numpy (the path without the compiled extension)."""
         words = self.words
         top_ns, dup_ns = tuple(top_ns), tuple(dup_ns)
         n_words = len(words)
