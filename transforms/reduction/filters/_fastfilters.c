@@ -105,6 +105,47 @@ PyDoc_STRVAR(analyse_words_doc,
 "None when text holds a character of a script written without spaces (the caller\n"
 "then takes the per-chunk rules).");
 
+/* A direct-mapped cache of chunk strings (2**15 slots, a slot keeps the last chunk that
+ * hashed to it): a chunk seen before is the same str object again instead of a new one
+ * (a str is immutable, so an equal object is the same value; its hash is then already
+ * computed for the dict and set lookups that follow).  Bounded: at most 2**15 strs of at
+ * most CHUNK_CACHE_LEN characters. */
+#define CHUNK_CACHE_SLOTS (1 << 15)
+#define CHUNK_CACHE_LEN 32
+
+typedef struct {
+    uint64_t hash;
+    PyObject *str;
+} ChunkSlot;
+
+static ChunkSlot CHUNKS[CHUNK_CACHE_SLOTS];
+
+/* text[start:start + len] as a str: the cached object when its code points match. */
+static PyObject *chunk_str(PyObject *text, int kind, const void *data, Py_ssize_t start,
+                           Py_ssize_t len, uint64_t hash)
+{
+    if (len > CHUNK_CACHE_LEN)
+        return PyUnicode_Substring(text, start, start + len);
+    ChunkSlot *slot = &CHUNKS[hash & (CHUNK_CACHE_SLOTS - 1)];
+    PyObject *old = slot->str;
+    if (old != NULL && slot->hash == hash && PyUnicode_GET_LENGTH(old) == len) {
+        int okind = PyUnicode_KIND(old);
+        const void *odata = PyUnicode_DATA(old);
+        Py_ssize_t k = 0;
+        while (k < len && PyUnicode_READ(okind, odata, k) == PyUnicode_READ(kind, data, start + k))
+            k++;
+        if (k == len)
+            return Py_NewRef(old);
+    }
+    PyObject *str = PyUnicode_Substring(text, start, start + len);
+    if (str == NULL)
+        return NULL;
+    slot->str = Py_NewRef(str);
+    slot->hash = hash;
+    Py_XDECREF(old);
+    return str;
+}
+
 static PyObject *analyse_words(PyObject *self, PyObject *args)
 {
     PyObject *text, *cache, *special;
@@ -129,6 +170,7 @@ static PyObject *analyse_words(PyObject *self, PyObject *args)
             break;
         Py_ssize_t start = i;
         int alpha = 1, ascii = 1;
+        uint64_t hash = 0xCBF29CE484222325ULL;
         while (i < n) {
             Py_UCS4 ch = PyUnicode_READ(kind, data, i);
             if (is_space(ch))
@@ -137,10 +179,11 @@ static PyObject *analyse_words(PyObject *self, PyObject *args)
                 alpha = 0;
             if (ch >= 128)
                 ascii = 0;
+            hash = (hash ^ ch) * 0x100000001B3ULL;
             i++;
         }
         Py_ssize_t len = i - start;
-        PyObject *chunk = PyUnicode_Substring(text, start, i);
+        PyObject *chunk = chunk_str(text, kind, data, start, len, mix64(hash));
         if (chunk == NULL)
             goto fail;
         int plain = alpha;
@@ -686,11 +729,15 @@ static PyObject *ngram_figures(PyObject *self, PyObject *args)
                         PyErr_NoMemory();
                         goto fail;
                     }
+                    static const uint64_t K[FP_CHARS / 2] = {  /* odd constants */
+                        0x9E3779B97F4A7C15ULL, 0xBF58476D1CE4E5B9ULL, 0x94D049BB133111EBULL,
+                        0xD6E8FEB86659FD93ULL, 0xA0761D6478BD642FULL, 0xE7037ED1A0B428DBULL,
+                        0x8EBC6AF09C88C6E3ULL, 0x589965CC75374CC3ULL};
                     for (Py_ssize_t i = 0; i < n_words; i++) {
                         const Py_UCS4 *c = lay.codes + lay.start[i];
                         uint64_t h = 0;
-                        for (int k = 0; k < FP_CHARS; k++)
-                            h = (h ^ c[k]) * 0x100000001B3ULL;
+                        for (int k = 0; k < FP_CHARS / 2; k++)  /* independent products */
+                            h += ((uint64_t)c[2 * k] | ((uint64_t)c[2 * k + 1] << 32)) * K[k];
                         hashes[i] = mix64(h);
                     }
                     if (hash_counts(hashes, n_words, shared) < 0)
@@ -741,13 +788,28 @@ typedef struct {
 } PieceSlot;
 
 static uint64_t piece_hash(int kind, const void *data, Piece p)
-{ /* FNV-1a over the code points, then mixed */
-    uint64_t h = 0xCBF29CE484222325ULL;
-    for (Py_ssize_t k = 0; k < p.len; k++) {
-        h ^= (uint64_t)PyUnicode_READ(kind, data, p.start + k);
-        h *= 0x100000001B3ULL;
+{ /* over the piece's bytes (all pieces come from one str: one kind), 8 at a time in four
+   * independent lanes, then mixed */
+    const unsigned char *b = (const unsigned char *)data + (size_t)p.start * kind;
+    size_t size = (size_t)p.len * kind, k = 0;
+    uint64_t lane[4] = {0x9E3779B97F4A7C15ULL, 0xBF58476D1CE4E5B9ULL, 0x94D049BB133111EBULL,
+                        0xD6E8FEB86659FD93ULL};
+    for (; k + 32 <= size; k += 32)
+        for (int l = 0; l < 4; l++) {
+            uint64_t w;
+            memcpy(&w, b + k + 8 * l, 8);
+            lane[l] = (lane[l] ^ w) * 0x100000001B3ULL;
+        }
+    for (; k + 8 <= size; k += 8) {
+        uint64_t w;
+        memcpy(&w, b + k, 8);
+        lane[0] = (lane[0] ^ w) * 0x100000001B3ULL;
     }
-    return mix64(h ^ (uint64_t)p.len);
+    uint64_t tail = 0;
+    for (; k < size; k++)
+        tail = (tail << 8) | b[k];
+    return mix64(mix64(lane[0] ^ tail) + mix64(lane[1]) * 3 + mix64(lane[2]) * 5
+                 + mix64(lane[3]) * 7 + (uint64_t)p.len);
 }
 
 /* find_duplicates over the pieces: (repeats after the first, their characters). */
