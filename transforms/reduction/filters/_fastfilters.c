@@ -497,34 +497,25 @@ static inline Slot *find_slot(Py_ssize_t mask, const Layout *lay, Py_ssize_t i, 
     }
 }
 
-/* out[i] = how many of hashes[0:count] fall into the slot of hashes[i]: a count by hash
- * only (two different keys may share a slot), so never below the true count. */
+/* out[i] >= how many of hashes[0:count] equal hashes[i]: counted in 2**16 saturating byte
+ * counters picked by the hash's top bits (two keys may share a counter; a counter at
+ * 255 answers count, the most it can be), so never below the true count.  The counters
+ * are left zero again. */
+static uint8_t COUNTERS[1 << 16];
+
 static int hash_counts(const uint64_t *hashes, Py_ssize_t count, int32_t *out)
 {
-    Py_ssize_t mask;
-    if (new_table(count, &mask) < 0)
-        return -1;
     for (Py_ssize_t i = 0; i < count; i++) {
-        uint64_t h = hashes[i];
-        Py_ssize_t k = (Py_ssize_t)(h & (uint64_t)mask);
-        for (;;) {
-            Slot *s = &TABLE[k];
-            if (s->gen != TABLE_GEN) {
-                s->gen = TABLE_GEN;
-                s->hash = (uint32_t)(h >> 32);
-                s->count = 1;
-                break;
-            }
-            if (s->hash == (uint32_t)(h >> 32)) {
-                s->count++;
-                break;
-            }
-            k = (k + 1) & mask;
-        }
-        out[i] = (int32_t)k;  /* the slot, for now */
+        uint8_t *c = &COUNTERS[hashes[i] >> 48];
+        if (*c < 255)
+            (*c)++;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        uint8_t c = COUNTERS[hashes[i] >> 48];
+        out[i] = c == 255 ? (int32_t)count : c;
     }
     for (Py_ssize_t i = 0; i < count; i++)
-        out[i] = TABLE[out[i]].count;
+        COUNTERS[hashes[i] >> 48] = 0;
     return 0;
 }
 

@@ -65,7 +65,13 @@ def _fast_identifier():
     from py3langid.langid import MODEL_FILE, RAW_FLOOR, LanguageIdentifier
 
     class FastIdentifier(LanguageIdentifier):
-        __slots__ = ("_vectors", "_rows", "_table32", "_scored", "_native")
+        __slots__ = ("_vectors", "_rows", "_table32", "_scored", "_native", "_encoded")
+
+        def _encode(self, text):
+            encoded = getattr(self, "_encoded", None)  # (text, its bytes) set by detect_languages
+            if encoded is not None and encoded[0] is text:
+                return encoded[1]
+            return LanguageIdentifier._encode(text)
 
         def _raw_score(self, text):
             scored = getattr(self, "_scored", None)
@@ -113,6 +119,7 @@ def _fast_identifier():
     # the same automaton as rows (state * 256, int32) for the block walk: the row after a move
     identifier._rows = (rowbase[nm].astype(np.int32), rowbase[pair].astype(np.int32))
     identifier._table32 = identifier.nb_ptc.astype(np.float32)
+    identifier._encoded = None
     # the model's tables as the compiled walk reads them (native.FAST.langid_features)
     identifier._native = (np.ascontiguousarray(identifier.tk_nextmove, dtype=np.uint32),
                           np.ascontiguousarray(rowbase, dtype=np.int64),
@@ -212,14 +219,16 @@ def detect_languages(texts, max_chars: int = 2000):
         return results
     if FAST is not None:  # the walk and counts compiled, one document at a time
         for i, head in todo:
-            ids, counts = FAST.langid_features(ident._encode(head), *ident._native)
+            data = ident._encode(head)
+            ids, counts = FAST.langid_features(data, *ident._native)
             if ids:  # else no feature: py3langid's own answer for that case
                 ident._scored = ident._product(np.frombuffer(ids, dtype=np.int64),
                                                np.frombuffer(counts, dtype=np.float32))
+            ident._encoded = (head, data)  # classify encodes head again: the same bytes
             try:
                 lang, prob = ident.classify(head)
             finally:
-                ident._scored = None
+                ident._scored = ident._encoded = None
             results[i] = (lang, round(float(prob), 4))
         return results
     encoded = [ident._encode(head) for _, head in todo]

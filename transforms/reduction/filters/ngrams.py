@@ -25,6 +25,14 @@ first occurrence of its key), and a document where a check fails (a hash
 collision) is answered by the plain string algorithms ``top_ngram_chars`` /
 ``duplicate_ngram_chars`` below.  ``tests/test_filters_speedup.py`` holds both
 paths equal to the former implementation.
+
+**Compiled.**  When the extension is built (``native.FAST``), ``compute`` runs
+``_fastfilters.ngram_figures`` instead: the same figures, every n-gram hashed (a
+polynomial hash mod 2**64 from word-level prefix hashes) in an open-addressing table
+and every hash match confirmed on the code points; a word position whose first 16
+characters begin no other word is passed over by the duplicate scan, and a top
+n-gram figure whose upper bound keeps the document is not computed (``None``).
+``tests/test_filters_native.py`` holds it equal to the string algorithms.
 """
 from collections import Counter
 from typing import Callable, Dict, Iterable, List, Optional, Tuple

@@ -31,6 +31,11 @@ spaCy's special cases we do not copy (emoticons such as ``:)``, ``C++``).
   300 words, where a segmenter (jieba) would give about 150-200: thresholds
   in words are therefore looser-than-English lower bounds for these scripts.
 
+``analyse_words`` runs its fast path compiled when the extension is built
+(``native.FAST.analyse_words``: ``str.split()``'s whitespace and ``str.isalpha()`` by
+CPython's own predicates, the same memo for other chunks); ``analyse_words_py`` is the
+Python reference (``tests/test_filters_native.py``).
+
 The punctuation sets are copied from datatrove (``src/datatrove/utils/text.py``,
 Apache-2.0): ``PUNCTUATION`` (ASCII/CJK punctuation plus control characters)
 and ``TERMINAL_PUNCTUATION`` (Unicode sentence terminals of every script).
