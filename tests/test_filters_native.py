@@ -183,6 +183,37 @@ def test_count_present_equals_a_set_intersection(words, candidates):
     assert fast.count_present(words, tuple(candidates)) == len(frozenset(candidates).intersection(words))
 
 
+SENTENCE_ALPHABET = "ab.!?\u3002\uff01\uff1f \t\n\u3000\u00a0_,;:)(\"'-eMrgJZ9\u00e9\u4e2d\u0301"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=SENTENCE_ALPHABET, max_size=80), st.integers(0, 5))
+def test_sentence_end_equals_the_regex(line, cap):
+    """Every match of C4's sentence-end regex, as finditer finds it (start, groups, end),
+    and count_sentences with its cap, compiled and not."""
+    want = [(m.start(), m.end(1) if m.group(1) is not None else -1,
+             m.end(2) if m.group(2) is not None else -1, m.end())
+            for m in c4._SENT_END_RE.finditer(line)]
+    got, pos = [], 0
+    while True:
+        found = fast.sentence_end(line, pos)
+        if found is None:
+            break
+        got.append(found)
+        pos = found[3]
+    assert got == want
+    from tests.filters_reference import c4 as old_c4
+    assert c4.count_sentences(line) == old_c4.count_sentences(line)
+    assert c4.count_sentences(line, cap or None) == min(old_c4.count_sentences(line), cap or 10 ** 9)
+    for module in (c4,):  # the Python path too
+        saved = module.FAST
+        module.FAST = None
+        try:
+            assert c4.count_sentences(line, cap or None) == min(old_c4.count_sentences(line), cap or 10 ** 9)
+        finally:
+            module.FAST = saved
+
+
 # --- language ID ----------------------------------------------------------------------------
 
 @settings(max_examples=200, deadline=None)

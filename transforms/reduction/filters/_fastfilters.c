@@ -319,6 +319,7 @@ static int new_table(Py_ssize_t items, Py_ssize_t *mask)
 }
 
 #define POLY_BASE 0x9E3779B97F4A7C15ULL
+#define POLY_BASE2 (POLY_BASE * POLY_BASE)  /* mod 2**64 */
 #define FP_CHARS 16   /* characters of a position's prefix fingerprint */
 
 static uint64_t *POWERS = NULL;        /* POLY_BASE**k mod 2**64, k < POWERS_LEN */
@@ -381,6 +382,7 @@ static int layout_words(PyObject *words, Layout *lay)
     Py_UCS4 *codes = lay->codes;
     Py_ssize_t at = 0;
     uint64_t pj = 0, pt = 0;
+    int space = 0;
     lay->pj[0] = lay->pt[0] = 0;
     for (Py_ssize_t i = 0; i < n_words; i++) {
         PyObject *w = PyList_GET_ITEM(words, i);
@@ -390,8 +392,16 @@ static int layout_words(PyObject *words, Layout *lay)
         switch (PyUnicode_KIND(w)) {
         case PyUnicode_1BYTE_KIND: {
             const Py_UCS1 *d = PyUnicode_1BYTE_DATA(w);
-            for (Py_ssize_t k = 0; k < len; k++) {
+            Py_ssize_t k = 0;
+            for (; k + 1 < len; k += 2) {  /* two characters a step: half the multiply chain */
                 codes[at + k] = d[k];
+                codes[at + k + 1] = d[k + 1];
+                space |= (d[k] == ' ') | (d[k + 1] == ' ');
+                h = h * POLY_BASE2 + ((uint64_t)d[k] + 1) * POLY_BASE + (uint64_t)d[k + 1] + 1;
+            }
+            for (; k < len; k++) {
+                codes[at + k] = d[k];
+                space |= d[k] == ' ';
                 h = h * POLY_BASE + (uint64_t)d[k] + 1;
             }
             break;
@@ -400,6 +410,7 @@ static int layout_words(PyObject *words, Layout *lay)
             const Py_UCS2 *d = PyUnicode_2BYTE_DATA(w);
             for (Py_ssize_t k = 0; k < len; k++) {
                 codes[at + k] = d[k];
+                space |= d[k] == ' ';
                 h = h * POLY_BASE + (uint64_t)d[k] + 1;
             }
             break;
@@ -408,6 +419,7 @@ static int layout_words(PyObject *words, Layout *lay)
             const Py_UCS4 *d = PyUnicode_4BYTE_DATA(w);
             for (Py_ssize_t k = 0; k < len; k++) {
                 codes[at + k] = d[k];
+                space |= d[k] == ' ';
                 h = h * POLY_BASE + (uint64_t)d[k] + 1;
             }
         }
@@ -419,9 +431,7 @@ static int layout_words(PyObject *words, Layout *lay)
         lay->pt[i + 1] = pt;
     }
     lay->start[n_words] = at;
-    lay->has_space = 0;
-    for (Py_ssize_t k = 0; k < total && !lay->has_space; k++)
-        lay->has_space = codes[k] == ' ';
+    lay->has_space = space != 0;
     memset(codes + total, 0, FP_CHARS * sizeof(Py_UCS4));
     return 0;
 }
@@ -1034,6 +1044,92 @@ static PyObject *line_marks(PyObject *self, PyObject *args)
     return Py_BuildValue("nn", starting, ending);
 }
 
+PyDoc_STRVAR(sentence_end_doc,
+"sentence_end(line, pos) -> None or (start, head_end, punct_end, end)\n\n"
+"The next match at or after pos of c4._SENT_END_RE,\n"
+"(\\S*?)([.!?\\u3002\\uff01\\uff1f]+)[^\\w\\s]*(?=\\s+\\W*\\w)|(?<=[a-z])\\.(?=[A-Z]),\n"
+"as re's search would find it (leftmost start; the first alternative first; the lazy\n"
+"group as short as a match allows; \\w and \\s as re's for str: Py_UNICODE_ISALNUM or '_',\n"
+"Py_UNICODE_ISSPACE): group 1 is line[start:head_end], group 2 line[head_end:punct_end],\n"
+"the match line[start:end]; for the second alternative head_end = punct_end = -1.");
+
+static inline int is_word_char(Py_UCS4 ch)
+{
+    return ch == '_' || Py_UNICODE_ISALNUM(ch);
+}
+
+static inline int is_sentence_punct(Py_UCS4 ch)
+{
+    return ch == '.' || ch == '!' || ch == '?' || ch == 0x3002 || ch == 0xFF01 || ch == 0xFF1F;
+}
+
+static PyObject *sentence_end(PyObject *self, PyObject *args)
+{
+    PyObject *line;
+    Py_ssize_t pos;
+    if (!PyArg_ParseTuple(args, "Un", &line, &pos))
+        return NULL;
+    int kind = PyUnicode_KIND(line);
+    const void *data = PyUnicode_DATA(line);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(line);
+    if (pos < 0)
+        pos = 0;
+    /* the lookahead (?=\s+\W*\w) at q: line[q] is whitespace and a word character follows
+     * somewhere after q (every character before the first one is \W) */
+    Py_ssize_t last_word = -1;
+    for (Py_ssize_t k = n - 1; k >= pos; k--)
+        if (is_word_char(PyUnicode_READ(kind, data, k))) {
+            last_word = k;
+            break;
+        }
+    Py_ssize_t i = pos;
+    while (i < n) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        if (is_space(ch)) {  /* neither alternative starts at whitespace */
+            i++;
+            continue;
+        }
+        /* first alternative at i: the lazy \S*? reaches j (line[i:j] all \S), line[j] a
+         * punctuation mark; the greedy runs end at E (punctuation from j, then [^\w\s]);
+         * inside them nothing is whitespace, so the lookahead can only hold at E */
+        Py_ssize_t run_end = i;
+        while (run_end < n && !is_space(PyUnicode_READ(kind, data, run_end)))
+            run_end++;
+        for (Py_ssize_t j = i; j < run_end; j++) {
+            if (!is_sentence_punct(PyUnicode_READ(kind, data, j)))
+                continue;
+            Py_ssize_t r = j;
+            while (r < n && is_sentence_punct(PyUnicode_READ(kind, data, r)))
+                r++;
+            Py_ssize_t e = r;
+            while (e < n) {
+                Py_UCS4 c = PyUnicode_READ(kind, data, e);
+                if (is_word_char(c) || is_space(c))
+                    break;
+                e++;
+            }
+            if (e < n && is_space(PyUnicode_READ(kind, data, e)) && last_word > e)
+                return Py_BuildValue("nnnn", i, j, r, e);
+        }
+        /* the first alternative fails at i and at every later start inside this run (its
+         * candidates are a subset): the second alternative at each of them, in order */
+        for (Py_ssize_t k = i; k < run_end; k++) {
+            if (k > i) {
+                /* (a start inside the run: the first alternative was tried above for the
+                 * run's start; from k its candidates j >= k all failed too) */
+            }
+            if (PyUnicode_READ(kind, data, k) == '.' && k > 0 && k + 1 < n) {
+                Py_UCS4 before = PyUnicode_READ(kind, data, k - 1);
+                Py_UCS4 after = PyUnicode_READ(kind, data, k + 1);
+                if (before >= 'a' && before <= 'z' && after >= 'A' && after <= 'Z')
+                    return Py_BuildValue("nnnn", k, (Py_ssize_t)-1, (Py_ssize_t)-1, k + 1);
+            }
+        }
+        i = run_end;
+    }
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(split_stats_doc,
 "split_stats(text, at_most) -> (chunks, longest)\n\n"
 "min(len(text.split()), at_most) and max(map(len, text.split()), default=0) (the\n"
@@ -1216,6 +1312,7 @@ static PyMethodDef methods[] = {
     {"count_present", count_present, METH_VARARGS, count_present_doc},
     {"split_stats", split_stats, METH_VARARGS, split_stats_doc},
     {"line_marks", line_marks, METH_VARARGS, line_marks_doc},
+    {"sentence_end", sentence_end, METH_VARARGS, sentence_end_doc},
     {NULL, NULL, 0, NULL},
 };
 
