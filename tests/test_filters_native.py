@@ -260,3 +260,27 @@ def test_pure_python_path_decides_as_the_reference(monkeypatch):
     view = DocView(Document("x", TEXTS[0]))
     assert text.analyse_words(view.text) == text.analyse_words_py(view.text)
     assert old_base.DocView(Document("x", TEXTS[0])).words == view.words
+
+
+def test_without_the_extension_the_filters_warn_once_and_still_decide(tmp_path):
+    """An install without the compiled module (no compiler): one RuntimeWarning naming it,
+    FAST is None, and the filters decide through the Python path."""
+    import subprocess
+    script = tmp_path / "no_ext.py"
+    script.write_text(
+        "import sys, warnings\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.endswith('._fastfilters'):\n"
+        "            raise ImportError('blocked for the test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "warnings.simplefilter('always')\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    from transforms.reduction.filters import native, text, gopher\n"
+        "    from transforms.reduction.filters.base import Document\n"
+        "    drop = gopher.GopherRepetitionFilter()(Document('a', 'x y z ' * 40))\n"
+        "    import transforms.reduction.filters.ngrams\n"
+        "print(native.FAST, drop.rule, len([w for w in caught if 'compiled filters' in str(w.message)]))\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert out.stdout.split() == ["None", "top_2_gram", "1"], out.stdout + out.stderr
