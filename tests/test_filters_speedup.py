@@ -7,6 +7,7 @@ current implementation equal to it: the same ``Drop`` (filter, rule and detail
 string) or keep for every document and filter, the same tokens and counts, the
 same language scores bit for bit.
 """
+import itertools
 import random
 
 import numpy as np
@@ -186,9 +187,10 @@ def test_every_filter_decides_as_before_on_generated_documents(doc):
 def test_ngram_index_equals_the_string_algorithms(words, ns):
     """Short words over two letters: many repeats, and n-grams whose words differ but whose
     concatenations are equal ("ab"+"c" vs "a"+"bc"), the duplicate rule's key."""
-    top, dup = ngrams.NgramIndex(words).compute(ns, ns)
-    assert top == {n: old_gopher.top_ngram_chars(words, n) for n in ns}
-    assert dup == {n: old_gopher.duplicate_ngram_chars(words, n) for n in ns}
+    want = ({n: old_gopher.top_ngram_chars(words, n) for n in ns},
+            {n: old_gopher.duplicate_ngram_chars(words, n) for n in ns})
+    assert ngrams.NgramIndex(words).compute(ns, ns) == want             # compiled
+    assert ngrams.NgramIndex(words).compute_numpy(ns, ns) == want       # numpy (no extension)
 
 
 @settings(max_examples=100, deadline=None)
@@ -200,7 +202,7 @@ def test_ngram_index_falls_back_on_hash_collisions(words, ns):
     saved = ngrams._MIX
     ngrams._MIX = 0  # every n-gram's key becomes 0: one group per row
     try:
-        top, dup = ngrams.NgramIndex(words).compute(ns, ns)
+        top, dup = ngrams.NgramIndex(words).compute_numpy(ns, ns)
     finally:
         ngrams._MIX = saved
     assert top == {n: old_gopher.top_ngram_chars(words, n) for n in ns}
@@ -211,20 +213,21 @@ def test_long_documents_take_the_string_algorithms(monkeypatch):
     words = ("ab c a bc the cat sat on the mat " * 40).split()
     want = ({n: old_gopher.top_ngram_chars(words, n) for n in (2, 3)},
             {n: old_gopher.duplicate_ngram_chars(words, n) for n in (2, 5)})
-    assert ngrams.NgramIndex(words).compute((2, 3), (2, 5)) == want
+    assert ngrams.NgramIndex(words).compute_numpy((2, 3), (2, 5)) == want
     monkeypatch.setattr(ngrams, "MAX_INDEXED_CHARS", 100)
     called = []
     string_top = ngrams.top_ngram_chars
     monkeypatch.setattr(ngrams, "top_ngram_chars", lambda w, n: called.append(n) or string_top(w, n))
-    assert ngrams.NgramIndex(words).compute((2, 3), (2, 5)) == want
+    assert ngrams.NgramIndex(words).compute_numpy((2, 3), (2, 5)) == want
     assert called == [2, 3]
 
 
 def test_top_ngram_bound_only_skips_figures_that_cannot_fire():
     words = ("the cat sat on the mat and the cat sat on the hat " * 5).split()
     exact, _ = ngrams.NgramIndex(words).compute((2, 3), ())
-    for limit in (0, 10, exact[2] - 1, exact[2], 10_000):
-        top, _ = ngrams.NgramIndex(words).compute((2, 3), (), lambda n, chars: chars > limit)
+    for limit, compute in itertools.product((0, 10, exact[2] - 1, exact[2], 10_000),
+                                            ("compute", "compute_numpy")):
+        top, _ = getattr(ngrams.NgramIndex(words), compute)((2, 3), (), lambda n, chars: chars > limit)
         for n in (2, 3):
             assert top[n] is None or top[n] == exact[n]
             if top[n] is None:  # skipped: then the exact figure keeps too

@@ -6,6 +6,7 @@ and verify_store from an empty folder) is scripts/check_wheel.sh, run by .ci/run
 import os
 import subprocess
 import sys
+import sysconfig
 import zipfile
 
 import pytest
@@ -27,9 +28,15 @@ def wheel(tmp_path_factory):
 
 
 def test_the_wheel_carries_run_configs_sample_data_licence_and_the_command(wheel):
-    assert wheel.name == f"beam_dataprep-{pipelines.__version__}-py3-none-any.whl"
+    # platform-specific: it carries the compiled filters (transforms/reduction/filters/native.py)
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    assert wheel.name.startswith(f"beam_dataprep-{pipelines.__version__}-{tag}-{tag}-"), wheel.name
+    assert sysconfig.get_platform().replace("-", "_").replace(".", "_") in wheel.name
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
+        suffix = sysconfig.get_config_var("EXT_SUFFIX")
+        assert f"transforms/reduction/filters/_fastfilters{suffix}" in names
+        assert "transforms/reduction/filters/native.py" in names
         shipped = sorted(os.listdir(os.path.join(ROOT, "pipelines", "run_configs")))
         assert {f"pipelines/run_configs/{n}" for n in shipped} <= names
         assert "direct.yaml" in shipped and "flink_local.yaml" in shipped

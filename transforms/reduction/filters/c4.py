@@ -43,6 +43,7 @@ from typing import Optional, Tuple
 
 from transforms.reduction.filters.base import Drop, RuleFilter, as_view
 from transforms.reduction.filters.config import FilterConfigError, check_bool, check_count
+from transforms.reduction.filters.native import FAST
 from transforms.reduction.filters.text import ABBREVIATIONS, has_no_space_script, split_words
 
 CITATION_RE = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
@@ -50,6 +51,16 @@ END_PUNCTUATION = (".", "?", "!", '"', "'")
 ELLIPSIS = "..."
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies",
                      "use of cookies", "use cookies")
+
+
+
+def _has_policy(lower: str) -> bool:
+    """``any(p in lower for p in POLICY_SUBSTRINGS)``, without a generator per line."""
+    for p in POLICY_SUBSTRINGS:
+        if p in lower:
+            return True
+    return False
+
 
 # spaCy's English tokenizer keeps these (and single letters "J.") whole, so their period
 # ends no sentence.
@@ -59,6 +70,26 @@ _ABBREVIATIONS = ABBREVIATIONS
 # "io.TextIOWrapper" (a period between a lower- and an upper-case letter).
 _SENT_END_RE = re.compile(r"(\S*?)([.!?\u3002\uff01\uff1f]+)[^\w\s]*(?=\s+\W*\w)|(?<=[a-z])\.(?=[A-Z])")
 _LEADING_PUNCT_RE = re.compile(r"^[^\w]+")
+
+
+def _sentence_ends(line: str):
+    """``(group 1, group 2)`` of every ``_SENT_END_RE`` match of ``line``, in order
+    (``(None, None)`` for the lower.Upper infix): compiled (``native.FAST.sentence_end``,
+    the same matches) when the extension is built, else ``finditer``."""
+    if FAST is None:
+        for match in _SENT_END_RE.finditer(line):
+            yield match.group(1), match.group(2)
+        return
+    pos = 0
+    while True:
+        found = FAST.sentence_end(line, pos)
+        if found is None:
+            return
+        start, head_end, punct_end, pos = found
+        if head_end < 0:
+            yield None, None
+        else:
+            yield line[start:head_end], line[head_end:punct_end]
 
 
 def count_sentences(line: str, at_most: Optional[int] = None) -> int:
@@ -78,14 +109,13 @@ def count_sentences(line: str, at_most: Optional[int] = None) -> int:
     count = 1
     if at_most is not None and count >= at_most:
         return at_most
-    for match in _SENT_END_RE.finditer(line):
-        punct = match.group(2)
+    for head, punct in _sentence_ends(line):
         if punct is None:  # lower.Upper infix
             count += 1
         elif len(punct) > 1 and set(punct) == {"."}:  # an ellipsis is one token, not a sentence end
             continue
         else:
-            head = _LEADING_PUNCT_RE.sub("", match.group(1))
+            head = _LEADING_PUNCT_RE.sub("", head)
             if punct == "." and (head + "." in _ABBREVIATIONS or (len(head) == 1 and head.isalpha())
                                  or ("." in head and head.replace(".", "").isalpha() and len(head) <= 6)):
                 continue
@@ -155,7 +185,9 @@ class C4QualityFilter(RuleFilter):
                 break
             line = line.strip()
             # a word longer than max_len needs a line longer than max_len
-            if max_len is not None and len(line) > max_len and max(map(len, line.split())) > max_len:
+            if max_len is not None and len(line) > max_len and (
+                    FAST.split_stats(line, -1)[1] if FAST is not None
+                    else max(map(len, line.split()))) > max_len:
                 continue
             words_line = line
             if c.remove_citations and "[" in line:
@@ -166,6 +198,8 @@ class C4QualityFilter(RuleFilter):
             if min_words is not None:
                 if no_space_doc and has_no_space_script(line):
                     n_words = len(split_words(line))
+                elif FAST is not None:  # the same: whitespace chunks, counted up to min_words
+                    n_words = FAST.split_stats(words_line, min_words)[0]
                 else:  # whitespace words of the line before citation removal, counted up to min_words
                     n_words = len(words_line.split(None, min_words))
                 if n_words < min_words:
@@ -177,7 +211,7 @@ class C4QualityFilter(RuleFilter):
                 continue
             if c.filter_curly_bracket and "{" in line:
                 return Drop(self.name, "curly_bracket", "line contains '{'")
-            if c.filter_policy and any(p in lower for p in POLICY_SUBSTRINGS):
+            if c.filter_policy and _has_policy(lower):
                 continue
             if wanted is not None and sentences < wanted:
                 sentences += count_sentences(line, wanted - sentences)

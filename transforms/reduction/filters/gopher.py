@@ -18,9 +18,12 @@ from typing import FrozenSet, Optional, Tuple
 from transforms.reduction.filters.base import Drop, RuleFilter, as_view, fmt
 from transforms.reduction.filters.config import (FilterConfigError, check_count, check_fraction,
                                        check_positive)
+from transforms.reduction.filters.native import FAST
 from transforms.reduction.filters.ngrams import duplicate_ngram_chars, top_ngram_chars  # noqa: F401 (re-exported)
 
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+_BULLETS = ("\u2022", "-")     # a bullet line starts (after leading spaces) with one of these
+_ELLIPSES = ("...", "\u2026")  # an ellipsis line ends (before trailing spaces) with one of these
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class GopherQualityFilter(RuleFilter):
     def __init__(self, config: GopherQualityConfig = GopherQualityConfig(), name: str = "gopher_quality"):
         super().__init__(config, name)
         self._stop_words: FrozenSet[str] = frozenset(config.stop_words)
+        self._stop_tuple = tuple(dict.fromkeys(config.stop_words))  # distinct, for FAST
 
     def __call__(self, doc) -> Optional[Drop]:
         c = self.config
@@ -110,12 +114,18 @@ class GopherQualityFilter(RuleFilter):
                 return self._drop("too_many_ellipsis", f"ratio={fmt(ratio)} > {c.max_symbol_word_ratio}")
         lines = view.lines
         n_lines = len(lines)
+        if n_lines and (c.max_bullet_lines_ratio is not None or c.max_ellipsis_lines_ratio is not None):
+            if FAST is not None and type(lines) is list:
+                bullets, ellipses = FAST.line_marks(lines, _BULLETS, _ELLIPSES)
+            else:
+                bullets = sum(1 for s in lines if s.lstrip().startswith(_BULLETS))
+                ellipses = sum(1 for s in lines if s.rstrip().endswith(_ELLIPSES))
         if n_lines and c.max_bullet_lines_ratio is not None:
-            ratio = sum(1 for s in lines if s.lstrip().startswith(("\u2022", "-"))) / n_lines
+            ratio = bullets / n_lines
             if ratio > c.max_bullet_lines_ratio:
                 return self._drop("too_many_bullets", f"ratio={fmt(ratio)} > {c.max_bullet_lines_ratio}")
         if n_lines and c.max_ellipsis_lines_ratio is not None:
-            ratio = sum(1 for s in lines if s.rstrip().endswith(("...", "\u2026"))) / n_lines
+            ratio = ellipses / n_lines
             if ratio > c.max_ellipsis_lines_ratio:
                 return self._drop("too_many_end_ellipsis",
                                   f"ratio={fmt(ratio)} > {c.max_ellipsis_lines_ratio}")
@@ -124,7 +134,10 @@ class GopherQualityFilter(RuleFilter):
             if ratio < c.min_alpha_words_ratio:
                 return self._drop("below_alpha_ratio", f"ratio={fmt(ratio)} < {c.min_alpha_words_ratio}")
         if c.min_stop_words is not None:
-            found = len(self._stop_words.intersection(words))
+            if FAST is not None and type(words) is list:
+                found = FAST.count_present(words, self._stop_tuple)
+            else:
+                found = len(self._stop_words.intersection(words))
             if found < c.min_stop_words:
                 return self._drop("few_stop_words", f"stop_words={found} < {c.min_stop_words}")
         return None
@@ -197,6 +210,22 @@ _PARA_SPLIT = re.compile(r"\n{2,}")
 _LINE_SPLIT = re.compile(r"\n+")
 
 
+def repetition_counts_py(text: str) -> Tuple[int, int, int, int, int, int]:
+    """``(paragraphs, duplicate paragraphs, their characters, lines, duplicate lines, their
+    characters)`` of ``text``: paragraphs split on 2+ newlines after ``strip()``, lines
+    on 1+ newlines, duplicates as ``find_duplicates``."""
+    paragraphs = _PARA_SPLIT.split(text.strip())
+    lines = _LINE_SPLIT.split(text)
+    return (len(paragraphs), *find_duplicates(paragraphs), len(lines), *find_duplicates(lines))
+
+
+def repetition_counts(text: str) -> Tuple[int, int, int, int, int, int]:
+    """``repetition_counts_py(text)``, compiled (``native.FAST.repetition_lines``) when built."""
+    if FAST is not None:
+        return FAST.repetition_lines(text)
+    return repetition_counts_py(text)
+
+
 class GopherRepetitionFilter(RuleFilter):
     """Gopher repetition rules (``GopherRepetitionConfig``) -> ``Drop("gopher_repetition", rule, detail)``."""
 
@@ -229,23 +258,23 @@ class GopherRepetitionFilter(RuleFilter):
         n_chars = len(text)
         if n_chars == 0:
             return True, None
-        if c.dup_para_frac is not None or c.dup_para_char_frac is not None:
-            paragraphs = _PARA_SPLIT.split(text.strip())
-            dups, dup_chars = find_duplicates(paragraphs)
-            ratio = dups / len(paragraphs)
+        para_rules = c.dup_para_frac is not None or c.dup_para_char_frac is not None
+        line_rules = c.dup_line_frac is not None or c.dup_line_char_frac is not None
+        if para_rules or line_rules:
+            paras, dups, dup_chars, lines, line_dups, line_dup_chars = repetition_counts(text)
+        if para_rules:
+            ratio = dups / paras
             if c.dup_para_frac is not None and ratio > c.dup_para_frac:
                 return True, self._drop("dup_para_frac", f"ratio={fmt(ratio)} > {c.dup_para_frac}")
             ratio = dup_chars / n_chars
             if c.dup_para_char_frac is not None and ratio > c.dup_para_char_frac:
                 return True, self._drop("dup_para_char_frac",
                                         f"ratio={fmt(ratio)} > {c.dup_para_char_frac}")
-        if c.dup_line_frac is not None or c.dup_line_char_frac is not None:
-            lines = _LINE_SPLIT.split(text)
-            dups, dup_chars = find_duplicates(lines)
-            ratio = dups / len(lines)
+        if line_rules:
+            ratio = line_dups / lines
             if c.dup_line_frac is not None and ratio > c.dup_line_frac:
                 return True, self._drop("dup_line_frac", f"ratio={fmt(ratio)} > {c.dup_line_frac}")
-            ratio = dup_chars / n_chars
+            ratio = line_dup_chars / n_chars
             if c.dup_line_char_frac is not None and ratio > c.dup_line_char_frac:
                 return True, self._drop("dup_line_char_frac",
                                         f"ratio={fmt(ratio)} > {c.dup_line_char_frac}")

@@ -25,6 +25,7 @@ from transforms.reduction.filters.base import Drop, as_view, fmt
 import numpy as np
 
 from transforms.reduction.filters.config import FilterConfigError, check_count, check_fraction
+from transforms.reduction.filters.native import FAST
 
 _IDENTIFIER = None
 
@@ -64,13 +65,26 @@ def _fast_identifier():
     from py3langid.langid import MODEL_FILE, RAW_FLOOR, LanguageIdentifier
 
     class FastIdentifier(LanguageIdentifier):
-        __slots__ = ("_vectors", "_rows", "_table32", "_scored")
+        __slots__ = ("_vectors", "_rows", "_table32", "_scored", "_native", "_encoded")
+
+        def _encode(self, text):
+            encoded = getattr(self, "_encoded", None)  # (text, its bytes) set by detect_languages
+            if encoded is not None and encoded[0] is text:
+                return encoded[1]
+            return LanguageIdentifier._encode(text)
 
         def _raw_score(self, text):
             scored = getattr(self, "_scored", None)
             if scored is not None:  # computed for a whole block (``detect_languages``)
                 self._scored = None
                 return scored
+            if FAST is not None:  # the walk and the counts compiled: the same ids and counts
+                ids, counts = FAST.langid_features(text, *self._native)
+                if not ids:
+                    return np.full(len(self.nb_classes), 0.0 if self._norm_probs else RAW_FLOOR,
+                                   dtype=np.float32)
+                return self._product(np.frombuffer(ids, dtype=np.int64),
+                                     np.frombuffer(counts, dtype=np.float32))
             features = _walk_features(self, text)
             if not len(features):  # py3langid: no features
                 return np.full(len(self.nb_classes), 0.0 if self._norm_probs else RAW_FLOOR,
@@ -105,6 +119,11 @@ def _fast_identifier():
     # the same automaton as rows (state * 256, int32) for the block walk: the row after a move
     identifier._rows = (rowbase[nm].astype(np.int32), rowbase[pair].astype(np.int32))
     identifier._table32 = identifier.nb_ptc.astype(np.float32)
+    identifier._encoded = None
+    # the model's tables as the compiled walk reads them (native.FAST.langid_features)
+    identifier._native = (np.ascontiguousarray(identifier.tk_nextmove, dtype=np.uint32),
+                          np.ascontiguousarray(rowbase, dtype=np.int64),
+                          np.ascontiguousarray(out, dtype=np.int32), MODEL_DEPTH)
     identifier._scored = None
     return identifier
 
@@ -196,6 +215,20 @@ def detect_languages(texts, max_chars: int = 2000):
     if not hasattr(ident, "_product"):
         for i, head in todo:
             lang, prob = ident.classify(head)
+            results[i] = (lang, round(float(prob), 4))
+        return results
+    if FAST is not None:  # the walk and counts compiled, one document at a time
+        for i, head in todo:
+            data = ident._encode(head)
+            ids, counts = FAST.langid_features(data, *ident._native)
+            if ids:  # else no feature: py3langid's own answer for that case
+                ident._scored = ident._product(np.frombuffer(ids, dtype=np.int64),
+                                               np.frombuffer(counts, dtype=np.float32))
+            ident._encoded = (head, data)  # classify encodes head again: the same bytes
+            try:
+                lang, prob = ident.classify(head)
+            finally:
+                ident._scored = ident._encoded = None
             results[i] = (lang, round(float(prob), 4))
         return results
     encoded = [ident._encode(head) for _, head in todo]

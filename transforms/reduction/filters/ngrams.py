@@ -25,11 +25,21 @@ first occurrence of its key), and a document where a check fails (a hash
 collision) is answered by the plain string algorithms ``top_ngram_chars`` /
 ``duplicate_ngram_chars`` below.  ``tests/test_filters_speedup.py`` holds both
 paths equal to the former implementation.
+
+**Compiled.**  When the extension is built (``native.FAST``), ``compute`` runs
+``_fastfilters.ngram_figures`` instead: the same figures, every n-gram hashed (a
+polynomial hash mod 2**64 from word-level prefix hashes) in an open-addressing table
+and every hash match confirmed on the code points; a word position whose first 16
+characters begin no other word is passed over by the duplicate scan, and a top
+n-gram figure whose upper bound keeps the document is not computed (``None``).
+``tests/test_filters_native.py`` holds it equal to the string algorithms.
 """
 from collections import Counter
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
+
+from transforms.reduction.filters.native import FAST
 
 # Polynomial hash base (odd, so invertible mod 2**64) and its inverse.
 _BASE = 0x9E3779B97F4A7C15
@@ -113,9 +123,20 @@ class NgramIndex:
 
         ``top_fires(n, chars)``: the caller's rule (does ``chars`` for this n
         drop the document?); when an upper bound of the figure (the largest
-        count times the longest n-gram) does not fire, the figure is not
-        computed and is ``None``.
+        count times the longest n-gram) does not fire, the figure may be left
+        uncomputed and is then ``None``.  Compiled (``native.FAST.ngram_figures``:
+        every figure exact, hashed n-grams confirmed on their code points) when the
+        extension is built, else ``compute_numpy``.  Raises ``ValueError`` for n < 1.
         """
+        if FAST is not None:
+            words = self.words if type(self.words) is list else list(self.words)
+            return FAST.ngram_figures(words, tuple(top_ns), tuple(dup_ns), top_fires)
+        return self.compute_numpy(top_ns, dup_ns, top_fires)
+
+    def compute_numpy(self, top_ns: Iterable[int], dup_ns: Iterable[int],
+                      top_fires: Optional[Callable[[int, int], bool]] = None
+                      ) -> Tuple[Dict[int, Optional[int]], Dict[int, int]]:
+        """``compute`` with numpy (the path without the compiled extension)."""
         words = self.words
         top_ns, dup_ns = tuple(top_ns), tuple(dup_ns)
         n_words = len(words)

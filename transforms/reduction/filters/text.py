@@ -31,12 +31,19 @@ spaCy's special cases we do not copy (emoticons such as ``:)``, ``C++``).
   300 words, where a segmenter (jieba) would give about 150-200: thresholds
   in words are therefore looser-than-English lower bounds for these scripts.
 
+``analyse_words`` runs its fast path compiled when the extension is built
+(``native.FAST.analyse_words``: ``str.split()``'s whitespace and ``str.isalpha()`` by
+CPython's own predicates, the same memo for other chunks); ``analyse_words_py`` is the
+Python reference (``tests/test_filters_native.py``).
+
 The punctuation sets are copied from datatrove (``src/datatrove/utils/text.py``,
 Apache-2.0): ``PUNCTUATION`` (ASCII/CJK punctuation plus control characters)
 and ``TERMINAL_PUNCTUATION`` (Unicode sentence terminals of every script).
 """
 import re
 from typing import Dict, NamedTuple, Tuple
+
+from transforms.reduction.filters.native import FAST
 
 PUNCTUATION = "!/\u2014\u201d:\uff05\uff11\u3008&(\u3001\u2501\u005c\u3010#%\u300c\u300d\uff0c\u3011\uff1b+^]~\u201c\u300a\u201e';\u2019{|\u2236\u00b4[=-`*\uff0e\uff08\u2013\uff1f\uff01\uff1a$\uff5e\u00ab\u3009,><\u300b)?\uff09\u3002\u2026@_.\u0022}\u25ba\u00bb\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\u0008\u000b\u000c\u000d\u000e\u000f\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017\u0018\u0019\u001a\u001b\u001c\u001d\u001e\u001f\u007f\u0080\u0081\u0082\u0083\u0084\u0085\u0086\u0087\u0088\u0089\u008a\u008b\u008c\u008d\u008e\u008f\u0090\u0091\u0092\u0093\u0094\u0095\u0096\u0097\u0098\u0099\u009a\u009b\u009c\u009d\u009e\u009f"
 TERMINAL_PUNCTUATION = "!.?\u0589\u061d\u061e\u061f\u06d4\u0700\u0701\u0702\u07f9\u0837\u0839\u083d\u083e\u0964\u0965\u104a\u104b\u1362\u1367\u1368\u166e\u1735\u1736\u17d4\u17d5\u17d6\u17d9\u17da\u1803\u1809\u1944\u1945\u1aa8\u1aa9\u1aaa\u1aab\u1b5a\u1b5b\u1b5e\u1b5f\u1b7d\u1b7e\u1c3b\u1c3c\u1c7e\u1c7f\u203c\u203d\u2047\u2048\u2049\u2e2e\u2e3c\u2e53\u2e54\u3002\ua4ff\ua60e\ua60f\ua6f3\ua6f7\ua876\ua877\ua8ce\ua8cf\ua92f\ua9c8\ua9c9\uaa5d\uaa5e\uaa5f\uaaf0\uaaf1\uabeb\ufe52\ufe56\ufe57\uff01\uff0e\uff1f\uff61\U00010a56\U00010a57\U00010f55\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86\U00010f87\U00010f88\U00010f89\U00011047\U00011048\U000110be\U000110bf\U000110c0\U000110c1\U00011141\U00011142\U00011143\U000111c5\U000111c6\U000111cd\U000111de\U000111df\U00011238\U00011239\U0001123b\U0001123c\U000112a9\U0001144b\U0001144c\U000115c2\U000115c3\U000115c9\U000115ca\U000115cb\U000115cc\U000115cd\U000115ce\U000115cf\U000115d0\U000115d1\U000115d2\U000115d3\U000115d4\U000115d5\U000115d6\U000115d7\U00011641\U00011642\U0001173c\U0001173d\U0001173e\U00011944\U00011946\U00011a42\U00011a43\U00011a9b\U00011a9c\U00011c41\U00011c42\U00011ef7\U00011ef8\U00011f43\U00011f44\U00016a6e\U00016a6f\U00016af5\U00016b37\U00016b38\U00016b44\U00016e98\U0001bc9f\U0001da88"
@@ -191,8 +198,24 @@ def analyse_words(text: str) -> Words:
     alphabetic chunk is its own token (no symbol, has a letter); any other
     chunk (and ``cannot``) gets its tokens and counts from ``_split_chunk``
     through a bounded memo.  Otherwise every chunk goes through the rules one
-    by one.  Both give the tokens of applying the rules chunk by chunk.
+    by one.  Both give the tokens of applying the rules chunk by chunk.  The
+    fast path runs compiled (``native.FAST.analyse_words``: the same chunks,
+    the same memo) when the extension is built; ``analyse_words_py`` is the
+    Python reference.
     """
+    if FAST is not None:
+        found = FAST.analyse_words(text, _CHUNK_CACHE, _special_chunk)
+        if found is not None:
+            return Words(*found)
+        out = []
+        _split_chunks(text.split(), out)
+        symbols, symbol_chars, no_alpha = _token_counts(out)
+        return Words(out, symbols, symbol_chars, no_alpha, sum(map(len, out)))
+    return analyse_words_py(text)
+
+
+def analyse_words_py(text: str) -> Words:
+    """``analyse_words`` in pure Python (the reference of the compiled fast path)."""
     if text.isascii() or _NO_SPACE_RE.search(text) is None:  # (no such script is ASCII)
         out = []
         append, extend = out.append, out.extend
@@ -225,6 +248,13 @@ def split_words(text: str) -> list:
 
 def has_no_space_script(text: str) -> bool:
     """True when ``text`` holds a character of a script written without spaces."""
+    if FAST is not None:
+        return FAST.has_no_space_script(text)
+    return not text.isascii() and _NO_SPACE_RE.search(text) is not None
+
+
+def has_no_space_script_py(text: str) -> bool:
+    """``has_no_space_script`` in pure Python (the reference)."""
     return not text.isascii() and _NO_SPACE_RE.search(text) is not None
 
 
