@@ -43,6 +43,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.core import exact_json
 from transforms.core.hashing import text_keys
+from transforms.core.worker_gc import tune_gc
 from transforms.core.records import (  # noqa: F401 - the records travel with the refs
     NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Run, ScannedRange, chunked, pack, ref_bytes,
     unpack)
@@ -150,6 +151,7 @@ class _ScanFile(JsonlFileDoFn):
         self.batch_bytes = Metrics.distribution(NAMESPACE, "ref_batch_bytes")
 
     def setup(self):
+        tune_gc()
         from transforms.processing.partition import json_field  # partition imports nothing of ours back
         live.send_to(self.spec.live_counters)
         self.signer = self.spec.signer
@@ -405,6 +407,9 @@ class _PicksByUnit(beam.DoFn):
     not a Flatten.
     """
 
+    def setup(self):
+        tune_gc()
+
     def start_bundle(self):
         self.lookup = None
 
@@ -453,6 +458,9 @@ class _ExtractRuns(beam.DoFn):
         self.max_line_bytes = max_line_bytes
         self.rereads = Metrics.counter(NAMESPACE, "files_reread")
         self.unit_rereads = Metrics.counter(NAMESPACE, "units_reread")
+
+    def setup(self):
+        tune_gc()
 
     def process(self, grouped, digests, ranges, _after):
         (index, start), parts = grouped

@@ -31,6 +31,7 @@ from apache_beam.metrics import Metrics
 from transforms.core.hashing import stable_hash64
 from transforms.processing.refs import Bounds, DocRef, Packed, chunked, pack, unpack
 from transforms.core.ids import id_order_key
+from transforms.core.worker_gc import tune_gc
 
 NAMESPACE = "dataprep.dedup"
 IDS_TAG = "ids"
@@ -95,6 +96,9 @@ class _KeyIntoBuckets(beam.DoFn):
     def __init__(self, num_buckets: int):
         self.num_buckets = num_buckets
 
+    def setup(self):
+        tune_gc()
+
     def process(self, refs):
         buckets: dict[int, list] = {}
         ids: dict[int, list] = {}
@@ -122,6 +126,9 @@ class _EmitWinners(beam.DoFn):
         self.batch_bytes = batch_bytes
         self.kept = Metrics.counter(NAMESPACE, "kept")
         self.duplicates = Metrics.counter(NAMESPACE, "duplicates_removed")
+
+    def setup(self):
+        tune_gc()
 
     def process(self, bucket_batches):
         _, batches = bucket_batches

@@ -51,6 +51,7 @@ from transforms.storage.commit import (  # noqa: F401 - re-exported: the store's
     find_strays, for_root, is_local, is_safe_relative, manifest_bytes, newest, parent,
     read_manifest_copy, replace_with_file, write_atomically)
 from transforms.core.hashing import checksum
+from transforms.core.worker_gc import tune_gc
 from transforms.core.ids import id_order_key
 from transforms.storage.files import join, read_bytes
 from transforms.core.partition_names import MISSING, OTHER, encode_value, is_safe_name, range_name
@@ -459,6 +460,9 @@ class _WriteShard(beam.DoFn):
         self.raw = Metrics.counter(NAMESPACE, "raw_bytes")
         self.stored = Metrics.counter(NAMESPACE, "stored_bytes")
         self.replicas = Metrics.counter(NAMESPACE, "replicas_written")
+
+    def setup(self):
+        tune_gc()
 
     def process(self, keyed, info, fields=None):
         (partition, index, num_shards), runs = keyed
