@@ -153,3 +153,14 @@ def test_tune_gc_freezes_and_raises_the_thresholds_once_per_process():
     finally:
         gc.set_threshold(*saved)
         worker_gc._tuned = was
+
+
+@given(st.lists(st.tuples(st.text(max_size=8), st.binary(min_size=1, max_size=20)), max_size=40),
+       st.integers(1, 70000))
+def test_bucket_lists_equal_the_per_ref_bucket_functions(pairs, num_buckets):
+    """The batch forms (numpy for 16-byte keys) give the per-ref buckets, for any key."""
+    from transforms.reduction.dedup import bucket_of_id, bucket_of_key, id_buckets, key_buckets
+    for keyed in (pairs, [(i, text_key(i)) for i, _ in pairs]):
+        refs = [DocRef(i, k, 0, 1, 1, False, False, b"", b"") for i, k in keyed]
+        assert key_buckets(refs, num_buckets) == [bucket_of_key(r.key, num_buckets) for r in refs]
+        assert id_buckets(refs, num_buckets) == [bucket_of_id(r.id, num_buckets) for r in refs]

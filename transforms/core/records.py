@@ -176,18 +176,42 @@ def ref_bytes(ref: DocRef) -> int:
     return 48 + len(ref.id) + len(ref.partition_value) + len(ref.range_key) + len(ref.lang)
 
 
+def _ref_sizes(refs: list) -> list:
+    """``ref_bytes`` of each ref, computed inline (no call per ref)."""
+    return [48 + len(r[0]) + len(r[7]) + len(r[8]) + len(r[10]) for r in refs]
+
+
+def sized_chunks(records: Iterable, max_bytes: int, size_of=ref_bytes) -> "iter[tuple]":
+    """``(batch, bytes)``: lists of consecutive records, each at most ``max_bytes`` by
+    ``size_of`` (a record larger than the bound travels alone), with their total
+    bytes.  Never yields an empty list."""
+    if not isinstance(records, list):   # a stream: chunked as it comes
+        batch, total = [], 0
+        for record in records:
+            size = size_of(record)
+            if batch and total + size > max_bytes:
+                yield batch, total
+                batch, total = [], 0
+            batch.append(record)
+            total += size
+        if batch:
+            yield batch, total
+        return
+    sizes = _ref_sizes(records) if size_of is ref_bytes else list(map(size_of, records))
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if total + size > max_bytes and i > start:
+            yield records[start:i], total
+            start, total = i, 0
+        total += size
+    if start < len(records):
+        yield records[start:], total
+
+
 def chunked(records: Iterable, max_bytes: int, size_of=ref_bytes) -> "iter[list]":
     """Lists of consecutive records, each at most ``max_bytes`` by ``size_of``
     (a record larger than the bound travels alone).  Never yields an empty list."""
-    batch, total = [], 0
-    for record in records:
-        size = size_of(record)
-        if batch and total + size > max_bytes:
-            yield batch
-            batch, total = [], 0
-        batch.append(record)
-        total += size
-    if batch:
+    for batch, _ in sized_chunks(records, max_bytes, size_of):
         yield batch
 
 

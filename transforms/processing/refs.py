@@ -46,7 +46,7 @@ from transforms.core.hashing import text_keys
 from transforms.core.worker_gc import tune_gc
 from transforms.core.records import (  # noqa: F401 - the records travel with the refs
     NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Run, ScannedRange, chunked, pack, ref_bytes,
-    unpack)
+    sized_chunks, unpack)
 from transforms.processing.parquet import is_parquet, picked_lines, scan_units
 from transforms.processing.splits import open_range, plan_splits
 from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
@@ -263,8 +263,8 @@ class _ScanFile(JsonlFileDoFn):
             refs.append(DocRef(doc_id, key, index, line_no, len(line) + 1,
                                doc_id == f"{path}:{line_no}", signature, value, range_key,
                                redacted, lang, score))
-        for batch in chunked(refs, self.bounds.batch_bytes):
-            self.batch_bytes.update(sum(map(ref_bytes, batch)))
+        for batch, size in sized_chunks(refs, self.bounds.batch_bytes):
+            self.batch_bytes.update(size)
             yield batch
 
 
@@ -421,10 +421,15 @@ class _PicksByUnit(beam.DoFn):
         if self.lookup is None:
             self.lookup = _RangeOfLine(ranges)
         units: dict = {}
+        split = self.lookup.by_file   # files read in units; every other file is unit 0
         for _, order, doc_id, ref in unpack(records):
-            units.setdefault((ref.file, self.lookup.start(ref.file, ref.line)), []).append(
-                Pick(ref.line, ref.size, ref.reparse, order, doc_id, shard,
-                     ref.redacted, ref.lang, ref.lang_score))
+            file = ref.file
+            unit = (file, self.lookup.start(file, ref.line)) if file in split else (file, 0)
+            picks = units.get(unit)
+            if picks is None:
+                picks = units[unit] = []
+            picks.append(Pick(ref.line, ref.size, ref.reparse, order, doc_id, shard,
+                              ref.redacted, ref.lang, ref.lang_score))
         for unit, picks in units.items():
             yield unit, pack(picks)
 
