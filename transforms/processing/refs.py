@@ -50,8 +50,8 @@ from transforms.core.records import (  # noqa: F401 - the records travel with th
 from transforms.processing.parquet import is_parquet, picked_lines, scan_units
 from transforms.processing.splits import open_range, plan_splits
 from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
-                                      JsonlFileDoFn, ReadJsonl, dead_letter, numbered_lines,
-                                      open_text_stream, parse_line)
+                                      JsonlFileDoFn, ReadJsonl, dead_letter, lines_at,
+                                      numbered_lines, open_text_stream, parse_line)
 from transforms.processing.line_edits import EditError, replace_field, set_metadata
 from transforms.processing import live
 from transforms.storage.spill import (  # noqa: F401 - re-exported for the scan's users
@@ -474,7 +474,9 @@ class _ExtractRuns(beam.DoFn):
                 yield part[0], None
             return
         path = self.paths[index]
-        picks = iter(sorted(pick for part in parts for pick in unpack(part)))
+        picks = sorted(pick for part in parts for pick in unpack(part))
+        wanted = [p.line for p in picks]
+        picks = iter(picks)
         pick = next(picks, None)
         parquet = is_parquet(path)
         scanned = None if parquet else ranges.get((index, start))
@@ -493,8 +495,8 @@ class _ExtractRuns(beam.DoFn):
         with opened as stream:
             source = (self._parquet_lines(path, sorted({p.line for part in parts for p in unpack(part)}),
                                           digest) if parquet
-                      else numbered_lines(stream, digest,  # to the end: digest
-                                          self.max_line_bytes, first_line))
+                      else lines_at(stream, wanted, digest,  # to the end: digest
+                                    self.max_line_bytes, first_line))
             for line_no, raw in source:
                 if pick is None or line_no != pick.line:
                     continue

@@ -57,7 +57,7 @@ from transforms.storage.files import join, read_bytes
 from transforms.core.partition_names import MISSING, OTHER, encode_value, is_safe_name, range_name
 from transforms.storage import parquet_shards
 from transforms.storage.placement import Placement, Root, place
-from transforms.storage.spill import delete_spill, run_docs, shard_doc_order
+from transforms.storage.spill import delete_spill, run_docs, sorted_shard_docs
 from transforms.storage.sharding import AssignBalancedShards, ref_size
 
 NAMESPACE = "dataprep.store"
@@ -470,8 +470,8 @@ class _WriteShard(beam.DoFn):
         # of the shard from one input file, as ``(id, line)`` or, range-ordered,
         # ``(order, id, line)``: sorted in the store's order (``shard_doc_order``:
         # range key, then ids in the id order of ``transforms.core.ids``).
-        docs = sorted((doc for run in runs if run is not None for doc in run_docs(run)),
-                      key=shard_doc_order)
+        docs = sorted_shard_docs(
+            [doc for run in runs if run is not None for doc in run_docs(run)])  # doc[-1]: line
         raw = b"\n".join([doc[-1] for doc in docs]) + b"\n" if docs else b""
         count = len(docs)
         if self.shard_format == "parquet":
