@@ -240,6 +240,26 @@ class _ScanFile(JsonlFileDoFn):
         if self.signer is not None:
             signed = self.signer.spill([doc_id for _, (doc_id, _, _) in block], keys, texts,
                                        self.writers)
+        if edits is None and self.spec.partition_by is None and self.spec.range_by is None:
+            refs = self._plain_refs(index, path, block, keys, signed)
+        else:
+            refs = yield from self._full_refs(index, path, block, keys, signed, edits)
+        for batch, size in sized_chunks(refs, self.bounds.batch_bytes):
+            self.batch_bytes.update(size)
+            yield batch
+
+    @staticmethod
+    def _plain_refs(index, path, block, keys, signed) -> list:
+        """The refs of a block when nothing is filtered, partitioned or ranged: the
+        loop of ``_full_refs`` without its per-document branches (same refs)."""
+        prefix = f"{path}:"
+        new = tuple.__new__
+        return [new(DocRef, (doc_id, key, index, line_no, len(line) + 1,
+                             doc_id.startswith(prefix) and doc_id == f"{prefix}{line_no}",
+                             signature, NO_VALUE, NO_VALUE, False, "", 0.0))
+                for (line_no, (doc_id, _, line)), key, signature in zip(block, keys, signed)]
+
+    def _full_refs(self, index, path, block, keys, signed, edits):
         refs = []
         for i, ((line_no, (doc_id, text, line)), key, signature) in enumerate(
                 zip(block, keys, signed)):
@@ -263,9 +283,7 @@ class _ScanFile(JsonlFileDoFn):
             refs.append(DocRef(doc_id, key, index, line_no, len(line) + 1,
                                doc_id == f"{path}:{line_no}", signature, value, range_key,
                                redacted, lang, score))
-        for batch, size in sized_chunks(refs, self.bounds.batch_bytes):
-            self.batch_bytes.update(size)
-            yield batch
+        return refs
 
 
 class ScanJsonl(ReadJsonl):
