@@ -12,6 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
 from pipelines import cli, near_dedup_options, progress
+from transforms.core.worker_gc import tune_gc
 from pipelines import run_config as run_configs
 from transforms.core.codecs import bytes_codec
 from transforms.prepare import SPILL_PREFIX, CorpusConfig, PrepareCorpus
@@ -352,6 +353,7 @@ def run(argv=None) -> dict:
         pipeline | "PrepareCorpus" >> PrepareCorpus(config)
         with DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock):
             _delete_leftovers(directories[0])
+            tune_gc()  # the runner's process too (transforms/core/worker_gc.py)
             try:
                 result = progress.run_pipeline(
                     pipeline, job="prepare_corpus", log_level=args.log_level,

@@ -107,3 +107,60 @@ def test_unpack_takes_a_packed_batch_in_any_class_with_its_fields():
     assert unpack(coder.decode(coder.encode(pack(refs)))) == refs
     with pytest.raises(TypeError, match="Packed or a list"):
         unpack(("not", "a", "batch"))
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+                    st.floats(allow_nan=False), st.text(max_size=5), st.binary(max_size=5),
+                    st.tuples(st.integers(0, 9), st.text(max_size=3)))
+_doc_refs = st.builds(DocRef, st.text(max_size=6), st.binary(min_size=16, max_size=16),
+                      st.integers(0, 9), st.integers(1, 99), st.integers(1, 999),
+                      st.booleans(), st.booleans(), st.binary(max_size=4), st.binary(max_size=4),
+                      st.booleans(), st.text(max_size=3), st.floats(0, 1))
+
+
+@given(st.lists(_doc_refs, max_size=30), st.lists(_values, max_size=10),
+       st.lists(st.one_of(_doc_refs, _values), max_size=10))
+def test_pack_by_columns_gives_back_equal_records_of_the_same_classes(refs, values, mixed):
+    """``pack`` stores NamedTuples of one class by columns (nested ones too: a
+    ShardRecord's DocRef payloads); anything else (plain values, mixed classes)
+    as rows.  ``unpack`` gives back equal records of the same classes."""
+    from transforms.core.records import _COLUMNS, unpack
+    from transforms.storage.sharding import ShardRecord, hash_order
+    import pickle
+    records = [ShardRecord("", hash_order(r.id), r.id, r) for r in refs]
+    for batch in (refs, records, values, mixed, [ShardRecord("p", (1,), "a", v) for v in values]):
+        back = unpack(pack(batch))
+        assert back == batch
+        assert [type(x) for x in back] == [type(x) for x in batch]
+        assert [type(x[3]) for x in back if isinstance(x, ShardRecord)] == \
+            [type(x[3]) for x in batch if isinstance(x, ShardRecord)]
+    if records:
+        encoded = pickle.loads(pack(records).blob)
+        assert encoded[0] == _COLUMNS and encoded[1] is ShardRecord
+        assert encoded[3][3][0] == _COLUMNS and encoded[3][3][1] is DocRef  # payloads as columns
+
+
+def test_tune_gc_freezes_and_raises_the_thresholds_once_per_process():
+    import gc
+    from transforms.core import worker_gc
+    saved, was = gc.get_threshold(), worker_gc._tuned
+    try:
+        worker_gc._tuned = False
+        assert worker_gc.tune_gc() is True
+        assert gc.get_threshold() == worker_gc.THRESHOLDS
+        assert gc.get_freeze_count() > 0
+        assert worker_gc.tune_gc() is False
+    finally:
+        gc.set_threshold(*saved)
+        worker_gc._tuned = was
+
+
+@given(st.lists(st.tuples(st.text(max_size=8), st.binary(min_size=1, max_size=20)), max_size=40),
+       st.integers(1, 70000))
+def test_bucket_lists_equal_the_per_ref_bucket_functions(pairs, num_buckets):
+    """The batch forms (numpy for 16-byte keys) give the per-ref buckets, for any key."""
+    from transforms.reduction.dedup import bucket_of_id, bucket_of_key, id_buckets, key_buckets
+    for keyed in (pairs, [(i, text_key(i)) for i, _ in pairs]):
+        refs = [DocRef(i, k, 0, 1, 1, False, False, b"", b"") for i, k in keyed]
+        assert key_buckets(refs, num_buckets) == [bucket_of_key(r.key, num_buckets) for r in refs]
+        assert id_buckets(refs, num_buckets) == [bucket_of_id(r.id, num_buckets) for r in refs]

@@ -392,3 +392,21 @@ def test_text_files_decode_by_extension(tmp_path):
         path.write_bytes(compress(payload))
         assert read_all(path) == payload, codec
     assert os.path.exists(tmp_path / "fgz.jsonl.gz")
+
+
+_ids = st.one_of(st.integers(-10**30, 10**30).map(str), st.text(max_size=4),
+                 st.sampled_from(["007", "-0", "10", "2", "a"]))
+
+
+@given(st.lists(st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)), _ids,
+                          st.binary(max_size=3)), max_size=30))
+def test_sorted_docs_follow_run_order_and_shard_doc_order(docs):
+    """The decorated sorts of runs and shards give the order of the key functions."""
+    from transforms.storage.spill import run_order, sorted_docs, sorted_shard_docs
+    for by_order in (False, True):
+        assert sorted_docs(list(docs), by_order) == sorted(docs, key=lambda d: run_order(d, by_order))
+    pairs = [(i, line) for _, i, line in docs]
+    assert [d[-1] for d in sorted_shard_docs(pairs)] == \
+        [d[-1] for d in sorted(pairs, key=shard_doc_order)]
+    assert [d[-1] for d in sorted_shard_docs(list(docs))] == \
+        [d[-1] for d in sorted(docs, key=shard_doc_order)]

@@ -4,6 +4,7 @@ import io
 import orjson
 import pytest
 import zstandard
+from hypothesis import given, strategies as st
 
 from transforms.processing.io import BadRecord, expand_patterns, iter_lines, open_text_stream, parse_line
 
@@ -107,3 +108,43 @@ def test_input_items_starting_with_a_tilde_are_in_the_home_folder(tmp_path, monk
                                                  str(tmp_path / "d" / "b.jsonl")]
     with pytest.raises(FileNotFoundError, match="matches no file: ~/nothing"):
         expand_patterns("~/nothing*.jsonl")
+
+
+@given(st.lists(st.sampled_from([b"a", b"bc", b"\xef\xbb\xbf", b"\n", b"\r\n", b"x" * 9, b" "]),
+                max_size=60),
+       st.integers(1, 7), st.sampled_from([None, 4, 8]), st.integers(1, 3), st.data())
+def test_lines_at_gives_the_wanted_lines_numbered_lines_gives(parts, chunk, max_line,
+                                                             first_line, data):
+    """``lines_at`` (a Python step per chunk and per wanted line) cuts, numbers and
+    digests a stream exactly as ``numbered_lines``, at any chunk size and line bound,
+    BOM and long lines included; a repeated number gives its line again."""
+    from unittest import mock
+    import xxhash
+    from transforms.processing import io as io_module
+    from transforms.processing.io import lines_at, numbered_lines
+    raw = b"".join(parts)
+    with mock.patch.object(io_module, "_CHUNK", chunk):
+        expected_digest, got_digest = xxhash.xxh3_64(), xxhash.xxh3_64()
+        every = list(numbered_lines(io.BytesIO(raw), expected_digest, max_line, first_line))
+        numbers = [n for n, _ in every]
+        wanted = sorted(data.draw(st.lists(st.sampled_from(numbers), max_size=8))
+                        if numbers else [])
+        got = list(lines_at(io.BytesIO(raw), wanted, got_digest, max_line, first_line))
+    by_number = dict(every)
+    assert [n for n, _ in got] == wanted
+    for n, line in got:
+        expect = by_number[n]
+        if isinstance(expect, bytes):
+            assert line == expect
+        else:   # a LongLine: same head and size
+            assert (line.head, line.size) == (expect.head, expect.size)
+    assert got_digest.hexdigest() == expected_digest.hexdigest()
+
+
+def test_lines_at_stops_at_a_number_out_of_order_but_reads_to_the_end():
+    import xxhash
+    from transforms.processing.io import lines_at
+    digest = xxhash.xxh3_64()
+    assert list(lines_at(io.BytesIO(b"a\nb\nc\nd\n"), [2, 1, 3], digest)) == [(2, b"b")]
+    assert digest.hexdigest() == xxhash.xxh3_64(b"a\nb\nc\nd\n").hexdigest()
+    assert list(lines_at(io.BytesIO(b"a\nb\n"), [0, 1])) == []

@@ -143,3 +143,32 @@ def test_signer_spills_band_entries_and_signatures(tmp_path):
                              for band in band_keys(sigs[ids[i]], lsh.bands, lsh.rows))
     assert all(band_record(r)[0] and band_bucket(band_record(r)[0], 4) == b
                for b in range(4) for r in spills[0].read(b))
+
+
+def test_plain_refs_equal_the_full_loop_for_a_block(tmp_path):
+    """The scan's loop without filters/partitions/ranges gives the refs of its full
+    loop, the default-id flag included (a record given ``<path>:<line>``)."""
+    from transforms.core.hashing import text_keys
+    path = str(tmp_path / "in.jsonl")
+    fn = _ScanFile("id", "text", ScanSpec(), Bounds())
+    fn.setup()
+    block = [(1, ("a", "one", b'{"id":"a","text":"one"}')),
+             (2, (f"{path}:2", "two", b'{"text":"two","id":"' + f"{path}:2".encode() + b'"}')),
+             (3, (f"{path}:2", "two", b'{"text":"two"}')),   # equals another line's default id
+             (12, (f"{path}:1", "x", b'{"text":"x"}'))]
+    keys = text_keys([text for _, (_, text, _) in block])
+    signed = [False, True, False, False]
+    plain = fn._plain_refs(4, path, block, keys, signed)
+    full = list(_consume(fn._full_refs(4, path, block, keys, signed, None)))
+    assert plain == full
+    assert [type(r) for r in plain] == [type(r) for r in full]
+    assert [r.reparse for r in plain] == [False, True, False, False]
+
+
+def _consume(generator):
+    """The return value of a generator that yields nothing."""
+    try:
+        while True:
+            next(generator)
+    except StopIteration as stop:
+        return stop.value

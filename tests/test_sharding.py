@@ -182,3 +182,9 @@ def test_assigned_records_travel_packed(make_pipeline):
                    | beam.FlatMapTuple(lambda key, was_packed, ids: [
                        (key, rid) for rid in ids] if was_packed else [("not packed", key)]))
             assert_that(out, equal_to(want))
+
+
+@given(st.lists(st.text(max_size=12), max_size=30))
+def test_hash_orders_equal_hash_order_per_id(ids):
+    from transforms.storage.sharding import hash_order, hash_orders
+    assert hash_orders(ids) == [hash_order(i) for i in ids]

@@ -19,6 +19,7 @@ manifest, committed only when every gate passed (bad-line fraction, id
 conflicts, near-dedup convergence, numeric range field).
 """
 import uuid
+from itertools import repeat
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -41,7 +42,7 @@ from transforms.reduction.filters.sampling import DEFAULT_SEED
 from transforms.reduction.filters.stage import FilterStage, build_recipe
 from transforms.reduction.near_dedup import NearDedupConfig, RemoveNearDuplicates, Signer
 from transforms.storage.placement import Placement, Root
-from transforms.storage.sharding import ShardRecord, hash_order
+from transforms.storage.sharding import ShardRecord, hash_order, hash_orders
 from transforms.storage.store import (
     AUDIT_DIR, WriteStore, dataset_dir, join, normalise_root)
 
@@ -253,7 +254,8 @@ def unify_removed(record: dict) -> dict:
 def _hash_records(batch) -> Packed:
     """Kept refs of an unpartitioned store -> their ``ShardRecord``s in id-hash order,
     packed (``transforms.core.records.pack``: one bytes value, not a pickle per record)."""
-    return pack([ShardRecord("", hash_order(ref.id), ref.id, ref) for ref in batch])
+    ids = [ref.id for ref in batch]
+    return pack(list(map(ShardRecord, repeat(""), hash_orders(ids), ids, batch)))
 
 
 def _json_value(ref: DocRef, name: str):

@@ -5,6 +5,8 @@ Pure Python (no Beam): ``transforms.processing.refs`` registers Beam's
 """
 import pickle
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 from typing import Iterable, NamedTuple, Tuple
 
 NO_VALUE = b""        # a DocRef field the job does not use
@@ -105,18 +107,55 @@ class Run(NamedTuple):
 
 
 class Packed(NamedTuple):
-    """A batch of records (refs, id keys, picks) as one bytes value, for the
-    grouping steps that carry every document (exact dedup, the near-dedup drop,
-    the re-read by file).  The in-process runners hold a grouped value decoded
-    until its group is read: as Python objects a ref takes ~300-500 bytes, as
-    part of a packed batch ~50.  ``blob``: the list, pickled (protocol 5;
-    NamedTuples of str, bytes, int, bool and tuples only)."""
+    """A batch of records (refs, id keys, picks, shard records) as one bytes value,
+    for the steps that carry every document (exact dedup, the near-dedup drop,
+    the shard plan, the re-read by file).  The in-process runners hold a grouped
+    value decoded until its group is read: as Python objects a ref takes
+    ~300-500 bytes, as part of a packed batch ~50.  ``blob``: the batch
+    pickled (protocol 5) *by columns* (``pack``): a list of NamedTuples of one
+    class is stored as the class and one list per field (recursively, so a
+    ``ShardRecord``'s ``DocRef`` payloads are columns too), of str, bytes, int,
+    float, bool, None and tuples only."""
     blob: bytes
 
 
-def pack(records: list) -> Packed:
-    """A list of records -> ``Packed`` (``unpack`` gives the list back, equal)."""
-    return Packed(pickle.dumps(list(records), protocol=5))
+_ROWS = 0      # a plain list of values
+_COLUMNS = 1   # NamedTuples of one class, by field
+
+
+def _is_record_class(cls) -> bool:
+    return issubclass(cls, tuple) and hasattr(cls, "_fields")
+
+
+def _columns(items: list) -> tuple:
+    """A list -> ``(_COLUMNS, class, count, [column, ...])`` when it is NamedTuples of
+    one class (each column encoded the same way), else ``(_ROWS, items)``."""
+    if items:
+        types = set(map(type, items))
+        if len(types) == 1:
+            cls = types.pop()
+            if _is_record_class(cls) and cls._fields:
+                return _COLUMNS, cls, len(items), [
+                    _columns(list(map(itemgetter(i), items))) for i in range(len(cls._fields))]
+    return _ROWS, items
+
+
+def _rows(encoded: tuple) -> list:
+    if encoded[0] == _ROWS:
+        return encoded[1]
+    _, cls, _, columns = encoded
+    # tuple.__new__ builds each record in C (no Python __new__ call per record)
+    return list(map(tuple.__new__, repeat(cls), zip(*map(_rows, columns))))
+
+
+def pack(records: Iterable) -> Packed:
+    """A list of records -> ``Packed`` (``unpack`` gives the list back, equal).
+
+    Pickled by columns (see ``Packed``): pickling NamedTuples one by one calls
+    Python code twice per record (``__getnewargs__``, then ``__new__`` to load),
+    the largest cost of moving refs between stages; columns of plain values
+    pickle and load in C."""
+    return Packed(pickle.dumps(_columns(list(records)), protocol=5))
 
 
 def unpack(batch) -> list:
@@ -126,7 +165,7 @@ def unpack(batch) -> list:
     ``Packed`` into a schema-generated class of the same fields."""
     blob = getattr(batch, "blob", None)
     if isinstance(blob, bytes):
-        return pickle.loads(blob)
+        return _rows(pickle.loads(blob))
     if isinstance(batch, list):
         return batch
     raise TypeError(f"expected Packed or a list of records, got {type(batch).__name__}")
@@ -137,18 +176,42 @@ def ref_bytes(ref: DocRef) -> int:
     return 48 + len(ref.id) + len(ref.partition_value) + len(ref.range_key) + len(ref.lang)
 
 
+def _ref_sizes(refs: list) -> list:
+    """``ref_bytes`` of each ref, computed inline (no call per ref)."""
+    return [48 + len(r[0]) + len(r[7]) + len(r[8]) + len(r[10]) for r in refs]
+
+
+def sized_chunks(records: Iterable, max_bytes: int, size_of=ref_bytes) -> "iter[tuple]":
+    """``(batch, bytes)``: lists of consecutive records, each at most ``max_bytes`` by
+    ``size_of`` (a record larger than the bound travels alone), with their total
+    bytes.  Never yields an empty list."""
+    if not isinstance(records, list):   # a stream: chunked as it comes
+        batch, total = [], 0
+        for record in records:
+            size = size_of(record)
+            if batch and total + size > max_bytes:
+                yield batch, total
+                batch, total = [], 0
+            batch.append(record)
+            total += size
+        if batch:
+            yield batch, total
+        return
+    sizes = _ref_sizes(records) if size_of is ref_bytes else list(map(size_of, records))
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if total + size > max_bytes and i > start:
+            yield records[start:i], total
+            start, total = i, 0
+        total += size
+    if start < len(records):
+        yield records[start:], total
+
+
 def chunked(records: Iterable, max_bytes: int, size_of=ref_bytes) -> "iter[list]":
     """Lists of consecutive records, each at most ``max_bytes`` by ``size_of``
     (a record larger than the bound travels alone).  Never yields an empty list."""
-    batch, total = [], 0
-    for record in records:
-        size = size_of(record)
-        if batch and total + size > max_bytes:
-            yield batch
-            batch, total = [], 0
-        batch.append(record)
-        total += size
-    if batch:
+    for batch, _ in sized_chunks(records, max_bytes, size_of):
         yield batch
 
 

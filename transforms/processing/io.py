@@ -518,13 +518,9 @@ class LongLine:
         self.head, self.size = head, size
 
 
-def iter_lines(stream, digest=None, max_line_bytes: int | None = None) -> "iter[bytes]":
-    """Lines of a binary stream split on b'\\n' only (JSON allows U+2028 inside strings).
-
-    ``digest`` (an xxhash object), when given, is fed every byte read.  A line
-    longer than ``max_line_bytes`` comes out as a ``LongLine`` and is never
-    held whole: memory stays about ``max_line_bytes`` plus one read chunk.
-    """
+def line_blocks(stream, digest=None, max_line_bytes: int | None = None) -> "iter[list]":
+    """The lines of ``iter_lines``, a list per chunk read (about 4 MiB of lines): for a
+    reader that wants a few of the lines, without a Python step per line."""
     pending = b""
     long_head, long_size = None, 0   # while inside a too-long line
     while True:
@@ -533,23 +529,40 @@ def iter_lines(stream, digest=None, max_line_bytes: int | None = None) -> "iter[
             break
         if digest is not None:
             digest.update(chunk)
+        block = []
         if long_head is not None:
             cut = chunk.find(b"\n")
             if cut < 0:
                 long_size += len(chunk)
                 continue
-            yield LongLine(long_head, long_size + cut)
+            block.append(LongLine(long_head, long_size + cut))
             long_head, chunk = None, chunk[cut + 1:]
         lines = (pending + chunk).split(b"\n")
         pending = lines.pop()
-        yield from lines
+        if block:
+            block.extend(lines)
+        else:
+            block = lines
+        if block:
+            yield block
         if max_line_bytes is not None and len(pending) > max_line_bytes:
             long_head, long_size = pending[:MAX_RAW_IN_DEAD_LETTER], len(pending)
             pending = b""
     if long_head is not None:
-        yield LongLine(long_head, long_size)
+        yield [LongLine(long_head, long_size)]
     elif pending:
-        yield pending
+        yield [pending]
+
+
+def iter_lines(stream, digest=None, max_line_bytes: int | None = None) -> "iter[bytes]":
+    """Lines of a binary stream split on b'\\n' only (JSON allows U+2028 inside strings).
+
+    ``digest`` (an xxhash object), when given, is fed every byte read.  A line
+    longer than ``max_line_bytes`` comes out as a ``LongLine`` and is never
+    held whole: memory stays about ``max_line_bytes`` plus one read chunk.
+    """
+    for block in line_blocks(stream, digest, max_line_bytes):
+        yield from block
 
 
 def numbered_lines(stream, digest=None, max_line_bytes: int | None = None,
@@ -568,6 +581,31 @@ def numbered_lines(stream, digest=None, max_line_bytes: int | None = None,
             yield line_no, raw
     except InputError as err:
         raise err.at_line(line_no + 1) from None
+
+
+def lines_at(stream, wanted, digest=None, max_line_bytes: int | None = None,
+             first_line: int = 1):
+    """``(line number, line)`` of the lines numbered ``wanted`` (ascending; a number
+    given twice gives its line twice), as ``numbered_lines`` numbers and cuts them;
+    the stream is read to its end (so ``digest`` sees every byte) with one Python
+    step per chunk and per wanted line, not per line.  A wanted number below
+    ``first_line`` or out of order stops the output (the rest is still read)."""
+    wanted = iter(wanted)
+    want = next(wanted, None)
+    base = first_line
+    try:
+        for block in line_blocks(stream, digest, max_line_bytes):
+            if base == 1 and isinstance(block[0], bytes) and block[0].startswith(BOM):
+                block[0] = block[0][len(BOM):]
+            end = base + len(block)
+            while want is not None and base <= want < end:
+                yield want, block[want - base]
+                previous, want = want, next(wanted, None)
+                if want is not None and want < previous:
+                    want = None   # out of order: nothing more is given
+            base = end
+    except InputError as err:
+        raise err.at_line(base) from None
 
 
 # ---------------------------------------------------------------- records

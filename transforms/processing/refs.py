@@ -43,14 +43,15 @@ from apache_beam.metrics import Metrics
 
 from transforms.core import exact_json
 from transforms.core.hashing import text_keys
+from transforms.core.worker_gc import tune_gc
 from transforms.core.records import (  # noqa: F401 - the records travel with the refs
     NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Run, ScannedRange, chunked, pack, ref_bytes,
-    unpack)
+    sized_chunks, unpack)
 from transforms.processing.parquet import is_parquet, picked_lines, scan_units
 from transforms.processing.splits import open_range, plan_splits
 from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
-                                      JsonlFileDoFn, ReadJsonl, dead_letter, numbered_lines,
-                                      open_text_stream, parse_line)
+                                      JsonlFileDoFn, ReadJsonl, dead_letter, lines_at,
+                                      numbered_lines, open_text_stream, parse_line)
 from transforms.processing.line_edits import EditError, replace_field, set_metadata
 from transforms.processing import live
 from transforms.storage.spill import (  # noqa: F401 - re-exported for the scan's users
@@ -150,6 +151,7 @@ class _ScanFile(JsonlFileDoFn):
         self.batch_bytes = Metrics.distribution(NAMESPACE, "ref_batch_bytes")
 
     def setup(self):
+        tune_gc()
         from transforms.processing.partition import json_field  # partition imports nothing of ours back
         live.send_to(self.spec.live_counters)
         self.signer = self.spec.signer
@@ -238,6 +240,26 @@ class _ScanFile(JsonlFileDoFn):
         if self.signer is not None:
             signed = self.signer.spill([doc_id for _, (doc_id, _, _) in block], keys, texts,
                                        self.writers)
+        if edits is None and self.spec.partition_by is None and self.spec.range_by is None:
+            refs = self._plain_refs(index, path, block, keys, signed)
+        else:
+            refs = yield from self._full_refs(index, path, block, keys, signed, edits)
+        for batch, size in sized_chunks(refs, self.bounds.batch_bytes):
+            self.batch_bytes.update(size)
+            yield batch
+
+    @staticmethod
+    def _plain_refs(index, path, block, keys, signed) -> list:
+        """The refs of a block when nothing is filtered, partitioned or ranged: the
+        loop of ``_full_refs`` without its per-document branches (same refs)."""
+        prefix = f"{path}:"
+        new = tuple.__new__
+        return [new(DocRef, (doc_id, key, index, line_no, len(line) + 1,
+                             doc_id.startswith(prefix) and doc_id == f"{prefix}{line_no}",
+                             signature, NO_VALUE, NO_VALUE, False, "", 0.0))
+                for (line_no, (doc_id, _, line)), key, signature in zip(block, keys, signed)]
+
+    def _full_refs(self, index, path, block, keys, signed, edits):
         refs = []
         for i, ((line_no, (doc_id, text, line)), key, signature) in enumerate(
                 zip(block, keys, signed)):
@@ -261,9 +283,7 @@ class _ScanFile(JsonlFileDoFn):
             refs.append(DocRef(doc_id, key, index, line_no, len(line) + 1,
                                doc_id == f"{path}:{line_no}", signature, value, range_key,
                                redacted, lang, score))
-        for batch in chunked(refs, self.bounds.batch_bytes):
-            self.batch_bytes.update(sum(map(ref_bytes, batch)))
-            yield batch
+        return refs
 
 
 class ScanJsonl(ReadJsonl):
@@ -405,6 +425,9 @@ class _PicksByUnit(beam.DoFn):
     not a Flatten.
     """
 
+    def setup(self):
+        tune_gc()
+
     def start_bundle(self):
         self.lookup = None
 
@@ -416,10 +439,15 @@ class _PicksByUnit(beam.DoFn):
         if self.lookup is None:
             self.lookup = _RangeOfLine(ranges)
         units: dict = {}
+        split = self.lookup.by_file   # files read in units; every other file is unit 0
         for _, order, doc_id, ref in unpack(records):
-            units.setdefault((ref.file, self.lookup.start(ref.file, ref.line)), []).append(
-                Pick(ref.line, ref.size, ref.reparse, order, doc_id, shard,
-                     ref.redacted, ref.lang, ref.lang_score))
+            file = ref.file
+            unit = (file, self.lookup.start(file, ref.line)) if file in split else (file, 0)
+            picks = units.get(unit)
+            if picks is None:
+                picks = units[unit] = []
+            picks.append(Pick(ref.line, ref.size, ref.reparse, order, doc_id, shard,
+                              ref.redacted, ref.lang, ref.lang_score))
         for unit, picks in units.items():
             yield unit, pack(picks)
 
@@ -454,6 +482,9 @@ class _ExtractRuns(beam.DoFn):
         self.rereads = Metrics.counter(NAMESPACE, "files_reread")
         self.unit_rereads = Metrics.counter(NAMESPACE, "units_reread")
 
+    def setup(self):
+        tune_gc()
+
     def process(self, grouped, digests, ranges, _after):
         (index, start), parts = grouped
         if index == MARKERS:
@@ -461,7 +492,9 @@ class _ExtractRuns(beam.DoFn):
                 yield part[0], None
             return
         path = self.paths[index]
-        picks = iter(sorted(pick for part in parts for pick in unpack(part)))
+        picks = sorted(pick for part in parts for pick in unpack(part))
+        wanted = [p.line for p in picks]
+        picks = iter(picks)
         pick = next(picks, None)
         parquet = is_parquet(path)
         scanned = None if parquet else ranges.get((index, start))
@@ -480,8 +513,8 @@ class _ExtractRuns(beam.DoFn):
         with opened as stream:
             source = (self._parquet_lines(path, sorted({p.line for part in parts for p in unpack(part)}),
                                           digest) if parquet
-                      else numbered_lines(stream, digest,  # to the end: digest
-                                          self.max_line_bytes, first_line))
+                      else lines_at(stream, wanted, digest,  # to the end: digest
+                                    self.max_line_bytes, first_line))
             for line_no, raw in source:
                 if pick is None or line_no != pick.line:
                     continue

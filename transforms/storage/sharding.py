@@ -56,6 +56,13 @@ def hash_order(record_id: str) -> tuple[int, int]:
     return h >> (64 - BUCKET_BITS), h >> 1
 
 
+def hash_orders(record_ids: list) -> list:
+    """``[hash_order(i) for i in record_ids]``, without a call per id."""
+    digest, shift = xxhash.xxh3_64_intdigest, 64 - BUCKET_BITS
+    return [(h >> shift, h >> 1) for h in (
+        digest(i.encode("utf-8", "surrogatepass"), seed=SHARD_HASH_SEED) for i in record_ids)]
+
+
 def record_size(line: bytes) -> int:
     """Raw bytes a record takes in a JSON Lines shard (the newline counts)."""
     return len(line) + 1
@@ -214,18 +221,18 @@ class AssignBalancedShards(beam.PTransform):
         # A required partition gets a shard even with no records (0 bytes in bucket 0).
         required = batches.pipeline | "RequiredPartitions" >> beam.Create(
             [(p, {0: (0, None)}) for p in self.required])
-        # Sort keys and sizes only: the cut search reads these, not the records.
-        sized = batches | "SortKeys" >> beam.Map(_sort_keys, size_of)
+        # Bytes and smallest sort key per bucket straight from the batches: no
+        # per-record (key, size) list is built, encoded or kept between stages.
         plans = (
-            (sized | "BucketBytes" >> beam.FlatMap(_bucket_bytes), required)
+            (batches | "BucketBytes" >> beam.FlatMap(_bucket_bytes, size_of), required)
             | "WithRequired" >> beam.Flatten()
             | "Histograms" >> beam.CombinePerKey(_MergeHistograms())
             | "Plan" >> beam.MapTuple(lambda p, hist: (p, plan_partition(
                 [(b, size, key) for b, (size, key) in hist.items()], fixed, target))))
         plans_side = beam.pvalue.AsDict(plans)
         cuts = (
-            sized
-            | "InCutBuckets" >> beam.FlatMap(_in_cut_buckets, plans_side)
+            batches
+            | "InCutBuckets" >> beam.FlatMap(_in_cut_buckets, plans_side, size_of)
             | "GroupCutBuckets" >> beam.GroupByKey()
             | "FindCuts" >> beam.ParDo(_FindCuts(), plans_side)
             | "CutsPerPartition" >> beam.GroupByKey()
@@ -238,42 +245,57 @@ class AssignBalancedShards(beam.PTransform):
         return (assigned, every_shard) | "WithEmptyShards" >> beam.Flatten()
 
 
-def _sort_keys(batch, size_of):
-    """``[ShardRecord]`` (or ``Packed``) -> ``[((partition, bucket), (sort key, bytes))]``."""
-    out = []
+def _bucket_bytes(batch, size_of):
+    """A batch of records (list or ``Packed``) -> ``(partition, {bucket: (bytes,
+    smallest sort key)})`` per partition: one element per batch and partition, not
+    per bucket (there are 4096 buckets).  A sort key is ``order + (id,)``."""
+    partitions: dict = {}
     for record in unpack(batch):
         partition, order, record_id, _ = record
-        out.append(((partition, order[0]), (order + (record_id,), size_of(record))))
-    return out
-
-
-def _bucket_bytes(sized_batch):
-    """``[((partition, bucket), (key, bytes))]`` -> ``(partition, {bucket: (bytes,
-    smallest key)})`` per partition: one element per batch and partition, not
-    per bucket (there are 4096 buckets)."""
-    partitions: dict = {}
-    for (partition, bucket), (key, size) in sized_batch:
-        histogram = partitions.setdefault(partition, {})
-        seen = histogram.get(bucket)
-        histogram[bucket] = (size, key) if seen is None else (seen[0] + size, min(seen[1], key))
+        histogram = partitions.get(partition)
+        if histogram is None:
+            histogram = partitions[partition] = {}
+        size = size_of(record)
+        seen = histogram.get(order[0])
+        if seen is None:
+            histogram[order[0]] = (size, order + (record_id,))
+        else:
+            key = order + (record_id,)
+            histogram[order[0]] = (seen[0] + size, key if key < seen[1] else seen[1])
     return partitions.items()
 
 
-def _in_cut_buckets(sized_batch, plans):
-    return [((partition, bucket), key_size) for (partition, bucket), key_size in sized_batch
-            if bucket in plans[partition]["cuts"]]
+def _in_cut_buckets(batch, plans, size_of):
+    """A batch of records -> ``((partition, bucket), (sort key, bytes))`` of the records
+    in a bucket that holds a cut (a few of the 4,096 buckets per partition)."""
+    out = []
+    for record in unpack(batch):
+        partition, order, record_id, _ = record
+        if order[0] in plans[partition]["cuts"]:
+            out.append(((partition, order[0]), (order + (record_id,), size_of(record))))
+    return out
 
 
 def _assign_batch(batch, cuts):
     """A batch of records (list or ``Packed``) -> ``(shard key, Packed([records]))``
     per shard it touches."""
     shards: dict = {}
+    partitions: dict = {}   # partition -> (its cut keys, {shard index: records})
+    bisect_right = bisect.bisect_right
     for record in unpack(batch):
         partition, order, record_id, _ = record
-        partition_cuts = cuts.get(partition, [])
-        key = (partition, shard_index(partition_cuts, order + (record_id,)),
-               len(partition_cuts) + 1)
-        shards.setdefault(key, []).append(record)
+        found = partitions.get(partition)
+        if found is None:
+            found = partitions[partition] = (cuts.get(partition, []), {})
+        partition_cuts, by_index = found
+        index = bisect_right(partition_cuts, order + (record_id,))  # shard_index, inlined
+        records = by_index.get(index)
+        if records is None:
+            records = by_index[index] = []
+        records.append(record)
+    for partition, (partition_cuts, by_index) in partitions.items():
+        for index, records in by_index.items():
+            shards[(partition, index, len(partition_cuts) + 1)] = records
     return [(key, pack(records)) for key, records in shards.items()]
 
 

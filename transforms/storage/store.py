@@ -51,12 +51,13 @@ from transforms.storage.commit import (  # noqa: F401 - re-exported: the store's
     find_strays, for_root, is_local, is_safe_relative, manifest_bytes, newest, parent,
     read_manifest_copy, replace_with_file, write_atomically)
 from transforms.core.hashing import checksum
+from transforms.core.worker_gc import tune_gc
 from transforms.core.ids import id_order_key
 from transforms.storage.files import join, read_bytes
 from transforms.core.partition_names import MISSING, OTHER, encode_value, is_safe_name, range_name
 from transforms.storage import parquet_shards
 from transforms.storage.placement import Placement, Root, place
-from transforms.storage.spill import delete_spill, run_docs, shard_doc_order
+from transforms.storage.spill import delete_spill, run_docs, sorted_shard_docs
 from transforms.storage.sharding import AssignBalancedShards, ref_size
 
 NAMESPACE = "dataprep.store"
@@ -460,14 +461,17 @@ class _WriteShard(beam.DoFn):
         self.stored = Metrics.counter(NAMESPACE, "stored_bytes")
         self.replicas = Metrics.counter(NAMESPACE, "replicas_written")
 
+    def setup(self):
+        tune_gc()
+
     def process(self, keyed, info, fields=None):
         (partition, index, num_shards), runs = keyed
         # None marks a shard that must exist; a Run (transforms.processing.refs) holds lines
         # of the shard from one input file, as ``(id, line)`` or, range-ordered,
         # ``(order, id, line)``: sorted in the store's order (``shard_doc_order``:
         # range key, then ids in the id order of ``transforms.core.ids``).
-        docs = sorted((doc for run in runs if run is not None for doc in run_docs(run)),
-                      key=shard_doc_order)
+        docs = sorted_shard_docs(
+            [doc for run in runs if run is not None for doc in run_docs(run)])  # doc[-1]: line
         raw = b"\n".join([doc[-1] for doc in docs]) + b"\n" if docs else b""
         count = len(docs)
         if self.shard_format == "parquet":
