@@ -7,7 +7,6 @@ or a store folder (``ROOT/DATASET`` with a manifest, text or array).  With
 ratio within ``--max_error`` and ``--min_encode_mbps``.
 """
 import argparse
-import sys
 
 import numpy as np
 import orjson
@@ -128,11 +127,7 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None):
-    try:
-        run(argv)
-    except (ValueError, NpyError, CodecError, StoreError, FileNotFoundError) as err:
-        print(f"codec_report failed: {err}", file=sys.stderr)
-        sys.exit(1)
+    cli.run_job("codec_report", run, argv)
 
 
 if __name__ == "__main__":
