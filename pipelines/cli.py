@@ -114,8 +114,8 @@ def beam_options_parser(prog: str) -> argparse.ArgumentParser:
     """Every flag of every PipelineOptions subclass Beam has imported, with its help."""
     from apache_beam.options import pipeline_options as po
     parser = _PrintingParser(prog=prog, allow_abbrev=False, add_help=False,
-                                     description="Beam PipelineOptions flags: give them after "
-                                     "a job's own flags, or as keys of a --run_config file.")
+                             description="Beam PipelineOptions flags: give them after "
+                             "a job's own flags, or as keys of a --run_config file.")
     seen = set()
 
     def subclasses(cls):
@@ -185,7 +185,7 @@ class Parser(ArgumentParser):
         ours or Beam's (also one from the run config, which the line names), or
         an unknown ``--runner``."""
         argv = list(sys.argv[1:] if argv is None else argv)
-        beam = BeamFlags.get()
+        beam = BeamFlags()
         self.check_flags(argv, beam.names)
         args, beam_argv = self.parse_known_args(argv)
         config = args.run_config or run_config.env_config() or "direct"
@@ -230,9 +230,8 @@ class BeamFlags:
     """Beam's PipelineOptions flags, parsed the way ``PipelineOptions.get_all_options``
     parses them (every direct subclass's ``_add_argparse_args`` on Beam's own
     parser class), but failing with a ``BeamFlagError`` instead of printing
-    Beam's whole usage and exiting.  Built once per process (``get``)."""
-
-    _instance = None
+    Beam's whole usage and exiting.  Built afresh for each parse (~2 ms): an
+    import may have added options classes since."""
 
     def __init__(self):
         from apache_beam.options import pipeline_options as po
@@ -249,12 +248,6 @@ class BeamFlags:
             cls._add_argparse_args(self.parser)   # noqa: SLF001 - Beam's own hook
         self.names = frozenset(o for o in self.parser._option_string_actions
                                if o.startswith("--"))
-
-    @classmethod
-    def get(cls) -> "BeamFlags":
-        if cls._instance is None:
-            cls._instance = cls()
-        return cls._instance
 
     def check(self, tokens: list[str]) -> argparse.Namespace:
         """Parse ``tokens`` (Beam flags only) -> namespace; BeamFlagError on a bad

@@ -14,10 +14,9 @@ import orjson
 from pipelines import cli
 from transforms.reduction.codec_choice import (
     ChooseCodec, choice_record, compare_arrays, compare_text, format_table, sample_text)
-from transforms.core.codecs import TEXT_CANDIDATES, CodecError, applicable_array_codecs
+from transforms.core.codecs import TEXT_CANDIDATES, applicable_array_codecs
 from transforms.processing.npy import (
-    NpyError, check_compatible, default_block_rows, inspect_npy, match_inputs, plan_blocks,
-    read_block)
+    check_compatible, default_block_rows, inspect_npy, match_inputs, plan_blocks, read_block)
 from transforms.storage.store import StoreError, load_manifest, read_shard_verified
 
 

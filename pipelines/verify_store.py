@@ -96,20 +96,21 @@ def summary(rows: list[dict], generation) -> str:
 
 
 def verify(args, total: int) -> tuple[list[dict], dict]:
-    """-> (rows, the manifest checked).  While a run is in progress, a check whose
-    generation was replaced meanwhile (the run committed) is done again, up to
-    ``RECHECKS`` times."""
+    """-> (rows, the manifest checked).  A check whose generation was replaced while
+    it ran (a run in progress committed, then collected the old generation's
+    files, which would read as missing) is done again on the new one, up to
+    ``RECHECKS`` times in all; then StoreError."""
     for _ in range(RECHECKS):
         before = load_manifest(args.store, args.root_map)
         with progress.Track("verify_store", total, "replicas", "verify") as track:
             rows = verify_store(args.store, args.root_map, progress=track.advance)
         after = load_manifest(args.store, args.root_map)
-        running = any(r["status"] == LOCKED for r in rows)
-        if not running or before.get("digest") == after.get("digest"):
+        if before.get("digest") == after.get("digest"):
             return rows, before
         total = replica_bytes(after)
-    raise StoreError(f"{args.store}: a run in progress committed {RECHECKS} new generations "
-                     "while they were being verified; verify again once it has finished")
+    raise StoreError(f"{args.store}: a new generation was committed during each of "
+                     f"{RECHECKS} checks (a run in progress); verify again once it has "
+                     "finished")
 
 
 def run(argv=None) -> int:

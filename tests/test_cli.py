@@ -272,6 +272,9 @@ def test_exit_statuses_of_every_subcommand(tmp_path, copied, capsys, monkeypatch
          f"dataprep compress-arrays: error: input pattern matches no file: {nowhere}.npy\n"),
         (["compress-arrays", "--input", bad_npy, "--output_roots", str(tmp_path / "o")],
          PROBLEM, None),
+        (["compress-arrays", "--input", good_npy, "--map", "no_such_module:f"], USAGE,
+         "dataprep compress-arrays: error: --map no_such_module:f: cannot import (No module "
+         "named 'no_such_module')\n(see dataprep compress-arrays --help)\n"),
         (["codec-report", "--input", good_npy, "--repeats", "1"], 0, ""),
         (["codec-report", "--input", nowhere], USAGE,
          f"dataprep codec-report: error: input pattern matches no file: {nowhere}\n"),
@@ -307,9 +310,17 @@ def test_exit_statuses_of_every_subcommand(tmp_path, copied, capsys, monkeypatch
     assert code == PROBLEM and out.rstrip().endswith("; 1 problem(s)")
 
 
-def test_a_failed_run_exits_1_with_one_line(tmp_path, capsys):
-    """prepare-corpus and report: the run found a problem (here: bad lines beyond
-    --max_bad_fraction; a report page that cannot be written) -> 1."""
+def test_jobs_exit_0_when_done_and_1_with_one_line_when_the_run_fails(tmp_path, capsys):
+    """prepare-corpus and compress-arrays: done -> 0; the run found a problem (here:
+    bad lines beyond --max_bad_fraction) -> 1 and one line."""
+    code, out, err = dataprep_exit(capsys, ["compress-arrays", "--input", _npy(tmp_path / "e.npy"),
+                                            "--output_roots", str(tmp_path / "arrays"),
+                                            "--run_config", "direct"])
+    assert code == 0 and out.rstrip().endswith("R=1)"), err
+    code, out, err = dataprep_exit(capsys, ["prepare-corpus", "--output_roots",
+                                            str(tmp_path / "ok"), "--run_config", "direct",
+                                            "--no_near_dedup"])
+    assert code == 0 and "re-renders it" in out.splitlines()[-1], err
     code, _, err = dataprep_exit(capsys, ["prepare-corpus", "--output_roots",
                                           str(tmp_path / "a"), "--max_bad_fraction", "0",
                                           "--run_config", "direct"])
@@ -614,3 +625,32 @@ def test_verify_store_while_prepare_corpus_runs(tmp_path, capsys):
     code, out, _ = dataprep_exit(capsys, ["verify-store", "--store", folder, "--strict"])
     assert code == 0 and out.splitlines()[-1].startswith("generation 2: ")
     assert out.rstrip().endswith("; 0 stray file(s); 0 problem(s)")
+
+
+def test_a_generation_committed_during_the_check_is_checked_again(copied, capsys, monkeypatch):
+    """A run in progress commits while verify-store reads (its collection would make
+    the old generation's replicas read as missing): the check starts again on the
+    new generation; a store that changes under every check fails after 3, in one line."""
+    roots, root_map = copied
+    store = os.path.join(roots[0], "ds")
+    real = load_manifest(store, root_map)
+    # the total to read, then before and after each check
+    digests = iter(["old", "old", "new", "new", "new"])
+    monkeypatch.setattr(verify_store, "load_manifest",
+                        lambda *a: {**real, "digest": next(digests, "new")})
+    checks = []
+    real_verify = verify_store.verify_store
+    monkeypatch.setattr(verify_store, "verify_store",
+                        lambda *a, **k: checks.append(1) or real_verify(*a, **k))
+    argv = ["verify-store", "--store", store, "--root_map", root_map]
+    code, out, _ = dataprep_exit(capsys, argv)
+    assert (code, len(checks)) == (0, 2) and out.rstrip().endswith("0 problem(s)")
+    counter = iter(range(100))
+    monkeypatch.setattr(verify_store, "load_manifest",
+                        lambda *a: {**real, "digest": str(next(counter))})
+    checks.clear()
+    code, out, err = dataprep_exit(capsys, argv)
+    assert (code, len(checks), out) == (PROBLEM, 3, "")
+    assert err.splitlines()[-1] == (
+        f"verify_store failed: {store}: a new generation was committed during each of 3 "
+        "checks (a run in progress); verify again once it has finished")
