@@ -14,6 +14,7 @@ import pkgutil
 import sys
 
 import pipelines
+from pipelines.exit_codes import USAGE, nearest
 
 COMMAND = "dataprep"
 
@@ -47,7 +48,7 @@ def print_jobs(out=None) -> None:
           file=out)
 
 
-USAGE = (f"usage: {COMMAND} {{list,beam-options,<job>}} [FLAGS]   "
+USAGE_LINE = (f"usage: {COMMAND} {{list,beam-options,<job>}} [FLAGS]   "
          f"({COMMAND} list shows the jobs; {COMMAND} --version)")
 
 
@@ -56,32 +57,52 @@ SUMMARY = (f"{COMMAND}: prepare training data with Apache Beam (dedup, filters, 
 
 
 def main(argv=None) -> None:
+    """The ``dataprep`` command; exit statuses as in ``pipelines.exit_codes`` (a
+    closed stdout: 141, Ctrl-C: 130, usage: 2)."""
+    from pipelines.exit_codes import guard
+    guard(COMMAND, _main, argv)
+
+
+def _refuse_extra(name: str, rest: list[str]) -> None:
+    if rest:
+        print(f"{COMMAND} {name}: error: unrecognized argument{'s' if len(rest) > 1 else ''} "
+              f"{' '.join(rest)} ({COMMAND} {name} takes none)", file=sys.stderr)
+        sys.exit(USAGE)
+
+
+def _main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         # with no argument: the same text, as an error (exit 2), as argparse does
         out = sys.stdout if argv else sys.stderr
-        print(SUMMARY + "\n\n" + USAGE + "\n", file=out)
+        print(SUMMARY + "\n\n" + USAGE_LINE + "\n", file=out)
         print_jobs(out)
         if not argv:
-            sys.exit(2)
+            sys.exit(USAGE)
         return
     first, rest = argv[0], argv[1:]
     if first == "--version":
+        _refuse_extra("--version", rest)
         print(f"beam-dataprep {pipelines.__version__}")
         return
     if first == "list":
+        _refuse_extra("list", rest)
         print_jobs()
         return
     if first == "beam-options":
+        _refuse_extra("beam-options", rest)
         from pipelines import cli
         cli.print_beam_options(f"{COMMAND} beam-options")
         return
     names = {subcommand(name): name for name, _ in jobs()}
     job = names.get(first) or (first if first in names.values() else None)
     if job is None:
-        print(f"{COMMAND}: error: unknown job {first!r}; jobs: {', '.join(sorted(names))}",
+        choices = sorted(names) + ["list", "beam-options"]
+        near = nearest(first, choices)
+        hint = f" (did you mean {near}?)" if near else ""
+        print(f"{COMMAND}: error: unknown job {first!r}{hint}; jobs: {', '.join(sorted(names))}",
               file=sys.stderr)
-        sys.exit(2)
+        sys.exit(USAGE)
     from pipelines import cli
     cli.INVOKED_AS = f"{COMMAND} {subcommand(job)}"
     importlib.import_module(f"pipelines.{job}").main(rest)

@@ -1,5 +1,21 @@
-"""Shared command-line plumbing: our options in their own groups, Beam's passed through."""
+"""Shared command-line plumbing: our options in their own groups, Beam's passed through.
+
+Every job's flags are checked before anything runs, in this order, each failure
+one line (two with a hint) and exit status 2 (``pipelines.exit_codes``):
+
+1. an unknown or abbreviated flag: ``unrecognized argument --stor (did you
+   mean --store?)``, the hint naming the nearest valid flag (ours first, then
+   Beam's; an abbreviation's completion first, else ``difflib``'s closest);
+2. our own flags' values and required flags (argparse);
+3. Beam's flags, from the run config and then the command line, parsed by
+   Beam's own option classes with their types and choices
+   (``argument --direct_num_workers: invalid int value: 'abc'``), and
+   ``--runner`` against Beam's known runners; a pointer to ``dataprep
+   beam-options`` follows.
+"""
 import argparse
+import difflib
+import importlib
 import logging
 import re
 import sys
@@ -7,6 +23,7 @@ import sys
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import run_config
+from pipelines.exit_codes import PROBLEM, USAGE, guard, nearest
 
 
 # Set by the ``dataprep`` command to the words that invoked a job ("dataprep prepare-corpus"),
@@ -18,11 +35,28 @@ def prog_of(job: str) -> str:
     return INVOKED_AS or f"python -m pipelines.{job}"
 
 
-class ArgumentParser(argparse.ArgumentParser):
+def beam_options_command() -> str:
+    """The command that lists Beam's options, as the user invoked us."""
+    return "dataprep beam-options" if INVOKED_AS else "python -m pipelines beam-options"
+
+
+class _PrintingParser(argparse.ArgumentParser):
+    """argparse, except that help written to a closed stdout raises BrokenPipeError
+    (argparse swallows it and exits 0, the output cut short) for
+    ``exit_codes.guard`` to turn into status 141."""
+
+    def _print_message(self, message, file=None):
+        if message:
+            (file or sys.stderr).write(message)
+
+
+class ArgumentParser(_PrintingParser):
     """argparse as every job uses it: no abbreviated flags, one-line errors, ``--version``.
 
-    An error prints ``<prog>: error: <message>`` and a one-line hint to
-    ``--help`` (not the whole usage), then exits with status 2.
+    An error prints ``<prog>: error: <message>`` and a one-line hint (to
+    ``--help`` unless given), not the whole usage, then exits with status 2.
+    An unknown flag is reported before a missing required one, with the
+    nearest valid flag (``unrecognized argument --stor (did you mean --store?)``).
     """
 
     def __init__(self, job: str, description: str, **kwargs):
@@ -31,16 +65,57 @@ class ArgumentParser(argparse.ArgumentParser):
         from pipelines import __version__
         self.add_argument("--version", action="version", version=f"beam-dataprep {__version__}")
 
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
+    def error(self, message, hint=None):
+        self.exit(USAGE, f"{self.prog}: error: {message}\n"
+                  f"({hint or f'see {self.prog} --help'})\n")
+
+    def own_flags(self) -> list[str]:
+        return sorted(o for o in self._option_string_actions if o.startswith("--"))
+
+    def check_flags(self, argv, also=frozenset()) -> None:
+        """Refuse any ``--flag`` in ``argv`` that is neither ours nor in ``also``."""
+        unknown = []
+        for token in argv:
+            if token == "--":
+                break
+            if token.startswith("--"):
+                name = token.split("=", 1)[0]
+                if name not in self._option_string_actions and name not in also:
+                    unknown.append(name)
+        if unknown:
+            self.error(unrecognized(unknown, self.own_flags(), sorted(also)))
+
+    def parse_args(self, args=None, namespace=None):
+        argv = list(sys.argv[1:] if args is None else args)
+        self.check_flags(argv)
+        parsed, extra = self.parse_known_args(argv, namespace)
+        if extra:
+            self.error(unrecognized(extra, self.own_flags()))
+        return parsed
+
+
+def nearest_flag(name: str, ours, beams=()) -> str | None:
+    """The valid flag a mistyped ``name`` most likely meant: ours first, then
+    Beam's (``exit_codes.nearest``: an abbreviation's completion, else the
+    closest by ``difflib``)."""
+    return nearest(name, ours, beams)
+
+
+def unrecognized(tokens, ours, beams=()) -> str:
+    """``unrecognized argument --stor (did you mean --store?)``; several comma-separated."""
+    said = []
+    for token in tokens:
+        near = nearest_flag(token, ours, beams) if token.startswith("-") else None
+        said.append(f"{token} (did you mean {near}?)" if near else token)
+    return f"unrecognized argument{'s' if len(said) > 1 else ''} {', '.join(said)}"
 
 
 def beam_options_parser(prog: str) -> argparse.ArgumentParser:
     """Every flag of every PipelineOptions subclass Beam has imported, with its help."""
     from apache_beam.options import pipeline_options as po
-    parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False, add_help=False,
-                                     description="Beam PipelineOptions flags: give them after "
-                                     "a job's own flags, or as keys of a --run_config file.")
+    parser = _PrintingParser(prog=prog, allow_abbrev=False, add_help=False,
+                             description="Beam PipelineOptions flags: give them after "
+                             "a job's own flags, or as keys of a --run_config file.")
     seen = set()
 
     def subclasses(cls):
@@ -104,23 +179,108 @@ class Parser(ArgumentParser):
             "reach stderr; at warning (default) they go to a log file named on failure")
 
     def parse(self, argv):
-        """-> (our namespace, PipelineOptions from the run config then the rest of argv)."""
+        """-> (our namespace, PipelineOptions from the run config then the rest of argv).
+
+        Exits 2 with one line (and a hint) on an unknown flag, a bad value of
+        ours or Beam's (also one from the run config, which the line names), or
+        an unknown ``--runner``."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        beam = BeamFlags()
+        self.check_flags(argv, beam.names)
         args, beam_argv = self.parse_known_args(argv)
         config = args.run_config or run_config.env_config() or "direct"
         try:
             flags = run_config.flags_from(config)
         except run_config.RunConfigError as err:
             self.error(str(err))
-        unknown = [a for a in beam_argv if a.startswith("--")
-                   and a[2:].split("=", 1)[0] not in run_config.known_beam_options()]
-        if unknown:
-            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        beam_hint = f"a Beam option; {beam_options_command()} lists them all, with help"
+        try:
+            beam.check(flags)
+        except BeamFlagError as err:
+            self.error(f"run config {run_config.resolve(config)}: {err}", beam_hint)
+        try:
+            namespace = beam.check(flags + beam_argv)
+        except BeamFlagError as err:
+            if err.unknown:
+                self.error(unrecognized(err.unknown, self.own_flags(), sorted(beam.names)))
+            self.error(str(err), beam_hint)
+        try:
+            check_runner(getattr(namespace, "runner", None))
+        except BeamFlagError as err:
+            given = any(a == "--runner" or a.startswith("--runner=") for a in beam_argv)
+            self.error(str(err) if given else f"run config {run_config.resolve(config)}: {err}",
+                       beam_hint)
         options = PipelineOptions(flags + beam_argv)
         # Jobs touch storage before the pipeline exists (validation, leftovers,
         # manifests); object stores (s3://, gs://) need their options for that too.
         from apache_beam.io.filesystems import FileSystems
         FileSystems.set_options(options)
         return args, options
+
+
+class BeamFlagError(ValueError):
+    """A Beam flag Beam's own parser refuses (``unknown``: tokens it did not know)."""
+
+    def __init__(self, message: str, unknown=()):
+        super().__init__(message)
+        self.unknown = list(unknown)
+
+
+class BeamFlags:
+    """Beam's PipelineOptions flags, parsed the way ``PipelineOptions.get_all_options``
+    parses them (every direct subclass's ``_add_argparse_args`` on Beam's own
+    parser class), but failing with a ``BeamFlagError`` instead of printing
+    Beam's whole usage and exiting.  Built afresh for each parse (~2 ms): an
+    import may have added options classes since."""
+
+    def __init__(self):
+        from apache_beam.options import pipeline_options as po
+
+        class _Strict(po._BeamArgumentParser):   # add_value_provider_argument lives there
+            def error(self, message):
+                raise BeamFlagError(message)
+
+        self.parser = _Strict(allow_abbrev=False, add_help=False)
+        classes = {}
+        for cls in po.PipelineOptions.__subclasses__():
+            classes.setdefault(str(cls), cls)
+        for cls in classes.values():
+            cls._add_argparse_args(self.parser)   # noqa: SLF001 - Beam's own hook
+        self.names = frozenset(o for o in self.parser._option_string_actions
+                               if o.startswith("--"))
+
+    def check(self, tokens: list[str]) -> argparse.Namespace:
+        """Parse ``tokens`` (Beam flags only) -> namespace; BeamFlagError on a bad
+        value, or naming tokens that are no Beam flag (``unknown``)."""
+        namespace, extra = self.parser.parse_known_args(list(tokens))
+        if extra:
+            raise BeamFlagError(f"unrecognized arguments: {' '.join(extra)}", extra)
+        return namespace
+
+
+def check_runner(name) -> None:
+    """Refuse a ``--runner`` Beam would not create (``apache_beam.runners.runner.
+    create_runner``'s rule: a known runner's name, with or without ``Runner``,
+    in any case, or the dotted name of an importable class)."""
+    if not name:
+        return
+    from apache_beam.options.pipeline_options import StandardOptions
+    known = {path.rsplit(".", 1)[-1].lower() for path in StandardOptions.ALL_KNOWN_RUNNERS}
+    if name.lower() in known or f"{name.lower()}runner" in known:
+        return
+    if "." in name:
+        module, attribute = name.rsplit(".", 1)
+        try:
+            getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as err:
+            raise BeamFlagError(f"argument --runner: cannot import {name} ({err})") from None
+        return
+    names = list(StandardOptions.KNOWN_RUNNER_NAMES)
+    near = difflib.get_close_matches(name, names, 1, 0.6)
+    raise BeamFlagError(
+        f"argument --runner: unknown runner {name!r}"
+        + (f" (did you mean {near[0]}?)" if near else "")
+        + f"; known runners: {', '.join(names)}, or a PipelineRunner subclass's dotted name")
 
 
 def add_store_arguments(group, default_dataset: str) -> None:
@@ -208,17 +368,44 @@ def root_cause(err: BaseException) -> str:
     return re.sub(r"^(?:(?:[A-Za-z_][\w.]*\.)?\w*(?:Error|Exception): )+", "", last)
 
 
+class BadPath(ValueError):
+    """A path given on the command line names nothing usable (exit status 2)."""
+
+
+def usage_errors() -> tuple:
+    """Exceptions that mean "a path on the command line names nothing": exit 2, one line."""
+    from transforms.processing.io import NoInputFiles
+    from transforms.storage.commit import NoStore
+    return BadPath, NoInputFiles, NoStore
+
+
 def run_job(job: str, run, argv=None) -> None:
-    """Call ``run(argv)`` the way every job's ``main`` does: Ctrl-C exits 130 with
-    one line; any failure prints ``<job> failed: <root cause>`` once (details in
-    the debug log and the log file named by a note), and exits 1."""
+    """Call ``run(argv)`` the way every job's ``main`` does, with the exit statuses of
+    ``pipelines.exit_codes``: Ctrl-C exits 130 with one line; stdout closed early
+    exits 141 quietly; a path on the command line that names nothing prints
+    ``<prog>: error: <message>`` and exits 2; any other failure prints ``<job>
+    failed: <root cause>`` once (details in the debug log and the log file
+    named by a note), and exits 1."""
     from pipelines import progress
+
+    def attempt(argv):
+        try:
+            run(argv)
+        except progress.Interrupted as err:
+            progress.exit_interrupted(err)
+        except usage_errors() as err:
+            print(f"{prog_of(job)}: error: {err}", file=sys.stderr)
+            sys.exit(USAGE)
+        except BrokenPipeError:
+            raise   # guard tells a closed stdout (141) from any other pipe (a failure)
+        except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
+            logging.getLogger(job).debug("run failed", exc_info=True)
+            print(f"{job} failed: {root_cause(err)}", file=sys.stderr)
+            progress.print_notes(err)
+            sys.exit(PROBLEM)
+
     try:
-        run(argv)
-    except progress.Interrupted as err:
-        progress.exit_interrupted(err)
-    except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
-        logging.getLogger(job).debug("run failed", exc_info=True)
+        guard(job, attempt, argv)
+    except BrokenPipeError as err:   # not stdout's: a failure like any other
         print(f"{job} failed: {root_cause(err)}", file=sys.stderr)
-        progress.print_notes(err)
-        sys.exit(1)
+        sys.exit(PROBLEM)

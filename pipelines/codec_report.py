@@ -7,7 +7,6 @@ or a store folder (``ROOT/DATASET`` with a manifest, text or array).  With
 ratio within ``--max_error`` and ``--min_encode_mbps``.
 """
 import argparse
-import sys
 
 import numpy as np
 import orjson
@@ -15,10 +14,9 @@ import orjson
 from pipelines import cli
 from transforms.reduction.codec_choice import (
     ChooseCodec, choice_record, compare_arrays, compare_text, format_table, sample_text)
-from transforms.core.codecs import TEXT_CANDIDATES, CodecError, applicable_array_codecs
+from transforms.core.codecs import TEXT_CANDIDATES, applicable_array_codecs
 from transforms.processing.npy import (
-    NpyError, check_compatible, default_block_rows, inspect_npy, match_inputs, plan_blocks,
-    read_block)
+    check_compatible, default_block_rows, inspect_npy, match_inputs, plan_blocks, read_block)
 from transforms.storage.store import StoreError, load_manifest, read_shard_verified
 
 
@@ -128,11 +126,7 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None):
-    try:
-        run(argv)
-    except (ValueError, NpyError, CodecError, StoreError, FileNotFoundError) as err:
-        print(f"codec_report failed: {err}", file=sys.stderr)
-        sys.exit(1)
+    cli.run_job("codec_report", run, argv)
 
 
 if __name__ == "__main__":

@@ -79,8 +79,6 @@ def prepare(args):
     dtype, trailing = check_compatible(sources)
     block_rows = args.block_rows or default_block_rows(trailing, dtype)
     blocks = plan_blocks(sources, block_rows)
-    if args.map:
-        load_function(args.map)   # fail now, not on a worker
     row_bytes = int(np.prod(trailing, dtype=np.int64)) * dtype.itemsize
     codec, report_choice, manifest_choice = choose_codec(args, sources, blocks, row_bytes)
     return sources, blocks, block_rows, codec, report_choice, manifest_choice
@@ -110,6 +108,8 @@ def run(argv=None) -> dict:
             array_codec(args.codec)
         elif args.max_error:
             ChooseCodec(args.max_error)
+        if args.map:
+            load_function(args.map)   # a flag naming nothing importable: a usage error
     except (ValueError, CodecError) as err:
         parser.error(str(err))
     clock = RunClock()

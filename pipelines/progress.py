@@ -68,6 +68,8 @@ class Snapshot:
     documents: int
     bytes: int
     stage: str | None
+    missing: int = 0     # verify-store: replicas not there (their bytes are not "read")
+    unread: int = 0      # ... there, but not read (a symlink, not a file, a failed read)
 
 
 class Tally:
@@ -277,7 +279,19 @@ def plain_line(job: str, snap: Snapshot, elapsed: float, total_bytes: int | None
     parts.append(f"rate={_human(rate)}/s")
     if eta is not None:
         parts.append(f"eta={_clock(eta)}")
+    parts += [f"{name}={count:,}" for name, count in
+              (("missing", snap.missing), ("unread", snap.unread)) if count]
     return " ".join(parts)
+
+
+def summary_line(job: str, snap: Snapshot, elapsed: float, status: str, unit: str) -> str:
+    """The display's last line, e.g. ``verify_store done in 0.4s: 8 replicas,
+    7.1 KiB read, 1 missing``: bytes are those actually read; what was not read
+    is counted apart (missing, unread)."""
+    line = (f"{job} {status} in {elapsed:.1f}s: {snap.documents:,} {unit}, "
+            f"{_human(snap.bytes)} read")
+    return line + "".join(f", {count:,} {name}" for name, count in
+                          (("missing", snap.missing), ("unread", snap.unread)) if count)
 
 
 class PlainDisplay:
@@ -297,8 +311,7 @@ class PlainDisplay:
             self.stream.flush()
 
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
-        self.stream.write(f"{self.job} {status} in {elapsed:.1f}s: {snap.documents:,} "
-                          f"{self.unit}, {_human(snap.bytes)} read\n")
+        self.stream.write(summary_line(self.job, snap, elapsed, status, self.unit) + "\n")
         self.stream.flush()
 
 
@@ -331,9 +344,22 @@ class RichDisplay:
                                            eta="")
         self.progress.start()
 
+    @property
+    def total(self):
+        return self._total
+
+    @total.setter
+    def total(self, value):
+        self._total = value
+        if hasattr(self, "task"):
+            self.progress.update(self.task, total=value or None)
+
     def update(self, snap: Snapshot, elapsed: float) -> None:
         rate, eta = rate_and_eta(snap, elapsed, self.total, self.read_clock(snap, elapsed))
-        self.progress.update(self.task, completed=snap.bytes, documents=f"{snap.documents:,}",
+        apart = "".join(f" ({count:,} {name})" for name, count in
+                        (("missing", snap.missing), ("unread", snap.unread)) if count)
+        self.progress.update(self.task, completed=snap.bytes,
+                             documents=f"{snap.documents:,}{apart}",
                              stage=snap.stage or "starting", rate=f"{_human(rate)}/s",
                              elapsed=_clock(elapsed),
                              eta="" if eta is None else f"eta {_clock(eta)}")
@@ -341,8 +367,7 @@ class RichDisplay:
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
         self.update(snap, elapsed)
         self.progress.stop()
-        self.console.print(f"{self.job} {status} in {elapsed:.1f}s: {snap.documents:,} "
-                           f"{self.unit}, {_human(snap.bytes)} read")
+        self.console.print(summary_line(self.job, snap, elapsed, status, self.unit))
 
 
 def make_display(job, stream, total_bytes, unit="documents"):
@@ -366,7 +391,7 @@ class Track:
                  stream=None):
         self.job, self.total, self.unit, self.stage = job, total_bytes, unit, stage
         self.stream = stream or sys.stderr
-        self.items = self.bytes = 0
+        self.items = self.bytes = self.missing = self.unread = 0
         self._drawn = None
 
     def __enter__(self):
@@ -375,11 +400,23 @@ class Track:
         return self
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(self.items, self.bytes, self.stage)
+        return Snapshot(self.items, self.bytes, self.stage, self.missing, self.unread)
 
-    def advance(self, nbytes: int) -> None:
+    def advance(self, nbytes: int, status: str = "ok", expected: int | None = None) -> None:
+        """One item checked, ``nbytes`` of it actually read; ``status`` ``missing``
+        counts it as missing, ``symlink``/``not_a_file``/``unreadable`` as unread
+        (``transforms.storage.store.inspect_replica``).  ``expected``: the bytes
+        the total counted for it; what was not read of them leaves the total
+        (the bytes still to read), so the share and the ETA stay true."""
         self.items += 1
         self.bytes += nbytes
+        if status == "missing":
+            self.missing += 1
+        elif status in ("symlink", "not_a_file", "unreadable"):
+            self.unread += 1
+        if expected is not None and self.total is not None and expected != nbytes:
+            self.total = max(self.bytes, self.total - (expected - nbytes))
+            self.display.total = self.total
         now = time.monotonic()
         if self._drawn is None or now - self._drawn >= TTY_INTERVAL:
             self._drawn = now

@@ -1,6 +1,4 @@
 """Re-render a store's run_report.html from its run_report.json (both in STORE/_audit/)."""
-import sys
-
 import orjson
 
 from pipelines import cli
@@ -20,18 +18,21 @@ def build_parser() -> cli.ArgumentParser:
 def run(argv=None) -> str:
     """Render STORE/_audit/run_report.json; returns the path written.
 
-    Raises FileNotFoundError when the store has no run report, ValueError when
-    it is not JSON or the page cannot be written.
+    Raises cli.BadPath (exit 2) when the store has no run report or the
+    ``--output`` folder does not exist, ValueError (exit 1) when the report is
+    not JSON or not a run report, or the page cannot be written.
     """
+    import os
+
     from transforms.storage.files import join, read_bytes
-    from transforms.storage.store import AUDIT_DIR, write_atomically
+    from transforms.storage.store import AUDIT_DIR, is_local, parent, write_atomically
     args = build_parser().parse_args(argv)
     audit = join(args.store, AUDIT_DIR)
     source = join(audit, REPORT_JSON)
     try:
         data = read_bytes(source)
     except Exception as err:  # noqa: BLE001 - every FileSystems backend has its own error
-        raise FileNotFoundError(f"no run report at {source} ({type(err).__name__})") from None
+        raise cli.BadPath(f"no run report at {source} ({type(err).__name__})") from None
     try:
         report = exact_json.loads(data)
     except orjson.JSONDecodeError as err:
@@ -39,20 +40,18 @@ def run(argv=None) -> str:
     if not isinstance(report, dict) or "counters" not in report:
         raise ValueError(f"{source} is not a run report (no 'counters')")
     target = args.output or join(audit, REPORT_HTML)
+    if args.output and is_local(target) and not os.path.isdir(parent(target) or "."):
+        raise cli.BadPath(f"cannot write {target}: {parent(target)} is not a folder")
     try:
         write_atomically(target, render_html(report).encode())
-    except OSError as err:   # a folder that is missing, read-only, full...
+    except OSError as err:   # read-only, full...
         raise ValueError(f"cannot write {target}: {err.strerror or err}") from None
     print(target)
     return target
 
 
 def main(argv=None):
-    try:
-        run(argv)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"{cli.prog_of('report')}: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    cli.run_job("report", run, argv)
 
 
 if __name__ == "__main__":

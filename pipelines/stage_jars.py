@@ -34,7 +34,6 @@ same Spark jars as the cluster, so driver and executors always agree.
     python scripts/stage_jars.py            # everything (idempotent: skips what is staged)
     python scripts/stage_jars.py --only flink
 """
-import argparse
 import os
 import shutil
 import subprocess
@@ -296,14 +295,24 @@ def stage_job_server(runner, beam_version, java_beam_version, force):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from pipelines import cli
+    cli.run_job("stage_jars", run, argv)
+
+
+def build_parser():
+    from pipelines import cli
+    parser = cli.ArgumentParser("stage_jars", __doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=sorted(RUNNERS), action="append",
                         help="stage only this runner (repeatable); default: all")
     parser.add_argument("--java-beam-version", default=JAVA_BEAM_FALLBACK,
                         help="Beam Java release to assemble a job server from when the "
                         f"official jar is not served (default: {JAVA_BEAM_FALLBACK})")
     parser.add_argument("--force", action="store_true", help="restage even if present")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(argv=None):
+    args = build_parser().parse_args(argv)
     which = args.only or sorted(RUNNERS)
     if shutil.which("mvn") is None or shutil.which("java") is None:
         raise SystemExit("stage_jars: needs java (17) and mvn on PATH")

@@ -82,6 +82,8 @@ def test_strays_are_classified_and_only_ours_are_collectable(tmp_path):
     (folder / "notes.txt").write_bytes(b"mine")
     os.symlink("/etc/hostname", folder / "link")
     os.mkfifo(folder / "pipe")
+    os.symlink("/etc/hostname", folder / "shard-00003-of-00004-0123456789abcdef.jsonl.zst")
+    os.mkfifo(folder / "shard-00002-of-00004-0123456789abcdef.jsonl.zst")
     (folder / "emptied").mkdir()
     (folder / "_audit").mkdir()
     (folder / "_audit" / "dead_letters-0.jsonl.zst").write_bytes(b"audit")
@@ -92,7 +94,10 @@ def test_strays_are_classified_and_only_ours_are_collectable(tmp_path):
         ("shard-00001-of-00002-0123456789abcdef.jsonl.zst", "stale", True),
         (".tmp-shard-00000-of-00002.jsonl.abc.tmp", "temp", True),
         (".runs-42", "temp", True), ("notes.txt", "unknown", False),
-        ("link", "symlink", True), ("pipe", "special", True),
+        # a link or FIFO is ours to delete only under a shard's name
+        ("link", "symlink", False), ("pipe", "special", False),
+        ("shard-00003-of-00004-0123456789abcdef.jsonl.zst", "symlink", True),
+        ("shard-00002-of-00004-0123456789abcdef.jsonl.zst", "special", True),
         ("emptied", "empty_directory", True)}
 
 

@@ -198,11 +198,17 @@ def test_wrong_kinds_of_input_fail_before_the_job(tmp_path, capsys, name, data, 
 
 
 def test_a_directory_without_data_files_fails_before_the_job(tmp_path, capsys):
+    """A path on the command line that names no input file is a usage error: exit 2."""
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "README").write_text("x")
-    said = failure(capsys, ["--input", str(tmp_path / "d"), "--output_roots",
-                            str(tmp_path / "o")])
-    assert f"{tmp_path / 'd'}: is a directory with no file ending in .jsonl/" in said
+    with pytest.raises(SystemExit) as exit_info:
+        prepare_corpus.main(["--input", str(tmp_path / "d"), "--output_roots",
+                             str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m pipelines.prepare_corpus: error: {tmp_path / 'd'}: is a "
+                          "directory with no file ending in .jsonl/") and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
 
 
 def test_range_by_a_text_field_is_refused_naming_values(tmp_path, run_config, capsys,

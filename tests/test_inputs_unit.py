@@ -20,7 +20,7 @@ from transforms.reduction.dedup import winners
 from transforms.processing.refs import DocRef, shard_doc_order
 from transforms.processing.components import large_star, orient, small_star
 from transforms.core.ids import id_order_key, smallest_id
-from transforms.processing.io import (BadRecord, InputError, LongLine, ZstdFrameCheck, expand_patterns,
+from transforms.processing.io import (BadRecord, InputError, LongLine, NoInputFiles, ZstdFrameCheck, expand_patterns,
                            iter_lines, open_text_stream, parse_line, parsed_lines, probe_inputs)
 from transforms.processing.npy import NpyError, inspect_npy, match_inputs
 from transforms.storage.store import pack_text_shard
@@ -192,7 +192,7 @@ def test_a_directory_means_its_recognised_files_recursively(tmp_path):
     assert expand_patterns(str(data) + "/") == sorted(str(data) + "/" + n for n in files)
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "README").write_bytes(b"")
-    with pytest.raises(InputError, match=r"empty: is a directory with no file ending in "
+    with pytest.raises(NoInputFiles, match=r"empty: is a directory with no file ending in "
                                          r"\.jsonl/\.jsonl\.gz/"):
         expand_patterns(str(tmp_path / "empty"))
 
@@ -204,7 +204,7 @@ def test_npy_inputs_use_the_same_path_rules(tmp_path):
     (tmp_path / "d" / "README").write_bytes(b"")
     assert match_inputs(str(tmp_path / "arr [1].npy")) == [str(tmp_path / "arr [1].npy")]
     assert match_inputs(str(tmp_path / "d")) == [str(tmp_path / "d" / "x.npy")]
-    with pytest.raises(NpyError, match="matches no file"):
+    with pytest.raises(NoInputFiles, match="matches no file"):
         match_inputs(str(tmp_path / "nothing*.npy"))
 
 

@@ -108,12 +108,13 @@ def test_an_unknown_job_is_one_line(capsys):
         dataprep.main(["prepare"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == (
-        "dataprep: error: unknown job 'prepare'; jobs: codec-report, compress-arrays, "
+        "dataprep: error: unknown job 'prepare' (did you mean prepare-corpus?); jobs: "
+        "codec-report, compress-arrays, "
         "prepare-corpus, report, stage-jars, verify-store\n")
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--repl", "3"], "unrecognized arguments: --repl"),  # no abbreviations
+    (["--repl", "3"], "unrecognized argument --repl (did you mean --replication?)"),
     (["--replication", "3"], "--replication 3 is more than the 2 root(s) in --output_roots"),
     (["--num_shards", "0"], "argument --num_shards: must be >= 1, got 0"),
 ])
@@ -130,8 +131,9 @@ def test_verify_store_takes_no_abbreviations(capsys):
     with pytest.raises(SystemExit) as exit_info:
         verify_store.main(["--sto", "x"])
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 2 and err[0].endswith("error: the following arguments are required: --store")
+    assert capsys.readouterr().err.splitlines() == [
+        "python -m pipelines.verify_store: error: unrecognized argument --sto (did you mean "
+        "--store?)", "(see python -m pipelines.verify_store --help)"]
 
 
 def test_beam_options_are_listed_with_help(capsys):
@@ -154,7 +156,8 @@ def test_the_command_runs_as_an_installed_script():
     proc = subprocess.run([sys.executable, "-m", "pipelines", "prepare-corpus", "--repl", "3"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
-    assert proc.stderr == ("dataprep prepare-corpus: error: unrecognized arguments: --repl\n"
+    assert proc.stderr == ("dataprep prepare-corpus: error: unrecognized argument --repl "
+                           "(did you mean --replication?)\n"
                            "(see dataprep prepare-corpus --help)\n")
 
 

@@ -156,16 +156,22 @@ def test_dataprep_report_rerenders_a_store(tmp_path, capsys):
 
 
 def test_dataprep_report_errors_in_one_line(tmp_path, capsys):
+    """No run report there: a bad path on the command line (2); a report that is not
+    JSON: the run found a problem (1); an --output folder that is not there (2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        report_job.main([str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (f"python -m pipelines.report: error: no run report at "
+                   f"{tmp_path}/_audit/{rep.REPORT_JSON} (FileNotFoundError)\n")
+    (tmp_path / "_audit").mkdir()
+    (tmp_path / "_audit" / rep.REPORT_JSON).write_bytes(b"[1, 2")
     with pytest.raises(SystemExit) as exit_info:
         report_job.main([str(tmp_path)])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no run report at" in err
-    (tmp_path / "_audit").mkdir()
-    (tmp_path / "_audit" / rep.REPORT_JSON).write_bytes(b"[1, 2")
-    with pytest.raises(SystemExit):
-        report_job.main([str(tmp_path)])
-    assert "is not JSON" in capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        f"report failed: {tmp_path}/_audit/{rep.REPORT_JSON} is not JSON: ")
     assert os.listdir(tmp_path / "_audit") == [rep.REPORT_JSON]
     # a page that cannot be written (here: below a file, not a folder): one line
     (tmp_path / "_audit" / rep.REPORT_JSON).write_bytes(b'{"counters": {}}')
@@ -173,9 +179,9 @@ def test_dataprep_report_errors_in_one_line(tmp_path, capsys):
     target = tmp_path / "a file" / "r.html"
     with pytest.raises(SystemExit) as exit_info:
         report_job.main([str(tmp_path), "--output", str(target)])
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"error: cannot write {target}: " in err
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"python -m pipelines.report: error: cannot write "
+                                       f"{target}: {tmp_path / 'a file'} is not a folder\n")
 
 
 def test_removal_reasons_name_filter_drops_as_in_the_removed_records():

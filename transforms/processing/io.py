@@ -71,6 +71,12 @@ class InputError(ValueError):
         return InputError, (self.path, self.detail, self.line, self.offset)
 
 
+class NoInputFiles(FileNotFoundError):
+    """An input item (path, directory or glob) names no input file: a path given
+    on the command line that names nothing (the jobs exit 2), not a fault inside
+    a file (``InputError``)."""
+
+
 class BadRecord(ValueError):
     """A line that cannot become a document; ``reason`` is a short stable code."""
 
@@ -109,8 +115,8 @@ def _expand_one(pattern: str, recognised, extensions: str) -> list[str]:
     if local and os.path.isdir(plain):
         found = _walk_local(plain, recognised)
         if not found:
-            raise InputError(pattern, f"is a directory with no file ending in {extensions} "
-                             "(searched recursively; hidden files skipped)")
+            raise NoInputFiles(f"{pattern}: is a directory with no file ending in "
+                               f"{extensions} (searched recursively; hidden files skipped)")
         return found
     if not local:
         if FileSystems.exists(pattern) and not pattern.endswith("/"):
@@ -119,7 +125,8 @@ def _expand_one(pattern: str, recognised, extensions: str) -> list[str]:
             found = [m.path for r in FileSystems.match([pattern + "**"])
                      for m in r.metadata_list if recognised(m.path)]
             if not found:
-                raise InputError(pattern, f"is a directory with no file ending in {extensions}")
+                raise NoInputFiles(f"{pattern}: is a directory with no file ending in "
+                                   f"{extensions}")
             return found
         return [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
     # Local pattern, relative ones included: Python's glob (``**`` spans folders).
@@ -138,21 +145,21 @@ def expand_patterns(patterns: str | list[str], recognised=is_text_input,
     glob (local: Python's ``glob`` with ``**``, relative patterns from the
     working directory; remote: Beam's FileSystems); a leading ``~`` is the
     home folder.  Local paths come back absolute.  An item that matches
-    nothing raises ``FileNotFoundError`` naming it (an empty input is almost
-    always a typo, and silently writing an empty dataset hides it); a
-    directory without a recognised file, ``InputError``.
+    nothing, or a directory without a recognised file, raises ``NoInputFiles``
+    (a FileNotFoundError) naming it (an empty input is almost always a typo,
+    and silently writing an empty dataset hides it).
     """
     if isinstance(patterns, str):
         patterns = [p.strip() for p in patterns.split(",") if p.strip()]
     if not patterns:
-        raise ValueError("no input pattern given")
+        raise NoInputFiles("no input pattern given")
     paths = set()
     for pattern in patterns:
         # "~/a.jsonl,~/b.jsonl": the shell expands only the first
         found = _expand_one(os.path.expanduser(pattern) if pattern.startswith("~")
                             else pattern, recognised, extensions)
         if not found:
-            raise FileNotFoundError(f"input pattern matches no file: {pattern}")
+            raise NoInputFiles(f"input pattern matches no file: {pattern}")
         # absolute, so workers started in another folder (a cluster's worker pool) and
         # the manifest's lineage name the same files
         paths.update(os.path.abspath(p) if "://" not in p else p for p in found)

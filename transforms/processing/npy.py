@@ -20,7 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.core.codecs import CodecError, check_plain_dtype
-from transforms.processing.io import InputError, expand_patterns, input_files
+from transforms.processing.io import InputError, NoInputFiles, expand_patterns, input_files
 from transforms.processing import live
 
 NAMESPACE = "dataprep.arrays"
@@ -32,14 +32,13 @@ class NpyError(ValueError):
 
 def match_inputs(pattern: str) -> list[str]:
     """Paths of a path, directory (its ``.npy`` files, recursively), glob, or a
-    comma-separated list of them; sorted, no repeats (``transforms.processing.io.expand_patterns``)."""
+    comma-separated list of them; sorted, no repeats (``transforms.processing.io.expand_patterns``).
+    Raises ``NoInputFiles`` when an item names no ``.npy`` file."""
     if not any(p.strip() for p in pattern.split(",")):
-        raise NpyError("--input names no file")
+        raise NoInputFiles("--input names no file")
     try:
         return expand_patterns(pattern, recognised=lambda p: p.lower().endswith(".npy"),
                                extensions=".npy")
-    except FileNotFoundError as err:
-        raise NpyError(f"--input {str(err).split(': ', 1)[-1]!r} matches no file") from None
     except InputError as err:
         raise NpyError(str(err)) from None
 

@@ -70,6 +70,12 @@ class StoreError(RuntimeError):
     """A store cannot be read or verified (missing manifest, no good replica...)."""
 
 
+class NoStore(StoreError):
+    """No root holds a manifest file for this dataset at all: the path names no
+    store (a typo, an unmounted disk), unlike a store whose manifests are all
+    damaged (a plain StoreError)."""
+
+
 class ConcurrentWriteError(StoreError):
     """Another writer committed (or holds the lock) while this run was writing."""
 
@@ -587,8 +593,16 @@ def find_strays(root: str, directory: str, manifest: dict | None, index: int | N
 
     stale: a shard file of another generation (or on a root not holding it);
     temp: ``.tmp-*`` files and ``.runs-*`` spill folders of killed runs;
-    symlink / special / directory: not a regular file where a file would be;
-    unknown: anything else (reported, never deleted).
+    symlink / special: a symlink or special file (FIFO, socket, device);
+    directory: a folder holding files, below a partition folder;
+    empty_directory: an empty folder (a partition a rewrite emptied);
+    unknown: any other file.
+
+    ``collectable`` (a writer's collection and repair may delete it) only for
+    what is ours by its name: stale shards, temporary files and spill
+    folders, a symlink or special file under a shard's name, and empty
+    folders.  A file, link or folder under any other name is not ours: it is
+    reported, never deleted.
     """
     refs = referenced(manifest, index) if manifest is not None and index is not None else None
     strays = []
@@ -610,7 +624,7 @@ def find_strays(root: str, directory: str, manifest: dict | None, index: int | N
         elif kind == "empty_directory":
             strays.append(Stray(root, path, name, "empty_directory", True))
         elif kind in ("symlink", "special"):
-            strays.append(Stray(root, path, name, kind, True))
+            strays.append(Stray(root, path, name, kind, is_shard_file(base)))
         elif kind == "directory":
             strays.append(Stray(root, path, name, "directory", False))
         elif is_shard_file(base) and kind == "file" and refs is not None:
@@ -732,16 +746,10 @@ class DatasetLock:
         write_atomically(path, info)
 
     def _message(self, path):
-        try:
-            holder = json.loads(read_bytes(path))
-        except Exception:  # noqa: BLE001
-            holder = {}
-        alive = ""
-        if holder.get("host") == platform.node() and isinstance(holder.get("pid"), int):
-            alive = (" (that process is still running)" if _pid_alive(holder["pid"])
-                     else " (that process is gone: the lock is stale)")
-        return (f"{path} is held by {holder.get('job', '?')} pid {holder.get('pid', '?')} on "
-                f"{holder.get('host', '?')} since {holder.get('since', '?')}{alive}; one writer "
+        holder = read_lock(path) or LockHolder(path)
+        alive = {True: " (that process is still running)",
+                 False: " (that process is gone: the lock is stale)", None: ""}[holder.alive]
+        return (f"{path} is held by {holder.describe()}{alive}; one writer "
                 "per dataset. If no other run is writing it, rerun with --break_lock")
 
     def release(self):
@@ -752,6 +760,41 @@ class DatasetLock:
             except Exception:  # noqa: BLE001 - already gone or broken by another run
                 pass
         self.held = []
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a dataset's ``.lock`` (from its JSON; ``?`` where unreadable) and
+    whether that process still runs: True/False when it ran on this host, None
+    when it ran elsewhere (cannot be told from here)."""
+    path: str
+    job: str = "?"
+    pid: object = "?"
+    host: str = "?"
+    since: str = "?"
+    alive: bool | None = None
+
+    def describe(self) -> str:
+        return f"{self.job} pid {self.pid} on {self.host} since {self.since}"
+
+
+def read_lock(path: str) -> LockHolder | None:
+    """The holder of the lock file at ``path`` (``<dataset>/.lock``), None when there
+    is no lock.  A lock whose content cannot be read counts as held by an
+    unknown process (alive None)."""
+    if file_kind(path) == "missing":
+        return None
+    try:
+        holder = json.loads(read_bytes(path))
+        if not isinstance(holder, dict):
+            raise ValueError("not an object")
+    except Exception:  # noqa: BLE001 - unreadable or half-written: held by someone
+        return LockHolder(path)
+    alive = None
+    if holder.get("host") == platform.node() and isinstance(holder.get("pid"), int):
+        alive = _pid_alive(holder["pid"])
+    return LockHolder(path, str(holder.get("job", "?")), holder.get("pid", "?"),
+                      str(holder.get("host", "?")), str(holder.get("since", "?")), alive)
 
 
 def _pid_alive(pid: int) -> bool:

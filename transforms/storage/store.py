@@ -45,11 +45,11 @@ from apache_beam.metrics import Metrics
 from transforms.core import exact_json
 from transforms.core.codecs import CodecError, bytes_codec, decode_array
 from transforms.storage.commit import (  # noqa: F401 - re-exported: the store's file layer
-    AUDIT_DIR, FORMAT, FORMAT_VERSION, MANIFEST, ConcurrentWriteError, DatasetLock,
-    DatasetLocked, StoreError, basename, check_dataset_name, collect_garbage,
+    AUDIT_DIR, FORMAT, FORMAT_VERSION, LOCK, MANIFEST, ConcurrentWriteError, DatasetLock,
+    DatasetLocked, NoStore, StoreError, basename, check_dataset_name, collect_garbage,
     commit_generation, committed_digest, delete_quietly, discard_uncommitted, file_kind,
     find_strays, for_root, is_local, is_safe_relative, manifest_bytes, newest, parent,
-    read_manifest_copy, replace_with_file, write_atomically)
+    read_lock, read_manifest_copy, replace_with_file, write_atomically)
 from transforms.core.hashing import checksum
 from transforms.core.worker_gc import tune_gc
 from transforms.core.ids import id_order_key
@@ -296,13 +296,14 @@ def choose_generation(store_path: str, root_map=None, deep: bool = False):
     """-> ``(manifest, copies, paths)``: the newest valid generation whose shards are
     all available (``deep``: verified by checksum), with ``root_index`` set to
     the opened root's index; when none has them all, the newest valid one
-    (verify then names what is missing).  Raises StoreError when no root holds
-    a valid manifest."""
+    (verify then names what is missing).  Raises NoStore when no root holds a
+    manifest file at all, StoreError when none holds a valid one."""
     copies, paths, index, _ = survey_store(store_path, root_map)
     candidates = newest(copies)
     if not candidates:
         detail = "; ".join(f"{c.path}: {c.detail}" for c in copies)
-        raise StoreError(f"no readable manifest for {store_path}: {detail}")
+        error = NoStore if all(c.status == "missing" for c in copies) else StoreError
+        raise error(f"no readable manifest for {store_path}: {detail}")
     for manifest in candidates:
         chosen = {**manifest, "root_index": index}
         if len(candidates) == 1:   # the answer either way: nothing to choose between
@@ -388,22 +389,30 @@ def check_replica(path: str, shard: dict) -> tuple[str, bytes | None]:
     """``(status, stored bytes)``; status is ok, missing, symlink, not_a_file,
     unreadable, size_mismatch or corrupt.  A symlink is never followed (it could
     lead outside the root), even when its target holds the right bytes."""
+    status, data, _ = inspect_replica(path, shard)
+    return status, data
+
+
+def inspect_replica(path: str, shard: dict) -> tuple[str, bytes | None, int]:
+    """``check_replica`` plus the number of bytes actually read from storage: the
+    file's length when it was read (also a wrong-sized or corrupt one), 0 when
+    nothing was (missing, a symlink, not a regular file, a read that failed)."""
     kind = file_kind(path)
     if kind == "missing":
-        return "missing", None
+        return "missing", None, 0
     if kind == "symlink":
-        return "symlink", None
+        return "symlink", None, 0
     if kind != "file":
-        return "not_a_file", None
+        return "not_a_file", None, 0
     try:
         data = read_bytes(path)
     except Exception:  # noqa: BLE001 - EIO and friends
-        return "unreadable", None
+        return "unreadable", None, 0
     if len(data) != shard["stored_bytes"]:
-        return "size_mismatch", None
+        return "size_mismatch", None, len(data)
     if checksum(data) != shard["checksum"]:
-        return "corrupt", None
-    return "ok", data
+        return "corrupt", None, len(data)
+    return "ok", data, len(data)
 
 
 def read_shard_verified(manifest: dict, store_path: str, shard: dict, on_failure=None,
@@ -770,32 +779,88 @@ def _manifest_rows(copies, chosen) -> list[dict]:
     return rows
 
 
+# What a verify row's status means for the committed generation (``severity``).
+PROBLEM, WARNING, INFO, OK = "problem", "warning", "info", "ok"
+STRAY_PREFIX = "stray:"
+IN_PROGRESS = "in_progress"   # a working file of the run holding the dataset's lock
+LOCKED = "locked"             # the lock of a run in progress
+STALE_LOCK = STRAY_PREFIX + "stale_lock"   # the lock of a run whose process is gone
+# A working file of a running writer: its spill folders and temporary files, the
+# shards it has written but not committed yet, the old generation's files it is
+# about to collect, partition folders it emptied.
+_WORKING_KINDS = ("temp", "stale", "empty_directory")
+
+
+def severity(row: dict) -> str:
+    """ok; problem: the committed generation is damaged (a manifest copy or a
+    replica is not ok); warning: a stray file or a stale lock, beside intact
+    data (not corruption: ``verify-store`` exits 0 unless ``--strict``);
+    info: a run in progress (its lock and working files)."""
+    status = row["status"]
+    if status == "ok":
+        return OK
+    if status in (IN_PROGRESS, LOCKED):
+        return INFO
+    if status.startswith(STRAY_PREFIX):
+        return WARNING
+    return PROBLEM
+
+
 def verify_store(store_path: str, root_map=None, progress=None) -> list[dict]:
-    """One row per manifest copy, per (shard, replica root), and per stray file.
+    """One row per manifest copy, per (shard, replica root), per stray file, and per
+    dataset lock.
 
     The generation checked is the newest valid one whose shards are all
     available (``choose_generation``).  Manifest rows: ok, missing, invalid
     (truncated, not JSON, digest mismatch...), older_generation,
     newer_unavailable, conflicting.  Replica rows: see ``check_replica``.
     Stray rows (``status`` ``stray:<kind>``, ``find_strays``): stale, temp,
-    symlink, special, directory, empty_directory, unknown.  Every row has
-    shard, root, status, path.  ``progress``: called as ``progress(stored_bytes)``
-    after each replica is checked (``stored_bytes``: the manifest's size of its
-    shard), e.g. to drive a display (``replica_bytes`` is the total), or None.
+    symlink, special, directory, empty_directory, unknown; ``collectable``
+    says whether repair deletes it.  While a run holds the dataset's lock
+    (its process alive, or on another host), the lock is a ``locked`` row and
+    that run's working files (stale, temp, empty_directory strays) are
+    ``in_progress`` rows, not strays; a lock whose process is gone is a
+    ``stray:stale_lock`` row.  Every row has shard, root, status, path and
+    detail; ``severity`` says what a status means.  ``progress``: called as
+    ``progress(bytes_read, status, stored_bytes)`` after each replica is checked
+    (``bytes_read``: what was actually read from storage, 0 for a missing
+    replica, ``inspect_replica``; ``stored_bytes``: its size in the manifest),
+    e.g. to drive a display (``replica_bytes`` is the total), or None.
     """
     manifest, copies, paths = choose_generation(store_path, root_map, deep=True)
     rows = _manifest_rows(copies, manifest)
     for shard in manifest["shards"]:
         for root, path in replica_paths(manifest, store_path, shard, root_map):
-            status, _ = check_replica(path, shard)
-            rows.append({"shard": shard["name"], "root": root, "status": status, "path": path})
+            status, _, nbytes = inspect_replica(path, shard)
+            rows.append({"shard": shard["name"], "root": root, "status": status, "path": path,
+                         "detail": None})
             if progress is not None:
-                progress(shard["stored_bytes"])
+                progress(nbytes, status, shard["stored_bytes"])
     dataset = basename(normalise_root(store_path))
     for index, root in enumerate(root_paths(manifest, store_path, root_map)):
-        for stray in find_strays(root, join(root, dataset), manifest, index):
-            rows.append({"shard": stray.name, "root": root, "status": f"stray:{stray.kind}",
-                         "path": stray.path})
+        directory = join(root, dataset)
+        holder = read_lock(join(directory, LOCK))
+        running = holder is not None and holder.alive is not False
+        if holder is not None:
+            rows.append({
+                "shard": LOCK, "root": root, "status": LOCKED if running else STALE_LOCK,
+                "path": holder.path, "collectable": not running,
+                "detail": (holder.describe()
+                           + (" (its host is not this one: cannot tell whether it still "
+                              "runs)" if holder.alive is None else "")) if running else
+                          (f"left by {holder.describe()}, a process that is gone; "
+                           "--repair --break_lock removes it")})
+        for stray in find_strays(root, directory, manifest, index):
+            row = {"shard": stray.name, "root": root, "path": stray.path,
+                   "collectable": stray.collectable}
+            if running and stray.collectable and stray.kind in _WORKING_KINDS:
+                rows.append({**row, "status": IN_PROGRESS,
+                             "detail": f"run in progress ({stray.name})"})
+            else:
+                rows.append({**row, "status": f"{STRAY_PREFIX}{stray.kind}",
+                             "detail": "not in the manifest; --repair deletes it"
+                             if stray.collectable else
+                             "not in the manifest; not ours: --repair leaves it"})
     return rows
 
 
@@ -839,9 +904,9 @@ def repair_store(store_path: str, root_map=None, break_lock: bool = False,
             bad = []
             for index in shard["replicas"]:
                 path = join(paths[index], dataset, shard["name"])
-                status, data = check_replica(path, shard)
+                status, data, nbytes = inspect_replica(path, shard)
                 if progress is not None:
-                    progress(shard["stored_bytes"])
+                    progress(nbytes, status, shard["stored_bytes"])
                 if status == "ok":
                     good = good or (paths[index], data)
                 elif index in reachable:
