@@ -126,7 +126,9 @@ def input_lineage(entries) -> list[dict]:
 
     ``entries``: paths, or dicts with ``path`` and optional ``bytes`` and
     ``digest`` (what the reading layer knows).  Missing sizes are filled from
-    the filesystem (any Beam FileSystems scheme); a missing digest stays None.
+    the filesystem (any Beam FileSystems scheme), each path taken literally
+    (``files.file_size``: ``data[1].jsonl`` is that file, not a pattern); a
+    missing digest stays None, as does the size of a file that is not there.
     """
     rows = {}
     for entry in entries:
@@ -136,10 +138,9 @@ def input_lineage(entries) -> list[dict]:
         rows[row["path"]] = row
     unknown = [p for p, r in rows.items() if r["bytes"] is None]
     if unknown:
-        from apache_beam.io.filesystems import FileSystems
-        for path, found in zip(unknown, FileSystems.match(unknown)):
-            sizes = [m.size_in_bytes for m in found.metadata_list]
-            rows[path]["bytes"] = sizes[0] if len(sizes) == 1 else None
+        from transforms.storage.files import file_size
+        for path in unknown:
+            rows[path]["bytes"] = file_size(path)
     return [rows[p] for p in sorted(rows)]
 
 
