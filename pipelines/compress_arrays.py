@@ -142,7 +142,7 @@ def run(argv=None) -> dict:
     if report_choice:
         extra["codec_choice"] = report_choice
     report = build_report("compress_arrays", clock, values, vars(args), str(runner), extra,
-                          options=options, result=result, inputs=inputs)
+                          options=options, result=result, inputs=inputs, pipeline=pipeline)
     write_report(report, directories)
     print(summary_table(values))
     raw, stored = values.get("arrays/raw_bytes", 0), values.get("arrays/stored_bytes", 0)

@@ -390,7 +390,7 @@ def run(argv=None) -> dict:
         extra["codec_choice"] = report_choice
     report = build_report("prepare_corpus", clock, values,
                           resolved_flags(args, codec, near_config), str(runner), extra,
-                          options=options, result=result, inputs=inputs)
+                          options=options, result=result, inputs=inputs, pipeline=pipeline)
     write_report(report, directories)
     print(summary_table(values))
     print()

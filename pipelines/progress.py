@@ -53,11 +53,11 @@ from dataclasses import dataclass
 
 from transforms.processing import live
 from transforms.processing.runner_guards import guard_pipeline
+from transforms.storage.report import stage_of
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DOCS, BYTES = "read/records", "read/bytes"
 PREFIX = "dataprep."
-APPLIED = "ref_AppliedPTransform_"
 TTY_INTERVAL = 0.25  # seconds between redraws on a terminal
 PLAIN_INTERVAL = float(os.environ.get("DATAPREP_PROGRESS_INTERVAL", "10"))  # one line each
 
@@ -84,7 +84,7 @@ class Tally:
         with self._lock:
             self._totals[name] = self._totals.get(name, 0) + value
             if step and value:
-                self._stage = stage_label(step)
+                self._stage = stage_label(step) or self._stage
 
     def replace(self, totals: dict[str, int], stage: str | None) -> None:
         with self._lock:
@@ -121,23 +121,13 @@ class Tally:
 # ------------------------------------------------------------------ sources
 
 
-# Composites that hold a whole job: the stage shown is the step inside them.
-JOB_COMPOSITES = ("PrepareCorpus",)
-
-
-def stage_label(step: str) -> str:
-    """The top-level step of a metric's step name, inside a whole-job composite
-    (``JOB_COMPOSITES``): ``Read/ParseLines`` and ``PrepareCorpus/Read/ScanFiles``
-    (Direct), ``ref_AppliedPTransform_Read-ParseLines-..._9`` and
-    ``ref_AppliedPTransform_PrepareCorpus-Read-ScanFiles_9`` (a portable runner's
-    transform id) all give ``Read``."""
-    if step.startswith(APPLIED):
-        parts = re.split(r"[-/]", re.sub(r"_\d+$", "", step[len(APPLIED):]))
-    else:
-        parts = step.split("/")
-    while len(parts) > 1 and parts[0] in JOB_COMPOSITES:
-        parts = parts[1:]
-    return parts[0]
+def stage_label(step: str) -> str | None:
+    """The job stage a metric's step name belongs to (``transforms.storage.report.stage_of``,
+    shared with the run report's stage rows): ``Read/ParseLines``,
+    ``PrepareCorpus/Read/ScanFiles`` (Direct), ``ref_AppliedPTransform_Read-ParseLines-..._9``
+    and ``ref_AppliedPTransform_PrepareCorpus-Read-ScanFiles_9`` (a portable runner's
+    transform id) all give ``Read``; a PCollection's id gives None."""
+    return stage_of(step)
 
 
 _counter_name = live.counter_name

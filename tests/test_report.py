@@ -116,13 +116,97 @@ def test_stage_times_sum_execution_time_per_top_level_step():
             _counter("Read/Parse", namespace, name, 1500),
             _counter("Read/Split", namespace, name, 500),
             _counter("Store/Write", namespace, name, 3000),
+            _counter("Idle", namespace, name, 0),
+            _counter("ref_PCollection_PCollection_12", namespace, name, 0),
+            _counter("ref_PCollection_PCollection_13", namespace, name, 7),
             _counter("Store/Write", "beam", "metric:element_count:v1", 99)]}))
-    times = rep.stage_times(result)
-    assert times["rows"] == [{"stage": "Store", "busy_seconds": 3.0},
-                             {"stage": "Read", "busy_seconds": 2.0}]
+    times = rep.stage_times(result)   # no pipeline: the steps with time, as reported
+    assert times["rows"] == [{"stage": "Read", "busy_seconds": 2.0},
+                             {"stage": "Store", "busy_seconds": 3.0}]
     assert times["source"] == rep.EXECUTION_TIME
     none = rep.stage_times(types.SimpleNamespace())  # a runner without monitoring metrics
     assert none["rows"] == [] and "no per-stage times" in none["note"]
+
+
+class _Job(__import__("apache_beam").PTransform):
+    """A whole-job composite of three steps (applied as ``PrepareCorpus``)."""
+
+    def expand(self, pbegin):
+        import apache_beam as beam
+        numbers = pbegin | "Read" >> beam.Create([1, 2])
+        numbers | "Store" >> beam.Map(str)
+        return numbers | "Count" >> beam.combiners.Count.Globally()
+
+
+def test_stage_rows_are_the_jobs_steps_in_job_order_without_pcollections():
+    """Every step of the job composite in the order the job applies it (time 0.0 when
+    none was sampled), then another step with time; PCollection-keyed metrics never."""
+    import apache_beam as beam
+    pipeline = beam.Pipeline()
+    pipeline | "PrepareCorpus" >> _Job()
+    assert rep.job_stages(pipeline) == ["Read", "Store", "Count"]
+    namespace, name = rep.EXECUTION_TIME.split(":", 1)
+    result = types.SimpleNamespace(monitoring_metrics=lambda: types.SimpleNamespace(
+        query=lambda: {"counters": [
+            _counter("ref_AppliedPTransform_PrepareCorpus-Store-Map-str-_5", namespace, name,
+                     1250),
+            _counter("PrepareCorpus/Count/CombineGlobally", namespace, name, 250),
+            _counter("ref_PCollection_PCollection_3", namespace, name, 40),
+            _counter("Extra", namespace, name, 10),
+            _counter("Zero", namespace, name, 0)]}))
+    assert rep.stage_times(result, pipeline)["rows"] == [
+        {"stage": "Read", "busy_seconds": 0.0}, {"stage": "Store", "busy_seconds": 1.25},
+        {"stage": "Count", "busy_seconds": 0.25}, {"stage": "Extra", "busy_seconds": 0.01}]
+
+
+def test_stage_of_step_names():
+    assert rep.stage_of("PrepareCorpus/Read/ScanFiles") == "Read"
+    assert rep.stage_of("ref_AppliedPTransform_PrepareCorpus-NearDedup-Lsh_41") == "NearDedup"
+    assert rep.stage_of("Store/Write") == "Store"
+    assert rep.stage_of("ref_PCollection_PCollection_12") is None
+    assert rep.stage_of("") is None
+
+
+def test_an_old_reports_pcollection_rows_are_not_rendered():
+    report = synthetic_report()
+    report["stages"]["rows"] = [{"stage": "Read", "busy_seconds": 3.5},
+                                {"stage": "ref_PCollection_PCollection_12", "busy_seconds": 0.0},
+                                {"stage": "Store", "busy_seconds": 0.0}]
+    doc = browser.parse(rep.render_html(report))
+    assert doc.by_id("stage-table").rows() == [["stage", "busy seconds"], ["Read", "3.500"],
+                                               ["Store", "0.000"]]
+    assert [b.attrs["data-label"] for b in doc.by_id("stage-chart").find_all(
+        "g", class_="bar")] == ["Read", "Store"]
+
+
+# PrepareCorpus's steps, in the order it applies them, with no option that adds steps
+PREPARE_STAGES = ["Read", "DigestPaths", "ExactDedup", "NearDedup", "DedupRemoved", "OneShape",
+                  "AllRemoved", "Gate", "BatchSizes", "DocsAndFiltered", "CountDocs",
+                  "NotEmptyText", "CountBad", "BadFraction", "NotEmpty", "IdGate", "HashOrder",
+                  "Store", "DeadLetters", "Inputs"]
+
+
+def test_a_small_jobs_report_lists_its_stages_in_job_order(tmp_path, run_config):
+    """A real run: run_report.json's ``stages.rows`` are PrepareCorpus's 20 steps in job
+    order (no PCollection names), and the HTML table shows the same rows."""
+    from pipelines import prepare_corpus
+    data = tmp_path / "in.jsonl"
+    with open(prepare_corpus.SAMPLE, "rb") as f:
+        data.write_bytes(b"".join(f.read().splitlines(keepends=True)[:40]))
+    report = prepare_corpus.run(["--input", str(data), "--output_roots", str(tmp_path / "a"),
+                                 "--run_config", run_config])
+    stages = report["stages"]
+    written = orjson.loads((tmp_path / "a" / "corpus" / "_audit" / rep.REPORT_JSON).read_bytes())
+    assert written["stages"] == stages
+    if stages["source"] is None:   # Flink's and Spark's job servers report no step times
+        assert stages["rows"] == [] and "no per-stage times" in stages["note"]
+        return
+    assert [r["stage"] for r in stages["rows"]] == PREPARE_STAGES
+    assert all(isinstance(r["busy_seconds"], float) and r["busy_seconds"] >= 0
+               for r in stages["rows"])
+    page = (tmp_path / "a" / "corpus" / "_audit" / rep.REPORT_HTML).read_text()
+    assert browser.parse(page).by_id("stage-table").rows() == [["stage", "busy seconds"]] + [
+        [r["stage"], f"{r['busy_seconds']:.3f}"] for r in stages["rows"]]
 
 
 def _write_dead(path, records):
