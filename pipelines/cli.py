@@ -1,6 +1,7 @@
 """Shared command-line plumbing: our options in their own groups, Beam's passed through."""
 import argparse
 import logging
+import os
 import re
 import sys
 
@@ -157,6 +158,48 @@ def resolve_roots(args) -> list:
         raise ValueError(f"--replication {args.replication} is more than the "
                          f"{len(roots)} root(s) in --output_roots")
     return roots
+
+
+def absolute_path(item: str) -> str:
+    """One local path or pattern made absolute and normalised (``~`` expanded, ``.`` and
+    ``..`` folded, from the working directory); a URI (``gs://...``) as given."""
+    if "://" in item:
+        return item
+    return os.path.abspath(os.path.expanduser(item))
+
+
+def recorded_flags(flags: dict) -> dict:
+    """The flags as a run report records them: the path-valued ones absolute and
+    normalised (``absolute_path``), so a report read later, from another folder,
+    names the same files: ``input`` (each comma-separated item), ``output_roots``
+    (each root, its ``=WEIGHT`` kept), ``recipe`` (the recipe file read, also for a
+    shipped recipe's name) and ``run_config`` (the file read).  ``as_given`` maps
+    each flag whose value changed to its value as typed.
+    """
+    from transforms.reduction.filters.recipes import recipe_path
+    from transforms.storage.placement import parse_roots
+    from transforms.storage.store import normalise_root
+    out, given = dict(flags), {}
+
+    def record(name, value):
+        if value != flags[name]:
+            out[name], given[name] = value, flags[name]
+
+    if isinstance(flags.get("input"), str):
+        record("input", ",".join(absolute_path(p.strip())
+                                 for p in flags["input"].split(",") if p.strip()))
+    if isinstance(flags.get("output_roots"), str):
+        roots = parse_roots(flags["output_roots"])
+        record("output_roots", ",".join(
+            normalise_root(r.uri) + ("" if r.weight == 1.0 else f"={r.weight:g}")
+            for r in roots))
+    if isinstance(flags.get("recipe"), str):
+        record("recipe", absolute_path(recipe_path(flags["recipe"])))
+    if isinstance(flags.get("run_config"), str):
+        record("run_config", absolute_path(flags["run_config"]))
+    if given:
+        out["as_given"] = given
+    return out
 
 
 def positive_int(text: str) -> int:

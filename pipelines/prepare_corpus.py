@@ -289,10 +289,12 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
 def resolved_flags(args, codec: str, near_config) -> dict:
     """The flags with the values the job computed for those left unset: the run config
     file used, the codec used (also for ``--codec auto``), and near-dedup's
-    ``num_perm``, ``shingle_size``, bands and rows (the report's ``config``)."""
+    ``num_perm``, ``shingle_size``, bands and rows (the report's ``config``); paths
+    absolute, as typed under ``as_given`` (``cli.recorded_flags``)."""
     flags = dict(vars(args))
     flags["run_config"] = run_configs.resolve(
         args.run_config or run_configs.env_config() or "direct")
+    flags = cli.recorded_flags(flags)
     flags["codec"] = codec
     if near_config is not None:
         lsh = near_dedup_options.report_section(near_config)

@@ -274,3 +274,58 @@ def test_removal_reasons_name_filter_drops_as_in_the_removed_records():
         ("dedup.exact_duplicate", "dedup/duplicates_removed", 2),
         ("sample_per_partition.not_sampled",
          "filters/sample_per_partition/dropped.not_sampled", 1)]
+
+
+def test_recorded_flags_make_paths_absolute_and_keep_them_as_given(tmp_path, monkeypatch):
+    from pipelines import cli
+    from transforms.reduction.filters.recipes import RECIPES_DIR
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", "/home/someone")
+    flags = {"input": "data/*.jsonl, ./x/../b[1].jsonl,~/c.jsonl,gs://bucket/d.jsonl",
+             "output_roots": "out/a=2,../b,s3://bucket/c/", "recipe": "web",
+             "run_config": "configs/../direct.yaml", "dataset": "corpus", "codec": None}
+    recorded = cli.recorded_flags(flags)
+    parent = os.path.dirname(str(tmp_path))
+    assert recorded == {
+        "input": f"{tmp_path}/data/*.jsonl,{tmp_path}/b[1].jsonl,/home/someone/c.jsonl,"
+                 "gs://bucket/d.jsonl",
+        "output_roots": f"{tmp_path}/out/a=2,{parent}/b,s3://bucket/c",
+        "recipe": os.path.join(RECIPES_DIR, "web.yaml"),
+        "run_config": f"{tmp_path}/direct.yaml", "dataset": "corpus", "codec": None,
+        "as_given": {k: flags[k] for k in ("input", "output_roots", "recipe", "run_config")}}
+    absolute = {"input": "/d/a.jsonl", "output_roots": "/r/a", "recipe": None,
+                "run_config": "/c/direct.yaml"}
+    assert cli.recorded_flags(absolute) == absolute   # nothing to record as given
+
+
+def test_a_run_from_a_folder_records_absolute_paths(tmp_path, monkeypatch, run_config):
+    """Relative --input, --output_roots, --recipe and --run_config as typed in the
+    working folder: run_report.json's config names them absolutely (as typed under
+    ``as_given``), and the manifest's roots and inputs are absolute too."""
+    import shutil
+
+    from pipelines import prepare_corpus
+    from transforms.reduction.filters.recipes import recipe_path
+    work = tmp_path / "work"
+    (work / "in").mkdir(parents=True)
+    with open(prepare_corpus.SAMPLE, "rb") as f:
+        (work / "in" / "part.jsonl").write_bytes(
+            b"".join(f.read().splitlines(keepends=True)[:40]))
+    shutil.copy(recipe_path("minimal"), work / "mine.yaml")
+    shutil.copy(run_config, work / "runner.yaml")
+    monkeypatch.chdir(work)
+    given = {"input": "in/part.jsonl", "output_roots": "out/a,./out/../out/b",
+             "recipe": "./mine.yaml", "run_config": "runner.yaml"}
+    report = prepare_corpus.run([arg for k, v in given.items() for arg in (f"--{k}", v)])
+    written = orjson.loads((work / "out" / "a" / "corpus" / "_audit" / rep.REPORT_JSON)
+                           .read_bytes())
+    assert written["config"] == report["config"]
+    config = report["config"]
+    assert {k: config[k] for k in given} == {
+        "input": f"{work}/in/part.jsonl", "output_roots": f"{work}/out/a,{work}/out/b",
+        "recipe": f"{work}/mine.yaml", "run_config": f"{work}/runner.yaml"}
+    assert config["as_given"] == given
+    manifest = orjson.loads((work / "out" / "b" / "corpus" / "manifest.json").read_bytes())
+    assert manifest["roots"] == [f"{work}/out/a", f"{work}/out/b"]
+    assert [i["path"] for i in manifest["inputs"]] == [f"{work}/in/part.jsonl"]
+    assert report["inputs"][0]["path"] == f"{work}/in/part.jsonl"
