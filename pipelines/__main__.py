@@ -56,6 +56,7 @@ SUMMARY = (f"{COMMAND}: prepare training data with Apache Beam (dedup, filters, 
 
 
 def main(argv=None) -> None:
+    program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         # with no argument: the same text, as an error (exit 2), as argparse does
@@ -84,6 +85,7 @@ def main(argv=None) -> None:
         sys.exit(2)
     from pipelines import cli
     cli.INVOKED_AS = f"{COMMAND} {subcommand(job)}"
+    cli.PROGRAM = program
     importlib.import_module(f"pipelines.{job}").main(rest)
 
 

@@ -13,6 +13,9 @@ from pipelines import run_config
 # Set by the ``dataprep`` command to the words that invoked a job ("dataprep prepare-corpus"),
 # so usage and errors name the command the user typed.
 INVOKED_AS = None
+# True when a job's main runs as the program itself (the ``dataprep`` command), so
+# run_job keeps Ctrl-C at one line and 130 until the process ends (see run_job)
+PROGRAM = False
 
 
 def prog_of(job: str) -> str:
@@ -253,15 +256,33 @@ def root_cause(err: BaseException) -> str:
 
 def run_job(job: str, run, argv=None) -> None:
     """Call ``run(argv)`` the way every job's ``main`` does: Ctrl-C exits 130 with
-    one line; any failure prints ``<job> failed: <root cause>`` once (details in
-    the debug log and the log file named by a note), and exits 1."""
+    one line at any point (``progress``: before, during and after the pipeline,
+    and, for the program itself (``argv`` None, or ``PROGRAM``), after the last line
+    while the interpreter shuts down); any failure prints ``<job> failed: <root cause>``
+    once (details in the debug log and the log file named by a note), and exits 1.
+    Temporary folders of the run are made in one folder under ``$TMPDIR`` and
+    deleted at the end (``progress.run_temp_dir``)."""
+    import signal
+
     from pipelines import progress
+    program = argv is None or PROGRAM
+    previous = signal.getsignal(signal.SIGINT)
     try:
-        run(argv)
-    except progress.Interrupted as err:
-        progress.exit_interrupted(err)
-    except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
-        logging.getLogger(job).debug("run failed", exc_info=True)
-        print(f"{job} failed: {root_cause(err)}", file=sys.stderr)
-        progress.print_notes(err)
-        sys.exit(1)
+        try:
+            with progress.run_temp_dir():
+                run(argv)
+        except progress.Interrupted as err:
+            progress.exit_interrupted(err)
+        except KeyboardInterrupt:
+            progress.exit_interrupted(progress.Interrupted(progress.interrupted_message(job)))
+        except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
+            if program:
+                signal.signal(signal.SIGINT, progress.exit_handler(job))
+            logging.getLogger(job).debug("run failed", exc_info=True)
+            print(f"{job} failed: {root_cause(err)}", file=sys.stderr)
+            progress.print_notes(err)
+            sys.exit(1)
+    finally:
+        # the program ends here: a Ctrl-C from now on (Beam's exit hooks, threads being
+        # joined) is one line and 130 too; a caller in this process gets its handler back
+        signal.signal(signal.SIGINT, progress.exit_handler(job) if program else previous)

@@ -38,12 +38,26 @@ higher level (info, debug) leaves stderr alone and sets Beam's harness level.
 
 Ctrl-C: the job is cancelled (``result.cancel()`` where the runner supports
 it), ``cleanup`` deletes temporary files, one line is printed and the process
-exits with status 130.
+exits with status 130.  That holds at every point of a job run through
+``pipelines.cli.run_job``: before the pipeline starts, while it runs, while a
+failed run is cleaned up, after it finished (while the audit files move, the
+lock is released and the report is written: steps held whole by
+``deferred_interrupts``, the Ctrl-C acted on when they are done), and after
+the last line is printed, while the interpreter shuts down (``exit_handler``).
+
+Temporary folders: everything the run creates through ``tempfile`` (Beam's
+``beam-pipeline-temp*``, the Prism job server's ``beam-temp*``, staging and
+LOOPBACK ``tmp*`` folders, ``beam-requirements-cache``) goes into one folder
+made for the run under ``$TMPDIR`` and deleted at its end, however it ends
+(``run_temp_dir``).  What stays: a failed run's log file, which the failure
+message names.
 """
 import contextlib
 import logging
 import os
 import re
+import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -394,7 +408,9 @@ def quiet_stderr(log_level: str):
         return
     sys.stderr.flush()
     saved = os.dup(2)
-    log = tempfile.NamedTemporaryFile(prefix="dataprep-", suffix=".log", delete=False)
+    # beside the run's temporary folder, not in it: a failed run's log stays, named
+    log = tempfile.NamedTemporaryFile(prefix="dataprep-", suffix=".log", delete=False,
+                                      dir=_RUN["base"])
     os.dup2(log.fileno(), 2)
     real = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
     # Python-level writers go to the file too, for when sys.stderr is not fd 2 (a test
@@ -439,6 +455,102 @@ class Interrupted(Exception):
     """The user pressed Ctrl-C; the job was cancelled and temporary files deleted."""
 
 
+# The process's run (one job per process through cli.run_job): the temporary folder made
+# for it, the $TMPDIR it was made in, and whether the job finished (its output committed).
+_RUN = {"temp": None, "base": None, "finished": False, "log": None, "cleanups": []}
+
+
+def interrupted_message(job: str) -> str:
+    """The one line printed on Ctrl-C: before the job finished, or after (its output
+    committed, only the report or the exit was cut short)."""
+    if _RUN["finished"]:
+        return (f"{job}: interrupted after the job finished; its output is committed and "
+                "its temporary files deleted")
+    return f"{job}: interrupted; the job was cancelled and its temporary files deleted"
+
+
+_HOLD = {"depth": 0, "pending": False, "previous": None}
+
+
+def _hold(signum, frame):
+    _HOLD["pending"] = True
+
+
+class deferred_interrupts:
+    """Hold Ctrl-C (SIGINT) while a step that must finish whole runs: taking or
+    releasing the lock, cleaning up after a failed or cancelled run, moving the
+    audit files, writing the report.  A Ctrl-C that came meanwhile is raised as
+    ``KeyboardInterrupt`` when the outermost held step is done (they nest), unless
+    that step ran while an interrupt was already being handled (then it is
+    dropped: the run is ending on it anyway).  A no-op off the main thread
+    (signals reach only the main thread).
+
+        with progress.deferred_interrupts():
+            promote_audit(directory)
+    """
+
+    def __enter__(self):
+        self.active = threading.current_thread() is threading.main_thread()
+        if self.active:
+            if _HOLD["depth"] == 0:
+                _HOLD.update(pending=False, previous=signal.signal(signal.SIGINT, _hold))
+            _HOLD["depth"] += 1
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if not self.active:
+            return False
+        _HOLD["depth"] -= 1
+        if _HOLD["depth"]:
+            return False
+        signal.signal(signal.SIGINT, _HOLD["previous"])
+        if _HOLD["pending"] and kind is None:
+            _HOLD["pending"] = False
+            handling = sys.exc_info()[1]    # the step ran inside an except block?
+            if not isinstance(handling, (KeyboardInterrupt, Interrupted)):
+                raise KeyboardInterrupt
+        return False
+
+
+@contextlib.contextmanager
+def run_temp_dir():
+    """Point ``tempfile`` at a folder made for this run under ``$TMPDIR`` (yielded), and
+    delete it at the end, however the run ends (``exit_interrupted`` deletes it too, as
+    it leaves without unwinding).  Beam creates ``beam-pipeline-temp*``, the Prism job
+    server's ``beam-temp*`` (whose own deletion Beam leaves to an exit hook that was
+    not seen to run), environment and LOOPBACK staging ``tmp*`` folders and
+    ``beam-requirements-cache`` in ``tempfile.gettempdir()``, in this process."""
+    base = tempfile.gettempdir()
+    path = tempfile.mkdtemp(prefix="dataprep-run-", dir=base)
+    saved = tempfile.tempdir
+    tempfile.tempdir = path
+    _RUN.update(temp=path, base=base, finished=False, log=None, cleanups=[])
+    try:
+        yield path
+    finally:
+        tempfile.tempdir = saved
+        _RUN.update(temp=None, base=None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_run_temp() -> None:
+    """The run's temporary folder, and the log file of a failure that a Ctrl-C cut
+    short (no line names it then)."""
+    if _RUN["temp"]:
+        shutil.rmtree(_RUN["temp"], ignore_errors=True)
+    if _RUN["log"]:
+        with contextlib.suppress(OSError):
+            os.unlink(_RUN["log"])
+
+
+def exit_handler(job: str):
+    """A SIGINT handler for after the run (the last line printed, the interpreter
+    shutting down, Beam's exit hooks running): the one line and status 130."""
+    def handler(signum, frame):
+        exit_interrupted(Interrupted(interrupted_message(job)))
+    return handler
+
+
 def _is_direct(pipeline) -> bool:
     from apache_beam.runners.direct.direct_runner import DirectRunner
     from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
@@ -471,13 +583,17 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
             result = _run(pipeline, tally, display, started, docs_counter, bytes_counter,
                           receiver)
             status = "done"
+            _RUN["finished"] = True   # the job's output is committed from here on
             return result
         except KeyboardInterrupt:
             status = "interrupted"
             if cleanup is not None:
-                cleanup()
-            raise Interrupted(f"{job}: interrupted; the job was cancelled and its "
-                              "temporary files deleted") from None
+                with deferred_interrupts():   # a second Ctrl-C does not cut the cleanup short
+                    cleanup()
+                # and once more as the process leaves: a DirectRunner job cannot be
+                # cancelled, and its worker threads may create a file after this cleanup
+                _RUN["cleanups"].append(cleanup)
+            raise Interrupted(interrupted_message(job)) from None
         except Exception as err:
             hint = worker_pool_hint(pipeline.options, err)
             if hint:
@@ -490,6 +606,8 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
                           time.monotonic() - started, status)
             if log_path and status in ("done", "interrupted"):
                 os.unlink(log_path)
+            elif log_path:
+                _RUN["log"] = log_path   # named by the failure; a Ctrl-C after it deletes it
             if receiver is not None:
                 receiver.close()
 
@@ -664,13 +782,14 @@ TEMPORARY_PATTERNS = ("beam-temp-*", ".tmp-*", ".runs-*")
 
 
 def delete_temporaries(directories: list[str]) -> None:
-    """Delete what an interrupted run leaves in its dataset directories (and one level of
-    partition folders below): WriteToText's ``beam-temp-*``, our ``.tmp-*`` files
-    (transforms.storage.store.write_atomically) and ``.runs-*`` spill folders (transforms.processing.refs)."""
+    """Delete what an interrupted run leaves in its dataset directories and two levels
+    below (partition folders, ``_audit/last_run/``): WriteToText's ``beam-temp-*``, our
+    ``.tmp-*`` files (transforms.storage.store.write_atomically) and ``.runs-*`` spill
+    folders (transforms.processing.refs)."""
     from apache_beam.io.filesystems import FileSystems
 
     from transforms.storage.files import join
-    patterns = [join(d, *sub, p) for d in directories for sub in ((), ("*",))
+    patterns = [join(d, *sub, p) for d in directories for sub in ((), ("*",), ("*", "*"))
                 for p in TEMPORARY_PATTERNS]
     found = set()
     for pattern, matched in zip(patterns, FileSystems.match(patterns)):
@@ -691,6 +810,7 @@ def print_notes(err: BaseException) -> None:
     """The notes run_pipeline added to a failure (the log file's path), one line each."""
     for note in getattr(err, "__notes__", ()):
         print(f"  ({note})", file=sys.stderr)
+    _RUN["log"] = None   # named now: it stays, whatever comes next
 
 
 def descendants(pid: int) -> list[int]:
@@ -723,10 +843,15 @@ def exit_interrupted(err: Interrupted) -> None:
     DirectRunner job cannot be cancelled and its threads must not be waited for.
     Its SDK worker processes (direct_multiprocess) are ended first, or they would
     outlive us."""
-    import signal
+    with contextlib.suppress(ValueError):   # off the main thread: not needed there
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # one line, however often pressed
     for child in descendants(os.getpid()):
         with contextlib.suppress(OSError):
             os.kill(child, signal.SIGTERM)
+    for cleanup in _RUN["cleanups"]:
+        with contextlib.suppress(Exception):
+            cleanup()
+    _remove_run_temp()
     print(str(err), file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()

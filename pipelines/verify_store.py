@@ -27,6 +27,12 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv=None):
+    """Verify (or repair) a store; exit 0 when every file is ok, 1 otherwise, 2 on a
+    bad store or flag; Ctrl-C: one line and 130 (``cli.run_job``)."""
+    cli.run_job("verify_store", _main, argv)
+
+
+def _main(argv=None):
     # A cli.Parser: Beam's filesystem options (e.g. --s3_endpoint_url, or a
     # --run_config holding them) reach s3:// and gs:// stores.
     parser = cli.Parser("verify_store", __doc__)
