@@ -306,25 +306,102 @@ class PlainDisplay:
         self.stream.flush()
 
 
+# The terminal bar's columns in display order, and the order they are dropped in
+# when the line would not fit the terminal (the job, documents and stage always stay;
+# the bar first shrinks to BAR_MIN cells).
+BAR_COLUMNS = ("job", "bar", "read", "rate", "documents", "stage", "elapsed", "eta")
+DROP_ORDER = ("rate", "elapsed", "bar", "eta", "read")
+BAR_MIN, BAR_MAX = 10, 40
+
+
+def fit_columns(widths: dict[str, int], width: int) -> tuple[list[str], int]:
+    """Which of ``BAR_COLUMNS`` the terminal bar shows in ``width`` cells, and the bar's
+    width: ``(names in display order, bar cells)`` (0: no bar).
+
+    ``widths``: cells of each text column's current text (a column whose text is
+    empty is not shown); columns are one cell apart; the bar takes what is left,
+    at most ``BAR_MAX``.  Columns go in ``DROP_ORDER`` until the line fits (the bar
+    goes when fewer than ``BAR_MIN`` cells are left); if even the job, documents
+    and stage do not fit, they are shown and the table cuts them with an ellipsis.
+
+    >>> fit_columns({"job": 14, "read": 15, "rate": 10, "documents": 11, "stage": 9,
+    ...              "elapsed": 7, "eta": 12}, 60)
+    (['job', 'read', 'documents', 'stage'], 0)
+    """
+    shown = [n for n in BAR_COLUMNS if n == "bar" or widths.get(n, 0) > 0]
+    for drop in (None,) + DROP_ORDER:
+        if drop in shown:
+            shown.remove(drop)
+        text = sum(widths[n] for n in shown if n != "bar") + len(shown) - 1
+        if "bar" in shown:
+            if width - text >= BAR_MIN:
+                return shown, min(BAR_MAX, width - text)
+        elif text <= width:
+            return shown, 0
+    return shown, 0
+
+
+def terminal_width(stream, default: int = 80) -> int:
+    """Columns of the terminal ``stream`` writes to: ``$COLUMNS`` when set (as rich and
+    the shell do), else the terminal's size (asked again at every redraw, so a resized
+    window is followed), else ``default``."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or default
+    except (AttributeError, OSError, ValueError):
+        return default
+
+
 class RichDisplay:
     """A ``rich`` progress bar redrawn in place on a terminal: the same numbers as
     ``plain_line`` (elapsed time of the run, not of the read; rate and ETA of the
     read, as ``rate_and_eta``), e.g.
-    ``prepare_corpus ━━━━━━━━━━ 104.4/208.9 KiB 20.0 KiB/s 199 docs Read 0:00:05 eta 0:00:05``."""
+    ``prepare_corpus ━━━━━━━━━━ 104.4/208.9 KiB 20.0 KiB/s 199 docs Read 0:00:05 eta 0:00:05``.
+    The line always fits the terminal's width (``terminal_width``; ``width`` fixes
+    it): less important columns are dropped first (``fit_columns``), so a narrow
+    terminal never wraps it onto a second line (which would make the display scroll)."""
 
-    def __init__(self, job, stream, total_bytes, unit="documents"):
+    def __init__(self, job, stream, total_bytes, unit="documents", width=None):
         from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+        from rich.table import Column
         self.job, self.stream, self.unit, self.total = job, stream, unit, total_bytes
+        self.width = width
         self.read_clock = ReadClock()
-        self.console = Console(file=stream, force_terminal=True, highlight=False)
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(),
-            DownloadColumn(binary_units=True),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("{task.fields[documents]} " + ("docs" if unit == "documents" else unit)),
-            TextColumn("[cyan]{task.fields[stage]}"), TextColumn("{task.fields[elapsed]}"),
-            TextColumn("{task.fields[eta]}"), console=self.console, transient=False,
+        self.console = Console(file=stream, force_terminal=True, highlight=False,
+                               width=self._width())
+
+        def text(template):   # never wrapped: cut with an ellipsis as a last resort
+            return TextColumn(template, table_column=Column(no_wrap=True, overflow="ellipsis"))
+
+        columns = {
+            "job": text("[bold]{task.description}"), "bar": BarColumn(),
+            "read": DownloadColumn(binary_units=True,
+                                   table_column=Column(no_wrap=True, overflow="ellipsis")),
+            "rate": text("{task.fields[rate]}"),
+            "documents": text("{task.fields[documents]} "
+                              + ("docs" if unit == "documents" else unit)),
+            "stage": text("[cyan]{task.fields[stage]}"), "elapsed": text("{task.fields[elapsed]}"),
+            "eta": text("{task.fields[eta]}")}
+        display = self
+
+        class FittedProgress(Progress):
+            def get_renderables(self):
+                width = display._width()
+                display.console.width = width
+                if self.tasks:
+                    task = self.tasks[0]
+                    widths = {name: display.console.measure(column(task)).maximum
+                              for name, column in columns.items() if name != "bar"}
+                    shown, bar = fit_columns(widths, width)
+                    columns["bar"].bar_width = bar or None
+                    self.columns = tuple(columns[name] for name in shown)
+                yield self.make_tasks_table(self.tasks)
+
+        self.progress = FittedProgress(
+            *columns.values(), console=self.console, transient=False,
             refresh_per_second=4,
             # rich would otherwise print what goes to sys.stdout/stderr above the bar:
             # the job's stdout stays its own, and Python-level stderr (worker threads'
@@ -334,6 +411,9 @@ class RichDisplay:
                                            stage="starting", rate="", elapsed=_clock(0),
                                            eta="")
         self.progress.start()
+
+    def _width(self) -> int:
+        return self.width or terminal_width(self.stream)
 
     def update(self, snap: Snapshot, elapsed: float) -> None:
         rate, eta = rate_and_eta(snap, elapsed, self.total, self.read_clock(snap, elapsed))
