@@ -99,3 +99,21 @@ def test_a_job_reads_records_and_shows_the_total_of_a_glob_named_input(tmp_path,
     assert report["counters"]["read/records"] == 50
     assert report["inputs"] == [{"path": str(path), "bytes": len(data),
                                  "digest": xxhash.xxh3_64(data).hexdigest()}]
+
+
+@pytest.mark.parametrize("root", ["o[1]", "o]", "o*x", "o?", "a/b[c]/d"])
+def test_an_output_root_with_glob_characters_is_refused_in_one_line(tmp_path, root):
+    """Output roots are written through Beam's file sinks, which match their own
+    temporary files as patterns: such a root is refused before anything is written
+    (it used to fail after the whole run, leaving spill folders)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.prepare_corpus", "--output_roots", f"ok,{root}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 2
+    odd = " ".join(sorted({c for c in root if c in "[]*?"}))
+    assert proc.stderr.splitlines()[0] == (
+        f"python -m pipelines.prepare_corpus: error: root {tmp_path / root} holds the glob "
+        f"character(s) {odd}: Beam's file writes read such a path as a pattern; choose a "
+        "root without them")
+    assert os.listdir(tmp_path) == []
