@@ -71,6 +71,7 @@ def _refuse_extra(name: str, rest: list[str]) -> None:
 
 
 def _main(argv=None) -> None:
+    program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         # with no argument: the same text, as an error (exit 2), as argparse does
@@ -105,6 +106,7 @@ def _main(argv=None) -> None:
         sys.exit(USAGE)
     from pipelines import cli
     cli.INVOKED_AS = f"{COMMAND} {subcommand(job)}"
+    cli.PROGRAM = program
     importlib.import_module(f"pipelines.{job}").main(rest)
 
 

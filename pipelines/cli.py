@@ -17,6 +17,7 @@ import argparse
 import difflib
 import importlib
 import logging
+import os
 import re
 import sys
 
@@ -29,6 +30,9 @@ from pipelines.exit_codes import PROBLEM, USAGE, guard, nearest
 # Set by the ``dataprep`` command to the words that invoked a job ("dataprep prepare-corpus"),
 # so usage and errors name the command the user typed.
 INVOKED_AS = None
+# True when a job's main runs as the program itself (the ``dataprep`` command), so
+# run_job keeps Ctrl-C at one line and 130 until the process ends (see run_job)
+PROGRAM = False
 
 
 def prog_of(job: str) -> str:
@@ -319,6 +323,48 @@ def resolve_roots(args) -> list:
     return roots
 
 
+def absolute_path(item: str) -> str:
+    """One local path or pattern made absolute and normalised (``~`` expanded, ``.`` and
+    ``..`` folded, from the working directory); a URI (``gs://...``) as given."""
+    if "://" in item:
+        return item
+    return os.path.abspath(os.path.expanduser(item))
+
+
+def recorded_flags(flags: dict) -> dict:
+    """The flags as a run report records them: the path-valued ones absolute and
+    normalised (``absolute_path``), so a report read later, from another folder,
+    names the same files: ``input`` (each comma-separated item), ``output_roots``
+    (each root, its ``=WEIGHT`` kept), ``recipe`` (the recipe file read, also for a
+    shipped recipe's name) and ``run_config`` (the file read).  ``as_given`` maps
+    each flag whose value changed to its value as typed.
+    """
+    from transforms.reduction.filters.recipes import recipe_path
+    from transforms.storage.placement import parse_roots
+    from transforms.storage.store import normalise_root
+    out, given = dict(flags), {}
+
+    def record(name, value):
+        if value != flags[name]:
+            out[name], given[name] = value, flags[name]
+
+    if isinstance(flags.get("input"), str):
+        record("input", ",".join(absolute_path(p.strip())
+                                 for p in flags["input"].split(",") if p.strip()))
+    if isinstance(flags.get("output_roots"), str):
+        roots = parse_roots(flags["output_roots"])
+        record("output_roots", ",".join(
+            normalise_root(r.uri) + ("" if r.weight == 1.0 else f"={r.weight:g}")
+            for r in roots))
+    if isinstance(flags.get("recipe"), str):
+        record("recipe", absolute_path(recipe_path(flags["recipe"])))
+    if isinstance(flags.get("run_config"), str):
+        record("run_config", absolute_path(flags["run_config"]))
+    if given:
+        out["as_given"] = given
+    return out
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -381,31 +427,49 @@ def usage_errors() -> tuple:
 
 def run_job(job: str, run, argv=None) -> None:
     """Call ``run(argv)`` the way every job's ``main`` does, with the exit statuses of
-    ``pipelines.exit_codes``: Ctrl-C exits 130 with one line; stdout closed early
-    exits 141 quietly; a path on the command line that names nothing prints
-    ``<prog>: error: <message>`` and exits 2; any other failure prints ``<job>
-    failed: <root cause>`` once (details in the debug log and the log file
-    named by a note), and exits 1."""
+    ``pipelines.exit_codes``: Ctrl-C exits 130 with one line at any point
+    (``progress``: before, during and after the pipeline, and, for the program
+    itself (``argv`` None, or ``PROGRAM``), after the last line while the
+    interpreter shuts down); stdout closed early exits 141 quietly; a path on the
+    command line that names nothing prints ``<prog>: error: <message>`` and exits
+    2; any other failure prints ``<job> failed: <root cause>`` once (details in the
+    debug log and the log file named by a note), and exits 1.  Temporary folders
+    of the run are made in one folder under ``$TMPDIR`` and deleted at the end
+    (``progress.run_temp_dir``)."""
+    import signal
+
     from pipelines import progress
+    program = argv is None or PROGRAM
+    previous = signal.getsignal(signal.SIGINT)
 
     def attempt(argv):
         try:
-            run(argv)
+            with progress.run_temp_dir():
+                run(argv)
         except progress.Interrupted as err:
             progress.exit_interrupted(err)
+        except KeyboardInterrupt:
+            progress.exit_interrupted(progress.Interrupted(progress.interrupted_message(job)))
         except usage_errors() as err:
             print(f"{prog_of(job)}: error: {err}", file=sys.stderr)
             sys.exit(USAGE)
         except BrokenPipeError:
             raise   # guard tells a closed stdout (141) from any other pipe (a failure)
         except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
+            if program:
+                signal.signal(signal.SIGINT, progress.exit_handler(job))
             logging.getLogger(job).debug("run failed", exc_info=True)
             print(f"{job} failed: {root_cause(err)}", file=sys.stderr)
             progress.print_notes(err)
             sys.exit(PROBLEM)
 
     try:
-        guard(job, attempt, argv)
-    except BrokenPipeError as err:   # not stdout's: a failure like any other
-        print(f"{job} failed: {root_cause(err)}", file=sys.stderr)
-        sys.exit(PROBLEM)
+        try:
+            guard(job, attempt, argv)
+        except BrokenPipeError as err:   # not stdout's: a failure like any other
+            print(f"{job} failed: {root_cause(err)}", file=sys.stderr)
+            sys.exit(PROBLEM)
+    finally:
+        # the program ends here: a Ctrl-C from now on (Beam's exit hooks, threads being
+        # joined) is one line and 130 too; a caller in this process gets its handler back
+        signal.signal(signal.SIGINT, progress.exit_handler(job) if program else previous)

@@ -141,8 +141,9 @@ def run(argv=None) -> dict:
              "shard_sizes": shard_sizes(load_manifest(directories[0]))}
     if report_choice:
         extra["codec_choice"] = report_choice
-    report = build_report("compress_arrays", clock, values, vars(args), str(runner), extra,
-                          options=options, result=result, inputs=inputs)
+    report = build_report("compress_arrays", clock, values, cli.recorded_flags(vars(args)),
+                          str(runner), extra,
+                          options=options, result=result, inputs=inputs, pipeline=pipeline)
     write_report(report, directories)
     print(summary_table(values))
     raw, stored = values.get("arrays/raw_bytes", 0), values.get("arrays/stored_bytes", 0)

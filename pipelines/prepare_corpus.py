@@ -1,4 +1,5 @@
 """Read JSON Lines, drop bad lines, exact and near duplicates, write a replicated sharded store."""
+import contextlib
 import dataclasses
 import glob
 import os
@@ -290,10 +291,12 @@ def build_pipeline(pipeline, args, roots, placement=None, codec="zstd:level=3",
 def resolved_flags(args, codec: str, near_config) -> dict:
     """The flags with the values the job computed for those left unset: the run config
     file used, the codec used (also for ``--codec auto``), and near-dedup's
-    ``num_perm``, ``shingle_size``, bands and rows (the report's ``config``)."""
+    ``num_perm``, ``shingle_size``, bands and rows (the report's ``config``); paths
+    absolute, as typed under ``as_given`` (``cli.recorded_flags``)."""
     flags = dict(vars(args))
     flags["run_config"] = run_configs.resolve(
         args.run_config or run_configs.env_config() or "direct")
+    flags = cli.recorded_flags(flags)
     flags["codec"] = codec
     if near_config is not None:
         lsh = near_dedup_options.report_section(near_config)
@@ -347,53 +350,65 @@ def run(argv=None) -> dict:
     compressed = any(f["path"].lower().endswith((".gz", ".zst", ".zstd", ".lz4", ".bz2", ".xz",
                                                  ".parquet"))
                      for f in inputs)
-    try:
-        pipeline = beam.Pipeline(options=options)
-        # building checks the inputs and reads the generation the commit will replace
-        pipeline | "PrepareCorpus" >> PrepareCorpus(config)
-        with DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock):
-            _delete_leftovers(directories[0])
-            tune_gc()  # the runner's process too (transforms/core/worker_gc.py)
+    # Ctrl-C is held (progress.deferred_interrupts) while a step that must finish whole
+    # runs: taking and releasing the lock on every root, cleaning up after a failed run,
+    # and from the end of a committed run until its audit files and report are in place
+    with contextlib.ExitStack() as held:
+        try:
+            pipeline = beam.Pipeline(options=options)
+            # building checks the inputs and reads the generation the commit will replace
+            pipeline | "PrepareCorpus" >> PrepareCorpus(config)
+            lock = DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock)
+            with progress.deferred_interrupts():
+                lock.acquire()
             try:
-                result = progress.run_pipeline(
-                    pipeline, job="prepare_corpus", log_level=args.log_level,
-                    total_bytes=None if compressed else sum(f["bytes"] or 0 for f in inputs),
-                    cleanup=lambda: progress.delete_temporaries(directories),
-                    receiver=receiver)
-            except BaseException:
-                # a failed run leaves no shard that the committed generation does not use,
-                # and the committed generation's audit files as they were
-                discard_failed_run([r.uri for r in roots], args.dataset)
-                _keep_failed_audit(directories[0])
-                raise
-            finally:
+                _delete_leftovers(directories[0])
+                tune_gc()  # the runner's process too (transforms/core/worker_gc.py)
+                try:
+                    result = progress.run_pipeline(
+                        pipeline, job="prepare_corpus", log_level=args.log_level,
+                        total_bytes=None if compressed else sum(f["bytes"] or 0 for f in inputs),
+                        cleanup=lambda: progress.delete_temporaries(directories),
+                        receiver=receiver)
+                except BaseException:
+                    # a failed run leaves no shard that the committed generation does not
+                    # use, and the committed generation's audit files as they were
+                    with progress.deferred_interrupts():
+                        discard_failed_run([r.uri for r in roots], args.dataset)
+                        _keep_failed_audit(directories[0])
+                        _delete_spills(directories[0])
+                    raise
+                held.enter_context(progress.deferred_interrupts())
                 _delete_spills(directories[0])
-            _promote_audit(directories[0])
+                _promote_audit(directories[0])
+            finally:
+                with progress.deferred_interrupts():
+                    lock.release()
+        finally:
+            if receiver is not None:
+                receiver.close()
 
-    finally:
-        if receiver is not None:
-            receiver.close()
-
-    values = counters(result)
-    extra_metrics = {"distributions": distributions(result)}
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    manifest = load_manifest(directories[0])
-    balance = balance_rows(manifest)
-    extra = {"store": directories, "codec": codec, "partitions": balance,
-             "near_dedup_cluster_sizes": cluster_histogram(values), **extra_metrics,
-             "near_dedup": near_config and near_dedup_options.report_section(near_config),
-             "shard_sizes": shard_sizes(manifest),
-             "dead_letters": {"examples": dead_letter_examples(directories[0])},
-             "filters": config.filters_record()}
-    # lineage: path and bytes from the manifest, digests from the scan's audit file
-    inputs = [{"path": e["path"], "bytes": e["bytes"], "digest": e["xxh3_64"]}
-              for e in read_lineage(join(directories[0], AUDIT_DIR), manifest["inputs"])]
-    if report_choice:
-        extra["codec_choice"] = report_choice
-    report = build_report("prepare_corpus", clock, values,
-                          resolved_flags(args, codec, near_config), str(runner), extra,
-                          options=options, result=result, inputs=inputs)
-    write_report(report, directories)
+        # the report of the committed generation, on every root
+        values = counters(result)
+        extra_metrics = {"distributions": distributions(result)}
+        runner = options.view_as(StandardOptions).runner or "DirectRunner"
+        manifest = load_manifest(directories[0])
+        balance = balance_rows(manifest)
+        extra = {"store": directories, "codec": codec, "partitions": balance,
+                 "near_dedup_cluster_sizes": cluster_histogram(values), **extra_metrics,
+                 "near_dedup": near_config and near_dedup_options.report_section(near_config),
+                 "shard_sizes": shard_sizes(manifest),
+                 "dead_letters": {"examples": dead_letter_examples(directories[0])},
+                 "filters": config.filters_record()}
+        # lineage: path and bytes from the manifest, digests from the scan's audit file
+        inputs = [{"path": e["path"], "bytes": e["bytes"], "digest": e["xxh3_64"]}
+                  for e in read_lineage(join(directories[0], AUDIT_DIR), manifest["inputs"])]
+        if report_choice:
+            extra["codec_choice"] = report_choice
+        report = build_report("prepare_corpus", clock, values,
+                              resolved_flags(args, codec, near_config), str(runner), extra,
+                              options=options, result=result, inputs=inputs, pipeline=pipeline)
+        write_report(report, directories)
     print(summary_table(values))
     print()
     print(balance_table(balance))

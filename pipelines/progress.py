@@ -38,12 +38,26 @@ higher level (info, debug) leaves stderr alone and sets Beam's harness level.
 
 Ctrl-C: the job is cancelled (``result.cancel()`` where the runner supports
 it), ``cleanup`` deletes temporary files, one line is printed and the process
-exits with status 130.
+exits with status 130.  That holds at every point of a job run through
+``pipelines.cli.run_job``: before the pipeline starts, while it runs, while a
+failed run is cleaned up, after it finished (while the audit files move, the
+lock is released and the report is written: steps held whole by
+``deferred_interrupts``, the Ctrl-C acted on when they are done), and after
+the last line is printed, while the interpreter shuts down (``exit_handler``).
+
+Temporary folders: everything the run creates through ``tempfile`` (Beam's
+``beam-pipeline-temp*``, the Prism job server's ``beam-temp*``, staging and
+LOOPBACK ``tmp*`` folders, ``beam-requirements-cache``) goes into one folder
+made for the run under ``$TMPDIR`` and deleted at its end, however it ends
+(``run_temp_dir``).  What stays: a failed run's log file, which the failure
+message names.
 """
 import contextlib
 import logging
 import os
 import re
+import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -53,11 +67,11 @@ from dataclasses import dataclass
 
 from transforms.processing import live
 from transforms.processing.runner_guards import guard_pipeline
+from transforms.storage.report import stage_of
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DOCS, BYTES = "read/records", "read/bytes"
 PREFIX = "dataprep."
-APPLIED = "ref_AppliedPTransform_"
 TTY_INTERVAL = 0.25  # seconds between redraws on a terminal
 PLAIN_INTERVAL = float(os.environ.get("DATAPREP_PROGRESS_INTERVAL", "10"))  # one line each
 
@@ -86,7 +100,7 @@ class Tally:
         with self._lock:
             self._totals[name] = self._totals.get(name, 0) + value
             if step and value:
-                self._stage = stage_label(step)
+                self._stage = stage_label(step) or self._stage
 
     def replace(self, totals: dict[str, int], stage: str | None) -> None:
         with self._lock:
@@ -123,23 +137,13 @@ class Tally:
 # ------------------------------------------------------------------ sources
 
 
-# Composites that hold a whole job: the stage shown is the step inside them.
-JOB_COMPOSITES = ("PrepareCorpus",)
-
-
-def stage_label(step: str) -> str:
-    """The top-level step of a metric's step name, inside a whole-job composite
-    (``JOB_COMPOSITES``): ``Read/ParseLines`` and ``PrepareCorpus/Read/ScanFiles``
-    (Direct), ``ref_AppliedPTransform_Read-ParseLines-..._9`` and
-    ``ref_AppliedPTransform_PrepareCorpus-Read-ScanFiles_9`` (a portable runner's
-    transform id) all give ``Read``."""
-    if step.startswith(APPLIED):
-        parts = re.split(r"[-/]", re.sub(r"_\d+$", "", step[len(APPLIED):]))
-    else:
-        parts = step.split("/")
-    while len(parts) > 1 and parts[0] in JOB_COMPOSITES:
-        parts = parts[1:]
-    return parts[0]
+def stage_label(step: str) -> str | None:
+    """The job stage a metric's step name belongs to (``transforms.storage.report.stage_of``,
+    shared with the run report's stage rows): ``Read/ParseLines``,
+    ``PrepareCorpus/Read/ScanFiles`` (Direct), ``ref_AppliedPTransform_Read-ParseLines-..._9``
+    and ``ref_AppliedPTransform_PrepareCorpus-Read-ScanFiles_9`` (a portable runner's
+    transform id) all give ``Read``; a PCollection's id gives None."""
+    return stage_of(step)
 
 
 _counter_name = live.counter_name
@@ -315,25 +319,102 @@ class PlainDisplay:
         self.stream.flush()
 
 
+# The terminal bar's columns in display order, and the order they are dropped in
+# when the line would not fit the terminal (the job, documents and stage always stay;
+# the bar first shrinks to BAR_MIN cells).
+BAR_COLUMNS = ("job", "bar", "read", "rate", "documents", "stage", "elapsed", "eta")
+DROP_ORDER = ("rate", "elapsed", "bar", "eta", "read")
+BAR_MIN, BAR_MAX = 10, 40
+
+
+def fit_columns(widths: dict[str, int], width: int) -> tuple[list[str], int]:
+    """Which of ``BAR_COLUMNS`` the terminal bar shows in ``width`` cells, and the bar's
+    width: ``(names in display order, bar cells)`` (0: no bar).
+
+    ``widths``: cells of each text column's current text (a column whose text is
+    empty is not shown); columns are one cell apart; the bar takes what is left,
+    at most ``BAR_MAX``.  Columns go in ``DROP_ORDER`` until the line fits (the bar
+    goes when fewer than ``BAR_MIN`` cells are left); if even the job, documents
+    and stage do not fit, they are shown and the table cuts them with an ellipsis.
+
+    >>> fit_columns({"job": 14, "read": 15, "rate": 10, "documents": 11, "stage": 9,
+    ...              "elapsed": 7, "eta": 12}, 60)
+    (['job', 'read', 'documents', 'stage'], 0)
+    """
+    shown = [n for n in BAR_COLUMNS if n == "bar" or widths.get(n, 0) > 0]
+    for drop in (None,) + DROP_ORDER:
+        if drop in shown:
+            shown.remove(drop)
+        text = sum(widths[n] for n in shown if n != "bar") + len(shown) - 1
+        if "bar" in shown:
+            if width - text >= BAR_MIN:
+                return shown, min(BAR_MAX, width - text)
+        elif text <= width:
+            return shown, 0
+    return shown, 0
+
+
+def terminal_width(stream, default: int = 80) -> int:
+    """Columns of the terminal ``stream`` writes to: ``$COLUMNS`` when set (as rich and
+    the shell do), else the terminal's size (asked again at every redraw, so a resized
+    window is followed), else ``default``."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or default
+    except (AttributeError, OSError, ValueError):
+        return default
+
+
 class RichDisplay:
     """A ``rich`` progress bar redrawn in place on a terminal: the same numbers as
     ``plain_line`` (elapsed time of the run, not of the read; rate and ETA of the
     read, as ``rate_and_eta``), e.g.
-    ``prepare_corpus ━━━━━━━━━━ 104.4/208.9 KiB 20.0 KiB/s 199 docs Read 0:00:05 eta 0:00:05``."""
+    ``prepare_corpus ━━━━━━━━━━ 104.4/208.9 KiB 20.0 KiB/s 199 docs Read 0:00:05 eta 0:00:05``.
+    The line always fits the terminal's width (``terminal_width``; ``width`` fixes
+    it): less important columns are dropped first (``fit_columns``), so a narrow
+    terminal never wraps it onto a second line (which would make the display scroll)."""
 
-    def __init__(self, job, stream, total_bytes, unit="documents"):
+    def __init__(self, job, stream, total_bytes, unit="documents", width=None):
         from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+        from rich.table import Column
         self.job, self.stream, self.unit, self.total = job, stream, unit, total_bytes
+        self.width = width
         self.read_clock = ReadClock()
-        self.console = Console(file=stream, force_terminal=True, highlight=False)
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(),
-            DownloadColumn(binary_units=True),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("{task.fields[documents]} " + ("docs" if unit == "documents" else unit)),
-            TextColumn("[cyan]{task.fields[stage]}"), TextColumn("{task.fields[elapsed]}"),
-            TextColumn("{task.fields[eta]}"), console=self.console, transient=False,
+        self.console = Console(file=stream, force_terminal=True, highlight=False,
+                               width=self._width())
+
+        def text(template):   # never wrapped: cut with an ellipsis as a last resort
+            return TextColumn(template, table_column=Column(no_wrap=True, overflow="ellipsis"))
+
+        columns = {
+            "job": text("[bold]{task.description}"), "bar": BarColumn(),
+            "read": DownloadColumn(binary_units=True,
+                                   table_column=Column(no_wrap=True, overflow="ellipsis")),
+            "rate": text("{task.fields[rate]}"),
+            "documents": text("{task.fields[documents]} "
+                              + ("docs" if unit == "documents" else unit)),
+            "stage": text("[cyan]{task.fields[stage]}"), "elapsed": text("{task.fields[elapsed]}"),
+            "eta": text("{task.fields[eta]}")}
+        display = self
+
+        class FittedProgress(Progress):
+            def get_renderables(self):
+                width = display._width()
+                display.console.width = width
+                if self.tasks:
+                    task = self.tasks[0]
+                    widths = {name: display.console.measure(column(task)).maximum
+                              for name, column in columns.items() if name != "bar"}
+                    shown, bar = fit_columns(widths, width)
+                    columns["bar"].bar_width = bar or None
+                    self.columns = tuple(columns[name] for name in shown)
+                yield self.make_tasks_table(self.tasks)
+
+        self.progress = FittedProgress(
+            *columns.values(), console=self.console, transient=False,
             refresh_per_second=4,
             # rich would otherwise print what goes to sys.stdout/stderr above the bar:
             # the job's stdout stays its own, and Python-level stderr (worker threads'
@@ -353,6 +434,9 @@ class RichDisplay:
         self._total = value
         if hasattr(self, "task"):
             self.progress.update(self.task, total=value or None)
+
+    def _width(self) -> int:
+        return self.width or terminal_width(self.stream)
 
     def update(self, snap: Snapshot, elapsed: float) -> None:
         rate, eta = rate_and_eta(snap, elapsed, self.total, self.read_clock(snap, elapsed))
@@ -441,7 +525,9 @@ def quiet_stderr(log_level: str):
         return
     sys.stderr.flush()
     saved = os.dup(2)
-    log = tempfile.NamedTemporaryFile(prefix="dataprep-", suffix=".log", delete=False)
+    # beside the run's temporary folder, not in it: a failed run's log stays, named
+    log = tempfile.NamedTemporaryFile(prefix="dataprep-", suffix=".log", delete=False,
+                                      dir=_RUN["base"])
     os.dup2(log.fileno(), 2)
     real = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
     # Python-level writers go to the file too, for when sys.stderr is not fd 2 (a test
@@ -486,6 +572,102 @@ class Interrupted(Exception):
     """The user pressed Ctrl-C; the job was cancelled and temporary files deleted."""
 
 
+# The process's run (one job per process through cli.run_job): the temporary folder made
+# for it, the $TMPDIR it was made in, and whether the job finished (its output committed).
+_RUN = {"temp": None, "base": None, "finished": False, "log": None, "cleanups": []}
+
+
+def interrupted_message(job: str) -> str:
+    """The one line printed on Ctrl-C: before the job finished, or after (its output
+    committed, only the report or the exit was cut short)."""
+    if _RUN["finished"]:
+        return (f"{job}: interrupted after the job finished; its output is committed and "
+                "its temporary files deleted")
+    return f"{job}: interrupted; the job was cancelled and its temporary files deleted"
+
+
+_HOLD = {"depth": 0, "pending": False, "previous": None}
+
+
+def _hold(signum, frame):
+    _HOLD["pending"] = True
+
+
+class deferred_interrupts:
+    """Hold Ctrl-C (SIGINT) while a step that must finish whole runs: taking or
+    releasing the lock, cleaning up after a failed or cancelled run, moving the
+    audit files, writing the report.  A Ctrl-C that came meanwhile is raised as
+    ``KeyboardInterrupt`` when the outermost held step is done (they nest), unless
+    that step ran while an interrupt was already being handled (then it is
+    dropped: the run is ending on it anyway).  A no-op off the main thread
+    (signals reach only the main thread).
+
+        with progress.deferred_interrupts():
+            promote_audit(directory)
+    """
+
+    def __enter__(self):
+        self.active = threading.current_thread() is threading.main_thread()
+        if self.active:
+            if _HOLD["depth"] == 0:
+                _HOLD.update(pending=False, previous=signal.signal(signal.SIGINT, _hold))
+            _HOLD["depth"] += 1
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if not self.active:
+            return False
+        _HOLD["depth"] -= 1
+        if _HOLD["depth"]:
+            return False
+        signal.signal(signal.SIGINT, _HOLD["previous"])
+        if _HOLD["pending"] and kind is None:
+            _HOLD["pending"] = False
+            handling = sys.exc_info()[1]    # the step ran inside an except block?
+            if not isinstance(handling, (KeyboardInterrupt, Interrupted)):
+                raise KeyboardInterrupt
+        return False
+
+
+@contextlib.contextmanager
+def run_temp_dir():
+    """Point ``tempfile`` at a folder made for this run under ``$TMPDIR`` (yielded), and
+    delete it at the end, however the run ends (``exit_interrupted`` deletes it too, as
+    it leaves without unwinding).  Beam creates ``beam-pipeline-temp*``, the Prism job
+    server's ``beam-temp*`` (whose own deletion Beam leaves to an exit hook that was
+    not seen to run), environment and LOOPBACK staging ``tmp*`` folders and
+    ``beam-requirements-cache`` in ``tempfile.gettempdir()``, in this process."""
+    base = tempfile.gettempdir()
+    path = tempfile.mkdtemp(prefix="dataprep-run-", dir=base)
+    saved = tempfile.tempdir
+    tempfile.tempdir = path
+    _RUN.update(temp=path, base=base, finished=False, log=None, cleanups=[])
+    try:
+        yield path
+    finally:
+        tempfile.tempdir = saved
+        _RUN.update(temp=None, base=None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_run_temp() -> None:
+    """The run's temporary folder, and the log file of a failure that a Ctrl-C cut
+    short (no line names it then)."""
+    if _RUN["temp"]:
+        shutil.rmtree(_RUN["temp"], ignore_errors=True)
+    if _RUN["log"]:
+        with contextlib.suppress(OSError):
+            os.unlink(_RUN["log"])
+
+
+def exit_handler(job: str):
+    """A SIGINT handler for after the run (the last line printed, the interpreter
+    shutting down, Beam's exit hooks running): the one line and status 130."""
+    def handler(signum, frame):
+        exit_interrupted(Interrupted(interrupted_message(job)))
+    return handler
+
+
 def _is_direct(pipeline) -> bool:
     from apache_beam.runners.direct.direct_runner import DirectRunner
     from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
@@ -518,13 +700,17 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
             result = _run(pipeline, tally, display, started, docs_counter, bytes_counter,
                           receiver)
             status = "done"
+            _RUN["finished"] = True   # the job's output is committed from here on
             return result
         except KeyboardInterrupt:
             status = "interrupted"
             if cleanup is not None:
-                cleanup()
-            raise Interrupted(f"{job}: interrupted; the job was cancelled and its "
-                              "temporary files deleted") from None
+                with deferred_interrupts():   # a second Ctrl-C does not cut the cleanup short
+                    cleanup()
+                # and once more as the process leaves: a DirectRunner job cannot be
+                # cancelled, and its worker threads may create a file after this cleanup
+                _RUN["cleanups"].append(cleanup)
+            raise Interrupted(interrupted_message(job)) from None
         except Exception as err:
             hint = worker_pool_hint(pipeline.options, err)
             if hint:
@@ -537,6 +723,8 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
                           time.monotonic() - started, status)
             if log_path and status in ("done", "interrupted"):
                 os.unlink(log_path)
+            elif log_path:
+                _RUN["log"] = log_path   # named by the failure; a Ctrl-C after it deletes it
             if receiver is not None:
                 receiver.close()
 
@@ -711,13 +899,14 @@ TEMPORARY_PATTERNS = ("beam-temp-*", ".tmp-*", ".runs-*")
 
 
 def delete_temporaries(directories: list[str]) -> None:
-    """Delete what an interrupted run leaves in its dataset directories (and one level of
-    partition folders below): WriteToText's ``beam-temp-*``, our ``.tmp-*`` files
-    (transforms.storage.store.write_atomically) and ``.runs-*`` spill folders (transforms.processing.refs)."""
+    """Delete what an interrupted run leaves in its dataset directories and two levels
+    below (partition folders, ``_audit/last_run/``): WriteToText's ``beam-temp-*``, our
+    ``.tmp-*`` files (transforms.storage.store.write_atomically) and ``.runs-*`` spill
+    folders (transforms.processing.refs)."""
     from apache_beam.io.filesystems import FileSystems
 
     from transforms.storage.files import join
-    patterns = [join(d, *sub, p) for d in directories for sub in ((), ("*",))
+    patterns = [join(d, *sub, p) for d in directories for sub in ((), ("*",), ("*", "*"))
                 for p in TEMPORARY_PATTERNS]
     found = set()
     for pattern, matched in zip(patterns, FileSystems.match(patterns)):
@@ -738,6 +927,7 @@ def print_notes(err: BaseException) -> None:
     """The notes run_pipeline added to a failure (the log file's path), one line each."""
     for note in getattr(err, "__notes__", ()):
         print(f"  ({note})", file=sys.stderr)
+    _RUN["log"] = None   # named now: it stays, whatever comes next
 
 
 def descendants(pid: int) -> list[int]:
@@ -770,10 +960,15 @@ def exit_interrupted(err: Interrupted) -> None:
     DirectRunner job cannot be cancelled and its threads must not be waited for.
     Its SDK worker processes (direct_multiprocess) are ended first, or they would
     outlive us."""
-    import signal
+    with contextlib.suppress(ValueError):   # off the main thread: not needed there
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # one line, however often pressed
     for child in descendants(os.getpid()):
         with contextlib.suppress(OSError):
             os.kill(child, signal.SIGTERM)
+    for cleanup in _RUN["cleanups"]:
+        with contextlib.suppress(Exception):
+            cleanup()
+    _remove_run_temp()
     print(str(err), file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -196,12 +196,18 @@ def test_tally_merge_max_and_job_state():
     assert tally.snapshot() == progress.Snapshot(7, 70, "Read")
 
 
-def run_under_a_terminal(command):
-    """Run ``command`` with stderr on a pty -> (return code, stdout bytes, screen text)."""
+def run_under_a_terminal(command, columns=160):
+    """Run ``command`` with stderr on a pty of ``columns`` columns (its window size, as a
+    terminal sets it; no $COLUMNS) -> (return code, stdout bytes, screen text)."""
+    import fcntl
+    import struct
+    import termios
     controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    environment = env(TERM="xterm")
+    environment.pop("COLUMNS", None)
     proc = subprocess.Popen(command, stdin=terminal, stdout=subprocess.PIPE,
-                            stderr=terminal, env=env(TERM="xterm", COLUMNS="160"),
-                            close_fds=True)
+                            stderr=terminal, env=environment, close_fds=True)
     os.close(terminal)
     chunks = []
     while True:
@@ -255,6 +261,69 @@ def test_progress_while_the_job_runs_on_every_runner(tmp_path, run_config, runne
     last = ANSI.sub("", screen).strip().splitlines()[-1]
     assert re.fullmatch(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read", last)
     assert "Traceback" not in screen and b"store: " in stdout
+
+
+def screen_lines(screen):
+    """What a terminal shows, line by line as drawn: the text between line feeds,
+    carriage returns and cursor moves, without colour codes."""
+    return [ANSI.sub("", part) for part in re.split(r"\r|\n|\x1b\[\d*[ABCDGK]", screen)]
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_the_bar_fits_the_terminal_width(tmp_path, columns):
+    """On a terminal of 60, 80 and 120 columns no drawn line is wider than the
+    terminal (a wrapped bar makes the live display scroll), the bar is one line
+    (rich never moves the cursor up to redraw), and it still shows the numbers."""
+    from rich.cells import cell_len
+    returncode, stdout, screen = run_under_a_terminal(job(tmp_path), columns=columns)
+    assert returncode == 0, screen
+    widths = [cell_len(line) for line in screen_lines(screen)]
+    assert max(widths) <= columns, [line for line in screen_lines(screen)
+                                    if cell_len(line) > columns]
+    assert "\x1b[1A" not in screen   # a one-line display
+    docs = [d for d, _ in bar_frames(screen)]
+    assert docs[0] == 0 and docs[-1] == 397
+    last = ANSI.sub("", screen).strip().splitlines()[-1]
+    assert re.fullmatch(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read", last)
+    if columns >= 80:   # the bytes read, of the total, are among the first columns kept
+        assert re.search(r"\d+(\.\d)?/208\.9 KiB", ANSI.sub("", screen))
+
+
+def test_fit_columns_drops_the_least_important_first():
+    widths = {"job": 14, "read": 15, "rate": 10, "documents": 11, "stage": 9, "elapsed": 7,
+              "eta": 12}
+    everything = list(progress.BAR_COLUMNS)
+    assert progress.fit_columns(widths, 200) == (everything, progress.BAR_MAX)
+    assert progress.fit_columns(widths, 120) == (everything, 120 - 78 - 7)
+    # 80: without the rate the bar would get 6 cells, without the elapsed time too 14
+    assert progress.fit_columns(widths, 80) == (
+        ["job", "bar", "read", "documents", "stage", "eta"], 80 - 61 - 5)
+    assert progress.fit_columns(widths, 70) == (["job", "read", "documents", "stage", "eta"], 0)
+    assert progress.fit_columns(widths, 60) == (["job", "read", "documents", "stage"], 0)
+    assert progress.fit_columns(widths, 40) == (["job", "documents", "stage"], 0)
+    assert progress.fit_columns(widths, 20) == (["job", "documents", "stage"], 0)
+    # empty texts (no rate or ETA yet) take no column
+    assert progress.fit_columns({**widths, "rate": 0, "eta": 0}, 80) == (
+        ["job", "bar", "read", "documents", "stage", "elapsed"], 80 - 56 - 5)
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 120, 200])
+def test_rendered_bar_is_one_line_within_the_width(width):
+    import io
+
+    from rich.cells import cell_len
+    from rich.console import Console
+    display = progress.RichDisplay("prepare_corpus", io.StringIO(), 4 << 20, width=width)
+    try:
+        display.update(progress.Snapshot(1_234_567, 1 << 20, "SamplePerPartition"), 4000.0)
+        out = io.StringIO()
+        Console(file=out, width=width, color_system=None).print(
+            display.progress.get_renderable())
+    finally:
+        display.progress.stop()
+    lines = out.getvalue().rstrip("\n").split("\n")
+    assert len(lines) == 1 and cell_len(lines[0]) <= width, lines
+    assert "1,234,567 docs" in lines[0] or width < 45
 
 
 def test_live_display_under_a_terminal(tmp_path):

@@ -116,13 +116,97 @@ def test_stage_times_sum_execution_time_per_top_level_step():
             _counter("Read/Parse", namespace, name, 1500),
             _counter("Read/Split", namespace, name, 500),
             _counter("Store/Write", namespace, name, 3000),
+            _counter("Idle", namespace, name, 0),
+            _counter("ref_PCollection_PCollection_12", namespace, name, 0),
+            _counter("ref_PCollection_PCollection_13", namespace, name, 7),
             _counter("Store/Write", "beam", "metric:element_count:v1", 99)]}))
-    times = rep.stage_times(result)
-    assert times["rows"] == [{"stage": "Store", "busy_seconds": 3.0},
-                             {"stage": "Read", "busy_seconds": 2.0}]
+    times = rep.stage_times(result)   # no pipeline: the steps with time, as reported
+    assert times["rows"] == [{"stage": "Read", "busy_seconds": 2.0},
+                             {"stage": "Store", "busy_seconds": 3.0}]
     assert times["source"] == rep.EXECUTION_TIME
     none = rep.stage_times(types.SimpleNamespace())  # a runner without monitoring metrics
     assert none["rows"] == [] and "no per-stage times" in none["note"]
+
+
+class _Job(__import__("apache_beam").PTransform):
+    """A whole-job composite of three steps (applied as ``PrepareCorpus``)."""
+
+    def expand(self, pbegin):
+        import apache_beam as beam
+        numbers = pbegin | "Read" >> beam.Create([1, 2])
+        numbers | "Store" >> beam.Map(str)
+        return numbers | "Count" >> beam.combiners.Count.Globally()
+
+
+def test_stage_rows_are_the_jobs_steps_in_job_order_without_pcollections():
+    """Every step of the job composite in the order the job applies it (time 0.0 when
+    none was sampled), then another step with time; PCollection-keyed metrics never."""
+    import apache_beam as beam
+    pipeline = beam.Pipeline()
+    pipeline | "PrepareCorpus" >> _Job()
+    assert rep.job_stages(pipeline) == ["Read", "Store", "Count"]
+    namespace, name = rep.EXECUTION_TIME.split(":", 1)
+    result = types.SimpleNamespace(monitoring_metrics=lambda: types.SimpleNamespace(
+        query=lambda: {"counters": [
+            _counter("ref_AppliedPTransform_PrepareCorpus-Store-Map-str-_5", namespace, name,
+                     1250),
+            _counter("PrepareCorpus/Count/CombineGlobally", namespace, name, 250),
+            _counter("ref_PCollection_PCollection_3", namespace, name, 40),
+            _counter("Extra", namespace, name, 10),
+            _counter("Zero", namespace, name, 0)]}))
+    assert rep.stage_times(result, pipeline)["rows"] == [
+        {"stage": "Read", "busy_seconds": 0.0}, {"stage": "Store", "busy_seconds": 1.25},
+        {"stage": "Count", "busy_seconds": 0.25}, {"stage": "Extra", "busy_seconds": 0.01}]
+
+
+def test_stage_of_step_names():
+    assert rep.stage_of("PrepareCorpus/Read/ScanFiles") == "Read"
+    assert rep.stage_of("ref_AppliedPTransform_PrepareCorpus-NearDedup-Lsh_41") == "NearDedup"
+    assert rep.stage_of("Store/Write") == "Store"
+    assert rep.stage_of("ref_PCollection_PCollection_12") is None
+    assert rep.stage_of("") is None
+
+
+def test_an_old_reports_pcollection_rows_are_not_rendered():
+    report = synthetic_report()
+    report["stages"]["rows"] = [{"stage": "Read", "busy_seconds": 3.5},
+                                {"stage": "ref_PCollection_PCollection_12", "busy_seconds": 0.0},
+                                {"stage": "Store", "busy_seconds": 0.0}]
+    doc = browser.parse(rep.render_html(report))
+    assert doc.by_id("stage-table").rows() == [["stage", "busy seconds"], ["Read", "3.500"],
+                                               ["Store", "0.000"]]
+    assert [b.attrs["data-label"] for b in doc.by_id("stage-chart").find_all(
+        "g", class_="bar")] == ["Read", "Store"]
+
+
+# PrepareCorpus's steps, in the order it applies them, with no option that adds steps
+PREPARE_STAGES = ["Read", "DigestPaths", "ExactDedup", "NearDedup", "DedupRemoved", "OneShape",
+                  "AllRemoved", "Gate", "BatchSizes", "DocsAndFiltered", "CountDocs",
+                  "NotEmptyText", "CountBad", "BadFraction", "NotEmpty", "IdGate", "HashOrder",
+                  "Store", "DeadLetters", "Inputs"]
+
+
+def test_a_small_jobs_report_lists_its_stages_in_job_order(tmp_path, run_config):
+    """A real run: run_report.json's ``stages.rows`` are PrepareCorpus's 20 steps in job
+    order (no PCollection names), and the HTML table shows the same rows."""
+    from pipelines import prepare_corpus
+    data = tmp_path / "in.jsonl"
+    with open(prepare_corpus.SAMPLE, "rb") as f:
+        data.write_bytes(b"".join(f.read().splitlines(keepends=True)[:40]))
+    report = prepare_corpus.run(["--input", str(data), "--output_roots", str(tmp_path / "a"),
+                                 "--run_config", run_config])
+    stages = report["stages"]
+    written = orjson.loads((tmp_path / "a" / "corpus" / "_audit" / rep.REPORT_JSON).read_bytes())
+    assert written["stages"] == stages
+    if stages["source"] is None:   # Flink's and Spark's job servers report no step times
+        assert stages["rows"] == [] and "no per-stage times" in stages["note"]
+        return
+    assert [r["stage"] for r in stages["rows"]] == PREPARE_STAGES
+    assert all(isinstance(r["busy_seconds"], float) and r["busy_seconds"] >= 0
+               for r in stages["rows"])
+    page = (tmp_path / "a" / "corpus" / "_audit" / rep.REPORT_HTML).read_text()
+    assert browser.parse(page).by_id("stage-table").rows() == [["stage", "busy seconds"]] + [
+        [r["stage"], f"{r['busy_seconds']:.3f}"] for r in stages["rows"]]
 
 
 def _write_dead(path, records):
@@ -196,3 +280,58 @@ def test_removal_reasons_name_filter_drops_as_in_the_removed_records():
         ("dedup.exact_duplicate", "dedup/duplicates_removed", 2),
         ("sample_per_partition.not_sampled",
          "filters/sample_per_partition/dropped.not_sampled", 1)]
+
+
+def test_recorded_flags_make_paths_absolute_and_keep_them_as_given(tmp_path, monkeypatch):
+    from pipelines import cli
+    from transforms.reduction.filters.recipes import RECIPES_DIR
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", "/home/someone")
+    flags = {"input": "data/*.jsonl, ./x/../b[1].jsonl,~/c.jsonl,gs://bucket/d.jsonl",
+             "output_roots": "out/a=2,../b,s3://bucket/c/", "recipe": "web",
+             "run_config": "configs/../direct.yaml", "dataset": "corpus", "codec": None}
+    recorded = cli.recorded_flags(flags)
+    parent = os.path.dirname(str(tmp_path))
+    assert recorded == {
+        "input": f"{tmp_path}/data/*.jsonl,{tmp_path}/b[1].jsonl,/home/someone/c.jsonl,"
+                 "gs://bucket/d.jsonl",
+        "output_roots": f"{tmp_path}/out/a=2,{parent}/b,s3://bucket/c",
+        "recipe": os.path.join(RECIPES_DIR, "web.yaml"),
+        "run_config": f"{tmp_path}/direct.yaml", "dataset": "corpus", "codec": None,
+        "as_given": {k: flags[k] for k in ("input", "output_roots", "recipe", "run_config")}}
+    absolute = {"input": "/d/a.jsonl", "output_roots": "/r/a", "recipe": None,
+                "run_config": "/c/direct.yaml"}
+    assert cli.recorded_flags(absolute) == absolute   # nothing to record as given
+
+
+def test_a_run_from_a_folder_records_absolute_paths(tmp_path, monkeypatch, run_config):
+    """Relative --input, --output_roots, --recipe and --run_config as typed in the
+    working folder: run_report.json's config names them absolutely (as typed under
+    ``as_given``), and the manifest's roots and inputs are absolute too."""
+    import shutil
+
+    from pipelines import prepare_corpus
+    from transforms.reduction.filters.recipes import recipe_path
+    work = tmp_path / "work"
+    (work / "in").mkdir(parents=True)
+    with open(prepare_corpus.SAMPLE, "rb") as f:
+        (work / "in" / "part.jsonl").write_bytes(
+            b"".join(f.read().splitlines(keepends=True)[:40]))
+    shutil.copy(recipe_path("minimal"), work / "mine.yaml")
+    shutil.copy(run_config, work / "runner.yaml")
+    monkeypatch.chdir(work)
+    given = {"input": "in/part.jsonl", "output_roots": "out/a,./out/../out/b",
+             "recipe": "./mine.yaml", "run_config": "runner.yaml"}
+    report = prepare_corpus.run([arg for k, v in given.items() for arg in (f"--{k}", v)])
+    written = orjson.loads((work / "out" / "a" / "corpus" / "_audit" / rep.REPORT_JSON)
+                           .read_bytes())
+    assert written["config"] == report["config"]
+    config = report["config"]
+    assert {k: config[k] for k in given} == {
+        "input": f"{work}/in/part.jsonl", "output_roots": f"{work}/out/a,{work}/out/b",
+        "recipe": f"{work}/mine.yaml", "run_config": f"{work}/runner.yaml"}
+    assert config["as_given"] == given
+    manifest = orjson.loads((work / "out" / "b" / "corpus" / "manifest.json").read_bytes())
+    assert manifest["roots"] == [f"{work}/out/a", f"{work}/out/b"]
+    assert [i["path"] for i in manifest["inputs"]] == [f"{work}/in/part.jsonl"]
+    assert report["inputs"][0]["path"] == f"{work}/in/part.jsonl"

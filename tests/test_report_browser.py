@@ -168,7 +168,13 @@ def test_lineage_and_configuration(finished):
     if stages["rows"]:  # Direct and Prism report per-transform times; Flink and Spark do not
         labels = [b.attrs["data-label"] for b in
                   doc.by_id("stage-chart").find_all("g", class_="bar")]
-        assert labels == [r["stage"] for r in stages["rows"]] and "Store" in labels
+        assert labels == [r["stage"] for r in stages["rows"]] == [
+            "Read", "DigestPaths", "ExactDedup", "NearDedup", "DedupRemoved", "OneShape",
+            "AllRemoved", "Gate", "BatchSizes", "DocsAndFiltered", "CountDocs", "NotEmptyText",
+            "CountBad", "BadFraction", "NotEmpty", "IdGate", "Refs", "PartitionByField",
+            "HashOrder", "Store", "DeadLetters", "Inputs", "Removed"]   # job order
+        assert doc.by_id("stage-table").rows()[1:] == [
+            [r["stage"], f"{r['busy_seconds']:.3f}"] for r in stages["rows"]]
     assert doc.by_id("stages-note").text().strip() == stages["note"]
 
 

@@ -26,7 +26,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms.storage.files import join, read_bytes  # noqa: F401 - part of io's API
+from transforms.storage.files import file_size, join, read_bytes  # noqa: F401 - part of io's API
 
 NAMESPACE = "dataprep.read"
 DEAD_LETTER_TAG = "dead_letters"
@@ -167,16 +167,10 @@ def expand_patterns(patterns: str | list[str], recognised=is_text_input,
 
 
 def input_files(paths: list[str]) -> list[dict]:
-    """``[{"path", "bytes"}]`` of the files a job reads, for the manifest and run report."""
-    def size(path):
-        if _is_local(path):  # no glob reading of names like "data [v1].jsonl"
-            return os.path.getsize(path.removeprefix("file://"))
-        found = [m.size_in_bytes for r in FileSystems.match([path]) for m in r.metadata_list
-                 if m.path == path]
-        return found[0] if found else None
-    return [{"path": p, "bytes": size(p)} for p in paths]
-
-
+    """``[{"path", "bytes"}]`` of the files a job reads, for the manifest and run report;
+    each path taken literally (``files.file_size``: ``data[1].jsonl`` is that file),
+    bytes None for a file that is not there."""
+    return [{"path": p, "bytes": file_size(p)} for p in paths]
 
 
 def estimate_raw_bytes(paths: list[str]) -> int:

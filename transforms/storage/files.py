@@ -1,5 +1,6 @@
 """Paths and whole-file reads for local folders and URIs alike (``gs://``, ``s3://``, ...),
 through Beam's ``FileSystems``; the file layer every other layer builds on."""
+import os
 import posixpath
 import threading
 
@@ -14,6 +15,23 @@ def join(base: str, *parts: str) -> str:
             share_s3_clients()
         return posixpath.join(base, *parts)
     return FileSystems.join(base, *parts)
+
+
+def file_size(path: str) -> int | None:
+    """Bytes of the file at ``path``, taken literally: a name with glob characters
+    (``data[1].jsonl``, ``a*b?.jsonl``) is that file, never a pattern (Beam's
+    ``FileSystems.match`` would read it as one and find another file, or none).
+    None when there is no such file (a folder, or nothing).  Local paths and
+    ``file://`` through ``os``; URIs through their filesystem's ``metadata``."""
+    if "://" not in path or path.startswith("file://"):
+        local = path.removeprefix("file://")
+        return os.path.getsize(local) if os.path.isfile(local) else None
+    if path.startswith("s3://"):
+        share_s3_clients()
+    try:
+        return FileSystems.get_filesystem(path).metadata(path).size_in_bytes
+    except Exception:  # noqa: BLE001 - every backend has its own "not found"
+        return None
 
 
 def read_bytes(path: str) -> bytes:

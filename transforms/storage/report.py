@@ -14,7 +14,8 @@ The report is a JSON object (every key optional except ``job`` and
   children, so DirectRunner workers count; a remote cluster's do not).
 - ``stages``: ``{"source", "note", "rows": [{"stage", "busy_seconds"}]}``: the
   runner's per-transform execution time (Beam's sampled
-  ``ptransform_execution_time``) summed per top-level step.  No Beam runner
+  ``ptransform_execution_time``) summed per stage of the job (``stage_times``:
+  the job composite's steps in job order, no PCollection names).  No Beam runner
   reports per-stage wall or CPU time separately; ``note`` says what is there.
 - ``beam_options``: the Beam PipelineOptions that differ from their defaults.
 - ``config``: the job's resolved configuration (every flag, defaults filled in).
@@ -87,14 +88,59 @@ def distributions(result) -> dict[str, dict]:
     return dict(sorted(out.items()))
 
 
-def stage_times(result) -> dict:
-    """Per top-level step, the runner's execution time, from its monitoring metrics.
+APPLIED = "ref_AppliedPTransform_"   # a portable runner's transform ids
+PCOLLECTION = "ref_PCollection_"      # metrics keyed by a PCollection, not a step
 
-    Returns ``{"source", "note", "rows": [{"stage", "busy_seconds"}]}``, rows
-    largest first; ``rows`` is empty (and ``note`` says so) when the runner
-    exposes no per-transform times (e.g. Flink and Spark job servers).
+
+def stage_of(step: str) -> str | None:
+    """The job stage a metric's step name belongs to: the top-level step, or the
+    step inside a whole-job composite (``JOB_COMPOSITES``).  ``Read/ParseLines``,
+    ``PrepareCorpus/Read/ScanFiles`` (Direct) and
+    ``ref_AppliedPTransform_PrepareCorpus-Read-ScanFiles_9`` (a portable runner's
+    transform id) all give ``Read``; a PCollection's id
+    (``ref_PCollection_PCollection_12``) or an empty name gives None."""
+    import re
+    if not step or step.startswith(PCOLLECTION):
+        return None
+    if step.startswith(APPLIED):
+        parts = re.split(r"[-/]", re.sub(r"_\d+$", "", step[len(APPLIED):]))
+    else:
+        parts = step.split("/")
+    while len(parts) > 1 and parts[0] in JOB_COMPOSITES:
+        parts = parts[1:]
+    return parts[0] or None
+
+
+def job_stages(pipeline) -> list[str]:
+    """The job's stages in the order the job applies them: the parts of its whole-job
+    composite (``JOB_COMPOSITES``, e.g. ``PrepareCorpus``'s ``Read``, ``ExactDedup``,
+    ..., ``Store``), else the pipeline's top-level steps."""
+    root = pipeline.transforms_stack[0]
+    out: list[str] = []
+
+    def walk(node, depth):
+        for part in node.parts:
+            label = part.full_label.rsplit("/", 1)[-1]
+            if label in JOB_COMPOSITES and part.parts:
+                walk(part, depth + 1)
+            elif label not in out:
+                out.append(label)
+    walk(root, 0)
+    return out
+
+
+def stage_times(result, pipeline=None) -> dict:
+    """The runner's execution time per job stage, from its monitoring metrics.
+
+    Returns ``{"source", "note", "rows": [{"stage", "busy_seconds"}]}``.  Rows are
+    the job's stages (``job_stages(pipeline)``), in job order, each with its time
+    (0.0 when the runner sampled none), then any other step with time > 0 in the
+    order first reported; metrics keyed by a PCollection are no stage and are
+    left out.  Without ``pipeline``, the steps with time > 0 in the order first
+    reported.  ``rows`` is empty (and ``note`` says so) when the runner exposes no
+    per-transform times (e.g. Flink and Spark job servers).
     """
-    rows: dict[str, float] = {}
+    times: dict[str, float] = {}
     try:
         query = result.monitoring_metrics().query()
     except Exception:  # noqa: BLE001 - runners without monitoring metrics
@@ -103,22 +149,22 @@ def stage_times(result) -> dict:
         metric = counter.key.metric
         if f"{metric.namespace}:{metric.name}" != EXECUTION_TIME and metric.name != EXECUTION_TIME:
             continue
-        step = counter.key.step or "(unnamed)"
-        parts = step.split("/", 2)
-        # the job's stages are the composite's parts (PrepareCorpus/ExactDedup/...)
-        stage = parts[1] if parts[0] in JOB_COMPOSITES and len(parts) > 1 else parts[0]
+        stage = stage_of(counter.key.step or "")
+        if stage is None:
+            continue
         value = counter.committed if counter.committed is not None else counter.attempted
-        rows[stage] = rows.get(stage, 0.0) + (value or 0) / 1000.0
-    if not rows:
+        times[stage] = times.get(stage, 0.0) + (value or 0) / 1000.0
+    if not times:
         return {"source": None, "rows": [],
                 "note": "the runner exposes no per-stage times; only the whole run's wall "
                         "and CPU time are reported"}
+    order = job_stages(pipeline) if pipeline is not None else []
+    order += [s for s, v in times.items() if s not in order and round(v, 3) > 0]
     return {"source": EXECUTION_TIME,
-            "note": "busy time per top-level step, sampled by Beam on the workers (close to "
-                    "CPU time for CPU-bound steps; overlapping steps add up to more than the "
-                    "wall time); no runner reports per-stage wall time",
-            "rows": [{"stage": s, "busy_seconds": round(v, 3)}
-                     for s, v in sorted(rows.items(), key=lambda kv: (-kv[1], kv[0]))]}
+            "note": "busy time per stage of the job, in job order, sampled by Beam on the "
+                    "workers (close to CPU time for CPU-bound steps; overlapping steps add "
+                    "up to more than the wall time); no runner reports per-stage wall time",
+            "rows": [{"stage": s, "busy_seconds": round(times.get(s, 0.0), 3)} for s in order]}
 
 
 def input_lineage(entries) -> list[dict]:
@@ -126,7 +172,9 @@ def input_lineage(entries) -> list[dict]:
 
     ``entries``: paths, or dicts with ``path`` and optional ``bytes`` and
     ``digest`` (what the reading layer knows).  Missing sizes are filled from
-    the filesystem (any Beam FileSystems scheme); a missing digest stays None.
+    the filesystem (any Beam FileSystems scheme), each path taken literally
+    (``files.file_size``: ``data[1].jsonl`` is that file, not a pattern); a
+    missing digest stays None, as does the size of a file that is not there.
     """
     rows = {}
     for entry in entries:
@@ -136,10 +184,9 @@ def input_lineage(entries) -> list[dict]:
         rows[row["path"]] = row
     unknown = [p for p, r in rows.items() if r["bytes"] is None]
     if unknown:
-        from apache_beam.io.filesystems import FileSystems
-        for path, found in zip(unknown, FileSystems.match(unknown)):
-            sizes = [m.size_in_bytes for m in found.metadata_list]
-            rows[path]["bytes"] = sizes[0] if len(sizes) == 1 else None
+        from transforms.storage.files import file_size
+        for path in unknown:
+            rows[path]["bytes"] = file_size(path)
     return [rows[p] for p in sorted(rows)]
 
 
@@ -250,11 +297,12 @@ def versions() -> dict:
 
 def build_report(job: str, clock: RunClock, values: dict[str, int], config: dict,
                  runner: str, extra: dict | None = None, *, options=None, result=None,
-                 inputs=None) -> dict:
+                 inputs=None, pipeline=None) -> dict:
     """The run report (see the module docstring for its keys).
 
     ``config``: the job's resolved flags; ``options``: Beam PipelineOptions;
-    ``result``: the finished PipelineResult (for stage times); ``inputs``:
+    ``result``: the finished PipelineResult (for stage times), ``pipeline`` the
+    Pipeline it ran (for the job's stages and their order); ``inputs``:
     paths or ``{path, bytes?, digest?}`` dicts of the input files.
     """
     finished = datetime.datetime.now(datetime.timezone.utc)
@@ -273,7 +321,7 @@ def build_report(job: str, clock: RunClock, values: dict[str, int], config: dict
     if options is not None:
         report["beam_options"] = beam_options(options)
     if result is not None:
-        report["stages"] = stage_times(result)
+        report["stages"] = stage_times(result, pipeline)
     if inputs is not None:
         report["inputs"] = input_lineage(inputs)
     report.update(extra or {})
@@ -480,6 +528,9 @@ def view(report: dict) -> dict:
                      else f"{r['min_size']}-{r['max_size']}", r["clusters"]) for r in clusters]
     sizes = report.get("shard_sizes") or []
     stages = report.get("stages") or {}
+    # a report written before PCollection-keyed rows were left out renders without them
+    stage_rows = [r for r in stages.get("rows", [])
+                  if not str(r.get("stage", "")).startswith(PCOLLECTION)]
     codec_columns, codec_rows = _codec_rows(report)
     return {
         "summary": summary_rows(report),
@@ -498,8 +549,9 @@ def view(report: dict) -> dict:
         "dead_examples": (report.get("dead_letters") or {}).get("examples", []),
         "inputs": report.get("inputs"),
         "stages": stages,
-        "stage_chart": bar_chart([(r["stage"], r["busy_seconds"]) for r in stages.get("rows", [])],
+        "stage_chart": bar_chart([(r["stage"], r["busy_seconds"]) for r in stage_rows],
                                  unit=" s"),
+        "stage_rows": stage_rows,
         "beam_options": report.get("beam_options"),
         "config": report.get("config") or report.get("options"),
         "filters": report.get("filters"),

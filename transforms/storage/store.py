@@ -86,9 +86,21 @@ def physical_location(uri: str) -> str:
     return os.path.realpath(uri).casefold()
 
 
+GLOB_CHARACTERS = "[]*?"
+
+
 def check_roots(uris: list[str], dataset: str) -> None:
-    """Roots must be distinct physical folders, and no root's dataset folder may
-    hold another root.  Raises ValueError naming them (before anything is written)."""
+    """Roots must be distinct physical folders, no root's dataset folder may hold
+    another root, and no root's path may hold a glob character (``[ ] * ?``: Beam's
+    file sinks list a write's temporary files through ``FileSystems.match``, which
+    reads such a path as a pattern, and the run would fail after doing the work).
+    Raises ValueError naming them (before anything is written)."""
+    for uri in uris:
+        odd = sorted({c for c in uri if c in GLOB_CHARACTERS})
+        if odd:
+            raise ValueError(f"root {uri} holds the glob character(s) {' '.join(odd)}: Beam's "
+                             "file writes read such a path as a pattern; choose a root "
+                             "without them")
     seen = {}
     for uri in uris:
         location = physical_location(uri)
