@@ -24,7 +24,7 @@ import sys
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import run_config
-from pipelines.exit_codes import PROBLEM, USAGE, guard, nearest
+from pipelines.exit_codes import INTERRUPTED, PROBLEM, USAGE, guard, nearest
 
 
 # Set by the ``dataprep`` command to the words that invoked a job ("dataprep prepare-corpus"),
@@ -449,7 +449,13 @@ def run_job(job: str, run, argv=None) -> None:
         except progress.Interrupted as err:
             progress.exit_interrupted(err)
         except KeyboardInterrupt:
-            progress.exit_interrupted(progress.Interrupted(progress.interrupted_message(job)))
+            interrupted = progress.Interrupted(progress.interrupted_message(job))
+            if program:   # at once, ending the run's processes (progress.exit_interrupted)
+                progress.exit_interrupted(interrupted)
+            # a caller in this process (no pipeline running: run_pipeline handles its
+            # own): the run's temporary folder is gone with run_temp_dir; one line, 130
+            print(str(interrupted), file=sys.stderr)
+            sys.exit(INTERRUPTED)
         except usage_errors() as err:
             print(f"{prog_of(job)}: error: {err}", file=sys.stderr)
             sys.exit(USAGE)
