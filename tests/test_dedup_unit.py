@@ -164,3 +164,21 @@ def test_bucket_lists_equal_the_per_ref_bucket_functions(pairs, num_buckets):
         refs = [DocRef(i, k, 0, 1, 1, False, False, b"", b"") for i, k in keyed]
         assert key_buckets(refs, num_buckets) == [bucket_of_key(r.key, num_buckets) for r in refs]
         assert id_buckets(refs, num_buckets) == [bucket_of_id(r.id, num_buckets) for r in refs]
+
+
+def test_pack_keeps_rows_of_a_class_pickle_cannot_name():
+    """Beam's schema-generated NamedTuple classes (what a RowCoder decodes into on
+    the Flink and Spark clusters) cannot be pickled by name: such lists are packed
+    as rows (their instances pickle by their own __reduce__), not by columns."""
+    import pickle
+    from typing import NamedTuple
+
+    from transforms.core.records import pack, unpack
+
+    class Local(NamedTuple):   # <locals> in its qualified name: not importable
+        a: int
+        b: str
+
+    Local.__reduce__ = lambda self: (tuple, (tuple(self),))
+    rows = [Local(1, "x"), Local(2, "y")]
+    assert unpack(pickle.loads(pickle.dumps(pack(rows)))) == [(1, "x"), (2, "y")]

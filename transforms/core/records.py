@@ -4,6 +4,7 @@ Pure Python (no Beam): ``transforms.processing.refs`` registers Beam's
 ``RowCoder`` for ``DocRef`` and ``Digest`` when it is imported.
 """
 import pickle
+import sys
 from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
@@ -123,8 +124,25 @@ _ROWS = 0      # a plain list of values
 _COLUMNS = 1   # NamedTuples of one class, by field
 
 
+_BY_NAME: dict = {}
+
+
 def _is_record_class(cls) -> bool:
-    return issubclass(cls, tuple) and hasattr(cls, "_fields")
+    """A NamedTuple class that pickle can name (importable by module and qualified
+    name).  Beam's schema-generated classes (``apache_beam.typehints.schemas.
+    BeamSchema_<uuid>``, what a RowCoder decodes into on some runners, e.g. the
+    Flink and Spark clusters) are not: their lists keep the plain row form, whose
+    instances pickle through Beam's own ``__reduce__``."""
+    known = _BY_NAME.get(cls)
+    if known is None:
+        known = False
+        if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+            found = sys.modules.get(cls.__module__)
+            for part in cls.__qualname__.split("."):
+                found = getattr(found, part, None)
+            known = found is cls
+        _BY_NAME[cls] = known
+    return known
 
 
 def _columns(items: list) -> tuple:
