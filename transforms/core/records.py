@@ -180,7 +180,10 @@ def unpack(batch) -> list:
     """``Packed`` -> its list of records; a plain list (a batch not packed) as is.
 
     Checks the ``blob`` field, not the class: a worker's RowCoder may decode a
-    ``Packed`` into a schema-generated class of the same fields."""
+    ``Packed`` into a schema-generated class of the same fields.  The blob is
+    only ever one ``pack`` made in an earlier stage of the same job (an element
+    between transforms, as trusted as Beam's own pickled elements); input files
+    and stores are never unpickled (arrays are loaded with allow_pickle=False)."""
     blob = getattr(batch, "blob", None)
     if isinstance(blob, bytes):
         return _rows(pickle.loads(blob))
