@@ -10,6 +10,7 @@ Every test here holds the block path to the per-document path (and so, through
 language and score bit for bit) and the same counters.
 """
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -201,3 +202,40 @@ def test_scan_outputs_do_not_depend_on_where_blocks_end(tmp_path, text_bytes):
     assert tagged == want_tagged
     assert len(refs) > 50 and len(tagged["filtered"]) > 20  # both answers, many times
     assert sum(r.redacted for r in refs) >= 5 and {r.partition_value for r in refs} == {b'"en"'}
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["compiled", "numpy-block"])
+def test_detect_languages_keeps_each_threads_scores(monkeypatch, fast):
+    """Two threads classifying at once each get their own document's language: the score
+    detect_languages hands to classify() is per thread (a runner may run bundles in
+    threads).  Thread B is held inside classify() after computing its score while
+    thread A classifies: with one shared slot A would read B's score."""
+    texts = {"en": "The quick brown fox jumps over the lazy dog and keeps running far away.",
+             "de": "Der schnelle braune Fuchs springt über den faulen Hund und läuft weit weg."}
+    expected = {k: langid.detect_languages([v])[0] for k, v in texts.items()}
+    assert expected["en"][0] == "en" and expected["de"][0] == "de"
+    if not fast:
+        monkeypatch.setattr(langid, "FAST", None)
+    ident = langid._identifier()
+    real = type(ident).classify
+    b_inside, a_done, got = threading.Event(), threading.Event(), {}
+
+    def b():
+        got["de"] = langid.detect_languages([texts["de"]])[0]
+
+    thread_b = threading.Thread(target=b, name="B")
+
+    def classify(self, text):
+        if threading.current_thread() is thread_b:
+            b_inside.set()
+            a_done.wait(10)
+        elif text == texts["en"]:
+            thread_b.start()
+            assert b_inside.wait(10)
+        return real(self, text)
+
+    monkeypatch.setattr(type(ident), "classify", classify)
+    got["en"] = langid.detect_languages([texts["en"]])[0]
+    a_done.set()
+    thread_b.join(10)
+    assert got == expected

@@ -18,6 +18,10 @@ worker on 100k documents with ``--no_near_dedup``; BENCHMARKS.md, issue 10).
 * ``gc.set_threshold(*THRESHOLDS)``: a young pass every 50,000 allocations
   instead of 700, so a cycle waits at most that long to be collected.
 
+With an in-process runner (DirectRunner ``in_memory``, a user's own pipeline
+embedding our transforms) the worker is the host process: its collector is
+tuned too, for the rest of its life (the settings are the process's).
+
 Memory is unchanged (reference counting frees everything acyclic at once; see
 BENCHMARKS.md for peak RSS before and after) and no result depends on it.
 Pure Python, no Beam: a user's own worker code may call it too.

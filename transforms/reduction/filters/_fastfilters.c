@@ -76,21 +76,59 @@ static inline int is_no_space(Py_UCS4 ch)
     return 0;
 }
 
+/* A str's code points as CPython stores them (PEP 393): kind is the bytes per code
+ * point (1, 2 or 4), data the code points, n how many. */
+typedef struct {
+    int kind;
+    const void *data;
+    Py_ssize_t n;
+} Text;
+
+static inline Text text_of(PyObject *str)
+{
+    Text t = {PyUnicode_KIND(str), PyUnicode_DATA(str), PyUnicode_GET_LENGTH(str)};
+    return t;
+}
+
+/* *t = text_of(arg), or -1 with TypeError "<fn>: text must be str". */
+static int text_arg(PyObject *arg, const char *fn, Text *t)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "%s: text must be str", fn);
+        return -1;
+    }
+    *t = text_of(arg);
+    return 0;
+}
+
+/* The arguments (str, int) of a METH_VARARGS function: 0, or -1 with Python's error. */
+static int text_and_size(PyObject *args, Text *t, Py_ssize_t *size)
+{
+    PyObject *str;
+    if (!PyArg_ParseTuple(args, "Un", &str, size))
+        return -1;
+    *t = text_of(str);
+    return 0;
+}
+
+/* Whether t holds a character of a script written without spaces. */
+static int holds_no_space(Text t)
+{
+    if (t.kind == PyUnicode_1BYTE_KIND)  /* a 1-byte string holds nothing >= 0x100 */
+        return 0;
+    for (Py_ssize_t i = 0; i < t.n; i++)
+        if (is_no_space(PyUnicode_READ(t.kind, t.data, i)))
+            return 1;
+    return 0;
+}
+
 /* has_no_space_script(text) -> bool */
 static PyObject *has_no_space_script(PyObject *self, PyObject *arg)
 {
-    if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "has_no_space_script: text must be str");
+    Text t;
+    if (text_arg(arg, "has_no_space_script", &t) < 0)
         return NULL;
-    }
-    int kind = PyUnicode_KIND(arg);
-    const void *data = PyUnicode_DATA(arg);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
-    if (kind != PyUnicode_1BYTE_KIND)  /* a 1-byte string holds nothing >= 0x100 */
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (is_no_space(PyUnicode_READ(kind, data, i)))
-                Py_RETURN_TRUE;
-    Py_RETURN_FALSE;
+    return PyBool_FromLong(holds_no_space(t));
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -151,13 +189,12 @@ static PyObject *analyse_words(PyObject *self, PyObject *args)
     PyObject *text, *cache, *special;
     if (!PyArg_ParseTuple(args, "UO!O", &text, &PyDict_Type, &cache, &special))
         return NULL;
-    int kind = PyUnicode_KIND(text);
-    const void *data = PyUnicode_DATA(text);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    if (kind != PyUnicode_1BYTE_KIND)
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (is_no_space(PyUnicode_READ(kind, data, i)))
-                Py_RETURN_NONE;
+    Text t = text_of(text);
+    int kind = t.kind;
+    const void *data = t.data;
+    Py_ssize_t n = t.n;
+    if (holds_no_space(t))
+        Py_RETURN_NONE;
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
@@ -886,13 +923,12 @@ PyDoc_STRVAR(repetition_lines_doc,
 
 static PyObject *repetition_lines(PyObject *self, PyObject *arg)
 {
-    if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "repetition_lines: text must be str");
+    Text t;
+    if (text_arg(arg, "repetition_lines", &t) < 0)
         return NULL;
-    }
-    int kind = PyUnicode_KIND(arg);
-    const void *data = PyUnicode_DATA(arg);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    int kind = t.kind;
+    const void *data = t.data;
+    Py_ssize_t n = t.n;
     Py_ssize_t newlines = 0;
     for (Py_ssize_t i = 0; i < n; i++)
         newlines += PyUnicode_READ(kind, data, i) == '\n';
@@ -1065,13 +1101,13 @@ static inline int is_sentence_punct(Py_UCS4 ch)
 
 static PyObject *sentence_end(PyObject *self, PyObject *args)
 {
-    PyObject *line;
+    Text t;
     Py_ssize_t pos;
-    if (!PyArg_ParseTuple(args, "Un", &line, &pos))
+    if (text_and_size(args, &t, &pos) < 0)
         return NULL;
-    int kind = PyUnicode_KIND(line);
-    const void *data = PyUnicode_DATA(line);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(line);
+    int kind = t.kind;
+    const void *data = t.data;
+    Py_ssize_t n = t.n;
     if (pos < 0)
         pos = 0;
     /* the lookahead (?=\s+\W*\w) at q: line[q] is whitespace and a word character follows
@@ -1133,17 +1169,18 @@ static PyObject *sentence_end(PyObject *self, PyObject *args)
 PyDoc_STRVAR(split_stats_doc,
 "split_stats(text, at_most) -> (chunks, longest)\n\n"
 "min(len(text.split()), at_most) and max(map(len, text.split()), default=0) (the\n"
-"longest chunk is only measured when at_most is below 0: then chunks is the full count).");
+"longest chunk is only measured when at_most is below 0: then chunks is the full count;\n"
+"at_most 0 counts 1 for a text with a chunk, as len(text.split(None, 0)) does).");
 
 static PyObject *split_stats(PyObject *self, PyObject *args)
 {
-    PyObject *text;
+    Text t;
     Py_ssize_t at_most;
-    if (!PyArg_ParseTuple(args, "Un", &text, &at_most))
+    if (text_and_size(args, &t, &at_most) < 0)
         return NULL;
-    int kind = PyUnicode_KIND(text);
-    const void *data = PyUnicode_DATA(text);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text), chunks = 0, longest = 0, i = 0;
+    int kind = t.kind;
+    const void *data = t.data;
+    Py_ssize_t n = t.n, chunks = 0, longest = 0, i = 0;
     while (i < n) {
         while (i < n && is_space(PyUnicode_READ(kind, data, i)))
             i++;

@@ -262,22 +262,14 @@ class GopherRepetitionFilter(RuleFilter):
         line_rules = c.dup_line_frac is not None or c.dup_line_char_frac is not None
         if para_rules or line_rules:
             paras, dups, dup_chars, lines, line_dups, line_dup_chars = repetition_counts(text)
-        if para_rules:
-            ratio = dups / paras
-            if c.dup_para_frac is not None and ratio > c.dup_para_frac:
-                return True, self._drop("dup_para_frac", f"ratio={fmt(ratio)} > {c.dup_para_frac}")
-            ratio = dup_chars / n_chars
-            if c.dup_para_char_frac is not None and ratio > c.dup_para_char_frac:
-                return True, self._drop("dup_para_char_frac",
-                                        f"ratio={fmt(ratio)} > {c.dup_para_char_frac}")
-        if line_rules:
-            ratio = line_dups / lines
-            if c.dup_line_frac is not None and ratio > c.dup_line_frac:
-                return True, self._drop("dup_line_frac", f"ratio={fmt(ratio)} > {c.dup_line_frac}")
-            ratio = line_dup_chars / n_chars
-            if c.dup_line_char_frac is not None and ratio > c.dup_line_char_frac:
-                return True, self._drop("dup_line_char_frac",
-                                        f"ratio={fmt(ratio)} > {c.dup_line_char_frac}")
+            # in datatrove's order: paragraphs (by count, then by characters), then lines
+            for name, part, whole in (("dup_para_frac", dups, paras),
+                                      ("dup_para_char_frac", dup_chars, n_chars),
+                                      ("dup_line_frac", line_dups, lines),
+                                      ("dup_line_char_frac", line_dup_chars, n_chars)):
+                limit = getattr(c, name)
+                if limit is not None and part / whole > limit:
+                    return True, self._drop(name, f"ratio={fmt(part / whole)} > {limit}")
         return (not c.top_n_grams and not c.dup_n_grams), None
 
     def _ngram_rules(self, top, dup, n_chars: int) -> Optional[Drop]:

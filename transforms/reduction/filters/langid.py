@@ -18,6 +18,7 @@ wheel.
   drops a document whose language is not listed (rule ``not_in_languages``)
   or whose score is below ``threshold`` (rule ``low_score``).
 """
+import threading
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -60,23 +61,29 @@ def _walk_features(identifier, data: bytes) -> np.ndarray:
     return features[features >= 0]
 
 
+# What detect_languages computed for the document that classify() is about to score (its
+# product, its bytes), handed to FastIdentifier._raw_score/_encode: per thread, as the
+# identifier is one per process and a runner may call us from several threads at once.
+_PENDING = threading.local()
+
+
 def _fast_identifier():
     """py3langid's identifier with its DFA walk and scoring vectorised (same numbers)."""
     from py3langid.langid import MODEL_FILE, RAW_FLOOR, LanguageIdentifier
 
     class FastIdentifier(LanguageIdentifier):
-        __slots__ = ("_vectors", "_rows", "_table32", "_scored", "_native", "_encoded")
+        __slots__ = ("_vectors", "_rows", "_table32", "_native")
 
         def _encode(self, text):
-            encoded = getattr(self, "_encoded", None)  # (text, its bytes) set by detect_languages
+            encoded = getattr(_PENDING, "encoded", None)  # (text, its bytes): detect_languages
             if encoded is not None and encoded[0] is text:
                 return encoded[1]
             return LanguageIdentifier._encode(text)
 
         def _raw_score(self, text):
-            scored = getattr(self, "_scored", None)
+            scored = getattr(_PENDING, "scored", None)
             if scored is not None:  # computed for a whole block (``detect_languages``)
-                self._scored = None
+                _PENDING.scored = None
                 return scored
             if FAST is not None:  # the walk and the counts compiled: the same ids and counts
                 ids, counts = FAST.langid_features(text, *self._native)
@@ -119,12 +126,10 @@ def _fast_identifier():
     # the same automaton as rows (state * 256, int32) for the block walk: the row after a move
     identifier._rows = (rowbase[nm].astype(np.int32), rowbase[pair].astype(np.int32))
     identifier._table32 = identifier.nb_ptc.astype(np.float32)
-    identifier._encoded = None
     # the model's tables as the compiled walk reads them (native.FAST.langid_features)
     identifier._native = (np.ascontiguousarray(identifier.tk_nextmove, dtype=np.uint32),
                           np.ascontiguousarray(rowbase, dtype=np.int64),
                           np.ascontiguousarray(out, dtype=np.int32), MODEL_DEPTH)
-    identifier._scored = None
     return identifier
 
 
@@ -222,13 +227,13 @@ def detect_languages(texts, max_chars: int = 2000):
             data = ident._encode(head)
             ids, counts = FAST.langid_features(data, *ident._native)
             if ids:  # else no feature: py3langid's own answer for that case
-                ident._scored = ident._product(np.frombuffer(ids, dtype=np.int64),
-                                               np.frombuffer(counts, dtype=np.float32))
-            ident._encoded = (head, data)  # classify encodes head again: the same bytes
+                _PENDING.scored = ident._product(np.frombuffer(ids, dtype=np.int64),
+                                                 np.frombuffer(counts, dtype=np.float32))
+            _PENDING.encoded = (head, data)  # classify encodes head again: the same bytes
             try:
                 lang, prob = ident.classify(head)
             finally:
-                ident._scored = ident._encoded = None
+                _PENDING.scored = _PENDING.encoded = None
             results[i] = (lang, round(float(prob), 4))
         return results
     encoded = [ident._encode(head) for _, head in todo]
@@ -279,11 +284,11 @@ def detect_languages(texts, max_chars: int = 2000):
             i, head = todo[begin + j]
             a, b = bounds[j], bounds[j + 1]
             if a < b:  # else no feature: py3langid's own answer for that case
-                ident._scored = ident._product(ids[a:b], counts[a:b])
+                _PENDING.scored = ident._product(ids[a:b], counts[a:b])
             try:
                 lang, prob = ident.classify(head)
             finally:
-                ident._scored = None
+                _PENDING.scored = None
             results[i] = (lang, round(float(prob), 4))
         begin = end
     return results

@@ -12,8 +12,8 @@ The two give the same tokens, counts, figures, decisions and detail strings
 * ``FAST.repetition_lines`` -- Gopher repetition's duplicate paragraphs and lines;
 * ``FAST.langid_features`` -- py3langid's byte walk and feature counts.
 
-The extension is built by ``pip install`` (``pyproject.toml``, ``ext-modules``; it
-needs a C compiler).  Without it (a source checkout never installed, a platform with
+The extension is built by ``pip install`` (``setup.py``'s ``ext_modules``, beside
+``pyproject.toml``; it needs a C compiler).  Without it (a source checkout never installed, a platform with
 no compiler) the filters still decide the same, about 3x slower, and a warning says
 so once per process.  ``DATAPREP_PURE_FILTERS=1`` in the environment forces the
 Python path (for comparisons; the tests call both paths directly).
