@@ -347,6 +347,13 @@ def check_moment(outcome, prog, terminal, tmp_path, tmpdir, before) -> list[str]
     return problems
 
 
+def started_late(outcome) -> bool:
+    """Was the Ctrl-C before any code of ours ran (the interpreter's own start-up:
+    Python reports it, or SIGINT's default action ends the process)?"""
+    return (outcome.code == -signal.SIGINT and not outcome.stderr.strip()) or (
+        outcome.code == 1 and "Fatal Python error: init_import_site" in outcome.stderr)
+
+
 def test_ctrl_c_at_any_moment_of_a_run(tmp_path):
     """Ctrl-C (SIGINT to the process group, as a terminal sends it) at a sweep of
     moments from 0.05 s after the start to after the end of a run, alternately with
@@ -356,30 +363,27 @@ def test_ctrl_c_at_any_moment_of_a_run(tmp_path):
     nothing but progress (no summary, no traceback), or 0 and the normal output;
     $TMPDIR empty; no temporary file or lock in the store; the committed dataset
     byte for byte as it was (Ctrl-C before the commit) or a generation that
-    verifies, with its audit files and report (after it)."""
+    verifies, with its audit files and report (after it).  A Ctrl-C so early that
+    the interpreter is still starting (before any code of ours) ends as Python
+    ends it; that moment must still leave nothing behind."""
     (tmp_path / "tmpdir").mkdir()
+    started = time.monotonic()
     commit_once(tmp_path)
-    # two inputs in turn: a commit always changes the committed dataset
-    corpora = [big_corpus(tmp_path / "big-a.jsonl", copies=25),
-               big_corpus(tmp_path / "big-b.jsonl", copies=26)]
+    length = time.monotonic() - started   # a whole run here: the sweep reaches past it
+    # two inputs in turn (the sample with other ids and texts, of its size): every
+    # commit changes the committed dataset
+    corpora = [big_corpus(tmp_path / "one.jsonl", copies=1),
+               big_corpus(tmp_path / "two.jsonl", copies=1)]
+    with open(corpora[1], "rb") as f:
+        data = f.read().replace(b" copy 0", b" copy two")
+    with open(corpora[1], "wb") as f:
+        f.write(data)
     commands = [(dataprep_command(), "dataprep prepare-corpus"),
                 ([sys.executable, "-m", "pipelines.prepare_corpus"],
                  "python -m pipelines.prepare_corpus")]
-    # how long a whole run takes here, per runner: the sweep reaches past its end
-    lengths = {}
-    for run_config in ("direct", "direct_multiprocess"):
-        tmpdir = tmp_path / f"tmp-{run_config}"
-        tmpdir.mkdir()
-        started = time.monotonic()
-        outcome = interrupt_after([*commands[1][0], *flags(tmp_path, "--input", corpora[1],
-                                                            run_config=run_config)],
-                                  10_000, env=env(tmpdir), cwd=tmp_path)
-        lengths[run_config] = time.monotonic() - started
-        assert outcome.code == 0 and os.listdir(tmpdir) == [], outcome.stderr
-    moments = [(d, "direct") for d in (0.05, 0.15, 0.3, 0.6, 1.0)]
-    moments += [(lengths["direct"] * f, "direct") for f in (0.3, 0.55, 0.75, 0.88, 0.95, 1.05)]
-    moments += [(lengths["direct_multiprocess"] * f, "direct_multiprocess")
-                for f in (0.15, 0.5, 0.85, 0.95)]
+    moments = [(d, "direct") for d in (0.05, 0.3, 1.0)]
+    moments += [(length * f, "direct") for f in (0.4, 0.75, 0.95, 1.1)]
+    moments += [(length * 0.6, "direct_multiprocess")]
     problems = {}
     for i, (delay, run_config) in enumerate(moments):
         terminal = i % 2 == 0
@@ -390,12 +394,17 @@ def test_ctrl_c_at_any_moment_of_a_run(tmp_path):
         outcome = interrupt_after(
             [*command, *flags(tmp_path, "--input", corpora[i % 2], run_config=run_config)],
             delay, env=env(tmpdir), cwd=tmp_path, terminal=terminal)
-        found = check_moment(outcome, prog, terminal, tmp_path, tmpdir, before)
+        if started_late(outcome):
+            found = [p for p in check_moment(outcome, prog, terminal, tmp_path, tmpdir, before)
+                     if p.startswith(("left in", "temporaries", "the committed dataset"))]
+            found += [] if delay < 1.0 else ["the interpreter was still starting"]
+        else:
+            found = check_moment(outcome, prog, terminal, tmp_path, tmpdir, before)
         if found:
             problems[f"{delay:.2f}s {run_config} {prog} "
                      f"{'terminal' if terminal else 'pipe'} -> {outcome.code}"] = \
-                found + [f"stderr: {outcome.stderr[-2000:]!r}"]
-    assert problems == {}
+                found + [f"stderr: {outcome.stderr[-3000:]!r}"]
+    assert problems == {}, "\n".join(f"{k}: {v}" for k, v in problems.items())
 
 
 # ---------------------------------------------------------------- the reviewer's cases
