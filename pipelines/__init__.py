@@ -1,4 +1,90 @@
-"""Runnable beam-dataprep jobs: ``python -m pipelines`` (or ``dataprep``) lists them."""
+"""Runnable beam-dataprep jobs: ``python -m pipelines`` (or ``dataprep``) lists them.
 
-from transforms import __version__  # noqa: F401 - written once, in transforms/__init__.py
+Run as a program (``dataprep ...``, ``python -m pipelines[.<job>]``), a Ctrl-C
+while the job's modules are still being imported (Beam takes seconds) prints
+``<prog>: interrupted`` and exits 130 at once (``startup_interrupts``): there is
+no run to cancel yet, nothing to delete, and no import is left half done to run
+exit hooks.  ``cli.run_job`` (and ``dataprep``'s quick subcommands) take Ctrl-C
+over from there."""
+import os
+import signal
+import sys
+import threading
+
+COMMAND = "dataprep"
+QUICK = ("list", "beam-options", "--version")
+
+
+def job_names() -> set[str]:
+    """Every name a job may be given by on the ``dataprep`` command line (``prepare-corpus``,
+    ``prepare_corpus``): the package's modules that define ``main``, found without
+    importing them."""
+    found = set()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in os.listdir(here):
+        stem = name[:-3]
+        if not name.endswith(".py") or name.startswith("_"):
+            continue
+        try:
+            with open(os.path.join(here, name), encoding="utf-8") as f:
+                if "\ndef main(" not in f.read():
+                    continue
+        except OSError:
+            continue
+        found.update((stem, stem.replace("_", "-")))
+    return found
+
+
+def startup_prog(argv=None, orig_argv=None) -> str:
+    """The program name this process's usage errors use, from its command line alone:
+    ``python -m pipelines.prepare_corpus``, ``dataprep prepare-corpus`` (also for
+    ``python -m pipelines prepare-corpus``), ``dataprep list``, or ``dataprep``."""
+    argv = sys.argv if argv is None else argv
+    orig = list(getattr(sys, "orig_argv", argv) if orig_argv is None else orig_argv)
+    if "-m" in orig[1:] and orig.index("-m", 1) + 1 < len(orig):
+        at = orig.index("-m", 1)
+        module, rest = orig[at + 1], orig[at + 2:]
+        if module not in ("pipelines", "pipelines.__main__"):
+            return f"python -m {module}"
+    else:
+        rest = list(argv[1:])
+    if rest and rest[0] in QUICK:
+        return f"{COMMAND} {rest[0]}"
+    if rest and rest[0] in job_names():
+        return f"{COMMAND} {rest[0].replace('_', '-')}"
+    return COMMAND
+
+
+def _interrupted_while_starting(signum, frame):
+    try:
+        line = f"{startup_prog()}: interrupted\n"
+    except Exception:  # noqa: BLE001 - the line, whatever the command line holds
+        line = f"{COMMAND}: interrupted\n"
+    try:
+        os.write(2, line.encode("utf-8", "replace"))
+    finally:
+        os._exit(130)
+
+
+def startup_interrupts() -> bool:
+    """Install the start-up SIGINT handler when this process is the ``dataprep`` command
+    or ``python -m pipelines...`` and Ctrl-C still has Python's default handler;
+    True if installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    orig = list(getattr(sys, "orig_argv", ()))
+    as_module = "-m" in orig[1:] and orig.index("-m", 1) + 1 < len(orig) and \
+        orig[orig.index("-m", 1) + 1].split(".")[0] == "pipelines"
+    as_command = os.path.basename(sys.argv[0] if sys.argv else "") == COMMAND
+    if not (as_module or as_command):
+        return False
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return False
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+    return True
+
+
+startup_interrupts()   # first: the imports below may already take a while
+
+from transforms import __version__  # noqa: E402,F401 - written once, in transforms/__init__.py
 # (importing transforms also drops Beam's "apitools not found" import warning)

@@ -36,6 +36,13 @@ def subcommand(job: str) -> str:
     return job.replace("_", "-")
 
 
+def names_of_jobs() -> set[str]:
+    """Every name a job may be given by (``prepare-corpus``, ``prepare_corpus``), from the
+    package's files alone (no import: ``pipelines.startup_prog``)."""
+    import pipelines as package
+    return package.job_names()
+
+
 def print_jobs(out=None) -> None:
     out = out or sys.stdout
     listed = jobs()
@@ -60,7 +67,23 @@ def main(argv=None) -> None:
     """The ``dataprep`` command; exit statuses as in ``pipelines.exit_codes`` (a
     closed stdout: 141, Ctrl-C: 130, usage: 2)."""
     from pipelines.exit_codes import guard
-    guard(COMMAND, _main, argv)
+    _PROG[0] = COMMAND
+    guard(lambda: _PROG[0], _main, argv)
+
+
+# the program name of the usage errors (and of the interrupted line) as far as known:
+# "dataprep", then "dataprep list", "dataprep prepare-corpus", ...
+_PROG = [COMMAND]
+
+
+def _keyboard_interrupts() -> None:
+    """Ctrl-C raises KeyboardInterrupt (for ``guard``) instead of the start-up handler's
+    immediate exit (``pipelines.startup_interrupts``); a job's ``cli.run_job`` does
+    the same once the job's module is imported."""
+    import signal
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _refuse_extra(name: str, rest: list[str]) -> None:
@@ -73,6 +96,10 @@ def _refuse_extra(name: str, rest: list[str]) -> None:
 def _main(argv=None) -> None:
     program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in names_of_jobs():
+        _keyboard_interrupts()   # no job module to import: the rest is quick
+    if argv and argv[0] in ("list", "beam-options", "--version"):
+        _PROG[0] = f"{COMMAND} {argv[0]}"
     if not argv or argv[0] in ("-h", "--help"):
         # with no argument: the same text, as an error (exit 2), as argparse does
         out = sys.stdout if argv else sys.stderr
@@ -105,7 +132,7 @@ def _main(argv=None) -> None:
               file=sys.stderr)
         sys.exit(USAGE)
     from pipelines import cli
-    cli.INVOKED_AS = f"{COMMAND} {subcommand(job)}"
+    cli.INVOKED_AS = _PROG[0] = f"{COMMAND} {subcommand(job)}"
     cli.PROGRAM = program
     importlib.import_module(f"pipelines.{job}").main(rest)
 

@@ -433,37 +433,51 @@ def run_job(job: str, run, argv=None) -> None:
     interpreter shuts down); stdout closed early exits 141 quietly; a path on the
     command line that names nothing prints ``<prog>: error: <message>`` and exits
     2; any other failure prints ``<job> failed: <root cause>`` once (details in the
-    debug log and the log file named by a note), and exits 1.  Temporary folders
-    of the run are made in one folder under ``$TMPDIR`` and deleted at the end
-    (``progress.run_temp_dir``)."""
+    debug log and the log file named by a note), and exits 1.  The interrupted
+    line starts with the program name of the usage errors (``prog_of``).
+    Temporary folders of the run are made in one folder under ``$TMPDIR`` and
+    deleted at the end (``progress.run_temp_dir``).  Run from a thread other than
+    the main one, no signal handler is touched (Python allows that only there)."""
     import signal
+    import threading
 
     from pipelines import progress
+    prog = prog_of(job)
     program = argv is None or PROGRAM
-    previous = signal.getsignal(signal.SIGINT)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main_thread else None
+
+    def on_sigint(handler):
+        if main_thread:
+            signal.signal(signal.SIGINT, handler)
 
     def attempt(argv):
+        on_sigint(signal.default_int_handler)   # the command's own start-up handler goes
         try:
             with progress.run_temp_dir():
-                run(argv)
-        except progress.Interrupted as err:
-            progress.exit_interrupted(err)
+                # handled inside the run's folder: leaving through exit_interrupted,
+                # $TMPDIR never points back at the base while the run's threads live
+                try:
+                    run(argv)
+                except progress.Interrupted:
+                    progress.exit_interrupted(prog)
+                except KeyboardInterrupt:
+                    if program:   # at once, ending the run's processes (exit_interrupted)
+                        progress.exit_interrupted(prog)
+                    raise
         except KeyboardInterrupt:
-            interrupted = progress.Interrupted(progress.interrupted_message(job))
-            if program:   # at once, ending the run's processes (progress.exit_interrupted)
-                progress.exit_interrupted(interrupted)
             # a caller in this process (no pipeline running: run_pipeline handles its
             # own): the run's temporary folder is gone with run_temp_dir; one line, 130
-            print(str(interrupted), file=sys.stderr)
+            print(progress.interrupted_message(prog), file=sys.stderr)
             sys.exit(INTERRUPTED)
         except usage_errors() as err:
-            print(f"{prog_of(job)}: error: {err}", file=sys.stderr)
+            print(f"{prog}: error: {err}", file=sys.stderr)
             sys.exit(USAGE)
         except BrokenPipeError:
             raise   # guard tells a closed stdout (141) from any other pipe (a failure)
         except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
             if program:
-                signal.signal(signal.SIGINT, progress.exit_handler(job))
+                on_sigint(progress.exit_handler(prog))
             logging.getLogger(job).debug("run failed", exc_info=True)
             print(f"{job} failed: {root_cause(err)}", file=sys.stderr)
             progress.print_notes(err)
@@ -471,11 +485,11 @@ def run_job(job: str, run, argv=None) -> None:
 
     try:
         try:
-            guard(job, attempt, argv)
+            guard(prog, attempt, argv)
         except BrokenPipeError as err:   # not stdout's: a failure like any other
             print(f"{job} failed: {root_cause(err)}", file=sys.stderr)
             sys.exit(PROBLEM)
     finally:
         # the program ends here: a Ctrl-C from now on (Beam's exit hooks, threads being
         # joined) is one line and 130 too; a caller in this process gets its handler back
-        signal.signal(signal.SIGINT, progress.exit_handler(job) if program else previous)
+        on_sigint(progress.exit_handler(prog) if program else previous)

@@ -120,18 +120,24 @@ def run(argv=None) -> dict:
     directories = [dataset_dir(r.uri, args.dataset) for r in roots]
     # workers outside this process send their live totals here (progress display only)
     receiver = progress.live_receiver(options)
+    lock = DatasetLock(directories, job="compress_arrays", break_lock=args.break_lock)
     try:
-        with DatasetLock(directories, job="compress_arrays", break_lock=args.break_lock):
-            pipeline = beam.Pipeline(options=options)
-            build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec,
-                           manifest_choice, receiver and receiver.address)
-            result = progress.run_pipeline(
-                pipeline, job="compress_arrays", log_level=args.log_level,
-                docs_counter="arrays/rows_stored", bytes_counter="arrays/raw_bytes",
-                unit="rows",
-                total_bytes=None if args.map else sum(f["bytes"] or 0 for f in inputs) or None,
-                cleanup=lambda: progress.delete_temporaries(directories), receiver=receiver)
+        # taken inside the try whose finally releases it, Ctrl-C held meanwhile (as
+        # prepare_corpus): a Ctrl-C while the lock is taken cannot leave it behind
+        with progress.deferred_interrupts():
+            lock.acquire()
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec,
+                       manifest_choice, receiver and receiver.address)
+        result = progress.run_pipeline(
+            pipeline, job="compress_arrays", log_level=args.log_level,
+            docs_counter="arrays/rows_stored", bytes_counter="arrays/raw_bytes",
+            unit="rows",
+            total_bytes=None if args.map else sum(f["bytes"] or 0 for f in inputs) or None,
+            cleanup=lambda: progress.delete_temporaries(directories), receiver=receiver)
     finally:
+        with progress.deferred_interrupts():
+            lock.release()
         if receiver is not None:
             receiver.close()
 

@@ -66,21 +66,24 @@ def exit_broken_pipe() -> None:
     sys.exit(BROKEN_PIPE)
 
 
-def interrupted(job: str) -> None:
-    """Ctrl-C outside a pipeline run: one line on stderr, status 130."""
+def interrupted(prog) -> None:
+    """Ctrl-C outside a pipeline run: one line on stderr (``<prog>: interrupted``), status
+    130.  ``prog``: the program name the command's usage errors use, or a function
+    returning it (asked now: a command learns its subcommand on the way)."""
     try:
-        print(f"{job}: interrupted", file=sys.stderr)
+        print(f"{prog() if callable(prog) else prog}: interrupted", file=sys.stderr)
         sys.stderr.flush()
     except (BrokenPipeError, ValueError):            # pragma: no cover
         pass
     sys.exit(INTERRUPTED)
 
 
-def guard(job: str, main, argv=None):
+def guard(prog, main, argv=None):
     """Call ``main(argv)``; a closed stdout exits 141 and Ctrl-C exits 130, each
-    without a traceback.  stdout is flushed inside the guard (also when ``main``
-    exits with a status), so a reader that left early is noticed here and not
-    at interpreter shutdown.  Every other outcome passes through unchanged."""
+    without a traceback (``interrupted(prog)``).  stdout is flushed inside the guard
+    (also when ``main`` exits with a status), so a reader that left early is noticed
+    here and not at interpreter shutdown.  Every other outcome passes through
+    unchanged."""
     try:
         try:
             return main(argv)
@@ -91,7 +94,7 @@ def guard(job: str, main, argv=None):
             raise
         exit_broken_pipe()
     except KeyboardInterrupt:
-        interrupted(job)
+        interrupted(prog)
 
 
 def nearest(name: str, *candidate_lists) -> str | None:

@@ -25,7 +25,7 @@ from transforms.reduction.codec_choice import (
 from transforms.reduction.filters.recipes import shipped_recipes
 from transforms.reduction.filters.sampling import DEFAULT_SEED
 from transforms.reduction.near_dedup import cluster_histogram
-from transforms.storage.commit import discard_failed_run
+from transforms.storage.commit import committed_digest, discard_failed_run
 from transforms.storage.placement import Placement, parse_rules
 from transforms.storage.report import (
     REPORT_HTML, RunClock, build_report, counters, dead_letter_examples, distributions,
@@ -359,23 +359,36 @@ def run(argv=None) -> dict:
             # building checks the inputs and reads the generation the commit will replace
             pipeline | "PrepareCorpus" >> PrepareCorpus(config)
             lock = DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock)
-            with progress.deferred_interrupts():
-                lock.acquire()
+            uris = [r.uri for r in roots]
             try:
+                # inside the try whose finally releases it: a Ctrl-C held while the lock
+                # was taken is raised after it, and the release still runs (only locks
+                # with this run's token are deleted)
+                with progress.deferred_interrupts():
+                    lock.acquire()
                 _delete_leftovers(directories[0])
                 tune_gc()  # the runner's process too (transforms/core/worker_gc.py)
+                base = committed_digest(uris, args.dataset)
                 try:
                     result = progress.run_pipeline(
                         pipeline, job="prepare_corpus", log_level=args.log_level,
                         total_bytes=None if compressed else sum(f["bytes"] or 0 for f in inputs),
                         cleanup=lambda: progress.delete_temporaries(directories),
-                        receiver=receiver)
+                        receiver=receiver,
+                        # finished = the run's generation is committed, wherever the
+                        # Ctrl-C or failure came from
+                        committed=lambda: committed_digest(uris, args.dataset) != base)
                 except BaseException:
-                    # a failed run leaves no shard that the committed generation does not
-                    # use, and the committed generation's audit files as they were
                     with progress.deferred_interrupts():
-                        discard_failed_run([r.uri for r in roots], args.dataset)
-                        _keep_failed_audit(directories[0])
+                        discard_failed_run(uris, args.dataset)
+                        if progress.finished():
+                            # committed, then cut short (a second Ctrl-C while its last
+                            # steps ended): the generation's audit files are its own
+                            _promote_audit(directories[0])
+                        else:
+                            # a failed run leaves no shard that the committed generation
+                            # does not use, and that generation's audit files as they were
+                            _keep_failed_audit(directories[0])
                         _delete_spills(directories[0])
                     raise
                 held.enter_context(progress.deferred_interrupts())

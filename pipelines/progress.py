@@ -36,9 +36,14 @@ the SDK workers' output (subprocesses inherit it) does not flood the terminal;
 the display writes to the real stderr.  A failing run names the log file.  A
 higher level (info, debug) leaves stderr alone and sets Beam's harness level.
 
-Ctrl-C: the job is cancelled (``result.cancel()`` where the runner supports
-it), ``cleanup`` deletes temporary files, one line is printed and the process
-exits with status 130.  That holds at every point of a job run through
+Ctrl-C: stderr is silenced (``silence``: from then on nothing but the one line
+reaches it, whatever the run's threads and worker processes do), the job is
+cancelled (``result.cancel()`` where the runner supports it; no commit starts any
+more: ``transforms.storage.commit.close_commit_gate``), the run's processes are
+ended, ``cleanup`` deletes temporary files, one line is printed and the process
+exits with status 130.  The display prints no summary then.  A Ctrl-C after the
+run committed (the generation changed: ``run_pipeline``'s ``committed``) lets
+the job finish and is acted on after its report.  That holds at every point of a job run through
 ``pipelines.cli.run_job``: before the pipeline starts, while it runs, while a
 failed run is cleaned up, after it finished (while the audit files move, the
 lock is released and the report is written: steps held whole by
@@ -315,7 +320,10 @@ class PlainDisplay:
             self.stream.flush()
 
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
-        self.stream.write(summary_line(self.job, snap, elapsed, status, self.unit) + "\n")
+        """The summary line; none for status ``interrupted`` (the interrupted line
+        that follows is the only one: a summary would claim what was not done)."""
+        if status != "interrupted":
+            self.stream.write(summary_line(self.job, snap, elapsed, status, self.unit) + "\n")
         self.stream.flush()
 
 
@@ -449,6 +457,12 @@ class RichDisplay:
                              eta="" if eta is None else f"eta {_clock(eta)}")
 
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
+        """The bar's last frame, then the summary line; status ``interrupted``: the bar
+        is erased and nothing printed (the interrupted line follows alone)."""
+        if status == "interrupted":
+            self.progress.live.transient = True   # rich erases the bar as it stops
+            self.progress.stop()
+            return
         self.update(snap, elapsed)
         self.progress.stop()
         self.console.print(summary_line(self.job, snap, elapsed, status, self.unit))
@@ -529,6 +543,7 @@ def quiet_stderr(log_level: str):
     log = tempfile.NamedTemporaryFile(prefix="dataprep-", suffix=".log", delete=False,
                                       dir=_RUN["base"])
     os.dup2(log.fileno(), 2)
+    outer, _RUN["stderr_fd"] = _RUN["stderr_fd"], saved
     real = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
     # Python-level writers go to the file too, for when sys.stderr is not fd 2 (a test
     # harness's capture): logging handlers, and an SDK worker in this process (LOOPBACK),
@@ -540,12 +555,14 @@ def quiet_stderr(log_level: str):
     try:
         yield real, log.name
     finally:
-        sys.stderr = python_stderr
-        for handler, stream in swapped:
-            handler.setStream(stream)
-        text.close()
-        sys.stderr.flush()
-        os.dup2(saved, 2)
+        _RUN["stderr_fd"] = outer
+        if _RUN["line_fd"] is None:   # silenced (a Ctrl-C): fd 2 stays at /dev/null
+            sys.stderr = python_stderr
+            for handler, stream in swapped:
+                handler.setStream(stream)
+            text.close()
+            sys.stderr.flush()
+            os.dup2(saved, 2)
         os.close(saved)
         real.flush()
         real.close()
@@ -574,19 +591,82 @@ class Interrupted(Exception):
 
 # The process's run (one job per process through cli.run_job): the temporary folder made
 # for it, the $TMPDIR it was made in, and whether the job finished (its output committed).
-_RUN = {"temp": None, "base": None, "finished": False, "log": None, "cleanups": []}
+# ``stderr_fd``: the real stderr while fd 2 points at a run's log file (quiet_stderr);
+# ``line_fd``: where the one interrupted line goes once stderr is silenced (silence);
+# ``depth``: run_temp_dir's nesting (overlapping runs in one process share one folder).
+_RUN = {"temp": None, "base": None, "finished": False, "log": None, "cleanups": [],
+        "stderr_fd": None, "line_fd": None, "depth": 0, "saved": None}
+_TEMP_LOCK = threading.Lock()
+# where tempfile points once an interrupted run's folder is deleted: nothing can be
+# made there (a path under /dev/null), so a thread still running makes no new folder
+UNUSABLE_TEMP = os.path.join(os.devnull, "dataprep-interrupted")
 
 
-def interrupted_message(job: str) -> str:
+def interrupted_message(prog: str) -> str:
     """The one line printed on Ctrl-C: before the job finished, or after (its output
-    committed, only the report or the exit was cut short)."""
+    committed, only the report or the exit was cut short).  ``prog``: the program
+    name the command's usage errors use (``pipelines.cli.prog_of``:
+    ``dataprep prepare-corpus``, ``python -m pipelines.prepare_corpus``)."""
     if _RUN["finished"]:
-        return (f"{job}: interrupted after the job finished; its output is committed and "
+        return (f"{prog}: interrupted after the job finished; its output is committed and "
                 "its temporary files deleted")
-    return f"{job}: interrupted; the job was cancelled and its temporary files deleted"
+    return f"{prog}: interrupted; the job was cancelled and its temporary files deleted"
 
 
-_HOLD = {"depth": 0, "pending": False, "previous": None}
+def silence() -> None:
+    """From a Ctrl-C on, nothing but its one line reaches stderr, whatever the run's
+    threads do while the process ends (a DirectRunner job cannot be stopped; its
+    threads fail on files being deleted under them): fd 2 and ``sys.stderr`` go to
+    /dev/null, logging is disabled, and threads' uncaught exceptions and "Exception
+    ignored in" messages are dropped.  The real stderr is kept for the line
+    (``exit_interrupted``).  Worker processes are stopped apart (``stop_children``).
+    Idempotent."""
+    if _RUN["line_fd"] is not None:
+        return
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        _RUN["line_fd"] = os.dup(_RUN["stderr_fd"] if _RUN["stderr_fd"] is not None else 2)
+    except OSError:
+        _RUN["line_fd"] = -1
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    sys.stderr = open(os.devnull, "w", encoding="utf-8")
+    logging.disable(logging.CRITICAL)
+    threading.excepthook = lambda args: None
+    sys.excepthook = lambda *args: None
+    sys.unraisablehook = lambda unraisable: None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+def stop_children(pids=None, grace: float = 2.0) -> None:
+    """End processes (default: every descendant of this one): SIGTERM, and SIGKILL for
+    those still running after ``grace`` seconds.  Their output stops with them (SDK
+    workers of the multi-process DirectRunner write to the stderr they inherited)."""
+    pids = descendants(os.getpid()) if pids is None else list(pids)
+    for child in pids:
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for child in pids:
+        if _alive(child):
+            with contextlib.suppress(OSError):
+                os.kill(child, signal.SIGKILL)
+
+
+# ``late``: a Ctrl-C that came while a committed run's last steps ended (run_pipeline)
+_HOLD = {"depth": 0, "pending": False, "previous": None, "late": False}
 
 
 def _hold(signum, frame):
@@ -621,8 +701,8 @@ class deferred_interrupts:
         if _HOLD["depth"]:
             return False
         signal.signal(signal.SIGINT, _HOLD["previous"])
-        if _HOLD["pending"] and kind is None:
-            _HOLD["pending"] = False
+        if (_HOLD["pending"] or _HOLD["late"]) and kind is None:
+            _HOLD["pending"] = _HOLD["late"] = False
             handling = sys.exc_info()[1]    # the step ran inside an except block?
             if not isinstance(handling, (KeyboardInterrupt, Interrupted)):
                 raise KeyboardInterrupt
@@ -637,17 +717,39 @@ def run_temp_dir():
     server's ``beam-temp*`` (whose own deletion Beam leaves to an exit hook that was
     not seen to run), environment and LOOPBACK staging ``tmp*`` folders and
     ``beam-requirements-cache`` in ``tempfile.gettempdir()``, in this process."""
-    base = tempfile.gettempdir()
-    path = tempfile.mkdtemp(prefix="dataprep-run-", dir=base)
-    saved = tempfile.tempdir
-    tempfile.tempdir = path
-    _RUN.update(temp=path, base=base, finished=False, log=None, cleanups=[])
+    from transforms.storage.commit import GATE_ENV, open_commit_gate
+    with _TEMP_LOCK:
+        _RUN["depth"] += 1
+        if _RUN["depth"] == 1:
+            base = tempfile.gettempdir()
+            path = tempfile.mkdtemp(prefix="dataprep-run-", dir=base)
+            _RUN["saved"] = (tempfile.tempdir, {k: os.environ.get(k) for k in ENV_KEYS})
+            tempfile.tempdir = path
+            # subprocesses (SDK workers, job servers) make theirs in it too; the run's
+            # processes share its commit gate (transforms.storage.commit.commit_gate)
+            os.environ.update(TMPDIR=path, **{GATE_ENV: os.path.join(path, "commit-gate")})
+            open_commit_gate()
+            _RUN.update(temp=path, base=base, finished=False, log=None, cleanups=[])
+        path = _RUN["temp"]
     try:
         yield path
     finally:
-        tempfile.tempdir = saved
-        _RUN.update(temp=None, base=None)
-        shutil.rmtree(path, ignore_errors=True)
+        with _TEMP_LOCK:
+            _RUN["depth"] -= 1
+            if _RUN["depth"] == 0:
+                tempdir, environ = _RUN["saved"]
+                # after a Ctrl-C, threads of the run may still run: nothing new in $TMPDIR
+                tempfile.tempdir = tempdir if _RUN["line_fd"] is None else UNUSABLE_TEMP
+                for key, value in environ.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+                _RUN.update(temp=None, base=None)
+                shutil.rmtree(path, ignore_errors=True)
+
+
+ENV_KEYS = ("TMPDIR", "DATAPREP_COMMIT_GATE")
 
 
 def _remove_run_temp() -> None:
@@ -660,11 +762,11 @@ def _remove_run_temp() -> None:
             os.unlink(_RUN["log"])
 
 
-def exit_handler(job: str):
+def exit_handler(prog: str):
     """A SIGINT handler for after the run (the last line printed, the interpreter
     shutting down, Beam's exit hooks running): the one line and status 130."""
     def handler(signum, frame):
-        exit_interrupted(Interrupted(interrupted_message(job)))
+        exit_interrupted(prog)
     return handler
 
 
@@ -677,7 +779,7 @@ def _is_direct(pipeline) -> bool:
 def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=None,
                  log_level: str = "warning", docs_counter: str = DOCS,
                  bytes_counter: str = BYTES, unit: str = "documents", stream=None,
-                 receiver=None):
+                 receiver=None, committed=None):
     """Run ``pipeline`` to the end with a progress display; returns the PipelineResult.
 
     ``total_bytes``: the input's size, for the percentage and ETA (None: unknown).
@@ -686,24 +788,37 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
     ``cleanup``: called (no arguments) after a Ctrl-C, to delete temporary files.
     ``receiver``: the ``live.Receiver`` whose address the job's workers send their
     live totals to (``live_receiver(options)``; closed here), or None.
+    ``committed``: called (no arguments) after a Ctrl-C, once no commit can start any
+    more (``transforms.storage.commit.close_commit_gate``): has the run committed its
+    output (did the generation change)?  If so the job is finished: its last steps
+    are waited for, the result returned, ``finished()`` is True and the Ctrl-C is
+    acted on when the caller's held steps end (``deferred_interrupts``); a second
+    Ctrl-C meanwhile raises ``Interrupted`` with ``finished()`` True.
     Raises what the run raises (after the display is closed), ``Interrupted``
-    after Ctrl-C.  A failed run's exception gets the log file's path as a note.
+    after Ctrl-C (stderr silenced from then on, the run's processes ended and
+    ``cleanup`` done).  A failed run's exception gets the log file's path as a note.
     """
     # the multi-process DirectRunner's data-plane race (transforms.processing.runner_guards)
     guard_pipeline(pipeline.options)
     tally = Tally()
     started = time.monotonic()
+    before = set(descendants(os.getpid()))   # processes the run did not start
     with quiet_stderr(log_level) as (real_stderr, log_path):
         display = make_display(job, stream or real_stderr, total_bytes, unit)
         status = "failed"
         try:
             result = _run(pipeline, tally, display, started, docs_counter, bytes_counter,
-                          receiver)
+                          receiver, committed)
             status = "done"
             _RUN["finished"] = True   # the job's output is committed from here on
             return result
         except KeyboardInterrupt:
             status = "interrupted"
+            # nothing but the one line from here on, whatever the run's threads and
+            # processes do as their files go: silenced, then ended, then deleted
+            silence()
+            _close_gate_and_check(committed)
+            stop_children([p for p in descendants(os.getpid()) if p not in before])
             if cleanup is not None:
                 with deferred_interrupts():   # a second Ctrl-C does not cut the cleanup short
                     cleanup()
@@ -748,7 +863,38 @@ def worker_pool_hint(options, err: BaseException) -> str | None:
             f"apache_beam.runners.worker.worker_pool_main --service_port={port}")
 
 
-def _run(pipeline, tally, display, started, docs, nbytes, receiver=None):
+def finished() -> bool:
+    """Has the current run's job committed its output (``run_pipeline``)?"""
+    return _RUN["finished"]
+
+
+def _close_gate_and_check(committed) -> bool:
+    """After a Ctrl-C: no commit starts any more; then, did the run commit (its output
+    is the new generation: the job finished)?  Sets ``finished()``."""
+    from transforms.storage.commit import close_commit_gate
+    close_commit_gate()
+    if committed is not None:
+        try:
+            done = bool(committed())
+        except Exception:  # noqa: BLE001 - unreadable now: not known to be committed
+            done = False
+        if done:
+            _RUN["finished"] = True
+    return _RUN["finished"]
+
+
+def _finish_committed(wait, committed) -> bool:
+    """After a Ctrl-C during a run: if the run had committed, let its last steps end
+    (``wait()``; a second Ctrl-C stops waiting) and hold the Ctrl-C for when the
+    caller's held steps end; True then.  False: the run is to be cancelled."""
+    if committed is None or not _close_gate_and_check(committed):
+        return False
+    wait()
+    _HOLD["late"] = True   # the next outermost deferred_interrupts raises it
+    return True
+
+
+def _run(pipeline, tally, display, started, docs, nbytes, receiver=None, committed=None):
     from apache_beam.runners.runner import PipelineState
 
     def show():
@@ -757,31 +903,47 @@ def _run(pipeline, tally, display, started, docs, nbytes, receiver=None):
     interval = TTY_INTERVAL if isinstance(display, RichDisplay) else min(1.0, PLAIN_INTERVAL)
     if _is_direct(pipeline):
         box = {}
+        # the run thread's end: waited for on this event, not by Thread.join (a join
+        # that a Ctrl-C interrupted returns at once the next time: CPython 3.11)
+        ended = threading.Event()
 
         def target():
+            # Ctrl-C is the main thread's: Beam's threads and the SDK worker processes
+            # started from here (direct_multiprocess) inherit a blocked SIGINT, so a
+            # terminal's Ctrl-C (sent to the whole process group) neither prints a
+            # traceback in a worker nor stops one half-way; run_pipeline ends them
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:
                 box["result"] = pipeline.run()
                 box["result"].wait_until_finish()
             except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
                 box["error"] = err
+            finally:
+                ended.set()
 
         tap = live.CounterTap()
         with direct_runner_tap(tally), tap.installed():
             worker = threading.Thread(target=target, name=f"{__name__}.run", daemon=True)
             worker.start()
             previous = {}
-            while worker.is_alive():
-                if "result" in box:  # the DirectRunner handed the job to Prism: it runs async
-                    with contextlib.suppress(Exception):
-                        previous = poll_job_metrics(box["result"], tally, previous)
-                # bundles still running: the in-process worker's (tap), the
-                # multi-process workers' (their datagrams)
-                for source in (tap, receiver):
-                    if source is not None:
-                        totals, step = source.read()
-                        tally.set_live(totals, stage_label(step) if step else None)
-                show()
-                worker.join(interval)
+            try:
+                while not ended.is_set():
+                    if "result" in box:  # the DirectRunner handed the job to Prism: async
+                        with contextlib.suppress(Exception):
+                            previous = poll_job_metrics(box["result"], tally, previous)
+                    # bundles still running: the in-process worker's (tap), the
+                    # multi-process workers' (their datagrams)
+                    for source in (tap, receiver):
+                        if source is not None:
+                            totals, step = source.read()
+                            tally.set_live(totals, stage_label(step) if step else None)
+                    show()
+                    ended.wait(interval)
+            except KeyboardInterrupt:
+                # committed already: the job is finished, its last steps (audit files)
+                # are waited for
+                if not _finish_committed(ended.wait, committed):
+                    raise
         if "error" in box:
             raise box["error"]
         result = box["result"]
@@ -807,10 +969,13 @@ def _run(pipeline, tally, display, started, docs, nbytes, receiver=None):
                     show()
                     time.sleep(interval)
             except KeyboardInterrupt:
-                with contextlib.suppress(Exception):
-                    result.cancel()
-                cancel_on_flink_cluster(pipeline.options, getattr(result, "_job_id", None))
-                raise
+                # committed already (the commit gate holds only in this machine's
+                # processes: decided by the manifest): let the job end, else cancel it
+                if not _finish_committed(result.wait_until_finish, committed):
+                    with contextlib.suppress(Exception):
+                        result.cancel()
+                    cancel_on_flink_cluster(pipeline.options, getattr(result, "_job_id", None))
+                    raise
             result.wait_until_finish()
         _settle_job_metrics(result)
     # The final numbers come from the finished result, whatever was seen on the way.
@@ -955,21 +1120,33 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def exit_interrupted(err: Interrupted) -> None:
-    """Print the one line and leave with status 130 (128 + SIGINT), at once: a
-    DirectRunner job cannot be cancelled and its threads must not be waited for.
-    Its SDK worker processes (direct_multiprocess) are ended first, or they would
-    outlive us."""
+def exit_interrupted(prog: str) -> None:
+    """Print the one line (``interrupted_message(prog)``) and leave with status 130
+    (128 + SIGINT), at once: a DirectRunner job cannot be cancelled and its threads
+    must not be waited for.  In this order: stderr silenced (``silence``: whatever
+    the threads still do is not shown), the run's processes ended (SDK workers of
+    direct_multiprocess, job servers), nothing more can be made in ``$TMPDIR``,
+    the temporary files deleted (the run's cleanups, its temporary folder), the
+    line printed, and the deletion done once more (a thread that was creating a
+    file while it ran)."""
     with contextlib.suppress(ValueError):   # off the main thread: not needed there
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # one line, however often pressed
-    for child in descendants(os.getpid()):
-        with contextlib.suppress(OSError):
-            os.kill(child, signal.SIGTERM)
-    for cleanup in _RUN["cleanups"]:
-        with contextlib.suppress(Exception):
-            cleanup()
-    _remove_run_temp()
-    print(str(err), file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    silence()
+    stop_children()
+    tempfile.tempdir = UNUSABLE_TEMP
+    os.environ["TMPDIR"] = UNUSABLE_TEMP
+
+    def delete():
+        for cleanup in _RUN["cleanups"]:
+            with contextlib.suppress(Exception):
+                cleanup()
+        _remove_run_temp()
+
+    delete()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    line = (interrupted_message(prog) + "\n").encode("utf-8", "replace")
+    with contextlib.suppress(Exception):
+        os.write(_RUN["line_fd"] if _RUN["line_fd"] is not None else 2, line)
+    delete()
     os._exit(130)

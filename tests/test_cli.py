@@ -3,6 +3,7 @@ Beam option errors in one or two lines, one table of exit statuses for every
 subcommand (README, "Exit statuses"), output into a closed pipe, and what
 verify-store says about bytes read, stray files and a run in progress.
 """
+import importlib
 import os
 import re
 import signal
@@ -363,9 +364,21 @@ def test_ctrl_c_is_one_line_and_130_in_every_subcommand(tmp_path, copied, capsys
     monkeypatch.setattr(*target, pressed)
     code, _, err = dataprep_exit(capsys, argv)
     assert code == INTERRUPTED
-    # prepare_corpus (cli.run_job) says what became of the run: "...: interrupted; the
-    # job was cancelled and its temporary files deleted"
-    assert err.splitlines()[-1].startswith(f"{job}: interrupted") and "Traceback" not in err
+    # one program name, the usage errors' (dataprep list, dataprep verify-store, ...);
+    # a job (cli.run_job) says what became of the run: "...: interrupted; the job was
+    # cancelled and its temporary files deleted"
+    assert err.splitlines() == [f"dataprep {argv[0]}: interrupted" + (
+        "" if argv[0] == "list" else
+        "; the job was cancelled and its temporary files deleted")], err
+    if argv[0] != "list":   # the same job as python -m pipelines.<job> names itself so
+        monkeypatch.setattr(cli, "INVOKED_AS", None)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            importlib.import_module(f"pipelines.{job}").main(argv[1:])
+        assert exit_info.value.code == INTERRUPTED
+        assert capsys.readouterr().err.splitlines() == [
+            f"python -m pipelines.{job}: interrupted; the job was cancelled and its "
+            "temporary files deleted"]
 
 
 # ---------------------------------------------------------------- 6. a closed stdout

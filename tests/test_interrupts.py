@@ -20,17 +20,22 @@ import orjson
 import pytest
 
 from pipelines import prepare_corpus
-from tests.test_progress import big_corpus
+from tests.interrupting import interrupt_after
+from tests.test_progress import PLAIN, big_corpus
 from transforms.storage import store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CANCELLED = "prepare_corpus: interrupted; the job was cancelled and its temporary files deleted"
-FINISHED = ("prepare_corpus: interrupted after the job finished; its output is committed and "
+# the program name of the usage errors: the driver runs the job as python -m does
+PROG = "python -m pipelines.prepare_corpus"
+CANCELLED = f"{PROG}: interrupted; the job was cancelled and its temporary files deleted"
+FINISHED = (f"{PROG}: interrupted after the job finished; its output is committed and "
             "its temporary files deleted")
 TEMPORARY = ("beam-temp", ".tmp-", ".runs-", ".lock")
 
 # point -> (module attribute wrapped, where it is looked up)
 POINTS = {
+    # in the pipeline, right after the commit (the runner still finishing): SIGINT there
+    "committed": "transforms.storage.store:commit_generation",
     "before": "pipelines.prepare_corpus:probe_inputs",              # before the pipeline
     "failed_cleanup": "pipelines.prepare_corpus:discard_failed_run",  # a failed run cleaned up
     "promote": "pipelines.prepare_corpus:_promote_audit",           # committed: audit files
@@ -46,6 +51,17 @@ DRIVER = textwrap.dedent("""
     if point in ("exit", "exit_dataprep"):
         # after the last line, while the interpreter shuts down (Beam's exit hooks run then)
         atexit.register(announce)
+    elif point == "committed":
+        import os, signal
+        module, name = sys.argv[2].split(":")
+        module = importlib.import_module(module)
+        original = getattr(module, name)
+        def wrapped(*args, **kwargs):
+            out = original(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C now, the runner not done yet
+            time.sleep(1.0)
+            return out
+        setattr(module, name, wrapped)
     elif point != "none":
         module, name = sys.argv[2].split(":")
         module = importlib.import_module(module)
@@ -169,9 +185,11 @@ def test_ctrl_c_after_the_commit_ends_with_the_new_generation_whole(tmp_path, tm
     generation is committed with its audit files and its report on both roots."""
     proc = start(tmp_path, point, *flags(tmp_path))
     out, err = interrupt_at(proc, point)
+    finished = (FINISHED.replace(PROG, "dataprep prepare-corpus") if point == "exit_dataprep"
+                else FINISHED)
     assert proc.returncode == 130, err
-    assert err[-1] == FINISHED and "Traceback" not in "\n".join(err)
-    assert [line for line in err if "interrupted" in line] == [FINISHED]
+    assert err[-1] == finished and "Traceback" not in "\n".join(err)
+    assert [line for line in err if "interrupted" in line] == [finished]
     assert err[-2].startswith("prepare_corpus done in ")
     printed = [line for line in out if line.startswith("report: ")]
     # held steps come before the last lines
@@ -192,22 +210,18 @@ def test_ctrl_c_after_the_commit_ends_with_the_new_generation_whole(tmp_path, tm
 
 
 def test_ctrl_c_while_the_job_runs_keeps_the_committed_generation(tmp_path, tmpdir_folder):
-    """The pipeline cancelled mid-run (a 24k-line input): 130, the display's last line
-    then the one line, the first generation byte for byte, $TMPDIR empty."""
+    """The pipeline cancelled mid-run (a 24k-line input): 130, the display's progress
+    lines then the one line (no summary), the first generation byte for byte,
+    $TMPDIR empty."""
     before = commit_once(tmp_path)
     corpus = big_corpus(tmp_path / "big.jsonl")
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.prepare_corpus",
-                             *flags(tmp_path, "--input", corpus)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=tmp_path,
-                            env=env(tmpdir_folder, DATAPREP_PROGRESS_INTERVAL="1"))
-    first = proc.stderr.readline().decode()   # the display is up: the pipeline runs
-    assert first.startswith("prepare_corpus 0:00:00"), first
-    time.sleep(2)
-    proc.send_signal(signal.SIGINT)
-    _, rest = proc.communicate(timeout=120)
-    lines = rest.decode().splitlines()
-    assert proc.returncode == 130, lines
-    assert lines[-1] == CANCELLED and lines[-2].startswith("prepare_corpus interrupted in ")
+    outcome = interrupt_after(
+        [sys.executable, "-m", "pipelines.prepare_corpus", *flags(tmp_path, "--input", corpus)],
+        2.0, wait_for="prepare_corpus 0:00:00", cwd=tmp_path,   # the display is up
+        env=env(tmpdir_folder, DATAPREP_PROGRESS_INTERVAL="1"))
+    lines = outcome.stderr.splitlines()
+    assert outcome.interrupted and outcome.code == 130, lines
+    assert lines[-1] == CANCELLED and all(PLAIN.match(line) for line in lines[:-1]), lines
     assert committed(tmp_path) == before
     no_temporaries(tmp_path)
     assert os.listdir(tmpdir_folder) == []
@@ -265,3 +279,316 @@ def test_deferred_interrupts_hold_ctrl_c_until_the_step_is_done():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.1)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ---------------------------------------------------------------- Ctrl-C at any moment
+
+def dataprep_command() -> list[str]:
+    """The installed ``dataprep`` console script beside this interpreter."""
+    return [os.path.join(os.path.dirname(sys.executable), "dataprep"), "prepare-corpus"]
+
+
+def interrupt_lines(prog: str) -> dict[str, str]:
+    """The one line a Ctrl-C may end with -> what it says became of the run."""
+    return {f"{prog}: interrupted": "starting",   # still importing: no run yet
+            f"{prog}: interrupted; the job was cancelled and its temporary files deleted":
+                "cancelled",
+            f"{prog}: interrupted after the job finished; its output is committed and its "
+            "temporary files deleted": "finished"}
+
+
+def check_moment(outcome, prog, terminal, tmp_path, tmpdir, before) -> list[str]:
+    """What is wrong with one interrupted (or finished) run, as the user sees it."""
+    problems = []
+    lines = outcome.stderr_lines()
+    said = "done" if outcome.code == 0 else None
+    if outcome.code == 130:
+        said = interrupt_lines(prog).get(lines[-1] if lines else "")
+        if said is None:
+            problems.append(f"last stderr line {lines[-1:]} is not an interrupted line")
+        for line in lines[:-1]:   # before it: progress only, no summary, no traceback
+            progress_line = (line.startswith("prepare_corpus ") and "interrupted" not in line
+                             and " done in " not in line) if terminal else PLAIN.match(line)
+            if not progress_line:
+                problems.append(f"stderr line before the interrupted line: {line!r}")
+        if said in ("starting", "cancelled") and outcome.stdout:
+            problems.append(f"stdout of a cancelled run: {outcome.stdout!r}")
+    elif outcome.code == 0:
+        if not lines or not lines[-1].startswith("prepare_corpus done in "):
+            problems.append(f"a finished run's stderr ends {lines[-1:]}")
+        if "report: " not in outcome.stdout:
+            problems.append("a finished run printed no report line")
+    else:
+        problems.append(f"exit status {outcome.code}")
+    if "Traceback" in outcome.stderr or "Error" in outcome.stderr:
+        problems.append("an error or traceback on stderr")
+    left = os.listdir(tmpdir)
+    if left:
+        problems.append(f"left in $TMPDIR: {left}")
+    names = [k for k in files_under(tmp_path / "a", tmp_path / "b")
+             if os.path.basename(k.rstrip("/")).startswith(TEMPORARY)]
+    if names:
+        problems.append(f"temporaries in the store: {names}")
+    now = committed(tmp_path)
+    if said in ("starting", "cancelled"):
+        if now != before:
+            problems.append("the committed dataset changed")
+    elif said in ("finished", "done"):
+        dataset = tmp_path / "a" / "corpus"
+        rows = store.verify_store(str(dataset))
+        if not rows or any(r["status"] != "ok" for r in rows):
+            problems.append(f"the committed generation does not verify: {rows}")
+        report = orjson.loads((dataset / "_audit" / "run_report.json").read_bytes())
+        if report["counters"]["store/records"] != store.load_manifest(str(dataset))["records"]:
+            problems.append("the run report is not the committed generation's")
+        audit = os.listdir(dataset / "_audit")
+        if "last_run" in audit or not [n for n in audit if n.startswith("dead_letters")]:
+            problems.append(f"the generation's audit files are not in place: {audit}")
+    return problems
+
+
+def started_late(outcome) -> bool:
+    """Was the Ctrl-C before any code of ours ran (the interpreter's own start-up:
+    Python reports it, or SIGINT's default action ends the process)?"""
+    return (outcome.code == -signal.SIGINT and not outcome.stderr.strip()) or (
+        outcome.code == 1 and "Fatal Python error: init_import_site" in outcome.stderr)
+
+
+def test_ctrl_c_at_any_moment_of_a_run(tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) at a sweep of
+    moments from 0.05 s after the start to after the end of a run, alternately with
+    stderr on a terminal and on a pipe, as ``dataprep prepare-corpus`` and as
+    ``python -m pipelines.prepare_corpus``, on direct and direct_multiprocess.  At
+    every moment: status 130 with exactly one interrupted line on stderr after
+    nothing but progress (no summary, no traceback), or 0 and the normal output;
+    $TMPDIR empty; no temporary file or lock in the store; the committed dataset
+    byte for byte as it was (Ctrl-C before the commit) or a generation that
+    verifies, with its audit files and report (after it).  A Ctrl-C so early that
+    the interpreter is still starting (before any code of ours) ends as Python
+    ends it; that moment must still leave nothing behind."""
+    (tmp_path / "tmpdir").mkdir()
+    started = time.monotonic()
+    commit_once(tmp_path)
+    length = time.monotonic() - started   # a whole run here: the sweep reaches past it
+    # two inputs in turn (the sample with other ids and texts, of its size): every
+    # commit changes the committed dataset
+    corpora = [big_corpus(tmp_path / "one.jsonl", copies=1),
+               big_corpus(tmp_path / "two.jsonl", copies=1)]
+    with open(corpora[1], "rb") as f:
+        data = f.read().replace(b" copy 0", b" copy two")
+    with open(corpora[1], "wb") as f:
+        f.write(data)
+    commands = [(dataprep_command(), "dataprep prepare-corpus"),
+                ([sys.executable, "-m", "pipelines.prepare_corpus"],
+                 "python -m pipelines.prepare_corpus")]
+    moments = [(d, "direct") for d in (0.05, 0.3, 1.0)]
+    moments += [(length * f, "direct") for f in (0.4, 0.75, 0.95, 1.1)]
+    moments += [(length * 0.6, "direct_multiprocess")]
+    problems = {}
+    for i, (delay, run_config) in enumerate(moments):
+        terminal = i % 2 == 0
+        command, prog = commands[(i // 2) % 2]
+        tmpdir = tmp_path / f"tmp{i}"
+        tmpdir.mkdir()
+        before = committed(tmp_path)
+        outcome = interrupt_after(
+            [*command, *flags(tmp_path, "--input", corpora[i % 2], run_config=run_config)],
+            delay, env=env(tmpdir), cwd=tmp_path, terminal=terminal)
+        if started_late(outcome):
+            found = [p for p in check_moment(outcome, prog, terminal, tmp_path, tmpdir, before)
+                     if p.startswith(("left in", "temporaries", "the committed dataset"))]
+            found += [] if delay < 1.0 else ["the interpreter was still starting"]
+        else:
+            found = check_moment(outcome, prog, terminal, tmp_path, tmpdir, before)
+        if found:
+            problems[f"{delay:.2f}s {run_config} {prog} "
+                     f"{'terminal' if terminal else 'pipe'} -> {outcome.code}"] = \
+                found + [f"stderr: {outcome.stderr[-3000:]!r}"]
+    assert problems == {}, "\n".join(f"{k}: {v}" for k, v in problems.items())
+
+
+# ---------------------------------------------------------------- the reviewer's cases
+
+def test_ctrl_c_after_the_commit_inside_the_pipeline_finishes_the_job(tmp_path, tmpdir_folder):
+    """SIGINT right after the pipeline committed, while the runner is still finishing
+    (before run_pipeline returns): the job is finished, not cancelled: 130 with the
+    "after the job finished" line, the generation's audit files promoted and its
+    report written; the next run keeps them until it commits."""
+    proc = subprocess.run([sys.executable, "-c", DRIVER, "committed", POINTS["committed"],
+                           *flags(tmp_path)], capture_output=True, text=True, timeout=600,
+                          env=env(tmpdir_folder), cwd=tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.splitlines()[-1] == FINISHED, proc.stderr
+    dataset = tmp_path / "a" / "corpus"
+    manifest = store.load_manifest(str(dataset))
+    assert manifest["generation"] == 1
+    audit = sorted(os.listdir(dataset / "_audit"))
+    assert "last_run" not in audit, audit
+    assert [n for n in audit if n.startswith("dead_letters")] and "run_report.json" in audit
+    report = orjson.loads((dataset / "_audit" / "run_report.json").read_bytes())
+    assert report["counters"]["store/records"] == manifest["records"]
+    assert all(r["status"] == "ok" for r in store.verify_store(str(dataset)))
+    no_temporaries(tmp_path)
+    assert os.listdir(tmpdir_folder) == []
+
+
+@pytest.mark.parametrize("job", ["prepare_corpus", "compress_arrays"])
+def test_ctrl_c_while_the_lock_is_taken_releases_it(tmp_path, monkeypatch, capsys, job):
+    """A Ctrl-C that comes while the dataset's lock is being taken (held until it is
+    taken): the run ends with 130 and one line, and no lock stays behind (the next
+    run is not refused as "lock is held")."""
+    import numpy as np
+
+    from pipelines import compress_arrays
+    from transforms.storage import commit
+    original = commit.DatasetLock._create
+
+    def create(directory, path, info):
+        original(directory, path, info)
+        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C while the lock is being taken
+        time.sleep(0.05)
+    monkeypatch.setattr(commit.DatasetLock, "_create", staticmethod(create))
+    roots = f"{tmp_path / 'a'},{tmp_path / 'b'}"
+    if job == "prepare_corpus":
+        main, argv = prepare_corpus.main, ["--output_roots", roots, "--run_config", "direct",
+                                           "--no_near_dedup"]
+    else:
+        np.save(tmp_path / "x.npy", np.arange(12, dtype=np.float32).reshape(4, 3))
+        main, argv = compress_arrays.main, ["--input", str(tmp_path / "x.npy"),
+                                            "--output_roots", roots, "--run_config", "direct"]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 130
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith(f"python -m pipelines.{job}: interrupted")
+    assert "Traceback" not in err
+    locks = [p for p in files_under(tmp_path / "a", tmp_path / "b") if p.endswith(".lock")]
+    assert locks == []
+    monkeypatch.setattr(commit.DatasetLock, "_create", staticmethod(original))
+    main(argv)   # not refused: the lock is gone
+    assert store.load_manifest(str(tmp_path / "a" / ("corpus" if job == "prepare_corpus"
+                                                     else "arrays")))["generation"] == 1
+
+
+def test_dataset_lock_as_a_context_is_released_when_taking_it_is_interrupted(tmp_path,
+                                                                            monkeypatch):
+    from transforms.storage import commit
+    original = commit.DatasetLock._create
+
+    def create(directory, path, info):
+        original(directory, path, info)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(commit.DatasetLock, "_create", staticmethod(create))
+    with pytest.raises(KeyboardInterrupt):
+        with commit.DatasetLock([str(tmp_path / "d")]):
+            pass
+    assert os.listdir(tmp_path / "d") == []
+
+
+def test_a_job_run_from_another_thread_returns(tmp_path):
+    """prepare_corpus.main called from a thread that is not the main one (a service, a
+    task runner): it runs and returns; no signal handler is touched (ValueError)."""
+    import threading
+    outcome = {}
+
+    def call():
+        try:
+            prepare_corpus.main(["--output_roots", f"{tmp_path / 't1'},{tmp_path / 't2'}",
+                                 "--run_config", "direct", "--no_near_dedup"])
+            outcome["result"] = "returned"
+        except BaseException as err:  # noqa: BLE001 - what the thread ended with
+            outcome["result"] = f"{type(err).__name__}: {err}"
+    before = signal.getsignal(signal.SIGINT)
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join()
+    assert outcome == {"result": "returned"}
+    assert store.load_manifest(str(tmp_path / "t1" / "corpus"))["generation"] == 1
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_overlapping_runs_share_one_temporary_folder(tmp_path, monkeypatch):
+    """Two runs of one process overlapping (threads): the first one's end does not
+    delete the folder the second uses, and once both ended tempfile and $TMPDIR
+    point where they did before and the folder is gone."""
+    import tempfile
+    import threading
+
+    from pipelines import progress
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("TMPDIR", raising=False)
+    a_in, a_out, b_in = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def job_a():
+        with progress.run_temp_dir() as folder:
+            seen["a"] = folder
+            a_in.set()
+            b_in.wait()
+        a_out.set()
+
+    def job_b():
+        a_in.wait()
+        with progress.run_temp_dir() as folder:
+            seen["b"] = folder
+            b_in.set()
+            a_out.wait()
+            seen["b_after_a"] = os.path.isdir(folder) and tempfile.gettempdir() == folder
+            seen["env"] = os.environ.get("TMPDIR")
+            tempfile.mkstemp()   # still usable
+    threads = [threading.Thread(target=job_a), threading.Thread(target=job_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen["a"] == seen["b"] and seen["b_after_a"] and seen["env"] == seen["a"]
+    assert tempfile.tempdir == str(tmp_path) and "TMPDIR" not in os.environ
+    assert os.listdir(tmp_path) == []
+    os.close(tempfile.mkstemp()[0])
+
+
+SILENCED = textwrap.dedent("""
+    import logging, os, sys, threading, time
+    from pipelines import progress
+    logging.basicConfig()
+    go = threading.Event()
+    def noisy():
+        go.wait()
+        while True:
+            print("thread print", file=sys.stderr, flush=True)
+            logging.getLogger("x").error("thread log")
+            os.write(2, b"thread fd 2\\n")
+            time.sleep(0.001)
+    def failing():
+        go.wait()
+        raise FileNotFoundError(".runs-x/run-0")    # threading.excepthook
+    class Noisy:
+        def __del__(self):
+            raise RuntimeError("ignored")             # "Exception ignored in"
+    def dropping():
+        go.wait()
+        while True:
+            Noisy()
+            time.sleep(0.001)
+    for target in (noisy, noisy, failing, dropping):
+        threading.Thread(target=target, daemon=True).start()
+    def cleanup():   # the run's files go while its threads still run
+        go.set()
+        time.sleep(0.2)
+    progress._RUN["cleanups"].append(cleanup)
+    print("stdout kept", flush=True)
+    print("before", file=sys.stderr, flush=True)
+    progress.exit_interrupted("prog")
+""")
+
+
+def test_exit_interrupted_prints_only_its_line_whatever_threads_do(tmp_path):
+    """Threads printing, logging, writing to fd 2, dying of an exception and dropping
+    objects whose __del__ raises, all while the run's files are deleted: stderr gets
+    the one line after what came before, and stdout stays."""
+    proc = subprocess.run([sys.executable, "-c", SILENCED], capture_output=True, text=True,
+                          timeout=120, env=env(tmp_path))
+    assert proc.returncode == 130
+    assert proc.stdout == "stdout kept\n"
+    assert proc.stderr == ("before\nprog: interrupted; the job was cancelled and its "
+                           "temporary files deleted\n")

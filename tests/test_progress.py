@@ -404,20 +404,17 @@ def big_corpus(path, copies=60):
 
 
 def test_ctrl_c_cancels_cleans_and_exits_130(tmp_path):
+    from tests.interrupting import interrupt_after
     corpus = big_corpus(tmp_path / "big.jsonl")
-    proc = subprocess.Popen(job(tmp_path, "--input", corpus), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env(DATAPREP_PROGRESS_INTERVAL="1"))
-    first = proc.stderr.readline().decode()  # the display is up: the pipeline is running
-    assert first.startswith("prepare_corpus 0:00:00"), first
-    time.sleep(2)
-    proc.send_signal(signal.SIGINT)
-    _, rest = proc.communicate(timeout=120)
-    lines = rest.decode().splitlines()
-    assert proc.returncode == 130, rest
-    assert lines[-1] == ("prepare_corpus: interrupted; the job was cancelled and its "
-                         "temporary files deleted")
-    assert lines[-2].startswith("prepare_corpus interrupted in ")
-    assert all(PLAIN.match(line) for line in lines[:-2]), lines
+    outcome = interrupt_after(job(tmp_path, "--input", corpus), 2.0,
+                              wait_for="prepare_corpus 0:00:00",  # the display is up: running
+                              env=env(DATAPREP_PROGRESS_INTERVAL="1"))
+    lines = outcome.stderr.splitlines()
+    assert outcome.interrupted and outcome.code == 130, lines
+    # the progress lines, then the one line: no summary claiming what was read
+    assert lines[-1] == ("python -m pipelines.prepare_corpus: interrupted; the job was "
+                         "cancelled and its temporary files deleted")
+    assert all(PLAIN.match(line) for line in lines[:-1]), lines
     dataset = tmp_path / "a" / "corpus"
     left = sorted(os.listdir(dataset)) if dataset.exists() else []
     assert not [n for n in left if n.startswith(("beam-temp-", ".tmp-", ".runs-"))], left

@@ -31,6 +31,7 @@ and the lock is ``<dataset>/.lock``: globs ``shard-*``, ``*.jsonl.zst``,
 ``*.bdparr`` (and ``*/shard-*`` for partitioned stores) over the dataset
 folder match data shards only.
 """
+import contextlib
 import datetime
 import errno
 import json
@@ -39,6 +40,7 @@ import platform
 import re
 import shutil
 import stat
+import threading
 import uuid
 from dataclasses import dataclass, field
 
@@ -445,6 +447,73 @@ def referenced(manifest: dict, index: int) -> set[str]:
     return {s["name"] for s in manifest["shards"] if index in s["replicas"]}
 
 
+# ---------------------------------------------------------------- commit gate
+
+GATE_ENV = "DATAPREP_COMMIT_GATE"   # a local file every process of one run shares
+_GATE_CLOSED = b"closed"
+_gate = threading.Lock()
+_gate_state = {"closed": False}
+
+
+class CommitRefused(StoreError):
+    """The run was interrupted (``close_commit_gate``): no commit starts any more."""
+
+
+@contextlib.contextmanager
+def commit_gate():
+    """Held around a commit (``commit_generation``): raises CommitRefused once the run
+    was interrupted, and makes ``close_commit_gate`` wait for a commit under way.
+
+    Threads of this process share a lock; the SDK worker processes of a run (the
+    multi-process DirectRunner) share the file named by ``$DATAPREP_COMMIT_GATE``
+    (``fcntl.flock``; set by ``pipelines.progress.run_temp_dir`` and inherited by
+    the workers).  Without the variable (a worker on another machine) only the
+    in-process lock applies."""
+    with _gate:
+        if _gate_state["closed"]:
+            raise CommitRefused("not committing: the run was interrupted")
+        path = os.environ.get(GATE_ENV)
+        if not path:
+            yield
+            return
+        import fcntl
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.pread(fd, len(_GATE_CLOSED), 0) == _GATE_CLOSED:
+                raise CommitRefused("not committing: the run was interrupted")
+            yield
+        finally:
+            os.close(fd)   # releases the flock
+
+
+def close_commit_gate() -> None:
+    """No commit starts from now on, in this process or (through ``$DATAPREP_COMMIT_GATE``)
+    the run's worker processes; returns once a commit under way has ended.  After it,
+    whether the run committed (the manifest) cannot change any more."""
+    with _gate:
+        _gate_state["closed"] = True
+        path = os.environ.get(GATE_ENV)
+        if not path:
+            return
+        import fcntl
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:   # the run's folder is gone: no worker can open the gate either
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.pwrite(fd, _GATE_CLOSED, 0)
+        finally:
+            os.close(fd)
+
+
+def open_commit_gate() -> None:
+    """Commits allowed again in this process (a new run starts)."""
+    with _gate:
+        _gate_state["closed"] = False
+
+
 def commit_generation(body: dict, dataset: str, roots: list[str], base: str | None) -> dict:
     """Commit ``body`` (a manifest without seal) as the next generation -> sealed manifest.
 
@@ -453,8 +522,14 @@ def commit_generation(body: dict, dataset: str, roots: list[str], base: str | No
     is written.  A body equal to the committed one keeps its generation.
     ``s3://`` copies are written first, each by a conditional PUT that the
     server refuses if another writer replaced that copy since it was read
-    (``_put_manifest_if_unchanged``; ConcurrentWriteError).
+    (``_put_manifest_if_unchanged``; ConcurrentWriteError).  CommitRefused
+    (nothing written) once the run was interrupted (``commit_gate``).
     """
+    with commit_gate():
+        return _commit_generation(body, dataset, roots, base)
+
+
+def _commit_generation(body, dataset, roots, base):
     found = newest(survey_roots(roots, dataset))
     current = found[0] if found else None
     now = current.get("digest") if current else None
@@ -699,7 +774,11 @@ class DatasetLock:
     held: list[str] = field(default_factory=list)
 
     def __enter__(self):
-        self.acquire()
+        try:
+            self.acquire()
+        except BaseException:   # e.g. Ctrl-C while taking it: __exit__ will not run
+            self.release()
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -715,12 +794,14 @@ class DatasetLock:
             path = join(directory, LOCK)
             if self.break_lock:
                 delete_quietly(path)
+            # held before it is made: an exception (KeyboardInterrupt) right after the
+            # lock was made still releases it (release deletes only our token's locks)
+            self.held.append(path)
             try:
                 self._create(directory, path, info)
             except FileExistsError:
                 self.release()
                 raise DatasetLocked(self._message(path)) from None
-            self.held.append(path)
 
     @staticmethod
     def _create(directory, path, info):
@@ -753,6 +834,8 @@ class DatasetLock:
                 "per dataset. If no other run is writing it, rerun with --break_lock")
 
     def release(self):
+        """Delete every lock this one made (a lock file holding another token, or
+        none, is left); idempotent."""
         for path in self.held:
             try:
                 if json.loads(read_bytes(path)).get("token") == self.token:
