@@ -27,6 +27,8 @@ from pipelines import run_config
 from pipelines.exit_codes import INTERRUPTED, PROBLEM, USAGE, guard, nearest
 
 
+DEFAULT_ROOTS = "out/a,out/b"   # --output_roots when not given (relative: the current folder)
+
 # Set by the ``dataprep`` command to the words that invoked a job ("dataprep prepare-corpus"),
 # so usage and errors name the command the user typed.
 INVOKED_AS = None
@@ -289,10 +291,11 @@ def check_runner(name) -> None:
 
 def add_store_arguments(group, default_dataset: str) -> None:
     """--output_roots, --replication, --dataset: the same interface for every job writing a store."""
-    group.add_argument("--output_roots", default="out/a,out/b",
+    group.add_argument("--output_roots", default=None,
                        help="N storage roots, comma-separated (local paths or gs://, s3://, "
                        "hdfs:// URIs), each optionally =WEIGHT: a root of weight 2 gets about "
-                       "twice the replicas (a=2,b,c). Default: out/a,out/b")
+                       f"twice the replicas (a=2,b,c). Default: {DEFAULT_ROOTS} (under the "
+                       "current folder)")
     group.add_argument("--replication", type=positive_int, default=None,
                        help="R: replicas of every shard, on R distinct roots (default: min(2, N))")
     group.add_argument("--dataset", default=default_dataset,
@@ -303,8 +306,15 @@ def add_store_arguments(group, default_dataset: str) -> None:
                        "killed run before taking it; only when no other run is writing")
 
 
+def roots_given(args) -> bool:
+    """Were --output_roots given (else the job writes to ``DEFAULT_ROOTS``)?  Ask
+    before ``resolve_roots``, which fills the default in."""
+    return args.output_roots is not None
+
+
 def resolve_roots(args) -> list:
-    """Parsed, normalised --output_roots; fills in the default --replication.
+    """Parsed, normalised --output_roots (``DEFAULT_ROOTS`` when not given: set into
+    ``args``); fills in the default --replication.
 
     Raises ValueError when R exceeds the number of roots, the dataset is not a
     plain folder name, or two roots are one folder (symlinks, ``..``, case):
@@ -313,6 +323,8 @@ def resolve_roots(args) -> list:
     from transforms.storage.placement import parse_roots
     from transforms.storage.store import check_dataset_name, check_roots, normalise_root
     check_dataset_name(args.dataset)
+    if args.output_roots is None:
+        args.output_roots = DEFAULT_ROOTS
     roots = [type(r)(normalise_root(r.uri), r.weight) for r in parse_roots(args.output_roots)]
     check_roots([r.uri for r in roots], args.dataset)
     if args.replication is None:

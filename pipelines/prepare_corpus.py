@@ -16,8 +16,8 @@ from pipelines import cli, near_dedup_options, progress
 from transforms.core.worker_gc import tune_gc
 from pipelines import run_config as run_configs
 from transforms.core.codecs import bytes_codec
-from transforms.prepare import SPILL_PREFIX, CorpusConfig, PrepareCorpus
-from transforms.processing.io import MAX_LINE_BYTES, probe_inputs
+from transforms.prepare import SPILL_PREFIX, CorpusConfig, PrepareCorpus, SameInputs
+from transforms.processing.io import MAX_LINE_BYTES, input_files, probe_inputs
 from transforms.processing.parquet import corpus_paths
 from transforms.processing.refs import Bounds
 from transforms.reduction.codec_choice import (
@@ -25,15 +25,15 @@ from transforms.reduction.codec_choice import (
 from transforms.reduction.filters.recipes import shipped_recipes
 from transforms.reduction.filters.sampling import DEFAULT_SEED
 from transforms.reduction.near_dedup import cluster_histogram
-from transforms.storage.commit import committed_digest, discard_failed_run
+from transforms.storage.commit import committed_digest, discard_failed_run, newest, survey_roots
 from transforms.storage.placement import Placement, parse_rules
 from transforms.storage.report import (
     REPORT_HTML, RunClock, build_report, counters, dead_letter_examples, distributions,
-    input_lineage, shard_sizes, summary_table, write_report)
+    input_lineage, lineage_difference, shard_sizes, summary_table, write_report)
 from transforms.storage.sharding import balance_rows
 from transforms.storage.spill import delete_spill
 from transforms.storage.store import (
-    AUDIT_DIR, DatasetLock, join, load_manifest, normalise_root)
+    AUDIT_DIR, DatasetLock, dataset_dir, join, load_manifest, normalise_root)
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "sample.jsonl")
 AUDIT_PREFIXES = ("dead_letters", "removed", "inputs")
@@ -59,8 +59,9 @@ def build_parser() -> cli.Parser:
                     help="longest line read (decompressed bytes); a longer one is a dead "
                     "letter line_too_long, skipped without being held (default: 32MiB)")
     io.add_argument("--allow_empty", action="store_true",
-                    help="commit a dataset of no document when the input holds none "
-                    "(default: such a run fails and the committed dataset stays)")
+                    help="commit a dataset of no document when none is left to store (the "
+                    "input holds none, or the filters, sampling or dead letters removed "
+                    "every one; default: such a run fails and the committed dataset stays)")
     io.add_argument("--keep_empty_text", action="store_true",
                     help="store records whose text is empty or only whitespace (default: "
                     "they are removed, counted and written as dead letters empty_text)")
@@ -180,6 +181,39 @@ def refuse_inputs_inside_the_store(paths: list[str], store_dirs: list[str]) -> N
             raise ValueError(f"input {inside[0]} is inside the output dataset {store} "
                              f"({len(inside)} file(s)); give --input without the output "
                              "roots' folders")
+
+
+class OtherInputs(ValueError):
+    """The default roots hold a dataset made from other inputs (a usage error, with
+    a hint)."""
+    hint = (f"pass --output_roots to choose where to write; --output_roots "
+            f"{cli.DEFAULT_ROOTS} writes a new generation of it from these inputs")
+
+
+def refuse_other_inputs_on_default_roots(roots, dataset: str,
+                                         paths: list[str]) -> SameInputs | None:
+    """Raise OtherInputs (a ValueError) when the default roots (``--output_roots``
+    not given) hold a committed dataset made from other inputs than ``paths`` (other
+    files, or sizes: ``transforms.storage.report.lineage_difference``): a run from
+    the same folder on another day would silently replace it.  The same files of
+    the same sizes pass (a rerun adds a generation, byte-identical when nothing
+    changed), with the ``SameInputs`` check of their content for the job (the
+    digests the dataset's ``_audit/inputs*`` recorded; None when there is no
+    dataset or no recorded digest): the scan digests every file anyway, so a file
+    of the same size but other content fails the run (exit 1), committing nothing.
+    """
+    found = newest(survey_roots([r.uri for r in roots], dataset))
+    if not found:
+        return None
+    where = f"{cli.DEFAULT_ROOTS} hold a dataset {dataset!r} made from other inputs"
+    difference = lineage_difference(found[0].get("inputs"), input_files(paths))
+    if difference:
+        raise OtherInputs(f"{where} ({difference})")
+    recorded = read_lineage(join(dataset_dir(roots[0].uri, dataset), AUDIT_DIR),
+                            found[0]["inputs"])
+    digests = tuple((e["path"], e["xxh3_64"]) for e in recorded if e["xxh3_64"])
+    return SameInputs(digests, f"{where} (other content, same size: {{files}}); "
+                      f"{OtherInputs.hint}") if digests else None
 
 
 def _delete_leftovers(directory):
@@ -310,6 +344,7 @@ def run(argv=None) -> dict:
     cli.setup_logging()
     args, options = build_parser().parse(argv)
     try:
+        roots_given = cli.roots_given(args)
         roots = cli.resolve_roots(args)
         if args.codec not in (None, "auto"):
             bytes_codec(args.codec)
@@ -330,8 +365,10 @@ def run(argv=None) -> dict:
     paths = corpus_paths(args.input)   # an input matching nothing fails here, naming it
     try:
         refuse_inputs_inside_the_store(paths, config.store_dirs)
+        same_inputs = (None if roots_given
+                       else refuse_other_inputs_on_default_roots(roots, args.dataset, paths))
     except ValueError as err:
-        build_parser().error(str(err))
+        build_parser().error(str(err), getattr(err, "hint", None))
     # Wrong kinds of input (Parquet, CSV, a JSON array, no text field) fail here,
     # in one line, before the job starts; faults inside a file fail the job.
     probe_inputs(corpus_paths(args.input), args.text_field,
@@ -342,6 +379,7 @@ def run(argv=None) -> dict:
     # workers outside this process send their live totals here (progress display only)
     receiver = progress.live_receiver(options)
     config = dataclasses.replace(config, codec=codec, codec_choice=manifest_choice,
+                                 same_inputs=same_inputs,
                                  live_counters=receiver and receiver.address,
                                  audit_dir=join(directories[0], AUDIT_DIR, LAST_RUN))
 

@@ -170,8 +170,8 @@ def test_lineage_and_configuration(finished):
                   doc.by_id("stage-chart").find_all("g", class_="bar")]
         assert labels == [r["stage"] for r in stages["rows"]] == [
             "Read", "DigestPaths", "ExactDedup", "NearDedup", "DedupRemoved", "OneShape",
-            "AllRemoved", "Gate", "BatchSizes", "DocsAndFiltered", "CountDocs", "NotEmptyText",
-            "CountBad", "BadFraction", "NotEmpty", "IdGate", "Refs", "PartitionByField",
+            "AllRemoved", "Gate", "BatchSizes", "FilteredSizes", "DeadReasons", "KeptSizes",
+            "AllCounts", "Tally", "BadFraction", "NotEmpty", "IdGate", "Refs", "PartitionByField",
             "HashOrder", "Store", "DeadLetters", "Inputs", "Removed"]   # job order
         assert doc.by_id("stage-table").rows()[1:] == [
             [r["stage"], f"{r['busy_seconds']:.3f}"] for r in stages["rows"]]

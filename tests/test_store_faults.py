@@ -541,7 +541,8 @@ def test_an_empty_input_never_replaces_a_committed_dataset(tmp_path):
     before = sf.tree(str(tmp_path / "a"), skip=set())
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"\n\n")
-    with pytest.raises(Exception, match="holds no document .* not replacing dataset 'ds'"):
+    with pytest.raises(Exception, match=r"the input holds no document \(only empty files or "
+                       r"blank lines\); nothing committed, dataset 'ds' stays as it was"):
         sf.build(sf.TEXT, str(empty), roots, 2)
     assert sf.contents(sf.TEXT, os.path.join(roots[0], "ds")) == old
     assert {p: v for p, v in sf.tree(str(tmp_path / "a"), skip=set()).items()

@@ -18,10 +18,11 @@ partition value, range key, sizes) -> exact dedup -> near dedup -> partition
 manifest, committed only when every gate passed (bad-line fraction, id
 conflicts, near-dedup convergence, numeric range field).
 """
+import os
 import uuid
 from itertools import repeat
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Tuple
 
 import apache_beam as beam
 import orjson
@@ -33,7 +34,7 @@ from transforms.processing.io import (
 from transforms.processing.parquet import corpus_paths
 from transforms.processing.partition import (
     NumericFieldGate, PartitionByField, RangePartition)
-from transforms.core.records import Packed, pack
+from transforms.core.records import Packed, pack, unpack
 from transforms.processing.refs import Bounds, DocRef, ResolveRuns, ScanJsonl, ScanSpec
 from transforms.processing.runner_guards import guard_pipeline
 from transforms.reduction.dedup import ExactDedup
@@ -48,6 +49,20 @@ from transforms.storage.store import (
 
 SPILL_PREFIX = ".runs-"  # temporary runs and spills; a failed run leaves its folder
 NOT_BAD = ("empty_text",)  # dead-letter reasons that are a policy, not bad input
+
+
+@dataclass(frozen=True)
+class SameInputs:
+    """The content the inputs must have, else the run fails committing nothing
+    (``gate_same_inputs``): prepare_corpus on its default roots, where the
+    dataset was made from files of the same paths and sizes, checks that their
+    content is the same too (the scan digests every file anyway).
+
+    ``digests``: ``((path, xxh3-64 hex of the decompressed bytes), ...)`` as the
+    dataset's ``_audit/inputs*`` recorded them; ``message``: the refusal, with
+    ``{files}`` where the files of other content are named."""
+    digests: tuple
+    message: str
 
 
 @dataclass(frozen=True)
@@ -73,7 +88,10 @@ class CorpusConfig:
     ``<first root>/<dataset>/_audit``; the prepare_corpus job writes them to
     ``_audit/last_run/`` and moves them up once the run succeeded, so a failed
     run never replaces the committed generation's).  ``allow_empty``: commit a
-    generation with no document (default: the run fails, ``gate_no_documents``).
+    generation with no document (default: a run that would store none fails,
+    whether the input holds none or the filters, sampling or dead letters removed
+    every one, ``gate_nothing_kept``).  ``same_inputs``: a ``SameInputs`` (the
+    digests the inputs must have; None: no such check).
 
     Filters (``transforms.reduction.filters``; decided in the scan, before
     dedup, so a filtered document is never a dedup winner): ``recipe`` (a
@@ -125,6 +143,7 @@ class CorpusConfig:
     live_counters: Optional[str] = None
     audit_dir: Optional[str] = None
     allow_empty: bool = False
+    same_inputs: Optional["SameInputs"] = None
 
     def __post_init__(self):
         roots = tuple(r if isinstance(r, Root) else Root(normalise_root(str(r)))
@@ -195,8 +214,22 @@ class CorpusConfig:
                                            field=self.partition_by)
 
 
-def gate_bad_fraction(_, records, bad, max_fraction, where):
-    """'' or why the run must not commit: too many bad lines."""
+def count_tally(tally: dict) -> tuple[int, dict, dict, int]:
+    """The job's tally (``PrepareCorpus``'s ``Tally`` step: ``{"documents": n,
+    "filtered.<filter>": n, "dead.<reason>": n, "kept": n}``, keys with no count
+    absent) -> ``(documents read, {filter: dropped}, {dead-letter reason: lines},
+    documents kept)``.  Documents read are the lines that parsed into a document
+    (filtered ones included, dead letters not)."""
+    filtered = {k[len("filtered."):]: v for k, v in tally.items() if k.startswith("filtered.")}
+    dead = {k[len("dead."):]: v for k, v in tally.items() if k.startswith("dead.")}
+    return tally.get("documents", 0), filtered, dead, tally.get("kept", 0)
+
+
+def gate_bad_fraction(_, tally, max_fraction, where):
+    """'' or why the run must not commit: too many bad lines (dead letters whose
+    reason is not in ``NOT_BAD``, against documents read plus those)."""
+    records, _, dead, _ = count_tally(tally)
+    bad = sum(n for reason, n in dead.items() if reason not in NOT_BAD)
     total = records + bad
     if total and bad / total > max_fraction:
         return (f"{bad} of {total} lines are bad ({bad / total:.2%}), above "
@@ -204,15 +237,53 @@ def gate_bad_fraction(_, records, bad, max_fraction, where):
     return ""
 
 
-def gate_no_documents(_, documents, dataset):
-    """'' or why the run must not commit: no document at all was read (empty files,
-    only blank lines or empty texts), which would replace ``dataset`` with an empty
-    generation; almost always a wrong input (``allow_empty`` commits it anyway)."""
-    if documents:
+def _by_count(counts: dict) -> str:
+    """``{"lang": 34, "gopher_quality": 1200}`` -> ``"gopher_quality 1,200, lang 34"``
+    (largest first, then by name)."""
+    return ", ".join(f"{name} {n:,}" for name, n in
+                     sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def gate_nothing_kept(_, tally, dataset):
+    """'' or why the run must not commit: no document is left to store, which would
+    replace ``dataset`` with an empty generation; almost always a wrong input or
+    recipe (``allow_empty`` commits it anyway).  Whatever removed the last document
+    (no line at all, every line a dead letter, the filters and sampling, a later
+    stage) is this gate; the message counts the documents read and what each
+    stage removed (``tally``: see ``count_tally``)."""
+    documents, filtered, dead, kept = count_tally(tally)
+    if kept:
         return ""
-    return (f"the input holds no document (only empty files, blank lines or empty "
-            f"texts): not replacing dataset {dataset!r} with an empty generation "
-            "(--allow_empty writes one)")
+    lines = sum(dead.values())
+    if not documents:
+        why = ("the input holds no document (only empty files or blank lines)" if not lines
+               else f"the input holds no document: {lines:,} line(s), every one a dead "
+               f"letter ({_by_count(dead)})")
+    else:
+        stages = []
+        if filtered:
+            stages.append(f"filters removed {sum(filtered.values()):,}: {_by_count(filtered)}")
+        later = documents - sum(filtered.values())
+        if later:   # dedup and per-partition sampling keep one at least: not so far
+            stages.append(f"later stages removed {later:,}")
+        why = f"0 of {documents:,} documents kept ({'; '.join(stages)})"
+        if lines:
+            why += f", and {lines:,} line(s) were dead letters ({_by_count(dead)})"
+    return (f"{why}; nothing committed, dataset {dataset!r} stays as it was "
+            "(--allow_empty commits an empty generation)")
+
+
+def gate_same_inputs(_, lineage, same: SameInputs):
+    """'' or why the run must not commit: an input file's content is not what
+    ``same`` says (``lineage``: this run's ``{"path", "xxh3_64"}`` per file)."""
+    now = {entry["path"]: entry["xxh3_64"] for entry in lineage}
+    changed = [os.path.basename(path) for path, digest in same.digests
+               if path in now and now[path] != digest]
+    if not changed:
+        return ""
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3:,} more" if len(changed) > 3
+                                      else "")
+    return same.message.format(files=shown)
 
 
 def gate_id_conflicts(summary, id_field):
@@ -326,18 +397,28 @@ class PrepareCorpus(beam.PTransform):
         removed = tuple(removed) | "AllRemoved" >> beam.Flatten()
 
         impulse = pbegin | "Gate" >> beam.Create([None])
-        doc_count = (((batches | "BatchSizes" >> beam.Map(len)), scanned["filtered_counts"])
-                     | "DocsAndFiltered" >> beam.Flatten()
-                     | "CountDocs" >> beam.CombineGlobally(sum))
-        bad_count = (dead
-                     | "NotEmptyText" >> beam.Filter(lambda d: d["reason"] not in NOT_BAD)
-                     | "CountBad" >> beam.combiners.Count.Globally())
+        # what every stage read, dropped and kept, for the gates: one small dict
+        pair = Tuple[str, int]
+        counts = (
+            batches | "BatchSizes" >> beam.Map(
+                lambda batch: ("documents", len(batch))).with_output_types(pair),
+            scanned["filtered_counts"] | "FilteredSizes" >> beam.FlatMapTuple(
+                lambda name, n: [("documents", n), (f"filtered.{name}", n)]
+            ).with_output_types(pair),
+            dead | "DeadReasons" >> beam.Map(
+                lambda d: (f"dead.{d['reason']}", 1)).with_output_types(pair),
+            kept | "KeptSizes" >> beam.Map(
+                lambda batch: ("kept", len(unpack(batch)))).with_output_types(pair))
+        tally = beam.pvalue.AsDict(
+            counts | "AllCounts" >> beam.Flatten()
+            | "Tally" >> beam.CombinePerKey(sum).with_output_types(pair))
         gates.append(impulse | "BadFraction" >> beam.Map(
-            gate_bad_fraction, beam.pvalue.AsSingleton(doc_count),
-            beam.pvalue.AsSingleton(bad_count), c.max_bad_fraction, audit_dir))
+            gate_bad_fraction, tally, c.max_bad_fraction, audit_dir))
         if not c.allow_empty:
-            gates.append(impulse | "NotEmpty" >> beam.Map(
-                gate_no_documents, beam.pvalue.AsSingleton(doc_count), c.dataset))
+            gates.append(impulse | "NotEmpty" >> beam.Map(gate_nothing_kept, tally, c.dataset))
+        if c.same_inputs is not None:
+            gates.append(impulse | "SameInputs" >> beam.Map(
+                gate_same_inputs, beam.pvalue.AsList(lineage), c.same_inputs))
         gates.append(dedup["id_conflicts"] | "IdGate" >> beam.Map(
             gate_id_conflicts, c.id_field))
         if c.range_by and c.range_by != "length":

@@ -63,7 +63,8 @@ ODD_RANGE_TAG = "odd_range_values"
 DIGESTS_TAG = "digests"
 RANGES_TAG = "ranges"   # ScannedRange of every range of a split file (bytes or zstd frames)
 FILTERED_TAG = "filtered"   # removed records of the filter stage (with write_removed)
-FILTERED_COUNT_TAG = "filtered_counts"  # documents the filter stage dropped, per file
+# documents the filter stage dropped: (filter name, count) per file (or unit) and filter
+FILTERED_COUNT_TAG = "filtered_counts"
 
 for _record in (DocRef, Digest, Packed, ScannedRange):
     coders.registry.register_coder(_record, coders.RowCoder)
@@ -177,7 +178,7 @@ class _ScanFile(JsonlFileDoFn):
         """``(line number, document)`` or ``(None, dead letter)`` -> batches of refs
         (and dead letters); ``part`` tells apart the spill files of one file's units."""
         block, text_bytes = [], 0
-        self.dropped = 0
+        self.dropped = {}   # filter name -> documents it dropped from this file (unit)
         self.writers = None
         if self.signer is not None:
             self.writers = [SpillWriter(spill, index, SPILL_FLUSH_BYTES, part)
@@ -195,8 +196,8 @@ class _ScanFile(JsonlFileDoFn):
             yield from self._refs(index, path, block)
         for writer in self.writers or ():
             writer.close()
-        if self.filters is not None:
-            yield beam.pvalue.TaggedOutput(FILTERED_COUNT_TAG, self.dropped)
+        for name, count in sorted(self.dropped.items()):
+            yield beam.pvalue.TaggedOutput(FILTERED_COUNT_TAG, (name, count))
 
     def _filter(self, path, block):
         """The filter stage over a block (judged at once, ``FilterStage.decide_block``):
@@ -207,7 +208,8 @@ class _ScanFile(JsonlFileDoFn):
         decisions = self.filters.decide_block([(doc_id, text) for _, (doc_id, text, _) in block])
         for (line_no, (doc_id, text, line)), decision in zip(block, decisions):
             if decision.drop is not None:
-                self.dropped += 1
+                name = decision.drop.filter
+                self.dropped[name] = self.dropped.get(name, 0) + 1
                 if self.spec.filter_removed:
                     yield beam.pvalue.TaggedOutput(FILTERED_TAG, {
                         "removed": doc_id, "reason": decision.drop.reason,
@@ -294,7 +296,10 @@ class ScanJsonl(ReadJsonl):
     of a split JSON Lines file (bytes or zstd frames) and per unit of row groups of a Parquet file;
     empty when neither is read) and ``odd_range_values``
     (``repr`` strings of ``--range_by`` field values that are present but not numbers; such documents get range key
-    ``null``, and ``transforms.processing.partition.NumericFieldGate`` fails the run on them).
+    ``null``, and ``transforms.processing.partition.NumericFieldGate`` fails the run on them);
+    with a filter stage, ``filtered`` (a removed record per dropped document, with
+    ``spec.filter_removed``) and ``filtered_counts`` (``(filter name, documents it
+    dropped)`` per file or unit and filter; nothing for a filter that dropped none).
 
     Parquet files (``.parquet``) are scanned in units of row groups
     (``transforms.processing.parquet``; a ref's ``line`` is the row number in

@@ -33,6 +33,7 @@ produced and tested without a pipeline.
 import datetime
 import os
 import platform
+import posixpath
 import resource
 import time
 
@@ -188,6 +189,49 @@ def input_lineage(entries) -> list[dict]:
         for path in unknown:
             rows[path]["bytes"] = file_size(path)
     return [rows[p] for p in sorted(rows)]
+
+
+def lineage_difference(recorded, current, shown: int = 3) -> str | None:
+    """How this run's inputs differ from those a dataset was made from, or None when
+    they are the same files (paths) of the same sizes (bytes).
+
+    ``recorded``: a manifest's ``inputs`` (``[{"path", "bytes"}]``; None when the
+    manifest records none); ``current``: the same for this run
+    (``transforms.processing.io.input_files``).  The answer names at most
+    ``shown`` files per kind, by file name (full paths when two shown names would
+    be alike): ``"only in the dataset: sample.jsonl; only in this run: b.jsonl"``,
+    ``"other size: a.jsonl 1,234 -> 1,300 bytes"``, or ``"its inputs are not
+    recorded"``.  Contents are not compared (sizes only: no file is read).
+    """
+    if recorded is None:
+        return "its inputs are not recorded"
+    old = {e["path"]: e.get("bytes") for e in recorded}
+    new = {e["path"]: e.get("bytes") for e in current}
+    if old == new:
+        return None
+    gone, added = sorted(old.keys() - new.keys()), sorted(new.keys() - old.keys())
+    resized = sorted(p for p in old.keys() & new.keys() if old[p] != new[p])
+    listed = gone[:shown] + added[:shown] + resized[:shown]
+    names = [posixpath.basename(p.rstrip("/")) or p for p in listed]
+    name = (dict(zip(listed, names)) if len(set(names)) == len(set(listed))
+            else {p: p for p in listed})
+
+    def listing(paths, show):
+        more = f" and {len(paths) - shown:,} more" if len(paths) > shown else ""
+        return ", ".join(show(p) for p in paths[:shown]) + more
+
+    def sizes(p):
+        return f"{name[p]} {_bytes(old[p])} -> {_bytes(new[p])} bytes"
+
+    parts = [f"{label}: {listing(paths, show)}" for label, paths, show in (
+        ("only in the dataset", gone, lambda p: name[p]),
+        ("only in this run", added, lambda p: name[p]),
+        ("other size", resized, sizes)) if paths]
+    return "; ".join(parts)
+
+
+def _bytes(n) -> str:
+    return "?" if n is None else f"{n:,}"
 
 
 def beam_options(options) -> dict:
