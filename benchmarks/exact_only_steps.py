@@ -56,7 +56,12 @@ def main(argv=None):
         with open(path, "rb") as f:
             raw = zstandard.ZstdDecompressor().stream_reader(f).read()
         for line_no, line in enumerate(raw.split(b"\n")[:-1], 1):
-            record = orjson.loads(line)
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue   # the corpus's bad lines (dead letters in the job)
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                continue
             docs.append((index, line_no, str(record["id"]), record["text"], line))
     blocks = [[d[3] for d in docs[i:i + 4096]] for i in range(0, len(docs), 4096)]
     out = {"documents": len(docs), "text_mb": round(sum(len(d[4]) for d in docs) / 1e6)}
