@@ -4,8 +4,16 @@ holds; the Python code it replaces stays the reference and the fallback).  Build
 needs a C compiler; the wheel is therefore platform-specific."""
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension(
-    "transforms.reduction.filters._fastfilters",
-    sources=["transforms/reduction/filters/_fastfilters.c"],
-    extra_compile_args=["-O2"],
-)])
+setup(ext_modules=[
+    Extension(
+        "transforms.reduction.filters._fastfilters",
+        sources=["transforms/reduction/filters/_fastfilters.c"],
+        extra_compile_args=["-O2"],
+    ),
+    # the byte pass of the exact-dedup text key (transforms/core/hashing.py, text_keys)
+    Extension(
+        "transforms.core._fastcore",
+        sources=["transforms/core/_fastcore.c"],
+        extra_compile_args=["-O2"],
+    ),
+])

@@ -77,3 +77,43 @@ def test_wide_space_class_is_exactly_the_non_ascii_isspace_code_points():
     text = "".join(map(chr, range(0, 0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
     assert [ord(m.group()) for m in _WIDE_SPACE.finditer(text)] == wanted
     assert len(wanted) == 19   # U+0085, U+00A0, U+1680, U+2000..U+200A, U+2028/9, ...
+
+
+# ----------------------------------------------------------- the compiled byte pass
+
+def test_the_compiled_text_key_pass_is_built_and_used():
+    """pip install builds transforms/core/_fastcore.c; text_keys takes it."""
+    from transforms.core import _fastcore, hashing
+    assert hashing._FAST is _fastcore
+
+
+@given(st.lists(st.one_of(_TRICKY, st.text(), st.text(alphabet=" \t\nAbZz.\x1c\x1f", max_size=20)),
+                max_size=30))
+def test_compiled_and_numpy_text_keys_equal_text_key(texts):
+    from transforms.core import hashing
+    expected = [text_key(t) for t in texts]
+    assert hashing._text_keys_numpy(texts) == expected
+    assert text_keys(texts) == expected
+
+
+@given(st.lists(st.one_of(st.binary(max_size=40),
+                          st.text(alphabet=st.characters(max_codepoint=127), max_size=40)),
+                max_size=20),
+       st.binary(min_size=256, max_size=256))
+def test_fold_spaces_maps_then_collapses_spaces(parts, table):
+    """fold_spaces == translate by the table, split on b" ", join the non-empty words."""
+    from transforms.core import _fastcore
+    as_bytes = [p.encode() if isinstance(p, str) else p for p in parts]
+    expected = [b" ".join(w for w in p.translate(table).split(b" ") if w) for p in as_bytes]
+    assert _fastcore.fold_spaces(parts, table) == expected
+
+
+def test_fold_spaces_refuses_what_it_cannot_read():
+    import pytest
+    from transforms.core import _fastcore
+    with pytest.raises(TypeError, match="part 1 is str"):
+        _fastcore.fold_spaces([b"a", "caf\u00e9"], bytes(256))
+    with pytest.raises(TypeError, match="part 0 is int"):
+        _fastcore.fold_spaces([3], bytes(256))
+    with pytest.raises(ValueError, match="256 bytes"):
+        _fastcore.fold_spaces([b"a"], b"short")

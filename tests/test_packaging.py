@@ -36,6 +36,7 @@ def test_the_wheel_carries_run_configs_sample_data_licence_and_the_command(wheel
         names = set(z.namelist())
         suffix = sysconfig.get_config_var("EXT_SUFFIX")
         assert f"transforms/reduction/filters/_fastfilters{suffix}" in names
+        assert f"transforms/core/_fastcore{suffix}" in names
         assert "transforms/reduction/filters/native.py" in names
         shipped = sorted(os.listdir(os.path.join(ROOT, "pipelines", "run_configs")))
         assert {f"pipelines/run_configs/{n}" for n in shipped} <= names

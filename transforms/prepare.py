@@ -20,7 +20,6 @@ conflicts, near-dedup convergence, numeric range field).
 """
 import os
 import uuid
-from itertools import repeat
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
@@ -34,7 +33,7 @@ from transforms.processing.io import (
 from transforms.processing.parquet import corpus_paths
 from transforms.processing.partition import (
     NumericFieldGate, PartitionByField, RangePartition)
-from transforms.core.records import Packed, pack, unpack
+from transforms.core.records import Packed, pack_columns, unpack
 from transforms.processing.refs import Bounds, DocRef, ResolveRuns, ScanJsonl, ScanSpec
 from transforms.processing.runner_guards import guard_pipeline
 from transforms.reduction.dedup import ExactDedup
@@ -326,7 +325,7 @@ def _hash_records(batch) -> Packed:
     """Kept refs of an unpartitioned store -> their ``ShardRecord``s in id-hash order,
     packed (``transforms.core.records.pack``: one bytes value, not a pickle per record)."""
     ids = [ref.id for ref in batch]
-    return pack(list(map(ShardRecord, repeat(""), hash_orders(ids), ids, batch)))
+    return pack_columns(ShardRecord, [[""] * len(ids), hash_orders(ids), ids, batch])
 
 
 def _json_value(ref: DocRef, name: str):

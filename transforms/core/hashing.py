@@ -41,8 +41,33 @@ def _folded(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+# ASCII whitespace -> " " (as _TO_SPACE) and A-Z -> a-z: an ASCII text's NFC form is
+# itself and its case fold its lower case; a case-folded text holds no A-Z to change.
+_FOLD = bytes(ord(" ") if chr(c).isspace() else ord(chr(c).lower()) for c in range(128)) \
+    + bytes(range(128, 256))
+
+try:  # the compiled byte pass (transforms/core/_fastcore.c, built by pip install)
+    from transforms.core import _fastcore as _FAST
+except ImportError:  # pragma: no cover - a checkout never built: the numpy path below
+    _FAST = None
+
+
 def text_keys(texts: list[str]) -> list[bytes]:
-    """``[text_key(t) for t in texts]``, the whitespace runs of the whole batch
+    """``[text_key(t) for t in texts]`` (16-byte xxh3-128 digests, one per text), for a
+    batch at once.  With the compiled ``_fastcore`` (built by ``pip install``): ASCII
+    texts skip NFC and case folding (identities there but for A-Z), and one C pass per
+    text maps, lower-cases and collapses the whitespace; without it, the whitespace
+    runs of the whole batch are collapsed by numpy (``_text_keys_numpy``).  Same keys
+    either way (``tests/test_hashing.py``)."""
+    if _FAST is None:
+        return _text_keys_numpy(texts)
+    digest = xxhash.xxh3_128_digest
+    return [digest(p) for p in _FAST.fold_spaces(
+        [t if t.isascii() else _folded(t) for t in texts], _FOLD)]
+
+
+def _text_keys_numpy(texts: list[str]) -> list[bytes]:
+    """``text_keys`` without the compiled pass: the whitespace runs of the whole batch
     collapsed by numpy instead of splitting every text into words."""
     parts = [_folded(t) for t in texts]
     lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))

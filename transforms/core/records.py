@@ -192,6 +192,62 @@ def unpack(batch) -> list:
     raise TypeError(f"expected Packed or a list of records, got {type(batch).__name__}")
 
 
+class Columns:
+    """A ``Packed`` batch of NamedTuples of one class, read by field without building
+    the records (``unpack_columns``): ``columns["id"]`` is the list of the batch's ids
+    (records rebuilt only for a field that holds records, e.g. a ``ShardRecord``'s
+    payload); ``columns.nested("payload")`` the columns of such a field (None when it
+    is not records of one class); ``columns.take(indices)`` the records at ``indices``
+    (ints into the batch), packed, as ``pack([records[i] for i in indices])`` would."""
+
+    def __init__(self, encoded: tuple):
+        _, self.cls, self.count, self._encoded = encoded
+        self._index = {name: i for i, name in enumerate(self.cls._fields)}
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, name: str) -> list:
+        return _rows(self._encoded[self._index[name]])
+
+    def nested(self, name: str) -> "Columns | None":
+        encoded = self._encoded[self._index[name]]
+        return Columns(encoded) if encoded[0] == _COLUMNS else None
+
+    def take(self, indices: list) -> Packed:
+        return Packed(pickle.dumps(_take((_COLUMNS, self.cls, self.count, self._encoded),
+                                         indices), protocol=5))
+
+
+def _take(encoded: tuple, indices: list) -> tuple:
+    if encoded[0] == _ROWS:
+        items = encoded[1]
+        return _ROWS, [items[i] for i in indices]
+    _, cls, _, columns = encoded
+    return _COLUMNS, cls, len(indices), [_take(c, indices) for c in columns]
+
+
+def unpack_columns(batch) -> "Columns | None":
+    """A ``Packed`` batch stored by columns -> its ``Columns``; None for a plain list
+    or a batch in the row form (``unpack`` those)."""
+    blob = getattr(batch, "blob", None)
+    if not isinstance(blob, bytes):
+        return None
+    encoded = pickle.loads(blob)
+    return Columns(encoded) if encoded[0] == _COLUMNS else None
+
+
+def pack_columns(cls, columns: list) -> Packed:
+    """Records of NamedTuple class ``cls`` given by field (one list per field, in field
+    order, all of one length; a field's values may be records themselves) -> ``Packed``,
+    equal to ``pack`` of the records, without building them."""
+    count = len(columns[0]) if columns else 0
+    if not count:
+        return pack([])
+    return Packed(pickle.dumps((_COLUMNS, cls, count, [_columns(list(c)) for c in columns]),
+                               protocol=5))
+
+
 def ref_bytes(ref: DocRef) -> int:
     """Approximate encoded bytes of a ref (for the batch bound)."""
     return 48 + len(ref.id) + len(ref.partition_value) + len(ref.range_key) + len(ref.lang)

@@ -45,8 +45,8 @@ from transforms.core import exact_json
 from transforms.core.hashing import text_keys
 from transforms.core.worker_gc import tune_gc
 from transforms.core.records import (  # noqa: F401 - the records travel with the refs
-    NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Run, ScannedRange, chunked, pack, ref_bytes,
-    sized_chunks, unpack)
+    NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Run, ScannedRange, chunked, pack,
+    pack_columns, ref_bytes, sized_chunks, unpack, unpack_columns)
 from transforms.processing.parquet import is_parquet, picked_lines, scan_units
 from transforms.processing.splits import open_range, plan_splits
 from transforms.processing.io import (DEAD_LETTER_TAG, MAX_LINE_BYTES, BadRecord,
@@ -443,8 +443,13 @@ class _PicksByUnit(beam.DoFn):
             return
         if self.lookup is None:
             self.lookup = _RangeOfLine(ranges)
-        units: dict = {}
         split = self.lookup.by_file   # files read in units; every other file is unit 0
+        columns = unpack_columns(records)
+        refs = columns.nested("payload") if columns is not None else None
+        if refs is not None and refs.cls is DocRef:
+            yield from self._by_columns(shard, columns, refs, split)
+            return
+        units: dict = {}
         for _, order, doc_id, ref in unpack(records):
             file = ref.file
             unit = (file, self.lookup.start(file, ref.line)) if file in split else (file, 0)
@@ -455,6 +460,32 @@ class _PicksByUnit(beam.DoFn):
                               ref.redacted, ref.lang, ref.lang_score))
         for unit, picks in units.items():
             yield unit, pack(picks)
+
+    def _by_columns(self, shard, columns, refs, split):
+        """``process`` for a batch packed by columns: the picks of each unit built as
+        columns (``pack_columns``), no ``ShardRecord``, ``DocRef`` or ``Pick`` made."""
+        files, lines = refs["file"], refs["line"]
+        if split:
+            start = self.lookup.start
+            keys = [(f, start(f, n)) if f in split else (f, 0) for f, n in zip(files, lines)]
+        else:
+            keys = [(f, 0) for f in files]
+        units: dict = {}
+        for i, unit in enumerate(keys):
+            members = units.get(unit)
+            if members is None:
+                members = units[unit] = []
+            members.append(i)
+        fields = [lines, refs["size"], refs["reparse"], columns["order"], columns["id"],
+                  None, refs["redacted"], refs["lang"], refs["lang_score"]]
+        for unit, members in units.items():
+            if len(units) == 1:
+                picked = [field if field is not None else [shard] * len(members)
+                          for field in fields]
+            else:
+                picked = [[field[i] for i in members] if field is not None
+                          else [shard] * len(members) for field in fields]
+            yield unit, pack_columns(Pick, picked)
 
 
 class _ExtractRuns(beam.DoFn):

@@ -31,7 +31,8 @@ from apache_beam import coders
 from apache_beam.metrics import Metrics
 
 from transforms.core.hashing import stable_hash64
-from transforms.processing.refs import Bounds, DocRef, Packed, chunked, pack, unpack
+from transforms.processing.refs import (
+    Bounds, DocRef, Packed, chunked, pack, pack_columns, unpack)
 from transforms.core.ids import id_order_key
 from transforms.core.worker_gc import tune_gc
 
@@ -120,9 +121,10 @@ class _KeyIntoBuckets(beam.DoFn):
 
     def process(self, refs):
         buckets: dict[int, list] = {}
-        ids: dict[int, list] = {}
-        for ref, key_bucket, id_bucket in zip(refs, key_buckets(refs, self.num_buckets),
-                                              id_buckets(refs, self.num_buckets)):
+        ids: dict[int, list] = {}   # id bucket -> indices into refs
+        refs = refs if isinstance(refs, list) else list(refs)
+        for i, (ref, key_bucket, id_bucket) in enumerate(zip(
+                refs, key_buckets(refs, self.num_buckets), id_buckets(refs, self.num_buckets))):
             found = buckets.get(key_bucket)
             if found is None:
                 found = buckets[key_bucket] = []
@@ -130,11 +132,12 @@ class _KeyIntoBuckets(beam.DoFn):
             found = ids.get(id_bucket)
             if found is None:
                 found = ids[id_bucket] = []
-            found.append(IdKey(ref.id, ref.key))
+            found.append(i)
         for bucket, batch in buckets.items():
             yield bucket, pack(batch)
-        for bucket, batch in ids.items():
-            yield beam.pvalue.TaggedOutput(IDS_TAG, (bucket, pack(batch)))
+        for bucket, members in ids.items():   # IdKey records packed by columns, not built
+            yield beam.pvalue.TaggedOutput(IDS_TAG, (bucket, pack_columns(
+                IdKey, [[refs[i].id for i in members], [refs[i].key for i in members]])))
 
 
 def _stream(batches):

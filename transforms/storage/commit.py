@@ -257,12 +257,13 @@ def write_atomically(path: str, data: bytes) -> None:
     tmp = join(directory, temp_name(name))
     try:
         with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as out:
+            view = memoryview(data)   # the halves are written without copying them
             half = len(data) // 2
-            out.write(data[:half])
+            out.write(view[:half])
             if os.environ.get(KILL_ENV):
                 out.flush()
                 fault_point("partial temp file", name)
-            out.write(data[half:])
+            out.write(view[half:])
         fault_point("before rename", name)
         FileSystems.rename([tmp], [path])
     except BaseException:

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 import xxhash
 
-from transforms.core.records import pack, unpack
+from transforms.core.records import pack, unpack, unpack_columns
 
 BUCKET_BITS = 12
 SHARD_HASH_SEED = 0x5EED  # the seed shard_of has always used
@@ -245,17 +245,39 @@ class AssignBalancedShards(beam.PTransform):
         return (assigned, every_shard) | "WithEmptyShards" >> beam.Flatten()
 
 
+def _fields(batch, size_of, sizes: bool = True):
+    """A batch of records (list or ``Packed``) -> ``(columns, records, partitions, orders,
+    ids, sizes)``: a ``Packed`` batch by columns is read by field (``columns``; records
+    None, no ``ShardRecord`` or payload built when ``size_of`` is ``ref_size`` or
+    ``line_size``), any other batch unpacked (``records``; columns None).  ``sizes``
+    is None unless asked for."""
+    columns = unpack_columns(batch)
+    if columns is None or columns.cls is not ShardRecord:
+        records = unpack(batch)
+        return (None, records, [r[0] for r in records], [r[1] for r in records],
+                [r[2] for r in records], list(map(size_of, records)) if sizes else None)
+    found = None
+    if sizes:
+        payload = columns.nested("payload")
+        if size_of is ref_size and payload is not None and "size" in payload.cls._fields:
+            found = payload["size"]
+        elif size_of is line_size:
+            found = [len(line) + 1 for line in columns["payload"]]
+        else:
+            found = list(map(size_of, unpack(batch)))
+    return columns, None, columns["partition"], columns["order"], columns["id"], found
+
+
 def _bucket_bytes(batch, size_of):
     """A batch of records (list or ``Packed``) -> ``(partition, {bucket: (bytes,
     smallest sort key)})`` per partition: one element per batch and partition, not
     per bucket (there are 4096 buckets).  A sort key is ``order + (id,)``."""
     partitions: dict = {}
-    for record in unpack(batch):
-        partition, order, record_id, _ = record
+    _, _, names, orders, ids, sizes = _fields(batch, size_of)
+    for partition, order, record_id, size in zip(names, orders, ids, sizes):
         histogram = partitions.get(partition)
         if histogram is None:
             histogram = partitions[partition] = {}
-        size = size_of(record)
         seen = histogram.get(order[0])
         if seen is None:
             histogram[order[0]] = (size, order + (record_id,))
@@ -269,34 +291,37 @@ def _in_cut_buckets(batch, plans, size_of):
     """A batch of records -> ``((partition, bucket), (sort key, bytes))`` of the records
     in a bucket that holds a cut (a few of the 4,096 buckets per partition)."""
     out = []
-    for record in unpack(batch):
-        partition, order, record_id, _ = record
+    _, _, names, orders, ids, sizes = _fields(batch, size_of)
+    for partition, order, record_id, size in zip(names, orders, ids, sizes):
         if order[0] in plans[partition]["cuts"]:
-            out.append(((partition, order[0]), (order + (record_id,), size_of(record))))
+            out.append(((partition, order[0]), (order + (record_id,), size)))
     return out
 
 
 def _assign_batch(batch, cuts):
     """A batch of records (list or ``Packed``) -> ``(shard key, Packed([records]))``
-    per shard it touches."""
+    per shard it touches (a ``Packed`` batch by columns is cut by columns, its
+    records never built)."""
     shards: dict = {}
-    partitions: dict = {}   # partition -> (its cut keys, {shard index: records})
+    partitions: dict = {}   # partition -> (its cut keys, {shard index: record indices})
     bisect_right = bisect.bisect_right
-    for record in unpack(batch):
-        partition, order, record_id, _ = record
+    columns, records, names, orders, ids, _ = _fields(batch, None, sizes=False)
+    for i, (partition, order, record_id) in enumerate(zip(names, orders, ids)):
         found = partitions.get(partition)
         if found is None:
             found = partitions[partition] = (cuts.get(partition, []), {})
         partition_cuts, by_index = found
         index = bisect_right(partition_cuts, order + (record_id,))  # shard_index, inlined
-        records = by_index.get(index)
-        if records is None:
-            records = by_index[index] = []
-        records.append(record)
+        members = by_index.get(index)
+        if members is None:
+            members = by_index[index] = []
+        members.append(i)
     for partition, (partition_cuts, by_index) in partitions.items():
-        for index, records in by_index.items():
-            shards[(partition, index, len(partition_cuts) + 1)] = records
-    return [(key, pack(records)) for key, records in shards.items()]
+        for index, members in by_index.items():
+            shards[(partition, index, len(partition_cuts) + 1)] = members
+    if columns is not None:
+        return [(key, columns.take(members)) for key, members in shards.items()]
+    return [(key, pack([records[i] for i in members])) for key, members in shards.items()]
 
 
 def _every_shard(planned, cuts):

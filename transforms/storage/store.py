@@ -493,11 +493,14 @@ class _WriteShard(beam.DoFn):
         # range key, then ids in the id order of ``transforms.core.ids``).
         docs = sorted_shard_docs(
             [doc for run in runs if run is not None for doc in run_docs(run)])  # doc[-1]: line
-        raw = b"\n".join([doc[-1] for doc in docs]) + b"\n" if docs else b""
+        lines = [doc[-1] for doc in docs]
+        if lines:
+            lines.append(b"")   # the last newline, joined in (no copy of the whole shard)
+        raw = b"\n".join(lines)
         count = len(docs)
         if self.shard_format == "parquet":
             schema = parquet_shards.store_schema(fields, self.first_columns)
-            stored = parquet_shards.shard_bytes([doc[-1] for doc in docs], schema, len(raw))
+            stored = parquet_shards.shard_bytes(lines[:-1], schema, len(raw))
             suffix = parquet_shards.SUFFIX
         else:
             stored = self.codec.encode(raw)

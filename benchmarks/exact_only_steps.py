@@ -1,0 +1,114 @@
+"""CPU seconds of the exact-only path's per-document steps, one by one, in one process.
+
+    python -m benchmarks.exact_only_steps --data /tmp/scale_data/c100k
+    python -m benchmarks.exact_only_steps --data /tmp/scale_data/c100k --checkout /tmp/before
+
+Reads the corpus's documents (ids and texts) and times, with ``time.process_time``
+(best of ``--repeats``), what the job does per document outside the runner: the scan's
+text keys (``hashing.text_keys`` over blocks of 4,096 texts), exact dedup's bucketing
+(``_KeyIntoBuckets``), the hash order of kept refs (``prepare._hash_records``), the
+shard plan's three reads of every batch (``sharding._bucket_bytes``,
+``_in_cut_buckets``, ``_assign_batch``), pass 2's picks (``refs._PicksByUnit``), and
+the shard writer's join of 64 MiB of lines and ``commit.write_atomically`` of 20 MB.
+``--checkout DIR`` imports ``transforms`` from another checkout (e.g. a ``git archive``
+of main with its extension built), so a change is compared on the same documents.
+Prints one JSON object: step -> CPU seconds.
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+import tempfile
+import time
+
+
+def best(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return round(min(times), 3)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="folder of .jsonl.zst files")
+    parser.add_argument("--checkout", default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.checkout:
+        sys.path.insert(0, os.path.abspath(args.checkout))
+    import orjson
+    import zstandard
+
+    from transforms.core.records import DocRef, chunked, pack
+    from transforms.core.hashing import text_keys
+    from transforms.prepare import _hash_records
+    from transforms.processing.refs import _PicksByUnit
+    from transforms.reduction.dedup import _KeyIntoBuckets
+    from transforms.storage import sharding
+    from transforms.storage.commit import write_atomically
+
+    docs = []
+    for index, path in enumerate(sorted(glob.glob(os.path.join(args.data, "*.jsonl.zst")))):
+        with open(path, "rb") as f:
+            raw = zstandard.ZstdDecompressor().stream_reader(f).read()
+        for line_no, line in enumerate(raw.split(b"\n")[:-1], 1):
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue   # the corpus's bad lines (dead letters in the job)
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                continue
+            docs.append((index, line_no, str(record["id"]), record["text"], line))
+    blocks = [[d[3] for d in docs[i:i + 4096]] for i in range(0, len(docs), 4096)]
+    out = {"documents": len(docs), "text_mb": round(sum(len(d[4]) for d in docs) / 1e6)}
+    out["text_keys"] = best(lambda: [text_keys(b) for b in blocks], args.repeats)
+    keys = [k for b in blocks for k in text_keys(b)]
+    refs = [DocRef(d[2], k, d[0], d[1], len(d[4]) + 1, False, False, b"", b"")
+            for d, k in zip(docs, keys)]
+    batches = list(chunked(refs, 1 << 20))
+    buckets = _KeyIntoBuckets(64)
+    out["key_into_buckets"] = best(
+        lambda: [list(buckets.process(b)) for b in batches], args.repeats)
+    out["hash_records"] = best(lambda: [_hash_records(b) for b in batches], args.repeats)
+    packed = [_hash_records(b) for b in batches]
+    size_of = sharding.ref_size
+    out["bucket_bytes"] = best(
+        lambda: [list(sharding._bucket_bytes(b, size_of)) for b in packed], args.repeats)
+    plans = {"": {"cuts": set(range(0, 4096, 64))}}
+    out["in_cut_buckets"] = best(
+        lambda: [sharding._in_cut_buckets(b, plans, size_of) for b in packed], args.repeats)
+    orders = sorted(sharding.hash_orders([r.id for r in refs]))
+    cuts = {"": [o + ("",) for o in orders[len(orders) // 16::len(orders) // 16]][:15]}
+    out["assign_batch"] = best(
+        lambda: [sharding._assign_batch(b, cuts) for b in packed], args.repeats)
+    assigned = [kv for b in packed for kv in sharding._assign_batch(b, cuts)]
+    picks = _PicksByUnit()
+
+    def pick_all():
+        picks.start_bundle()
+        return [list(picks.process(kv, [])) for kv in assigned]
+    out["picks_by_unit"] = best(pick_all, args.repeats)
+    lines = [d[4] for d in docs]
+    shard_lines, total = [], 0
+    for line in lines:
+        if total >= 64 << 20:
+            break
+        shard_lines.append(line)
+        total += len(line) + 1
+    out["shard_join_plus_newline"] = best(
+        lambda: b"\n".join(shard_lines) + b"\n", args.repeats)
+    out["shard_join_newline_inside"] = best(
+        lambda: b"\n".join(shard_lines + [b""]), args.repeats)
+    stored = os.urandom(20 << 20)
+    with tempfile.TemporaryDirectory() as tmp:
+        out["write_atomically_20mb"] = best(
+            lambda: write_atomically(os.path.join(tmp, "shard.bin"), stored), args.repeats)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
