@@ -1,6 +1,6 @@
 """The ``dataprep`` command: one subcommand per job, plus ``list`` and ``beam-options``.
 
-    dataprep list                          the jobs, one line each
+    dataprep list                          every subcommand, one line each
     dataprep prepare-corpus [FLAGS]        = python -m pipelines.prepare_corpus [FLAGS]
     dataprep verify-store --store DIR      = python -m pipelines.verify_store --store DIR
     dataprep beam-options                  every Beam PipelineOptions flag, with help
@@ -43,20 +43,32 @@ def names_of_jobs() -> set[str]:
     return package.job_names()
 
 
+# the subcommands that are not jobs, with their one-line summaries
+BUILT_IN = (("list", "The subcommands, one line each (this list)."),
+            ("beam-options", "Every Beam pipeline option a job accepts, with help."))
+
+
+def subcommands() -> list[tuple[str, str]]:
+    """(subcommand, one-line summary) of every subcommand, in the order ``dataprep
+    --help`` and ``dataprep list`` show them: the jobs (``jobs()``, by name), then
+    ``list`` and ``beam-options``.  The one place that says what the subcommands are:
+    the listing and an unknown subcommand's error both come from it."""
+    return [(subcommand(name), summary) for name, summary in jobs()] + list(BUILT_IN)
+
+
 def print_jobs(out=None) -> None:
+    """Every subcommand (``subcommands()``), one line each, on ``out`` (default stdout)."""
     out = out or sys.stdout
-    listed = jobs()
-    width = max(len(subcommand(name)) for name, _ in listed)
-    print(f"jobs (run with: {COMMAND} <job> --help, or python -m pipelines.<job> --help):",
-          file=out)
+    listed = subcommands()
+    width = max(len(name) for name, _ in listed)
+    print(f"subcommands (run a job with: {COMMAND} <job> --help, or python -m "
+          "pipelines.<job> --help):", file=out)
     for name, summary in listed:
-        print(f"  {subcommand(name):<{width}}  {summary}", file=out)
-    print(f"  {'beam-options':<{width}}  Every Beam pipeline option a job accepts, with help.",
-          file=out)
+        print(f"  {name:<{width}}  {summary}", file=out)
 
 
-USAGE_LINE = (f"usage: {COMMAND} {{list,beam-options,<job>}} [FLAGS]   "
-         f"({COMMAND} list shows the jobs; {COMMAND} --version)")
+USAGE_LINE = (f"usage: {COMMAND} {{{','.join(name for name, _ in BUILT_IN)},<job>}} [FLAGS]   "
+              f"({COMMAND} list shows the subcommands; {COMMAND} --version)")
 
 
 SUMMARY = (f"{COMMAND}: prepare training data with Apache Beam (dedup, filters, compression, "
@@ -125,11 +137,11 @@ def _main(argv=None) -> None:
     names = {subcommand(name): name for name, _ in jobs()}
     job = names.get(first) or (first if first in names.values() else None)
     if job is None:
-        choices = sorted(names) + ["list", "beam-options"]
+        choices = [name for name, _ in subcommands()]
         near = nearest(first, choices)
         hint = f" (did you mean {near}?)" if near else ""
-        print(f"{COMMAND}: error: unknown job {first!r}{hint}; jobs: {', '.join(sorted(names))}",
-              file=sys.stderr)
+        print(f"{COMMAND}: error: unknown subcommand {first!r}{hint}; subcommands: "
+              f"{', '.join(choices)}", file=sys.stderr)
         sys.exit(USAGE)
     from pipelines import cli
     cli.INVOKED_AS = _PROG[0] = f"{COMMAND} {subcommand(job)}"

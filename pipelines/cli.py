@@ -15,6 +15,7 @@ one line (two with a hint) and exit status 2 (``pipelines.exit_codes``):
 """
 import argparse
 import difflib
+import errno
 import importlib
 import logging
 import os
@@ -428,6 +429,27 @@ def root_cause(err: BaseException) -> str:
 
 class BadPath(ValueError):
     """A path given on the command line names nothing usable (exit status 2)."""
+
+
+_REASONS = {errno.ENOENT: "not found", errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied", errno.EISDIR: "a folder, not a file",
+            errno.ENOTDIR: "a part of the path is not a folder"}
+
+
+def os_reason(err: BaseException) -> str:
+    """Why a path could not be read or written, in a few plain words and no exception
+    class (``not found``, ``permission denied``, ``a folder, not a file``): an
+    ``OSError``'s errno, also one wrapped by Beam's filesystems (``BeamIOError``'s
+    ``exception_details``) or chained; else the error's root cause (``root_cause``)."""
+    original, seen = err, set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno is not None:
+            return _REASONS.get(err.errno, (err.strerror or os.strerror(err.errno)).lower())
+        inner = [e for e in (getattr(err, "exception_details", None) or {}).values()
+                 if isinstance(e, BaseException)]
+        err = inner[0] if inner else (err.__cause__ or err.__context__)
+    return root_cause(original) or "cannot be read"
 
 
 def usage_errors() -> tuple:

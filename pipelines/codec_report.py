@@ -7,6 +7,7 @@ or a store folder (``ROOT/DATASET`` with a manifest, text or array).  With
 ratio within ``--max_error`` and ``--min_encode_mbps``.
 """
 import argparse
+import os
 
 import numpy as np
 import orjson
@@ -103,6 +104,9 @@ def run(argv=None) -> dict:
         policy = ChooseCodec(args.max_error, args.min_encode_mbps)
     except ValueError as err:
         parser.error(str(err))
+    folder = os.path.dirname(args.report) if args.report else ""
+    if args.report and folder and not os.path.isdir(folder):
+        raise cli.BadPath(f"cannot write {args.report}: {folder} is not a folder")
     kind, sample = gather(args)
     if kind == "arrays":
         candidates = args.candidates or applicable_array_codecs(sample[0].dtype)
@@ -120,8 +124,11 @@ def run(argv=None) -> dict:
     else:
         result["candidates"] = rows
     if args.report:
-        with open(args.report, "wb") as f:
-            f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        try:
+            with open(args.report, "wb") as f:
+                f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        except OSError as err:   # read-only, full, a folder in the way...
+            raise ValueError(f"cannot write {args.report}: {cli.os_reason(err)}") from None
     return result
 
 

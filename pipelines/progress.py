@@ -329,21 +329,29 @@ class PlainDisplay:
 
 # The terminal bar's columns in display order, and the order they are dropped in
 # when the line would not fit the terminal (the job, documents and stage always stay;
-# the bar first shrinks to BAR_MIN cells).
-BAR_COLUMNS = ("job", "bar", "read", "rate", "documents", "stage", "elapsed", "eta")
+# the bar first shrinks to BAR_MIN cells).  The stage is last: it takes what the
+# line has left, so a longer stage name never moves the bar or the numbers.
+BAR_COLUMNS = ("job", "bar", "read", "rate", "documents", "elapsed", "eta", "stage")
 DROP_ORDER = ("rate", "elapsed", "bar", "eta", "read")
 BAR_MIN, BAR_MAX = 10, 40
+BAR_FILLED, BAR_FULL, BAR_TO_GO = "magenta", "green", "bright_black"
+COUNT_CELLS = 7      # count_text's widest: "999,999", "9.99M"
+RATE_CELLS = len("1023.9 KiB/s")
+CLOCK_CELLS = len("00:00:00")        # _clock up to 99:59:59
+ETA_CELLS = len("eta 00:00:00")
+STAGE_CELLS = len("ExactDedup")   # the stage's reservation; it gets the rest of the line
 
 
 def fit_columns(widths: dict[str, int], width: int) -> tuple[list[str], int]:
     """Which of ``BAR_COLUMNS`` the terminal bar shows in ``width`` cells, and the bar's
     width: ``(names in display order, bar cells)`` (0: no bar).
 
-    ``widths``: cells of each text column's current text (a column whose text is
-    empty is not shown); columns are one cell apart; the bar takes what is left,
+    ``widths``: cells of each text column (its fixed width, ``reserved_widths``; a
+    column of width 0 is not shown); columns are one cell apart; the bar takes what is left,
     at most ``BAR_MAX``.  Columns go in ``DROP_ORDER`` until the line fits (the bar
     goes when fewer than ``BAR_MIN`` cells are left); if even the job, documents
     and stage do not fit, they are shown and the table cuts them with an ellipsis.
+    The same widths give the same answer: the bar keeps its width for a run.
 
     >>> fit_columns({"job": 14, "read": 15, "rate": 10, "documents": 11, "stage": 9,
     ...              "elapsed": 7, "eta": 12}, 60)
@@ -360,6 +368,55 @@ def fit_columns(widths: dict[str, int], width: int) -> tuple[list[str], int]:
         elif text <= width:
             return shown, 0
     return shown, 0
+
+
+def count_text(n: int) -> str:
+    """A count in at most ``COUNT_CELLS`` cells: exact with thousands separators below
+    a million (``397``, ``999,999``), then three significant digits and an SI suffix
+    (``1.23M``, ``45.6M``, ``789G``).  The terminal bar's document count; the plain
+    lines and the summary line give the exact count."""
+    if n < 1_000_000:
+        return f"{n:,}"
+    for suffix, scale in (("M", 1e6), ("G", 1e9), ("T", 1e12), ("P", 1e15)):
+        value = n / scale
+        if value < 999.5:
+            break
+    digits = 2 if value < 9.995 else 1 if value < 99.95 else 0
+    return f"{value:.{digits}f}{suffix}"
+
+
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def read_text(done: int, total: int | None) -> str:
+    """The bytes read, ``done`` of ``total`` in the total's unit (``104.4/208.9 KiB``,
+    ``512/900 B``), so its width holds while ``done`` grows to ``total``; without a
+    total, ``_human(done)`` (``1.2 MiB``)."""
+    if not total:
+        return _human(done)
+    unit = 0
+    while unit < len(_BINARY_UNITS) - 1 and total >= 1024 ** (unit + 1):
+        unit += 1
+    digits = 0 if unit == 0 else 1
+    scale = 1024 ** unit
+    return f"{done / scale:,.{digits}f}/{total / scale:,.{digits}f} {_BINARY_UNITS[unit]}"
+
+
+def unit_label(unit: str) -> str:
+    return "docs" if unit == "documents" else unit
+
+
+def reserved_widths(job: str, total_bytes: int | None, unit: str = "documents") -> dict:
+    """Cells of each text column of the terminal bar for a whole run, from what is known
+    at its start: the widest text each column can show (``count_text``, ``read_text``
+    of the total, ``_human`` rates below 1024 of a unit, clocks up to 99:59:59), numbers
+    right-aligned in them.  ``eta`` is 0 (not shown) when the total is unknown, as is
+    ``read``'s total part.  A text wider still (a run past 99:59:59, verify-store's
+    ``(3 missing)``) widens its column from then on (``RichDisplay``)."""
+    read = len(read_text(total_bytes, total_bytes)) if total_bytes else len("1023.9 KiB")
+    return {"job": len(job), "read": read, "rate": RATE_CELLS,
+            "documents": COUNT_CELLS + 1 + len(unit_label(unit)), "elapsed": CLOCK_CELLS,
+            "eta": ETA_CELLS if total_bytes else 0, "stage": STAGE_CELLS}
 
 
 def terminal_width(stream, default: int = 80) -> int:
@@ -379,33 +436,47 @@ class RichDisplay:
     """A ``rich`` progress bar redrawn in place on a terminal: the same numbers as
     ``plain_line`` (elapsed time of the run, not of the read; rate and ETA of the
     read, as ``rate_and_eta``), e.g.
-    ``prepare_corpus ━━━━━━━━━━ 104.4/208.9 KiB 20.0 KiB/s 199 docs Read 0:00:05 eta 0:00:05``.
+    ``prepare_corpus ━━━━━━━━━━ 104.4/208.9 KiB  20.0 KiB/s     199 docs 0:00:05 eta 0:00:05 Read``.
+    Every text column has a fixed width for the run (``reserved_widths``: numbers
+    right-aligned, fixed unit formats; the stage last, taking the rest of the
+    line), so the bar keeps one width from the first frame to the last (unless
+    the terminal is resized).  The bar's filled part is drawn in colour
+    (``BAR_FILLED``; ``BAR_FULL`` once full), the part to go grey (``BAR_TO_GO``).
     The line always fits the terminal's width (``terminal_width``; ``width`` fixes
     it): less important columns are dropped first (``fit_columns``), so a narrow
     terminal never wraps it onto a second line (which would make the display scroll)."""
 
+    FIXED = ("job", "read", "rate", "documents", "elapsed", "eta")
+
     def __init__(self, job, stream, total_bytes, unit="documents", width=None):
         from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+        from rich.progress import BarColumn, Progress, TextColumn
         from rich.table import Column
         self.job, self.stream, self.unit, self.total = job, stream, unit, total_bytes
         self.width = width
         self.read_clock = ReadClock()
+        self.widths = reserved_widths(job, total_bytes, unit)
         self.console = Console(file=stream, force_terminal=True, highlight=False,
                                width=self._width())
+        cells = {}   # name -> its table column, whose width is set at each redraw
 
-        def text(template):   # never wrapped: cut with an ellipsis as a last resort
-            return TextColumn(template, table_column=Column(no_wrap=True, overflow="ellipsis"))
+        def text(name, template, justify="right"):   # never wrapped: cut as a last resort
+            cells[name] = Column(no_wrap=True, overflow="ellipsis", justify=justify)
+            return TextColumn(template, justify=justify, table_column=cells[name])
 
         columns = {
-            "job": text("[bold]{task.description}"), "bar": BarColumn(),
-            "read": DownloadColumn(binary_units=True,
-                                   table_column=Column(no_wrap=True, overflow="ellipsis")),
-            "rate": text("{task.fields[rate]}"),
-            "documents": text("{task.fields[documents]} "
-                              + ("docs" if unit == "documents" else unit)),
-            "stage": text("[cyan]{task.fields[stage]}"), "elapsed": text("{task.fields[elapsed]}"),
-            "eta": text("{task.fields[eta]}")}
+            "job": text("job", "[bold]{task.description}", "left"),
+            # named ANSI colours: the same in 16, 256 and true colours (rich's own bar
+            # styles are RGB, and under TERM=xterm its finished green and the grey of
+            # the part to go both become colour 8: a full bar looked empty)
+            "bar": BarColumn(complete_style=BAR_FILLED, finished_style=BAR_FULL,
+                             style=BAR_TO_GO),
+            "read": text("read", "{task.fields[read]}"),
+            "rate": text("rate", "{task.fields[rate]}"),
+            "documents": text("documents", "{task.fields[documents]} " + unit_label(unit)),
+            "elapsed": text("elapsed", "{task.fields[elapsed]}"),
+            "eta": text("eta", "{task.fields[eta]}"),
+            "stage": text("stage", "[cyan]{task.fields[stage]}", "left")}
         display = self
 
         class FittedProgress(Progress):
@@ -414,10 +485,17 @@ class RichDisplay:
                 display.console.width = width
                 if self.tasks:
                     task = self.tasks[0]
-                    widths = {name: display.console.measure(column(task)).maximum
-                              for name, column in columns.items() if name != "bar"}
-                    shown, bar = fit_columns(widths, width)
+                    for name in display.FIXED:   # a text wider than its column widens it
+                        if display.widths[name]:
+                            measured = display.console.measure(columns[name](task)).maximum
+                            display.widths[name] = max(display.widths[name], measured)
+                    shown, bar = fit_columns(display.widths, width)
                     columns["bar"].bar_width = bar or None
+                    used = sum(display.widths[n] for n in shown if n not in ("bar", "stage"))
+                    used += bar + len(shown) - 1
+                    for name in display.FIXED:
+                        cells[name].width = display.widths[name]
+                    cells["stage"].max_width = max(1, width - used)
                     self.columns = tuple(columns[name] for name in shown)
                 yield self.make_tasks_table(self.tasks)
 
@@ -429,8 +507,9 @@ class RichDisplay:
             # exceptions at a Flink stage's shutdown) stays in the run's log file
             redirect_stdout=False, redirect_stderr=False)
         self.task = self.progress.add_task(job, total=total_bytes or None, documents="0",
-                                           stage="starting", rate="", elapsed=_clock(0),
-                                           eta="")
+                                           stage="starting", rate="",
+                                           read=read_text(0, total_bytes),
+                                           elapsed=_clock(0), eta="")
         self.progress.start()
 
     @property
@@ -451,7 +530,8 @@ class RichDisplay:
         apart = "".join(f" ({count:,} {name})" for name, count in
                         (("missing", snap.missing), ("unread", snap.unread)) if count)
         self.progress.update(self.task, completed=snap.bytes,
-                             documents=f"{snap.documents:,}{apart}",
+                             documents=f"{count_text(snap.documents)}{apart}",
+                             read=read_text(snap.bytes, self.total),
                              stage=snap.stage or "starting", rate=f"{_human(rate)}/s",
                              elapsed=_clock(elapsed),
                              eta="" if eta is None else f"eta {_clock(eta)}")

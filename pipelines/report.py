@@ -18,7 +18,9 @@ def build_parser() -> cli.ArgumentParser:
 def run(argv=None) -> str:
     """Render STORE/_audit/run_report.json; returns the path written.
 
-    Raises cli.BadPath (exit 2) when the store has no run report or the
+    Raises cli.BadPath (exit 2, one line naming the path and why: ``no store at
+    out/x (not found)``, ``no run report at out/x/_audit/run_report.json (not
+    found)``) when the store or its run report is missing or unreadable, or the
     ``--output`` folder does not exist, ValueError (exit 1) when the report is
     not JSON or not a run report, or the page cannot be written.
     """
@@ -29,10 +31,13 @@ def run(argv=None) -> str:
     args = build_parser().parse_args(argv)
     audit = join(args.store, AUDIT_DIR)
     source = join(audit, REPORT_JSON)
+    if is_local(args.store) and not os.path.isdir(args.store):
+        raise cli.BadPath(f"no store at {args.store} ("
+                          f"{'not a folder' if os.path.exists(args.store) else 'not found'})")
     try:
         data = read_bytes(source)
     except Exception as err:  # noqa: BLE001 - every FileSystems backend has its own error
-        raise cli.BadPath(f"no run report at {source} ({type(err).__name__})") from None
+        raise cli.BadPath(f"no run report at {source} ({cli.os_reason(err)})") from None
     try:
         report = exact_json.loads(data)
     except orjson.JSONDecodeError as err:

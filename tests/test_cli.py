@@ -156,11 +156,101 @@ def test_nearest_flag_prefers_ours_then_beams():
     assert cli.nearest_flag("--qqqqqq", ours, beams) is None
 
 
+ALL_SUBCOMMANDS = ("codec-report, compress-arrays, prepare-corpus, report, stage-jars, "
+                   "verify-store, list, beam-options")
+
+
 def test_an_unknown_subcommand_names_the_nearest(capsys):
     code, _, err = dataprep_exit(capsys, ["verfy-store"])
     assert code == USAGE and err == (
-        "dataprep: error: unknown job 'verfy-store' (did you mean verify-store?); jobs: "
-        "codec-report, compress-arrays, prepare-corpus, report, stage-jars, verify-store\n")
+        "dataprep: error: unknown subcommand 'verfy-store' (did you mean verify-store?); "
+        f"subcommands: {ALL_SUBCOMMANDS}\n")
+
+
+def test_an_unknown_subcommand_lists_every_subcommand_help_shows(capsys):
+    """``list`` and ``beam-options`` are subcommands too: the error lists exactly the
+    subcommands ``dataprep --help`` shows, in its order (one source: ``subcommands()``)."""
+    code, _, err = dataprep_exit(capsys, ["nope"])
+    assert code == USAGE and err == (
+        f"dataprep: error: unknown subcommand 'nope'; subcommands: {ALL_SUBCOMMANDS}\n")
+    code, _, err = dataprep_exit(capsys, ["lst"])
+    assert code == USAGE and err == (
+        f"dataprep: error: unknown subcommand 'lst' (did you mean list?); subcommands: "
+        f"{ALL_SUBCOMMANDS}\n")
+    code, out, _ = dataprep_exit(capsys, ["--help"])
+    listing = out.split("subcommands (", 1)[1].splitlines()[1:]
+    shown = [line.split()[0] for line in listing if line.startswith("  ")]
+    assert code == 0 and ", ".join(shown) == ALL_SUBCOMMANDS
+    assert "usage: dataprep {list,beam-options,<job>}" in out
+    code, out, _ = dataprep_exit(capsys, ["list"])
+    assert [line.split()[0] for line in out.splitlines()[1:]] == shown
+
+
+def test_an_unknown_recipe_names_the_shipped_ones(capsys, tmp_path, monkeypatch):
+    """``--recipe NAME`` that is no shipped recipe: one line naming it, the shipped
+    names and the nearest one (no path inside the installed package), exit 2; a recipe
+    path that names no file is named as typed (relative, not made absolute)."""
+    monkeypatch.chdir(tmp_path)
+    help_line = "(see dataprep prepare-corpus --help)\n"
+    code, _, err = dataprep_exit(capsys, ["prepare-corpus", "--recipe", "nope"])
+    assert code == USAGE and err == (
+        "dataprep prepare-corpus: error: unknown recipe 'nope'; known: minimal, web "
+        "(or a recipe file's path)\n" + help_line)
+    code, _, err = dataprep_exit(capsys, ["prepare-corpus", "--recipe", "wbe"])
+    assert code == USAGE and err == (
+        "dataprep prepare-corpus: error: unknown recipe 'wbe' (did you mean web?); known: "
+        "minimal, web (or a recipe file's path)\n" + help_line)
+    code, _, err = dataprep_exit(capsys, ["prepare-corpus", "--recipe", "min"])
+    assert code == USAGE and "(did you mean minimal?)" in err
+    for typed in ("recipes/mine.yaml", "mine.yml", "./mine"):
+        code, _, err = dataprep_exit(capsys, ["prepare-corpus", "--recipe", typed])
+        assert code == USAGE and err == (
+            f"dataprep prepare-corpus: error: {typed}: no such recipe file (shipped "
+            "recipes: minimal, web)\n" + help_line), typed
+    (tmp_path / "folder.yaml").mkdir()
+    code, _, err = dataprep_exit(capsys, ["prepare-corpus", "--recipe", "folder.yaml"])
+    assert code == USAGE and err == (
+        "dataprep prepare-corpus: error: folder.yaml: a folder, not a recipe file\n" + help_line)
+
+
+def test_a_missing_store_or_file_is_one_line_naming_it(tmp_path, capsys):
+    """Every subcommand given a store or file that is not there (or not readable as
+    one): ``<prog>: error: <what> at <path as given> (<why in words>)``, exit 2, no
+    exception class name, one line."""
+    nowhere = str(tmp_path / "nowhere")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    folder_report = tmp_path / "folder_report"
+    (folder_report / "_audit" / "run_report.json").mkdir(parents=True)
+    cases = [
+        (["report", nowhere], f"dataprep report: error: no store at {nowhere} (not found)"),
+        (["report", str(a_file)], f"dataprep report: error: no store at {a_file} "
+         "(not a folder)"),
+        (["report", str(empty)], f"dataprep report: error: no run report at {empty}/_audit/"
+         "run_report.json (not found)"),
+        (["report", str(folder_report)], f"dataprep report: error: no run report at "
+         f"{folder_report}/_audit/run_report.json (a folder, not a file)"),
+        (["verify-store", "--store", nowhere],
+         f"dataprep verify-store: error: no store at {nowhere} (not found)"),
+        (["verify-store", "--store", str(a_file)],
+         f"dataprep verify-store: error: no store at {a_file} (not a folder)"),
+        (["verify-store", "--store", str(empty)],
+         f"dataprep verify-store: error: no store at {empty} (no manifest.json in it)"),
+        (["codec-report", "--input", nowhere],
+         f"dataprep codec-report: error: input pattern matches no file: {nowhere}"),
+        (["codec-report", "--input", str(a_file), "--report", f"{nowhere}/r.json"],
+         f"dataprep codec-report: error: cannot write {nowhere}/r.json: {nowhere} is not a "
+         "folder"),
+        (["compress-arrays", "--input", nowhere + ".npy"],
+         f"dataprep compress-arrays: error: input pattern matches no file: {nowhere}.npy"),
+        (["prepare-corpus", "--input", nowhere],
+         f"dataprep prepare-corpus: error: input pattern matches no file: {nowhere}"),
+    ]
+    for argv, line in cases:
+        code, _, err = dataprep_exit(capsys, argv)
+        assert (code, err) == (USAGE, line + "\n"), argv
 
 
 # ---------------------------------------------------------------- 7. Beam option values
@@ -282,13 +372,12 @@ def test_exit_statuses_of_every_subcommand(tmp_path, copied, capsys, monkeypatch
         (["codec-report", "--input", bad_npy], PROBLEM, None),
         (["verify-store", "--store", store, "--root_map", root_map], 0, None),
         (["verify-store", "--store", nowhere], USAGE,
-         f"dataprep verify-store: error: no readable manifest for {nowhere}: "
-         f"{nowhere}/manifest.json: no manifest\n"),
+         f"dataprep verify-store: error: no store at {nowhere} (not found)\n"),
         (["verify-store", "--store", store, "--root_map", "nonsense"], USAGE,
          "dataprep verify-store: error: --root_map wants OLD=NEW, got 'nonsense'\n"
          "(see dataprep verify-store --help)\n"),
-        (["report", nowhere], USAGE, f"dataprep report: error: no run report at {nowhere}/"
-         "_audit/run_report.json (FileNotFoundError)\n"),
+        (["report", nowhere], USAGE, f"dataprep report: error: no store at {nowhere} "
+         "(not found)\n"),
         (["report", str(bad_report)], PROBLEM, f"report failed: {bad_report}/_audit/"
          "run_report.json is not a run report (no 'counters')\n"),
         (["stage-jars", "--only", "flinkk"], USAGE, None),

@@ -75,7 +75,7 @@ def test_list_names_every_job_as_a_subcommand(capsys):
     out = capsys.readouterr().out.splitlines()
     listed = [line.split()[0] for line in out[1:]]
     assert listed == ["codec-report", "compress-arrays", "prepare-corpus", "report", "stage-jars", "verify-store",
-                      "beam-options"]
+                      "list", "beam-options"]
 
 
 def test_help_and_no_argument(capsys):
@@ -109,9 +109,9 @@ def test_an_unknown_job_is_one_line(capsys):
         dataprep.main(["prepare"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == (
-        "dataprep: error: unknown job 'prepare' (did you mean prepare-corpus?); jobs: "
-        "codec-report, compress-arrays, "
-        "prepare-corpus, report, stage-jars, verify-store\n")
+        "dataprep: error: unknown subcommand 'prepare' (did you mean prepare-corpus?); "
+        "subcommands: codec-report, compress-arrays, "
+        "prepare-corpus, report, stage-jars, verify-store, list, beam-options\n")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -176,5 +176,4 @@ def test_verify_store_of_no_store_is_one_line(tmp_path, capsys, monkeypatch):
         verify_store.main(["--store", str(tmp_path / "nowhere")])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == (
-        f"dataprep verify-store: error: no readable manifest for {tmp_path / 'nowhere'}: "
-        f"{tmp_path / 'nowhere' / 'manifest.json'}: no manifest\n")
+        f"dataprep verify-store: error: no store at {tmp_path / 'nowhere'} (not found)\n")

@@ -313,7 +313,7 @@ def test_filter_options_are_checked_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         prepare_corpus.run(["--output_roots", str(tmp_path / "a"), "--recipe", "nope"])
     err = capsys.readouterr().err
-    assert "nope.yaml: no such recipe file (shipped recipes: minimal, web)" in err
+    assert "error: unknown recipe 'nope'; known: minimal, web (or a recipe file's path)" in err
     # a shipped name and a path to the same file resolve to the same recipe
     config = CorpusConfig(input="x", roots=(str(tmp_path),), recipe="minimal")
     assert config.recipe.resolved == load_recipe("minimal").resolved

@@ -63,16 +63,17 @@ def test_rich_bar_shows_the_plain_lines_numbers_and_a_running_clock():
     run's (it does not stop when every byte is read while later stages run), the ETA
     is of the read and goes once all is read."""
     import io
-    display = progress.RichDisplay("job", io.StringIO(), 4 << 20)
+    display = progress.RichDisplay("job", io.StringIO(), 4 << 20, width=200)
     try:
         display.update(progress.Snapshot(12_000, 1 << 20, "Read"), 10.0)
-        assert re.search(r"job .* 1\.0/4\.0 MiB 102\.4 KiB/s 12,000 docs Read 0:00:10 "
-                         r"eta 0:00:30$", _bar_text(display)), _bar_text(display)
+        assert re.search(r"job .* 1\.0/4\.0 MiB +102\.4 KiB/s +12,000 docs +0:00:10 +"
+                         r"eta 0:00:30 Read$", _bar_text(display)), _bar_text(display)
         display.update(progress.Snapshot(24_000, 4 << 20, "Read"), 40.0)
         # read done at 0:00:40; the rate holds (4 MiB / 40 s) while later stages run
         display.update(progress.Snapshot(24_000, 4 << 20, "NearDedup"), 75.0)
-        assert re.search(r"job .* 4\.0/4\.0 MiB 102\.4 KiB/s 24,000 docs NearDedup 0:01:15$",
-                         _bar_text(display)), _bar_text(display)
+        # the ETA's column stays, blank, once the read is done
+        assert re.search(r"job .* 4\.0/4\.0 MiB +102\.4 KiB/s +24,000 docs +0:01:15 {14}"
+                         r"NearDedup$", _bar_text(display)), _bar_text(display)
     finally:
         display.progress.stop()
 
@@ -232,7 +233,7 @@ def bar_frames(screen):
     frames = [ANSI.sub("", f) for f in re.split(r"\r|\x1b\[2K|\x1b\[1A", screen)]
     out = []
     for frame in frames:
-        m = re.search(r"prepare_corpus .* ([\d,]+) docs (\S+)", frame)
+        m = re.search(r"prepare_corpus .* ([\d,]+) docs\b.* (\S+)\s*$", frame)
         if m:
             out.append((int(m.group(1).replace(",", "")), m.group(2)))
     return out
@@ -289,6 +290,128 @@ def test_the_bar_fits_the_terminal_width(tmp_path, columns):
         assert re.search(r"\d+(\.\d)?/208\.9 KiB", ANSI.sub("", screen))
 
 
+def _pty_frames(monkeypatch, columns, total, snaps, unit="documents", job="prepare_corpus",
+                term="xterm-256color"):
+    """Draw a ``RichDisplay`` on a pty of ``columns`` columns (as on a terminal: its
+    window size, $TERM) with each ``(snapshot, elapsed)`` in turn, a frame forced
+    after each -> the raw frames (ANSI codes kept), one per redraw."""
+    import fcntl
+    import struct
+    import termios
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("COLORTERM", raising=False)
+    monkeypatch.setenv("TERM", term)
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    stream = open(terminal, "w", encoding="utf-8", closefd=True)
+    chunks = []
+
+    def drain():
+        while select.select([controller], [], [], 0.05)[0]:
+            chunks.append(os.read(controller, 65536))
+
+    display = progress.RichDisplay(job, stream, total, unit)
+    try:
+        for snap, elapsed in snaps:
+            display.update(snap, elapsed)
+            display.progress.refresh()
+            drain()
+    finally:
+        display.progress.stop()
+        drain()
+        stream.close()
+        os.close(controller)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    return [f for f in re.split(r"\r|\n|\x1b\[2K|\x1b\[1A", screen)
+            if ANSI.sub("", f).startswith(job + " ")]
+
+
+BAR = re.compile("[\u2501\u2578\u257a]+")   # the bar's cells: ━ ╸ ╺
+
+
+def _growing_run(total):
+    """Snapshots of a run whose numbers grow by orders of magnitude, with stages of
+    every length and an ETA that comes and goes."""
+    stages = ["starting", "Read", "ExactDedup", "SamplePerPartition", "Store", "Read"]
+    snaps = [(progress.Snapshot(0, 0, None), 0.0)]
+    for i, docs in enumerate([9, 99, 999, 9_999, 99_999, 999_999, 1_234_567, 98_765_432]):
+        done = min(total, total * (i + 1) // 8)
+        snaps.append((progress.Snapshot(docs, done, stages[i % len(stages)]), 3.0 * 4 ** i))
+    snaps.append((progress.Snapshot(123_456_789, total, "Store", missing=0), 90_000.0))
+    return snaps
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_the_bar_keeps_one_width_and_fits_under_a_pty(monkeypatch, columns):
+    """Frames drawn on a terminal while the counts grow from 0 to over 100 million,
+    the stage changes (4 to 18 letters), the ETA appears and goes and the rate grows
+    from nothing: the bar (when the width has room for it) has the same cells and
+    starts at the same column in every frame, and no frame is wider than the
+    terminal."""
+    from rich.cells import cell_len
+    total = 208_900 * 1024
+    frames = _pty_frames(monkeypatch, columns, total, _growing_run(total))
+    plain = [ANSI.sub("", f) for f in frames]
+    assert len(plain) >= 10, plain
+    assert max(cell_len(p) for p in plain) <= columns, plain
+    bars = {m and m.span() for p in plain for m in [BAR.search(p)]}
+    assert len(bars) == 1, (bars, plain)   # one place, one width for the whole run
+    bar = bars.pop()
+    if columns >= 80:   # room for one (60: none, in any frame)
+        assert bar is not None and bar[1] - bar[0] >= progress.BAR_MIN, plain
+    # the numbers are right-aligned in fixed columns: the counts end at the same cell
+    # in every frame
+    assert len({p.index(" docs") for p in plain}) == 1, plain
+    assert re.search(r" 123M docs", plain[-1]), plain[-1]
+
+
+@pytest.mark.parametrize("term", ["xterm", "xterm-256color"])
+def test_a_partly_filled_bar_colours_its_filled_part(monkeypatch, term):
+    """Under a terminal (16 colours: TERM=xterm, as the pty tests run; and 256) the
+    filled part of the bar has a colour of its own, not the grey of the part still to
+    go, and a full bar a third one: the ANSI codes in front of each part differ (under
+    TERM=xterm rich's default styles drew a full bar in the grey of an empty one)."""
+    total = 1 << 20
+    snaps = [(progress.Snapshot(0, 0, "Read"), 0.5),
+             (progress.Snapshot(10, total * 3 // 8, "Read"), 1.0),
+             (progress.Snapshot(20, total, "Read"), 2.0)]
+    frames = _pty_frames(monkeypatch, 120, total, snaps, term=term)
+    part = re.compile("(\x1b\\[[0-9;]*m)([\u2501\u2578\u257a]+)")
+
+    def styles(shown):   # the style code in front of each run of the bar, in one frame
+        frame = [f for f in frames if shown in ANSI.sub("", f)][-1]
+        return [codes for codes, _ in part.findall(frame)]
+
+    empty, partly, full = styles(" 0.0/1.0 MiB"), styles(" 0.4/1.0 MiB"), styles(" 1.0/1.0 MiB")
+    assert len(empty) == 1 and len(full) == 1, (empty, full)
+    to_go, filled = empty[0], partly[0]
+    assert partly[-1] == to_go and len(set(partly)) == 2, partly   # filled, then to go
+    assert len({to_go, filled, full[0]}) == 3, (to_go, filled, full)
+    assert to_go == "\x1b[90m"   # grey (bright black) in 16 and 256 colours alike
+
+
+def test_count_and_read_texts_have_fixed_widths():
+    assert [progress.count_text(n) for n in (0, 397, 999_999, 1_000_000, 1_234_567,
+                                             9_996_000, 45_600_000, 999_400_000, 999_600_000,
+                                             12 * 10 ** 12)] == [
+        "0", "397", "999,999", "1.00M", "1.23M", "10.0M", "45.6M", "999M", "1.00G", "12.0T"]
+    assert all(len(progress.count_text(n)) <= progress.COUNT_CELLS
+               for n in [10 ** k - 1 for k in range(1, 19)] + [10 ** k for k in range(19)])
+    assert progress.read_text(0, 4 << 20) == "0.0/4.0 MiB"
+    assert progress.read_text(1 << 20, 4 << 20) == "1.0/4.0 MiB"
+    assert progress.read_text(512, 900) == "512/900 B"
+    assert progress.read_text(1536, None) == "1.5 KiB"
+    total = 208_900
+    widths = {len(progress.read_text(done, total)) for done in range(0, total + 1, 997)}
+    assert widths == {len(progress.read_text(total, total))} or max(widths) == len(
+        progress.read_text(total, total))
+    assert progress.reserved_widths("prepare_corpus", 4 << 20) == {
+        "job": 14, "read": 11, "rate": 12, "documents": 12, "elapsed": 8, "eta": 12,
+        "stage": 10}
+    assert progress.reserved_widths("verify_store", None, "replicas")["eta"] == 0
+
+
 def test_fit_columns_drops_the_least_important_first():
     widths = {"job": 14, "read": 15, "rate": 10, "documents": 11, "stage": 9, "elapsed": 7,
               "eta": 12}
@@ -297,14 +420,18 @@ def test_fit_columns_drops_the_least_important_first():
     assert progress.fit_columns(widths, 120) == (everything, 120 - 78 - 7)
     # 80: without the rate the bar would get 6 cells, without the elapsed time too 14
     assert progress.fit_columns(widths, 80) == (
-        ["job", "bar", "read", "documents", "stage", "eta"], 80 - 61 - 5)
-    assert progress.fit_columns(widths, 70) == (["job", "read", "documents", "stage", "eta"], 0)
+        ["job", "bar", "read", "documents", "eta", "stage"], 80 - 61 - 5)
+    assert progress.fit_columns(widths, 70) == (["job", "read", "documents", "eta", "stage"], 0)
     assert progress.fit_columns(widths, 60) == (["job", "read", "documents", "stage"], 0)
     assert progress.fit_columns(widths, 40) == (["job", "documents", "stage"], 0)
     assert progress.fit_columns(widths, 20) == (["job", "documents", "stage"], 0)
-    # empty texts (no rate or ETA yet) take no column
+    # a column of no width (no ETA without a total) is not shown
     assert progress.fit_columns({**widths, "rate": 0, "eta": 0}, 80) == (
-        ["job", "bar", "read", "documents", "stage", "elapsed"], 80 - 56 - 5)
+        ["job", "bar", "read", "documents", "elapsed", "stage"], 80 - 56 - 5)
+    # the same widths, the same bar: the widths are fixed for a run
+    fixed = progress.reserved_widths("prepare_corpus", 208_900)
+    assert progress.fit_columns(fixed, 80) == (
+        ["job", "bar", "read", "documents", "eta", "stage"], 80 - 14 - 15 - 12 - 12 - 10 - 5)
 
 
 @pytest.mark.parametrize("width", [40, 60, 80, 120, 200])
@@ -323,7 +450,7 @@ def test_rendered_bar_is_one_line_within_the_width(width):
         display.progress.stop()
     lines = out.getvalue().rstrip("\n").split("\n")
     assert len(lines) == 1 and cell_len(lines[0]) <= width, lines
-    assert "1,234,567 docs" in lines[0] or width < 45
+    assert "1.23M docs" in lines[0] or width < 45
 
 
 def test_live_display_under_a_terminal(tmp_path):

@@ -247,7 +247,7 @@ def test_dataprep_report_errors_in_one_line(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err == (f"python -m pipelines.report: error: no run report at "
-                   f"{tmp_path}/_audit/{rep.REPORT_JSON} (FileNotFoundError)\n")
+                   f"{tmp_path}/_audit/{rep.REPORT_JSON} (not found)\n")
     (tmp_path / "_audit").mkdir()
     (tmp_path / "_audit" / rep.REPORT_JSON).write_bytes(b"[1, 2")
     with pytest.raises(SystemExit) as exit_info:

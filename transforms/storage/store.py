@@ -304,6 +304,17 @@ def _shards_available(manifest, store_path, root_map, deep) -> bool:
     return True
 
 
+def _absent(store_path: str) -> str:
+    """Why a path holds no store, in a few words: ``not found``, ``not a folder``,
+    or ``no manifest.json in it`` (a folder, or a remote path, without one)."""
+    if is_local(store_path):
+        if not os.path.lexists(store_path):
+            return "not found"
+        if not os.path.isdir(store_path):
+            return "not a folder"
+    return f"no {MANIFEST} in it"
+
+
 def choose_generation(store_path: str, root_map=None, deep: bool = False):
     """-> ``(manifest, copies, paths)``: the newest valid generation whose shards are
     all available (``deep``: verified by checksum), with ``root_index`` set to
@@ -313,9 +324,10 @@ def choose_generation(store_path: str, root_map=None, deep: bool = False):
     copies, paths, index, _ = survey_store(store_path, root_map)
     candidates = newest(copies)
     if not candidates:
+        if all(c.status == "missing" for c in copies):
+            raise NoStore(f"no store at {store_path} ({_absent(store_path)})")
         detail = "; ".join(f"{c.path}: {c.detail}" for c in copies)
-        error = NoStore if all(c.status == "missing" for c in copies) else StoreError
-        raise error(f"no readable manifest for {store_path}: {detail}")
+        raise StoreError(f"no readable manifest for {store_path}: {detail}")
     for manifest in candidates:
         chosen = {**manifest, "root_index": index}
         if len(candidates) == 1:   # the answer either way: nothing to choose between

@@ -24,8 +24,9 @@ JSON-able dict to record in a manifest or run report; ``Recipe.build()``
 returns the filter objects for ``FilterChain`` / ``ApplyFilters``.
 """
 import dataclasses
+import difflib
 import os
-from typing import Dict, List, NamedTuple, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import yaml
 
@@ -93,6 +94,17 @@ def recipe_path(path_or_name: str) -> str:
     return path_or_name
 
 
+def _nearest(name: str, known: List[str]) -> Optional[str]:
+    """The shipped recipe a mistyped ``name`` most likely meant (as
+    ``pipelines.exit_codes.nearest`` does for flags: a name it abbreviates,
+    else the closest by ``difflib``, ratio at least 0.6), or None."""
+    longer = [k for k in known if k.startswith(name)]
+    if longer:
+        return difflib.get_close_matches(name, longer, 1, 0.0)[0]
+    close = difflib.get_close_matches(name, known, 1, 0.6)
+    return close[0] if close else None
+
+
 def shipped_recipes() -> List[str]:
     """Names of the recipes shipped with the package, sorted."""
     return sorted(f[:-5] for f in os.listdir(RECIPES_DIR) if f.endswith(".yaml"))
@@ -148,16 +160,29 @@ def parse_recipe(data, source: str) -> Recipe:
 def load_recipe(path_or_name: str) -> Recipe:
     """Load and validate a recipe file (or a shipped recipe by name).
 
-    Raises ``RecipeError`` (one line: file, key, problem) for a missing file,
-    bad YAML or an invalid recipe.
+    Raises ``RecipeError`` (one line: file, key, problem) for a name that is
+    no shipped recipe (``unknown recipe 'nope'; known: minimal, web``, with the
+    nearest name when one is close), a missing or unreadable file (named as
+    given), bad YAML or an invalid recipe.
     """
     path = recipe_path(path_or_name)
+    known = shipped_recipes()
+    if path != path_or_name and path_or_name not in known:   # a name, not a shipped one
+        near = _nearest(path_or_name, known)
+        hint = f" (did you mean {near}?)" if near else ""
+        raise RecipeError(f"unknown recipe {path_or_name!r}{hint}; known: {', '.join(known)} "
+                          "(or a recipe file's path)")
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
     except FileNotFoundError:
-        known = ", ".join(shipped_recipes())
-        raise RecipeError(f"{path}: no such recipe file (shipped recipes: {known})") from None
+        raise RecipeError(f"{path}: no such recipe file (shipped recipes: "
+                          f"{', '.join(known)})") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: a folder, not a recipe file") from None
+    except OSError as e:   # permission denied, ...
+        raise RecipeError(f"{path}: cannot read the recipe file: "
+                          f"{(e.strerror or str(e)).lower()}") from None
     except yaml.YAMLError as e:
         raise RecipeError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     return parse_recipe(data, path)
