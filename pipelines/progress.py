@@ -883,6 +883,9 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
     tally = Tally()
     started = time.monotonic()
     before = set(descendants(os.getpid()))   # processes the run did not start
+    # not finished until this run commits (an earlier run in this process may have:
+    # a failure here must not take its audit files for this run's)
+    _RUN["finished"] = False
     with quiet_stderr(log_level) as (real_stderr, log_path):
         display = make_display(job, stream or real_stderr, total_bytes, unit)
         status = "failed"

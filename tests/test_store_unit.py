@@ -61,8 +61,10 @@ def test_manifest_round_trip_and_canonical_bytes(tmp_path):
 
 
 def test_load_manifest_errors(tmp_path):
-    with pytest.raises(StoreError, match="no readable manifest"):
+    with pytest.raises(StoreError, match=r"^no store at .* \(no manifest\.json in it\)$"):
         load_manifest(str(tmp_path))
+    with pytest.raises(StoreError, match=r"^no store at .* \(not found\)$"):
+        load_manifest(str(tmp_path / "nothere"))
     (tmp_path / "manifest.json").write_bytes(b"{not json")
     with pytest.raises(StoreError, match="not valid JSON"):
         load_manifest(str(tmp_path))
