@@ -229,7 +229,8 @@ def _take(encoded: tuple, indices: list) -> tuple:
 
 def unpack_columns(batch) -> "Columns | None":
     """A ``Packed`` batch stored by columns -> its ``Columns``; None for a plain list
-    or a batch in the row form (``unpack`` those)."""
+    or a batch in the row form (``unpack`` those).  Unpickles only what ``unpack``
+    does: a ``pack`` of an earlier stage of the same job, never input or store bytes."""
     blob = getattr(batch, "blob", None)
     if not isinstance(blob, bytes):
         return None
