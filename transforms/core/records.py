@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
-from typing import Iterable, NamedTuple, Tuple
+from typing import Iterable, NamedTuple, Optional, Tuple
 
 NO_VALUE = b""        # a DocRef field the job does not use
 
@@ -31,6 +31,10 @@ class DocRef(NamedTuple):
     deterministically); ``lang``/``lang_score``: the detected language and its
     score, written into the stored record's ``metadata`` (``""``/``0.0`` when
     not recorded).  ``size`` is that of the line as stored, after both edits.
+    ``int_id``: the input's id is a JSON integer (``id`` holds its decimal digits),
+    else a string (a string of digits too) or the default ``<file>:<line>``; what
+    the removed-records audit needs to give back the input's id value
+    (``Removal``).
     """
     id: str
     key: bytes
@@ -44,6 +48,34 @@ class DocRef(NamedTuple):
     redacted: bool = False
     lang: str = ""
     lang_score: float = 0.0
+    int_id: bool = False
+
+
+def typed_id(doc_id: str, int_id: bool):
+    """An id as the input gave it: ``int`` (any size) when ``int_id``, else the str."""
+    return int(doc_id) if int_id else doc_id
+
+
+class Removal(NamedTuple):
+    """One document the job removed, for the removed-records audit (``--write_removed``;
+    ``transforms.storage.removed`` writes them).
+
+    ``file``: index into the scan's sorted file list; ``line``: its line number
+    from 1 (a Parquet row number); ``id``/``int_id``: its id as ``DocRef.id`` /
+    ``DocRef.int_id``; ``reason``: ``"<filter>.<rule>"`` (``dedup.exact_duplicate``,
+    ``near_dedup.near_duplicate``, ``gopher_quality.short_doc``...); ``detail``:
+    free text; ``kept``/``kept_int``: the id of the document kept in its place
+    (dedup; None when nothing was kept for it); ``jaccard``: near dedup's Jaccard
+    with the kept document (None otherwise)."""
+    file: int
+    line: int
+    id: str
+    int_id: bool
+    reason: str
+    detail: str
+    kept: Optional[str] = None
+    kept_int: bool = False
+    jaccard: Optional[float] = None
 
 
 class Digest(NamedTuple):

@@ -710,8 +710,11 @@ def checked_text(record: dict, text_field: str, keep_empty: bool = False) -> str
 
 
 def parse_line(line: bytes, id_field: str, text_field: str, default_id: str,
-               keep_empty: bool = False):
+               keep_empty: bool = False, typed: bool = False):
     """One JSON line -> ``(id, text, line)``; raises BadRecord with a reason code.
+    With ``typed``: ``(id, text, line, int_id)``, ``int_id`` True when the id is a
+    JSON integer (``id`` is then its decimal digits; False for a string id, also
+    one of digits, and for ``default_id``).
 
     ``line`` comes back stripped of CR/whitespace at the ends, otherwise byte
     for byte as read.  A record without an id gets ``default_id``, spliced
@@ -742,17 +745,21 @@ def parse_line(line: bytes, id_field: str, text_field: str, default_id: str,
     text = checked_text(obj, text_field, keep_empty)
     line = line.strip()
     if id_field not in obj:
-        return default_id, text, splice_field(line, id_field, default_id)
+        spliced = splice_field(line, id_field, default_id)
+        return (default_id, text, spliced, False) if typed else (default_id, text, spliced)
     record_id = obj[id_field]
     if record_id is None:  # "id": null is no id: the default replaces the null
         replaced = replace_null_field(line, id_field, default_id)
         if replaced is not None:
-            return default_id, text, replaced
+            return (default_id, text, replaced, False) if typed else (
+                default_id, text, replaced)
     if isinstance(record_id, float):  # orjson reads integers beyond 64 bits as floats
         record_id = _exact_id(line, id_field)
     if isinstance(record_id, bool) or not isinstance(record_id, (str, int)):
         kind = "null" if record_id is None else type(record_id).__name__
         raise BadRecord("bad_id", f"{id_field!r} is {kind}")
+    if typed:
+        return str(record_id), text, line, type(record_id) is int
     return str(record_id), text, line
 
 
@@ -771,7 +778,7 @@ def dead_letter(path: str, line_no: int, reason: str, detail: str, raw: bytes,
 
 def parsed_lines(path: str, id_field: str, text_field: str, tally: dict, digest=None,
                  max_line_bytes: int | None = MAX_LINE_BYTES, keep_empty: bool = False,
-                 opened=None, first_line: int = 1):
+                 opened=None, first_line: int = 1, typed: bool = False):
     """``(line number, raw line, document or BadRecord)`` for each non-blank line of a file.
 
     ``tally`` counts ``lines``, ``blank_lines`` and ``bytes`` as the file is read.
@@ -779,7 +786,8 @@ def parsed_lines(path: str, id_field: str, text_field: str, tally: dict, digest=
     first bytes as the raw line.  A fault of the file itself (truncated,
     corrupt) raises ``InputError`` naming the file and line.  ``opened`` (a
     context manager giving a stream) and ``first_line`` read a part of the file
-    (``transforms.processing.splits``).
+    (``transforms.processing.splits``).  ``typed``: documents as ``parse_line``'s
+    ``typed`` gives them (with ``int_id``).
     """
     with (opened if opened is not None else open_text_stream(path)) as stream:
         for line_no, raw in numbered_lines(stream, digest, max_line_bytes, first_line):
@@ -799,7 +807,7 @@ def parsed_lines(path: str, id_field: str, text_field: str, tally: dict, digest=
                 continue
             try:
                 yield line_no, raw, parse_line(raw, id_field, text_field, f"{path}:{line_no}",
-                                               keep_empty)
+                                               keep_empty, typed)
             except BadRecord as bad:
                 yield line_no, raw, bad
 
@@ -810,7 +818,11 @@ COUNT_EVERY = 4096   # records between counter updates inside a file (live progr
 class JsonlFileDoFn(beam.DoFn):
     """Base of the DoFns that read whole JSON Lines files: counters under
     ``dataprep.read`` (updated every ``COUNT_EVERY`` records and at the end of
-    the file) and dead letters for bad lines."""
+    the file) and dead letters for bad lines.  ``TYPED_IDS``: documents come as
+    ``(id, text, line, int_id)`` (``parse_line``'s ``typed``), else ``(id, text,
+    line)``."""
+
+    TYPED_IDS = False
 
     def __init__(self, id_field: str, text_field: str,
                  max_line_bytes: int | None = MAX_LINE_BYTES, keep_empty: bool = False):
@@ -836,7 +848,7 @@ class JsonlFileDoFn(beam.DoFn):
 
         for line_no, raw, doc in parsed_lines(path, self.id_field, self.text_field, tally,
                                               digest, self.max_line_bytes, self.keep_empty,
-                                              opened, first_line):
+                                              opened, first_line, self.TYPED_IDS):
             if isinstance(doc, BadRecord):
                 self._count_bad(doc.reason)
                 yield None, beam.pvalue.TaggedOutput(

@@ -154,8 +154,10 @@ def parquet_units(index: int, path: str, split_bytes: int | None = None) -> list
 
 
 def row_document(row: dict, id_field: str, text_field: str, default_id: str,
-                 keep_empty: bool = False, max_line_bytes: int | None = MAX_LINE_BYTES):
-    """One row (``table_rows``) -> ``(id, text, line)``; raises ``BadRecord``.
+                 keep_empty: bool = False, max_line_bytes: int | None = MAX_LINE_BYTES,
+                 typed: bool = False):
+    """One row (``table_rows``) -> ``(id, text, line)``, with ``typed`` ``(id, text,
+    line, int_id)`` (the id is an integer column's value); raises ``BadRecord``.
 
     Reason codes as for JSON lines: ``missing_text`` (no such column, or null),
     ``text_not_string`` (any other type, binary included), ``empty_text``,
@@ -182,6 +184,8 @@ def row_document(row: dict, id_field: str, text_field: str, default_id: str,
         raise BadRecord("line_too_long",
                         f"{len(line)} bytes, above --max_line_bytes {max_line_bytes}",
                         len(line))
+    if typed:
+        return str(record_id), text, line, type(record_id) is int
     return str(record_id), text, line
 
 
@@ -204,14 +208,15 @@ def unit_rows(source: ParquetSource, first: int, stop: int):
 
 def unit_documents(source: ParquetSource, first: int, stop: int, id_field: str,
                    text_field: str, keep_empty: bool, max_line_bytes, count_bad, tally):
-    """``(line number, (id, text, line))`` of a unit's rows; a bad row comes out as
-    ``(None, TaggedOutput(dead_letters, record))`` with its row group and row."""
+    """``(line number, (id, text, line, int_id))`` of a unit's rows (``row_document``'s
+    ``typed``); a bad row comes out as ``(None, TaggedOutput(dead_letters, record))``
+    with its row group and row."""
     path = source.path
     for group, row_no, line_no, row in unit_rows(source, first, stop):
         tally["lines"] += 1
         try:
             doc = row_document(row, id_field, text_field, f"{path}:{line_no}", keep_empty,
-                               max_line_bytes)
+                               max_line_bytes, typed=True)
         except BadRecord as bad:
             count_bad(bad.reason)
             raw = _raw(row)

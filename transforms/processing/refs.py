@@ -45,7 +45,7 @@ from transforms.core import exact_json
 from transforms.core.hashing import text_keys
 from transforms.core.worker_gc import tune_gc
 from transforms.core.records import (  # noqa: F401 - the records travel with the refs
-    NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Run, ScannedRange, chunked, pack,
+    NO_VALUE, Bounds, Digest, DocRef, Packed, Pick, Removal, Run, ScannedRange, chunked, pack,
     pack_columns, ref_bytes, sized_chunks, unpack, unpack_columns)
 from transforms.processing.parquet import is_parquet, picked_lines, scan_units
 from transforms.processing.splits import open_range, plan_splits
@@ -62,11 +62,11 @@ NAMESPACE = "dataprep.read"
 ODD_RANGE_TAG = "odd_range_values"
 DIGESTS_TAG = "digests"
 RANGES_TAG = "ranges"   # ScannedRange of every range of a split file (bytes or zstd frames)
-FILTERED_TAG = "filtered"   # removed records of the filter stage (with write_removed)
+FILTERED_TAG = "filtered"   # Removal records of the filter stage (with write_removed)
 # documents the filter stage dropped: (filter name, count) per file (or unit) and filter
 FILTERED_COUNT_TAG = "filtered_counts"
 
-for _record in (DocRef, Digest, Packed, ScannedRange):
+for _record in (DocRef, Digest, Packed, Removal, ScannedRange):
     coders.registry.register_coder(_record, coders.RowCoder)
 RUN_BYTES = 64 << 20  # a file's buffered kept lines are flushed as runs beyond this
 SPILL_FLUSH_BYTES = 16 << 20  # a scan's buffered band entries and sketches written out beyond this
@@ -86,7 +86,7 @@ class ScanSpec:
     ``transforms.reduction.filters.stage.FilterStage`` (None: keep every
     document), decided here, before the text key and MinHash, on the text as
     read; kept documents are keyed, signed and sized on the (redacted) text
-    they are stored with.  ``filter_removed``: output a removed record per
+    they are stored with.  ``filter_removed``: output a ``Removal`` per
     dropped document.  ``partition_by == "lang"`` with a stage that detects
     languages partitions by the detected language, not a field.
     ``live_counters``: a driver's ``transforms.processing.live.Receiver``
@@ -144,6 +144,8 @@ class _ScanFile(JsonlFileDoFn):
     """``(file index, path)`` -> batches of ``DocRef``; dead letters; the file's
     ``Digest`` to ``digests``."""
 
+    TYPED_IDS = True   # documents (id, text, line, int_id): refs carry the id's JSON type
+
     def __init__(self, id_field: str, text_field: str, spec: ScanSpec, bounds: Bounds,
                  **read_options):
         super().__init__(id_field, text_field, **read_options)
@@ -199,21 +201,22 @@ class _ScanFile(JsonlFileDoFn):
         for name, count in sorted(self.dropped.items()):
             yield beam.pvalue.TaggedOutput(FILTERED_COUNT_TAG, (name, count))
 
-    def _filter(self, path, block):
+    def _filter(self, index, path, block):
         """The filter stage over a block (judged at once, ``FilterStage.decide_block``):
-        the kept ``(line_no, (id, text, line), (redacted, lang, score))`` with text and
-        line as stored; drops counted (and output as removed records with
+        the kept ``(line_no, (id, text, line, int_id), (redacted, lang, score))`` with
+        text and line as stored; drops counted (and output as ``Removal`` records with
         ``filter_removed``)."""
         kept = []
-        decisions = self.filters.decide_block([(doc_id, text) for _, (doc_id, text, _) in block])
-        for (line_no, (doc_id, text, line)), decision in zip(block, decisions):
+        decisions = self.filters.decide_block(
+            [(doc_id, text) for _, (doc_id, text, _, _) in block])
+        for (line_no, (doc_id, text, line, int_id)), decision in zip(block, decisions):
             if decision.drop is not None:
                 name = decision.drop.filter
                 self.dropped[name] = self.dropped.get(name, 0) + 1
                 if self.spec.filter_removed:
-                    yield beam.pvalue.TaggedOutput(FILTERED_TAG, {
-                        "removed": doc_id, "reason": decision.drop.reason,
-                        "detail": decision.drop.detail})
+                    yield beam.pvalue.TaggedOutput(FILTERED_TAG, Removal(
+                        index, line_no, doc_id, int_id, decision.drop.reason,
+                        decision.drop.detail))
                 continue
             try:
                 line, redacted, lang, score = stored_line(
@@ -224,23 +227,23 @@ class _ScanFile(JsonlFileDoFn):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dead_letter(
                     path, line_no, "metadata_not_object", str(err), line))
                 continue
-            kept.append((line_no, (doc_id, decision.text, line),
+            kept.append((line_no, (doc_id, decision.text, line, int_id),
                          (redacted, lang, score, decision.lang)))
         self.kept_block = kept
 
     def _refs(self, index, path, block):
         edits = None
         if self.filters is not None:
-            yield from self._filter(path, block)
+            yield from self._filter(index, path, block)
             block = [(line_no, doc) for line_no, doc, _ in self.kept_block]
             edits = [edit for _, _, edit in self.kept_block]
             if not block:
                 return
-        texts = [text for _, (_, text, _) in block]
+        texts = [text for _, (_, text, _, _) in block]
         keys = text_keys(texts)
         signed = [False] * len(texts)
         if self.signer is not None:
-            signed = self.signer.spill([doc_id for _, (doc_id, _, _) in block], keys, texts,
+            signed = self.signer.spill([doc_id for _, (doc_id, _, _, _) in block], keys, texts,
                                        self.writers)
         if edits is None and self.spec.partition_by is None and self.spec.range_by is None:
             refs = self._plain_refs(index, path, block, keys, signed)
@@ -258,12 +261,13 @@ class _ScanFile(JsonlFileDoFn):
         new = tuple.__new__
         return [new(DocRef, (doc_id, key, index, line_no, len(line) + 1,
                              doc_id.startswith(prefix) and doc_id == f"{prefix}{line_no}",
-                             signature, NO_VALUE, NO_VALUE, False, "", 0.0))
-                for (line_no, (doc_id, _, line)), key, signature in zip(block, keys, signed)]
+                             signature, NO_VALUE, NO_VALUE, False, "", 0.0, int_id))
+                for (line_no, (doc_id, _, line, int_id)), key, signature
+                in zip(block, keys, signed)]
 
     def _full_refs(self, index, path, block, keys, signed, edits):
         refs = []
-        for i, ((line_no, (doc_id, text, line)), key, signature) in enumerate(
+        for i, ((line_no, (doc_id, text, line, int_id)), key, signature) in enumerate(
                 zip(block, keys, signed)):
             redacted, lang, score, detected = edits[i] if edits else (False, "", 0.0, None)
             value = NO_VALUE
@@ -284,7 +288,7 @@ class _ScanFile(JsonlFileDoFn):
             # again.  (An id that merely equals the default costs a parse, no harm.)
             refs.append(DocRef(doc_id, key, index, line_no, len(line) + 1,
                                doc_id == f"{path}:{line_no}", signature, value, range_key,
-                               redacted, lang, score))
+                               redacted, lang, score, int_id))
         return refs
 
 
@@ -297,7 +301,7 @@ class ScanJsonl(ReadJsonl):
     empty when neither is read) and ``odd_range_values``
     (``repr`` strings of ``--range_by`` field values that are present but not numbers; such documents get range key
     ``null``, and ``transforms.processing.partition.NumericFieldGate`` fails the run on them);
-    with a filter stage, ``filtered`` (a removed record per dropped document, with
+    with a filter stage, ``filtered`` (a ``Removal`` per dropped document, with
     ``spec.filter_removed``) and ``filtered_counts`` (``(filter name, documents it
     dropped)`` per file or unit and filter; nothing for a filter that dropped none).
 
