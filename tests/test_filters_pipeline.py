@@ -3,7 +3,9 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.reduction.filters.base import Document, FilterChain, Removed
-from transforms.reduction.filters.beam import ApplyFilters, SamplePerPartition
+from transforms.processing.refs import DocRef
+from transforms.reduction.filters.beam import (
+    ApplyFilters, KeepSmallestPerPartition, SamplePerPartition)
 from transforms.reduction.filters.recipes import load_recipe
 from transforms.reduction.filters.sampling import sample_hash
 from transforms.storage.report import counters
@@ -87,3 +89,23 @@ def test_sample_per_partition_keeps_the_n_smallest_hashes(make_pipeline):
     with make_pipeline() as p:
         out = p | beam.Create(keyed) | SamplePerPartition(4, seed=11)
         assert_that(out, equal_to(expected))
+
+
+def test_keep_smallest_per_partition_takes_hashes_beyond_int64(make_pipeline):
+    """A partition's n-th smallest hash may be >= 2**63 (here: fewer documents than n,
+    all hashing that high): it crossed the runner under an int hint (VarIntCoder) and
+    the run failed with OverflowError."""
+    high = [f"x{i}" for i in range(200) if sample_hash(f"x{i}", 5) >= 2 ** 63][:3]
+    low = [f"y{i}" for i in range(200) if sample_hash(f"y{i}", 5) < 2 ** 62][:5]
+    refs = [DocRef(i, bytes(16), 0, n + 1, 10, False, False, p, b"")
+            for n, (i, p) in enumerate([(i, b"a") for i in high] + [(i, b"b") for i in low])]
+    smallest_b = sorted(low, key=lambda i: (sample_hash(i, 5), i))[:4]
+    with make_pipeline() as p:
+        out = (p | beam.Create([refs[:4], refs[4:]])
+               | KeepSmallestPerPartition(4, 5, key_fn=lambda r: r.partition_value,
+                                          removed=True))
+        assert_that(out["kept"] | beam.FlatMap(lambda batch: [r.id for r in batch]),
+                    equal_to(high + smallest_b), label="Kept")
+        assert_that(out["removed"] | beam.Map(lambda r: (r.id, r.file, r.line, r.reason)),
+                    equal_to([(i, 0, 4 + low.index(i), "sample_per_partition.not_sampled")
+                              for i in low if i not in smallest_b]), label="Removed")

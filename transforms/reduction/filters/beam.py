@@ -13,11 +13,12 @@ outputs one ``Removed`` record per dropped document under the tag
 (``beam.combiners.Top.Smallest`` with a total order and a fixed-size
 accumulator); ``SamplePerPartition(n, seed)`` applies it per key.
 """
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms.core.records import Removal
 from transforms.reduction.filters.base import Document, FilterChain, Removed, as_view
 from transforms.reduction.filters.sampling import DEFAULT_SEED, SmallestHeap, sample_hash
 
@@ -95,8 +96,10 @@ class ApplyFilters(beam.PTransform):
         return docs | "Filter" >> beam.ParDo(fn)
 
 
-@beam.typehints.with_input_types(Tuple[int, str])
-@beam.typehints.with_output_types(List[Tuple[int, str]])
+# Any, not int: a hash is a uint64, beyond the VarIntCoder an int hint picks (the runner
+# raised OverflowError sizing a pair whose hash is >= 2**63)
+@beam.typehints.with_input_types(Tuple[Any, str])
+@beam.typehints.with_output_types(List[Tuple[Any, str]])
 class SmallestHashes(beam.CombineFn):
     """CombineFn: ``(hash, id)`` pairs -> the ``n`` smallest, ascending (ties by id).
 
@@ -168,9 +171,9 @@ class _KeepBelow(beam.DoFn):
                 out.append(ref)
                 continue
             if self.removed:
-                yield beam.pvalue.TaggedOutput(REMOVED_TAG, {
-                    "removed": ref.id, "reason": "sample_per_partition.not_sampled",
-                    "detail": f"not among the {self.n} smallest hashes of its partition"})
+                yield beam.pvalue.TaggedOutput(REMOVED_TAG, Removal(
+                    ref.file, ref.line, ref.id, ref.int_id, "sample_per_partition.not_sampled",
+                    f"not among the {self.n} smallest hashes of its partition"))
         self.kept.inc(len(out))
         self.dropped.inc(len(batch) - len(out))
         if out:
@@ -178,7 +181,7 @@ class _KeepBelow(beam.DoFn):
 
 
 class KeepSmallestPerPartition(beam.PTransform):
-    """Batches of refs (any record with an ``id``) -> the same batches holding, per
+    """Batches of refs (``DocRef``) -> the same batches holding, per
     partition (``key_fn(ref)``, e.g. the ref's partition value), exactly the ``n``
     refs with the smallest seeded xxh3-64 of the id (ties by id), or all of a
     partition that has fewer.
@@ -186,9 +189,9 @@ class KeepSmallestPerPartition(beam.PTransform):
     Two passes over the refs: ``SmallestHashes(n)`` per partition gives the n-th
     smallest ``(hash, id)`` pair (memory ``n`` pairs per accumulator), then a
     filter keeps the refs at or below their partition's pair (a side input of
-    one pair per partition).  Returns ``{"kept", "removed"}``; ``removed``
-    (``{"removed", "reason": "sample_per_partition.not_sampled", "detail"}``)
-    is empty unless ``removed``.  Counters ``sample_per_partition/kept`` and
+    one pair per partition).  Returns ``{"kept", "removed"}``; ``removed`` (a
+    ``transforms.core.records.Removal`` per dropped ref, reason
+    ``sample_per_partition.not_sampled``) is empty unless ``removed``.  Counters ``sample_per_partition/kept`` and
     ``sample_per_partition/dropped.not_sampled`` (namespace ``dataprep.filters``).
     """
 
@@ -210,7 +213,7 @@ class KeepSmallestPerPartition(beam.PTransform):
                                for ref in batch])
             | "Smallest" >> beam.CombinePerKey(SmallestHashes(n))
             | "NthSmallest" >> beam.MapTuple(lambda key, pairs: (key, pairs[-1] if pairs else None))
-            .with_output_types(Tuple[bytes, Optional[Tuple[int, str]]]))
+            .with_output_types(Tuple[bytes, Optional[Tuple[Any, str]]]))  # see SmallestHashes
         out = batches | "KeepBelow" >> beam.ParDo(
             _KeepBelow(n, seed, key_fn, self.removed),
             beam.pvalue.AsDict(thresholds)).with_outputs(REMOVED_TAG, main="kept")
