@@ -46,7 +46,7 @@ def test_emit_winners_any_batching_gives_the_plain_definition(pairs, parts):
         expected.setdefault(r.key, []).append(r)
     want = {k: min(rs, key=rank) for k, rs in expected.items()}
     assert sorted(map(rank, kept)) == sorted(map(rank, want.values()))
-    assert sorted((d["removed"], d["kept"]) for d in removed) == sorted(
+    assert sorted((d.id, d.kept) for d in removed) == sorted(
         (r.id, want[r.key].id) for r in refs if rank(r) != rank(want[r.key]))
 
 

@@ -33,8 +33,8 @@ def test_exact_dedup_keeps_smallest_id(tmp_path, make_pipeline):
         assert_that(out["kept"] | beam.FlatMap(lambda batch: [(r.id, r.size) for r in batch]),
                     equal_to([(i, len(line) + 1) for i, line in kept_lines.items()]),
                     label="Kept")
-        assert_that(out["removed"] | beam.Map(lambda r: (r["removed"], r["kept"], r["reason"])),
-                    equal_to([(a, b, "exact_duplicate") for a, b in EXPECTED_REMOVED]),
+        assert_that(out["removed"] | beam.Map(lambda r: (r.id, r.kept, r.reason)),
+                    equal_to([(a, b, "dedup.exact_duplicate") for a, b in EXPECTED_REMOVED]),
                     label="Removed")
         assert_that(out["id_conflicts"], equal_to([{"count": 0, "examples": []}]),
                     label="NoConflicts")
@@ -49,9 +49,9 @@ def test_exact_dedup_hot_text_across_batches(make_pipeline):
                                                     batch_bytes=100)
         assert_that(out["kept"] | beam.FlatMap(lambda batch: [r.id for r in batch]),
                     equal_to(["id000"] + [f"u{b}" for b in range(6)]), label="Kept")
-        assert_that(out["removed"] | beam.Map(lambda r: (r["removed"], r["kept"])),
-                    equal_to([(f"id{b:02d}{i}", "id000") for b in range(6) for i in range(5)
-                              if (b, i) != (0, 0)]), label="Removed")
+        assert_that(out["removed"] | beam.Map(lambda r: (r.id, r.kept, r.file, r.line)),
+                    equal_to([(f"id{b:02d}{i}", "id000", 0, b * 10 + i) for b in range(6)
+                              for i in range(5) if (b, i) != (0, 0)]), label="Removed")
 
 
 def test_exact_dedup_reports_id_conflicts(make_pipeline):

@@ -20,7 +20,8 @@ Example (``with_removed``)::
 
     [DocRef("b", K1, ...), DocRef("a", K1, ...), DocRef("c", K2, ...)]
     -> kept:    [DocRef("a", K1, ...)], [DocRef("c", K2, ...)]   (batches)
-       removed: {"removed": "b", "kept": "a", "reason": "exact_duplicate"}
+       removed: Removal(file, line, "b", False, "dedup.exact_duplicate", "kept=a",
+                        kept="a", kept_int=False)   (b's file and line)
 """
 from typing import Iterable, List, NamedTuple, Tuple
 
@@ -32,7 +33,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.core.hashing import stable_hash64
 from transforms.processing.refs import (
-    Bounds, DocRef, Packed, chunked, pack, pack_columns, unpack)
+    Bounds, DocRef, Packed, Removal, chunked, pack, pack_columns, unpack)
 from transforms.core.ids import id_order_key
 from transforms.core.worker_gc import tune_gc
 
@@ -147,7 +148,7 @@ def _stream(batches):
 
 class _EmitWinners(beam.DoFn):
     """``(bucket, [Packed([DocRef]) or [DocRef]...])`` -> kept refs in batches of at most
-    ``batch_bytes``; removed pairs to ``removed``."""
+    ``batch_bytes``; a ``Removal`` per removed copy to ``removed``."""
 
     def __init__(self, with_removed: bool, batch_bytes: int):
         self.with_removed = with_removed
@@ -167,9 +168,14 @@ class _EmitWinners(beam.DoFn):
             for ref in _stream(batches):  # a second pass: grouped values are re-iterable
                 winner = best[ref.key]
                 if rank(ref) != rank(winner):
-                    yield beam.pvalue.TaggedOutput("removed", {
-                        "removed": ref.id, "kept": winner.id, "reason": "exact_duplicate"})
+                    yield beam.pvalue.TaggedOutput("removed", exact_removal(ref, winner))
         yield from chunked(list(best.values()), self.batch_bytes)
+
+
+def exact_removal(ref: DocRef, winner: DocRef) -> Removal:
+    """The removed record of ``ref``, an exact duplicate of the kept ``winner``."""
+    return Removal(ref.file, ref.line, ref.id, ref.int_id, "dedup.exact_duplicate",
+                   f"kept={winner.id}", winner.id, winner.int_id)
 
 
 class _SummariseConflicts(beam.CombineFn):
@@ -199,8 +205,9 @@ class ExactDedup(beam.PTransform):
     """Batches of ``DocRef`` -> unique refs, removed pairs, id conflicts.
 
     Returns a dict of PCollections: ``kept`` (batches of ``DocRef``, at most
-    ``batch_bytes`` each), ``removed`` (``{"removed", "kept", "reason":
-    "exact_duplicate"}``; empty unless ``with_removed``) and ``id_conflicts``
+    ``batch_bytes`` each), ``removed`` (a ``Removal`` per removed copy, reason
+    ``dedup.exact_duplicate``, naming the kept one; empty unless ``with_removed``)
+    and ``id_conflicts``
     (one ``{"count", "examples"}``).  ``num_buckets`` (>= 1) bounds memory:
     one bucket holds about 1/num_buckets of the distinct texts; choose it with
     ``Bounds.buckets``.

@@ -49,12 +49,13 @@ from transforms.core.ids import id_order_key
 from transforms.reduction.minhash import (
     LshParams, MinHasher, band_keys, decode_sketch, encode_sketch, sketch_jaccard)
 from transforms.processing.refs import (  # registers the refs' coders
-    DocRef, Packed, chunked, pack, unpack)
+    DocRef, Packed, Removal, chunked, pack, unpack)
 from transforms.storage.spill import Spill, SpillWriter
 
 NAMESPACE = "dataprep.near_dedup"
 BANDS_TAG = "bands"
 REMOVED_TAG = "removed"
+KEPT_IDS_TAG = "kept_ids"   # (root id, int_id) of the kept documents removed ones name
 HISTOGRAM_PREFIX = "clusters_size_"
 SKETCH_ZSTD_LEVEL = 1  # the sketch and pair spills: fast; ~0.77 of encode_sketch's bytes
 PAIR_FLUSH_BYTES = 8 << 20  # a pair spill writer's buffer (one id bucket's pairs and sketches)
@@ -669,14 +670,20 @@ def _by_id_bucket(records: list, num_buckets: int) -> "iter[tuple[int, list]]":
 
 
 class _DropRooted(beam.DoFn):
-    """At an id bucket: ``{records: [[record]...], root: [(id, root)...]}`` -> the
+    """At an id bucket: ``{records: [[record]...], root: [(id, root, ...)...]}`` -> the
     records whose id has no root other than itself, in batches of at most
-    ``batch_bytes`` (the bucket's survivors, re-batched); removed ``(root, id)`` tagged.  Holds the bucket's roots
-    (near-duplicates only); the records stream through."""
+    ``batch_bytes`` (the bucket's survivors, re-batched).  Holds the bucket's roots
+    (near-duplicates only); the records stream through.
 
-    def __init__(self, batch_bytes: int, size_of):
+    With ``removals`` (records are ``DocRef``s, roots ``(id, root, jaccard)``, and
+    ``wanted``: the roots whose id falls in this bucket): a ``Removal`` per dropped
+    ref to ``removed`` (its ``kept_int`` not known here: False), and ``(root id,
+    int_id)`` to ``kept_ids`` for each surviving ref that is a wanted root."""
+
+    def __init__(self, batch_bytes: int, size_of, removals: bool = False):
         self.batch_bytes = batch_bytes
         self.size_of = size_of
+        self.removals = removals
 
     def setup(self):
         self.kept = Metrics.counter(NAMESPACE, "kept")
@@ -684,14 +691,29 @@ class _DropRooted(beam.DoFn):
 
     def process(self, joined):
         _, groups = joined
-        roots = dict(groups["root"])
+        roots = {root[0]: root for root in groups["root"]}
         seen = [0]
+        tagged = []   # removed records and kept ids, yielded after each batch of survivors
+        wanted = set(groups["wanted"]) if self.removals else None
 
         def survivors():
             for batch in groups["records"]:
                 batch = unpack(batch)
                 seen[0] += len(batch)
-                yield from (r for r in batch if r.id not in roots)
+                if wanted is None:
+                    yield from (r for r in batch if r.id not in roots)
+                    continue
+                for r in batch:
+                    if r.id not in roots:
+                        if r.id in wanted:
+                            tagged.append(beam.pvalue.TaggedOutput(
+                                KEPT_IDS_TAG, (r.id, r.int_id)))
+                        yield r
+                    else:
+                        _, root, jaccard = roots[r.id]
+                        tagged.append(beam.pvalue.TaggedOutput(REMOVED_TAG, Removal(
+                            r.file, r.line, r.id, r.int_id, "near_dedup.near_duplicate",
+                            f"kept={root} jaccard={jaccard}", root, False, jaccard)))
 
         # Survivors of the whole bucket re-batched (at most batch_bytes each): the
         # incoming batches are slivers (a scan batch cut by text bucket, then by id
@@ -700,6 +722,9 @@ class _DropRooted(beam.DoFn):
         for out in chunked(survivors(), self.batch_bytes, self.size_of):
             kept += len(out)
             yield out
+            yield from tagged
+            tagged.clear()
+        yield from tagged
         self.kept.inc(kept)
         self.removed.inc(seen[0] - kept)
 
@@ -828,25 +853,69 @@ class DropNearDuplicates(beam.PTransform):
     Records and roots meet in ``num_buckets`` id buckets; a bucket's roots are
     held, its records stream through, so no grouped value grows with the
     corpus.  ``size_of`` gives a record's bytes for the ``batch_bytes`` bound.
+
+    ``anchored`` (records are ``DocRef``s; the ``Anchored`` members, which are
+    then the roots): also the removed records, a ``Removal`` per dropped ref with
+    its file, line and id type, and the id type of the kept document it names:
+    the result is then ``(kept, balances, removed)``.  The kept
+    documents' id types come from the same join (each root is sent to its own id
+    bucket, where its ref survives) and meet the removed records in a second
+    join, by the kept id's bucket.
     """
 
-    def __init__(self, roots, num_buckets: int, batch_bytes: int, size_of):
+    def __init__(self, roots, num_buckets: int, batch_bytes: int, size_of, anchored=None):
         super().__init__()
         self.roots = roots
         self.num_buckets = num_buckets
         self.batch_bytes = batch_bytes
         self.size_of = size_of
+        self.anchored = anchored
 
     def expand(self, batches):
         n = self.num_buckets
         inputs = {
             "records": batches | "RecordBuckets" >> beam.FlatMap(
-                _packed_by_id_bucket, n).with_output_types(Tuple[int, Packed]),
-            "root": self.roots | "RootBucket" >> beam.MapTuple(
-                lambda node, root: (bucket_of_id(node, n), (node, root)))}
+                _packed_by_id_bucket, n).with_output_types(Tuple[int, Packed])}
+        if self.anchored is None:
+            inputs["root"] = self.roots | "RootBucket" >> beam.MapTuple(
+                lambda node, root: (bucket_of_id(node, n), (node, root)))
+        else:
+            inputs["root"] = self.anchored | "RootBucket" >> beam.Map(
+                lambda a: (bucket_of_id(a.id, n), (a.id, a.root, a.jaccard)))
+            inputs["wanted"] = (self.anchored
+                                | "KeptIds" >> beam.Map(lambda a: a.root)
+                                | "DistinctKeptIds" >> beam.Distinct()
+                                | "KeptIdBucket" >> beam.Map(
+                                    lambda root: (bucket_of_id(root, n), root)))
         joined, balance = inputs | AuditedJoin("JoinRoots")
-        kept = joined | "Filter" >> beam.ParDo(_DropRooted(self.batch_bytes, self.size_of))
-        return kept, balance
+        if self.anchored is None:
+            kept = joined | "Filter" >> beam.ParDo(_DropRooted(self.batch_bytes, self.size_of))
+            return kept, balance
+        out = joined | "Filter" >> beam.ParDo(
+            _DropRooted(self.batch_bytes, self.size_of, removals=True)).with_outputs(
+                REMOVED_TAG, KEPT_IDS_TAG, main="kept")
+        typed, kept_balance = {
+            "removed": out[REMOVED_TAG] | "ByKeptId" >> beam.Map(
+                lambda r: (bucket_of_id(r.kept, n), r)),
+            "kept": out[KEPT_IDS_TAG] | "KeptIdTypes" >> beam.MapTuple(
+                lambda root, int_id: (bucket_of_id(root, n), (root, int_id)))
+        } | AuditedJoin("JoinKeptIds")
+        removed = typed | "KeptIdType" >> beam.FlatMap(_with_kept_types)
+        balances = (balance, kept_balance) | "Balances" >> beam.Flatten()
+        return out.kept, balances, removed
+
+
+def _with_kept_types(joined):
+    """At a kept id's bucket: ``{removed: [Removal...], kept: [(id, int_id)...]}`` -> the
+    removed records with ``kept_int`` set.  Every kept id named is there (a component's
+    root is a document exact dedup kept); one missing is an error, not a guess."""
+    _, groups = joined
+    types = dict(groups["kept"])
+    for removal in groups["removed"]:
+        if removal.kept not in types:
+            raise RuntimeError(f"near dedup: the kept document {removal.kept!r} of removed "
+                               f"{removal.id!r} is not among the kept documents")
+        yield removal._replace(kept_int=types[removal.kept])
 
 
 def _gate(found, balances):
@@ -881,7 +950,9 @@ class RemoveNearDuplicates(beam.PTransform):
 
     * ``kept``: batches of the surviving refs (one per component, the smallest
       id; refs without a signature are kept);
-    * ``removed`` (only with ``with_removed``): audit records;
+    * ``removed`` (only with ``with_removed``): a ``Removal`` per removed ref
+      (reason ``near_dedup.near_duplicate``, its file and line, the kept id and
+      both ids' JSON types, the Jaccard with the kept one);
     * ``gate``: one string, empty when the components converged and every join
       balanced, else the errors (for ``WriteStore(preconditions=...)``; the
       pipeline also raises on it);
@@ -919,12 +990,14 @@ class RemoveNearDuplicates(beam.PTransform):
             | "DeleteSpills" >> beam.Map(_delete_spills,
                                          list(self.signer.spills(self.spill_dir))
                                          + sketches.pair_spills))
-        kept, balance = counted | "Drop" >> DropNearDuplicates(
-            found["roots"], self.signer.num_buckets, self.batch_bytes, ref_bytes)
+        drop = counted | "Drop" >> DropNearDuplicates(
+            found["roots"], self.signer.num_buckets, self.batch_bytes, ref_bytes,
+            anchored=found["anchored"] if self.with_removed else None)
+        kept, balance = drop[:2]
         result = {"kept": kept, "gate": _gate(found, found["balances"] + [balance]),
                   "spills_deleted": spills_deleted}
         if self.with_removed:
-            result["removed"] = found["removed"]
+            result["removed"] = drop[2]
         return result
 
 

@@ -234,7 +234,9 @@ class DedupRecords(beam.PTransform):
         conflicts = dedup["id_conflicts"] | "IdConflicts" >> beam.Map(
             _id_conflicts_message, self.id_field)
         gate = _gate({"components_gate": conflicts}, [balance])
-        return {"kept": kept, "removed": dedup["removed"], "dead_letters": dead, "gate": gate}
+        removed = dedup["removed"] | "RemovedRecords" >> beam.Map(
+            lambda r: {"removed": r.id, "kept": r.kept, "reason": "exact_duplicate"})
+        return {"kept": kept, "removed": removed, "dead_letters": dead, "gate": gate}
 
 
 class _SignRecords(beam.DoFn):
