@@ -67,7 +67,9 @@ def build_parser() -> cli.Parser:
                     "they are removed, counted and written as dead letters empty_text)")
     dedup = parser.add_argument_group("deduplication")
     dedup.add_argument("--write_removed", action="store_true",
-                       help="write (removed id, kept id) audit records as removed*.jsonl.zst")
+                       help="write a record per removed document (id as given, reason, "
+                       "kept id, file, line) to _audit/removed-*.jsonl.zst, sorted by "
+                       "file and line")
     near_dedup_options.add_arguments(parser)
     filters = parser.add_argument_group(
         "filters (decided in the first read, before dedup; see README, 'Filters')")

@@ -9,7 +9,7 @@ files, the run report).  Another pipeline reuses the whole job with::
     outputs = pipeline | "Prepare" >> PrepareCorpus(config)
     outputs["manifest"]       # PCollection of one dict: the committed manifest
     outputs["dead_letters"]   # PCollection of dicts: bad lines, with file, line and reason
-    outputs["removed"]        # dicts {"removed", "kept", "reason"} (with write_removed)
+    outputs["removed"]        # Removal records (with write_removed; storage.removed has the format)
 
 The job, all on refs (``transforms.core.records.DocRef``; see DESIGN.md,
 'Bounded elements'): scan each file once (text key, MinHash band keys,
@@ -42,6 +42,7 @@ from transforms.reduction.filters.sampling import DEFAULT_SEED
 from transforms.reduction.filters.stage import FilterStage, build_recipe
 from transforms.reduction.near_dedup import NearDedupConfig, RemoveNearDuplicates, Signer
 from transforms.storage.placement import Placement, Root
+from transforms.storage.removed import WriteRemoved
 from transforms.storage.sharding import ShardRecord, hash_order, hash_orders
 from transforms.storage.store import (
     AUDIT_DIR, WriteStore, dataset_dir, join, normalise_root)
@@ -294,7 +295,8 @@ def gate_id_conflicts(summary, id_field):
 
 
 class WriteAuditJsonl(beam.PTransform):
-    """Dicts -> ``<directory>/<prefix>-*.jsonl.zst`` (dead letters, removed, inputs)."""
+    """Dicts -> ``<directory>/<prefix>-*.jsonl.zst`` (dead letters, inputs; in the
+    runner's order: the removed records have their own writer, ``WriteRemoved``)."""
 
     def __init__(self, directory: str, prefix: str):
         super().__init__()
@@ -308,17 +310,6 @@ class WriteAuditJsonl(beam.PTransform):
             | "Write" >> beam.io.WriteToText(
                 join(self.directory, self.prefix), file_name_suffix=".jsonl.zst",
                 compression_type=CompressionTypes.ZSTD))
-
-
-def unify_removed(record: dict) -> dict:
-    """A dedup removed record in the one removed-record shape: ``reason``
-    ``"<filter>.<rule>"`` (``dedup.exact_duplicate``, ``near_dedup.near_duplicate``)
-    and ``detail``; ``kept`` (and ``jaccard``) kept beside them."""
-    filter_name = {"exact_duplicate": "dedup", "near_duplicate": "near_dedup"}[record["reason"]]
-    detail = f"kept={record['kept']}"
-    if "jaccard" in record:
-        detail += f" jaccard={record['jaccard']}"
-    return {**record, "reason": f"{filter_name}.{record['reason']}", "detail": detail}
 
 
 def _hash_records(batch) -> Packed:
@@ -338,10 +329,15 @@ class PrepareCorpus(beam.PTransform):
     Apply to a pipeline (``PBegin``); ``config`` is a ``CorpusConfig``.
     Returns a dict of PCollections: ``manifest`` (one dict, once committed),
     ``dead_letters`` (dicts ``{"file", "line", "reason", "detail", ...}``),
-    ``removed`` (dicts ``{"removed", "kept", "reason"}``; empty unless
-    ``write_removed``), ``inputs`` (dicts ``{"path", "xxh3_64"}``).  Audit
-    files (dead letters, removed, inputs) are written to ``<first root>/
-    <dataset>/_audit/``.  On the multi-process DirectRunner the data-plane
+    ``removed`` (with ``write_removed``: a ``transforms.core.records.Removal`` per
+    removed document, its ``file`` indexing the composite's ``paths``, the sorted
+    input files; ``transforms.storage.removed.removed_record(r, prepare.paths)`` is
+    the record as written; records, not dicts: an id beyond 64 bits does not cross
+    a runner as an int; else empty),
+    ``inputs`` (dicts ``{"path", "xxh3_64"}``).  Audit files (dead letters, removed, inputs) are written to
+    ``<first root>/<dataset>/_audit/`` (``audit_dir``); the manifest is written only
+    once the removed records are (sorted by input file and line: same bytes on
+    every runner).  On the multi-process DirectRunner the data-plane
     guard is applied (``transforms.processing.runner_guards``).
     """
 
@@ -374,7 +370,7 @@ class PrepareCorpus(beam.PTransform):
         dedup = batches | "ExactDedup" >> ExactDedup(
             num_buckets=num_buckets, with_removed=c.write_removed,
             batch_bytes=bounds.batch_bytes)
-        kept, removed = dedup["kept"], [dedup["removed"]]
+        kept, removed = dedup["kept"], [scanned["filtered"], dedup["removed"]]
         gates, spills_deleted = [], None
         if signer is not None:
             near = kept | "NearDedup" >> RemoveNearDuplicates(
@@ -384,9 +380,6 @@ class PrepareCorpus(beam.PTransform):
             gates.append(near["gate"])
             if c.write_removed:
                 removed.append(near["removed"])
-        removed = (tuple(removed) | "DedupRemoved" >> beam.Flatten()
-                   | "OneShape" >> beam.Map(unify_removed))
-        removed = [scanned["filtered"], removed]
         if c.sample_per_partition is not None:
             sampled = kept | "SamplePerPartition" >> KeepSmallestPerPartition(
                 c.sample_per_partition, c.sample_seed,
@@ -423,6 +416,8 @@ class PrepareCorpus(beam.PTransform):
         if c.range_by and c.range_by != "length":
             gates.append(scanned["odd_range_values"] | "RangeFieldGate" >> NumericFieldGate(
                 c.range_by))
+        if c.write_removed:   # the commit waits for the removed records, all written
+            gates.append(removed | "Removed" >> WriteRemoved(audit_dir, reader.paths))
         records, scheme, info = self._partitioned(kept)
         lines = ResolveRuns(reader, scanned, spill_dir=self.spill_dir,
                             by_order=bool(c.range_by), after=spills_deleted)
@@ -439,8 +434,6 @@ class PrepareCorpus(beam.PTransform):
             placement=c.resolved_placement(), lines=lines, shard_format=c.shard_format)
         dead | "DeadLetters" >> WriteAuditJsonl(audit_dir, "dead_letters")
         lineage | "Inputs" >> WriteAuditJsonl(audit_dir, "inputs")
-        if c.write_removed:
-            removed | "Removed" >> WriteAuditJsonl(audit_dir, "removed")
         return {"manifest": manifest, "dead_letters": dead, "removed": removed,
                 "inputs": lineage}
 
