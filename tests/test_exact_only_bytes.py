@@ -7,7 +7,10 @@ with changed case and spaces, bad lines of every kind) goes through
 prepare_corpus with small batches and shards, so records cross many batches,
 buckets and shards; the digests below are of the output of commit b60425c
 (before that work): every shard's bytes, the manifest without its roots, the
-removed records, the dead letters and every counter.
+removed records, the dead letters and every counter.  The removed records
+gained ``file`` and ``line`` (issue 16): without them they are b60425c's
+records (``removed_without_place``); with them, pinned at the commit that
+added them (``removed``).
 """
 import glob
 import hashlib
@@ -25,7 +28,8 @@ from transforms.storage.store import load_manifest
 EXPECTED = {
     "shards": "0b6c535df338f4d4",
     "manifest_without_roots": "a4db796199e4f9f1",
-    "removed": "a966189794f5e9b4",
+    "removed_without_place": "a966189794f5e9b4",
+    "removed": "df3742f7c038546a",
     "dead_letters": "5d5e24df04e4886e",
 }
 EXPECTED_COUNTERS = "fac1d7461dc6f808"   # 1,169 kept, 325 exact duplicates, 6 bad lines
@@ -63,7 +67,11 @@ def outputs(roots, inputs: str) -> dict:
     return {
         "shards": _digest(shards),
         "manifest_without_roots": _digest([orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)]),
-        "removed": _digest(_audit_lines(roots[0], "removed")),
+        "removed_without_place": _digest(sorted(
+            orjson.dumps({k: v for k, v in orjson.loads(line).items() if k not in ("file", "line")})
+            for line in _audit_lines(roots[0], "removed"))),
+        "removed": _digest([line.replace(inputs.encode(), b"<inputs>")
+                            for line in _audit_lines(roots[0], "removed")]),
         "dead_letters": _digest([line.replace(inputs.encode(), b"<inputs>")
                                  for line in _audit_lines(roots[0], "dead_letters")]),
     }

@@ -180,14 +180,13 @@ def test_an_old_reports_pcollection_rows_are_not_rendered():
 
 
 # PrepareCorpus's steps, in the order it applies them, with no option that adds steps
-PREPARE_STAGES = ["Read", "DigestPaths", "ExactDedup", "NearDedup", "DedupRemoved", "OneShape",
-                  "AllRemoved", "Gate", "BatchSizes", "FilteredSizes", "DeadReasons",
+PREPARE_STAGES = ["Read", "DigestPaths", "ExactDedup", "NearDedup", "AllRemoved", "Gate", "BatchSizes", "FilteredSizes", "DeadReasons",
                   "KeptSizes", "AllCounts", "Tally", "BadFraction", "NotEmpty", "IdGate",
                   "HashOrder", "Store", "DeadLetters", "Inputs"]
 
 
 def test_a_small_jobs_report_lists_its_stages_in_job_order(tmp_path, run_config):
-    """A real run: run_report.json's ``stages.rows`` are PrepareCorpus's 21 steps in job
+    """A real run: run_report.json's ``stages.rows`` are PrepareCorpus's 19 steps in job
     order (no PCollection names), and the HTML table shows the same rows."""
     from pipelines import prepare_corpus
     data = tmp_path / "in.jsonl"

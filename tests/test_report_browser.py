@@ -169,10 +169,10 @@ def test_lineage_and_configuration(finished):
         labels = [b.attrs["data-label"] for b in
                   doc.by_id("stage-chart").find_all("g", class_="bar")]
         assert labels == [r["stage"] for r in stages["rows"]] == [
-            "Read", "DigestPaths", "ExactDedup", "NearDedup", "DedupRemoved", "OneShape",
-            "AllRemoved", "Gate", "BatchSizes", "FilteredSizes", "DeadReasons", "KeptSizes",
-            "AllCounts", "Tally", "BadFraction", "NotEmpty", "IdGate", "Refs", "PartitionByField",
-            "HashOrder", "Store", "DeadLetters", "Inputs", "Removed"]   # job order
+            "Read", "DigestPaths", "ExactDedup", "NearDedup", "AllRemoved", "Gate",
+            "BatchSizes", "FilteredSizes", "DeadReasons", "KeptSizes", "AllCounts", "Tally",
+            "BadFraction", "NotEmpty", "IdGate", "Removed", "Refs", "PartitionByField",
+            "HashOrder", "Store", "DeadLetters", "Inputs"]   # job order
         assert doc.by_id("stage-table").rows()[1:] == [
             [r["stage"], f"{r['busy_seconds']:.3f}"] for r in stages["rows"]]
     assert doc.by_id("stages-note").text().strip() == stages["note"]

@@ -8,6 +8,7 @@ is identical; CI runs them on prism, flink_local, spark_local, flink_cluster
 and spark_cluster.
 """
 import glob
+import json
 import os
 import shutil
 import socket
@@ -106,8 +107,10 @@ def _snapshot(roots, dataset) -> tuple[dict[str, bytes], dict[str, list]]:
     """(bytes of store files, decoded records of audit files) under the roots.
 
     Store files (shards, manifest) must be byte-identical; audit files
-    (dead letters, removed, inputs) are written by WriteToText, whose file count and
-    line order are the runner's choice, so their records are compared as sets.
+    (dead letters, inputs) are written by WriteToText, whose file count and
+    line order are the runner's choice, so their records are compared as sets
+    (removed records too here; their bytes:
+    ``test_removed_records_are_byte_identical_on_every_runner_and_worker_count``).
     """
     store, audit = {}, {}
     for root in roots:
@@ -164,6 +167,63 @@ def test_prepare_corpus_is_byte_identical_to_the_direct_runner(tmp_path, run_con
     assert other_counters == direct_counters
     assert direct_counters["read/records"] == 396
     assert direct_counters["store/records"] + direct_counters["dedup/duplicates_removed"] == 396
+
+
+def _removed_corpus(directory) -> list[str]:
+    """Two files, 300 documents: integer ids (some beyond 64 bits), strings of digits and
+    words; exact copies (case), near-duplicates (a family's 5 words repeated 2-4
+    times: the same shingles), a bad line; ids out of order."""
+    os.makedirs(directory, exist_ok=True)
+    rng = np.random.default_rng(16)
+    paths = []
+    for part in range(2):
+        lines = []
+        for i in range(150):
+            n = part * 150 + i
+            doc_id = [n, 10 ** 22 + n, str(1000 + n), f"doc-{(n * 37) % 300:03d}"][n % 4]
+            family, repeats = int(rng.integers(0, 40)), 2 + int(rng.integers(0, 3))
+            words = [f"f{family}w{k}" for k in range(5)] * repeats
+            if rng.random() < 0.3:
+                words[0] = words[0].upper()   # an exact copy after normalisation
+            lines.append(json.dumps({"id": doc_id, "text": " ".join(words)}).encode())
+        lines[40] = b'{"id": "broken", "text": '
+        path = os.path.join(directory, f"part-{part}.jsonl")
+        with open(path, "wb") as f:
+            f.write(b"\n".join(lines) + b"\n")
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("mode", [[], ["--no_near_dedup"]], ids=["exact+near", "exact_only"])
+def test_removed_records_are_byte_identical_on_every_runner_and_worker_count(
+        tmp_path, run_config, mode):
+    """The removed-records files (names and bytes) do not depend on the runner or its
+    workers: sorted by (file, line), grouped and compressed apart from the bundles."""
+    inputs = _removed_corpus(tmp_path / "in")
+    root = tmp_path / "a"
+    written = {}
+    for config in dict.fromkeys([DIRECT, "direct_multiprocess", run_config]):
+        shutil.rmtree(root, ignore_errors=True)
+        prepare_corpus.run([
+            "--input", ",".join(inputs), "--output_roots", str(root), "--write_removed",
+            "--sample_per_partition", "25", "--max_bad_fraction", "0.1",
+            "--run_config", config, *mode])
+        written[config] = {p.name: p.read_bytes()
+                           for p in sorted((root / "corpus" / "_audit").glob("removed*"))}
+    first = written[DIRECT]
+    for config, files in written.items():
+        assert files == first, f"{config}'s removed files differ from the DirectRunner's"
+    assert list(first) == ["removed-00000-of-00001.jsonl.zst"]
+    records = [json.loads(line) for line in
+               zstandard.ZstdDecompressor().decompress(first["removed-00000-of-00001.jsonl.zst"])
+               .splitlines()]
+    assert [(r["file"], r["line"]) for r in records] == sorted(
+        (r["file"], r["line"]) for r in records)
+    reasons = {r["reason"] for r in records}
+    assert {"dedup.exact_duplicate", "sample_per_partition.not_sampled"} <= reasons
+    assert ("near_dedup.near_duplicate" in reasons) == (not mode)
+    assert {type(r["removed"]).__name__ for r in records} == {"int", "str"}
+    assert any(r["removed"] > 2 ** 64 for r in records if isinstance(r["removed"], int))
 
 
 def test_compress_arrays_is_byte_identical_to_the_direct_runner(tmp_path, run_config):
