@@ -10,7 +10,8 @@ counted by reason, each to your own file).  Element types:
                       "generation", "shards": [{"name", "records", "raw_bytes",
                       "stored_bytes", "checksum", "replicas"}...], ...}
       "dead_letters"  dicts {"file", "line", "reason", "detail", "raw", "raw_bytes"}
-      "removed"       dicts {"removed", "kept", "reason", ...} (write_removed=True)
+      "removed"       Removal records (write_removed=True): id, reason, kept id,
+                      file index, line; README "Removed records"
       "inputs"        dicts {"path", "xxh3_64"}
 
 Run:  python examples/prepare_in_a_larger_pipeline.py --input 'data/*.jsonl' \
