@@ -152,17 +152,20 @@ def test_plain_refs_equal_the_full_loop_for_a_block(tmp_path):
     path = str(tmp_path / "in.jsonl")
     fn = _ScanFile("id", "text", ScanSpec(), Bounds())
     fn.setup()
-    block = [(1, ("a", "one", b'{"id":"a","text":"one"}')),
-             (2, (f"{path}:2", "two", b'{"text":"two","id":"' + f"{path}:2".encode() + b'"}')),
-             (3, (f"{path}:2", "two", b'{"text":"two"}')),   # equals another line's default id
-             (12, (f"{path}:1", "x", b'{"text":"x"}'))]
-    keys = text_keys([text for _, (_, text, _) in block])
-    signed = [False, True, False, False]
+    block = [(1, ("a", "one", b'{"id":"a","text":"one"}', False)),
+             (2, (f"{path}:2", "two", b'{"text":"two","id":"' + f"{path}:2".encode() + b'"}',
+                  False)),
+             (3, (f"{path}:2", "two", b'{"text":"two"}', False)),  # another line's default id
+             (12, (f"{path}:1", "x", b'{"text":"x"}', False)),
+             (13, ("17", "y", b'{"id":17,"text":"y"}', True))]   # an integer id
+    keys = text_keys([text for _, (_, text, _, _) in block])
+    signed = [False, True, False, False, False]
     plain = fn._plain_refs(4, path, block, keys, signed)
     full = list(_consume(fn._full_refs(4, path, block, keys, signed, None)))
     assert plain == full
     assert [type(r) for r in plain] == [type(r) for r in full]
-    assert [r.reparse for r in plain] == [False, True, False, False]
+    assert [r.reparse for r in plain] == [False, True, False, False, False]
+    assert [r.int_id for r in plain] == [False, False, False, False, True]
 
 
 def _consume(generator):
