@@ -32,6 +32,21 @@ def test_parse_line_keeps_line_and_other_fields():
     assert parse_line(line, "id", "text", "f:1") == ("7", "Hi", line.strip())
 
 
+@pytest.mark.parametrize("line, doc_id, int_id", [
+    (b'{"id": 17, "text": "t"}', "17", True),
+    (b'{"id": "17", "text": "t"}', "17", False),          # digits in a string: a string
+    (b'{"id": 100000000000000000000001, "text": "t"}', "100000000000000000000001", True),
+    (b'{"id": -3, "text": "t"}', "-3", True),
+    (b'{"id": "a", "text": "t"}', "a", False),
+    (b'{"text": "t"}', "f:1", False),                      # the default id is a string
+    (b'{"id": null, "text": "t"}', "f:1", False),
+])
+def test_parse_line_typed_says_whether_the_id_is_a_json_integer(line, doc_id, int_id):
+    plain = parse_line(line, "id", "text", "f:1")
+    assert parse_line(line, "id", "text", "f:1", typed=True) == (*plain, int_id)
+    assert plain[0] == doc_id
+
+
 def test_parse_line_missing_id_gets_default_written_into_record():
     doc_id, text, line = parse_line(b'{"body": "x", "n": 1}', "key", "body", "data.jsonl:12")
     assert doc_id == "data.jsonl:12" and text == "x"
