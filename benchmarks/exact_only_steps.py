@@ -9,7 +9,9 @@ text keys (``hashing.text_keys`` over blocks of 4,096 texts), exact dedup's buck
 (``_KeyIntoBuckets``), the hash order of kept refs (``prepare._hash_records``), the
 shard plan's three reads of every batch (``sharding._bucket_bytes``,
 ``_in_cut_buckets``, ``_assign_batch``), pass 2's picks (``refs._PicksByUnit``), and
-the shard writer's join of 64 MiB of lines and ``commit.write_atomically`` of 20 MB.
+the shard writer's join of 64 MiB of lines and ``commit.write_atomically`` of 20 MB,
+pass 2's runs (``run_sort``, ``write_runs``) and the writer's merge of a shard's runs
+(``shard_merge``; see ``runs_steps``).
 ``--checkout DIR`` imports ``transforms`` from another checkout (e.g. a ``git archive``
 of main with its extension built), so a change is compared on the same documents.
 Prints one JSON object: step -> CPU seconds.
@@ -107,7 +109,39 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         out["write_atomically_20mb"] = best(
             lambda: write_atomically(os.path.join(tmp, "shard.bin"), stored), args.repeats)
+    runs_steps(docs, out, args.repeats)
     print(json.dumps(out))
+
+
+def runs_steps(docs, out, repeats):
+    """Pass 2's runs and the shard writer's merge: the documents dealt to 8 shards by id
+    hash, each shard's documents from each of the corpus's files one run
+    (``_write_runs``: sort by id, join, zstd-1, write), then each shard's runs merged in
+    the store's order (``shard_lines``; before it, ``sorted_shard_docs`` over
+    ``run_docs``).  ``run_sort``: the runs' sorts alone (``sorted_docs``)."""
+    import xxhash
+    from transforms.storage import spill
+    shard_lines = getattr(spill, "shard_lines", None)
+    if shard_lines is None:   # a checkout before shard_lines: the writer's former merge
+        def shard_lines(runs):
+            return [d[-1] for d in spill.sorted_shard_docs(
+                [doc for run in runs if run is not None for doc in spill.run_docs(run)])]
+    buffers: dict = {}   # (file, shard) -> [(order, id, line)]
+    for file, _, doc_id, _, line in docs:
+        shard = xxhash.xxh3_64_intdigest(doc_id.encode()) % 8
+        buffers.setdefault((file, shard), []).append(((0,), doc_id, line))
+    out["run_sort"] = best(lambda: [spill.sorted_docs(b, False) for b in buffers.values()],
+                           repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        def write_all():
+            return [run for (file, shard), b in buffers.items()
+                    for _, run in spill._write_runs({("", shard, 8): b}, tmp, f"f{file}", False)]
+        out["write_runs"] = best(write_all, repeats)
+        runs = write_all()
+        by_shard: dict = {}
+        for run in runs:
+            by_shard.setdefault(run.path.rsplit("shard", 1)[1], []).append(run)
+        out["shard_merge"] = best(lambda: [shard_lines(rs) for rs in by_shard.values()], repeats)
 
 
 if __name__ == "__main__":
