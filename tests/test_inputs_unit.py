@@ -280,7 +280,8 @@ _sort_ids = st.one_of(
 @given(st.lists(_sort_ids, max_size=25))
 def test_id_sort_keys_sort_as_the_id_order(ids):
     """One call's keys order the ids as ``id_order_key`` does, whatever the ids: all
-    canonical integers (int keys) or any mix (the tuples); ties only for equal ids."""
+    canonical integers (int keys), none (the strings) or any mix (the tuples); ties
+    only for equal ids."""
     keys = id_sort_keys(ids)
     assert len(keys) == len(ids)
     assert [ids[i] for i in sorted(range(len(ids)), key=keys.__getitem__)] == \
@@ -294,6 +295,8 @@ def test_id_sort_keys_kinds():
     assert id_sort_keys(["10", "-3", "0", "2"]) == [10, -3, 0, 2]
     for odd in ("-0", "007", "1,2", "", "\uff11", "9" * 4400, "a"):   # any of them: the tuples
         assert id_sort_keys(["10", odd]) == [id_order_key("10"), id_order_key(odd)]
+    assert id_sort_keys(["doc-2", "b", "007", "-0", "", "1a"]) == ["doc-2", "b", "007", "-0", "", "1a"]
+    assert id_sort_keys(["a,1", "b"]) == [id_order_key("a,1"), id_order_key("b")]   # looks like 1
     assert id_sort_keys([]) == []
     assert id_sort_keys([7, 3]) == [id_order_key(7), id_order_key(3)]   # ints given directly
 
