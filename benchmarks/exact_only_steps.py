@@ -11,7 +11,9 @@ shard plan's three reads of every batch (``sharding._bucket_bytes``,
 ``_in_cut_buckets``, ``_assign_batch``), pass 2's picks (``refs._PicksByUnit``), and
 the shard writer's join of 64 MiB of lines and ``commit.write_atomically`` of 20 MB,
 pass 2's runs (``run_sort``, ``write_runs``) and the writer's merge of a shard's runs
-(``shard_merge``; see ``runs_steps``).
+(``shard_merge``; see ``runs_steps``), the runs' compression at zstd levels 1, -1, -3
+and -5 (``runs_zstd``: CPU s and ratio) and three ways to merge a shard's sorted runs
+in memory (``merge_variants``; this checkout's ``id_sort_keys`` needed).
 ``--checkout DIR`` imports ``transforms`` from another checkout (e.g. a ``git archive``
 of main with its extension built), so a change is compared on the same documents.
 Prints one JSON object: step -> CPU seconds.
@@ -120,6 +122,7 @@ def runs_steps(docs, out, repeats):
     the store's order (``shard_lines``; before it, ``sorted_shard_docs`` over
     ``run_docs``).  ``run_sort``: the runs' sorts alone (``sorted_docs``)."""
     import xxhash
+    import zstandard
     from transforms.storage import spill
     shard_lines = getattr(spill, "shard_lines", None)
     if shard_lines is None:   # a checkout before shard_lines: the writer's former merge
@@ -142,6 +145,46 @@ def runs_steps(docs, out, repeats):
         for run in runs:
             by_shard.setdefault(run.path.rsplit("shard", 1)[1], []).append(run)
         out["shard_merge"] = best(lambda: [shard_lines(rs) for rs in by_shard.values()], repeats)
+    raws = [b"\n".join(d[2] for d in spill.sorted_docs(b, False)) for b in buffers.values()]
+    out["runs_zstd"] = {}   # level -> [CPU s compressing every run, ratio]: the spill's codec
+    for level in (1, -1, -3, -5):
+        compressor = zstandard.ZstdCompressor(level=level, write_content_size=True)
+        stored = sum(len(compressor.compress(raw)) for raw in raws)
+        out["runs_zstd"][level] = [best(lambda: [compressor.compress(raw) for raw in raws],
+                                        repeats), round(sum(map(len, raws)) / stored, 2)]
+    merge_variants(buffers, out, repeats)
+
+
+def merge_variants(buffers, out, repeats):
+    """The shard writer's merge of sorted runs, in memory (no decompression): ``sorted``
+    over the runs concatenated with ``id_order_key`` tuples (before ``id_sort_keys``),
+    with ``id_sort_keys`` (ints here), and ``heapq.merge`` over the runs keyed alike."""
+    import heapq
+    from transforms.core import ids as id_module
+    from transforms.storage import spill
+    if not hasattr(id_module, "id_sort_keys"):
+        return
+    by_shard: dict = {}
+    for (_, shard), docs in buffers.items():
+        by_shard.setdefault(shard, []).append([(d[1], d[2]) for d in spill.sorted_docs(docs, False)])
+
+    def tuples():
+        for runs in by_shard.values():
+            docs = [d for run in runs for d in run]
+            sorted(zip(map(id_module.id_order_key, [d[0] for d in docs]), [d[1] for d in docs]))
+
+    def int_keys():
+        for runs in by_shard.values():
+            docs = [d for run in runs for d in run]
+            sorted(zip(id_module.id_sort_keys([d[0] for d in docs]), [d[1] for d in docs]))
+
+    def heap():
+        for runs in by_shard.values():
+            list(heapq.merge(*[list(zip(id_module.id_sort_keys([d[0] for d in run]),
+                                        [d[1] for d in run])) for run in runs]))
+    out["merge_sorted_tuples"] = best(tuples, repeats)
+    out["merge_sorted_int_keys"] = best(int_keys, repeats)
+    out["merge_heapq_int_keys"] = best(heap, repeats)
 
 
 if __name__ == "__main__":
