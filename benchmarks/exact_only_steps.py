@@ -12,8 +12,8 @@ shard plan's three reads of every batch (``sharding._bucket_bytes``,
 the shard writer's join of 64 MiB of lines and ``commit.write_atomically`` of 20 MB,
 pass 2's runs (``run_sort``, ``write_runs``) and the writer's merge of a shard's runs
 (``shard_merge``; see ``runs_steps``), the runs' compression at zstd levels 1, -1, -3
-and -5 (``runs_zstd``: CPU s and ratio) and three ways to merge a shard's sorted runs
-in memory (``merge_variants``; this checkout's ``id_sort_keys`` needed).
+and -5 (``runs_zstd``: CPU s and ratio), and the sorts by id with and without
+``id_sort_keys`` side by side (``merge_variants``; a checkout that has it).
 ``--checkout DIR`` imports ``transforms`` from another checkout (e.g. a ``git archive``
 of main with its extension built), so a change is compared on the same documents.
 Prints one JSON object: step -> CPU seconds.
@@ -156,35 +156,49 @@ def runs_steps(docs, out, repeats):
 
 
 def merge_variants(buffers, out, repeats):
-    """The shard writer's merge of sorted runs, in memory (no decompression): ``sorted``
-    over the runs concatenated with ``id_order_key`` tuples (before ``id_sort_keys``),
-    with ``id_sort_keys`` (ints here), and ``heapq.merge`` over the runs keyed alike."""
+    """Sorts by id in memory, with ``id_order_key`` tuples (before ``id_sort_keys``) and
+    with ``id_sort_keys``, side by side in this process: the runs' sort of their
+    unsorted documents (``run_sort_*``), the shard writer's merge of a shard's sorted
+    runs by ``sorted`` over them concatenated (``merge_sorted_*``) or ``heapq.merge``
+    (``merge_heapq_*``); with the corpus's ids (``doc-%08d``: strings) and with them
+    made integers (``..._int_ids``: ``doc-00000042`` -> ``42``)."""
     import heapq
     from transforms.core import ids as id_module
-    from transforms.storage import spill
     if not hasattr(id_module, "id_sort_keys"):
         return
-    by_shard: dict = {}
-    for (_, shard), docs in buffers.items():
-        by_shard.setdefault(shard, []).append([(d[1], d[2]) for d in spill.sorted_docs(docs, False)])
+    order_key, sort_keys = id_module.id_order_key, id_module.id_sort_keys
 
-    def tuples():
-        for runs in by_shard.values():
-            docs = [d for run in runs for d in run]
-            sorted(zip(map(id_module.id_order_key, [d[0] for d in docs]), [d[1] for d in docs]))
+    def run_sort(runs, keys_of):
+        for ids, lines in runs:
+            sorted(zip(keys_of(ids), lines, range(len(ids))))
 
-    def int_keys():
-        for runs in by_shard.values():
-            docs = [d for run in runs for d in run]
-            sorted(zip(id_module.id_sort_keys([d[0] for d in docs]), [d[1] for d in docs]))
+    def merge(shards, keys_of):
+        for runs in shards:
+            ids = [i for run_ids, _ in runs for i in run_ids]
+            sorted(zip(keys_of(ids), [line for _, lines in runs for line in lines]))
 
-    def heap():
-        for runs in by_shard.values():
-            list(heapq.merge(*[list(zip(id_module.id_sort_keys([d[0] for d in run]),
-                                        [d[1] for d in run])) for run in runs]))
-    out["merge_sorted_tuples"] = best(tuples, repeats)
-    out["merge_sorted_int_keys"] = best(int_keys, repeats)
-    out["merge_heapq_int_keys"] = best(heap, repeats)
+    def heap(shards):
+        for runs in shards:
+            list(heapq.merge(*[list(zip(sort_keys(ids), lines)) for ids, lines in runs]))
+
+    def tuples(ids):
+        return list(map(order_key, ids))
+
+    for suffix, id_of in (("", str), ("_int_ids", lambda i: str(int(i[4:])))):
+        runs, shards = [], {}
+        for (_, shard), docs in buffers.items():
+            ids, lines = [id_of(d[1]) for d in docs], [d[2] for d in docs]
+            runs.append((ids, lines))
+            ranked = sorted(zip(tuples(ids), lines, range(len(ids))))
+            shards.setdefault(shard, []).append(([ids[r[2]] for r in ranked],
+                                                 [r[1] for r in ranked]))
+        shards = list(shards.values())
+        out[f"run_sort_tuples{suffix}"] = best(lambda: run_sort(runs, tuples), repeats)
+        out[f"run_sort_id_sort_keys{suffix}"] = best(lambda: run_sort(runs, sort_keys), repeats)
+        out[f"merge_sorted_tuples{suffix}"] = best(lambda: merge(shards, tuples), repeats)
+        out[f"merge_sorted_id_sort_keys{suffix}"] = best(lambda: merge(shards, sort_keys),
+                                                        repeats)
+        out[f"merge_heapq_id_sort_keys{suffix}"] = best(lambda: heap(shards), repeats)
 
 
 if __name__ == "__main__":
