@@ -16,7 +16,9 @@ by medians and per pair (run i of ours against run i of the baseline).
 
 ``--before DIR`` adds prepare_corpus run from another checkout (e.g. ``git
 archive <commit> | tar -x -C DIR``) to the rotation, so a change's effect is
-measured in the same run as the targets.
+measured in the same run as the targets.  For prepare_corpus also the peak bytes on
+disk of its output folders (spill runs and store; sampled every 0.5 s) over the
+store's bytes at the end (issue 10: within about 1.5x).
 """
 import argparse
 import json
@@ -26,7 +28,7 @@ import statistics
 import sys
 
 from benchmarks.exact_dedup import corpus_stats
-from benchmarks.harness import measure
+from benchmarks.harness import folder_bytes, measure
 from benchmarks.scale import corpus_for, parse_size
 
 PY = sys.executable
@@ -79,12 +81,16 @@ def main(argv=None):
     for i in range(args.repeats):
         for name, cmd in cmds.items():
             shutil.rmtree(args.work, ignore_errors=True)
-            run = measure(cmd, cwd=cwds.get(name))
+            ours = name.startswith("prepare_corpus")
+            run = measure(cmd, cwd=cwds.get(name), watch_dir=args.work if ours else None)
             run.pop("output")
+            if ours:   # the store on both roots, once the spill is gone (audit files in)
+                run["store_mb"] = folder_bytes(args.work) / 2**20
             run["load_avg"] = os.getloadavg()
             runs[name].append(run)
+            disk = (f" disk {run['peak_disk_mb']:.0f}/{run['store_mb']:.0f}MB" if ours else "")
             print(f"  [{i}] {run['wall_s']:.1f}s cpu {run['cpu_s']:.1f}s "
-                  f"{run['peak_rss_mb']:.0f}MB load {run['load_avg'][0]:.1f}  {name}",
+                  f"{run['peak_rss_mb']:.0f}MB{disk} load {run['load_avg'][0]:.1f}  {name}",
                   file=sys.stderr)
     shutil.rmtree(args.work, ignore_errors=True)
     rows = []
@@ -98,6 +104,10 @@ def main(argv=None):
                      "docs_per_s": docs / wall,
                      "load_avg": [r["load_avg"][0] for r in rs],
                      "process_cpu_s": [r["process_cpu_s"] for r in rs]})
+        if "store_mb" in rs[0]:   # prepare_corpus: peak disk of its folders over the store
+            rows[-1].update(store_mb=max(r["store_mb"] for r in rs),
+                            peak_disk_mb=max(r["peak_disk_mb"] for r in rs))
+            rows[-1]["peak_disk_over_store"] = rows[-1]["peak_disk_mb"] / rows[-1]["store_mb"]
     base = rows[1]
     for ours in rows[:1] + rows[2:]:
         ours["ratio"] = ours["docs_per_s"] / base["docs_per_s"]
@@ -111,14 +121,16 @@ def main(argv=None):
 
 def table(rows) -> str:
     lines = ["| docs | system | walls s | wall s (median) | CPU s (median) | peak RSS MB | "
-             "docs/s | vs baseline (medians; per pair) |",
-             "|---|---|---|---:|---:|---:|---:|---|"]
+             "docs/s | vs baseline (medians; per pair) | peak disk / store |",
+             "|---|---|---|---:|---:|---:|---:|---|---:|"]
     for r in rows:
+        disk = (f"{r['peak_disk_over_store']:.2f}x ({r['peak_disk_mb']:,.0f} / "
+                f"{r['store_mb']:,.0f} MB)" if "peak_disk_over_store" in r else "-")
         ratio = (f"**{r['ratio']:.2f}x**; " + ", ".join(f"{x:.2f}" for x in r["pair_ratios"])
                  if "ratio" in r else "1.00x")
         lines.append(f"| {r['size']} | {r['system']} | {', '.join(f'{w:.1f}' for w in r['walls'])} | "
                      f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:,.0f} | "
-                     f"{r['docs_per_s']:,.0f} | {ratio} |")
+                     f"{r['docs_per_s']:,.0f} | {ratio} | {disk} |")
     return "\n".join(lines)
 
 

@@ -9,7 +9,11 @@ text keys (``hashing.text_keys`` over blocks of 4,096 texts), exact dedup's buck
 (``_KeyIntoBuckets``), the hash order of kept refs (``prepare._hash_records``), the
 shard plan's three reads of every batch (``sharding._bucket_bytes``,
 ``_in_cut_buckets``, ``_assign_batch``), pass 2's picks (``refs._PicksByUnit``), and
-the shard writer's join of 64 MiB of lines and ``commit.write_atomically`` of 20 MB.
+the shard writer's join of 64 MiB of lines and ``commit.write_atomically`` of 20 MB,
+pass 2's runs (``run_sort``, ``write_runs``) and the writer's merge of a shard's runs
+(``shard_merge``; see ``runs_steps``), the runs' compression at zstd levels 1, -1, -3
+and -5 (``runs_zstd``: CPU s and ratio), and the sorts by id with and without
+``id_sort_keys`` side by side (``merge_variants``; a checkout that has it).
 ``--checkout DIR`` imports ``transforms`` from another checkout (e.g. a ``git archive``
 of main with its extension built), so a change is compared on the same documents.
 Prints one JSON object: step -> CPU seconds.
@@ -107,7 +111,94 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         out["write_atomically_20mb"] = best(
             lambda: write_atomically(os.path.join(tmp, "shard.bin"), stored), args.repeats)
+    runs_steps(docs, out, args.repeats)
     print(json.dumps(out))
+
+
+def runs_steps(docs, out, repeats):
+    """Pass 2's runs and the shard writer's merge: the documents dealt to 8 shards by id
+    hash, each shard's documents from each of the corpus's files one run
+    (``_write_runs``: sort by id, join, zstd-1, write), then each shard's runs merged in
+    the store's order (``shard_lines``; before it, ``sorted_shard_docs`` over
+    ``run_docs``).  ``run_sort``: the runs' sorts alone (``sorted_docs``)."""
+    import xxhash
+    import zstandard
+    from transforms.storage import spill
+    shard_lines = getattr(spill, "shard_lines", None)
+    if shard_lines is None:   # a checkout before shard_lines: the writer's former merge
+        def shard_lines(runs):
+            return [d[-1] for d in spill.sorted_shard_docs(
+                [doc for run in runs if run is not None for doc in spill.run_docs(run)])]
+    buffers: dict = {}   # (file, shard) -> [(order, id, line)]
+    for file, _, doc_id, _, line in docs:
+        shard = xxhash.xxh3_64_intdigest(doc_id.encode()) % 8
+        buffers.setdefault((file, shard), []).append(((0,), doc_id, line))
+    out["run_sort"] = best(lambda: [spill.sorted_docs(b, False) for b in buffers.values()],
+                           repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        def write_all():
+            return [run for (file, shard), b in buffers.items()
+                    for _, run in spill._write_runs({("", shard, 8): b}, tmp, f"f{file}", False)]
+        out["write_runs"] = best(write_all, repeats)
+        runs = write_all()
+        by_shard: dict = {}
+        for run in runs:
+            by_shard.setdefault(run.path.rsplit("shard", 1)[1], []).append(run)
+        out["shard_merge"] = best(lambda: [shard_lines(rs) for rs in by_shard.values()], repeats)
+    raws = [b"\n".join(d[2] for d in spill.sorted_docs(b, False)) for b in buffers.values()]
+    out["runs_zstd"] = {}   # level -> [CPU s compressing every run, ratio]: the spill's codec
+    for level in (1, -1, -3, -5):
+        compressor = zstandard.ZstdCompressor(level=level, write_content_size=True)
+        stored = sum(len(compressor.compress(raw)) for raw in raws)
+        out["runs_zstd"][level] = [best(lambda: [compressor.compress(raw) for raw in raws],
+                                        repeats), round(sum(map(len, raws)) / stored, 2)]
+    merge_variants(buffers, out, repeats)
+
+
+def merge_variants(buffers, out, repeats):
+    """Sorts by id in memory, with ``id_order_key`` tuples (before ``id_sort_keys``) and
+    with ``id_sort_keys``, side by side in this process: the runs' sort of their
+    unsorted documents (``run_sort_*``), the shard writer's merge of a shard's sorted
+    runs by ``sorted`` over them concatenated (``merge_sorted_*``) or ``heapq.merge``
+    (``merge_heapq_*``); with the corpus's ids (``doc-%08d``: strings) and with them
+    made integers (``..._int_ids``: ``doc-00000042`` -> ``42``)."""
+    import heapq
+    from transforms.core import ids as id_module
+    if not hasattr(id_module, "id_sort_keys"):
+        return
+    order_key, sort_keys = id_module.id_order_key, id_module.id_sort_keys
+
+    def run_sort(runs, keys_of):
+        for ids, lines in runs:
+            sorted(zip(keys_of(ids), lines, range(len(ids))))
+
+    def merge(shards, keys_of):
+        for runs in shards:
+            ids = [i for run_ids, _ in runs for i in run_ids]
+            sorted(zip(keys_of(ids), [line for _, lines in runs for line in lines]))
+
+    def heap(shards):
+        for runs in shards:
+            list(heapq.merge(*[list(zip(sort_keys(ids), lines)) for ids, lines in runs]))
+
+    def tuples(ids):
+        return list(map(order_key, ids))
+
+    for suffix, id_of in (("", str), ("_int_ids", lambda i: str(int(i[4:])))):
+        runs, shards = [], {}
+        for (_, shard), docs in buffers.items():
+            ids, lines = [id_of(d[1]) for d in docs], [d[2] for d in docs]
+            runs.append((ids, lines))
+            ranked = sorted(zip(tuples(ids), lines, range(len(ids))))
+            shards.setdefault(shard, []).append(([ids[r[2]] for r in ranked],
+                                                 [r[1] for r in ranked]))
+        shards = list(shards.values())
+        out[f"run_sort_tuples{suffix}"] = best(lambda: run_sort(runs, tuples), repeats)
+        out[f"run_sort_id_sort_keys{suffix}"] = best(lambda: run_sort(runs, sort_keys), repeats)
+        out[f"merge_sorted_tuples{suffix}"] = best(lambda: merge(shards, tuples), repeats)
+        out[f"merge_sorted_id_sort_keys{suffix}"] = best(lambda: merge(shards, sort_keys),
+                                                        repeats)
+        out[f"merge_heapq_id_sort_keys{suffix}"] = best(lambda: heap(shards), repeats)
 
 
 if __name__ == "__main__":

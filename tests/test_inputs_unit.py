@@ -19,7 +19,7 @@ from transforms.processing import io as tio
 from transforms.reduction.dedup import winners
 from transforms.processing.refs import DocRef, shard_doc_order
 from transforms.processing.components import large_star, orient, small_star
-from transforms.core.ids import id_order_key, smallest_id
+from transforms.core.ids import id_order_key, id_sort_keys, smallest_id
 from transforms.processing.io import (BadRecord, InputError, LongLine, NoInputFiles, ZstdFrameCheck, expand_patterns,
                            iter_lines, open_text_stream, parse_line, parsed_lines, probe_inputs)
 from transforms.processing.npy import NpyError, inspect_npy, match_inputs
@@ -270,6 +270,37 @@ def test_id_order_is_total(ids):
     assert len(set(keys)) == len(ids)
 
 
+_sort_ids = st.one_of(
+    st.integers(-10 ** 30, 10 ** 30).map(str),                       # canonical integers
+    st.sampled_from(["0", "-0", "007", "00", "", "-", "1,2", ",", "1e3", "+4", " 5",
+                     "\uff11", "1_000", "9" * 4400, "-" + "9" * 4400]),  # near-integers
+    st.text(alphabet="0123456789,-", max_size=5), st.text(max_size=4))
+
+
+@given(st.lists(_sort_ids, max_size=25))
+def test_id_sort_keys_sort_as_the_id_order(ids):
+    """One call's keys order the ids as ``id_order_key`` does, whatever the ids: all
+    canonical integers (int keys), none (the strings) or any mix (the tuples); ties
+    only for equal ids."""
+    keys = id_sort_keys(ids)
+    assert len(keys) == len(ids)
+    assert [ids[i] for i in sorted(range(len(ids)), key=keys.__getitem__)] == \
+        sorted(ids, key=id_order_key)
+    for i in range(len(ids)):
+        for j in range(len(ids)):
+            assert (keys[i] < keys[j]) == (id_order_key(ids[i]) < id_order_key(ids[j]))
+
+
+def test_id_sort_keys_kinds():
+    assert id_sort_keys(["10", "-3", "0", "2"]) == [10, -3, 0, 2]
+    for odd in ("-0", "007", "1,2", "", "\uff11", "9" * 4400, "a"):   # any of them: the tuples
+        assert id_sort_keys(["10", odd]) == [id_order_key("10"), id_order_key(odd)]
+    assert id_sort_keys(["doc-2", "b", "007", "-0", "", "1a"]) == ["doc-2", "b", "007", "-0", "", "1a"]
+    assert id_sort_keys(["a,1", "b"]) == [id_order_key("a,1"), id_order_key("b")]   # looks like 1
+    assert id_sort_keys([]) == []
+    assert id_sort_keys([7, 3]) == [id_order_key(7), id_order_key(3)]   # ints given directly
+
+
 def test_every_smallest_id_decision_uses_the_id_order():
     refs = [DocRef(doc_id, b"k" * 16, 0, line, 10, False, False, b"", b"")
             for line, doc_id in enumerate(("102", "2", "30"), 1)]
@@ -400,13 +431,9 @@ _ids = st.one_of(st.integers(-10**30, 10**30).map(str), st.text(max_size=4),
 
 @given(st.lists(st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)), _ids,
                           st.binary(max_size=3)), max_size=30))
-def test_sorted_docs_follow_run_order_and_shard_doc_order(docs):
-    """The decorated sorts of runs and shards give the order of the key functions."""
-    from transforms.storage.spill import run_order, sorted_docs, sorted_shard_docs
+def test_sorted_docs_follow_run_order(docs):
+    """The decorated sort of runs gives the order of the key function (the shard
+    writer's merge: tests/test_refs.py, ``shard_lines``)."""
+    from transforms.storage.spill import run_order, sorted_docs
     for by_order in (False, True):
         assert sorted_docs(list(docs), by_order) == sorted(docs, key=lambda d: run_order(d, by_order))
-    pairs = [(i, line) for _, i, line in docs]
-    assert [d[-1] for d in sorted_shard_docs(pairs)] == \
-        [d[-1] for d in sorted(pairs, key=shard_doc_order)]
-    assert [d[-1] for d in sorted_shard_docs(list(docs))] == \
-        [d[-1] for d in sorted(docs, key=shard_doc_order)]

@@ -5,6 +5,8 @@ import os
 import orjson
 import pytest
 from apache_beam.pvalue import TaggedOutput
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transforms.core.hashing import text_key
 from transforms.processing.io import parse_line
@@ -175,3 +177,23 @@ def _consume(generator):
             next(generator)
     except StopIteration as stop:
         return stop.value
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(
+    st.one_of(st.integers(-10 ** 20, 10 ** 20).map(str), st.sampled_from(["007", "-0", "a", ""])),
+    st.binary(max_size=4).filter(lambda b: b"\n" not in b)), min_size=1, max_size=12),
+    max_size=5), st.booleans())
+def test_shard_lines_merge_the_runs_in_the_store_order(runs, by_order):
+    """A shard's lines from its runs (each sorted by ``_write_runs``; markers None
+    among them) come out in ``shard_doc_order``, as the sort of all their documents."""
+    import tempfile
+    from transforms.storage.spill import _write_runs, shard_doc_order, shard_lines
+    with tempfile.TemporaryDirectory() as spill:
+        written, docs = [None], []
+        for n, run in enumerate(runs):
+            run = [((len(doc_id) % 3,), doc_id, line) for doc_id, line in run]
+            docs += run if by_order else [(doc_id, line) for _, doc_id, line in run]
+            written += [r for _, r in _write_runs({("", 0, 1): run}, spill, f"f{n}", by_order)]
+            written.append(None)
+        assert shard_lines(written) == [d[-1] for d in sorted(docs, key=shard_doc_order)]

@@ -11,7 +11,7 @@ import zstandard
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.core.ids import id_order_key
+from transforms.core.ids import id_order_key, id_sort_keys
 from transforms.core.records import Run
 from transforms.storage.files import join, read_bytes
 
@@ -180,19 +180,16 @@ def shard_doc_order(doc: tuple) -> tuple:
 
 
 def sorted_docs(docs: list, by_order: bool) -> list:
-    """``docs`` (``(order, id, line)``) sorted by ``run_order``; the id order's keys are
-    computed once per document, with no Python call around them."""
+    """``docs`` (``(order, id, line)``) sorted by ``run_order``; the ids' keys are
+    computed once for the list (``id_sort_keys``: ints when every id is an integer),
+    with no Python call per document."""
+    keys = id_sort_keys([d[1] for d in docs])
+    lines = [d[2] for d in docs]
     if by_order:
-        return sorted(docs, key=lambda d: run_order(d, True))
-    keys = map(id_order_key, [d[1] for d in docs])
-    return [docs[i] for _, _, i in sorted(zip(keys, [d[2] for d in docs], range(len(docs))))]
-
-
-def sorted_shard_docs(docs: list) -> list:
-    """``run_docs``' documents sorted by ``shard_doc_order`` (same faster form)."""
-    if docs and len(docs[0]) == 2:   # (id, line)
-        return sorted(zip(map(id_order_key, [d[0] for d in docs]), [d[1] for d in docs]))
-    return sorted(docs, key=shard_doc_order)
+        ranked = sorted(zip([d[0] for d in docs], keys, lines, range(len(docs))))
+    else:
+        ranked = sorted(zip(keys, lines, range(len(docs))))
+    return [docs[r[-1]] for r in ranked]
 
 
 def _write_runs(buffers: dict, spill_dir: str, prefix: str, by_order: bool):
@@ -210,18 +207,45 @@ def _write_runs(buffers: dict, spill_dir: str, prefix: str, by_order: bool):
                          [doc_id for _, doc_id, _ in docs], path, len(raw))
 
 
-def run_docs(run: Run) -> "iter[tuple]":
-    """The documents of a run: ``(id, line)``, or ``(order, id, line)`` when the
-    run is range-ordered (has orders)."""
+def run_lines(run: Run) -> list:
+    """The lines of a run (bytes, no newline), in the run's order; ``InputChanged``
+    when the file does not hold what the ``Run`` says."""
     raw = zstandard.ZstdDecompressor().decompress(read_bytes(run.path),
                                                   max_output_size=max(1, run.raw_bytes))
     lines = raw.split(b"\n")
     if len(raw) != run.raw_bytes or len(lines) != len(run.ids):
         raise InputChanged(f"run {run.path} holds {len(lines)} lines ({len(raw)} bytes), "
                            f"expected {len(run.ids)} ({run.raw_bytes} bytes)")
+    return lines
+
+
+def run_docs(run: Run) -> "iter[tuple]":
+    """The documents of a run: ``(id, line)``, or ``(order, id, line)`` when the
+    run is range-ordered (has orders)."""
+    lines = run_lines(run)
     if run.orders:
         return zip(run.orders, run.ids, lines)
     return zip(run.ids, lines)
+
+
+def shard_lines(runs) -> list:
+    """The lines of one shard's runs (``Run``s; None, a shard's marker, is skipped) in
+    the store's order (``shard_doc_order``): by id (``id_sort_keys``), or by order then
+    id when the runs are range-ordered; the line breaks a tie.  Each run is sorted
+    already, so the sort merges them (no tuple per document is built but the sort's)."""
+    orders, ids, lines = [], [], []
+    for run in runs:
+        if run is None:
+            continue
+        lines.extend(run_lines(run))
+        ids.extend(run.ids)
+        orders.extend(run.orders)
+    keys = id_sort_keys(ids)
+    if orders:
+        if len(orders) != len(ids):
+            raise ValueError("the runs of one shard mix range-ordered and id-ordered ones")
+        return [doc[2] for doc in sorted(zip(orders, keys, lines))]
+    return [doc[1] for doc in sorted(zip(keys, lines))]
 
 
 def delete_spill(spill_dir: str) -> None:

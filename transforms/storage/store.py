@@ -57,7 +57,7 @@ from transforms.storage.files import join, read_bytes
 from transforms.core.partition_names import MISSING, OTHER, encode_value, is_safe_name, range_name
 from transforms.storage import parquet_shards
 from transforms.storage.placement import Placement, Root, place
-from transforms.storage.spill import delete_spill, run_docs, sorted_shard_docs
+from transforms.storage.spill import delete_spill, run_docs, shard_lines
 from transforms.storage.sharding import AssignBalancedShards, ref_size
 
 NAMESPACE = "dataprep.store"
@@ -500,16 +500,13 @@ class _WriteShard(beam.DoFn):
     def process(self, keyed, info, fields=None):
         (partition, index, num_shards), runs = keyed
         # None marks a shard that must exist; a Run (transforms.processing.refs) holds lines
-        # of the shard from one input file, as ``(id, line)`` or, range-ordered,
-        # ``(order, id, line)``: sorted in the store's order (``shard_doc_order``:
-        # range key, then ids in the id order of ``transforms.core.ids``).
-        docs = sorted_shard_docs(
-            [doc for run in runs if run is not None for doc in run_docs(run)])  # doc[-1]: line
-        lines = [doc[-1] for doc in docs]
+        # of the shard from one input file, sorted; merged in the store's order
+        # (``shard_lines``: range key, then ids in the id order of ``transforms.core.ids``).
+        lines = shard_lines(runs)
+        count = len(lines)
         if lines:
             lines.append(b"")   # the last newline, joined in (no copy of the whole shard)
         raw = b"\n".join(lines)
-        count = len(docs)
         if self.shard_format == "parquet":
             schema = parquet_shards.store_schema(fields, self.first_columns)
             stored = parquet_shards.shard_bytes(lines[:-1], schema, len(raw))
