@@ -427,8 +427,40 @@ def root_cause(err: BaseException) -> str:
     return re.sub(r"^(?:(?:[A-Za-z_][\w.]*\.)?\w*(?:Error|Exception): )+", "", last)
 
 
+def failure_lines(job: str, err: BaseException) -> list[str]:
+    """What a failed run prints on stderr, at most two lines: ``<job> failed: <root
+    cause>`` (``root_cause``), then the failure's hint (``err.hint``: ``hint: ...``)
+    and its notes (the run's log file: ``full log: PATH``), in one line:
+    ``hint: wait for it to end (full log: PATH)``, ``  (full log: PATH)``."""
+    lines = [f"{job} failed: {root_cause(err)}"]
+    hint = getattr(err, "hint", None)
+    notes = "; ".join(getattr(err, "__notes__", ()))
+    if hint:
+        lines.append(f"hint: {hint}" + (f" ({notes})" if notes else ""))
+    elif notes:
+        lines.append(f"  ({notes})")
+    return lines
+
+
 class BadPath(ValueError):
-    """A path given on the command line names nothing usable (exit status 2)."""
+    """A path given on the command line names nothing usable (exit status 2).
+    ``hint``: what to try, printed as a second line ``hint: ...`` (``store_hint``),
+    or None."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+def store_hint(path: str, suggest) -> str | None:
+    """The hint for a path that holds no store but is near some
+    (``transforms.storage.store.stores_near``): ``out/a holds the dataset(s) corpus:
+    try --store out/a/corpus`` (printed after ``hint: ``), ``suggest(store path)``
+    giving what to try (the flag or command of the subcommand); None when no store
+    is near."""
+    from transforms.storage.store import stores_near
+    what, stores = stores_near(path)
+    return f"{what}: try {suggest(stores[0])}" if stores else None
 
 
 _REASONS = {errno.ENOENT: "not found", errno.EACCES: "permission denied",
@@ -506,6 +538,8 @@ def run_job(job: str, run, argv=None) -> None:
             sys.exit(INTERRUPTED)
         except usage_errors() as err:
             print(f"{prog}: error: {err}", file=sys.stderr)
+            if getattr(err, "hint", None):   # at most one more line
+                print(f"hint: {err.hint}", file=sys.stderr)
             sys.exit(USAGE)
         except BrokenPipeError:
             raise   # guard tells a closed stdout (141) from any other pipe (a failure)

@@ -253,6 +253,46 @@ def test_a_missing_store_or_file_is_one_line_naming_it(tmp_path, capsys):
         assert (code, err) == (USAGE, line + "\n"), argv
 
 
+def test_a_path_near_a_store_gets_a_hint_naming_the_dataset(copied, capsys):
+    """A store path that holds no store but is near one (the root given for its
+    dataset, a folder of roots, a path inside a dataset folder, a misspelt dataset
+    name): the one error line, then ``hint: <where the datasets are>: try <the
+    subcommand's flag or argument>``, exit 2; in every subcommand taking a store."""
+    roots, _ = copied
+    root, base = roots[0], os.path.dirname(roots[0])
+    ds = os.path.join(root, "ds")
+    holds = f"hint: {root} holds the dataset(s) ds: try"
+    cases = [
+        (["verify-store", "--store", root],
+         f"dataprep verify-store: error: no store at {root} (no manifest.json in it)",
+         f"{holds} --store {ds}"),
+        (["verify-store", "--store", root + "/"],
+         f"dataprep verify-store: error: no store at {root}/ (no manifest.json in it)",
+         f"{holds} --store {ds}"),
+        (["verify-store", "--store", base],
+         f"dataprep verify-store: error: no store at {base} (no manifest.json in it)",
+         f"hint: {base} holds the dataset(s) a/ds, b/ds, c/ds: try --store {base}/a/ds"),
+        (["verify-store", "--store", f"{ds}/_audit"],
+         f"dataprep verify-store: error: no store at {ds}/_audit (no manifest.json in it)",
+         f"hint: {ds}/_audit is inside the dataset {ds}: try --store {ds}"),
+        (["verify-store", "--store", f"{root}/sd"],
+         f"dataprep verify-store: error: no store at {root}/sd (not found)",
+         f"{holds} --store {ds}"),
+        (["report", root],
+         f"dataprep report: error: no run report at {root}/_audit/run_report.json "
+         "(not found)", f"{holds} dataprep report {ds}"),
+        (["report", f"{root}/dss"],
+         f"dataprep report: error: no store at {root}/dss (not found)",
+         f"{holds} dataprep report {ds}"),
+        (["codec-report", "--input", root],
+         f"dataprep codec-report: error: no store at {root} (no manifest.json in it)",
+         f"{holds} --input {ds}"),
+    ]
+    for argv, line, hint in cases:
+        code, out, err = dataprep_exit(capsys, argv)
+        assert (code, out, err) == (USAGE, "", f"{line}\n{hint}\n"), argv
+
+
 # ---------------------------------------------------------------- 7. Beam option values
 
 BEAM_HINT = "(a Beam option; dataprep beam-options lists them all, with help)\n"
