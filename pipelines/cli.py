@@ -547,8 +547,9 @@ def run_job(job: str, run, argv=None) -> None:
             if program:
                 on_sigint(progress.exit_handler(prog))
             logging.getLogger(job).debug("run failed", exc_info=True)
-            print(f"{job} failed: {root_cause(err)}", file=sys.stderr)
-            progress.print_notes(err)
+            for line in failure_lines(job, err):
+                print(line, file=sys.stderr)
+            progress.failure_said()
             sys.exit(PROBLEM)
 
     try:

@@ -320,9 +320,11 @@ class PlainDisplay:
             self.stream.flush()
 
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
-        """The summary line; none for status ``interrupted`` (the interrupted line
-        that follows is the only one: a summary would claim what was not done)."""
-        if status != "interrupted":
+        """The summary line for status ``done``; none for ``interrupted`` (the
+        interrupted line that follows is the only one: a summary would claim what
+        was not done) nor for ``failed`` (the failure's line follows, at most two
+        lines in all: ``pipelines.cli.failure_lines``)."""
+        if status == "done":
             self.stream.write(summary_line(self.job, snap, elapsed, status, self.unit) + "\n")
         self.stream.flush()
 
@@ -537,15 +539,17 @@ class RichDisplay:
                              eta="" if eta is None else f"eta {_clock(eta)}")
 
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
-        """The bar's last frame, then the summary line; status ``interrupted``: the bar
-        is erased and nothing printed (the interrupted line follows alone)."""
+        """The bar's last frame, then for status ``done`` the summary line (``failed``:
+        none, the failure's line follows); status ``interrupted``: the bar is erased
+        and nothing printed (the interrupted line follows alone)."""
         if status == "interrupted":
             self.progress.live.transient = True   # rich erases the bar as it stops
             self.progress.stop()
             return
         self.update(snap, elapsed)
         self.progress.stop()
-        self.console.print(summary_line(self.job, snap, elapsed, status, self.unit))
+        if status == "done":
+            self.console.print(summary_line(self.job, snap, elapsed, status, self.unit))
 
 
 def make_display(job, stream, total_bytes, unit="documents"):
@@ -1171,11 +1175,10 @@ def delete_temporaries(directories: list[str]) -> None:
                 FileSystems.delete([path])
 
 
-def print_notes(err: BaseException) -> None:
-    """The notes run_pipeline added to a failure (the log file's path), one line each."""
-    for note in getattr(err, "__notes__", ()):
-        print(f"  ({note})", file=sys.stderr)
-    _RUN["log"] = None   # named now: it stays, whatever comes next
+def failure_said() -> None:
+    """The failure's lines are printed (``pipelines.cli.failure_lines``, naming the
+    run's log file): the log stays, whatever comes next."""
+    _RUN["log"] = None
 
 
 def descendants(pid: int) -> list[int]:

@@ -461,6 +461,70 @@ def test_jobs_exit_0_when_done_and_1_with_one_line_when_the_run_fails(tmp_path, 
         f"{tmp_path / 'a' / 'corpus' / '_audit' / 'last_run'}"]
 
 
+PROGRESS_LINE = re.compile(r"^prepare_corpus \d+:\d\d:\d\d stage=")
+
+
+@pytest.mark.parametrize("kind", ["bad_input_file", "bad_lines", "empty_result", "lock_held",
+                                  "unwritable_root", "other_inputs"])
+def test_every_failure_is_one_line_and_at_most_one_more(tmp_path, capfd, monkeypatch, kind):
+    """Each kind of failure of a run (a file of the wrong kind, a gate refusing bad
+    lines or an empty result, the dataset's lock held, a root that cannot be
+    written, the default roots holding another dataset): after the progress lines,
+    exactly the failure's line and at most one hint or note line on stderr (the
+    README's "one line, two with a hint"), nothing on stdout, the exit status of
+    its kind, and nothing committed."""
+    monkeypatch.chdir(tmp_path)
+    good = b'{"id": "1", "text": "one two three"}\n{"id": "2", "text": "four five six"}\n'
+    (tmp_path / "in.jsonl").write_bytes(good + b'{"id": 3, "text": \n')
+    roots = f"{tmp_path / 'a'},{tmp_path / 'b'}"
+    argv = ["prepare-corpus", "--input", "in.jsonl", "--output_roots", roots,
+            "--run_config", "direct", "--no_near_dedup"]
+    code, first, second = PROBLEM, None, None
+    if kind == "bad_input_file":
+        (tmp_path / "in.csv").write_text("id,text\n1,one\n")
+        argv[2] = "in.csv"
+        first = f"prepare_corpus failed: {tmp_path / 'in.csv'}: looks like CSV/TSV, not JSON Lines"
+    elif kind == "bad_lines":
+        argv += ["--max_bad_fraction", "0"]
+        first = "prepare_corpus failed: not writing the manifest: 1 of 3 lines are bad"
+        second = "  (full log: "
+    elif kind == "empty_result":
+        (tmp_path / "in.jsonl").write_bytes(b'{"id": "1", "text": " "}\n')
+        first = "prepare_corpus failed: not writing the manifest: "
+        second = "  (full log: "
+    elif kind == "lock_held":
+        DatasetLock([str(tmp_path / r / "corpus") for r in "ab"], job="other").acquire()
+        first = f"prepare_corpus failed: {tmp_path / 'a' / 'corpus' / '.lock'} is held by other"
+        second = "hint: "
+    elif kind == "unwritable_root":
+        (tmp_path / "a_file").write_text("x")
+        argv[4] = f"{tmp_path / 'a_file' / 'a'},{tmp_path / 'b'}"
+        first = "prepare_corpus failed: "
+    else:   # the default roots hold the dataset made from other inputs: a usage error
+        (tmp_path / "in.jsonl").write_bytes(good)
+        assert dataprep_exit(capfd, argv[:3] + argv[5:])[0] == 0
+        (tmp_path / "other.jsonl").write_bytes(good)
+        argv = ["prepare-corpus", "--input", "other.jsonl", "--run_config", "direct",
+                "--no_near_dedup"]
+        code = USAGE
+        first = ("dataprep prepare-corpus: error: out/a,out/b hold a dataset 'corpus' made "
+                 "from other inputs")
+        second = "(pass --output_roots"
+    def manifests():
+        return {str(p): p.read_bytes() for p in tmp_path.rglob("manifest.json")}
+    before = manifests()
+    got, out, err = dataprep_exit(capfd, argv)
+    said = [line for line in err.splitlines() if not PROGRESS_LINE.match(line)]
+    assert got == code and out == "", err
+    assert 1 <= len(said) <= 2 and said[0].startswith(first), said
+    assert "Traceback" not in err and " in 0." not in err   # no "failed in 0.4s" summary
+    if second is None:
+        assert len(said) == 1, said
+    else:
+        assert len(said) == 2 and said[1].startswith(second), said
+    assert manifests() == before
+
+
 @pytest.mark.parametrize("argv, target, job", [
     (["list"], (dataprep, "print_jobs"), "dataprep"),
     (["prepare-corpus"], (prepare_corpus, "probe_inputs"), "prepare_corpus"),
