@@ -520,7 +520,7 @@ def run_job(job: str, run, argv=None) -> None:
     def attempt(argv):
         on_sigint(signal.default_int_handler)   # the command's own start-up handler goes
         try:
-            with progress.run_temp_dir():
+            with progress.run_temp_dir(job):
                 # handled inside the run's folder: leaving through exit_interrupted,
                 # $TMPDIR never points back at the base while the run's threads live
                 try:
@@ -533,7 +533,13 @@ def run_job(job: str, run, argv=None) -> None:
                     raise
         except KeyboardInterrupt:
             # a caller in this process (no pipeline running: run_pipeline handles its
-            # own): the run's temporary folder is gone with run_temp_dir; one line, 130
+            # own): the run's temporary folder is gone with run_temp_dir; one line, 130;
+            # a run that had failed before the Ctrl-C ends as that failure
+            if progress.failure() is not None:
+                for line in failure_lines(job, progress.failure()):
+                    print(line, file=sys.stderr)
+                progress.failure_said()
+                sys.exit(PROBLEM)
             print(progress.interrupted_message(prog), file=sys.stderr)
             sys.exit(INTERRUPTED)
         except usage_errors() as err:
@@ -544,12 +550,15 @@ def run_job(job: str, run, argv=None) -> None:
         except BrokenPipeError:
             raise   # guard tells a closed stdout (141) from any other pipe (a failure)
         except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
+            # a Ctrl-C from here on ends the run as this failure (its lines, status 1)
+            progress.failing(err)
             if program:
                 on_sigint(progress.exit_handler(prog))
             logging.getLogger(job).debug("run failed", exc_info=True)
-            for line in failure_lines(job, err):
-                print(line, file=sys.stderr)
-            progress.failure_said()
+            with progress.deferred_interrupts():   # the lines whole, once
+                for line in failure_lines(job, err):
+                    print(line, file=sys.stderr)
+                progress.failure_said()
             sys.exit(PROBLEM)
 
     try:

@@ -678,8 +678,11 @@ class Interrupted(Exception):
 # ``stderr_fd``: the real stderr while fd 2 points at a run's log file (quiet_stderr);
 # ``line_fd``: where the one interrupted line goes once stderr is silenced (silence);
 # ``depth``: run_temp_dir's nesting (overlapping runs in one process share one folder).
+# ``failure``: the exception a failed run ends with, once known (a Ctrl-C after it shows
+# it: ``failing``); ``said``: its lines are printed; ``job``: the job's name (run_temp_dir).
 _RUN = {"temp": None, "base": None, "finished": False, "log": None, "cleanups": [],
-        "stderr_fd": None, "line_fd": None, "depth": 0, "saved": None}
+        "stderr_fd": None, "line_fd": None, "depth": 0, "saved": None, "failure": None,
+        "said": False, "job": None}
 _TEMP_LOCK = threading.Lock()
 # where tempfile points once an interrupted run's folder is deleted: nothing can be
 # made there (a path under /dev/null), so a thread still running makes no new folder
@@ -785,16 +788,20 @@ class deferred_interrupts:
         if _HOLD["depth"]:
             return False
         signal.signal(signal.SIGINT, _HOLD["previous"])
+        if _HOLD["pending"] and kind is not None and issubclass(kind, Exception):
+            failing(value)   # the step failed: that failure is how the run ends
         if (_HOLD["pending"] or _HOLD["late"]) and kind is None:
             _HOLD["pending"] = _HOLD["late"] = False
             handling = sys.exc_info()[1]    # the step ran inside an except block?
-            if not isinstance(handling, (KeyboardInterrupt, Interrupted)):
+            if isinstance(handling, Exception) and not isinstance(handling, Interrupted):
+                failing(handling)   # a failure being handled: it stays the outcome
+            elif not isinstance(handling, (KeyboardInterrupt, Interrupted)):
                 raise KeyboardInterrupt
         return False
 
 
 @contextlib.contextmanager
-def run_temp_dir():
+def run_temp_dir(job: str | None = None):
     """Point ``tempfile`` at a folder made for this run under ``$TMPDIR`` (yielded), and
     delete it at the end, however the run ends (``exit_interrupted`` deletes it too, as
     it leaves without unwinding).  Beam creates ``beam-pipeline-temp*``, the Prism job
@@ -813,7 +820,8 @@ def run_temp_dir():
             # processes share its commit gate (transforms.storage.commit.commit_gate)
             os.environ.update(TMPDIR=path, **{GATE_ENV: os.path.join(path, "commit-gate")})
             open_commit_gate()
-            _RUN.update(temp=path, base=base, finished=False, log=None, cleanups=[])
+            _RUN.update(temp=path, base=base, finished=False, log=None, cleanups=[],
+                        failure=None, said=False, job=job)
         path = _RUN["temp"]
     try:
         yield path
@@ -914,6 +922,7 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
                 _RUN["cleanups"].append(cleanup)
             raise Interrupted(interrupted_message(job)) from None
         except Exception as err:
+            failing(err)   # a Ctrl-C from now on ends the run as this failure
             hint = worker_pool_hint(pipeline.options, err)
             if hint:
                 err.add_note(hint)
@@ -1175,10 +1184,35 @@ def delete_temporaries(directories: list[str]) -> None:
                 FileSystems.delete([path])
 
 
+def failing(err: BaseException) -> None:
+    """The run failed with ``err``: a Ctrl-C from now on (while it is cleaned up,
+    its lines printed, the process ending) ends it as that failure, status 1 and
+    its lines (``exit_interrupted``), not as a cancelled run.  The first failure
+    counts."""
+    if _RUN["failure"] is None and not isinstance(err, (KeyboardInterrupt, Interrupted)):
+        _RUN["failure"] = err
+
+
+def failure() -> BaseException | None:
+    """The exception the current run failed with (``failing``), or None."""
+    return _RUN["failure"]
+
+
 def failure_said() -> None:
     """The failure's lines are printed (``pipelines.cli.failure_lines``, naming the
     run's log file): the log stays, whatever comes next."""
     _RUN["log"] = None
+    _RUN["said"] = True
+
+
+def _failure_text() -> str:
+    """The failed run's lines (``pipelines.cli.failure_lines``) unless already printed."""
+    if _RUN["said"]:
+        return ""
+    from pipelines.cli import failure_lines
+    _RUN["log"] = None   # named by the lines: it stays
+    return "".join(line + "\n" for line in failure_lines(_RUN["job"] or "the job",
+                                                          _RUN["failure"]))
 
 
 def descendants(pid: int) -> list[int]:
@@ -1209,7 +1243,8 @@ def descendants(pid: int) -> list[int]:
 def exit_interrupted(prog: str) -> None:
     """Print the one line (``interrupted_message(prog)``) and leave with status 130
     (128 + SIGINT), at once: a DirectRunner job cannot be cancelled and its threads
-    must not be waited for.  In this order: stderr silenced (``silence``: whatever
+    must not be waited for.  A run that had failed before the Ctrl-C (``failing``)
+    leaves as that failure instead: its lines (unless printed already) and status 1.  In this order: stderr silenced (``silence``: whatever
     the threads still do is not shown), the run's processes ended (SDK workers of
     direct_multiprocess, job servers), nothing more can be made in ``$TMPDIR``,
     the temporary files deleted (the run's cleanups, its temporary folder), the
@@ -1231,8 +1266,10 @@ def exit_interrupted(prog: str) -> None:
     delete()
     with contextlib.suppress(Exception):
         sys.stdout.flush()
-    line = (interrupted_message(prog) + "\n").encode("utf-8", "replace")
+    failed = _RUN["failure"] is not None
+    text = _failure_text() if failed else interrupted_message(prog) + "\n"
     with contextlib.suppress(Exception):
-        os.write(_RUN["line_fd"] if _RUN["line_fd"] is not None else 2, line)
+        os.write(_RUN["line_fd"] if _RUN["line_fd"] is not None else 2,
+                 text.encode("utf-8", "replace"))
     delete()
-    os._exit(130)
+    os._exit(1 if failed else 130)

@@ -159,15 +159,13 @@ def tmpdir_folder(tmp_path):
     return folder
 
 
-@pytest.mark.parametrize("point", ["before", "failed_cleanup"])
-def test_ctrl_c_before_the_commit_leaves_the_committed_dataset(tmp_path, tmpdir_folder, point):
-    """Before the pipeline, and while a failed run (too many bad lines) is cleaned up:
-    status 130, one line, the first generation byte for byte, $TMPDIR empty."""
+def test_ctrl_c_before_the_commit_leaves_the_committed_dataset(tmp_path, tmpdir_folder):
+    """Before the pipeline: status 130, one line, the first generation byte for byte,
+    $TMPDIR empty."""
     before = commit_once(tmp_path)
     assert os.listdir(tmpdir_folder) == []
-    more = ("--max_bad_fraction", "0") if point == "failed_cleanup" else ()
-    proc = start(tmp_path, point, *flags(tmp_path, *more))
-    out, err = interrupt_at(proc, point)
+    proc = start(tmp_path, "before", *flags(tmp_path))
+    out, err = interrupt_at(proc, "before")
     assert proc.returncode == 130, err
     assert err[-1] == CANCELLED and "Traceback" not in "\n".join(err)
     assert [line for line in err if "interrupted" in line] == [CANCELLED]
@@ -175,6 +173,48 @@ def test_ctrl_c_before_the_commit_leaves_the_committed_dataset(tmp_path, tmpdir_
     assert committed(tmp_path) == before
     no_temporaries(tmp_path)
     assert os.listdir(tmpdir_folder) == []
+
+
+BAD_LINES = ("prepare_corpus failed: not writing the manifest: 3 of 400 lines are bad "
+             "(0.75%), above --max_bad_fraction 0; see the dead letters in ")
+
+
+@pytest.mark.parametrize("point", ["failed_cleanup", "exit"])
+def test_ctrl_c_after_a_run_failed_shows_the_failure(tmp_path, tmpdir_folder, point):
+    """A run that failed (too many bad lines), then Ctrl-C while it is cleaned up, or
+    while the process ends after its lines: the failure is what the user sees (its
+    line and the log file's, once), status 1, not "cancelled"; the first generation
+    byte for byte; $TMPDIR holds only the log file the lines name."""
+    before = commit_once(tmp_path)
+    proc = start(tmp_path, point, *flags(tmp_path, "--max_bad_fraction", "0"))
+    out, err = interrupt_at(proc, point)
+    assert proc.returncode == 1, err
+    said = [line for line in err if not PLAIN.match(line)]
+    assert len(said) == 2 and said[0].startswith(BAD_LINES), err
+    log = said[1].removeprefix("  (full log: ").removesuffix(")")
+    assert os.listdir(tmpdir_folder) == [os.path.basename(log)]
+    assert not [line for line in err if "interrupted" in line or "Traceback" in line]
+    assert committed(tmp_path) == before
+    no_temporaries(tmp_path)
+
+
+def test_ctrl_c_while_a_failed_run_is_cleaned_up_in_this_process(tmp_path, monkeypatch, capsys):
+    """The same, the job's main called in this process: SystemExit 1 and the failure's
+    lines, no interrupted line."""
+    original = prepare_corpus.discard_failed_run
+
+    def discard(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C while the failed run is cleaned up
+        time.sleep(0.05)
+        return original(*args, **kwargs)
+    monkeypatch.setattr(prepare_corpus, "discard_failed_run", discard)
+    with pytest.raises(SystemExit) as exit_:
+        prepare_corpus.main(["--output_roots", f"{tmp_path / 'a'}", "--run_config", "direct",
+                             "--no_near_dedup", "--max_bad_fraction", "0"])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "failed" in line or "interrupted" in line] == [
+        BAD_LINES + str(tmp_path / "a" / "corpus" / "_audit" / "last_run")], err
 
 
 @pytest.mark.parametrize("point", ["promote", "report", "exit", "exit_dataprep"])
