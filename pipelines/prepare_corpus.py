@@ -293,6 +293,18 @@ def read_lineage(directory: str, inputs: list[dict]) -> list[dict]:
     return [{**entry, "xxh3_64": digests.get(entry["path"])} for entry in inputs]
 
 
+def committed_generation(directory: str, base: str | None) -> str:
+    """How the interrupted line names what a finished run committed: ``generation 2 at
+    out/a/corpus`` (``, unchanged`` when it is the generation the run started from:
+    a rerun of the same inputs rewrites the same bytes)."""
+    try:
+        manifest = load_manifest(directory)
+    except Exception:  # noqa: BLE001 - the line still says it is committed
+        return directory
+    same = ", unchanged" if manifest.get("digest") == base else ""
+    return f"generation {manifest.get('generation')} at {directory}{same}"
+
+
 def corpus_config(args, roots, placement=None, codec="zstd:level=3",
                   codec_choice=None, near_config=None) -> CorpusConfig:
     """Parsed flags (and what ``run`` resolved from them) -> the job's config."""
@@ -421,15 +433,20 @@ def run(argv=None) -> dict:
                         discard_failed_run(uris, args.dataset)
                         if progress.finished():
                             # committed, then cut short (a second Ctrl-C while its last
-                            # steps ended): the generation's audit files are its own
+                            # steps ended): the generation's audit files are its own,
+                            # and the interrupted line names it
                             _promote_audit(directories[0])
+                            progress.committed_as(committed_generation(directories[0], base))
                         else:
                             # a failed run leaves no shard that the committed generation
                             # does not use, and that generation's audit files as they were
                             _keep_failed_audit(directories[0])
                         _delete_spills(directories[0])
                     raise
+                # from the commit to the last line printed a Ctrl-C waits: the audit
+                # files, the report and the summary (naming the store) all come first
                 held.enter_context(progress.deferred_interrupts())
+                progress.committed_as(committed_generation(directories[0], base))
                 _delete_spills(directories[0])
                 _promote_audit(directories[0])
             finally:
@@ -460,12 +477,13 @@ def run(argv=None) -> dict:
                               resolved_flags(args, codec, near_config), str(runner), extra,
                               options=options, result=result, inputs=inputs, pipeline=pipeline)
         write_report(report, directories)
-    print(summary_table(values))
-    print()
-    print(balance_table(balance))
-    print(f"\nstore: {directories[0]}  (replicas on {len(roots)} root(s), R={args.replication})")
-    print(f"report: {join(directories[0], AUDIT_DIR, REPORT_HTML)}  (and run_report.json; "
-          f"dataprep report {directories[0]} re-renders it)")
+        print(summary_table(values))
+        print()
+        print(balance_table(balance))
+        print(f"\nstore: {directories[0]}  (replicas on {len(roots)} root(s), "
+              f"R={args.replication})")
+        print(f"report: {join(directories[0], AUDIT_DIR, REPORT_HTML)}  (and run_report.json; "
+              f"dataprep report {directories[0]} re-renders it)", flush=True)
     return report
 
 

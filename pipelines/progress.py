@@ -682,7 +682,7 @@ class Interrupted(Exception):
 # it: ``failing``); ``said``: its lines are printed; ``job``: the job's name (run_temp_dir).
 _RUN = {"temp": None, "base": None, "finished": False, "log": None, "cleanups": [],
         "stderr_fd": None, "line_fd": None, "depth": 0, "saved": None, "failure": None,
-        "said": False, "job": None}
+        "said": False, "job": None, "committed_as": None}
 _TEMP_LOCK = threading.Lock()
 # where tempfile points once an interrupted run's folder is deleted: nothing can be
 # made there (a path under /dev/null), so a thread still running makes no new folder
@@ -691,12 +691,15 @@ UNUSABLE_TEMP = os.path.join(os.devnull, "dataprep-interrupted")
 
 def interrupted_message(prog: str) -> str:
     """The one line printed on Ctrl-C: before the job finished, or after (its output
-    committed, only the report or the exit was cut short).  ``prog``: the program
+    committed, only the report or the exit was cut short; naming what was committed,
+    ``committed_as``: ``... its output is committed (generation 2 at out/a/corpus)
+    and ...``).  ``prog``: the program
     name the command's usage errors use (``pipelines.cli.prog_of``:
     ``dataprep prepare-corpus``, ``python -m pipelines.prepare_corpus``)."""
     if _RUN["finished"]:
-        return (f"{prog}: interrupted after the job finished; its output is committed and "
-                "its temporary files deleted")
+        what = f" ({_RUN['committed_as']})" if _RUN["committed_as"] else ""
+        return (f"{prog}: interrupted after the job finished; its output is committed{what} "
+                "and its temporary files deleted")
     return f"{prog}: interrupted; the job was cancelled and its temporary files deleted"
 
 
@@ -821,7 +824,7 @@ def run_temp_dir(job: str | None = None):
             os.environ.update(TMPDIR=path, **{GATE_ENV: os.path.join(path, "commit-gate")})
             open_commit_gate()
             _RUN.update(temp=path, base=base, finished=False, log=None, cleanups=[],
-                        failure=None, said=False, job=job)
+                        failure=None, said=False, job=job, committed_as=None)
         path = _RUN["temp"]
     try:
         yield path
@@ -962,6 +965,12 @@ def worker_pool_hint(options, err: BaseException) -> str | None:
 def finished() -> bool:
     """Has the current run's job committed its output (``run_pipeline``)?"""
     return _RUN["finished"]
+
+
+def committed_as(text: str) -> None:
+    """What the finished run committed, as the interrupted line names it
+    (``generation 2 at out/a/corpus``)."""
+    _RUN["committed_as"] = text
 
 
 def _close_gate_and_check(committed) -> bool:

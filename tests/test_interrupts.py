@@ -10,6 +10,7 @@ dataset either unchanged (before the commit) or the new generation whole, with
 its audit files and report (after it).
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,8 +29,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the program name of the usage errors: the driver runs the job as python -m does
 PROG = "python -m pipelines.prepare_corpus"
 CANCELLED = f"{PROG}: interrupted; the job was cancelled and its temporary files deleted"
-FINISHED = (f"{PROG}: interrupted after the job finished; its output is committed and "
-            "its temporary files deleted")
+def finished_line(tmp_path, generation=1, prog=PROG, unchanged=False) -> str:
+    """The interrupted line of a run that committed: naming the generation and store."""
+    return (f"{prog}: interrupted after the job finished; its output is committed "
+            f"(generation {generation} at {tmp_path / 'a' / 'corpus'}"
+            f"{', unchanged' if unchanged else ''}) and its temporary files deleted")
 TEMPORARY = ("beam-temp", ".tmp-", ".runs-", ".lock")
 
 # point -> (module attribute wrapped, where it is looked up)
@@ -221,19 +225,21 @@ def test_ctrl_c_while_a_failed_run_is_cleaned_up_in_this_process(tmp_path, monke
 def test_ctrl_c_after_the_commit_ends_with_the_new_generation_whole(tmp_path, tmpdir_folder,
                                                                     point):
     """While the audit files move, while the report is written, and after the report
-    line was printed (exit hooks): status 130 (not -2), one line, no traceback; the
-    generation is committed with its audit files and its report on both roots."""
+    line was printed (exit hooks): status 130 (not -2), one line naming the committed
+    generation and store, no traceback; the summary on stdout all the same (the
+    Ctrl-C waits for its last line); the generation is committed with its audit files
+    and its report on both roots."""
     proc = start(tmp_path, point, *flags(tmp_path))
     out, err = interrupt_at(proc, point)
-    finished = (FINISHED.replace(PROG, "dataprep prepare-corpus") if point == "exit_dataprep"
-                else FINISHED)
+    finished = finished_line(tmp_path, prog="dataprep prepare-corpus"
+                             if point == "exit_dataprep" else PROG)
     assert proc.returncode == 130, err
     assert err[-1] == finished and "Traceback" not in "\n".join(err)
     assert [line for line in err if "interrupted" in line] == [finished]
     assert err[-2].startswith("prepare_corpus done in ")
-    printed = [line for line in out if line.startswith("report: ")]
-    # held steps come before the last lines
-    assert bool(printed) == point.startswith("exit")
+    assert [line.rstrip("\n") for line in out if line.startswith("store: ")] == [
+        f"store: {tmp_path / 'a' / 'corpus'}  (replicas on 2 root(s), R=2)"]
+    assert out[-1].startswith("report: ")
     for root in ("a", "b"):
         dataset = tmp_path / root / "corpus"
         assert store.load_manifest(str(dataset))["generation"] == 1
@@ -332,9 +338,11 @@ def interrupt_lines(prog: str) -> dict[str, str]:
     """The one line a Ctrl-C may end with -> what it says became of the run."""
     return {f"{prog}: interrupted": "starting",   # still importing: no run yet
             f"{prog}: interrupted; the job was cancelled and its temporary files deleted":
-                "cancelled",
-            f"{prog}: interrupted after the job finished; its output is committed and its "
-            "temporary files deleted": "finished"}
+                "cancelled"}
+
+
+FINISHED_LINE = re.compile(r"(.*): interrupted after the job finished; its output is committed "
+                           r"\(generation \d+ at (\S+)\) and its temporary files deleted")
 
 
 def check_moment(outcome, prog, terminal, tmp_path, tmpdir, before) -> list[str]:
@@ -344,6 +352,11 @@ def check_moment(outcome, prog, terminal, tmp_path, tmpdir, before) -> list[str]
     said = "done" if outcome.code == 0 else None
     if outcome.code == 130:
         said = interrupt_lines(prog).get(lines[-1] if lines else "")
+        finished = FINISHED_LINE.fullmatch(lines[-1]) if lines else None
+        if finished and finished.groups() == (prog, str(tmp_path / "a" / "corpus")):
+            said = "finished"
+            if "report: " not in outcome.stdout:   # the summary, the Ctrl-C waited for it
+                problems.append("a finished run printed no report line")
         if said is None:
             problems.append(f"last stderr line {lines[-1:]} is not an interrupted line")
         for line in lines[:-1]:   # before it: progress only, no summary, no traceback
@@ -458,7 +471,8 @@ def test_ctrl_c_after_the_commit_inside_the_pipeline_finishes_the_job(tmp_path, 
                            *flags(tmp_path)], capture_output=True, text=True, timeout=600,
                           env=env(tmpdir_folder), cwd=tmp_path)
     assert proc.returncode == 130, proc.stderr
-    assert proc.stderr.splitlines()[-1] == FINISHED, proc.stderr
+    assert proc.stderr.splitlines()[-1] == finished_line(tmp_path), proc.stderr
+    assert proc.stdout.splitlines()[-1].startswith("report: ")   # the summary is printed
     dataset = tmp_path / "a" / "corpus"
     manifest = store.load_manifest(str(dataset))
     assert manifest["generation"] == 1
