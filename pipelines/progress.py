@@ -975,12 +975,14 @@ def committed_as(text: str) -> None:
 
 def _close_gate_and_check(committed) -> bool:
     """After a Ctrl-C: no commit starts any more; then, did the run commit (its output
-    is the new generation: the job finished)?  Sets ``finished()``."""
-    from transforms.storage.commit import close_commit_gate
+    is the new generation, or the same bytes again: the job finished)?  ``committed()``
+    (the generation changed) or a commit of the run ended
+    (``transforms.storage.commit.run_committed``).  Sets ``finished()``."""
+    from transforms.storage.commit import close_commit_gate, run_committed
     close_commit_gate()
     if committed is not None:
         try:
-            done = bool(committed())
+            done = run_committed() or bool(committed())
         except Exception:  # noqa: BLE001 - unreadable now: not known to be committed
             done = False
         if done:

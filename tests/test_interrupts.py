@@ -486,6 +486,26 @@ def test_ctrl_c_after_the_commit_inside_the_pipeline_finishes_the_job(tmp_path, 
     assert os.listdir(tmpdir_folder) == []
 
 
+def test_ctrl_c_after_a_rerun_rewrote_the_same_manifest_says_it_is_committed(tmp_path,
+                                                                              tmpdir_folder):
+    """A rerun of the same inputs commits the same bytes (the generation and digest
+    unchanged); a Ctrl-C right after that commit finishes the job as any commit does:
+    130, the line naming the generation as unchanged, the summary printed, the
+    dataset byte for byte as the first run left it (its report aside)."""
+    before = commit_once(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", DRIVER, "committed", POINTS["committed"],
+                           *flags(tmp_path)], capture_output=True, text=True, timeout=600,
+                          env=env(tmpdir_folder), cwd=tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.splitlines()[-1] == finished_line(tmp_path, unchanged=True)
+    assert proc.stdout.splitlines()[-1].startswith("report: ")
+    report = "/_audit/run_report."
+    assert {k: v for k, v in committed(tmp_path).items() if report not in k} == \
+        {k: v for k, v in before.items() if report not in k}
+    no_temporaries(tmp_path)
+    assert os.listdir(tmpdir_folder) == []
+
+
 @pytest.mark.parametrize("job", ["prepare_corpus", "compress_arrays"])
 def test_ctrl_c_while_the_lock_is_taken_releases_it(tmp_path, monkeypatch, capsys, job):
     """A Ctrl-C that comes while the dataset's lock is being taken (held until it is

@@ -452,8 +452,9 @@ def referenced(manifest: dict, index: int) -> set[str]:
 
 GATE_ENV = "DATAPREP_COMMIT_GATE"   # a local file every process of one run shares
 _GATE_CLOSED = b"closed"
+_GATE_COMMITTED = b"committed"   # at offset len(_GATE_CLOSED): a commit of the run ended
 _gate = threading.Lock()
-_gate_state = {"closed": False}
+_gate_state = {"closed": False, "committed": False}
 
 
 class CommitRefused(StoreError):
@@ -476,6 +477,7 @@ def commit_gate():
         path = os.environ.get(GATE_ENV)
         if not path:
             yield
+            _gate_state["committed"] = True
             return
         import fcntl
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -484,6 +486,8 @@ def commit_gate():
             if os.pread(fd, len(_GATE_CLOSED), 0) == _GATE_CLOSED:
                 raise CommitRefused("not committing: the run was interrupted")
             yield
+            _gate_state["committed"] = True
+            os.pwrite(fd, _GATE_COMMITTED, len(_GATE_CLOSED))
         finally:
             os.close(fd)   # releases the flock
 
@@ -512,7 +516,25 @@ def close_commit_gate() -> None:
 def open_commit_gate() -> None:
     """Commits allowed again in this process (a new run starts)."""
     with _gate:
-        _gate_state["closed"] = False
+        _gate_state.update(closed=False, committed=False)
+
+
+def run_committed() -> bool:
+    """Did a commit of this run end (``commit_gate``), in this process or one of the
+    run's worker processes (``$DATAPREP_COMMIT_GATE``)?  True also for a commit that
+    rewrote the same bytes (a rerun of the same inputs keeps its generation and
+    digest, so the digest cannot tell).  Ask after ``close_commit_gate``."""
+    if _gate_state["committed"]:
+        return True
+    path = os.environ.get(GATE_ENV)
+    if not path:
+        return False
+    try:
+        with open(path, "rb") as f:
+            f.seek(len(_GATE_CLOSED))
+            return f.read(len(_GATE_COMMITTED)) == _GATE_COMMITTED
+    except OSError:
+        return False
 
 
 def commit_generation(body: dict, dataset: str, roots: list[str], base: str | None) -> dict:
