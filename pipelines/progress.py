@@ -330,11 +330,16 @@ class PlainDisplay:
 
 
 # The terminal bar's columns in display order, and the order they are dropped in
-# when the line would not fit the terminal (the job, documents and stage always stay;
-# the bar first shrinks to BAR_MIN cells).  The stage is last: it takes what the
-# line has left, so a longer stage name never moves the bar or the numbers.
+# when the line would not fit the terminal: what matters least goes first (the job's
+# name, which the command line already says; the bar, which the bytes read also
+# show; the elapsed time; the ETA; the rate), then the counts (bytes read, then
+# documents); the stage is never dropped.  Once the stage is all that is left it takes
+# the whole width (cut with an ellipsis only when narrower than its name).  The stage
+# is last: it takes what the line has left, so a longer stage name never moves the
+# bar or the numbers; a column is dropped before the stage would get fewer than
+# ``STAGE_CELLS`` cells (its name readable).
 BAR_COLUMNS = ("job", "bar", "read", "rate", "documents", "elapsed", "eta", "stage")
-DROP_ORDER = ("rate", "elapsed", "bar", "eta", "read")
+DROP_ORDER = ("job", "bar", "elapsed", "eta", "rate", "read", "documents")
 BAR_MIN, BAR_MAX = 10, 40
 BAR_FILLED, BAR_FULL, BAR_TO_GO = "magenta", "green", "bright_black"
 COUNT_CELLS = 7      # count_text's widest: "999,999", "9.99M"
@@ -349,15 +354,16 @@ def fit_columns(widths: dict[str, int], width: int) -> tuple[list[str], int]:
     width: ``(names in display order, bar cells)`` (0: no bar).
 
     ``widths``: cells of each text column (its fixed width, ``reserved_widths``; a
-    column of width 0 is not shown); columns are one cell apart; the bar takes what is left,
-    at most ``BAR_MAX``.  Columns go in ``DROP_ORDER`` until the line fits (the bar
-    goes when fewer than ``BAR_MIN`` cells are left); if even the job, documents
-    and stage do not fit, they are shown and the table cuts them with an ellipsis.
-    The same widths give the same answer: the bar keeps its width for a run.
+    column of width 0 is not shown); columns are one cell apart; the bar takes what is
+    left, at most ``BAR_MAX``, at least ``BAR_MIN``.  Columns go in ``DROP_ORDER``
+    until the line fits: the job's name, the bar, the elapsed time, the ETA, the rate,
+    the bytes read, the documents; the stage stays (alone, the table cuts it with an
+    ellipsis if even its reservation does not fit).  The same widths give the same
+    answer: the bar keeps its width for a run.
 
-    >>> fit_columns({"job": 14, "read": 15, "rate": 10, "documents": 11, "stage": 9,
-    ...              "elapsed": 7, "eta": 12}, 60)
-    (['job', 'read', 'documents', 'stage'], 0)
+    >>> fit_columns({"job": 14, "read": 15, "rate": 12, "documents": 12, "stage": 10,
+    ...              "elapsed": 8, "eta": 12}, 80)
+    (['read', 'rate', 'documents', 'elapsed', 'eta', 'stage'], 0)
     """
     shown = [n for n in BAR_COLUMNS if n == "bar" or widths.get(n, 0) > 0]
     for drop in (None,) + DROP_ORDER:
