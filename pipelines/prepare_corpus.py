@@ -25,7 +25,8 @@ from transforms.reduction.codec_choice import (
 from transforms.reduction.filters.recipes import shipped_recipes
 from transforms.reduction.filters.sampling import DEFAULT_SEED
 from transforms.reduction.near_dedup import cluster_histogram
-from transforms.storage.commit import committed_digest, discard_failed_run, newest, survey_roots
+from transforms.storage.commit import (
+    committed_digest, discard_failed_run, is_local, leave_nothing_behind, newest, survey_roots)
 from transforms.storage.placement import Placement, parse_rules
 from transforms.storage.report import (
     REPORT_HTML, RunClock, build_report, counters, dead_letter_examples, distributions,
@@ -410,6 +411,7 @@ def run(argv=None) -> dict:
             pipeline | "PrepareCorpus" >> PrepareCorpus(config)
             lock = DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock)
             uris = [r.uri for r in roots]
+            made = [u for u in uris if is_local(u) and not os.path.lexists(u)]
             try:
                 # inside the try whose finally releases it: a Ctrl-C held while the lock
                 # was taken is raised after it, and the release still runs (only locks
@@ -428,7 +430,7 @@ def run(argv=None) -> dict:
                         # finished = the run's generation is committed, wherever the
                         # Ctrl-C or failure came from
                         committed=lambda: committed_digest(uris, args.dataset) != base)
-                except BaseException:
+                except BaseException as err:
                     with progress.deferred_interrupts():
                         discard_failed_run(uris, args.dataset)
                         if progress.finished():
@@ -437,6 +439,9 @@ def run(argv=None) -> dict:
                             # and the interrupted line names it
                             _promote_audit(directories[0])
                             progress.committed_as(committed_generation(directories[0], base))
+                        elif isinstance(err, (KeyboardInterrupt, progress.Interrupted)):
+                            # a cancelled run's audit files say nothing: none stay
+                            _delete_tree(join(directories[0], AUDIT_DIR, LAST_RUN))
                         else:
                             # a failed run leaves no shard that the committed generation
                             # does not use, and that generation's audit files as they were
@@ -451,7 +456,7 @@ def run(argv=None) -> dict:
                 _promote_audit(directories[0])
             finally:
                 with progress.deferred_interrupts():
-                    lock.release()
+                    leave_nothing_behind(lock, directories, made, progress.finished())
         finally:
             if receiver is not None:
                 receiver.close()

@@ -506,6 +506,36 @@ def test_ctrl_c_after_a_rerun_rewrote_the_same_manifest_says_it_is_committed(tmp
     assert os.listdir(tmpdir_folder) == []
 
 
+@pytest.mark.parametrize("ending", ["failed", "cancelled", "failed_with_dead_letters"])
+def test_a_first_run_that_commits_nothing_leaves_no_folder(tmp_path, monkeypatch, capsys,
+                                                           ending):
+    """A first run that fails or is cancelled after it made its folders (the dataset
+    folders, ``_audit/last_run/``, a partition folder): none stays, nor the root it
+    created; a root that was there before stays as it was; a failed run's dead
+    letters stay, with the folders that hold them."""
+    from pipelines import progress
+    (tmp_path / "b").mkdir()   # a root made by the user: kept
+
+    def run_pipeline(pipeline, **kwargs):
+        last_run = tmp_path / "a" / "corpus" / "_audit" / "last_run"
+        last_run.mkdir(parents=True)
+        (tmp_path / "b" / "corpus" / "lang=en").mkdir(parents=True)
+        if ending == "failed_with_dead_letters":
+            (last_run / "dead_letters-00000-of-00001.jsonl.zst").write_bytes(b"x")
+        raise KeyboardInterrupt if ending == "cancelled" else RuntimeError("boom")
+    monkeypatch.setattr(progress, "run_pipeline", run_pipeline)
+    with pytest.raises(SystemExit) as exit_:
+        prepare_corpus.main(["--output_roots", f"{tmp_path / 'a'},{tmp_path / 'b'}",
+                             "--run_config", "direct", "--no_near_dedup"])
+    assert exit_.value.code == (130 if ending == "cancelled" else 1)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    if ending == "failed_with_dead_letters":
+        assert left == ["a", "a/corpus", "a/corpus/_audit", "a/corpus/_audit/last_run",
+                        "a/corpus/_audit/last_run/dead_letters-00000-of-00001.jsonl.zst", "b"]
+    else:
+        assert left == ["b"]
+
+
 @pytest.mark.parametrize("job", ["prepare_corpus", "compress_arrays"])
 def test_ctrl_c_while_the_lock_is_taken_releases_it(tmp_path, monkeypatch, capsys, job):
     """A Ctrl-C that comes while the dataset's lock is being taken (held until it is

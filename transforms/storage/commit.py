@@ -626,6 +626,41 @@ def _put_manifest_if_unchanged(path: str, data: bytes, base: str | None, sealed:
         s3_put(path, data)
 
 
+def remove_empty_folders(directory: str, itself: bool = True) -> None:
+    """Remove the empty folders under a local ``directory``, deepest first, and (with
+    ``itself``) ``directory`` once it is empty: what a run that committed nothing
+    leaves (``_audit/last_run/``, partition folders, the dataset folder of a first
+    run).  A folder holding anything (a file, a link, another run's lock) stays; a
+    URI is left alone (object stores have no folders)."""
+    if not is_local(directory) or not os.path.isdir(directory) or os.path.islink(directory):
+        return
+    for top, _, _ in os.walk(directory, topdown=False):
+        if top != directory or itself:
+            with contextlib.suppress(OSError):   # not empty: kept
+                os.rmdir(top)
+
+
+def leave_nothing_behind(lock, directories: list[str], made: list[str],
+                         committed: bool) -> None:
+    """Release a job's dataset ``lock``; when the run ``committed`` nothing (it failed
+    or was cancelled), remove the empty folders it leaves: under the dataset folders
+    while the lock is still held (``_audit/last_run/``, ``_audit/``, partition
+    folders), then the dataset folders themselves if empty (a first run's), and the
+    roots in ``made`` (local roots that did not exist before the run) if empty.  A
+    failed run's dead letters, and anything else, keep their folders.  A lock this
+    run did not take (held by another run) only releases: those folders are not ours."""
+    ours = bool(lock.held)
+    if ours and not committed:
+        for directory in directories:
+            remove_empty_folders(directory, itself=False)
+    lock.release()
+    if ours and not committed:
+        for folder in list(directories) + list(made):
+            if is_local(folder):
+                with contextlib.suppress(OSError):   # holding anything (a new lock): kept
+                    os.rmdir(folder)
+
+
 def discard_uncommitted(entries: list[dict], dataset: str, roots: list[str]) -> None:
     """A failed run removes the shard files it wrote that no committed manifest references."""
     keep = set()
@@ -829,8 +864,14 @@ class DatasetLock:
     @staticmethod
     def _create(directory, path, info):
         if is_local(path):
-            os.makedirs(directory, exist_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            for attempt in range(3):
+                os.makedirs(directory, exist_ok=True)
+                try:
+                    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                    break
+                except FileNotFoundError:   # an ending run removed the empty folder
+                    if attempt == 2:
+                        raise
             with os.fdopen(fd, "wb") as f:
                 f.write(info)
             return
