@@ -304,7 +304,8 @@ def summary_line(job: str, snap: Snapshot, elapsed: float, status: str, unit: st
 
 
 class PlainDisplay:
-    """One line per ``interval`` seconds (and one at the end)."""
+    """One line per ``interval`` seconds, one with the totals at the end (``close``),
+    then the summary line."""
 
     def __init__(self, job, stream, total_bytes, unit="documents", interval=PLAIN_INTERVAL):
         self.job, self.stream, self.total, self.unit = job, stream, total_bytes, unit
@@ -320,10 +321,15 @@ class PlainDisplay:
             self.stream.flush()
 
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
-        """The summary line for status ``done``; none for ``interrupted`` (the
-        interrupted line that follows is the only one: a summary would claim what
-        was not done) nor for ``failed`` (the failure's line follows, at most two
-        lines in all: ``pipelines.cli.failure_lines``)."""
+        """A last progress line with the run's totals (a run shorter than the interval
+        printed only its first, all-zero line), then the summary line for status
+        ``done``; neither for ``interrupted`` (the interrupted line that follows is the
+        only one: a summary would claim what was not done); no summary for ``failed``
+        (the failure's line follows, at most two lines in all:
+        ``pipelines.cli.failure_lines``)."""
+        if status != "interrupted":
+            self.stream.write(plain_line(self.job, snap, elapsed, self.total, self.unit,
+                                         self.read_clock(snap, elapsed)) + "\n")
         if status == "done":
             self.stream.write(summary_line(self.job, snap, elapsed, status, self.unit) + "\n")
         self.stream.flush()

@@ -527,6 +527,39 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path, run_config):
     assert report["counters"]["read/records"] == 397
 
 
+@pytest.mark.parametrize("status, last", [
+    ("done", ["job 0:00:02 stage=Store documents=397 read=200.0 KiB/200.0 KiB (100%) "
+              "rate=100.0 KiB/s", "job done in 2.0s: 397 documents, 200.0 KiB read"]),
+    ("failed", ["job 0:00:02 stage=Store documents=397 read=200.0 KiB/200.0 KiB (100%) "
+                "rate=100.0 KiB/s"]),
+    ("interrupted", []),
+])
+def test_the_plain_display_ends_with_the_totals(status, last):
+    """A run shorter than the interval: its first, all-zero line, then a line with the
+    totals (done or failed), then the summary (done); an interrupted run's display
+    ends where it was (its interrupted line follows alone)."""
+    import io
+    out = io.StringIO()
+    display = progress.PlainDisplay("job", out, 200 << 10, interval=100.0)
+    display.update(progress.Snapshot(0, 0, None), 0.0)
+    display.update(progress.Snapshot(397, 200 << 10, "Store"), 2.0)   # within the interval
+    display.close(progress.Snapshot(397, 200 << 10, "Store"), 2.0, status)
+    assert out.getvalue().splitlines() == [
+        "job 0:00:00 stage=starting documents=0 read=0 B/200.0 KiB (0%) rate=0 B/s"] + last
+
+
+def test_a_short_run_on_a_pipe_ends_with_its_totals(tmp_path):
+    proc = subprocess.run(job(tmp_path), capture_output=True, text=True, timeout=300,
+                          env=env(DATAPREP_PROGRESS_INTERVAL="100"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 3 and all(PLAIN.match(line) for line in lines[:2]), lines
+    assert " documents=0 " in lines[0]
+    assert re.search(r" documents=397 read=208\.9 KiB/208\.9 KiB \(100%\) rate=", lines[1])
+    assert re.fullmatch(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read",
+                        lines[2])
+
+
 def test_log_level_info_lets_beam_logs_through(tmp_path):
     proc = subprocess.run(job(tmp_path, "--log_level", "info"), capture_output=True,
                           text=True, timeout=300, env=env(DATAPREP_PROGRESS_INTERVAL="100"))
