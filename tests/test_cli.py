@@ -765,9 +765,10 @@ def test_a_run_in_progress_is_information_and_exit_0(copied, capsys):
         # repair waits for no one: it needs the lock, and says who holds it
         code, _, err = dataprep_exit(capsys, argv + ["--repair"])
         assert code == PROBLEM
-        assert err.splitlines()[-1].startswith(f"verify_store failed: {sorted(folders)[0]}/"
+        assert err.splitlines()[-2].startswith(f"verify_store failed: {sorted(folders)[0]}/"
                                                f".lock is held by {who} (that process is "
                                                "still running)")
+        assert err.splitlines()[-1] == "hint: wait for that run to end, then run again"
     # the same files once the lock's process is gone: a stale lock and leftovers
     for folder in folders:
         with open(os.path.join(folder, ".lock"), "w") as f:

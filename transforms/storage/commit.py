@@ -83,7 +83,12 @@ class ConcurrentWriteError(StoreError):
 
 
 class DatasetLocked(StoreError):
-    """The dataset's lock is held by another writer (or was left by a killed run)."""
+    """The dataset's lock is held by another writer (or was left by a killed run).
+    ``hint``: what to do, by whether the holder still runs (``DatasetLock``)."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
 
 
 # ---------------------------------------------------------------- names and paths
@@ -859,7 +864,7 @@ class DatasetLock:
                 self._create(directory, path, info)
             except FileExistsError:
                 self.release()
-                raise DatasetLocked(self._message(path)) from None
+                raise DatasetLocked(*self._message(path)) from None
 
     @staticmethod
     def _create(directory, path, info):
@@ -890,12 +895,27 @@ class DatasetLock:
             raise FileExistsError(path)
         write_atomically(path, info)
 
-    def _message(self, path):
+    @staticmethod
+    def _message(path) -> tuple[str, str]:
+        """(message, hint) for a lock found held: ``--break_lock`` is suggested only
+        when its holder is gone, or cannot be seen from here (another host, a lock
+        that cannot be read), never while it runs."""
         holder = read_lock(path) or LockHolder(path)
-        alive = {True: " (that process is still running)",
-                 False: " (that process is gone: the lock is stale)", None: ""}[holder.alive]
-        return (f"{path} is held by {holder.describe()}{alive}; one writer "
-                "per dataset. If no other run is writing it, rerun with --break_lock")
+        if holder.host == "?":
+            return (f"{path} is held by a writer that cannot be told (the lock cannot be "
+                    "read); one writer per dataset",
+                    "if no other run is writing this dataset, rerun with --break_lock")
+        who = f"{path} is held by {holder.describe()}"
+        if holder.alive:
+            return (f"{who} (that process is still running); one writer per dataset",
+                    "wait for that run to end, then run again")
+        if holder.alive is False:
+            return (f"{who} (that process is gone: the lock is stale)",
+                    "rerun with --break_lock to remove it")
+        where = "another host: " if holder.host != platform.node() else ""
+        return (f"{who} ({where}whether that process still runs cannot be told from "
+                "here); one writer per dataset",
+                "if that run is not running any more, rerun with --break_lock")
 
     def release(self):
         """Delete every lock this one made (a lock file holding another token, or
