@@ -43,8 +43,12 @@ def prog_of(job: str) -> str:
 
 
 def beam_options_command() -> str:
-    """The command that lists Beam's options, as the user invoked us."""
-    return "dataprep beam-options" if INVOKED_AS else "python -m pipelines beam-options"
+    """The command that lists Beam's options, as the user invoked us: ``dataprep
+    beam-options`` (``INVOKED_AS`` ``dataprep <job>``), else ``python -m pipelines
+    beam-options``."""
+    if INVOKED_AS and " " in INVOKED_AS:
+        return INVOKED_AS.rsplit(" ", 1)[0] + " beam-options"
+    return "python -m pipelines beam-options"
 
 
 class _PrintingParser(argparse.ArgumentParser):

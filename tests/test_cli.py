@@ -365,8 +365,48 @@ def test_a_bad_beam_value_as_a_subprocess_is_two_lines_and_no_usage():
                            "--direct_num_workers=abc"], capture_output=True, text=True,
                           cwd=ROOT, env=env(), timeout=120)
     assert (proc.returncode, proc.stdout) == (USAGE, "")
-    assert proc.stderr == ("dataprep prepare-corpus: error: argument --direct_num_workers: "
-                           "invalid int value: 'abc'\n" + BEAM_HINT)
+    assert proc.stderr == ("python -m pipelines prepare-corpus: error: argument "
+                           "--direct_num_workers: invalid int value: 'abc'\n"
+                           + BEAM_HINT.replace("dataprep", "python -m pipelines"))
+
+
+@pytest.mark.parametrize("argv, code, err", [
+    ([], USAGE, "usage: python -m pipelines {list,beam-options,<job>} [FLAGS]   "
+     "(python -m pipelines list shows the subcommands; python -m pipelines --version)"),
+    (["nope"], USAGE, "python -m pipelines: error: unknown subcommand 'nope'"),
+    (["list", "x"], USAGE, "python -m pipelines list: error: unrecognized argument x "
+     "(python -m pipelines list takes none)"),
+    (["verify-store"], USAGE, "python -m pipelines verify-store: error: the following "
+     "arguments are required: --store"),
+])
+def test_python_m_pipelines_names_itself_so(argv, code, err):
+    """``python -m pipelines`` says ``python -m pipelines`` in its usage, errors and
+    listing (as ``python -m pipelines.<job>`` names itself), never ``dataprep``."""
+    proc = subprocess.run([sys.executable, "-m", "pipelines", *argv], capture_output=True,
+                          text=True, cwd=ROOT, env=env(), timeout=120)
+    assert proc.returncode == code
+    assert err in proc.stderr.splitlines() or proc.stderr.startswith(err), proc.stderr
+    assert "dataprep" not in proc.stderr.replace("beam-dataprep", ""), proc.stderr
+    listing = subprocess.run([sys.executable, "-m", "pipelines", "list"], capture_output=True,
+                             text=True, cwd=ROOT, env=env(), timeout=120)
+    assert listing.stdout.splitlines()[0] == (
+        "subcommands (run a job with: python -m pipelines <job> --help, or python -m "
+        "pipelines.<job> --help):")
+
+
+def test_the_start_up_program_name_follows_the_command_line():
+    import pipelines
+    python = sys.executable
+    cases = [([python, "-m", "pipelines"], "python -m pipelines"),
+             ([python, "-m", "pipelines", "list"], "python -m pipelines list"),
+             ([python, "-m", "pipelines", "prepare_corpus"], "python -m pipelines prepare-corpus"),
+             ([python, "-m", "pipelines.__main__", "report"], "python -m pipelines report"),
+             ([python, "-m", "pipelines.verify_store"], "python -m pipelines.verify_store"),
+             (["/venv/bin/dataprep", "prepare-corpus"], "dataprep prepare-corpus"),
+             (["/venv/bin/dataprep"], "dataprep")]
+    for orig, prog in cases:
+        argv = [orig[0]] + orig[3:] if "-m" in orig else orig
+        assert pipelines.startup_prog(argv, orig) == prog, orig
 
 
 # ---------------------------------------------------------------- 5. exit statuses
