@@ -12,6 +12,7 @@ import sys
 import threading
 
 COMMAND = "dataprep"
+MODULE_COMMAND = "python -m pipelines"
 QUICK = ("list", "beam-options", "--version")
 
 
@@ -37,22 +38,25 @@ def job_names() -> set[str]:
 
 def startup_prog(argv=None, orig_argv=None) -> str:
     """The program name this process's usage errors use, from its command line alone:
-    ``python -m pipelines.prepare_corpus``, ``dataprep prepare-corpus`` (also for
-    ``python -m pipelines prepare-corpus``), ``dataprep list``, or ``dataprep``."""
+    ``python -m pipelines.prepare_corpus``, ``dataprep prepare-corpus``, ``python -m
+    pipelines prepare-corpus``, ``dataprep list``, ``dataprep`` or ``python -m
+    pipelines``."""
     argv = sys.argv if argv is None else argv
     orig = list(getattr(sys, "orig_argv", argv) if orig_argv is None else orig_argv)
+    command = COMMAND
     if "-m" in orig[1:] and orig.index("-m", 1) + 1 < len(orig):
         at = orig.index("-m", 1)
         module, rest = orig[at + 1], orig[at + 2:]
         if module not in ("pipelines", "pipelines.__main__"):
             return f"python -m {module}"
+        command = MODULE_COMMAND
     else:
         rest = list(argv[1:])
     if rest and rest[0] in QUICK:
-        return f"{COMMAND} {rest[0]}"
+        return f"{command} {rest[0]}"
     if rest and rest[0] in job_names():
-        return f"{COMMAND} {rest[0].replace('_', '-')}"
-    return COMMAND
+        return f"{command} {rest[0].replace('_', '-')}"
+    return command
 
 
 def _interrupted_while_starting(signum, frame):

@@ -6,8 +6,10 @@
     dataprep beam-options                  every Beam PipelineOptions flag, with help
     dataprep --version
 
-``python -m pipelines`` is the same command.  A subcommand is a job module's
-name with ``-`` for ``_``; its flags are exactly the module's.
+``python -m pipelines`` is the same command, and names itself so in its usage,
+errors and listing (``python -m pipelines prepare-corpus: error: ...``).  A
+subcommand is a job module's name with ``-`` for ``_``; its flags are exactly the
+module's.
 """
 import importlib
 import pkgutil
@@ -17,6 +19,10 @@ import pipelines
 from pipelines.exit_codes import USAGE, nearest
 
 COMMAND = "dataprep"
+MODULE_COMMAND = "python -m pipelines"   # the same command, run as a module
+
+# the command's name as invoked (COMMAND, or MODULE_COMMAND): set by main
+_NAME = [COMMAND]
 
 
 def jobs() -> list[tuple[str, str]]:
@@ -61,25 +67,31 @@ def print_jobs(out=None) -> None:
     out = out or sys.stdout
     listed = subcommands()
     width = max(len(name) for name, _ in listed)
-    print(f"subcommands (run a job with: {COMMAND} <job> --help, or python -m "
+    print(f"subcommands (run a job with: {_NAME[0]} <job> --help, or python -m "
           "pipelines.<job> --help):", file=out)
     for name, summary in listed:
         print(f"  {name:<{width}}  {summary}", file=out)
 
 
-USAGE_LINE = (f"usage: {COMMAND} {{{','.join(name for name, _ in BUILT_IN)},<job>}} [FLAGS]   "
-              f"({COMMAND} list shows the subcommands; {COMMAND} --version)")
+def usage_line(name: str = COMMAND) -> str:
+    return (f"usage: {name} {{{','.join(n for n, _ in BUILT_IN)},<job>}} [FLAGS]   "
+            f"({name} list shows the subcommands; {name} --version)")
 
 
-SUMMARY = (f"{COMMAND}: prepare training data with Apache Beam (dedup, filters, compression, "
-           "a replicated sharded store)")
+def summary(name: str = COMMAND) -> str:
+    return (f"{name}: prepare training data with Apache Beam (dedup, filters, compression, "
+            "a replicated sharded store)")
 
 
-def main(argv=None) -> None:
-    """The ``dataprep`` command; exit statuses as in ``pipelines.exit_codes`` (a
-    closed stdout: 141, Ctrl-C: 130, usage: 2)."""
+USAGE_LINE, SUMMARY = usage_line(), summary()
+
+
+def main(argv=None, command: str = COMMAND) -> None:
+    """The ``dataprep`` command (``command``: its name in usage, errors and the
+    listing; ``python -m pipelines`` as a module); exit statuses as in
+    ``pipelines.exit_codes`` (a closed stdout: 141, Ctrl-C: 130, usage: 2)."""
     from pipelines.exit_codes import guard
-    _PROG[0] = COMMAND
+    _NAME[0] = _PROG[0] = command
     guard(lambda: _PROG[0], _main, argv)
 
 
@@ -100,22 +112,24 @@ def _keyboard_interrupts() -> None:
 
 def _refuse_extra(name: str, rest: list[str]) -> None:
     if rest:
-        print(f"{COMMAND} {name}: error: unrecognized argument{'s' if len(rest) > 1 else ''} "
-              f"{' '.join(rest)} ({COMMAND} {name} takes none)", file=sys.stderr)
+        command = _NAME[0]
+        print(f"{command} {name}: error: unrecognized argument{'s' if len(rest) > 1 else ''} "
+              f"{' '.join(rest)} ({command} {name} takes none)", file=sys.stderr)
         sys.exit(USAGE)
 
 
 def _main(argv=None) -> None:
     program = argv is None
+    command = _NAME[0]
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in names_of_jobs():
         _keyboard_interrupts()   # no job module to import: the rest is quick
     if argv and argv[0] in ("list", "beam-options", "--version"):
-        _PROG[0] = f"{COMMAND} {argv[0]}"
+        _PROG[0] = f"{command} {argv[0]}"
     if not argv or argv[0] in ("-h", "--help"):
         # with no argument: the same text, as an error (exit 2), as argparse does
         out = sys.stdout if argv else sys.stderr
-        print(SUMMARY + "\n\n" + USAGE_LINE + "\n", file=out)
+        print(summary(command) + "\n\n" + usage_line(command) + "\n", file=out)
         print_jobs(out)
         if not argv:
             sys.exit(USAGE)
@@ -132,7 +146,7 @@ def _main(argv=None) -> None:
     if first == "beam-options":
         _refuse_extra("beam-options", rest)
         from pipelines import cli
-        cli.print_beam_options(f"{COMMAND} beam-options")
+        cli.print_beam_options(f"{command} beam-options")
         return
     names = {subcommand(name): name for name, _ in jobs()}
     job = names.get(first) or (first if first in names.values() else None)
@@ -140,14 +154,14 @@ def _main(argv=None) -> None:
         choices = [name for name, _ in subcommands()]
         near = nearest(first, choices)
         hint = f" (did you mean {near}?)" if near else ""
-        print(f"{COMMAND}: error: unknown subcommand {first!r}{hint}; subcommands: "
+        print(f"{command}: error: unknown subcommand {first!r}{hint}; subcommands: "
               f"{', '.join(choices)}", file=sys.stderr)
         sys.exit(USAGE)
     from pipelines import cli
-    cli.INVOKED_AS = _PROG[0] = f"{COMMAND} {subcommand(job)}"
+    cli.INVOKED_AS = _PROG[0] = f"{command} {subcommand(job)}"
     cli.PROGRAM = program
     importlib.import_module(f"pipelines.{job}").main(rest)
 
 
 if __name__ == "__main__":
-    main()
+    main(command=MODULE_COMMAND)

@@ -43,8 +43,12 @@ def prog_of(job: str) -> str:
 
 
 def beam_options_command() -> str:
-    """The command that lists Beam's options, as the user invoked us."""
-    return "dataprep beam-options" if INVOKED_AS else "python -m pipelines beam-options"
+    """The command that lists Beam's options, as the user invoked us: ``dataprep
+    beam-options`` (``INVOKED_AS`` ``dataprep <job>``), else ``python -m pipelines
+    beam-options``."""
+    if INVOKED_AS and " " in INVOKED_AS:
+        return INVOKED_AS.rsplit(" ", 1)[0] + " beam-options"
+    return "python -m pipelines beam-options"
 
 
 class _PrintingParser(argparse.ArgumentParser):
@@ -427,8 +431,40 @@ def root_cause(err: BaseException) -> str:
     return re.sub(r"^(?:(?:[A-Za-z_][\w.]*\.)?\w*(?:Error|Exception): )+", "", last)
 
 
+def failure_lines(job: str, err: BaseException) -> list[str]:
+    """What a failed run prints on stderr, at most two lines: ``<job> failed: <root
+    cause>`` (``root_cause``), then the failure's hint (``err.hint``: ``hint: ...``)
+    and its notes (the run's log file: ``full log: PATH``), in one line:
+    ``hint: wait for it to end (full log: PATH)``, ``  (full log: PATH)``."""
+    lines = [f"{job} failed: {root_cause(err)}"]
+    hint = getattr(err, "hint", None)
+    notes = "; ".join(getattr(err, "__notes__", ()))
+    if hint:
+        lines.append(f"hint: {hint}" + (f" ({notes})" if notes else ""))
+    elif notes:
+        lines.append(f"  ({notes})")
+    return lines
+
+
 class BadPath(ValueError):
-    """A path given on the command line names nothing usable (exit status 2)."""
+    """A path given on the command line names nothing usable (exit status 2).
+    ``hint``: what to try, printed as a second line ``hint: ...`` (``store_hint``),
+    or None."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+def store_hint(path: str, suggest) -> str | None:
+    """The hint for a path that holds no store but is near some
+    (``transforms.storage.store.stores_near``): ``out/a holds the dataset(s) corpus:
+    try --store out/a/corpus`` (printed after ``hint: ``), ``suggest(store path)``
+    giving what to try (the flag or command of the subcommand); None when no store
+    is near."""
+    from transforms.storage.store import stores_near
+    what, stores = stores_near(path)
+    return f"{what}: try {suggest(stores[0])}" if stores else None
 
 
 _REASONS = {errno.ENOENT: "not found", errno.EACCES: "permission denied",
@@ -488,7 +524,7 @@ def run_job(job: str, run, argv=None) -> None:
     def attempt(argv):
         on_sigint(signal.default_int_handler)   # the command's own start-up handler goes
         try:
-            with progress.run_temp_dir():
+            with progress.run_temp_dir(job):
                 # handled inside the run's folder: leaving through exit_interrupted,
                 # $TMPDIR never points back at the base while the run's threads live
                 try:
@@ -501,20 +537,32 @@ def run_job(job: str, run, argv=None) -> None:
                     raise
         except KeyboardInterrupt:
             # a caller in this process (no pipeline running: run_pipeline handles its
-            # own): the run's temporary folder is gone with run_temp_dir; one line, 130
+            # own): the run's temporary folder is gone with run_temp_dir; one line, 130;
+            # a run that had failed before the Ctrl-C ends as that failure
+            if progress.failure() is not None:
+                for line in failure_lines(job, progress.failure()):
+                    print(line, file=sys.stderr)
+                progress.failure_said()
+                sys.exit(PROBLEM)
             print(progress.interrupted_message(prog), file=sys.stderr)
             sys.exit(INTERRUPTED)
         except usage_errors() as err:
             print(f"{prog}: error: {err}", file=sys.stderr)
+            if getattr(err, "hint", None):   # at most one more line
+                print(f"hint: {err.hint}", file=sys.stderr)
             sys.exit(USAGE)
         except BrokenPipeError:
             raise   # guard tells a closed stdout (141) from any other pipe (a failure)
         except Exception as err:  # noqa: BLE001 - one clear line for the user, details in the log
+            # a Ctrl-C from here on ends the run as this failure (its lines, status 1)
+            progress.failing(err)
             if program:
                 on_sigint(progress.exit_handler(prog))
             logging.getLogger(job).debug("run failed", exc_info=True)
-            print(f"{job} failed: {root_cause(err)}", file=sys.stderr)
-            progress.print_notes(err)
+            with progress.deferred_interrupts():   # the lines whole, once
+                for line in failure_lines(job, err):
+                    print(line, file=sys.stderr)
+                progress.failure_said()
             sys.exit(PROBLEM)
 
     try:

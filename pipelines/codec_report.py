@@ -18,7 +18,8 @@ from transforms.reduction.codec_choice import (
 from transforms.core.codecs import TEXT_CANDIDATES, applicable_array_codecs
 from transforms.processing.npy import (
     check_compatible, default_block_rows, inspect_npy, match_inputs, plan_blocks, read_block)
-from transforms.storage.store import StoreError, load_manifest, read_shard_verified
+from transforms.storage.store import (
+    StoreError, datasets_in, load_manifest, read_shard_verified)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +90,10 @@ def gather(args) -> tuple[str, list]:
         if kind not in ("auto", found):
             raise ValueError(f"{args.input} is a {found} store, not {kind}")
         return found, content
+    folder = args.input.rstrip("/")
+    if os.path.isdir(folder) and datasets_in(folder):   # a root given for its dataset
+        raise cli.BadPath(f"no store at {args.input} (no manifest.json in it)",
+                          cli.store_hint(folder, lambda store: f"--input {store}"))
     if kind == "auto":
         parts = [p.strip() for p in args.input.split(",") if p.strip()]
         kind = "arrays" if all(p.endswith(".npy") for p in parts) else "text"

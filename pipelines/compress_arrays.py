@@ -1,4 +1,5 @@
 """Compress .npy arrays into row blocks of a replicated store (lossless or bounded-error)."""
+import os
 
 import apache_beam as beam
 import numpy as np
@@ -13,7 +14,8 @@ from transforms.processing.npy import (
     match_inputs, plan_blocks, read_block)
 from transforms.storage.report import (
     RunClock, build_report, counters, input_lineage, shard_sizes, summary_table, write_report)
-from transforms.storage.store import DatasetLock, dataset_dir, load_manifest
+from transforms.storage.commit import leave_nothing_behind
+from transforms.storage.store import DatasetLock, dataset_dir, is_local, load_manifest
 
 AUTO = "auto"
 
@@ -121,6 +123,7 @@ def run(argv=None) -> dict:
     # workers outside this process send their live totals here (progress display only)
     receiver = progress.live_receiver(options)
     lock = DatasetLock(directories, job="compress_arrays", break_lock=args.break_lock)
+    made = [r.uri for r in roots if is_local(r.uri) and not os.path.lexists(r.uri)]
     try:
         # taken inside the try whose finally releases it, Ctrl-C held meanwhile (as
         # prepare_corpus): a Ctrl-C while the lock is taken cannot leave it behind
@@ -137,7 +140,8 @@ def run(argv=None) -> dict:
             cleanup=lambda: progress.delete_temporaries(directories), receiver=receiver)
     finally:
         with progress.deferred_interrupts():
-            lock.release()
+            # nothing committed (failed, cancelled): no empty folder stays either
+            leave_nothing_behind(lock, directories, made, progress.finished())
         if receiver is not None:
             receiver.close()
 

@@ -25,7 +25,8 @@ from transforms.reduction.codec_choice import (
 from transforms.reduction.filters.recipes import shipped_recipes
 from transforms.reduction.filters.sampling import DEFAULT_SEED
 from transforms.reduction.near_dedup import cluster_histogram
-from transforms.storage.commit import committed_digest, discard_failed_run, newest, survey_roots
+from transforms.storage.commit import (
+    committed_digest, discard_failed_run, is_local, leave_nothing_behind, newest, survey_roots)
 from transforms.storage.placement import Placement, parse_rules
 from transforms.storage.report import (
     REPORT_HTML, RunClock, build_report, counters, dead_letter_examples, distributions,
@@ -295,6 +296,18 @@ def read_lineage(directory: str, inputs: list[dict]) -> list[dict]:
     return [{**entry, "xxh3_64": digests.get(entry["path"])} for entry in inputs]
 
 
+def committed_generation(directory: str, base: str | None) -> str:
+    """How the interrupted line names what a finished run committed: ``generation 2 at
+    out/a/corpus`` (``, unchanged`` when it is the generation the run started from:
+    a rerun of the same inputs rewrites the same bytes)."""
+    try:
+        manifest = load_manifest(directory)
+    except Exception:  # noqa: BLE001 - the line still says it is committed
+        return directory
+    same = ", unchanged" if manifest.get("digest") == base else ""
+    return f"generation {manifest.get('generation')} at {directory}{same}"
+
+
 def corpus_config(args, roots, placement=None, codec="zstd:level=3",
                   codec_choice=None, near_config=None) -> CorpusConfig:
     """Parsed flags (and what ``run`` resolved from them) -> the job's config."""
@@ -400,6 +413,7 @@ def run(argv=None) -> dict:
             pipeline | "PrepareCorpus" >> PrepareCorpus(config)
             lock = DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock)
             uris = [r.uri for r in roots]
+            made = [u for u in uris if is_local(u) and not os.path.lexists(u)]
             try:
                 # inside the try whose finally releases it: a Ctrl-C held while the lock
                 # was taken is raised after it, and the release still runs (only locks
@@ -418,25 +432,33 @@ def run(argv=None) -> dict:
                         # finished = the run's generation is committed, wherever the
                         # Ctrl-C or failure came from
                         committed=lambda: committed_digest(uris, args.dataset) != base)
-                except BaseException:
+                except BaseException as err:
                     with progress.deferred_interrupts():
                         discard_failed_run(uris, args.dataset)
                         if progress.finished():
                             # committed, then cut short (a second Ctrl-C while its last
-                            # steps ended): the generation's audit files are its own
+                            # steps ended): the generation's audit files are its own,
+                            # and the interrupted line names it
                             _promote_audit(directories[0])
+                            progress.committed_as(committed_generation(directories[0], base))
+                        elif isinstance(err, (KeyboardInterrupt, progress.Interrupted)):
+                            # a cancelled run's audit files say nothing: none stay
+                            _delete_tree(join(directories[0], AUDIT_DIR, LAST_RUN))
                         else:
                             # a failed run leaves no shard that the committed generation
                             # does not use, and that generation's audit files as they were
                             _keep_failed_audit(directories[0])
                         _delete_spills(directories[0])
                     raise
+                # from the commit to the last line printed a Ctrl-C waits: the audit
+                # files, the report and the summary (naming the store) all come first
                 held.enter_context(progress.deferred_interrupts())
+                progress.committed_as(committed_generation(directories[0], base))
                 _delete_spills(directories[0])
                 _promote_audit(directories[0])
             finally:
                 with progress.deferred_interrupts():
-                    lock.release()
+                    leave_nothing_behind(lock, directories, made, progress.finished())
         finally:
             if receiver is not None:
                 receiver.close()
@@ -462,12 +484,13 @@ def run(argv=None) -> dict:
                               resolved_flags(args, codec, near_config), str(runner), extra,
                               options=options, result=result, inputs=inputs, pipeline=pipeline)
         write_report(report, directories)
-    print(summary_table(values))
-    print()
-    print(balance_table(balance))
-    print(f"\nstore: {directories[0]}  (replicas on {len(roots)} root(s), R={args.replication})")
-    print(f"report: {join(directories[0], AUDIT_DIR, REPORT_HTML)}  (and run_report.json; "
-          f"dataprep report {directories[0]} re-renders it)")
+        print(summary_table(values))
+        print()
+        print(balance_table(balance))
+        print(f"\nstore: {directories[0]}  (replicas on {len(roots)} root(s), "
+              f"R={args.replication})")
+        print(f"report: {join(directories[0], AUDIT_DIR, REPORT_HTML)}  (and run_report.json; "
+              f"dataprep report {directories[0]} re-renders it)", flush=True)
     return report
 
 

@@ -304,7 +304,8 @@ def summary_line(job: str, snap: Snapshot, elapsed: float, status: str, unit: st
 
 
 class PlainDisplay:
-    """One line per ``interval`` seconds (and one at the end)."""
+    """One line per ``interval`` seconds, one with the totals at the end (``close``),
+    then the summary line."""
 
     def __init__(self, job, stream, total_bytes, unit="documents", interval=PLAIN_INTERVAL):
         self.job, self.stream, self.total, self.unit = job, stream, total_bytes, unit
@@ -320,19 +321,31 @@ class PlainDisplay:
             self.stream.flush()
 
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
-        """The summary line; none for status ``interrupted`` (the interrupted line
-        that follows is the only one: a summary would claim what was not done)."""
+        """A last progress line with the run's totals (a run shorter than the interval
+        printed only its first, all-zero line), then the summary line for status
+        ``done``; neither for ``interrupted`` (the interrupted line that follows is the
+        only one: a summary would claim what was not done); no summary for ``failed``
+        (the failure's line follows, at most two lines in all:
+        ``pipelines.cli.failure_lines``)."""
         if status != "interrupted":
+            self.stream.write(plain_line(self.job, snap, elapsed, self.total, self.unit,
+                                         self.read_clock(snap, elapsed)) + "\n")
+        if status == "done":
             self.stream.write(summary_line(self.job, snap, elapsed, status, self.unit) + "\n")
         self.stream.flush()
 
 
 # The terminal bar's columns in display order, and the order they are dropped in
-# when the line would not fit the terminal (the job, documents and stage always stay;
-# the bar first shrinks to BAR_MIN cells).  The stage is last: it takes what the
-# line has left, so a longer stage name never moves the bar or the numbers.
+# when the line would not fit the terminal: what matters least goes first (the job's
+# name, which the command line already says; the bar, which the bytes read also
+# show; the elapsed time; the ETA; the rate), then the counts (bytes read, then
+# documents); the stage is never dropped.  Once the stage is all that is left it takes
+# the whole width (cut with an ellipsis only when narrower than its name).  The stage
+# is last: it takes what the line has left, so a longer stage name never moves the
+# bar or the numbers; a column is dropped before the stage would get fewer than
+# ``STAGE_CELLS`` cells (its name readable).
 BAR_COLUMNS = ("job", "bar", "read", "rate", "documents", "elapsed", "eta", "stage")
-DROP_ORDER = ("rate", "elapsed", "bar", "eta", "read")
+DROP_ORDER = ("job", "bar", "elapsed", "eta", "rate", "read", "documents")
 BAR_MIN, BAR_MAX = 10, 40
 BAR_FILLED, BAR_FULL, BAR_TO_GO = "magenta", "green", "bright_black"
 COUNT_CELLS = 7      # count_text's widest: "999,999", "9.99M"
@@ -347,15 +360,16 @@ def fit_columns(widths: dict[str, int], width: int) -> tuple[list[str], int]:
     width: ``(names in display order, bar cells)`` (0: no bar).
 
     ``widths``: cells of each text column (its fixed width, ``reserved_widths``; a
-    column of width 0 is not shown); columns are one cell apart; the bar takes what is left,
-    at most ``BAR_MAX``.  Columns go in ``DROP_ORDER`` until the line fits (the bar
-    goes when fewer than ``BAR_MIN`` cells are left); if even the job, documents
-    and stage do not fit, they are shown and the table cuts them with an ellipsis.
-    The same widths give the same answer: the bar keeps its width for a run.
+    column of width 0 is not shown); columns are one cell apart; the bar takes what is
+    left, at most ``BAR_MAX``, at least ``BAR_MIN``.  Columns go in ``DROP_ORDER``
+    until the line fits: the job's name, the bar, the elapsed time, the ETA, the rate,
+    the bytes read, the documents; the stage stays (alone, the table cuts it with an
+    ellipsis if even its reservation does not fit).  The same widths give the same
+    answer: the bar keeps its width for a run.
 
-    >>> fit_columns({"job": 14, "read": 15, "rate": 10, "documents": 11, "stage": 9,
-    ...              "elapsed": 7, "eta": 12}, 60)
-    (['job', 'read', 'documents', 'stage'], 0)
+    >>> fit_columns({"job": 14, "read": 15, "rate": 12, "documents": 12, "stage": 10,
+    ...              "elapsed": 8, "eta": 12}, 80)
+    (['read', 'rate', 'documents', 'elapsed', 'eta', 'stage'], 0)
     """
     shown = [n for n in BAR_COLUMNS if n == "bar" or widths.get(n, 0) > 0]
     for drop in (None,) + DROP_ORDER:
@@ -537,15 +551,17 @@ class RichDisplay:
                              eta="" if eta is None else f"eta {_clock(eta)}")
 
     def close(self, snap: Snapshot, elapsed: float, status: str) -> None:
-        """The bar's last frame, then the summary line; status ``interrupted``: the bar
-        is erased and nothing printed (the interrupted line follows alone)."""
+        """The bar's last frame, then for status ``done`` the summary line (``failed``:
+        none, the failure's line follows); status ``interrupted``: the bar is erased
+        and nothing printed (the interrupted line follows alone)."""
         if status == "interrupted":
             self.progress.live.transient = True   # rich erases the bar as it stops
             self.progress.stop()
             return
         self.update(snap, elapsed)
         self.progress.stop()
-        self.console.print(summary_line(self.job, snap, elapsed, status, self.unit))
+        if status == "done":
+            self.console.print(summary_line(self.job, snap, elapsed, status, self.unit))
 
 
 def make_display(job, stream, total_bytes, unit="documents"):
@@ -674,8 +690,11 @@ class Interrupted(Exception):
 # ``stderr_fd``: the real stderr while fd 2 points at a run's log file (quiet_stderr);
 # ``line_fd``: where the one interrupted line goes once stderr is silenced (silence);
 # ``depth``: run_temp_dir's nesting (overlapping runs in one process share one folder).
+# ``failure``: the exception a failed run ends with, once known (a Ctrl-C after it shows
+# it: ``failing``); ``said``: its lines are printed; ``job``: the job's name (run_temp_dir).
 _RUN = {"temp": None, "base": None, "finished": False, "log": None, "cleanups": [],
-        "stderr_fd": None, "line_fd": None, "depth": 0, "saved": None}
+        "stderr_fd": None, "line_fd": None, "depth": 0, "saved": None, "failure": None,
+        "said": False, "job": None, "committed_as": None}
 _TEMP_LOCK = threading.Lock()
 # where tempfile points once an interrupted run's folder is deleted: nothing can be
 # made there (a path under /dev/null), so a thread still running makes no new folder
@@ -684,12 +703,15 @@ UNUSABLE_TEMP = os.path.join(os.devnull, "dataprep-interrupted")
 
 def interrupted_message(prog: str) -> str:
     """The one line printed on Ctrl-C: before the job finished, or after (its output
-    committed, only the report or the exit was cut short).  ``prog``: the program
+    committed, only the report or the exit was cut short; naming what was committed,
+    ``committed_as``: ``... its output is committed (generation 2 at out/a/corpus)
+    and ...``).  ``prog``: the program
     name the command's usage errors use (``pipelines.cli.prog_of``:
     ``dataprep prepare-corpus``, ``python -m pipelines.prepare_corpus``)."""
     if _RUN["finished"]:
-        return (f"{prog}: interrupted after the job finished; its output is committed and "
-                "its temporary files deleted")
+        what = f" ({_RUN['committed_as']})" if _RUN["committed_as"] else ""
+        return (f"{prog}: interrupted after the job finished; its output is committed{what} "
+                "and its temporary files deleted")
     return f"{prog}: interrupted; the job was cancelled and its temporary files deleted"
 
 
@@ -781,16 +803,20 @@ class deferred_interrupts:
         if _HOLD["depth"]:
             return False
         signal.signal(signal.SIGINT, _HOLD["previous"])
+        if _HOLD["pending"] and kind is not None and issubclass(kind, Exception):
+            failing(value)   # the step failed: that failure is how the run ends
         if (_HOLD["pending"] or _HOLD["late"]) and kind is None:
             _HOLD["pending"] = _HOLD["late"] = False
             handling = sys.exc_info()[1]    # the step ran inside an except block?
-            if not isinstance(handling, (KeyboardInterrupt, Interrupted)):
+            if isinstance(handling, Exception) and not isinstance(handling, Interrupted):
+                failing(handling)   # a failure being handled: it stays the outcome
+            elif not isinstance(handling, (KeyboardInterrupt, Interrupted)):
                 raise KeyboardInterrupt
         return False
 
 
 @contextlib.contextmanager
-def run_temp_dir():
+def run_temp_dir(job: str | None = None):
     """Point ``tempfile`` at a folder made for this run under ``$TMPDIR`` (yielded), and
     delete it at the end, however the run ends (``exit_interrupted`` deletes it too, as
     it leaves without unwinding).  Beam creates ``beam-pipeline-temp*``, the Prism job
@@ -809,7 +835,8 @@ def run_temp_dir():
             # processes share its commit gate (transforms.storage.commit.commit_gate)
             os.environ.update(TMPDIR=path, **{GATE_ENV: os.path.join(path, "commit-gate")})
             open_commit_gate()
-            _RUN.update(temp=path, base=base, finished=False, log=None, cleanups=[])
+            _RUN.update(temp=path, base=base, finished=False, log=None, cleanups=[],
+                        failure=None, said=False, job=job, committed_as=None)
         path = _RUN["temp"]
     try:
         yield path
@@ -910,6 +937,7 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
                 _RUN["cleanups"].append(cleanup)
             raise Interrupted(interrupted_message(job)) from None
         except Exception as err:
+            failing(err)   # a Ctrl-C from now on ends the run as this failure
             hint = worker_pool_hint(pipeline.options, err)
             if hint:
                 err.add_note(hint)
@@ -951,14 +979,22 @@ def finished() -> bool:
     return _RUN["finished"]
 
 
+def committed_as(text: str) -> None:
+    """What the finished run committed, as the interrupted line names it
+    (``generation 2 at out/a/corpus``)."""
+    _RUN["committed_as"] = text
+
+
 def _close_gate_and_check(committed) -> bool:
     """After a Ctrl-C: no commit starts any more; then, did the run commit (its output
-    is the new generation: the job finished)?  Sets ``finished()``."""
-    from transforms.storage.commit import close_commit_gate
+    is the new generation, or the same bytes again: the job finished)?  ``committed()``
+    (the generation changed) or a commit of the run ended
+    (``transforms.storage.commit.run_committed``).  Sets ``finished()``."""
+    from transforms.storage.commit import close_commit_gate, run_committed
     close_commit_gate()
     if committed is not None:
         try:
-            done = bool(committed())
+            done = run_committed() or bool(committed())
         except Exception:  # noqa: BLE001 - unreadable now: not known to be committed
             done = False
         if done:
@@ -1171,11 +1207,35 @@ def delete_temporaries(directories: list[str]) -> None:
                 FileSystems.delete([path])
 
 
-def print_notes(err: BaseException) -> None:
-    """The notes run_pipeline added to a failure (the log file's path), one line each."""
-    for note in getattr(err, "__notes__", ()):
-        print(f"  ({note})", file=sys.stderr)
-    _RUN["log"] = None   # named now: it stays, whatever comes next
+def failing(err: BaseException) -> None:
+    """The run failed with ``err``: a Ctrl-C from now on (while it is cleaned up,
+    its lines printed, the process ending) ends it as that failure, status 1 and
+    its lines (``exit_interrupted``), not as a cancelled run.  The first failure
+    counts."""
+    if _RUN["failure"] is None and not isinstance(err, (KeyboardInterrupt, Interrupted)):
+        _RUN["failure"] = err
+
+
+def failure() -> BaseException | None:
+    """The exception the current run failed with (``failing``), or None."""
+    return _RUN["failure"]
+
+
+def failure_said() -> None:
+    """The failure's lines are printed (``pipelines.cli.failure_lines``, naming the
+    run's log file): the log stays, whatever comes next."""
+    _RUN["log"] = None
+    _RUN["said"] = True
+
+
+def _failure_text() -> str:
+    """The failed run's lines (``pipelines.cli.failure_lines``) unless already printed."""
+    if _RUN["said"]:
+        return ""
+    from pipelines.cli import failure_lines
+    _RUN["log"] = None   # named by the lines: it stays
+    return "".join(line + "\n" for line in failure_lines(_RUN["job"] or "the job",
+                                                          _RUN["failure"]))
 
 
 def descendants(pid: int) -> list[int]:
@@ -1206,7 +1266,8 @@ def descendants(pid: int) -> list[int]:
 def exit_interrupted(prog: str) -> None:
     """Print the one line (``interrupted_message(prog)``) and leave with status 130
     (128 + SIGINT), at once: a DirectRunner job cannot be cancelled and its threads
-    must not be waited for.  In this order: stderr silenced (``silence``: whatever
+    must not be waited for.  A run that had failed before the Ctrl-C (``failing``)
+    leaves as that failure instead: its lines (unless printed already) and status 1.  In this order: stderr silenced (``silence``: whatever
     the threads still do is not shown), the run's processes ended (SDK workers of
     direct_multiprocess, job servers), nothing more can be made in ``$TMPDIR``,
     the temporary files deleted (the run's cleanups, its temporary folder), the
@@ -1228,8 +1289,10 @@ def exit_interrupted(prog: str) -> None:
     delete()
     with contextlib.suppress(Exception):
         sys.stdout.flush()
-    line = (interrupted_message(prog) + "\n").encode("utf-8", "replace")
+    failed = _RUN["failure"] is not None
+    text = _failure_text() if failed else interrupted_message(prog) + "\n"
     with contextlib.suppress(Exception):
-        os.write(_RUN["line_fd"] if _RUN["line_fd"] is not None else 2, line)
+        os.write(_RUN["line_fd"] if _RUN["line_fd"] is not None else 2,
+                 text.encode("utf-8", "replace"))
     delete()
-    os._exit(130)
+    os._exit(1 if failed else 130)

@@ -20,24 +20,36 @@ def run(argv=None) -> str:
 
     Raises cli.BadPath (exit 2, one line naming the path and why: ``no store at
     out/x (not found)``, ``no run report at out/x/_audit/run_report.json (not
-    found)``) when the store or its run report is missing or unreadable, or the
-    ``--output`` folder does not exist, ValueError (exit 1) when the report is
+    found)``; with a hint line when datasets are near: ``hint: out/a holds the
+    dataset(s) corpus: try dataprep report out/a/corpus``, ``cli.store_hint``) when
+    the store or its run report is missing or unreadable, or the ``--output``
+    folder does not exist, ValueError (exit 1) when the report is
     not JSON or not a run report, or the page cannot be written.
     """
     import os
 
     from transforms.storage.files import join, read_bytes
-    from transforms.storage.store import AUDIT_DIR, is_local, parent, write_atomically
-    args = build_parser().parse_args(argv)
+    from transforms.storage.store import (
+        AUDIT_DIR, MANIFEST, file_kind, is_local, parent, write_atomically)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     audit = join(args.store, AUDIT_DIR)
     source = join(audit, REPORT_JSON)
+
+    def hint():   # the path holds no dataset, but some are near it: which
+        if file_kind(join(args.store, MANIFEST)) == "file":
+            return None
+        return cli.store_hint(args.store, lambda store: f"{parser.prog} {store}")
+
     if is_local(args.store) and not os.path.isdir(args.store):
         raise cli.BadPath(f"no store at {args.store} ("
-                          f"{'not a folder' if os.path.exists(args.store) else 'not found'})")
+                          f"{'not a folder' if os.path.exists(args.store) else 'not found'})",
+                          hint())
     try:
         data = read_bytes(source)
     except Exception as err:  # noqa: BLE001 - every FileSystems backend has its own error
-        raise cli.BadPath(f"no run report at {source} ({cli.os_reason(err)})") from None
+        raise cli.BadPath(f"no run report at {source} ({cli.os_reason(err)})",
+                          hint()) from None
     try:
         report = exact_json.loads(data)
     except orjson.JSONDecodeError as err:

@@ -19,7 +19,7 @@ import sys
 
 from pipelines import cli, progress
 from transforms.storage.store import (
-    INFO, IN_PROGRESS, LOCKED, PROBLEM, STALE_LOCK, STRAY_PREFIX, WARNING, StoreError,
+    INFO, IN_PROGRESS, LOCKED, PROBLEM, NoStore, STALE_LOCK, STRAY_PREFIX, WARNING, StoreError,
     load_manifest, parse_root_map, repair_store, replica_bytes, severity, verify_store)
 
 
@@ -124,7 +124,11 @@ def run(argv=None) -> int:
         parse_root_map(args.root_map)
     except ValueError as err:
         parser.error(str(err))
-    total = replica_bytes(load_manifest(args.store, args.root_map))
+    try:
+        total = replica_bytes(load_manifest(args.store, args.root_map))
+    except NoStore as err:   # a root given for its dataset, a misspelt name: say which
+        err.hint = cli.store_hint(args.store, lambda store: f"--store {store}")
+        raise
     if args.repair:
         with progress.Track("repair_store", total, "replicas", "repair") as track:
             actions = repair_store(args.store, args.root_map, args.break_lock,

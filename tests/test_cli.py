@@ -253,6 +253,46 @@ def test_a_missing_store_or_file_is_one_line_naming_it(tmp_path, capsys):
         assert (code, err) == (USAGE, line + "\n"), argv
 
 
+def test_a_path_near_a_store_gets_a_hint_naming_the_dataset(copied, capsys):
+    """A store path that holds no store but is near one (the root given for its
+    dataset, a folder of roots, a path inside a dataset folder, a misspelt dataset
+    name): the one error line, then ``hint: <where the datasets are>: try <the
+    subcommand's flag or argument>``, exit 2; in every subcommand taking a store."""
+    roots, _ = copied
+    root, base = roots[0], os.path.dirname(roots[0])
+    ds = os.path.join(root, "ds")
+    holds = f"hint: {root} holds the dataset(s) ds: try"
+    cases = [
+        (["verify-store", "--store", root],
+         f"dataprep verify-store: error: no store at {root} (no manifest.json in it)",
+         f"{holds} --store {ds}"),
+        (["verify-store", "--store", root + "/"],
+         f"dataprep verify-store: error: no store at {root}/ (no manifest.json in it)",
+         f"{holds} --store {ds}"),
+        (["verify-store", "--store", base],
+         f"dataprep verify-store: error: no store at {base} (no manifest.json in it)",
+         f"hint: {base} holds the dataset(s) a/ds, b/ds, c/ds: try --store {base}/a/ds"),
+        (["verify-store", "--store", f"{ds}/_audit"],
+         f"dataprep verify-store: error: no store at {ds}/_audit (no manifest.json in it)",
+         f"hint: {ds}/_audit is inside the dataset {ds}: try --store {ds}"),
+        (["verify-store", "--store", f"{root}/sd"],
+         f"dataprep verify-store: error: no store at {root}/sd (not found)",
+         f"{holds} --store {ds}"),
+        (["report", root],
+         f"dataprep report: error: no run report at {root}/_audit/run_report.json "
+         "(not found)", f"{holds} dataprep report {ds}"),
+        (["report", f"{root}/dss"],
+         f"dataprep report: error: no store at {root}/dss (not found)",
+         f"{holds} dataprep report {ds}"),
+        (["codec-report", "--input", root],
+         f"dataprep codec-report: error: no store at {root} (no manifest.json in it)",
+         f"{holds} --input {ds}"),
+    ]
+    for argv, line, hint in cases:
+        code, out, err = dataprep_exit(capsys, argv)
+        assert (code, out, err) == (USAGE, "", f"{line}\n{hint}\n"), argv
+
+
 # ---------------------------------------------------------------- 7. Beam option values
 
 BEAM_HINT = "(a Beam option; dataprep beam-options lists them all, with help)\n"
@@ -325,8 +365,48 @@ def test_a_bad_beam_value_as_a_subprocess_is_two_lines_and_no_usage():
                            "--direct_num_workers=abc"], capture_output=True, text=True,
                           cwd=ROOT, env=env(), timeout=120)
     assert (proc.returncode, proc.stdout) == (USAGE, "")
-    assert proc.stderr == ("dataprep prepare-corpus: error: argument --direct_num_workers: "
-                           "invalid int value: 'abc'\n" + BEAM_HINT)
+    assert proc.stderr == ("python -m pipelines prepare-corpus: error: argument "
+                           "--direct_num_workers: invalid int value: 'abc'\n"
+                           + BEAM_HINT.replace("dataprep", "python -m pipelines"))
+
+
+@pytest.mark.parametrize("argv, code, err", [
+    ([], USAGE, "usage: python -m pipelines {list,beam-options,<job>} [FLAGS]   "
+     "(python -m pipelines list shows the subcommands; python -m pipelines --version)"),
+    (["nope"], USAGE, "python -m pipelines: error: unknown subcommand 'nope'"),
+    (["list", "x"], USAGE, "python -m pipelines list: error: unrecognized argument x "
+     "(python -m pipelines list takes none)"),
+    (["verify-store"], USAGE, "python -m pipelines verify-store: error: the following "
+     "arguments are required: --store"),
+])
+def test_python_m_pipelines_names_itself_so(argv, code, err):
+    """``python -m pipelines`` says ``python -m pipelines`` in its usage, errors and
+    listing (as ``python -m pipelines.<job>`` names itself), never ``dataprep``."""
+    proc = subprocess.run([sys.executable, "-m", "pipelines", *argv], capture_output=True,
+                          text=True, cwd=ROOT, env=env(), timeout=120)
+    assert proc.returncode == code
+    assert err in proc.stderr.splitlines() or proc.stderr.startswith(err), proc.stderr
+    assert "dataprep" not in proc.stderr.replace("beam-dataprep", ""), proc.stderr
+    listing = subprocess.run([sys.executable, "-m", "pipelines", "list"], capture_output=True,
+                             text=True, cwd=ROOT, env=env(), timeout=120)
+    assert listing.stdout.splitlines()[0] == (
+        "subcommands (run a job with: python -m pipelines <job> --help, or python -m "
+        "pipelines.<job> --help):")
+
+
+def test_the_start_up_program_name_follows_the_command_line():
+    import pipelines
+    python = sys.executable
+    cases = [([python, "-m", "pipelines"], "python -m pipelines"),
+             ([python, "-m", "pipelines", "list"], "python -m pipelines list"),
+             ([python, "-m", "pipelines", "prepare_corpus"], "python -m pipelines prepare-corpus"),
+             ([python, "-m", "pipelines.__main__", "report"], "python -m pipelines report"),
+             ([python, "-m", "pipelines.verify_store"], "python -m pipelines.verify_store"),
+             (["/venv/bin/dataprep", "prepare-corpus"], "dataprep prepare-corpus"),
+             (["/venv/bin/dataprep"], "dataprep")]
+    for orig, prog in cases:
+        argv = [orig[0]] + orig[3:] if "-m" in orig else orig
+        assert pipelines.startup_prog(argv, orig) == prog, orig
 
 
 # ---------------------------------------------------------------- 5. exit statuses
@@ -419,6 +499,70 @@ def test_jobs_exit_0_when_done_and_1_with_one_line_when_the_run_fails(tmp_path, 
         "prepare_corpus failed: not writing the manifest: 3 of 400 lines are bad (0.75%), "
         "above --max_bad_fraction 0; see the dead letters in "
         f"{tmp_path / 'a' / 'corpus' / '_audit' / 'last_run'}"]
+
+
+PROGRESS_LINE = re.compile(r"^prepare_corpus \d+:\d\d:\d\d stage=")
+
+
+@pytest.mark.parametrize("kind", ["bad_input_file", "bad_lines", "empty_result", "lock_held",
+                                  "unwritable_root", "other_inputs"])
+def test_every_failure_is_one_line_and_at_most_one_more(tmp_path, capfd, monkeypatch, kind):
+    """Each kind of failure of a run (a file of the wrong kind, a gate refusing bad
+    lines or an empty result, the dataset's lock held, a root that cannot be
+    written, the default roots holding another dataset): after the progress lines,
+    exactly the failure's line and at most one hint or note line on stderr (the
+    README's "one line, two with a hint"), nothing on stdout, the exit status of
+    its kind, and nothing committed."""
+    monkeypatch.chdir(tmp_path)
+    good = b'{"id": "1", "text": "one two three"}\n{"id": "2", "text": "four five six"}\n'
+    (tmp_path / "in.jsonl").write_bytes(good + b'{"id": 3, "text": \n')
+    roots = f"{tmp_path / 'a'},{tmp_path / 'b'}"
+    argv = ["prepare-corpus", "--input", "in.jsonl", "--output_roots", roots,
+            "--run_config", "direct", "--no_near_dedup"]
+    code, first, second = PROBLEM, None, None
+    if kind == "bad_input_file":
+        (tmp_path / "in.csv").write_text("id,text\n1,one\n")
+        argv[2] = "in.csv"
+        first = f"prepare_corpus failed: {tmp_path / 'in.csv'}: looks like CSV/TSV, not JSON Lines"
+    elif kind == "bad_lines":
+        argv += ["--max_bad_fraction", "0"]
+        first = "prepare_corpus failed: not writing the manifest: 1 of 3 lines are bad"
+        second = "  (full log: "
+    elif kind == "empty_result":
+        (tmp_path / "in.jsonl").write_bytes(b'{"id": "1", "text": " "}\n')
+        first = "prepare_corpus failed: not writing the manifest: "
+        second = "  (full log: "
+    elif kind == "lock_held":
+        DatasetLock([str(tmp_path / r / "corpus") for r in "ab"], job="other").acquire()
+        first = f"prepare_corpus failed: {tmp_path / 'a' / 'corpus' / '.lock'} is held by other"
+        second = "hint: "
+    elif kind == "unwritable_root":
+        (tmp_path / "a_file").write_text("x")
+        argv[4] = f"{tmp_path / 'a_file' / 'a'},{tmp_path / 'b'}"
+        first = "prepare_corpus failed: "
+    else:   # the default roots hold the dataset made from other inputs: a usage error
+        (tmp_path / "in.jsonl").write_bytes(good)
+        assert dataprep_exit(capfd, argv[:3] + argv[5:])[0] == 0
+        (tmp_path / "other.jsonl").write_bytes(good)
+        argv = ["prepare-corpus", "--input", "other.jsonl", "--run_config", "direct",
+                "--no_near_dedup"]
+        code = USAGE
+        first = ("dataprep prepare-corpus: error: out/a,out/b hold a dataset 'corpus' made "
+                 "from other inputs")
+        second = "(pass --output_roots"
+    def manifests():
+        return {str(p): p.read_bytes() for p in tmp_path.rglob("manifest.json")}
+    before = manifests()
+    got, out, err = dataprep_exit(capfd, argv)
+    said = [line for line in err.splitlines() if not PROGRESS_LINE.match(line)]
+    assert got == code and out == "", err
+    assert 1 <= len(said) <= 2 and said[0].startswith(first), said
+    assert "Traceback" not in err and " in 0." not in err   # no "failed in 0.4s" summary
+    if second is None:
+        assert len(said) == 1, said
+    else:
+        assert len(said) == 2 and said[1].startswith(second), said
+    assert manifests() == before
 
 
 @pytest.mark.parametrize("argv, target, job", [
@@ -661,9 +805,10 @@ def test_a_run_in_progress_is_information_and_exit_0(copied, capsys):
         # repair waits for no one: it needs the lock, and says who holds it
         code, _, err = dataprep_exit(capsys, argv + ["--repair"])
         assert code == PROBLEM
-        assert err.splitlines()[-1].startswith(f"verify_store failed: {sorted(folders)[0]}/"
+        assert err.splitlines()[-2].startswith(f"verify_store failed: {sorted(folders)[0]}/"
                                                f".lock is held by {who} (that process is "
                                                "still running)")
+        assert err.splitlines()[-1] == "hint: wait for that run to end, then run again"
     # the same files once the lock's process is gone: a stale lock and leftovers
     for folder in folders:
         with open(os.path.join(folder, ".lock"), "w") as f:

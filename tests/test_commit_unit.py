@@ -1,4 +1,5 @@
 """Commit by generation, strays, locks and root checks: pure functions, no pipeline."""
+import json
 import os
 
 import orjson
@@ -118,13 +119,49 @@ def test_roots_must_be_distinct_folders(tmp_path):
 def test_one_lock_holder_and_break_lock(tmp_path):
     dirs = [str(tmp_path / "a" / "ds"), str(tmp_path / "b" / "ds")]
     with DatasetLock(dirs, job="first"):
-        with pytest.raises(DatasetLocked, match=r"held by first pid \d+ .*still running.*"
-                                                r"--break_lock"):
+        with pytest.raises(DatasetLocked, match=r"held by first pid \d+ .*still running"
+                                                r"\); one writer per dataset$") as info:
             DatasetLock(dirs, job="second").acquire()
+        assert info.value.hint == "wait for that run to end, then run again"
         assert all(os.path.exists(os.path.join(d, ".lock")) for d in dirs)
         with DatasetLock(dirs, job="third", break_lock=True):
             pass
     assert not any(os.path.exists(os.path.join(d, ".lock")) for d in dirs)
+
+
+@pytest.mark.parametrize("holder, said, hint", [
+    ("alive", "(that process is still running); one writer per dataset",
+     "wait for that run to end, then run again"),
+    ("gone", "(that process is gone: the lock is stale)", "rerun with --break_lock to remove it"),
+    ("elsewhere", "(another host: whether that process still runs cannot be told from here); "
+     "one writer per dataset", "if that run is not running any more, rerun with --break_lock"),
+    ("unreadable", None, "if no other run is writing this dataset, rerun with --break_lock"),
+])
+def test_the_lock_message_suggests_break_lock_only_when_the_holder_is_gone(tmp_path, holder,
+                                                                           said, hint):
+    """--break_lock is suggested (in the hint) when the holder's process is gone or
+    cannot be seen from here (another host, an unreadable lock), never while it runs;
+    the lock is left as it was."""
+    import platform
+    folder = tmp_path / "a" / "ds"
+    folder.mkdir(parents=True)
+    content = {"alive": {"pid": os.getpid(), "host": platform.node()},
+               "gone": {"pid": 2 ** 22 + 7, "host": platform.node()},
+               "elsewhere": {"pid": 12, "host": platform.node() + "-other"}}.get(holder)
+    data = (b"{half" if content is None else
+            json.dumps({**content, "job": "prepare_corpus", "since": "then"}).encode())
+    (folder / ".lock").write_bytes(data)
+    with pytest.raises(DatasetLocked) as info:
+        DatasetLock([str(folder)], job="second").acquire()
+    path = str(folder / ".lock")
+    if said is None:
+        assert str(info.value) == (f"{path} is held by a writer that cannot be told (the "
+                                   "lock cannot be read); one writer per dataset")
+    else:
+        who = f"prepare_corpus pid {content['pid']} on {content['host']} since then"
+        assert str(info.value) == f"{path} is held by {who} {said}"
+    assert info.value.hint == hint
+    assert (folder / ".lock").read_bytes() == data
 
 
 # ---------------------------------------------------------------- properties

@@ -10,6 +10,7 @@ dataset either unchanged (before the commit) or the new generation whole, with
 its audit files and report (after it).
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,8 +29,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the program name of the usage errors: the driver runs the job as python -m does
 PROG = "python -m pipelines.prepare_corpus"
 CANCELLED = f"{PROG}: interrupted; the job was cancelled and its temporary files deleted"
-FINISHED = (f"{PROG}: interrupted after the job finished; its output is committed and "
-            "its temporary files deleted")
+def finished_line(tmp_path, generation=1, prog=PROG, unchanged=False) -> str:
+    """The interrupted line of a run that committed: naming the generation and store."""
+    return (f"{prog}: interrupted after the job finished; its output is committed "
+            f"(generation {generation} at {tmp_path / 'a' / 'corpus'}"
+            f"{', unchanged' if unchanged else ''}) and its temporary files deleted")
 TEMPORARY = ("beam-temp", ".tmp-", ".runs-", ".lock")
 
 # point -> (module attribute wrapped, where it is looked up)
@@ -159,15 +163,13 @@ def tmpdir_folder(tmp_path):
     return folder
 
 
-@pytest.mark.parametrize("point", ["before", "failed_cleanup"])
-def test_ctrl_c_before_the_commit_leaves_the_committed_dataset(tmp_path, tmpdir_folder, point):
-    """Before the pipeline, and while a failed run (too many bad lines) is cleaned up:
-    status 130, one line, the first generation byte for byte, $TMPDIR empty."""
+def test_ctrl_c_before_the_commit_leaves_the_committed_dataset(tmp_path, tmpdir_folder):
+    """Before the pipeline: status 130, one line, the first generation byte for byte,
+    $TMPDIR empty."""
     before = commit_once(tmp_path)
     assert os.listdir(tmpdir_folder) == []
-    more = ("--max_bad_fraction", "0") if point == "failed_cleanup" else ()
-    proc = start(tmp_path, point, *flags(tmp_path, *more))
-    out, err = interrupt_at(proc, point)
+    proc = start(tmp_path, "before", *flags(tmp_path))
+    out, err = interrupt_at(proc, "before")
     assert proc.returncode == 130, err
     assert err[-1] == CANCELLED and "Traceback" not in "\n".join(err)
     assert [line for line in err if "interrupted" in line] == [CANCELLED]
@@ -177,23 +179,67 @@ def test_ctrl_c_before_the_commit_leaves_the_committed_dataset(tmp_path, tmpdir_
     assert os.listdir(tmpdir_folder) == []
 
 
+BAD_LINES = ("prepare_corpus failed: not writing the manifest: 3 of 400 lines are bad "
+             "(0.75%), above --max_bad_fraction 0; see the dead letters in ")
+
+
+@pytest.mark.parametrize("point", ["failed_cleanup", "exit"])
+def test_ctrl_c_after_a_run_failed_shows_the_failure(tmp_path, tmpdir_folder, point):
+    """A run that failed (too many bad lines), then Ctrl-C while it is cleaned up, or
+    while the process ends after its lines: the failure is what the user sees (its
+    line and the log file's, once), status 1, not "cancelled"; the first generation
+    byte for byte; $TMPDIR holds only the log file the lines name."""
+    before = commit_once(tmp_path)
+    proc = start(tmp_path, point, *flags(tmp_path, "--max_bad_fraction", "0"))
+    out, err = interrupt_at(proc, point)
+    assert proc.returncode == 1, err
+    said = [line for line in err if not PLAIN.match(line)]
+    assert len(said) == 2 and said[0].startswith(BAD_LINES), err
+    log = said[1].removeprefix("  (full log: ").removesuffix(")")
+    assert os.listdir(tmpdir_folder) == [os.path.basename(log)]
+    assert not [line for line in err if "interrupted" in line or "Traceback" in line]
+    assert committed(tmp_path) == before
+    no_temporaries(tmp_path)
+
+
+def test_ctrl_c_while_a_failed_run_is_cleaned_up_in_this_process(tmp_path, monkeypatch, capsys):
+    """The same, the job's main called in this process: SystemExit 1 and the failure's
+    lines, no interrupted line."""
+    original = prepare_corpus.discard_failed_run
+
+    def discard(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C while the failed run is cleaned up
+        time.sleep(0.05)
+        return original(*args, **kwargs)
+    monkeypatch.setattr(prepare_corpus, "discard_failed_run", discard)
+    with pytest.raises(SystemExit) as exit_:
+        prepare_corpus.main(["--output_roots", f"{tmp_path / 'a'}", "--run_config", "direct",
+                             "--no_near_dedup", "--max_bad_fraction", "0"])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "failed" in line or "interrupted" in line] == [
+        BAD_LINES + str(tmp_path / "a" / "corpus" / "_audit" / "last_run")], err
+
+
 @pytest.mark.parametrize("point", ["promote", "report", "exit", "exit_dataprep"])
 def test_ctrl_c_after_the_commit_ends_with_the_new_generation_whole(tmp_path, tmpdir_folder,
                                                                     point):
     """While the audit files move, while the report is written, and after the report
-    line was printed (exit hooks): status 130 (not -2), one line, no traceback; the
-    generation is committed with its audit files and its report on both roots."""
+    line was printed (exit hooks): status 130 (not -2), one line naming the committed
+    generation and store, no traceback; the summary on stdout all the same (the
+    Ctrl-C waits for its last line); the generation is committed with its audit files
+    and its report on both roots."""
     proc = start(tmp_path, point, *flags(tmp_path))
     out, err = interrupt_at(proc, point)
-    finished = (FINISHED.replace(PROG, "dataprep prepare-corpus") if point == "exit_dataprep"
-                else FINISHED)
+    finished = finished_line(tmp_path, prog="dataprep prepare-corpus"
+                             if point == "exit_dataprep" else PROG)
     assert proc.returncode == 130, err
     assert err[-1] == finished and "Traceback" not in "\n".join(err)
     assert [line for line in err if "interrupted" in line] == [finished]
     assert err[-2].startswith("prepare_corpus done in ")
-    printed = [line for line in out if line.startswith("report: ")]
-    # held steps come before the last lines
-    assert bool(printed) == point.startswith("exit")
+    assert [line.rstrip("\n") for line in out if line.startswith("store: ")] == [
+        f"store: {tmp_path / 'a' / 'corpus'}  (replicas on 2 root(s), R=2)"]
+    assert [line for line in out if line.startswith("report: ")]   # the summary's last line
     for root in ("a", "b"):
         dataset = tmp_path / root / "corpus"
         assert store.load_manifest(str(dataset))["generation"] == 1
@@ -292,9 +338,11 @@ def interrupt_lines(prog: str) -> dict[str, str]:
     """The one line a Ctrl-C may end with -> what it says became of the run."""
     return {f"{prog}: interrupted": "starting",   # still importing: no run yet
             f"{prog}: interrupted; the job was cancelled and its temporary files deleted":
-                "cancelled",
-            f"{prog}: interrupted after the job finished; its output is committed and its "
-            "temporary files deleted": "finished"}
+                "cancelled"}
+
+
+FINISHED_LINE = re.compile(r"(.*): interrupted after the job finished; its output is committed "
+                           r"\(generation \d+ at (\S+)\) and its temporary files deleted")
 
 
 def check_moment(outcome, prog, terminal, tmp_path, tmpdir, before) -> list[str]:
@@ -304,6 +352,11 @@ def check_moment(outcome, prog, terminal, tmp_path, tmpdir, before) -> list[str]
     said = "done" if outcome.code == 0 else None
     if outcome.code == 130:
         said = interrupt_lines(prog).get(lines[-1] if lines else "")
+        finished = FINISHED_LINE.fullmatch(lines[-1]) if lines else None
+        if finished and finished.groups() == (prog, str(tmp_path / "a" / "corpus")):
+            said = "finished"
+            if "report: " not in outcome.stdout:   # the summary, the Ctrl-C waited for it
+                problems.append("a finished run printed no report line")
         if said is None:
             problems.append(f"last stderr line {lines[-1:]} is not an interrupted line")
         for line in lines[:-1]:   # before it: progress only, no summary, no traceback
@@ -418,7 +471,8 @@ def test_ctrl_c_after_the_commit_inside_the_pipeline_finishes_the_job(tmp_path, 
                            *flags(tmp_path)], capture_output=True, text=True, timeout=600,
                           env=env(tmpdir_folder), cwd=tmp_path)
     assert proc.returncode == 130, proc.stderr
-    assert proc.stderr.splitlines()[-1] == FINISHED, proc.stderr
+    assert proc.stderr.splitlines()[-1] == finished_line(tmp_path), proc.stderr
+    assert proc.stdout.splitlines()[-1].startswith("report: ")   # the summary is printed
     dataset = tmp_path / "a" / "corpus"
     manifest = store.load_manifest(str(dataset))
     assert manifest["generation"] == 1
@@ -430,6 +484,56 @@ def test_ctrl_c_after_the_commit_inside_the_pipeline_finishes_the_job(tmp_path, 
     assert all(r["status"] == "ok" for r in store.verify_store(str(dataset)))
     no_temporaries(tmp_path)
     assert os.listdir(tmpdir_folder) == []
+
+
+def test_ctrl_c_after_a_rerun_rewrote_the_same_manifest_says_it_is_committed(tmp_path,
+                                                                              tmpdir_folder):
+    """A rerun of the same inputs commits the same bytes (the generation and digest
+    unchanged); a Ctrl-C right after that commit finishes the job as any commit does:
+    130, the line naming the generation as unchanged, the summary printed, the
+    dataset byte for byte as the first run left it (its report aside)."""
+    before = commit_once(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", DRIVER, "committed", POINTS["committed"],
+                           *flags(tmp_path)], capture_output=True, text=True, timeout=600,
+                          env=env(tmpdir_folder), cwd=tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.splitlines()[-1] == finished_line(tmp_path, unchanged=True)
+    assert proc.stdout.splitlines()[-1].startswith("report: ")
+    report = "/_audit/run_report."
+    assert {k: v for k, v in committed(tmp_path).items() if report not in k} == \
+        {k: v for k, v in before.items() if report not in k}
+    no_temporaries(tmp_path)
+    assert os.listdir(tmpdir_folder) == []
+
+
+@pytest.mark.parametrize("ending", ["failed", "cancelled", "failed_with_dead_letters"])
+def test_a_first_run_that_commits_nothing_leaves_no_folder(tmp_path, monkeypatch, capsys,
+                                                           ending):
+    """A first run that fails or is cancelled after it made its folders (the dataset
+    folders, ``_audit/last_run/``, a partition folder): none stays, nor the root it
+    created; a root that was there before stays as it was; a failed run's dead
+    letters stay, with the folders that hold them."""
+    from pipelines import progress
+    (tmp_path / "b").mkdir()   # a root made by the user: kept
+
+    def run_pipeline(pipeline, **kwargs):
+        last_run = tmp_path / "a" / "corpus" / "_audit" / "last_run"
+        last_run.mkdir(parents=True)
+        (tmp_path / "b" / "corpus" / "lang=en").mkdir(parents=True)
+        if ending == "failed_with_dead_letters":
+            (last_run / "dead_letters-00000-of-00001.jsonl.zst").write_bytes(b"x")
+        raise KeyboardInterrupt if ending == "cancelled" else RuntimeError("boom")
+    monkeypatch.setattr(progress, "run_pipeline", run_pipeline)
+    with pytest.raises(SystemExit) as exit_:
+        prepare_corpus.main(["--output_roots", f"{tmp_path / 'a'},{tmp_path / 'b'}",
+                             "--run_config", "direct", "--no_near_dedup"])
+    assert exit_.value.code == (130 if ending == "cancelled" else 1)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    if ending == "failed_with_dead_letters":
+        assert left == ["a", "a/corpus", "a/corpus/_audit", "a/corpus/_audit/last_run",
+                        "a/corpus/_audit/last_run/dead_letters-00000-of-00001.jsonl.zst", "b"]
+    else:
+        assert left == ["b"]
 
 
 @pytest.mark.parametrize("job", ["prepare_corpus", "compress_arrays"])

@@ -153,13 +153,14 @@ def test_help_points_at_a_command_that_works(capsys):
 
 
 def test_the_command_runs_as_an_installed_script():
-    """`python -m pipelines` is the dataprep command, without Beam's import warning."""
+    """`python -m pipelines` is the dataprep command (naming itself as typed), without
+    Beam's import warning."""
     proc = subprocess.run([sys.executable, "-m", "pipelines", "prepare-corpus", "--repl", "3"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
-    assert proc.stderr == ("dataprep prepare-corpus: error: unrecognized argument --repl "
-                           "(did you mean --replication?)\n"
-                           "(see dataprep prepare-corpus --help)\n")
+    assert proc.stderr == ("python -m pipelines prepare-corpus: error: unrecognized argument "
+                           "--repl (did you mean --replication?)\n"
+                           "(see python -m pipelines prepare-corpus --help)\n")
 
 
 def test_importing_the_transforms_logs_no_beam_import_warning():

@@ -232,8 +232,8 @@ def bar_frames(screen):
     """The progress bar's frames as ``(documents, stage)``, in the order drawn."""
     frames = [ANSI.sub("", f) for f in re.split(r"\r|\x1b\[2K|\x1b\[1A", screen)]
     out = []
-    for frame in frames:
-        m = re.search(r"prepare_corpus .* ([\d,]+) docs\b.* (\S+)\s*$", frame)
+    for frame in frames:   # the job's name is the first column dropped on a narrow terminal
+        m = re.search(r"(?:^| )([\d,]+) docs\b.* (\S+)\s*$", frame)
         if m:
             out.append((int(m.group(1).replace(",", "")), m.group(2)))
     return out
@@ -270,9 +270,9 @@ def screen_lines(screen):
     return [ANSI.sub("", part) for part in re.split(r"\r|\n|\x1b\[\d*[ABCDGK]", screen)]
 
 
-@pytest.mark.parametrize("columns", [60, 80, 120])
+@pytest.mark.parametrize("columns", [30, 80, 120])
 def test_the_bar_fits_the_terminal_width(tmp_path, columns):
-    """On a terminal of 60, 80 and 120 columns no drawn line is wider than the
+    """On a terminal of 30, 80 and 120 columns no drawn line is wider than the
     terminal (a wrapped bar makes the live display scroll), the bar is one line
     (rich never moves the cursor up to redraw), and it still shows the numbers."""
     from rich.cells import cell_len
@@ -284,10 +284,12 @@ def test_the_bar_fits_the_terminal_width(tmp_path, columns):
     assert "\x1b[1A" not in screen   # a one-line display
     docs = [d for d, _ in bar_frames(screen)]
     assert docs[0] == 0 and docs[-1] == 397
-    last = ANSI.sub("", screen).strip().splitlines()[-1]
-    assert re.fullmatch(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read", last)
+    flat = " ".join(ANSI.sub("", screen).split())   # the summary wraps at 30 columns
+    assert re.search(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read$", flat)
     if columns >= 80:   # the bytes read, of the total, are among the first columns kept
         assert re.search(r"\d+(\.\d)?/208\.9 KiB", ANSI.sub("", screen))
+        assert re.search(r" \d+:\d\d:\d\d ", ANSI.sub("", screen))    # the elapsed time
+        assert re.search(r" [\d.]+ (B|KiB)/s ", ANSI.sub("", screen))    # the rate
 
 
 def _pty_frames(monkeypatch, columns, total, snaps, unit="documents", job="prepare_corpus",
@@ -323,8 +325,9 @@ def _pty_frames(monkeypatch, columns, total, snaps, unit="documents", job="prepa
         stream.close()
         os.close(controller)
     screen = b"".join(chunks).decode("utf-8", "replace")
+    # a frame shows the count (the job's name goes first on a narrow terminal)
     return [f for f in re.split(r"\r|\n|\x1b\[2K|\x1b\[1A", screen)
-            if ANSI.sub("", f).startswith(job + " ")]
+            if re.search(r"\S " + progress.unit_label(unit) + r"\b", ANSI.sub("", f))]
 
 
 BAR = re.compile("[\u2501\u2578\u257a]+")   # the bar's cells: ━ ╸ ╺
@@ -358,7 +361,7 @@ def test_the_bar_keeps_one_width_and_fits_under_a_pty(monkeypatch, columns):
     bars = {m and m.span() for p in plain for m in [BAR.search(p)]}
     assert len(bars) == 1, (bars, plain)   # one place, one width for the whole run
     bar = bars.pop()
-    if columns >= 80:   # room for one (60: none, in any frame)
+    if columns >= 120:   # room for one (60, 80: none, in any frame)
         assert bar is not None and bar[1] - bar[0] >= progress.BAR_MIN, plain
     # the numbers are right-aligned in fixed columns: the counts end at the same cell
     # in every frame
@@ -413,25 +416,59 @@ def test_count_and_read_texts_have_fixed_widths():
 
 
 def test_fit_columns_drops_the_least_important_first():
-    widths = {"job": 14, "read": 15, "rate": 10, "documents": 11, "stage": 9, "elapsed": 7,
+    """As the width shrinks: the job's name goes first, then the bar, the elapsed
+    time, the ETA, the rate, the bytes read, the documents; the stage always stays,
+    with at least its reservation while anything else is shown."""
+    widths = {"job": 14, "read": 15, "rate": 12, "documents": 12, "stage": 10, "elapsed": 8,
               "eta": 12}
+    text = {n: w + 1 for n, w in widths.items()}   # with the space after it
     everything = list(progress.BAR_COLUMNS)
+    full = sum(text.values())                       # 90 cells of text, the bar's space too
     assert progress.fit_columns(widths, 200) == (everything, progress.BAR_MAX)
-    assert progress.fit_columns(widths, 120) == (everything, 120 - 78 - 7)
-    # 80: without the rate the bar would get 6 cells, without the elapsed time too 14
+    assert progress.fit_columns(widths, 120) == (everything, 120 - full)
+    assert progress.fit_columns(widths, full + progress.BAR_MIN) == (everything,
+                                                                     progress.BAR_MIN)
+    no_job = everything[1:]
+    assert progress.fit_columns(widths, full + 9) == (no_job, full + 9 - full + text["job"])
     assert progress.fit_columns(widths, 80) == (
-        ["job", "bar", "read", "documents", "eta", "stage"], 80 - 61 - 5)
-    assert progress.fit_columns(widths, 70) == (["job", "read", "documents", "eta", "stage"], 0)
-    assert progress.fit_columns(widths, 60) == (["job", "read", "documents", "stage"], 0)
-    assert progress.fit_columns(widths, 40) == (["job", "documents", "stage"], 0)
-    assert progress.fit_columns(widths, 20) == (["job", "documents", "stage"], 0)
+        ["read", "rate", "documents", "elapsed", "eta", "stage"], 0)
+    assert progress.fit_columns(widths, 70) == (["read", "rate", "documents", "eta", "stage"], 0)
+    assert progress.fit_columns(widths, 60) == (["read", "rate", "documents", "stage"], 0)
+    assert progress.fit_columns(widths, 45) == (["read", "documents", "stage"], 0)
+    assert progress.fit_columns(widths, 30) == (["documents", "stage"], 0)
+    assert progress.fit_columns(widths, 20) == (["stage"], 0)
+    assert progress.fit_columns(widths, 5) == (["stage"], 0)
     # a column of no width (no ETA without a total) is not shown
-    assert progress.fit_columns({**widths, "rate": 0, "eta": 0}, 80) == (
-        ["job", "bar", "read", "documents", "elapsed", "stage"], 80 - 56 - 5)
-    # the same widths, the same bar: the widths are fixed for a run
+    assert progress.fit_columns({**widths, "eta": 0}, 80) == (
+        ["bar", "read", "rate", "documents", "elapsed", "stage"], 80 - 57 - 5)
+    # the same widths, the same columns: the widths are fixed for a run
     fixed = progress.reserved_widths("prepare_corpus", 208_900)
-    assert progress.fit_columns(fixed, 80) == (
-        ["job", "bar", "read", "documents", "eta", "stage"], 80 - 14 - 15 - 12 - 12 - 10 - 5)
+    assert progress.fit_columns(fixed, 80)[0] == [
+        "read", "rate", "documents", "elapsed", "eta", "stage"]
+
+
+@pytest.mark.parametrize("columns, shown, gone", [
+    (120, ["prepare_corpus", "━", "100.0/200.0 KiB", "20.0 KiB/s", "199 docs", "0:00:05",
+           "eta 0:00:05", "ExactDedup"], []),
+    (80, ["100.0/200.0 KiB", "20.0 KiB/s", "199 docs", "0:00:05", "eta 0:00:05", "ExactDedup"],
+     ["prepare_corpus", "━"]),
+    (30, ["199 docs", "ExactDedup"], ["prepare_corpus", "━", "KiB", "0:00:05", "…"]),
+])
+def test_the_columns_a_terminal_width_shows(monkeypatch, columns, shown, gone):
+    """Under a pty of 120, 80 and 30 columns: every column at 120; at 80 the rate and
+    the elapsed time with the counts and the ETA (the job's name and the bar gone);
+    at 30 the documents and the stage's whole name."""
+    total = 200 << 10
+    snaps = [(progress.Snapshot(0, 0, None), 0.0),
+             (progress.Snapshot(199, total // 2, "ExactDedup"), 5.0)]
+    frames = [ANSI.sub("", f) for f in _pty_frames(monkeypatch, columns, total, snaps)]
+    last = [f for f in frames if "199 docs" in f][-1]
+    for text in shown:
+        assert text in last, (text, last)
+    for text in gone:
+        assert text not in last, (text, last)
+    from rich.cells import cell_len
+    assert max(cell_len(f) for f in frames) <= columns, frames
 
 
 @pytest.mark.parametrize("width", [40, 60, 80, 120, 200])
@@ -488,6 +525,39 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path, run_config):
                         lines[-1])
     report = orjson.loads((tmp_path / "a" / "corpus" / "_audit" / "run_report.json").read_bytes())
     assert report["counters"]["read/records"] == 397
+
+
+@pytest.mark.parametrize("status, last", [
+    ("done", ["job 0:00:02 stage=Store documents=397 read=200.0 KiB/200.0 KiB (100%) "
+              "rate=100.0 KiB/s", "job done in 2.0s: 397 documents, 200.0 KiB read"]),
+    ("failed", ["job 0:00:02 stage=Store documents=397 read=200.0 KiB/200.0 KiB (100%) "
+                "rate=100.0 KiB/s"]),
+    ("interrupted", []),
+])
+def test_the_plain_display_ends_with_the_totals(status, last):
+    """A run shorter than the interval: its first, all-zero line, then a line with the
+    totals (done or failed), then the summary (done); an interrupted run's display
+    ends where it was (its interrupted line follows alone)."""
+    import io
+    out = io.StringIO()
+    display = progress.PlainDisplay("job", out, 200 << 10, interval=100.0)
+    display.update(progress.Snapshot(0, 0, None), 0.0)
+    display.update(progress.Snapshot(397, 200 << 10, "Store"), 2.0)   # within the interval
+    display.close(progress.Snapshot(397, 200 << 10, "Store"), 2.0, status)
+    assert out.getvalue().splitlines() == [
+        "job 0:00:00 stage=starting documents=0 read=0 B/200.0 KiB (0%) rate=0 B/s"] + last
+
+
+def test_a_short_run_on_a_pipe_ends_with_its_totals(tmp_path):
+    proc = subprocess.run(job(tmp_path), capture_output=True, text=True, timeout=300,
+                          env=env(DATAPREP_PROGRESS_INTERVAL="100"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 3 and all(PLAIN.match(line) for line in lines[:2]), lines
+    assert " documents=0 " in lines[0]
+    assert re.search(r" documents=397 read=208\.9 KiB/208\.9 KiB \(100%\) rate=", lines[1])
+    assert re.fullmatch(r"prepare_corpus done in [\d.]+s: 397 documents, 208\.9 KiB read",
+                        lines[2])
 
 
 def test_log_level_info_lets_beam_logs_through(tmp_path):

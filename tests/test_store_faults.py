@@ -287,10 +287,10 @@ def test_a_second_writer_is_refused_with_a_clear_message_and_break_lock(tmp_path
         with pytest.raises(SystemExit) as exit_info:
             prepare_corpus.main(sf.job_argv(sf.TEXT, src, roots, 2))
         assert exit_info.value.code == 1
-        err = capsys.readouterr().err.strip().splitlines()[-1]
-        assert err.startswith("prepare_corpus failed: ") and "/ds/.lock is held by other pid " \
-            f"{os.getpid()}" in err and "(that process is still running)" in err \
-            and "rerun with --break_lock" in err
+        failed, hint = capsys.readouterr().err.strip().splitlines()[-2:]
+        assert failed.startswith("prepare_corpus failed: ") and "/ds/.lock is held by other " \
+            f"pid {os.getpid()}" in failed and "(that process is still running)" in failed
+        assert hint == "hint: wait for that run to end, then run again"   # no --break_lock
         assert sf.tree(str(tmp_path), skip=set()) == before   # nothing changed
     finally:
         lock.release()

@@ -83,7 +83,12 @@ class ConcurrentWriteError(StoreError):
 
 
 class DatasetLocked(StoreError):
-    """The dataset's lock is held by another writer (or was left by a killed run)."""
+    """The dataset's lock is held by another writer (or was left by a killed run).
+    ``hint``: what to do, by whether the holder still runs (``DatasetLock``)."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
 
 
 # ---------------------------------------------------------------- names and paths
@@ -452,8 +457,9 @@ def referenced(manifest: dict, index: int) -> set[str]:
 
 GATE_ENV = "DATAPREP_COMMIT_GATE"   # a local file every process of one run shares
 _GATE_CLOSED = b"closed"
+_GATE_COMMITTED = b"committed"   # at offset len(_GATE_CLOSED): a commit of the run ended
 _gate = threading.Lock()
-_gate_state = {"closed": False}
+_gate_state = {"closed": False, "committed": False}
 
 
 class CommitRefused(StoreError):
@@ -476,6 +482,7 @@ def commit_gate():
         path = os.environ.get(GATE_ENV)
         if not path:
             yield
+            _gate_state["committed"] = True
             return
         import fcntl
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -484,6 +491,8 @@ def commit_gate():
             if os.pread(fd, len(_GATE_CLOSED), 0) == _GATE_CLOSED:
                 raise CommitRefused("not committing: the run was interrupted")
             yield
+            _gate_state["committed"] = True
+            os.pwrite(fd, _GATE_COMMITTED, len(_GATE_CLOSED))
         finally:
             os.close(fd)   # releases the flock
 
@@ -512,7 +521,25 @@ def close_commit_gate() -> None:
 def open_commit_gate() -> None:
     """Commits allowed again in this process (a new run starts)."""
     with _gate:
-        _gate_state["closed"] = False
+        _gate_state.update(closed=False, committed=False)
+
+
+def run_committed() -> bool:
+    """Did a commit of this run end (``commit_gate``), in this process or one of the
+    run's worker processes (``$DATAPREP_COMMIT_GATE``)?  True also for a commit that
+    rewrote the same bytes (a rerun of the same inputs keeps its generation and
+    digest, so the digest cannot tell).  Ask after ``close_commit_gate``."""
+    if _gate_state["committed"]:
+        return True
+    path = os.environ.get(GATE_ENV)
+    if not path:
+        return False
+    try:
+        with open(path, "rb") as f:
+            f.seek(len(_GATE_CLOSED))
+            return f.read(len(_GATE_COMMITTED)) == _GATE_COMMITTED
+    except OSError:
+        return False
 
 
 def commit_generation(body: dict, dataset: str, roots: list[str], base: str | None) -> dict:
@@ -602,6 +629,41 @@ def _put_manifest_if_unchanged(path: str, data: bytes, base: str | None, sealed:
             "%s: the S3 server does not support conditional writes; manifest written "
             "without compare-and-swap", path)
         s3_put(path, data)
+
+
+def remove_empty_folders(directory: str, itself: bool = True) -> None:
+    """Remove the empty folders under a local ``directory``, deepest first, and (with
+    ``itself``) ``directory`` once it is empty: what a run that committed nothing
+    leaves (``_audit/last_run/``, partition folders, the dataset folder of a first
+    run).  A folder holding anything (a file, a link, another run's lock) stays; a
+    URI is left alone (object stores have no folders)."""
+    if not is_local(directory) or not os.path.isdir(directory) or os.path.islink(directory):
+        return
+    for top, _, _ in os.walk(directory, topdown=False):
+        if top != directory or itself:
+            with contextlib.suppress(OSError):   # not empty: kept
+                os.rmdir(top)
+
+
+def leave_nothing_behind(lock, directories: list[str], made: list[str],
+                         committed: bool) -> None:
+    """Release a job's dataset ``lock``; when the run ``committed`` nothing (it failed
+    or was cancelled), remove the empty folders it leaves: under the dataset folders
+    while the lock is still held (``_audit/last_run/``, ``_audit/``, partition
+    folders), then the dataset folders themselves if empty (a first run's), and the
+    roots in ``made`` (local roots that did not exist before the run) if empty.  A
+    failed run's dead letters, and anything else, keep their folders.  A lock this
+    run did not take (held by another run) only releases: those folders are not ours."""
+    ours = bool(lock.held)
+    if ours and not committed:
+        for directory in directories:
+            remove_empty_folders(directory, itself=False)
+    lock.release()
+    if ours and not committed:
+        for folder in list(directories) + list(made):
+            if is_local(folder):
+                with contextlib.suppress(OSError):   # holding anything (a new lock): kept
+                    os.rmdir(folder)
 
 
 def discard_uncommitted(entries: list[dict], dataset: str, roots: list[str]) -> None:
@@ -802,13 +864,19 @@ class DatasetLock:
                 self._create(directory, path, info)
             except FileExistsError:
                 self.release()
-                raise DatasetLocked(self._message(path)) from None
+                raise DatasetLocked(*self._message(path)) from None
 
     @staticmethod
     def _create(directory, path, info):
         if is_local(path):
-            os.makedirs(directory, exist_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            for attempt in range(3):
+                os.makedirs(directory, exist_ok=True)
+                try:
+                    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                    break
+                except FileNotFoundError:   # an ending run removed the empty folder
+                    if attempt == 2:
+                        raise
             with os.fdopen(fd, "wb") as f:
                 f.write(info)
             return
@@ -827,12 +895,27 @@ class DatasetLock:
             raise FileExistsError(path)
         write_atomically(path, info)
 
-    def _message(self, path):
+    @staticmethod
+    def _message(path) -> tuple[str, str]:
+        """(message, hint) for a lock found held: ``--break_lock`` is suggested only
+        when its holder is gone, or cannot be seen from here (another host, a lock
+        that cannot be read), never while it runs."""
         holder = read_lock(path) or LockHolder(path)
-        alive = {True: " (that process is still running)",
-                 False: " (that process is gone: the lock is stale)", None: ""}[holder.alive]
-        return (f"{path} is held by {holder.describe()}{alive}; one writer "
-                "per dataset. If no other run is writing it, rerun with --break_lock")
+        if holder.host == "?":
+            return (f"{path} is held by a writer that cannot be told (the lock cannot be "
+                    "read); one writer per dataset",
+                    "if no other run is writing this dataset, rerun with --break_lock")
+        who = f"{path} is held by {holder.describe()}"
+        if holder.alive:
+            return (f"{who} (that process is still running); one writer per dataset",
+                    "wait for that run to end, then run again")
+        if holder.alive is False:
+            return (f"{who} (that process is gone: the lock is stale)",
+                    "rerun with --break_lock to remove it")
+        where = "another host: " if holder.host != platform.node() else ""
+        return (f"{who} ({where}whether that process still runs cannot be told from "
+                "here); one writer per dataset",
+                "if that run is not running any more, rerun with --break_lock")
 
     def release(self):
         """Delete every lock this one made (a lock file holding another token, or

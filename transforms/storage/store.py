@@ -315,6 +315,71 @@ def _absent(store_path: str) -> str:
     return f"no {MANIFEST} in it"
 
 
+def datasets_in(folder: str, depths=("*", "*/*")) -> list[str]:
+    """Dataset folders under ``folder`` (holding a manifest), as paths relative to it,
+    sorted (``["corpus"]``; ``["a/corpus", "b/corpus"]``): those one level down, else
+    two (a folder of roots); none on any error."""
+    folder = folder.rstrip("/") or "/"
+    for depth in depths:
+        pattern = join(folder, depth, MANIFEST)
+        try:
+            if is_local(folder):
+                import glob
+                found = glob.glob(pattern)
+            else:
+                from apache_beam.io.filesystems import FileSystems
+                found = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+        except Exception:  # noqa: BLE001 - an unreadable place suggests nothing
+            found = []
+        prefix = folder.rstrip("/") + "/"
+        names = sorted({p[len(prefix):-len("/" + MANIFEST)] for p in found
+                        if p.startswith(prefix)})
+        names = [n for n in names if not any(part.startswith(("_", "."))
+                                             for part in n.split("/"))]
+        if names:
+            return names
+    return []
+
+
+def stores_near(store_path: str) -> tuple[str, list[str]]:
+    """Where the stores are near a path that holds none (a root given for its
+    dataset, a path inside a dataset folder, a misspelt dataset name) ->
+    ``(what, [store paths])``, paths built on ``store_path`` as typed; ``("", [])``
+    when there is none.  In this order:
+
+    - the folder holds dataset folders (a manifest one level down, else two):
+      ``("out/a holds the dataset(s) corpus", ["out/a/corpus"])``;
+    - the path is inside a dataset folder (up to three levels):
+      ``("out/a/corpus/_audit is inside the dataset out/a/corpus", ["out/a/corpus"])``;
+    - its parent folder holds dataset folders (a misspelt name): those, the name
+      closest to the one typed first.
+
+    Local paths and URIs (Beam's FileSystems); a place that cannot be listed
+    suggests nothing."""
+    import difflib
+    path = store_path.rstrip("/") or store_path
+    names = datasets_in(path)
+    if names:
+        return (f"{path} holds the dataset(s) {', '.join(names)}",
+                [join(path, n) for n in names])
+    above = path
+    for _ in range(3):
+        if "/" not in above.rstrip("/") or above.endswith("://"):
+            break
+        above = parent(above)
+        if file_kind(join(above, MANIFEST)) == "file":
+            return f"{path} is inside the dataset {above}", [above]
+    if "/" in path:
+        up = parent(path)
+        names = [n for n in datasets_in(up, ("*",)) if n != basename(path)]
+        if names:
+            typed = basename(path)
+            names.sort(key=lambda n: -difflib.SequenceMatcher(None, typed, n).ratio())
+            return (f"{up} holds the dataset(s) {', '.join(names)}",
+                    [join(up, n) for n in names])
+    return "", []
+
+
 def choose_generation(store_path: str, root_map=None, deep: bool = False):
     """-> ``(manifest, copies, paths)``: the newest valid generation whose shards are
     all available (``deep``: verified by checksum), with ``root_index`` set to
