@@ -62,6 +62,20 @@ DRIVER = textwrap.dedent("""
             time.sleep(1.0)
             return out
         setattr(module, name, wrapped)
+    elif point.startswith(("in_commit", "at_commit")):
+        # N Ctrl-Cs (point "in_commit:N"), 0.3 s apart, as the commit starts: inside the
+        # commit gate (the commit under way) or just before it (the gate still open)
+        import os, signal
+        module, name = sys.argv[2].split(":")
+        module = importlib.import_module(module)
+        original = getattr(module, name)
+        def wrapped(*args, **kwargs):
+            for _ in range(int(point.split(":")[1])):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.3)
+            time.sleep(0.5)
+            return original(*args, **kwargs)
+        setattr(module, name, wrapped)
     elif point != "none":
         module, name = sys.argv[2].split(":")
         module = importlib.import_module(module)
@@ -408,6 +422,39 @@ def test_ctrl_c_at_any_moment_of_a_run(tmp_path):
 
 
 # ---------------------------------------------------------------- the reviewer's cases
+
+@pytest.mark.parametrize("where,n", [("in_commit", 1), ("in_commit", 3), ("in_commit", 5),
+                                     ("at_commit", 2)])
+def test_ctrl_c_pressed_n_times_as_the_commit_runs(tmp_path, tmpdir_folder, where, n):
+    """N Ctrl-Cs while a (slowed) commit is under way inside the commit gate, or as it
+    is about to take the gate: the first is handled, the others are held until the
+    cleanup ended (none cuts short closing the gate, ending the processes or
+    discarding the failed run).  Inside the gate: the commit ends, the job is finished
+    (the "after the job finished" line, the new generation verifies, its shards all
+    there); before it: the commit is refused and the store is byte for byte as it was."""
+    before = commit_once(tmp_path)
+    corpus = big_corpus(tmp_path / "two.jsonl", copies=1)
+    target = ("transforms.storage.commit:_commit_generation" if where == "in_commit"
+              else "transforms.storage.commit:commit_generation")
+    proc = subprocess.run([sys.executable, "-c", DRIVER, f"{where}:{n}", target,
+                           *flags(tmp_path, "--input", corpus)], capture_output=True,
+                          text=True, timeout=600, env=env(tmpdir_folder), cwd=tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    dataset = tmp_path / "a" / "corpus"
+    if where == "in_commit":
+        assert proc.stderr.splitlines()[-1] == FINISHED, proc.stderr
+        assert store.load_manifest(str(dataset))["generation"] == 2
+        for root in ("a", "b"):
+            results = store.verify_store(str(tmp_path / root / "corpus"))
+            assert results and all(r["status"] == "ok" for r in results), results
+        assert "last_run" not in os.listdir(dataset / "_audit")
+    else:
+        assert proc.stderr.splitlines()[-1] == CANCELLED, proc.stderr
+        assert committed(tmp_path) == before
+    no_temporaries(tmp_path)
+    assert os.listdir(tmpdir_folder) == []
+
 
 def test_ctrl_c_after_the_commit_inside_the_pipeline_finishes_the_job(tmp_path, tmpdir_folder):
     """SIGINT right after the pipeline committed, while the runner is still finishing
