@@ -639,3 +639,40 @@ def test_exit_interrupted_prints_only_its_line_whatever_threads_do(tmp_path):
     assert proc.stdout == "stdout kept\n"
     assert proc.stderr == ("before\nprog: interrupted; the job was cancelled and its "
                            "temporary files deleted\n")
+
+
+ARRAYS_COMMITTED = textwrap.dedent("""
+    import os, signal, sys, time
+    import numpy as np
+    from transforms.storage import array_store
+    work = sys.argv[1]
+    np.save(os.path.join(work, "x.npy"), np.arange(4000, dtype=np.float32).reshape(1000, 4))
+    original = array_store.commit_generation
+    def wrapped(*args, **kwargs):
+        out = original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C now, the runner not done yet
+        time.sleep(1.0)
+        return out
+    array_store.commit_generation = wrapped
+    sys.argv = ["compress_arrays", "--input", os.path.join(work, "x.npy"),
+                "--output_roots", f"{work}/a,{work}/b", "--run_config", "direct"]
+    from pipelines import compress_arrays
+    compress_arrays.main()
+""")
+
+
+def test_compress_arrays_ctrl_c_after_its_commit_finishes_the_job(tmp_path, tmpdir_folder):
+    """compress_arrays, SIGINT right after its commit (the runner still finishing): the
+    job is finished, not cancelled (as prepare_corpus): 130 with the "after the job
+    finished" line, generation 1 whole on both roots and its report written."""
+    proc = subprocess.run([sys.executable, "-c", ARRAYS_COMMITTED, str(tmp_path)],
+                          capture_output=True, text=True, timeout=600,
+                          env=env(tmpdir_folder), cwd=tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.splitlines()[-1] == FINISHED.replace("prepare_corpus",
+                                                            "compress_arrays"), proc.stderr
+    for root in ("a", "b"):
+        dataset = tmp_path / root / "arrays"
+        assert store.load_manifest(str(dataset))["generation"] == 1
+        assert "run_report.json" in os.listdir(dataset / "_audit")
+    assert os.listdir(tmpdir_folder) == []
