@@ -60,7 +60,8 @@ def test_bad_policy_is_a_usage_error(tmp_path):
 def test_report_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     """--report goes through write_atomically: a write that fails half-way leaves the
     earlier report byte for byte, and no temporary file."""
-    import pytest
+    import os
+
     from transforms.storage import commit
     np.save(tmp_path / "e.npy", np.arange(64, dtype=np.float32).reshape(16, 4))
     out = tmp_path / "report.json"
