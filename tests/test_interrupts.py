@@ -76,6 +76,14 @@ DRIVER = textwrap.dedent("""
             time.sleep(0.5)
             return original(*args, **kwargs)
         setattr(module, name, wrapped)
+    elif point == "fail_after_commit":   # the run fails once its generation is committed
+        module, name = sys.argv[2].split(":")
+        module = importlib.import_module(module)
+        original = getattr(module, name)
+        def wrapped(*args, **kwargs):
+            original(*args, **kwargs)
+            raise RuntimeError("injected failure after the commit")
+        setattr(module, name, wrapped)
     elif point != "none":
         module, name = sys.argv[2].split(":")
         module = importlib.import_module(module)
@@ -676,3 +684,29 @@ def test_compress_arrays_ctrl_c_after_its_commit_finishes_the_job(tmp_path, tmpd
         assert store.load_manifest(str(dataset))["generation"] == 1
         assert "run_report.json" in os.listdir(dataset / "_audit")
     assert os.listdir(tmpdir_folder) == []
+
+
+def test_a_failure_after_the_commit_promotes_the_generations_audit_files(tmp_path,
+                                                                           tmpdir_folder):
+    """The run fails (exit 1) after its generation was committed: that generation is the
+    committed one, so its audit files replace the previous generation's (none left in
+    ``last_run/``), and its shards all verify."""
+    commit_once(tmp_path)
+    dataset = tmp_path / "a" / "corpus"
+    old_audit = {n: (dataset / "_audit" / n).read_bytes()
+                 for n in os.listdir(dataset / "_audit") if n.startswith("dead_letters")}
+    corpus = big_corpus(tmp_path / "two.jsonl", copies=1)
+    proc = subprocess.run([sys.executable, "-c", DRIVER, "fail_after_commit",
+                           "transforms.storage.commit:commit_generation",
+                           *flags(tmp_path, "--input", corpus)], capture_output=True,
+                          text=True, timeout=600, env=env(tmpdir_folder), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "injected failure after the commit" in proc.stderr, proc.stderr
+    assert store.load_manifest(str(dataset))["generation"] == 2
+    audit = sorted(os.listdir(dataset / "_audit"))
+    assert "last_run" not in audit, audit
+    new_audit = {n: (dataset / "_audit" / n).read_bytes()
+                 for n in audit if n.startswith("dead_letters")}
+    assert new_audit and new_audit != old_audit
+    assert all(r["status"] == "ok" for r in store.verify_store(str(dataset)))
+    no_temporaries(tmp_path)
