@@ -710,3 +710,56 @@ def test_a_failure_after_the_commit_promotes_the_generations_audit_files(tmp_pat
     assert new_audit and new_audit != old_audit
     assert all(r["status"] == "ok" for r in store.verify_store(str(dataset)))
     no_temporaries(tmp_path)
+
+
+def test_a_failed_held_step_leaves_no_ctrl_c_for_the_next_run():
+    """A Ctrl-C held for after a committed run's last steps (``late``) whose held step
+    then failed: the error ends that run, and the next run's first held step (taking
+    its lock) raises nothing."""
+    from pipelines import progress
+    progress._HOLD["late"] = True   # what _finish_committed leaves for the held steps
+    with pytest.raises(OSError):
+        with progress.deferred_interrupts():
+            raise OSError("promoting the audit files failed")
+    with progress.deferred_interrupts():
+        pass
+    assert progress._HOLD["late"] is False and progress._HOLD["pending"] is False
+
+
+SECOND_RUN = textwrap.dedent("""
+    import logging, os, signal, sys, tempfile
+    from pipelines import progress
+    from transforms.storage import commit
+    before = signal.getsignal(signal.SIGINT)
+    with progress.run_temp_dir():
+        # the first run is interrupted and its caller goes on (no exit_interrupted)
+        progress.hold_interrupts()
+        progress.silence()
+        commit.close_commit_gate()
+        print("first run: hidden", file=sys.stderr, flush=True)
+    with progress.run_temp_dir() as folder:   # the second run behaves as a first
+        print("handler restored", signal.getsignal(signal.SIGINT) is before, flush=True)
+        with commit.commit_gate():
+            print("gate open", flush=True)
+        print("second run: stderr", file=sys.stderr, flush=True)
+        os.write(2, b"second run: fd 2\\n")
+        logging.getLogger("x").warning("second run: logging")
+        print("temp in the run's folder", tempfile.mkdtemp().startswith(folder), flush=True)
+        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C acts again
+""")
+
+
+def test_a_second_run_in_one_process_behaves_as_a_first(tmp_path):
+    """A run interrupted whose process goes on (its caller caught the interruption):
+    the next run in the process gets SIGINT's handler, stderr, logging, the commit
+    gate and tempfile as a first run does."""
+    proc = subprocess.run([sys.executable, "-c", SECOND_RUN], capture_output=True, text=True,
+                          timeout=120, env=env(tmp_path))
+    assert proc.stdout.splitlines() == ["handler restored True", "gate open",
+                                        "temp in the run's folder True"], proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[:2] == ["second run: stderr", "second run: fd 2"], lines
+    assert lines[2].endswith("second run: logging"), lines
+    assert lines[-1] == "KeyboardInterrupt" and "first run: hidden" not in proc.stderr
+    assert proc.returncode == -signal.SIGINT   # Python's own end on a KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
