@@ -860,6 +860,17 @@ def run_temp_dir():
     not seen to run), environment and LOOPBACK staging ``tmp*`` folders and
     ``beam-requirements-cache`` in ``tempfile.gettempdir()``, in this process."""
     from transforms.storage.commit import GATE_ENV, open_commit_gate
+    if threading.current_thread() is not threading.main_thread():
+        # a job run from a thread of a host (a service, a task runner): the process is
+        # the host's, whose own temporary files must not land in the run's folder and
+        # go with it: tempfile and $TMPDIR stay as they are (Beam's files go where the
+        # host's do; no commit gate file: a Ctrl-C does not reach this run)
+        path = tempfile.mkdtemp(prefix="dataprep-run-")
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+        return
     with _TEMP_LOCK:
         _RUN["depth"] += 1
         if _RUN["depth"] == 1:

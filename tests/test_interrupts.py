@@ -562,16 +562,16 @@ def test_a_job_run_from_another_thread_returns(tmp_path):
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_overlapping_runs_share_one_temporary_folder(tmp_path, monkeypatch):
-    """Two runs of one process overlapping (threads): the first one's end does not
-    delete the folder the second uses, and once both ended tempfile and $TMPDIR
-    point where they did before and the folder is gone."""
+def test_runs_from_threads_leave_the_process_temp_settings_alone(tmp_path, monkeypatch):
+    """Two runs from threads of a host, overlapping: neither points tempfile or $TMPDIR
+    at its folder (the host's own temporary files, made meanwhile, are not in a run's
+    folder and outlive both runs); each run's folder is gone once it ended."""
     import tempfile
     import threading
 
     from pipelines import progress
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     a_in, a_out, b_in = threading.Event(), threading.Event(), threading.Event()
     seen = {}
 
@@ -588,18 +588,21 @@ def test_overlapping_runs_share_one_temporary_folder(tmp_path, monkeypatch):
             seen["b"] = folder
             b_in.set()
             a_out.wait()
-            seen["b_after_a"] = os.path.isdir(folder) and tempfile.gettempdir() == folder
-            seen["env"] = os.environ.get("TMPDIR")
-            tempfile.mkstemp()   # still usable
+            seen["b_after_a"] = os.path.isdir(folder)
+            seen["during"] = (tempfile.gettempdir(), os.environ.get("TMPDIR"))
     threads = [threading.Thread(target=job_a), threading.Thread(target=job_b)]
     for t in threads:
         t.start()
+    a_in.wait()
+    fd, hosts = tempfile.mkstemp(prefix="hosts-own-")   # the host's main thread
+    os.close(fd)
     for t in threads:
         t.join()
-    assert seen["a"] == seen["b"] and seen["b_after_a"] and seen["env"] == seen["a"]
-    assert tempfile.tempdir == str(tmp_path) and "TMPDIR" not in os.environ
-    assert os.listdir(tmp_path) == []
-    os.close(tempfile.mkstemp()[0])
+    assert seen["a"] != seen["b"] and seen["b_after_a"]
+    assert seen["during"] == (str(tmp_path), str(tmp_path))
+    assert os.path.dirname(hosts) == str(tmp_path) and os.path.exists(hosts)
+    assert tempfile.tempdir == str(tmp_path) and os.environ["TMPDIR"] == str(tmp_path)
+    assert os.listdir(tmp_path) == [os.path.basename(hosts)]
 
 
 SILENCED = textwrap.dedent("""
