@@ -903,11 +903,37 @@ def run_temp_dir():
                     else:
                         os.environ[key] = value
                 _RUN.update(temp=None, base=None)
+                # Beam's job servers with their folder in the run's (Prism's) stop
+                # first: their exit hook deletes that folder before it stops the
+                # server, and raised (a traceback, the server left running) once the
+                # folder was gone
+                stop_job_servers(path)
                 shutil.rmtree(path, ignore_errors=True)
                 release_interrupts()   # the run, its cleanup included, is over
 
 
 ENV_KEYS = ("TMPDIR", "DATAPREP_COMMIT_GATE")
+
+
+def stop_job_servers(folder: str) -> int:
+    """Stop Beam's job servers (``StopOnExitJobServer``: Prism's, a Flink or Spark jar's
+    started by Beam) whose temporary folder lies in ``folder``; -> how many.  Their
+    own exit hook (``atexit``) is unregistered by the stop.  Beam not imported: 0."""
+    module = sys.modules.get("apache_beam.runners.portability.job_server")
+    if module is None:
+        return 0
+    import gc
+    inside = os.path.realpath(folder) + os.sep
+    stopped = 0
+    for obj in gc.get_objects():
+        if not isinstance(obj, module.StopOnExitJobServer):
+            continue
+        root = getattr(getattr(obj, "_job_server", None), "_local_temp_root", None)
+        if root and os.path.realpath(root).startswith(inside):
+            with contextlib.suppress(Exception):
+                obj.stop()
+                stopped += 1
+    return stopped
 
 
 def _remove_run_temp() -> None:

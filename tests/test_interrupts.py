@@ -766,3 +766,37 @@ def test_a_second_run_in_one_process_behaves_as_a_first(tmp_path):
     assert lines[-1] == "KeyboardInterrupt" and "first run: hidden" not in proc.stderr
     assert proc.returncode == -signal.SIGINT   # Python's own end on a KeyboardInterrupt
     assert os.listdir(tmp_path) == []
+
+
+def _in_session(sid: int) -> list[str]:
+    """Command lines of the live processes of session ``sid``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(b")") + 2:].split()
+            if int(fields[3]) == sid and fields[0] not in (b"Z", b"X"):
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    found.append(f.read().replace(b"\0", b" ").decode("utf-8", "replace"))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_a_run_leaves_no_process_and_no_traceback(tmp_path, tmpdir_folder, run_config):
+    """A successful CLI run on the configured runner (Prism's job server is started by
+    Beam in the run's temporary folder): it ends with status 0, no traceback on stderr
+    (Beam's exit hook of the job server once raised on its deleted folder), no process
+    of the run left alive, and $TMPDIR as it was."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.prepare_corpus",
+                             *flags(tmp_path, run_config=run_config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env(tmpdir_folder),
+                            cwd=tmp_path, start_new_session=True)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    assert _in_session(proc.pid) == []
+    assert os.listdir(tmpdir_folder) == []
