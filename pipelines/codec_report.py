@@ -18,6 +18,7 @@ from transforms.reduction.codec_choice import (
 from transforms.core.codecs import TEXT_CANDIDATES, applicable_array_codecs
 from transforms.processing.npy import (
     check_compatible, default_block_rows, inspect_npy, match_inputs, plan_blocks, read_block)
+from transforms.storage.commit import write_atomically
 from transforms.storage.store import (
     StoreError, datasets_in, load_manifest, read_shard_verified)
 
@@ -130,8 +131,9 @@ def run(argv=None) -> dict:
         result["candidates"] = rows
     if args.report:
         try:
-            with open(args.report, "wb") as f:
-                f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+            # whole or not at all: a failed write leaves an earlier report as it was
+            write_atomically(args.report, orjson.dumps(
+                result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         except OSError as err:   # read-only, full, a folder in the way...
             raise ValueError(f"cannot write {args.report}: {cli.os_reason(err)}") from None
     return result

@@ -1,4 +1,5 @@
 """Compress .npy arrays into row blocks of a replicated store (lossless or bounded-error)."""
+import contextlib
 import os
 
 import apache_beam as beam
@@ -14,7 +15,7 @@ from transforms.processing.npy import (
     match_inputs, plan_blocks, read_block)
 from transforms.storage.report import (
     RunClock, build_report, counters, input_lineage, shard_sizes, summary_table, write_report)
-from transforms.storage.commit import leave_nothing_behind
+from transforms.storage.commit import committed_digest, leave_nothing_behind
 from transforms.storage.store import DatasetLock, dataset_dir, is_local, load_manifest
 
 AUTO = "auto"
@@ -123,38 +124,46 @@ def run(argv=None) -> dict:
     # workers outside this process send their live totals here (progress display only)
     receiver = progress.live_receiver(options)
     lock = DatasetLock(directories, job="compress_arrays", break_lock=args.break_lock)
+    uris = [r.uri for r in roots]
     made = [r.uri for r in roots if is_local(r.uri) and not os.path.lexists(r.uri)]
-    try:
-        # taken inside the try whose finally releases it, Ctrl-C held meanwhile (as
-        # prepare_corpus): a Ctrl-C while the lock is taken cannot leave it behind
-        with progress.deferred_interrupts():
-            lock.acquire()
-        pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec,
-                       manifest_choice, receiver and receiver.address)
-        result = progress.run_pipeline(
-            pipeline, job="compress_arrays", log_level=args.log_level,
-            docs_counter="arrays/rows_stored", bytes_counter="arrays/raw_bytes",
-            unit="rows",
-            total_bytes=None if args.map else sum(f["bytes"] or 0 for f in inputs) or None,
-            cleanup=lambda: progress.delete_temporaries(directories), receiver=receiver)
-    finally:
-        with progress.deferred_interrupts():
-            # nothing committed (failed, cancelled): no empty folder stays either
-            leave_nothing_behind(lock, directories, made, progress.finished())
-        if receiver is not None:
-            receiver.close()
+    # Ctrl-C is held from the end of a committed run until its report is written (as
+    # prepare_corpus): a Ctrl-C after the commit ends the job as finished
+    with contextlib.ExitStack() as held:
+        try:
+            # taken inside the try whose finally releases it, Ctrl-C held meanwhile (as
+            # prepare_corpus): a Ctrl-C while the lock is taken cannot leave it behind
+            with progress.deferred_interrupts():
+                lock.acquire()
+            pipeline = beam.Pipeline(options=options)
+            build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec,
+                           manifest_choice, receiver and receiver.address)
+            base = committed_digest(uris, args.dataset)
+            result = progress.run_pipeline(
+                pipeline, job="compress_arrays", log_level=args.log_level,
+                docs_counter="arrays/rows_stored", bytes_counter="arrays/raw_bytes",
+                unit="rows",
+                total_bytes=None if args.map else sum(f["bytes"] or 0 for f in inputs) or None,
+                cleanup=lambda: progress.delete_temporaries(directories), receiver=receiver,
+                # finished = the run's generation is committed (a Ctrl-C after it)
+                committed=lambda: committed_digest(uris, args.dataset) != base)
+            held.enter_context(progress.deferred_interrupts())
+        finally:
+            with progress.deferred_interrupts():
+                # nothing committed (failed, cancelled): no empty folder stays either
+                leave_nothing_behind(lock, directories, made, progress.finished())
+            if receiver is not None:
+                receiver.close()
 
-    values = counters(result)
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    extra = {"store": directories, "codec": codec, "blocks": len(blocks),
-             "shard_sizes": shard_sizes(load_manifest(directories[0]))}
-    if report_choice:
-        extra["codec_choice"] = report_choice
-    report = build_report("compress_arrays", clock, values, cli.recorded_flags(vars(args)),
-                          str(runner), extra,
-                          options=options, result=result, inputs=inputs, pipeline=pipeline)
-    write_report(report, directories)
+        values = counters(result)
+        runner = options.view_as(StandardOptions).runner or "DirectRunner"
+        extra = {"store": directories, "codec": codec, "blocks": len(blocks),
+                 "shard_sizes": shard_sizes(load_manifest(directories[0]))}
+        if report_choice:
+            extra["codec_choice"] = report_choice
+        report = build_report("compress_arrays", clock, values, cli.recorded_flags(vars(args)),
+                              str(runner), extra, options=options, result=result,
+                              inputs=inputs, pipeline=pipeline)
+        write_report(report, directories)
     print(summary_table(values))
     raw, stored = values.get("arrays/raw_bytes", 0), values.get("arrays/stored_bytes", 0)
     print(f"\ncodec {codec}: {raw:,} -> {stored:,} bytes "

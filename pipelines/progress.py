@@ -731,6 +731,8 @@ def silence() -> None:
         _RUN["line_fd"] = os.dup(_RUN["stderr_fd"] if _RUN["stderr_fd"] is not None else 2)
     except OSError:
         _RUN["line_fd"] = -1
+    _RUN["silenced"] = (sys.stderr, threading.excepthook, sys.excepthook,
+                        sys.unraisablehook, logging.root.manager.disable)
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
     os.close(null)
@@ -739,6 +741,28 @@ def silence() -> None:
     threading.excepthook = lambda args: None
     sys.excepthook = lambda *args: None
     sys.unraisablehook = lambda unraisable: None
+
+
+def unsilence() -> None:
+    """Undo ``silence`` (a new run in a process whose earlier run was interrupted and
+    did not exit): fd 2, ``sys.stderr``, logging and the hooks as before it."""
+    fd, saved = _RUN["line_fd"], _RUN.pop("silenced", None)
+    if fd is None:
+        return
+    _RUN["line_fd"] = None
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.dup2(fd, 2)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    if saved is not None:
+        with contextlib.suppress(Exception):
+            sys.stderr.close()
+        (sys.stderr, threading.excepthook, sys.excepthook, sys.unraisablehook,
+         level) = saved
+        logging.disable(level)
+    if tempfile.tempdir == UNUSABLE_TEMP:
+        tempfile.tempdir = _RUN.get("tempdir_before")
 
 
 def _alive(pid: int) -> bool:
@@ -767,12 +791,46 @@ def stop_children(pids=None, grace: float = 2.0) -> None:
                 os.kill(child, signal.SIGKILL)
 
 
-# ``late``: a Ctrl-C that came while a committed run's last steps ended (run_pipeline)
-_HOLD = {"depth": 0, "pending": False, "previous": None, "late": False}
+# ``late``: a Ctrl-C that came while a committed run's last steps ended (run_pipeline);
+# ``handling``: a Ctrl-C is being handled (hold_interrupts)
+_HOLD = {"depth": 0, "pending": False, "previous": None, "late": False, "handling": False}
 
 
 def _hold(signum, frame):
     _HOLD["pending"] = True
+
+
+def hold_interrupts() -> None:
+    """A Ctrl-C is being handled: every further one is held from now on, across closing
+    the commit gate, ending the run's processes and the caller's cleanup (discarding
+    a failed run), until ``release_interrupts`` (the run's end: ``run_temp_dir``, or
+    the next run's start).  Held steps (``deferred_interrupts``) raise nothing
+    meanwhile.  Idempotent; a no-op off the main thread."""
+    if threading.current_thread() is not threading.main_thread() or _HOLD["handling"]:
+        return
+    _HOLD["handling"] = True
+    if _HOLD["depth"] == 0:
+        _HOLD.update(pending=False, previous=signal.signal(signal.SIGINT, _hold))
+    _HOLD["depth"] += 1
+
+
+def release_interrupts() -> None:
+    """End ``hold_interrupts``: the Ctrl-Cs held meanwhile are dropped (the run ended on
+    the first one), and SIGINT's handler is the one before.  Idempotent."""
+    if not _HOLD["handling"] or threading.current_thread() is not threading.main_thread():
+        return
+    _HOLD["handling"] = False
+    _HOLD["depth"] -= 1
+    if _HOLD["depth"] == 0:
+        signal.signal(signal.SIGINT, _HOLD["previous"])
+        _HOLD.update(pending=False, late=False)
+
+
+def _reset_interrupt_state() -> None:
+    """A new run starts: nothing held or pending from an earlier run of this process."""
+    release_interrupts()
+    if _HOLD["depth"] == 0:
+        _HOLD.update(pending=False, late=False)
 
 
 class deferred_interrupts:
@@ -780,8 +838,9 @@ class deferred_interrupts:
     releasing the lock, cleaning up after a failed or cancelled run, moving the
     audit files, writing the report.  A Ctrl-C that came meanwhile is raised as
     ``KeyboardInterrupt`` when the outermost held step is done (they nest), unless
-    that step ran while an interrupt was already being handled (then it is
-    dropped: the run is ending on it anyway).  A no-op off the main thread
+    that step ran while an interrupt was already being handled (``hold_interrupts``,
+    or inside an ``except`` of one) or failed: then it is dropped, the run is
+    ending on that anyway.  A no-op off the main thread
     (signals reach only the main thread).
 
         with progress.deferred_interrupts():
@@ -803,10 +862,14 @@ class deferred_interrupts:
         if _HOLD["depth"]:
             return False
         signal.signal(signal.SIGINT, _HOLD["previous"])
-        if _HOLD["pending"] and kind is not None and issubclass(kind, Exception):
+        pending = _HOLD["pending"]
+        held = pending or _HOLD["late"]
+        # cleared however the step ended: a step that failed ends the run on its
+        # error, and must not leave a Ctrl-C for the next run's first held step
+        _HOLD["pending"] = _HOLD["late"] = False
+        if pending and kind is not None and issubclass(kind, Exception):
             failing(value)   # the step failed: that failure is how the run ends
-        if (_HOLD["pending"] or _HOLD["late"]) and kind is None:
-            _HOLD["pending"] = _HOLD["late"] = False
+        if held and kind is None:
             handling = sys.exc_info()[1]    # the step ran inside an except block?
             if isinstance(handling, Exception) and not isinstance(handling, Interrupted):
                 failing(handling)   # a failure being handled: it stays the outcome
@@ -824,9 +887,22 @@ def run_temp_dir(job: str | None = None):
     not seen to run), environment and LOOPBACK staging ``tmp*`` folders and
     ``beam-requirements-cache`` in ``tempfile.gettempdir()``, in this process."""
     from transforms.storage.commit import GATE_ENV, open_commit_gate
+    if threading.current_thread() is not threading.main_thread():
+        # a job run from a thread of a host (a service, a task runner): the process is
+        # the host's, whose own temporary files must not land in the run's folder and
+        # go with it: tempfile and $TMPDIR stay as they are (Beam's files go where the
+        # host's do; no commit gate file: a Ctrl-C does not reach this run)
+        path = tempfile.mkdtemp(prefix="dataprep-run-")
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+        return
     with _TEMP_LOCK:
         _RUN["depth"] += 1
         if _RUN["depth"] == 1:
+            if _RUN["line_fd"] is not None:
+                unsilence()   # an earlier run of this process was interrupted
             base = tempfile.gettempdir()
             path = tempfile.mkdtemp(prefix="dataprep-run-", dir=base)
             _RUN["saved"] = (tempfile.tempdir, {k: os.environ.get(k) for k in ENV_KEYS})
@@ -837,6 +913,7 @@ def run_temp_dir(job: str | None = None):
             open_commit_gate()
             _RUN.update(temp=path, base=base, finished=False, log=None, cleanups=[],
                         failure=None, said=False, job=job, committed_as=None)
+            _reset_interrupt_state()
         path = _RUN["temp"]
     try:
         yield path
@@ -847,16 +924,44 @@ def run_temp_dir(job: str | None = None):
                 tempdir, environ = _RUN["saved"]
                 # after a Ctrl-C, threads of the run may still run: nothing new in $TMPDIR
                 tempfile.tempdir = tempdir if _RUN["line_fd"] is None else UNUSABLE_TEMP
+                _RUN["tempdir_before"] = tempdir   # unsilence: for a later run
                 for key, value in environ.items():
                     if value is None:
                         os.environ.pop(key, None)
                     else:
                         os.environ[key] = value
                 _RUN.update(temp=None, base=None)
+                # Beam's job servers with their folder in the run's (Prism's) stop
+                # first: their exit hook deletes that folder before it stops the
+                # server, and raised (a traceback, the server left running) once the
+                # folder was gone
+                stop_job_servers(path)
                 shutil.rmtree(path, ignore_errors=True)
+                release_interrupts()   # the run, its cleanup included, is over
 
 
 ENV_KEYS = ("TMPDIR", "DATAPREP_COMMIT_GATE")
+
+
+def stop_job_servers(folder: str) -> int:
+    """Stop Beam's job servers (``StopOnExitJobServer``: Prism's, a Flink or Spark jar's
+    started by Beam) whose temporary folder lies in ``folder``; -> how many.  Their
+    own exit hook (``atexit``) is unregistered by the stop.  Beam not imported: 0."""
+    module = sys.modules.get("apache_beam.runners.portability.job_server")
+    if module is None:
+        return 0
+    import gc
+    inside = os.path.realpath(folder) + os.sep
+    stopped = 0
+    for obj in gc.get_objects():
+        if not isinstance(obj, module.StopOnExitJobServer):
+            continue
+        root = getattr(getattr(obj, "_job_server", None), "_local_temp_root", None)
+        if root and os.path.realpath(root).startswith(inside):
+            with contextlib.suppress(Exception):
+                obj.stop()
+                stopped += 1
+    return stopped
 
 
 def _remove_run_temp() -> None:
@@ -913,6 +1018,13 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
     # not finished until this run commits (an earlier run in this process may have:
     # a failure here must not take its audit files for this run's)
     _RUN["finished"] = False
+    _reset_interrupt_state()   # an earlier run of this process held or left a Ctrl-C
+    if _RUN["line_fd"] is not None:
+        unsilence()            # an earlier run of this process was interrupted
+    if _RUN["depth"] == 0:
+        # no run folder (a caller without run_temp_dir): this run's gate is its own
+        from transforms.storage.commit import open_commit_gate
+        open_commit_gate()
     with quiet_stderr(log_level) as (real_stderr, log_path):
         display = make_display(job, stream or real_stderr, total_bytes, unit)
         status = "failed"
@@ -924,20 +1036,26 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
             return result
         except KeyboardInterrupt:
             status = "interrupted"
+            # further Ctrl-Cs are held until the run's cleanup ends (the caller's too):
+            # none may cut short closing the gate, ending the processes, discarding
+            hold_interrupts()
             # nothing but the one line from here on, whatever the run's threads and
             # processes do as their files go: silenced, then ended, then deleted
             silence()
             _close_gate_and_check(committed)
             stop_children([p for p in descendants(os.getpid()) if p not in before])
             if cleanup is not None:
-                with deferred_interrupts():   # a second Ctrl-C does not cut the cleanup short
-                    cleanup()
+                cleanup()   # further Ctrl-Cs are held (hold_interrupts)
                 # and once more as the process leaves: a DirectRunner job cannot be
                 # cancelled, and its worker threads may create a file after this cleanup
                 _RUN["cleanups"].append(cleanup)
             raise Interrupted(interrupted_message(job)) from None
         except Exception as err:
             failing(err)   # a Ctrl-C from now on ends the run as this failure
+            # no commit in this machine's processes is under way once the caller
+            # cleans up (a failed run's discard); committed before failing: finished()
+            with deferred_interrupts():
+                _close_gate_and_check(committed)
             hint = worker_pool_hint(pipeline.options, err)
             if hint:
                 err.add_note(hint)
@@ -1002,13 +1120,20 @@ def _close_gate_and_check(committed) -> bool:
     return _RUN["finished"]
 
 
-def _finish_committed(wait, committed) -> bool:
-    """After a Ctrl-C during a run: if the run had committed, let its last steps end
-    (``wait()``; a second Ctrl-C stops waiting) and hold the Ctrl-C for when the
-    caller's held steps end; True then.  False: the run is to be cancelled."""
+def _finish_committed(ended, committed) -> bool:
+    """After a Ctrl-C during a run (further ones held from here: ``hold_interrupts``):
+    if the run had committed, let its last steps end (until ``ended()``; a further
+    Ctrl-C stops waiting: KeyboardInterrupt) and hold the Ctrl-C for when the
+    caller's held steps end; True then.  False: the run is to be cancelled (Ctrl-C
+    still held)."""
+    hold_interrupts()
     if committed is None or not _close_gate_and_check(committed):
         return False
-    wait()
+    while not ended():
+        if _HOLD["pending"]:
+            raise KeyboardInterrupt
+        time.sleep(0.05)
+    release_interrupts()
     _HOLD["late"] = True   # the next outermost deferred_interrupts raises it
     return True
 
@@ -1061,7 +1186,7 @@ def _run(pipeline, tally, display, started, docs, nbytes, receiver=None, committ
             except KeyboardInterrupt:
                 # committed already: the job is finished, its last steps (audit files)
                 # are waited for
-                if not _finish_committed(ended.wait, committed):
+                if not _finish_committed(ended.is_set, committed):
                     raise
         if "error" in box:
             raise box["error"]
@@ -1090,7 +1215,8 @@ def _run(pipeline, tally, display, started, docs, nbytes, receiver=None, committ
             except KeyboardInterrupt:
                 # committed already (the commit gate holds only in this machine's
                 # processes: decided by the manifest): let the job end, else cancel it
-                if not _finish_committed(result.wait_until_finish, committed):
+                if not _finish_committed(lambda: PipelineState.is_terminal(result.state),
+                                         committed):
                     with contextlib.suppress(Exception):
                         result.cancel()
                     cancel_on_flink_cluster(pipeline.options, getattr(result, "_job_id", None))

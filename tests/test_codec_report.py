@@ -55,3 +55,31 @@ def test_report_on_an_array_store(tmp_path, run_config):
 def test_bad_policy_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit):
         codec_report.run(["--input", str(tmp_path), "--max_error", "cosine=1"])
+
+
+def test_report_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """--report goes through write_atomically: a write that fails half-way leaves the
+    earlier report byte for byte, and no temporary file."""
+    import os
+
+    from transforms.storage import commit
+    np.save(tmp_path / "e.npy", np.arange(64, dtype=np.float32).reshape(16, 4))
+    out = tmp_path / "report.json"
+    out.write_bytes(b"earlier report")
+    real_create = commit.FileSystems.create
+
+    def failing_create(path, *args, **kwargs):
+        handle = real_create(path, *args, **kwargs)
+        real_write = handle.write
+
+        def write(data):
+            real_write(data)
+            raise OSError(28, "No space left on device")
+        handle.write = write
+        return handle
+    monkeypatch.setattr(commit.FileSystems, "create", failing_create)
+    with pytest.raises(ValueError, match="cannot write .*report.json: no space left on device"):
+        codec_report.run(["--input", str(tmp_path / "e.npy"), "--repeats", "1",
+                          "--report", str(out)])
+    assert out.read_bytes() == b"earlier report"
+    assert sorted(os.listdir(tmp_path)) == ["e.npy", "report.json"]

@@ -66,6 +66,28 @@ DRIVER = textwrap.dedent("""
             time.sleep(1.0)
             return out
         setattr(module, name, wrapped)
+    elif point.startswith(("in_commit", "at_commit")):
+        # N Ctrl-Cs (point "in_commit:N"), 0.3 s apart, as the commit starts: inside the
+        # commit gate (the commit under way) or just before it (the gate still open)
+        import os, signal
+        module, name = sys.argv[2].split(":")
+        module = importlib.import_module(module)
+        original = getattr(module, name)
+        def wrapped(*args, **kwargs):
+            for _ in range(int(point.split(":")[1])):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.3)
+            time.sleep(0.5)
+            return original(*args, **kwargs)
+        setattr(module, name, wrapped)
+    elif point == "fail_after_commit":   # the run fails once its generation is committed
+        module, name = sys.argv[2].split(":")
+        module = importlib.import_module(module)
+        original = getattr(module, name)
+        def wrapped(*args, **kwargs):
+            original(*args, **kwargs)
+            raise RuntimeError("injected failure after the commit")
+        setattr(module, name, wrapped)
     elif point != "none":
         module, name = sys.argv[2].split(":")
         module = importlib.import_module(module)
@@ -462,6 +484,39 @@ def test_ctrl_c_at_any_moment_of_a_run(tmp_path):
 
 # ---------------------------------------------------------------- the reviewer's cases
 
+@pytest.mark.parametrize("where,n", [("in_commit", 1), ("in_commit", 3), ("in_commit", 5),
+                                     ("at_commit", 2)])
+def test_ctrl_c_pressed_n_times_as_the_commit_runs(tmp_path, tmpdir_folder, where, n):
+    """N Ctrl-Cs while a (slowed) commit is under way inside the commit gate, or as it
+    is about to take the gate: the first is handled, the others are held until the
+    cleanup ended (none cuts short closing the gate, ending the processes or
+    discarding the failed run).  Inside the gate: the commit ends, the job is finished
+    (the "after the job finished" line, the new generation verifies, its shards all
+    there); before it: the commit is refused and the store is byte for byte as it was."""
+    before = commit_once(tmp_path)
+    corpus = big_corpus(tmp_path / "two.jsonl", copies=1)
+    target = ("transforms.storage.commit:_commit_generation" if where == "in_commit"
+              else "transforms.storage.commit:commit_generation")
+    proc = subprocess.run([sys.executable, "-c", DRIVER, f"{where}:{n}", target,
+                           *flags(tmp_path, "--input", corpus)], capture_output=True,
+                          text=True, timeout=600, env=env(tmpdir_folder), cwd=tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    dataset = tmp_path / "a" / "corpus"
+    if where == "in_commit":
+        assert proc.stderr.splitlines()[-1] == FINISHED, proc.stderr
+        assert store.load_manifest(str(dataset))["generation"] == 2
+        for root in ("a", "b"):
+            results = store.verify_store(str(tmp_path / root / "corpus"))
+            assert results and all(r["status"] == "ok" for r in results), results
+        assert "last_run" not in os.listdir(dataset / "_audit")
+    else:
+        assert proc.stderr.splitlines()[-1] == CANCELLED, proc.stderr
+        assert committed(tmp_path) == before
+    no_temporaries(tmp_path)
+    assert os.listdir(tmpdir_folder) == []
+
+
 def test_ctrl_c_after_the_commit_inside_the_pipeline_finishes_the_job(tmp_path, tmpdir_folder):
     """SIGINT right after the pipeline committed, while the runner is still finishing
     (before run_pipeline returns): the job is finished, not cancelled: 130 with the
@@ -611,16 +666,16 @@ def test_a_job_run_from_another_thread_returns(tmp_path):
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_overlapping_runs_share_one_temporary_folder(tmp_path, monkeypatch):
-    """Two runs of one process overlapping (threads): the first one's end does not
-    delete the folder the second uses, and once both ended tempfile and $TMPDIR
-    point where they did before and the folder is gone."""
+def test_runs_from_threads_leave_the_process_temp_settings_alone(tmp_path, monkeypatch):
+    """Two runs from threads of a host, overlapping: neither points tempfile or $TMPDIR
+    at its folder (the host's own temporary files, made meanwhile, are not in a run's
+    folder and outlive both runs); each run's folder is gone once it ended."""
     import tempfile
     import threading
 
     from pipelines import progress
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     a_in, a_out, b_in = threading.Event(), threading.Event(), threading.Event()
     seen = {}
 
@@ -637,18 +692,21 @@ def test_overlapping_runs_share_one_temporary_folder(tmp_path, monkeypatch):
             seen["b"] = folder
             b_in.set()
             a_out.wait()
-            seen["b_after_a"] = os.path.isdir(folder) and tempfile.gettempdir() == folder
-            seen["env"] = os.environ.get("TMPDIR")
-            tempfile.mkstemp()   # still usable
+            seen["b_after_a"] = os.path.isdir(folder)
+            seen["during"] = (tempfile.gettempdir(), os.environ.get("TMPDIR"))
     threads = [threading.Thread(target=job_a), threading.Thread(target=job_b)]
     for t in threads:
         t.start()
+    a_in.wait()
+    fd, hosts = tempfile.mkstemp(prefix="hosts-own-")   # the host's main thread
+    os.close(fd)
     for t in threads:
         t.join()
-    assert seen["a"] == seen["b"] and seen["b_after_a"] and seen["env"] == seen["a"]
-    assert tempfile.tempdir == str(tmp_path) and "TMPDIR" not in os.environ
-    assert os.listdir(tmp_path) == []
-    os.close(tempfile.mkstemp()[0])
+    assert seen["a"] != seen["b"] and seen["b_after_a"]
+    assert seen["during"] == (str(tmp_path), str(tmp_path))
+    assert os.path.dirname(hosts) == str(tmp_path) and os.path.exists(hosts)
+    assert tempfile.tempdir == str(tmp_path) and os.environ["TMPDIR"] == str(tmp_path)
+    assert os.listdir(tmp_path) == [os.path.basename(hosts)]
 
 
 SILENCED = textwrap.dedent("""
@@ -696,3 +754,153 @@ def test_exit_interrupted_prints_only_its_line_whatever_threads_do(tmp_path):
     assert proc.stdout == "stdout kept\n"
     assert proc.stderr == ("before\nprog: interrupted; the job was cancelled and its "
                            "temporary files deleted\n")
+
+
+ARRAYS_COMMITTED = textwrap.dedent("""
+    import os, signal, sys, time
+    import numpy as np
+    from transforms.storage import array_store
+    work = sys.argv[1]
+    np.save(os.path.join(work, "x.npy"), np.arange(4000, dtype=np.float32).reshape(1000, 4))
+    original = array_store.commit_generation
+    def wrapped(*args, **kwargs):
+        out = original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C now, the runner not done yet
+        time.sleep(1.0)
+        return out
+    array_store.commit_generation = wrapped
+    sys.argv = ["compress_arrays", "--input", os.path.join(work, "x.npy"),
+                "--output_roots", f"{work}/a,{work}/b", "--run_config", "direct"]
+    from pipelines import compress_arrays
+    compress_arrays.main()
+""")
+
+
+def test_compress_arrays_ctrl_c_after_its_commit_finishes_the_job(tmp_path, tmpdir_folder):
+    """compress_arrays, SIGINT right after its commit (the runner still finishing): the
+    job is finished, not cancelled (as prepare_corpus): 130 with the "after the job
+    finished" line, generation 1 whole on both roots and its report written."""
+    proc = subprocess.run([sys.executable, "-c", ARRAYS_COMMITTED, str(tmp_path)],
+                          capture_output=True, text=True, timeout=600,
+                          env=env(tmpdir_folder), cwd=tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.splitlines()[-1] == FINISHED.replace("prepare_corpus",
+                                                            "compress_arrays"), proc.stderr
+    for root in ("a", "b"):
+        dataset = tmp_path / root / "arrays"
+        assert store.load_manifest(str(dataset))["generation"] == 1
+        assert "run_report.json" in os.listdir(dataset / "_audit")
+    assert os.listdir(tmpdir_folder) == []
+
+
+def test_a_failure_after_the_commit_promotes_the_generations_audit_files(tmp_path,
+                                                                           tmpdir_folder):
+    """The run fails (exit 1) after its generation was committed: that generation is the
+    committed one, so its audit files replace the previous generation's (none left in
+    ``last_run/``), and its shards all verify."""
+    commit_once(tmp_path)
+    dataset = tmp_path / "a" / "corpus"
+    old_audit = {n: (dataset / "_audit" / n).read_bytes()
+                 for n in os.listdir(dataset / "_audit") if n.startswith("dead_letters")}
+    corpus = big_corpus(tmp_path / "two.jsonl", copies=1)
+    proc = subprocess.run([sys.executable, "-c", DRIVER, "fail_after_commit",
+                           "transforms.storage.commit:commit_generation",
+                           *flags(tmp_path, "--input", corpus)], capture_output=True,
+                          text=True, timeout=600, env=env(tmpdir_folder), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "injected failure after the commit" in proc.stderr, proc.stderr
+    assert store.load_manifest(str(dataset))["generation"] == 2
+    audit = sorted(os.listdir(dataset / "_audit"))
+    assert "last_run" not in audit, audit
+    new_audit = {n: (dataset / "_audit" / n).read_bytes()
+                 for n in audit if n.startswith("dead_letters")}
+    assert new_audit and new_audit != old_audit
+    assert all(r["status"] == "ok" for r in store.verify_store(str(dataset)))
+    no_temporaries(tmp_path)
+
+
+def test_a_failed_held_step_leaves_no_ctrl_c_for_the_next_run():
+    """A Ctrl-C held for after a committed run's last steps (``late``) whose held step
+    then failed: the error ends that run, and the next run's first held step (taking
+    its lock) raises nothing."""
+    from pipelines import progress
+    progress._HOLD["late"] = True   # what _finish_committed leaves for the held steps
+    with pytest.raises(OSError):
+        with progress.deferred_interrupts():
+            raise OSError("promoting the audit files failed")
+    with progress.deferred_interrupts():
+        pass
+    assert progress._HOLD["late"] is False and progress._HOLD["pending"] is False
+
+
+SECOND_RUN = textwrap.dedent("""
+    import logging, os, signal, sys, tempfile
+    from pipelines import progress
+    from transforms.storage import commit
+    before = signal.getsignal(signal.SIGINT)
+    with progress.run_temp_dir():
+        # the first run is interrupted and its caller goes on (no exit_interrupted)
+        progress.hold_interrupts()
+        progress.silence()
+        commit.close_commit_gate()
+        print("first run: hidden", file=sys.stderr, flush=True)
+    with progress.run_temp_dir() as folder:   # the second run behaves as a first
+        print("handler restored", signal.getsignal(signal.SIGINT) is before, flush=True)
+        with commit.commit_gate():
+            print("gate open", flush=True)
+        print("second run: stderr", file=sys.stderr, flush=True)
+        os.write(2, b"second run: fd 2\\n")
+        logging.getLogger("x").warning("second run: logging")
+        print("temp in the run's folder", tempfile.mkdtemp().startswith(folder), flush=True)
+        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C acts again
+""")
+
+
+def test_a_second_run_in_one_process_behaves_as_a_first(tmp_path):
+    """A run interrupted whose process goes on (its caller caught the interruption):
+    the next run in the process gets SIGINT's handler, stderr, logging, the commit
+    gate and tempfile as a first run does."""
+    proc = subprocess.run([sys.executable, "-c", SECOND_RUN], capture_output=True, text=True,
+                          timeout=120, env=env(tmp_path))
+    assert proc.stdout.splitlines() == ["handler restored True", "gate open",
+                                        "temp in the run's folder True"], proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[:2] == ["second run: stderr", "second run: fd 2"], lines
+    assert lines[2].endswith("second run: logging"), lines
+    assert lines[-1] == "KeyboardInterrupt" and "first run: hidden" not in proc.stderr
+    assert proc.returncode == -signal.SIGINT   # Python's own end on a KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
+
+
+def _in_session(sid: int) -> list[str]:
+    """Command lines of the live processes of session ``sid``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(b")") + 2:].split()
+            if int(fields[3]) == sid and fields[0] not in (b"Z", b"X"):
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    found.append(f.read().replace(b"\0", b" ").decode("utf-8", "replace"))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_a_run_leaves_no_process_and_no_traceback(tmp_path, tmpdir_folder, run_config):
+    """A successful CLI run on the configured runner (Prism's job server is started by
+    Beam in the run's temporary folder): it ends with status 0, no traceback on stderr
+    (Beam's exit hook of the job server once raised on its deleted folder), no process
+    of the run left alive, and $TMPDIR as it was."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.prepare_corpus",
+                             *flags(tmp_path, run_config=run_config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env(tmpdir_folder),
+                            cwd=tmp_path, start_new_session=True)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    assert _in_session(proc.pid) == []
+    assert os.listdir(tmpdir_folder) == []

@@ -93,3 +93,23 @@ def test_picks_by_columns_equal_picks_by_records(refs, split):
 @given(_refs)
 def test_hash_records_pack_the_shard_records_of_the_kept_refs(refs):
     assert unpack(_hash_records(refs)) == _records(refs)
+
+
+@given(st.lists(st.integers(0, 5), min_size=2, max_size=2).filter(lambda n: n[0] != n[1]))
+def test_pack_columns_rejects_columns_of_unequal_lengths(lengths):
+    """Columns of unequal lengths are refused, naming the lengths (the short one was
+    taken for the count before, or the batch packed silently wrong)."""
+    import pytest
+    from transforms.reduction.dedup import IdKey
+    columns = [["a"] * lengths[0], [b"k"] * lengths[1]]
+    with pytest.raises(ValueError, match=rf"unequal lengths \[{lengths[0]}, {lengths[1]}\]"):
+        pack_columns(IdKey, columns)
+
+
+def test_pack_columns_rejects_a_wrong_number_of_columns():
+    import pytest
+    from transforms.reduction.dedup import IdKey
+    with pytest.raises(ValueError, match=r"1 column\(s\) for the 2 field\(s\) of IdKey"):
+        pack_columns(IdKey, [["a"]])
+    assert unpack(pack_columns(IdKey, [["a", "b"], [b"k", b"l"]])) == [
+        IdKey("a", b"k"), IdKey("b", b"l")]

@@ -273,8 +273,17 @@ def unpack_columns(batch) -> "Columns | None":
 def pack_columns(cls, columns: list) -> Packed:
     """Records of NamedTuple class ``cls`` given by field (one list per field, in field
     order, all of one length; a field's values may be records themselves) -> ``Packed``,
-    equal to ``pack`` of the records, without building them."""
-    count = len(columns[0]) if columns else 0
+    equal to ``pack`` of the records, without building them.  ValueError: not one
+    column per field of ``cls``, or columns of unequal lengths (named)."""
+    fields = getattr(cls, "_fields", None)
+    if columns and fields is not None and len(columns) != len(fields):
+        raise ValueError(f"pack_columns: {len(columns)} column(s) for the "
+                         f"{len(fields)} field(s) of {cls.__name__}")
+    lengths = [len(c) for c in columns]
+    if len(set(lengths)) > 1:
+        raise ValueError(f"pack_columns: columns of unequal lengths {lengths} for "
+                         f"{cls.__name__}")
+    count = lengths[0] if lengths else 0
     if not count:
         return pack([])
     return Packed(pickle.dumps((_COLUMNS, cls, count, [_columns(list(c)) for c in columns]),
