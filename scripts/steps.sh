@@ -3,6 +3,10 @@
 #   step NAME REPRO COMMAND...   run COMMAND, time it, record "ok" or "FAILED (rc)";
 #                                on failure print one line: what failed and REPRO,
 #                                the command that reproduces it locally
+#   background NAME REPRO COMMAND...
+#                                the same, in the background: its output goes to a
+#                                log of its own, printed by `await NAME`
+#   await NAME                   wait for it, print its log; returns its status
 #   summary                      in the outermost script: print the table of every
 #                                step recorded in $STEP_LOG (shared by nested
 #                                scripts) and exit 1 if any failed; in a nested
@@ -47,4 +51,21 @@ summary() {  # the script that created $STEP_LOG prints the table; a nested one 
     rm -f "$STEP_LOG" "$STEP_LOG.failures"
   fi
   [[ $STEP_FAILED == 0 ]] || exit 1
+}
+
+declare -A BG_PID BG_LOG
+background() {
+  local name=$1
+  BG_LOG[$name]=$(mktemp "${TMPDIR:-/tmp}/beam-dataprep-step.XXXXXX")
+  ( step "$@" ) > "${BG_LOG[$name]}" 2>&1 &
+  BG_PID[$name]=$!
+}
+
+await() {
+  local name=$1 rc=0
+  wait "${BG_PID[$name]}" || rc=$?
+  echo "=== (background) $name" >&2
+  cat "${BG_LOG[$name]}" >&2
+  rm -f "${BG_LOG[$name]}"
+  return $rc
 }

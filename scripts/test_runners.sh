@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Run the tests on each runner in turn, staging what each needs first.
 #
-#   scripts/test_runners.sh                          # prism flink_local spark_local flink_cluster spark_cluster
+#   scripts/test_runners.sh                          # prism flink_local spark_local flink_cluster+spark_cluster
 #   scripts/test_runners.sh prism flink_local        # just these
+#   scripts/test_runners.sh flink_cluster+spark_cluster   # these two at the same time
+#   scripts/test_runners.sh --stage_only prism flink_local  # build/stage what they need, no tests
 #   FULL_SUITE_ON="prism flink_local" scripts/test_runners.sh   # whole suite on these two
 #
 # What runs where (CI's budget is 60 minutes from an empty HOME; see README
@@ -15,14 +17,18 @@
 #     line; plus the tests of runner-sensitive paths: side inputs, gates, read-back
 #     with fail-over, convergence failure); $RUNNER_TESTS overrides that selection
 #     with pytest arguments (e.g. RUNNER_TESTS="tests --durations=15").
+#   - a suite runs on pytest-xdist workers (`-n $XDIST`, default auto: tests/conftest.py
+#     says how many), except on the clusters, whose EXTERNAL worker pool has a fixed
+#     port per run config (`-n 0`); runners joined by `+` run at the same time (the
+#     two clusters use different ports), each suite's output printed when it ends;
 #   - the S3 store tests (tests/test_s3_store.py, SeaweedFS started by the tests) are
 #     part of the whole suite, so they run on direct (.ci/run) and on $FULL_SUITE_ON;
 #     a server that cannot start fails them (never a skip).
 #
 # Uses `python` on PATH (activate the project's venv first).  Prism is built from
 # the Go module proxy, job servers staged from Maven Central, Flink and Spark
-# distributions from PyPI (all cached under ~/.apache_beam/cache).  Clusters are
-# started before their suite and stopped after it, one at a time.  Any failure,
+# distributions from PyPI (all cached under ~/.apache_beam/cache).  A cluster is
+# started before its suite and stopped after it.  Any failure,
 # including a runner that cannot start, fails the script and prints one line that
 # says how to reproduce it; a table of wall times per step is printed at the end.
 # A suite that hangs (e.g. a job waiting for an SDK worker that never comes) is
@@ -30,24 +36,36 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/steps.sh
-runners=("$@")
-[[ ${#runners[@]} -gt 0 ]] || runners=(prism flink_local spark_local flink_cluster spark_cluster)
+stage_only=""
+if [[ "${1:-}" == "--stage_only" ]]; then stage_only=1; shift; fi
+groups=("$@")
+[[ ${#groups[@]} -gt 0 ]] || groups=(prism flink_local spark_local flink_cluster+spark_cluster)
+read -r -a runners <<< "$(echo "${groups[*]}" | tr '+' ' ')"
 export PYTHON=${PYTHON:-python}
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-2400}
 FULL_SUITE_ON=${FULL_SUITE_ON:-prism}
 RUNNER_TESTS=${RUNNER_TESTS:-tests -m cross_runner}
+XDIST=${XDIST:-auto}
 
+workers() {  # pytest-xdist workers for one runner
+  if [[ "$1" == *_cluster ]]; then echo 0; else echo "$XDIST"; fi
+}
 suite() {  # suite RUN_CONFIG PYTEST ARGS...
-  timeout "$SUITE_TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider "${@:2}" --run_config "$1"
+  timeout "$SUITE_TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider -n "$(workers "$1")" \
+    "${@:2}" --run_config "$1"
 }
 tests_for() {  # the pytest arguments for one runner
   if [[ " $FULL_SUITE_ON " == *" $1 "* ]]; then echo tests; else echo "$RUNNER_TESTS"; fi
 }
 
 needs() { [[ " ${runners[*]} " == *" $1"* ]]; }
-cluster=""
-cleanup() { [[ -z "$cluster" ]] || "scripts/${cluster}_cluster.sh" stop || true; }
-trap cleanup EXIT
+cleanup() {  # a script stopped midway leaves no cluster running (stop is idempotent)
+  local runner
+  for runner in "${runners[@]}"; do
+    [[ "$runner" != *_cluster ]] || "scripts/${runner%_cluster}_cluster.sh" stop >/dev/null 2>&1 || true
+  done
+}
+[[ -n "$stage_only" ]] || trap cleanup EXIT
 
 # Without its artifacts no runner can run: stop here.
 if needs prism; then
@@ -61,10 +79,13 @@ if needs flink || needs spark; then
     "$PYTHON" scripts/stage_jars.py "${only[@]}" || summary
 fi
 
+[[ -z "$stage_only" ]] || summary
+
 # Each runner's suite runs even if an earlier one failed; the script fails at the end.
-for runner in "${runners[@]}"; do
+run_one() {  # run_one RUNNER: its suite (a cluster started before and stopped after it)
+  local runner=$1 cluster args repro
   read -r -a args <<< "$(tests_for "$runner")"
-  repro="python -m pytest -q ${args[*]} --run_config $runner"
+  repro="python -m pytest -q -n $(workers "$runner") ${args[*]} --run_config $runner"
   case "$runner" in
     flink_cluster|spark_cluster)
       cluster=${runner%_cluster}
@@ -75,11 +96,29 @@ for runner in "${runners[@]}"; do
       fi
       step "stop $cluster cluster" "scripts/${cluster}_cluster.sh stop" \
         "scripts/${cluster}_cluster.sh" stop || true
-      cluster=""
       ;;
     *)
       step "tests on $runner" "$repro" suite "$runner" "${args[@]}" || true
       ;;
   esac
+}
+for group in "${groups[@]}"; do
+  if [[ "$group" != *+* ]]; then
+    run_one "$group"
+    continue
+  fi
+  read -r -a together <<< "$(echo "$group" | tr '+' ' ')"
+  pids=() logs=()
+  for runner in "${together[@]}"; do
+    logs+=("$(mktemp "${TMPDIR:-/tmp}/beam-dataprep-$runner.XXXXXX")")
+    run_one "$runner" > "${logs[-1]}" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!together[@]}"; do
+    wait "${pids[$i]}" || true
+    echo "=== (at the same time as the others of $group) ${together[$i]}" >&2
+    cat "${logs[$i]}" >&2
+    rm -f "${logs[$i]}"
+  done
 done
 summary

@@ -11,6 +11,8 @@ pool) start once per test session and every test's jobs share them: the
 ``run_config`` fixture is then a copy of the config with ``job_endpoint``
 added.  A service that cannot start fails the tests; nothing is skipped.
 """
+import os
+
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -23,6 +25,17 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "cross_runner: runs on every runner in CI (scripts/test_runners.sh); the "
         "rest of the pipeline suite runs on direct and the runners in $FULL_SUITE_ON")
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``pytest -n auto`` (pytest-xdist): one worker per core and one more, at most 6.
+
+    Much of the suite waits rather than computes: the CLI tests start Python and
+    Beam in a subprocess, the runner tests wait on a job server, the Ctrl-C tests
+    on a moment of the run; a worker more than the cores keeps the cores busy.
+    At most 6: each worker's jobs may start two SDK worker processes.
+    """
+    return min((os.cpu_count() or 1) + 1, 6)
 
 
 def pytest_addoption(parser):

@@ -47,7 +47,7 @@ def weed_binary() -> str:
 
 
 class S3Server:
-    def __init__(self, buckets=(), start_timeout: float = 60.0):
+    def __init__(self, buckets=(), start_timeout: float = 180.0):
         self.buckets = list(buckets)
         self.start_timeout = start_timeout
         self.process = None

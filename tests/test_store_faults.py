@@ -178,15 +178,19 @@ def test_a_newer_generation_without_its_shards_is_never_rolled_back(tmp_path):
 
 # ---------------------------------------------------------------- kill -9
 
-# Every write step of the text rewrite; every 3rd of the others (the phases: partial
-# temp file, shard renames, manifest copies, collection, reports all get hit).  The
-# full sweeps of all four are in RELIABILITY.md (python -m tests.store_faults).
-@pytest.mark.parametrize("kind,rewrite,stride", [(sf.TEXT, True, 1), (sf.ARRAY, True, 3),
-                                                 (sf.TEXT, False, 3)],
-                         ids=["text-rewrite", "array-rewrite", "text-first-write"])
-def test_kill_at_write_steps_leaves_a_complete_dataset(tmp_path, kind, rewrite, stride):
+# Every write step of the text rewrite (in three interleaved thirds, so that pytest-xdist
+# workers share them: steps 1, 4, 7, ...; 2, 5, 8, ...; 3, 6, 9, ...); every 3rd of the
+# others (the phases: partial temp file, shard renames, manifest copies, collection,
+# reports all get hit).  The full sweeps of all four are in RELIABILITY.md
+# (python -m tests.store_faults).
+@pytest.mark.parametrize("kind,rewrite,first,stride", [
+    (sf.TEXT, True, 1, 3), (sf.TEXT, True, 2, 3), (sf.TEXT, True, 3, 3),
+    (sf.ARRAY, True, 1, 3), (sf.TEXT, False, 1, 3)],
+    ids=["text-rewrite-1", "text-rewrite-2", "text-rewrite-3", "array-rewrite",
+         "text-first-write"])
+def test_kill_at_write_steps_leaves_a_complete_dataset(tmp_path, kind, rewrite, first, stride):
     results = sf.kill_sweep(kind, str(tmp_path / "sweep"), rewrite=rewrite,
-                            points=range(1, 1000, stride))
+                            points=range(first, 1000, stride))
     kills = [r for r in results if r["killed"]]
     assert results[-1]["rc"] == 0, results[-1]        # the sweep reached a finished run
     assert len(kills) * stride >= 16                   # the write steps were kill points
