@@ -151,6 +151,7 @@ def run(argv=None) -> dict:
             with progress.deferred_interrupts():
                 # nothing committed (failed, cancelled): no empty folder stays either
                 leave_nothing_behind(lock, directories, made, progress.finished())
+            progress.end_of_run()
             if receiver is not None:
                 receiver.close()
 

@@ -459,6 +459,7 @@ def run(argv=None) -> dict:
             finally:
                 with progress.deferred_interrupts():
                     leave_nothing_behind(lock, directories, made, progress.finished())
+                progress.end_of_run()
         finally:
             if receiver is not None:
                 receiver.close()

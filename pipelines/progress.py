@@ -1097,6 +1097,17 @@ def finished() -> bool:
     return _RUN["finished"]
 
 
+def end_of_run() -> None:
+    """The job's cleanup after a failed or cancelled run is done: a caller without a run
+    folder (``prepare_corpus.run`` called from a host program, no ``run_temp_dir``)
+    gets its commit gate back open, so a later pipeline of the same process that
+    commits (``WriteStore`` in the host's own pipeline) is not refused as part of the
+    interrupted run.  Within a run folder the next run reopens it."""
+    if _RUN["depth"] == 0:
+        from transforms.storage.commit import open_commit_gate
+        open_commit_gate()
+
+
 def committed_as(text: str) -> None:
     """What the finished run committed, as the interrupted line names it
     (``generation 2 at out/a/corpus``)."""

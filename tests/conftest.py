@@ -38,6 +38,16 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return min((os.cpu_count() or 1) + 1, 6)
 
 
+@pytest.fixture(autouse=True)
+def _commit_gate_open():
+    """Each test starts with this process's commit gate open: a test that ran a job's
+    pieces (``progress.run_pipeline``) to a failure or a Ctrl-C in-process closed it,
+    and under pytest-xdist any later test of that worker may commit."""
+    from transforms.storage.commit import open_commit_gate
+    open_commit_gate()
+    yield
+
+
 def pytest_addoption(parser):
     parser.addoption("--run_config", default=None,
                      help="run config (path or name in run_configs/) for pipeline tests")
