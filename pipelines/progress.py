@@ -954,7 +954,9 @@ def stop_job_servers(folder: str) -> int:
     inside = os.path.realpath(folder) + os.sep
     stopped = 0
     for obj in gc.get_objects():
-        if not isinstance(obj, module.StopOnExitJobServer):
+        # type(), not isinstance(): isinstance of a dead weakref.proxy (boto3 keeps
+        # some) raises ReferenceError, which ended every S3 run as a failure
+        if not issubclass(type(obj), module.StopOnExitJobServer):
             continue
         root = getattr(getattr(obj, "_job_server", None), "_local_temp_root", None)
         if root and os.path.realpath(root).startswith(inside):

@@ -786,3 +786,23 @@ def test_direct_runner_shows_documents_read_while_one_file_is_still_being_read(
     assert documents == sorted(documents) and documents[-1] <= total
     during = [d for d in documents if 0 < d < total]
     assert during, lines[:40]
+
+
+def test_stop_job_servers_passes_over_dead_weak_proxies(tmp_path):
+    """A dead ``weakref.proxy`` among the process's objects (boto3 keeps some) is not a
+    job server: looking for Beam's job servers at the end of a run must not raise
+    ReferenceError (it ended S3 runs as failures: 'weakly-referenced object no longer
+    exists')."""
+    import weakref
+
+    import apache_beam.runners.portability.job_server  # noqa: F401 - what the search needs
+
+    class Thing:
+        pass
+
+    thing = Thing()
+    proxies = [weakref.proxy(thing)]
+    del thing
+    with pytest.raises(ReferenceError):
+        isinstance(proxies[0], int)   # what the search did
+    assert progress.stop_job_servers(str(tmp_path)) == 0
