@@ -96,10 +96,7 @@ def _corpus(directory) -> list[str]:
                                        "text": text, "i": i}))
         lines[17] = b'{"id": "broken", "text": '
         lines[99] = b'{"id": "no-text"}'
-        path = os.path.join(directory, f"part-{part}.jsonl")
-        with open(path, "wb") as f:
-            f.write(b"\n".join(lines) + b"\n")
-        paths.append(path)
+        paths.append(_write_part(directory, part, lines))
     return paths
 
 
@@ -187,11 +184,16 @@ def _removed_corpus(directory) -> list[str]:
                 words[0] = words[0].upper()   # an exact copy after normalisation
             lines.append(json.dumps({"id": doc_id, "text": " ".join(words)}).encode())
         lines[40] = b'{"id": "broken", "text": '
-        path = os.path.join(directory, f"part-{part}.jsonl")
-        with open(path, "wb") as f:
-            f.write(b"\n".join(lines) + b"\n")
-        paths.append(path)
+        paths.append(_write_part(directory, part, lines))
     return paths
+
+
+def _write_part(directory, part, lines) -> str:
+    """``lines`` (bytes) -> ``<directory>/part-<part>.jsonl``, its path."""
+    path = os.path.join(directory, f"part-{part}.jsonl")
+    with open(path, "wb") as f:
+        f.write(b"\n".join(lines) + b"\n")
+    return path
 
 
 @pytest.mark.parametrize("mode", [[], ["--no_near_dedup"]], ids=["exact+near", "exact_only"])
