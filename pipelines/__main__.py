@@ -111,6 +111,13 @@ def _keyboard_interrupts() -> None:
 
 
 def _refuse_extra(name: str, rest: list[str]) -> None:
+    """A built-in takes no arguments; ``-h``/``--help`` alone prints its one-line help
+    (its summary and usage) and exits 0, as a job's ``--help`` does."""
+    if rest and rest[0] in ("-h", "--help") and len(rest) == 1:
+        command = _NAME[0]
+        about = dict(BUILT_IN).get(name, "Print the version of beam-dataprep.")
+        print(f"usage: {command} {name}\n\n{about} Takes no arguments.")
+        sys.exit(0)
     if rest:
         command = _NAME[0]
         print(f"{command} {name}: error: unrecognized argument{'s' if len(rest) > 1 else ''} "

@@ -467,6 +467,22 @@ def store_hint(path: str, suggest) -> str | None:
     return f"{what}: try {suggest(stores[0])}" if stores else None
 
 
+def check_output_folder(target: str, flag: str) -> None:
+    """Refuse a local file to be written (``target``, given by ``flag``) whose folder does
+    not exist or is not a folder: BadPath ``cannot write T: folder F not found`` (a hint
+    to create it) or ``...: F is a file, not a folder``.  Remote paths are not checked."""
+    if "://" in target:
+        return
+    folder = os.path.dirname(target) or "."
+    if os.path.isdir(folder):
+        return
+    if os.path.exists(folder):
+        raise BadPath(f"cannot write {target} ({flag}): {folder} is a file, not a folder")
+    raise BadPath(f"cannot write {target} ({flag}): folder {folder} not found",
+                  f"create it first (mkdir -p {folder}), or give {flag} a path in an "
+                  "existing folder")
+
+
 _REASONS = {errno.ENOENT: "not found", errno.EACCES: "permission denied",
             errno.EPERM: "permission denied", errno.EISDIR: "a folder, not a file",
             errno.ENOTDIR: "a part of the path is not a folder"}

@@ -110,9 +110,8 @@ def run(argv=None) -> dict:
         policy = ChooseCodec(args.max_error, args.min_encode_mbps)
     except ValueError as err:
         parser.error(str(err))
-    folder = os.path.dirname(args.report) if args.report else ""
-    if args.report and folder and not os.path.isdir(folder):
-        raise cli.BadPath(f"cannot write {args.report}: {folder} is not a folder")
+    if args.report:
+        cli.check_output_folder(args.report, "--report")
     kind, sample = gather(args)
     if kind == "arrays":
         candidates = args.candidates or applicable_array_codecs(sample[0].dtype)

@@ -57,8 +57,8 @@ def run(argv=None) -> str:
     if not isinstance(report, dict) or "counters" not in report:
         raise ValueError(f"{source} is not a run report (no 'counters')")
     target = args.output or join(audit, REPORT_HTML)
-    if args.output and is_local(target) and not os.path.isdir(parent(target) or "."):
-        raise cli.BadPath(f"cannot write {target}: {parent(target)} is not a folder")
+    if args.output and is_local(target):
+        cli.check_output_folder(target, "--output")
     try:
         write_atomically(target, render_html(report).encode())
     except OSError as err:   # read-only, full...

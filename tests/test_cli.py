@@ -430,7 +430,8 @@ def test_exit_statuses_of_every_subcommand(tmp_path, copied, capsys, monkeypatch
     (bad_report / "_audit" / "run_report.json").write_bytes(b'{"no": "counters"}')
     monkeypatch.setattr(stage_jars.shutil, "which", lambda name: None)
     cases = [
-        (["list"], 0, ""), (["list", "x"], USAGE, "dataprep list: error: unrecognized "
+        (["list"], 0, ""), (["list", "--help"], 0, ""), (["beam-options", "-h"], 0, ""),
+        (["list", "x"], USAGE, "dataprep list: error: unrecognized "
                             "argument x (dataprep list takes none)\n"),
         (["beam-options"], 0, ""), (["beam-options", "--runner"], USAGE, "dataprep beam-options"
                                     ": error: unrecognized argument --runner (dataprep "
@@ -450,6 +451,10 @@ def test_exit_statuses_of_every_subcommand(tmp_path, copied, capsys, monkeypatch
         (["codec-report", "--input", nowhere], USAGE,
          f"dataprep codec-report: error: input pattern matches no file: {nowhere}\n"),
         (["codec-report", "--input", bad_npy], PROBLEM, None),
+        (["codec-report", "--input", good_npy, "--report", nowhere + "/r.json"], USAGE,
+         f"dataprep codec-report: error: cannot write {nowhere}/r.json (--report): folder "
+         f"{nowhere} not found\nhint: create it first (mkdir -p {nowhere}), or give "
+         "--report a path in an existing folder\n"),
         (["verify-store", "--store", store, "--root_map", root_map], 0, None),
         (["verify-store", "--store", nowhere], USAGE,
          f"dataprep verify-store: error: no store at {nowhere} (not found)\n"),

@@ -264,7 +264,18 @@ def test_dataprep_report_errors_in_one_line(tmp_path, capsys):
         report_job.main([str(tmp_path), "--output", str(target)])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == (f"python -m pipelines.report: error: cannot write "
-                                       f"{target}: {tmp_path / 'a file'} is not a folder\n")
+                                       f"{target} (--output): {tmp_path / 'a file'} is a "
+                                       "file, not a folder\n")
+    # a folder that does not exist: named so, with what to do
+    target = tmp_path / "nodir" / "r.html"
+    with pytest.raises(SystemExit) as exit_info:
+        report_job.main([str(tmp_path), "--output", str(target)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"python -m pipelines.report: error: cannot write {target} (--output): folder "
+        f"{tmp_path / 'nodir'} not found\nhint: create it first (mkdir -p "
+        f"{tmp_path / 'nodir'}), or give --output a path in an existing folder\n")
+    assert not (tmp_path / "nodir").exists()
 
 
 def test_removal_reasons_name_filter_drops_as_in_the_removed_records():
