@@ -3,7 +3,7 @@ from hypothesis import given, strategies as st
 from transforms.reduction.dedup import (IdKey, _EmitWinners, conflicting_ids, dedup_buckets, rank,
                               winners)
 from transforms.core.hashing import text_key
-from transforms.core.ids import id_order_key
+from transforms.core.ids import id_order_key, show_ids
 from transforms.core.records import pack
 from transforms.processing.refs import DocRef
 
@@ -182,3 +182,12 @@ def test_pack_keeps_rows_of_a_class_pickle_cannot_name():
     Local.__reduce__ = lambda self: (tuple, (tuple(self),))
     rows = [Local(1, "x"), Local(2, "y")]
     assert unpack(pickle.loads(pickle.dumps(pack(rows)))) == [(1, "x"), (2, "y")]
+
+
+def test_show_ids_writes_ids_as_json_gives_them():
+    """Messages name ids as written in the input: an integer (or its canonical decimal
+    string: the same id) bare, any other string quoted; never a Python list."""
+    assert show_ids(["7"]) == "7"
+    assert show_ids([7, "-3", "007", "a b", "-0"]) == '7, -3, "007", "a b", "-0"'
+    assert show_ids(['say "hi"', "日本"]) == '"say \\"hi\\"", "日本"'
+    assert show_ids([str(n) for n in range(12)], limit=3) == "0, 1, 2 and 9 more"

@@ -238,7 +238,7 @@ def test_duplicate_ids_with_distinct_texts_fail_with_examples(tmp_path, run_conf
     path.write_bytes(b'{"id": "x1", "text": "alpha"}\n{"id": "x1", "text": "beta"}\n'
                      b'{"id": "x2", "text": "gamma"}\n{"id": "x2", "text": "GAMMA"}\n')
     with pytest.raises(Exception, match=r"1 'id' value\(s\) name more than one distinct text, "
-                                        r"e.g. \['x1'\]"):
+                                        r'e.g. "x1"; give every document a unique id'):
         prepare_corpus.run(["--input", str(path), "--output_roots", str(tmp_path / "a"),
                             "--run_config", run_config, *mode])
     assert not (tmp_path / "a" / "corpus" / "manifest.json").exists()

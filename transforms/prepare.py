@@ -28,6 +28,7 @@ import orjson
 from apache_beam.io.filesystem import CompressionTypes
 
 from transforms.core import exact_json
+from transforms.core.ids import show_ids
 from transforms.processing.io import (
     MAX_LINE_BYTES, estimate_raw_bytes, input_files)
 from transforms.processing.parquet import corpus_paths
@@ -291,7 +292,7 @@ def gate_id_conflicts(summary, id_field):
     if not summary["count"]:
         return ""
     return (f"{summary['count']} {id_field!r} value(s) name more than one distinct text, "
-            f"e.g. {summary['examples']}; give every document a unique id")
+            f"e.g. {show_ids(summary['examples'])}; give every document a unique id")
 
 
 class WriteAuditJsonl(beam.PTransform):

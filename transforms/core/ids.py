@@ -77,3 +77,15 @@ def id_less(a: str, b: str) -> bool:
 def smallest_id(ids) -> str:
     """The first of ``ids`` (an iterable of id strings) in the id order."""
     return min(ids, key=id_order_key)
+
+
+def show_ids(ids, limit: int = 10) -> str:
+    """Ids for a message, as a user wrote them in JSON: one in canonical integer form
+    bare (``7``: it is also the id of ``"7"``, the same id), any other as a JSON string
+    (``"a b"``); comma-separated, at most ``limit`` of them, then ``and N more``."""
+    import json
+    shown = [doc_id if isinstance(doc_id, str) and _CANONICAL_INT.fullmatch(doc_id)
+             and doc_id != "-0" else str(doc_id) if isinstance(doc_id, int)
+             else json.dumps(doc_id, ensure_ascii=False) for doc_id in list(ids)[:limit]]
+    more = len(ids) - limit
+    return ", ".join(shown) + (f" and {more:,} more" if more > 0 else "")

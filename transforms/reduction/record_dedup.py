@@ -37,6 +37,7 @@ import xxhash
 from apache_beam.metrics import Metrics
 
 from transforms.core import exact_json
+from transforms.core.ids import show_ids
 from transforms.core.hashing import text_keys
 from transforms.core.records import NO_VALUE, Bounds, DocRef
 from transforms.processing.io import BadRecord, checked_text  # prepare_corpus's reason codes
@@ -177,7 +178,7 @@ def _id_conflicts_message(summary: dict, id_field: str) -> str:
     if not summary["count"]:
         return ""
     return (f"{summary['count']} {id_field!r} value(s) name more than one distinct text, "
-            f"e.g. {summary['examples']}; give every record a unique id")
+            f"e.g. {show_ids(summary['examples'])}; give every record a unique id")
 
 
 class DedupRecords(beam.PTransform):
@@ -193,7 +194,7 @@ class DedupRecords(beam.PTransform):
     * ``gate``: one string, empty when every id names one text and the
       join back lost nothing; otherwise the run fails with it
       (``RuntimeError``), e.g. ``1 'id' value(s) name more than one distinct
-      text, e.g. ['7']; give every record a unique id``.
+      text, e.g. 7; give every record a unique id`` (``transforms.core.ids.show_ids``).
 
     Example::
 
