@@ -296,8 +296,28 @@ def test_a_second_writer_is_refused_with_a_clear_message_and_break_lock(tmp_path
             f"pid {os.getpid()}" in failed and "(that process is still running)" in failed
         assert hint == "hint: wait for that run to end, then run again"   # no --break_lock
         assert sf.tree(str(tmp_path), skip=set()) == before   # nothing changed
+        # --break_lock never takes a running writer's lock: refused, nothing changed
+        with pytest.raises(SystemExit) as exit_info:
+            prepare_corpus.main(sf.job_argv(sf.TEXT, src, roots, 2) + ["--break_lock"])
+        assert exit_info.value.code == 1
+        failed, hint = capsys.readouterr().err.strip().splitlines()[-2:]
+        assert f"/ds/.lock is held by other pid {os.getpid()}" in failed and failed.endswith(
+            "(that process is still running): --break_lock removes only the lock of a run "
+            "that has ended"), failed
+        assert hint == f"hint: wait for that run to end (or stop it: kill {os.getpid()}), " \
+            "then run again"
+        assert sf.tree(str(tmp_path), skip=set()) == before
     finally:
         lock.release()
+    # a lock whose pid now belongs to a process started after it was taken (pid reuse):
+    # its holder is gone
+    for root in roots:
+        with open(os.path.join(root, "ds", ".lock"), "w") as f:
+            f.write(orjson.dumps({"pid": os.getpid(), "host": os.uname().nodename,
+                                  "job": "prepare_corpus", "token": "t",
+                                  "since": "2020-01-01T00:00:00+00:00"}).decode())
+    with pytest.raises(DatasetLocked, match="the lock is stale"):
+        sf.build(sf.TEXT, src, roots, 2)
     # a lock left by a killed run: named as stale, broken by the documented flag
     for root in roots:
         with open(os.path.join(root, "ds", ".lock"), "w") as f:

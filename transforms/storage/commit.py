@@ -856,6 +856,14 @@ class DatasetLock:
         for directory in sorted(self.directories):
             path = join(directory, LOCK)
             if self.break_lock:
+                holder = read_lock(path)
+                if holder is not None and holder.alive:
+                    # a running writer's lock is never taken: both would write
+                    raise DatasetLocked(
+                        f"{path} is held by {holder.describe()} (that process is still "
+                        "running): --break_lock removes only the lock of a run that has "
+                        "ended", f"wait for that run to end (or stop it: kill {holder.pid}), "
+                        "then run again")
                 delete_quietly(path)
             # held before it is made: an exception (KeyboardInterrupt) right after the
             # lock was made still releases it (release deletes only our token's locks)
@@ -959,14 +967,37 @@ def read_lock(path: str) -> LockHolder | None:
         return LockHolder(path)
     alive = None
     if holder.get("host") == platform.node() and isinstance(holder.get("pid"), int):
-        alive = _pid_alive(holder["pid"])
+        alive = _pid_alive(holder["pid"], holder.get("since"))
     return LockHolder(path, str(holder.get("job", "?")), holder.get("pid", "?"),
                       str(holder.get("host", "?")), str(holder.get("since", "?")), alive)
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int, since=None) -> bool:
+    """Whether the process ``pid`` of this host still runs and is the one that took the
+    lock at ``since`` (ISO time): a process that started after it (the pid was reused
+    after the holder died; Linux's ``/proc/PID/stat`` start time) is not the holder."""
     try:
         os.kill(pid, 0)
     except OSError as err:
-        return err.errno == errno.EPERM
-    return True
+        if err.errno != errno.EPERM:
+            return False
+    started = _process_start(pid)
+    if started is None or not isinstance(since, str):
+        return True
+    try:
+        taken = datetime.datetime.fromisoformat(since).timestamp()
+    except ValueError:
+        return True
+    return started <= taken + 2   # `since` is to the second; the start time to a tick
+
+
+def _process_start(pid: int) -> float | None:
+    """The epoch second process ``pid`` started (Linux ``/proc``), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
