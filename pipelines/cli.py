@@ -332,12 +332,33 @@ def resolve_roots(args) -> list:
         args.output_roots = DEFAULT_ROOTS
     roots = [type(r)(normalise_root(r.uri), r.weight) for r in parse_roots(args.output_roots)]
     check_roots([r.uri for r in roots], args.dataset)
+    for root in roots:
+        check_writable_root(root.uri)
     if args.replication is None:
         args.replication = min(2, len(roots))
     if args.replication > len(roots):
         raise ValueError(f"--replication {args.replication} is more than the "
                          f"{len(roots)} root(s) in --output_roots")
     return roots
+
+
+def check_writable_root(root: str) -> None:
+    """Refuse a local output root that cannot be made or written, before anything runs
+    (nothing is created): ValueError ``--output_roots: cannot write to root R: F is a
+    file, not a folder`` / ``permission denied on F`` (F: the root, or the nearest
+    folder above it that exists).  Remote roots are not checked here."""
+    if "://" in root:
+        return
+    path = os.path.abspath(root)
+    existing = path
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"--output_roots: cannot write to root {root}: {existing} is a "
+                         "file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--output_roots: cannot write to root {root}: permission denied "
+                         f"on {existing}")
 
 
 def absolute_path(item: str) -> str:

@@ -349,14 +349,15 @@ def _existing_dataset(tmp_path):
     ["--dataset", "_audit"], ["--output_roots", "{a},{a}/../a"], ["--output_roots", "{a},{link}"],
     ["--output_roots", "{a},{A}"], ["--output_roots", "{a},{a}/ds/inner"],
     ["--replication", "3"], ["--codec", "zstd:level=99"], ["--max_partitions", "1"],
-    ["--input", "{a}/no-such-input.jsonl"],
+    ["--input", "{a}/no-such-input.jsonl"], ["--output_roots", "{a},{file}/below/a/file"],
 ], ids=lambda bad: " ".join(bad))
 def test_a_run_that_fails_validation_changes_nothing_on_disk(tmp_path, capsys, bad):
     roots, src = _existing_dataset(tmp_path)
     os.symlink(roots[0], tmp_path / "link")
     before = sf.tree(str(tmp_path), skip=set())
     argv = sf.job_argv(sf.TEXT, src, roots, 2)
-    fill = {"a": roots[0], "A": str(tmp_path / "A"), "link": str(tmp_path / "link")}
+    fill = {"a": roots[0], "A": str(tmp_path / "A"), "link": str(tmp_path / "link"),
+            "file": src}
     for i in range(0, len(bad), 2):
         value = bad[i + 1].format(**fill)
         if bad[i] in argv:
@@ -372,6 +373,35 @@ def test_a_run_that_fails_validation_changes_nothing_on_disk(tmp_path, capsys, b
         assert exit_info.value.code == 2
         assert "error: " in capsys.readouterr().err
     assert sf.tree(str(tmp_path), skip=set()) == before
+
+
+def test_an_output_root_that_cannot_be_written_is_named(tmp_path, monkeypatch):
+    """Checked before anything is made: a root below a file, or in a folder this user
+    may not write (faked here: the tests run as root), is one line naming the root and
+    the folder in the way."""
+    from pipelines import cli
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(ValueError, match=rf"^--output_roots: cannot write to root "
+                       rf"{tmp_path}/f/x/y: {tmp_path}/f is a file, not a folder$"):
+        cli.check_writable_root(str(tmp_path / "f" / "x" / "y"))
+    cli.check_writable_root(str(tmp_path / "new" / "deeper"))   # makeable: fine
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: path != str(tmp_path))
+    with pytest.raises(ValueError, match=rf"^--output_roots: cannot write to root "
+                       rf"{tmp_path}/new: permission denied on {tmp_path}$"):
+        cli.check_writable_root(str(tmp_path / "new"))
+    cli.check_writable_root("s3://bucket/root")   # remote: the store's own errors
+    assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
+def test_a_lock_that_cannot_be_written_stops_the_run_naming_it(tmp_path):
+    """A root the checks pass but the OS refuses (e.g. under /proc): the lock step fails
+    with one line naming the lock's path, before anything is written."""
+    from transforms.storage.commit import RootNotWritable
+    lock = DatasetLock(["/proc/no-such-folder/ds", str(tmp_path / "b" / "ds")], job="x")
+    with pytest.raises(RootNotWritable, match=r"^cannot write the dataset's lock "
+                       r"/proc/no-such-folder/ds/\.lock: no such file or directory$"):
+        lock.acquire()
+    assert not glob.glob(str(tmp_path / "*" / "ds" / ".lock"))
 
 
 def test_dataset_names():

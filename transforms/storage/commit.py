@@ -82,6 +82,11 @@ class ConcurrentWriteError(StoreError):
     """Another writer committed (or holds the lock) while this run was writing."""
 
 
+class RootNotWritable(OSError):
+    """An output root where the dataset's lock cannot be written (read-only, missing
+    parent that cannot be made): the run stops before writing anything."""
+
+
 class DatasetLocked(StoreError):
     """The dataset's lock is held by another writer (or was left by a killed run).
     ``hint``: what to do, by whether the holder still runs (``DatasetLock``)."""
@@ -873,6 +878,11 @@ class DatasetLock:
             except FileExistsError:
                 self.release()
                 raise DatasetLocked(*self._message(path)) from None
+            except OSError as err:   # the root cannot be made or written (/proc/x, EROFS)
+                self.release()
+                raise RootNotWritable(
+                    f"cannot write the dataset's lock {path}: "
+                    f"{(err.strerror or str(err)).lower()}") from None
 
     @staticmethod
     def _create(directory, path, info):
