@@ -15,7 +15,7 @@ from transforms.processing.npy import (
     match_inputs, plan_blocks, read_block)
 from transforms.storage.report import (
     RunClock, build_report, counters, input_lineage, shard_sizes, summary_table, write_report)
-from transforms.storage.commit import committed_digest, leave_nothing_behind
+from transforms.storage.commit import committed_digest, folders_to_make, leave_nothing_behind
 from transforms.storage.store import DatasetLock, dataset_dir, is_local, load_manifest
 
 AUTO = "auto"
@@ -125,7 +125,7 @@ def run(argv=None) -> dict:
     receiver = progress.live_receiver(options)
     lock = DatasetLock(directories, job="compress_arrays", break_lock=args.break_lock)
     uris = [r.uri for r in roots]
-    made = [r.uri for r in roots if is_local(r.uri) and not os.path.lexists(r.uri)]
+    made = folders_to_make(uris)
     # Ctrl-C is held from the end of a committed run until its report is written (as
     # prepare_corpus): a Ctrl-C after the commit ends the job as finished
     with contextlib.ExitStack() as held:

@@ -26,7 +26,8 @@ from transforms.reduction.filters.recipes import shipped_recipes
 from transforms.reduction.filters.sampling import DEFAULT_SEED
 from transforms.reduction.near_dedup import cluster_histogram
 from transforms.storage.commit import (
-    committed_digest, discard_failed_run, is_local, leave_nothing_behind, newest, survey_roots)
+    committed_digest, discard_failed_run, folders_to_make, is_local, leave_nothing_behind, newest,
+    survey_roots)
 from transforms.storage.placement import Placement, parse_rules
 from transforms.storage.report import (
     REPORT_HTML, RunClock, build_report, counters, dead_letter_examples, distributions,
@@ -262,12 +263,29 @@ def _promote_audit(directory: str) -> None:
 
 
 def _keep_failed_audit(directory: str) -> None:
-    """After a failed run: its audit files stay in ``_audit/last_run/`` (the dead
-    letters say why it failed); Beam's temporary folders there are deleted."""
+    """After a failed run: its audit files stay in ``_audit/last_run/`` when it wrote
+    dead letters (they say why it failed; Beam's temporary folders there are deleted);
+    with none (a failure the error line explains, e.g. an id naming two texts) the
+    folder says nothing more and is deleted."""
     staged = join(directory, AUDIT_DIR, LAST_RUN)
-    for path in _files_under(staged):
+    files = _files_under(staged)
+    for path in files:
         if posixpath.basename(path).startswith("beam-temp-"):
             _delete_tree(path)
+    letters = [p for p in files if posixpath.basename(p).startswith("dead_letters")
+               and not posixpath.basename(p).startswith("beam-temp-")]
+    if all(_holds_no_record(p) for p in letters):
+        _delete_tree(staged)
+
+
+def _holds_no_record(path: str) -> bool:
+    """A dead-letters file (zstd JSON lines) with no line; unreadable counts as holding
+    some (it stays)."""
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.ZSTD) as f:
+            return not f.read(1)
+    except Exception:  # noqa: BLE001 - kept: a human may look at it
+        return False
 
 
 def _delete_spills(directory):
@@ -413,7 +431,7 @@ def run(argv=None) -> dict:
             pipeline | "PrepareCorpus" >> PrepareCorpus(config)
             lock = DatasetLock(directories, job="prepare_corpus", break_lock=args.break_lock)
             uris = [r.uri for r in roots]
-            made = [u for u in uris if is_local(u) and not os.path.lexists(u)]
+            made = folders_to_make(uris)
             try:
                 # inside the try whose finally releases it: a Ctrl-C held while the lock
                 # was taken is raised after it, and the release still runs (only locks

@@ -246,3 +246,14 @@ def test_any_bit_flip_in_a_manifest_is_caught_or_harmless(tmp_path_factory, posi
         assert {k: v for k, v in copy.manifest.items() if k != "root_index"} == sealed
     else:
         assert copy.status == "invalid" and copy.detail
+
+
+def test_folders_to_make_are_every_missing_folder_deepest_first(tmp_path):
+    """What a run creates for its roots (and removes again if it commits nothing)."""
+    from transforms.storage.commit import folders_to_make
+    (tmp_path / "have").mkdir()
+    roots = [str(tmp_path / "out" / "a"), str(tmp_path / "out" / "b"),
+             str(tmp_path / "have"), str(tmp_path / "have" / "x" / "y"), "s3://bucket/r"]
+    assert folders_to_make(roots) == [
+        str(tmp_path / "have" / "x" / "y"), str(tmp_path / "have" / "x"),
+        str(tmp_path / "out" / "a"), str(tmp_path / "out" / "b"), str(tmp_path / "out")]

@@ -562,32 +562,42 @@ def test_ctrl_c_after_a_rerun_rewrote_the_same_manifest_says_it_is_committed(tmp
     assert os.listdir(tmpdir_folder) == []
 
 
-@pytest.mark.parametrize("ending", ["failed", "cancelled", "failed_with_dead_letters"])
+@pytest.mark.parametrize("ending", ["failed", "cancelled", "failed_with_dead_letters",
+                                    "failed_with_no_dead_letter"])
 def test_a_first_run_that_commits_nothing_leaves_no_folder(tmp_path, monkeypatch, capsys,
                                                            ending):
     """A first run that fails or is cancelled after it made its folders (the dataset
     folders, ``_audit/last_run/``, a partition folder): none stays, nor the root it
-    created; a root that was there before stays as it was; a failed run's dead
-    letters stay, with the folders that hold them."""
+    created, nor the folder above it that it created (``out`` of ``out/a``); a root
+    that was there before stays as it was; a failed run's dead letters stay, with the
+    folders that hold them (an empty dead-letters file and the inputs list do not)."""
+    import zstandard
+
     from pipelines import progress
     (tmp_path / "b").mkdir()   # a root made by the user: kept
 
     def run_pipeline(pipeline, **kwargs):
-        last_run = tmp_path / "a" / "corpus" / "_audit" / "last_run"
+        last_run = tmp_path / "out" / "a" / "corpus" / "_audit" / "last_run"
         last_run.mkdir(parents=True)
         (tmp_path / "b" / "corpus" / "lang=en").mkdir(parents=True)
+        letters = last_run / "dead_letters-00000-of-00001.jsonl.zst"
         if ending == "failed_with_dead_letters":
-            (last_run / "dead_letters-00000-of-00001.jsonl.zst").write_bytes(b"x")
+            letters.write_bytes(zstandard.compress(b'{"reason": "bad_json"}\n'))
+        elif ending == "failed_with_no_dead_letter":
+            letters.write_bytes(zstandard.compress(b""))
+            (last_run / "inputs-00000-of-00001.jsonl.zst").write_bytes(
+                zstandard.compress(b'{"path": "x"}\n'))
         raise KeyboardInterrupt if ending == "cancelled" else RuntimeError("boom")
     monkeypatch.setattr(progress, "run_pipeline", run_pipeline)
     with pytest.raises(SystemExit) as exit_:
-        prepare_corpus.main(["--output_roots", f"{tmp_path / 'a'},{tmp_path / 'b'}",
+        prepare_corpus.main(["--output_roots", f"{tmp_path / 'out' / 'a'},{tmp_path / 'b'}",
                              "--run_config", "direct", "--no_near_dedup"])
     assert exit_.value.code == (130 if ending == "cancelled" else 1)
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     if ending == "failed_with_dead_letters":
-        assert left == ["a", "a/corpus", "a/corpus/_audit", "a/corpus/_audit/last_run",
-                        "a/corpus/_audit/last_run/dead_letters-00000-of-00001.jsonl.zst", "b"]
+        assert left == ["b", "out", "out/a", "out/a/corpus", "out/a/corpus/_audit",
+                        "out/a/corpus/_audit/last_run",
+                        "out/a/corpus/_audit/last_run/dead_letters-00000-of-00001.jsonl.zst"]
     else:
         assert left == ["b"]
 

@@ -650,6 +650,22 @@ def remove_empty_folders(directory: str, itself: bool = True) -> None:
                 os.rmdir(top)
 
 
+def folders_to_make(roots: list[str]) -> list[str]:
+    """The local folders a run writing to ``roots`` will create: each root that does
+    not exist and every missing folder above it (``out/a`` and ``out`` for the default
+    roots in an empty folder), deepest first: what ``leave_nothing_behind`` removes
+    again (if empty) after a run that committed nothing."""
+    found = set()
+    for root in roots:
+        if not is_local(root):
+            continue
+        path = os.path.abspath(root)
+        while not os.path.lexists(path) and path != os.path.dirname(path):
+            found.add(path)
+            path = os.path.dirname(path)
+    return sorted(found, key=lambda p: (-p.count(os.sep), p))
+
+
 def leave_nothing_behind(lock, directories: list[str], made: list[str],
                          committed: bool) -> None:
     """Release a job's dataset ``lock``; when the run ``committed`` nothing (it failed
@@ -658,7 +674,8 @@ def leave_nothing_behind(lock, directories: list[str], made: list[str],
     folders), then the dataset folders themselves if empty (a first run's), and the
     roots in ``made`` (local roots that did not exist before the run) if empty.  A
     failed run's dead letters, and anything else, keep their folders.  A lock this
-    run did not take (held by another run) only releases: those folders are not ours."""
+    run did not take (held by another run) only releases: those folders are not ours.
+    ``made``: ``folders_to_make`` before the run (deepest first)."""
     ours = bool(lock.held)
     if ours and not committed:
         for directory in directories:
