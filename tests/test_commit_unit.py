@@ -1,6 +1,7 @@
 """Commit by generation, strays, locks and root checks: pure functions, no pipeline."""
 import json
 import os
+import pathlib
 
 import orjson
 import pytest
@@ -257,3 +258,30 @@ def test_folders_to_make_are_every_missing_folder_deepest_first(tmp_path):
     assert folders_to_make(roots) == [
         str(tmp_path / "have" / "x" / "y"), str(tmp_path / "have" / "x"),
         str(tmp_path / "out" / "a"), str(tmp_path / "out" / "b"), str(tmp_path / "out")]
+
+
+def test_a_failed_first_run_leaves_none_of_its_shard_files(tmp_path):
+    """No root holds a manifest (nothing ever committed): every shard and temporary
+    file the run wrote goes; a file under another name is not ours and stays.  With
+    a manifest on one root but not the other (a crash between manifest copies),
+    nothing is deleted."""
+    from transforms.storage.commit import discard_failed_run
+    roots = [str(tmp_path / "a"), str(tmp_path / "b")]
+    names = ["shard-00000-of-00002-0123456789abcdef.jsonl.zst",
+             "lang=en/shard-00001-of-00002-0123456789abcdef.jsonl.zst",
+             ".tmp-shard-00001-x", "notes.txt"]
+    for root in roots:
+        for name in names:
+            path = os.path.join(root, "ds", name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(b"x")
+    (tmp_path / "a" / "ds" / "manifest.json").write_bytes(b'{"shards": []}')
+    assert discard_failed_run(roots, "ds") == []   # the roots disagree: nothing goes
+    (tmp_path / "a" / "ds" / "manifest.json").unlink()
+    removed = discard_failed_run(roots, "ds")
+    assert sorted((s.root, s.name) for s in removed) == sorted(
+        (root, name) for root in roots for name in names[:3])
+    for root in roots:
+        left = sorted(str(p.relative_to(root)) for p in pathlib.Path(root).rglob("*"))
+        assert left == ["ds", "ds/notes.txt"], left

@@ -817,3 +817,41 @@ def test_stop_job_servers_passes_over_dead_weak_proxies(tmp_path):
     with pytest.raises(ReferenceError):
         isinstance(proxies[0], int)   # what the search did
     assert progress.stop_job_servers(str(tmp_path)) == 0
+
+
+SECOND_CTRL_C = """
+import os, signal, sys, time
+from apache_beam.runners.portability import job_server
+from pipelines import progress
+if sys.argv[1] == "guarded":
+    progress.guard_job_server_sigint()
+
+class SlowToStop(job_server.JobServer):   # Prism's server takes a while to stop
+    def start(self):
+        return "localhost:0"
+    def stop(self):
+        os.kill(os.getpid(), signal.SIGINT)   # the second Ctrl-C, while it stops
+        time.sleep(1)
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+server = job_server.StopOnExitJobServer(SlowToStop())
+server.start()   # Beam's handler goes in
+try:
+    os.kill(os.getpid(), signal.SIGINT)   # the first Ctrl-C
+    time.sleep(5)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_a_second_ctrl_c_while_a_job_server_stops_does_not_hang():
+    """Beam's StopOnExitJobServer handler stops the server under a lock it takes again
+    on a second Ctrl-C (the main thread waits for itself: Prism hung for ever); with
+    ``guard_job_server_sigint`` the second one interrupts.  The unguarded run shows the
+    Beam bug is still there (when it stops hanging, the guard can go)."""
+    run = [sys.executable, "-c", SECOND_CTRL_C]
+    proc = subprocess.run(run + ["guarded"], capture_output=True, text=True, timeout=60,
+                          env=env())
+    assert proc.stdout == "interrupted\n", proc.stderr
+    with pytest.raises(subprocess.TimeoutExpired):
+        subprocess.run(run + ["unguarded"], capture_output=True, timeout=15, env=env())

@@ -824,12 +824,17 @@ def discard_failed_run(roots: list[str], dataset: str) -> list[Stray]:
     left that the committed generation does not reference, as its commit would have.
 
     Only when every root holds a valid manifest of one and the same generation
-    (same digest): with roots that disagree (a crash between manifest copies)
+    (same digest), or none holds one (a first run: all its shard files go): with
+    roots that disagree (a crash between manifest copies)
     nothing is deleted, so no root loses the files of the generation it reads;
     ``verify_store --repair`` rolls them forward.  Spill folders are left to the
     job (``spill_is_temp=False``).  Returns what was deleted.
     """
     copies = survey_roots(roots, dataset)
+    if copies and all(c.status == "missing" for c in copies):
+        # a first run (no root holds a manifest: nothing was ever committed here):
+        # every shard file it wrote is its own, none referenced
+        return collect_garbage(roots, dataset, {"shards": []})
     if not copies or any(c.status != "ok" for c in copies):
         return []
     if len({c.manifest.get("digest") for c in copies}) != 1:
