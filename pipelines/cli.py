@@ -558,6 +558,16 @@ def run_job(job: str, run, argv=None) -> None:
         if main_thread:
             signal.signal(signal.SIGINT, handler)
 
+    if program and main_thread:
+        # Python puts SIGINT back to its default once the exit hooks have run (while the
+        # interpreter is torn down): a Ctrl-C then killed the process by the signal,
+        # no line (status -2).  Hooks run last-registered first, so this one, taken
+        # before the run (Beam registers its job servers' hooks during it), runs last:
+        # from there on Ctrl-C is ignored (a left SIG_IGN is kept by the teardown) and
+        # the process ends with the status it had.
+        import atexit
+        atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
+
     def attempt(argv):
         on_sigint(signal.default_int_handler)   # the command's own start-up handler goes
         try:

@@ -53,8 +53,25 @@ DRIVER = textwrap.dedent("""
         print("AT", point, flush=True)
         time.sleep(30)
     if point in ("exit", "exit_dataprep"):
-        # after the last line, while the interpreter shuts down (Beam's exit hooks run then)
-        atexit.register(announce)
+        # after the last line, while the interpreter shuts down: an exit hook registered
+        # during the run, as Beam registers its job servers' (run before the job's own
+        # last hook, which then ignores Ctrl-C for the teardown: pipelines.cli.run_job)
+        from pipelines import progress
+        run_pipeline = progress.run_pipeline
+        def registering(*args, **kwargs):
+            atexit.register(announce)
+            return run_pipeline(*args, **kwargs)
+        progress.run_pipeline = registering
+    elif point == "teardown":
+        # registered before the job (runs after every hook of it): a Ctrl-C here, after
+        # the job's last exit hook, is one while the interpreter is torn down
+        import os, signal
+        def last():
+            handler = signal.getsignal(signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+            print("SURVIVED", handler is signal.SIG_IGN, flush=True)
+        atexit.register(last)
     elif point == "committed":
         import os, signal
         module, name = sys.argv[2].split(":")
@@ -275,6 +292,22 @@ def test_ctrl_c_after_the_commit_ends_with_the_new_generation_whole(tmp_path, tm
     assert rows and all(r["status"] == "ok" for r in rows)
     no_temporaries(tmp_path)
     assert os.listdir(tmpdir_folder) == []
+
+
+def test_ctrl_c_while_the_interpreter_is_torn_down_is_ignored(tmp_path, tmpdir_folder):
+    """After the job's last exit hook Python puts SIGINT's default back while it tears
+    down: a Ctrl-C there killed the process by the signal (status -2, no line; the
+    sweep below saw it).  The job's last hook ignores SIGINT: the run ends as it
+    was (0, its summary), the generation committed."""
+    proc = subprocess.run([sys.executable, "-c", DRIVER, "teardown", "-", *flags(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env=env(tmpdir_folder),
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "SURVIVED True"
+    assert proc.stderr.splitlines()[-1].startswith("prepare_corpus done in ")
+    assert "interrupted" not in proc.stderr
+    assert store.load_manifest(str(tmp_path / "a" / "corpus"))["generation"] == 1
+    no_temporaries(tmp_path)
 
 
 def test_ctrl_c_while_the_job_runs_keeps_the_committed_generation(tmp_path, tmpdir_folder):
