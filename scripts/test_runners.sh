@@ -43,7 +43,7 @@ groups=("$@")
 [[ ${#groups[@]} -gt 0 ]] || groups=(prism flink_local spark_local flink_cluster+spark_cluster)
 read -r -a runners <<< "$(echo "${groups[*]}" | tr '+' ' ')"
 export PYTHON=${PYTHON:-python}
-SUITE_TIMEOUT=${SUITE_TIMEOUT:-2400}
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-3600}
 FULL_SUITE_ON=${FULL_SUITE_ON:-prism}
 RUNNER_TESTS=${RUNNER_TESTS:-tests -m cross_runner}
 XDIST=${XDIST:-auto}
@@ -56,7 +56,7 @@ workers() {  # pytest-xdist workers for one runner
 }
 suite() {  # suite RUN_CONFIG PYTEST ARGS...
   timeout "$SUITE_TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider -n "$(workers "$1")" \
-    "${@:2}" --run_config "$1"
+    --durations=15 "${@:2}" --run_config "$1"
 }
 tests_for() {  # the pytest arguments for one runner
   if [[ " $FULL_SUITE_ON " == *" $1 "* ]]; then echo tests; else echo "$RUNNER_TESTS"; fi

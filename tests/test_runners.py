@@ -204,7 +204,10 @@ def test_removed_records_are_byte_identical_on_every_runner_and_worker_count(
     inputs = _removed_corpus(tmp_path / "in")
     root = tmp_path / "a"
     written = {}
-    for config in dict.fromkeys([DIRECT, "direct_multiprocess", run_config]):
+    # the worker count: the DirectRunner in one process and in several (the direct
+    # suite); another runner against the DirectRunner (its own suite)
+    others = ["direct_multiprocess"] if run_config == DIRECT else [run_config]
+    for config in [DIRECT, *others]:
         shutil.rmtree(root, ignore_errors=True)
         prepare_corpus.run([
             "--input", ",".join(inputs), "--output_roots", str(root), "--write_removed",
