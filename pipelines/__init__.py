@@ -85,7 +85,27 @@ def startup_interrupts() -> bool:
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return False
     signal.signal(signal.SIGINT, _interrupted_while_starting)
+    ignore_sigint_at_the_very_end()
     return True
+
+
+_END = []
+
+
+def ignore_sigint_at_the_very_end() -> None:
+    """Register (once) the process's last exit hook: Ctrl-C ignored from there on.
+
+    Python puts SIGINT's default back once the exit hooks have run, while the
+    interpreter is torn down: a Ctrl-C then killed a finished run by the signal (status
+    -2, no line).  Hooks run last-registered first, so this one runs last when it is
+    registered before anything else (here, before the command imports Beam, pyarrow or
+    logging, whose hooks then run with the job's own Ctrl-C handler: one line, 130);
+    a SIG_IGN left in place is kept by the teardown.  ``cli.run_job`` registers it too
+    for a job run by a host program's main thread."""
+    if not _END:
+        import atexit
+        atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
+        _END.append(True)
 
 
 startup_interrupts()   # first: the imports below may already take a while

@@ -20,6 +20,7 @@ import importlib
 import logging
 import os
 import re
+import shlex
 import sys
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -349,13 +350,13 @@ def check_writable_root(root: str) -> None:
     folder above it that exists).  Remote roots are not checked here."""
     if "://" in root:
         return
-    path = os.path.abspath(root)
-    existing = path
-    while not os.path.lexists(existing):
+    from transforms.storage.commit import not_a_folder
+    in_the_way = not_a_folder(root)
+    if in_the_way:
+        raise ValueError(f"--output_roots: cannot write to root {root}: {in_the_way}")
+    existing = os.path.abspath(root)
+    while not os.path.exists(existing):
         existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ValueError(f"--output_roots: cannot write to root {root}: {existing} is a "
-                         "file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"--output_roots: cannot write to root {root}: permission denied "
                          f"on {existing}")
@@ -489,19 +490,22 @@ def store_hint(path: str, suggest) -> str | None:
 
 
 def check_output_folder(target: str, flag: str) -> None:
-    """Refuse a local file to be written (``target``, given by ``flag``) whose folder does
-    not exist or is not a folder: BadPath ``cannot write T: folder F not found`` (a hint
-    to create it) or ``...: F is a file, not a folder``.  Remote paths are not checked."""
+    """Refuse a local file to be written (``target``, given by ``flag``) whose folder
+    cannot hold it: BadPath ``cannot write T (FLAG): F is a file, not a folder`` (or a
+    link to nothing: the first part of the path in the way), else ``folder F not
+    found`` with a hint to create it.  Remote paths are not checked."""
     if "://" in target:
         return
+    from transforms.storage.commit import not_a_folder
     folder = os.path.dirname(target) or "."
     if os.path.isdir(folder):
         return
-    if os.path.exists(folder):
-        raise BadPath(f"cannot write {target} ({flag}): {folder} is a file, not a folder")
+    in_the_way = not_a_folder(folder)
+    if in_the_way:
+        raise BadPath(f"cannot write {target} ({flag}): {in_the_way}")
     raise BadPath(f"cannot write {target} ({flag}): folder {folder} not found",
-                  f"create it first (mkdir -p {folder}), or give {flag} a path in an "
-                  "existing folder")
+                  f"create it first (mkdir -p {shlex.quote(folder)}), or give {flag} a path "
+                  "in an existing folder")
 
 
 _REASONS = {errno.ENOENT: "not found", errno.EACCES: "permission denied",
@@ -559,14 +563,12 @@ def run_job(job: str, run, argv=None) -> None:
             signal.signal(signal.SIGINT, handler)
 
     if program and main_thread:
-        # Python puts SIGINT back to its default once the exit hooks have run (while the
-        # interpreter is torn down): a Ctrl-C then killed the process by the signal,
-        # no line (status -2).  Hooks run last-registered first, so this one, taken
-        # before the run (Beam registers its job servers' hooks during it), runs last:
-        # from there on Ctrl-C is ignored (a left SIG_IGN is kept by the teardown) and
-        # the process ends with the status it had.
-        import atexit
-        atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
+        # Ctrl-C ignored once the last exit hook ran (the interpreter torn down after it
+        # would die of the signal, no line): pipelines.ignore_sigint_at_the_very_end,
+        # registered at the command's start; here for a job started otherwise (before
+        # the run: Beam registers its job servers' hooks during it)
+        import pipelines
+        pipelines.ignore_sigint_at_the_very_end()
 
     def attempt(argv):
         on_sigint(signal.default_int_handler)   # the command's own start-up handler goes

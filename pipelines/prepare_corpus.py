@@ -264,23 +264,23 @@ def _promote_audit(directory: str) -> None:
 
 def _keep_failed_audit(directory: str) -> None:
     """After a failed run: its audit files stay in ``_audit/last_run/`` when it wrote
-    dead letters (they say why it failed; Beam's temporary folders there are deleted);
-    with none (a failure the error line explains, e.g. an id naming two texts) the
-    folder says nothing more and is deleted."""
+    dead letters (they say why it failed) or removed records (Beam's temporary folders
+    there are deleted); with neither (a failure the error line explains, e.g. an id
+    naming two texts) the folder says nothing more and is deleted."""
     staged = join(directory, AUDIT_DIR, LAST_RUN)
     files = _files_under(staged)
     for path in files:
         if posixpath.basename(path).startswith("beam-temp-"):
             _delete_tree(path)
-    letters = [p for p in files if posixpath.basename(p).startswith("dead_letters")
-               and not posixpath.basename(p).startswith("beam-temp-")]
-    if all(_holds_no_record(p) for p in letters):
+    # what says something: dead letters, and the removed records (--write_removed)
+    telling = [p for p in files if posixpath.basename(p).startswith(("dead_letters", "removed"))]
+    if all(_holds_no_record(p) for p in telling):
         _delete_tree(staged)
 
 
 def _holds_no_record(path: str) -> bool:
-    """A dead-letters file (zstd JSON lines) with no line; unreadable counts as holding
-    some (it stays)."""
+    """An audit file (zstd JSON lines) with no line; unreadable counts as holding some
+    (it stays)."""
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.ZSTD) as f:
             return not f.read(1)

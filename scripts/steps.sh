@@ -16,6 +16,7 @@
 # step-running script adds its rows to the same table.
 STEP_FAILED=0
 STEP_LOG_OWNER=""
+declare -A BG_PID BG_LOG
 if [[ -z "${STEP_LOG:-}" ]]; then
   STEP_LOG=$(mktemp "${TMPDIR:-/tmp}/beam-dataprep-steps.XXXXXX")
   STEP_LOG_OWNER=1
@@ -39,7 +40,20 @@ step() {
   return $rc
 }
 
+kill_tree() {  # kill_tree PID: the process and all its descendants (children first)
+  local child
+  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$child"; done
+  kill -TERM "$1" 2>/dev/null || true
+}
+
 summary() {  # the script that created $STEP_LOG prints the table; a nested one only exits
+  local name
+  for name in "${!BG_PID[@]}"; do   # a script stopped midway leaves no background step
+    if kill -0 "${BG_PID[$name]}" 2>/dev/null; then
+      echo "=== stopping the background step $name" >&2
+      kill_tree "${BG_PID[$name]}"
+    fi
+  done
   if [[ -n "$STEP_LOG_OWNER" ]]; then
     echo "=== wall time per step" >&2
     cat "$STEP_LOG" >&2
@@ -53,7 +67,6 @@ summary() {  # the script that created $STEP_LOG prints the table; a nested one 
   [[ $STEP_FAILED == 0 ]] || exit 1
 }
 
-declare -A BG_PID BG_LOG
 background() {
   local name=$1
   BG_LOG[$name]=$(mktemp "${TMPDIR:-/tmp}/beam-dataprep-step.XXXXXX")

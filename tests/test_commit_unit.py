@@ -125,8 +125,12 @@ def test_one_lock_holder_and_break_lock(tmp_path):
             DatasetLock(dirs, job="second").acquire()
         assert info.value.hint == "wait for that run to end, then run again"
         assert all(os.path.exists(os.path.join(d, ".lock")) for d in dirs)
-        with DatasetLock(dirs, job="third", break_lock=True):
-            pass
+        # --break_lock never takes the lock of a holder that still runs here
+        with pytest.raises(DatasetLocked, match=r"held by first pid \d+ .*\(that process is "
+                           r"still running\): --break_lock removes only the lock of a run "
+                           r"that has ended$"):
+            DatasetLock(dirs, job="third", break_lock=True).acquire()
+        assert all(os.path.exists(os.path.join(d, ".lock")) for d in dirs)
     assert not any(os.path.exists(os.path.join(d, ".lock")) for d in dirs)
 
 
@@ -285,3 +289,147 @@ def test_a_failed_first_run_leaves_none_of_its_shard_files(tmp_path):
     for root in roots:
         left = sorted(str(p.relative_to(root)) for p in pathlib.Path(root).rglob("*"))
         assert left == ["ds", "ds/notes.txt"], left
+
+
+# ---------------------------------------------------------------- locks: the holder, races
+
+def _lock_file(folder, **fields):
+    import platform
+    folder.mkdir(parents=True, exist_ok=True)
+    data = json.dumps({"host": platform.node(), "job": "prepare_corpus", "since": "then",
+                       "token": "t", **fields}).encode()
+    (folder / ".lock").write_bytes(data)
+    return data
+
+
+def test_the_holder_is_told_by_boot_id_and_start_ticks_not_by_the_clock(tmp_path):
+    """A lock names its process exactly (boot id and start time in ticks): the same pid
+    started at another tick (reused) or in another boot is gone, whatever the clock
+    says; the same process is alive."""
+    from transforms.storage.commit import _process_identity, read_lock
+    me = _process_identity(os.getpid())
+    assert me["state"] in "RS" and me["start_ticks"] > 0 and len(me["boot_id"]) == 36
+    path = str(tmp_path / "ds" / ".lock")
+    cases = {"alive": (me["boot_id"], me["start_ticks"], True),
+             "pid reused": (me["boot_id"], me["start_ticks"] + 1, False),
+             "another boot": ("0" * 36, me["start_ticks"], False)}
+    for name, (boot_id, ticks, alive) in cases.items():
+        # `since` far in the future: the clock alone would call every one of them alive
+        _lock_file(tmp_path / "ds", pid=os.getpid(), boot_id=boot_id, start_ticks=ticks,
+                   since="2999-01-01T00:00:00+00:00")
+        assert read_lock(path).alive is alive, name
+
+
+def test_a_zombie_holder_is_gone_and_its_lock_can_be_broken(tmp_path):
+    """A holder that exited but is not reaped yet (a zombie) does not run: the lock is
+    stale, --break_lock takes it."""
+    import subprocess
+    import time
+
+    from transforms.storage.commit import read_lock
+    child = subprocess.Popen(["true"])
+    try:
+        deadline = time.monotonic() + 10
+        while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        _lock_file(tmp_path / "ds", pid=child.pid)
+        assert read_lock(str(tmp_path / "ds" / ".lock")).alive is False
+        with DatasetLock([str(tmp_path / "ds")], job="next", break_lock=True) as lock:
+            assert json.loads((tmp_path / "ds" / ".lock").read_bytes())["token"] == lock.token
+    finally:
+        child.wait()
+
+
+def test_break_lock_puts_back_a_lock_taken_while_it_judged_another(tmp_path, monkeypatch):
+    """--break_lock judges the lock's bytes; if the lock it moves aside is not those
+    bytes (another run took it meanwhile), it is put back and this run refused."""
+    from transforms.storage import commit
+    judged = _lock_file(tmp_path / "ds", pid=2 ** 22 + 7)   # a killed run's: stale
+    newer = json.dumps({"pid": os.getpid(), "host": "h", "job": "racer", "since": "now",
+                        "token": "r"}).encode()
+    real_rename = os.rename
+
+    def rename(src, dst):   # another run breaks the stale lock and takes it, just before
+        if src.endswith(".lock"):
+            (tmp_path / "ds" / ".lock").write_bytes(newer)
+        real_rename(src, dst)
+    monkeypatch.setattr(commit.os, "rename", rename)
+    with pytest.raises(DatasetLocked, match="is held by racer"):
+        DatasetLock([str(tmp_path / "ds")], job="next", break_lock=True).acquire()
+    assert (tmp_path / "ds" / ".lock").read_bytes() == newer
+    assert judged != newer and sorted(os.listdir(tmp_path / "ds")) == [".lock"]
+
+
+def test_a_lock_is_never_left_empty_by_a_failed_write(tmp_path, monkeypatch):
+    """A full disk while the lock is written: no lock stays (an empty one made every
+    later run say 'held by a writer that cannot be told'), nor a temporary file."""
+    import errno as errno_
+
+    from transforms.storage import commit
+    from transforms.storage.commit import RootNotWritable
+    real_open = open
+
+    def full_disk(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        if "x" in mode or "w" in mode:
+            def write(data):
+                raise OSError(errno_.ENOSPC, "No space left on device")
+            f.write = write
+        return f
+    monkeypatch.setattr("builtins.open", full_disk)
+    with pytest.raises(RootNotWritable, match=r"cannot write the dataset's lock .*/ds/\.lock: "
+                       r"no space left on device$"):
+        DatasetLock([str(tmp_path / "ds")], job="x").acquire()
+    monkeypatch.undo()
+    assert not (tmp_path / "ds").exists()   # the folder it made goes too
+    # no hard links on this file system: the in-place write cleans up the same way
+    monkeypatch.setattr(commit.os, "link", lambda a, b: (_ for _ in ()).throw(
+        OSError(errno_.EPERM, "Operation not permitted")))
+    monkeypatch.setattr(commit.os, "fdopen", lambda fd, mode: full_disk(fd, mode, closefd=True))
+    with pytest.raises(RootNotWritable, match="no space left on device$"):
+        DatasetLock([str(tmp_path / "ds")], job="x").acquire()
+    assert not (tmp_path / "ds").exists()
+
+
+def test_a_refused_lock_leaves_no_folder_it_made(tmp_path):
+    """The second root's lock is held: the first root's folders, made by this try,
+    are removed again; the holder's are untouched."""
+    held = DatasetLock([str(tmp_path / "zzz" / "ds")], job="holder")
+    held.acquire()
+    try:
+        with pytest.raises(DatasetLocked):
+            DatasetLock([str(tmp_path / "aaa" / "new" / "ds"), str(tmp_path / "zzz" / "ds")],
+                        job="second").acquire()
+        assert sorted(os.listdir(tmp_path)) == ["zzz"]
+        assert os.listdir(tmp_path / "zzz" / "ds") == [".lock"]
+    finally:
+        held.release()
+
+
+def test_a_dataset_path_that_is_a_file_is_named_so(tmp_path):
+    from transforms.storage.commit import RootNotWritable
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "corpus").write_bytes(b"")
+    with pytest.raises(RootNotWritable, match=rf"cannot write the dataset's lock "
+                       rf"{tmp_path}/a/corpus/\.lock: {tmp_path}/a/corpus is a file, not a "
+                       rf"folder$"):
+        DatasetLock([str(tmp_path / "a" / "corpus")], job="x").acquire()
+    (tmp_path / "b").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(RootNotWritable, match=rf"{tmp_path}/b is a link to {tmp_path}/nowhere, "
+                       r"which does not exist$"):
+        DatasetLock([str(tmp_path / "b" / "corpus")], job="x").acquire()
+
+
+def test_a_generation_whose_replicas_are_gone_is_not_committed(tmp_path):
+    """Two runs holding the lock at once (a store whose lock is not atomic): one's clean-up
+    deleted the other's shard files.  The other's commit must fail, not write a manifest
+    naming files that are not there."""
+    from transforms.storage.commit import StoreError
+    roots = [str(tmp_path / n) for n in "ab"]
+    shards = [_shard(roots, 0, b'{"id": 1}\n', [0, 1]), _shard(roots, 1, b'{"id": 2}\n', [0, 1])]
+    os.remove(os.path.join(roots[1], "ds", shards[1]["name"]))
+    with pytest.raises(StoreError, match=rf"not committing: 1 replica\(s\) the new generation "
+                       rf"names are not there \(e\.g\. {roots[1]}/ds/{shards[1]['name']}\)"):
+        commit_generation(_body(roots, shards), "ds", roots, None)
+    assert not any(os.path.exists(os.path.join(r, "ds", MANIFEST)) for r in roots)

@@ -62,6 +62,13 @@ DRIVER = textwrap.dedent("""
             atexit.register(announce)
             return run_pipeline(*args, **kwargs)
         progress.run_pipeline = registering
+    elif point == "exit_import_hook":
+        # an exit hook registered at import, before the run (logging's, pyarrow's), in
+        # the command's process: its SIGINT guard was registered first, when pipelines
+        # was imported, so this hook runs before it (Ctrl-C: one line, 130)
+        sys.argv[0] = "dataprep"
+        import pipelines
+        atexit.register(announce)
     elif point == "teardown":
         # registered before the job (runs after every hook of it): a Ctrl-C here, after
         # the job's last exit hook, is one while the interpreter is torn down
@@ -260,7 +267,8 @@ def test_ctrl_c_while_a_failed_run_is_cleaned_up_in_this_process(tmp_path, monke
         BAD_LINES + str(tmp_path / "a" / "corpus" / "_audit" / "last_run")], err
 
 
-@pytest.mark.parametrize("point", ["promote", "report", "exit", "exit_dataprep"])
+@pytest.mark.parametrize("point", ["promote", "report", "exit", "exit_dataprep",
+                                   "exit_import_hook"])
 def test_ctrl_c_after_the_commit_ends_with_the_new_generation_whole(tmp_path, tmpdir_folder,
                                                                     point):
     """While the audit files move, while the report is written, and after the report
@@ -596,7 +604,7 @@ def test_ctrl_c_after_a_rerun_rewrote_the_same_manifest_says_it_is_committed(tmp
 
 
 @pytest.mark.parametrize("ending", ["failed", "cancelled", "failed_with_dead_letters",
-                                    "failed_with_no_dead_letter"])
+                                    "failed_with_no_dead_letter", "failed_with_removed"])
 def test_a_first_run_that_commits_nothing_leaves_no_folder(tmp_path, monkeypatch, capsys,
                                                            ending):
     """A first run that fails or is cancelled after it made its folders (the dataset
@@ -616,6 +624,10 @@ def test_a_first_run_that_commits_nothing_leaves_no_folder(tmp_path, monkeypatch
         letters = last_run / "dead_letters-00000-of-00001.jsonl.zst"
         if ending == "failed_with_dead_letters":
             letters.write_bytes(zstandard.compress(b'{"reason": "bad_json"}\n'))
+        elif ending == "failed_with_removed":   # no dead letter, but removed records
+            letters.write_bytes(zstandard.compress(b""))
+            (last_run / "removed-00000-of-00001.jsonl.zst").write_bytes(
+                zstandard.compress(b'{"removed": 1, "kept": 2}\n'))
         elif ending == "failed_with_no_dead_letter":
             letters.write_bytes(zstandard.compress(b""))
             (last_run / "inputs-00000-of-00001.jsonl.zst").write_bytes(
@@ -627,10 +639,13 @@ def test_a_first_run_that_commits_nothing_leaves_no_folder(tmp_path, monkeypatch
                              "--run_config", "direct", "--no_near_dedup"])
     assert exit_.value.code == (130 if ending == "cancelled" else 1)
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    kept = ["b", "out", "out/a", "out/a/corpus", "out/a/corpus/_audit",
+            "out/a/corpus/_audit/last_run",
+            "out/a/corpus/_audit/last_run/dead_letters-00000-of-00001.jsonl.zst"]
     if ending == "failed_with_dead_letters":
-        assert left == ["b", "out", "out/a", "out/a/corpus", "out/a/corpus/_audit",
-                        "out/a/corpus/_audit/last_run",
-                        "out/a/corpus/_audit/last_run/dead_letters-00000-of-00001.jsonl.zst"]
+        assert left == kept
+    elif ending == "failed_with_removed":
+        assert left == kept + ["out/a/corpus/_audit/last_run/removed-00000-of-00001.jsonl.zst"]
     else:
         assert left == ["b"]
 

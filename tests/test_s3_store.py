@@ -14,6 +14,7 @@ racing for the lock or for the commit: one wins (S3 conditional writes).
 """
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -343,9 +344,16 @@ def test_of_writers_racing_for_the_s3_lock_exactly_one_gets_it(s3, prefix):
         assert lock["token"] == winner.token and lock["job"] == f"writer{winners[0]}"
     winner.release()
     assert all(objects(s3, b, prefix) == {} for b in BUCKETS)
-    # --break_lock takes a lock left by a killed run.
-    commit.DatasetLock(directories, job="killed").acquire()
-    with pytest.raises(commit.DatasetLocked, match="is held by killed"):
+    # --break_lock takes a lock left by a killed run (its process gone), never a live one
+    live = commit.DatasetLock(directories, job="live")
+    live.acquire()
+    with pytest.raises(commit.DatasetLocked, match="is held by live .*still running"):
+        commit.DatasetLock(directories, job="next", break_lock=True).acquire()
+    client = s3.client()
+    for bucket in BUCKETS:
+        client.put_object(Bucket=bucket, Key=f"{prefix}/ds/.lock", Body=json.dumps(
+            {"pid": 2 ** 22 + 7, "host": platform.node(), "job": "killed", "token": "t"}))
+    with pytest.raises(commit.DatasetLocked, match="is held by killed .*the lock is stale"):
         commit.DatasetLock(directories, job="next").acquire()
     with commit.DatasetLock(directories, job="next", break_lock=True) as lock:
         assert json.loads(objects(s3, "bucket-b", prefix)[f"{prefix}/ds/.lock"])["token"] \

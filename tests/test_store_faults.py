@@ -628,3 +628,26 @@ def test_an_input_inside_the_output_dataset_is_refused(tmp_path, capsys):
     assert err.count("\n") == 2 and "is inside the output dataset " + \
         os.path.join(roots[0], "ds") in err
     assert sf.tree(str(tmp_path), skip=set()) == before
+
+
+def test_paths_in_the_way_are_named_exactly(tmp_path):
+    """The first part of the path that is not a folder is named (a file, a link to
+    nothing), and the hint's mkdir quotes its path."""
+    from pipelines import cli
+    (tmp_path / "afile").write_bytes(b"")
+    (tmp_path / "gone").symlink_to(tmp_path / "unmounted")
+    with pytest.raises(cli.BadPath, match=rf"^cannot write {tmp_path}/afile/sub/r\.html "
+                       rf"\(--output\): {tmp_path}/afile is a file, not a folder$"):
+        cli.check_output_folder(str(tmp_path / "afile" / "sub" / "r.html"), "--output")
+    with pytest.raises(cli.BadPath, match=rf": {tmp_path}/gone is a link to "
+                       rf"{tmp_path}/unmounted, which does not exist$"):
+        cli.check_output_folder(str(tmp_path / "gone" / "r.html"), "--output")
+    with pytest.raises(cli.BadPath) as info:
+        cli.check_output_folder(str(tmp_path / "my reports" / "r.html"), "--output")
+    assert info.value.hint == (f"create it first (mkdir -p '{tmp_path}/my reports'), or give "
+                               "--output a path in an existing folder")
+    with pytest.raises(ValueError, match=rf"^--output_roots: cannot write to root "
+                       rf"{tmp_path}/gone: {tmp_path}/gone is a link to {tmp_path}/unmounted, "
+                       r"which does not exist$"):
+        cli.check_writable_root(str(tmp_path / "gone"))
+    assert sorted(os.listdir(tmp_path)) == ["afile", "gone"]

@@ -82,6 +82,19 @@ class ConcurrentWriteError(StoreError):
     """Another writer committed (or holds the lock) while this run was writing."""
 
 
+def not_a_folder(directory: str) -> str | None:
+    """Why a local folder cannot be made: the first part of its path that exists and
+    is not a folder (a file, or a link to nothing); None if there is none."""
+    path = os.path.abspath(directory)
+    while path != os.path.dirname(path):
+        if os.path.islink(path) and not os.path.exists(path):
+            return f"{path} is a link to {os.readlink(path)}, which does not exist"
+        if os.path.exists(path) and not os.path.isdir(path):
+            return f"{path} is a file, not a folder"
+        path = os.path.dirname(path)
+    return None
+
+
 class RootNotWritable(OSError):
     """An output root where the dataset's lock cannot be written (read-only, missing
     parent that cannot be made): the run stops before writing anything."""
@@ -578,6 +591,16 @@ def _commit_generation(body, dataset, roots, base):
     else:
         sealed = seal(body, (current or {}).get("generation", 0) + 1,
                       current.get("digest") if current else None)
+    # every replica the generation names is there before any manifest copy names it:
+    # a writer that lost them (two runs holding the lock at once on a store whose lock
+    # is not atomic, the other run's clean-up deleting them) fails instead of
+    # committing a generation that cannot be read
+    missing = missing_replicas(sealed, dataset, roots)
+    if missing:
+        raise StoreError(
+            f"not committing: {len(missing)} replica(s) the new generation names are not "
+            f"there (e.g. {missing[0]}); was another run writing this dataset? (the "
+            "committed dataset is left as it is)")
     # s3:// roots first, each copy replacing only the manifest this commit started
     # from (If-Match on its ETag, If-None-Match for a first commit): of two writers
     # that both passed the check above, the one refused at the first s3:// root
@@ -594,6 +617,17 @@ def _commit_generation(body, dataset, roots, base):
             write_atomically(path, data)
     collect_garbage(roots, dataset, sealed)
     return sealed
+
+
+def missing_replicas(manifest: dict, dataset: str, roots: list[str]) -> list[str]:
+    """Paths of the replicas ``manifest`` places on ``roots`` that are not files there
+    (one listing per root: ``list_dataset``), sorted."""
+    missing = []
+    for index, root in enumerate(roots):
+        directory = join(root, dataset)
+        present = {name for name, kind in list_dataset(directory) if kind == "file"}
+        missing += [join(directory, name) for name in sorted(referenced(manifest, index) - present)]
+    return missing
 
 
 def _put_manifest_if_unchanged(path: str, data: bytes, base: str | None, sealed: dict,
@@ -876,49 +910,106 @@ class DatasetLock:
         return False
 
     def acquire(self):
-        info = json.dumps({"pid": os.getpid(), "host": platform.node(), "job": self.job,
-                           "token": self.token,
-                           "since": datetime.datetime.now(datetime.timezone.utc)
-                           .isoformat(timespec="seconds")}).encode()
-        for directory in sorted(self.directories):
-            path = join(directory, LOCK)
-            if self.break_lock:
-                holder = read_lock(path)
-                if holder is not None and holder.alive:
-                    # a running writer's lock is never taken: both would write
-                    raise DatasetLocked(
-                        f"{path} is held by {holder.describe()} (that process is still "
-                        "running): --break_lock removes only the lock of a run that has "
-                        "ended", f"wait for that run to end (or stop it: kill {holder.pid}), "
-                        "then run again")
-                delete_quietly(path)
-            # held before it is made: an exception (KeyboardInterrupt) right after the
-            # lock was made still releases it (release deletes only our token's locks)
-            self.held.append(path)
-            try:
-                self._create(directory, path, info)
-            except FileExistsError:
-                self.release()
-                raise DatasetLocked(*self._message(path)) from None
-            except OSError as err:   # the root cannot be made or written (/proc/x, EROFS)
-                self.release()
-                raise RootNotWritable(
-                    f"cannot write the dataset's lock {path}: "
-                    f"{(err.strerror or str(err)).lower()}") from None
+        """Take the lock on every dataset folder (sorted), or raise with none taken and
+        no folder left that this call made: DatasetLocked (held; the message says by
+        whom and whether it still runs), RootNotWritable (cannot be made or written)."""
+        me = {"pid": os.getpid(), "host": platform.node(), "job": self.job,
+              "token": self.token,
+              "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        me.update({k: v for k, v in _process_identity(os.getpid()).items()
+                   if k in ("boot_id", "start_ticks")})   # exact liveness (_pid_alive)
+        info = json.dumps(me).encode()
+        made: list[str] = []
+        try:
+            for directory in sorted(self.directories):
+                path = join(directory, LOCK)
+                if self.break_lock:
+                    self._break(path)
+                # held before it is made: an exception (KeyboardInterrupt) right after
+                # the lock was made still releases it (release deletes only our token's)
+                self.held.append(path)
+                if is_local(directory):
+                    made += [f for f in folders_to_make([directory]) if f not in made]
+                try:
+                    self._create(directory, path, info)
+                except OSError as err:   # cannot be made or written (/proc/x, EROFS, ENOSPC)
+                    in_the_way = (is_local(directory) and not os.path.isdir(directory)
+                                  and not_a_folder(directory))
+                    if in_the_way:   # a file, or a link to nothing, where a folder must be
+                        raise RootNotWritable(
+                            f"cannot write the dataset's lock {path}: {in_the_way}") from None
+                    if isinstance(err, FileExistsError):
+                        raise DatasetLocked(*self._message(path)) from None
+                    raise RootNotWritable(
+                        f"cannot write the dataset's lock {path}: "
+                        f"{(err.strerror or str(err)).lower()}") from None
+        except BaseException:
+            self.release()
+            for folder in sorted(made, key=lambda f: -f.count(os.sep)):
+                with contextlib.suppress(OSError):   # holding anything: not ours to remove
+                    os.rmdir(folder)
+            raise
+
+    def _break(self, path: str) -> None:
+        """``--break_lock``: remove the lock at ``path`` unless its holder still runs here.
+        Local: the lock judged is moved aside, then compared: a lock taken meanwhile by
+        another run (not the one judged) is put back and the run refused."""
+        if file_kind(path) == "missing":
+            return
+        try:
+            judged = read_bytes(path)
+        except Exception:  # noqa: BLE001 - gone meanwhile (or unreadable: judged empty)
+            judged = b""
+        holder = lock_holder(path, judged)   # judged on the bytes compared below
+        if holder.alive:
+            # a running writer's lock is never taken: both would write
+            raise DatasetLocked(
+                f"{path} is held by {holder.describe()} (that process is still running): "
+                "--break_lock removes only the lock of a run that has ended",
+                f"wait for that run to end (or stop it: kill {holder.pid}), then run again")
+        if not is_local(path):
+            delete_quietly(path)
+            return
+        aside = os.path.join(os.path.dirname(path), f"{TEMP_PREFIX}lock-broken-{self.token}")
+        try:
+            os.rename(path, aside)
+        except OSError:
+            return   # gone meanwhile: nothing to break
+        with open(aside, "rb") as f:
+            moved = f.read()
+        if moved != judged:
+            with contextlib.suppress(OSError):
+                os.link(aside, path)   # back, unless yet another lock is there now
+            os.unlink(aside)
+            raise DatasetLocked(*self._message(path))
+        os.unlink(aside)
 
     @staticmethod
     def _create(directory, path, info):
         if is_local(path):
             for attempt in range(3):
                 os.makedirs(directory, exist_ok=True)
+                # the lock appears with its content (a temporary file linked to its
+                # name, which fails if the name exists): never an empty lock that a
+                # full disk leaves behind and no one can tell the holder of
+                temp = os.path.join(directory, f"{TEMP_PREFIX}lock-{uuid.uuid4().hex}")
                 try:
-                    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                    with open(temp, "xb") as f:
+                        f.write(info)
+                        f.flush()
+                    try:
+                        os.link(temp, path)
+                    except OSError as err:
+                        if err.errno in (errno.EEXIST, errno.ENOENT):
+                            raise
+                        DatasetLock._create_in_place(path, info)   # no hard links here
                     break
                 except FileNotFoundError:   # an ending run removed the empty folder
                     if attempt == 2:
                         raise
-            with os.fdopen(fd, "wb") as f:
-                f.write(info)
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.unlink(temp)
             return
         if s3_location(path):
             try:
@@ -934,6 +1025,19 @@ class DatasetLock:
         if FileSystems.exists(path):
             raise FileExistsError(path)
         write_atomically(path, info)
+
+    @staticmethod
+    def _create_in_place(path, info):
+        """O_EXCL create then write (a file system without hard links); a write that
+        fails (a full disk) removes the empty lock it made."""
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(info)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
 
     @staticmethod
     def _message(path) -> tuple[str, str]:
@@ -992,27 +1096,47 @@ def read_lock(path: str) -> LockHolder | None:
     if file_kind(path) == "missing":
         return None
     try:
-        holder = json.loads(read_bytes(path))
+        data = read_bytes(path)
+    except Exception:  # noqa: BLE001 - unreadable: held by someone
+        return LockHolder(path)
+    return lock_holder(path, data)
+
+
+def lock_holder(path: str, data: bytes) -> LockHolder:
+    """The holder that the lock bytes ``data`` (read from ``path``) name."""
+    try:
+        holder = json.loads(data)
         if not isinstance(holder, dict):
             raise ValueError("not an object")
     except Exception:  # noqa: BLE001 - unreadable or half-written: held by someone
         return LockHolder(path)
     alive = None
     if holder.get("host") == platform.node() and isinstance(holder.get("pid"), int):
-        alive = _pid_alive(holder["pid"], holder.get("since"))
+        alive = _pid_alive(holder["pid"], holder.get("since"),
+                           {k: holder.get(k) for k in ("boot_id", "start_ticks")})
     return LockHolder(path, str(holder.get("job", "?")), holder.get("pid", "?"),
                       str(holder.get("host", "?")), str(holder.get("since", "?")), alive)
 
 
-def _pid_alive(pid: int, since=None) -> bool:
+def _pid_alive(pid: int, since=None, identity: dict | None = None) -> bool:
     """Whether the process ``pid`` of this host still runs and is the one that took the
-    lock at ``since`` (ISO time): a process that started after it (the pid was reused
-    after the holder died; Linux's ``/proc/PID/stat`` start time) is not the holder."""
+    lock.  With the lock's ``identity`` (``_process_identity``: boot id and start time
+    in clock ticks, written by this version) exactly: another boot, or a process of
+    that pid started at another tick (the pid reused), is not the holder.  An older
+    lock has only ``since`` (ISO time): a process started after it is not the holder
+    (a clock stepped forward can fool that one).  A zombie (exited, not yet reaped)
+    does not run."""
     try:
         os.kill(pid, 0)
     except OSError as err:
         if err.errno != errno.EPERM:
             return False
+    now = _process_identity(pid)
+    if now.get("state") in ("Z", "X"):
+        return False
+    if identity and identity.get("boot_id") and now.get("boot_id"):
+        return (identity["boot_id"] == now["boot_id"]
+                and identity.get("start_ticks") == now.get("start_ticks"))
     started = _process_start(pid)
     if started is None or not isinstance(since, str):
         return True
@@ -1021,6 +1145,21 @@ def _pid_alive(pid: int, since=None) -> bool:
     except ValueError:
         return True
     return started <= taken + 2   # `since` is to the second; the start time to a tick
+
+
+def _process_identity(pid: int) -> dict:
+    """``{"boot_id", "start_ticks", "state"}`` of process ``pid`` (Linux ``/proc``; the
+    boot id from ``/proc/sys/kernel/random/boot_id``), or ``{}`` where not readable.
+    Boot id and start ticks name one process for ever: no clock is involved."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot_id = f.read().strip()
+        return {"boot_id": boot_id, "start_ticks": int(fields[19]),
+                "state": fields[0].decode("ascii", "replace")}
+    except (OSError, ValueError, IndexError):
+        return {}
 
 
 def _process_start(pid: int) -> float | None:
