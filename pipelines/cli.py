@@ -14,6 +14,7 @@ one line (two with a hint) and exit status 2 (``pipelines.exit_codes``):
    beam-options`` follows.
 """
 import argparse
+import contextlib
 import difflib
 import errno
 import importlib
@@ -448,7 +449,13 @@ def root_cause(err: BaseException) -> str:
     marker = "not writing the manifest: "
     if marker in text:
         return text[text.index(marker):].splitlines()[0].split("[while running")[0].strip()
-    last = text.strip().splitlines()[-1] if text.strip() else repr(err)
+    details = getattr(err, "details", None)
+    if callable(details) and hasattr(err, "code"):   # a gRPC error: its status and details
+        with contextlib.suppress(Exception):
+            return f"{err.code().name}: {details()}".strip()
+    # the last line that says something (a gRPC error's text ends with a lone ">")
+    lines = [line for line in text.strip().splitlines() if re.search(r"\w", line)]
+    last = lines[-1] if lines else repr(err)
     last = last.split(" [while running")[0].strip()
     return re.sub(r"^(?:(?:[A-Za-z_][\w.]*\.)?\w*(?:Error|Exception): )+", "", last)
 

@@ -459,8 +459,11 @@ def run(argv=None) -> dict:
                             # and the interrupted line names it
                             _promote_audit(directories[0])
                             progress.committed_as(committed_generation(directories[0], base))
-                        elif isinstance(err, (KeyboardInterrupt, progress.Interrupted)):
-                            # a cancelled run's audit files say nothing: none stay
+                        elif (isinstance(err, (KeyboardInterrupt, progress.Interrupted))
+                              and progress.failure() is None):
+                            # a cancelled run's audit files say nothing: none stay (a
+                            # run that failed before the Ctrl-C ends as that failure,
+                            # whose line may name its dead letters: kept, below)
                             _delete_tree(join(directories[0], AUDIT_DIR, LAST_RUN))
                         else:
                             # a failed run leaves no shard that the committed generation

@@ -1000,12 +1000,13 @@ def guard_job_server_sigint() -> bool:
     return True
 
 
-def _remove_run_temp() -> None:
+def _remove_run_temp(keep_log: bool = False) -> None:
     """The run's temporary folder, and the log file of a failure that a Ctrl-C cut
-    short (no line names it then)."""
+    short (no line names it then; ``keep_log``: the failure's lines are printed and
+    name it)."""
     if _RUN["temp"]:
         shutil.rmtree(_RUN["temp"], ignore_errors=True)
-    if _RUN["log"]:
+    if _RUN["log"] and not keep_log:
         with contextlib.suppress(OSError):
             os.unlink(_RUN["log"])
 
@@ -1088,16 +1089,17 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
                 _RUN["cleanups"].append(cleanup)
             raise Interrupted(interrupted_message(job)) from None
         except Exception as err:
-            failing(err)   # a Ctrl-C from now on ends the run as this failure
-            # no commit in this machine's processes is under way once the caller
-            # cleans up (a failed run's discard); committed before failing: finished()
-            with deferred_interrupts():
-                _close_gate_and_check(committed)
+            # its notes first: a Ctrl-C from failing() on prints the failure whole
             hint = worker_pool_hint(pipeline.options, err)
             if hint:
                 err.add_note(hint)
             if log_path:
                 err.add_note(f"full log: {log_path}")
+            failing(err)   # a Ctrl-C from now on ends the run as this failure
+            # no commit in this machine's processes is under way once the caller
+            # cleans up (a failed run's discard); committed before failing: finished()
+            with deferred_interrupts():
+                _close_gate_and_check(committed)
             raise
         finally:
             display.close(tally.snapshot(docs_counter, bytes_counter),
@@ -1105,7 +1107,7 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
             if log_path and status in ("done", "interrupted"):
                 os.unlink(log_path)
             elif log_path:
-                _RUN["log"] = log_path   # named by the failure; a Ctrl-C after it deletes it
+                _RUN["log"] = log_path   # named by the failure (kept, also after a Ctrl-C)
             if receiver is not None:
                 receiver.close()
 
@@ -1269,19 +1271,52 @@ def _run(pipeline, tally, display, started, docs, nbytes, receiver=None, committ
             except KeyboardInterrupt:
                 # committed already (the commit gate holds only in this machine's
                 # processes: decided by the manifest): let the job end, else cancel it
-                if not _finish_committed(lambda: PipelineState.is_terminal(result.state),
-                                         committed):
+                def job_ended():
+                    try:
+                        return PipelineState.is_terminal(result.state)
+                    except Exception:  # noqa: BLE001 - its job server is gone (below)
+                        return True
+                if not _finish_committed(job_ended, committed):
                     with contextlib.suppress(Exception):
                         result.cancel()
                     cancel_on_flink_cluster(pipeline.options, getattr(result, "_job_id", None))
                     raise
+                try:
+                    result.wait_until_finish()
+                except Exception:  # noqa: BLE001 - the committed run's job server is gone
+                    # A terminal's Ctrl-C reaches the whole process group: Prism's job
+                    # server (our child) got it too and stopped after the commit.  The
+                    # run is finished; its Ctrl-C ends it (finished() is True: the line
+                    # names the committed generation), not as a failure.
+                    raise KeyboardInterrupt from None
             result.wait_until_finish()
         _settle_job_metrics(result)
     # The final numbers come from the finished result, whatever was seen on the way.
     from transforms.storage.report import counters
-    values = counters(result)
+    try:
+        values = counters(result)
+    except Exception:
+        if job_server_got_ctrl_c():
+            # the job ended, then a terminal's Ctrl-C (sent to the whole process group)
+            # stopped its job server (Prism, our child) before its metrics were read:
+            # the Ctrl-C is how the run ends (committed: its line says so)
+            raise KeyboardInterrupt from None
+        raise
     tally.replace(values, None)
     return result
+
+
+def job_server_got_ctrl_c() -> bool:
+    """Did a child process of this one (a job server Beam started: Prism, a job-server
+    jar) end by SIGINT, as a terminal's Ctrl-C to the process group ends it?"""
+    import gc
+    import subprocess
+    for obj in gc.get_objects():
+        if issubclass(type(obj), subprocess.Popen):   # type(): see stop_job_servers
+            with contextlib.suppress(Exception):
+                if obj.poll() == -signal.SIGINT:
+                    return True
+    return False
 
 
 FLINK_TERMINAL = ("FINISHED", "CANCELED", "FAILED")
@@ -1460,16 +1495,17 @@ def exit_interrupted(prog: str) -> None:
     tempfile.tempdir = UNUSABLE_TEMP
     os.environ["TMPDIR"] = UNUSABLE_TEMP
 
+    failed = _RUN["failure"] is not None   # its lines name its log: that stays
+
     def delete():
         for cleanup in _RUN["cleanups"]:
             with contextlib.suppress(Exception):
                 cleanup()
-        _remove_run_temp()
+        _remove_run_temp(keep_log=failed)
 
     delete()
     with contextlib.suppress(Exception):
         sys.stdout.flush()
-    failed = _RUN["failure"] is not None
     text = _failure_text() if failed else interrupted_message(prog) + "\n"
     with contextlib.suppress(Exception):
         os.write(_RUN["line_fd"] if _RUN["line_fd"] is not None else 2,

@@ -241,8 +241,9 @@ def test_a_missing_store_or_file_is_one_line_naming_it(tmp_path, capsys):
         (["codec-report", "--input", nowhere],
          f"dataprep codec-report: error: input pattern matches no file: {nowhere}"),
         (["codec-report", "--input", str(a_file), "--report", f"{nowhere}/r.json"],
-         f"dataprep codec-report: error: cannot write {nowhere}/r.json: {nowhere} is not a "
-         "folder"),
+         f"dataprep codec-report: error: cannot write {nowhere}/r.json (--report): folder "
+         f"{nowhere} not found\nhint: create it first (mkdir -p {nowhere}), or give --report "
+         "a path in an existing folder"),
         (["compress-arrays", "--input", nowhere + ".npy"],
          f"dataprep compress-arrays: error: input pattern matches no file: {nowhere}.npy"),
         (["prepare-corpus", "--input", nowhere],
@@ -541,10 +542,13 @@ def test_every_failure_is_one_line_and_at_most_one_more(tmp_path, capfd, monkeyp
         DatasetLock([str(tmp_path / r / "corpus") for r in "ab"], job="other").acquire()
         first = f"prepare_corpus failed: {tmp_path / 'a' / 'corpus' / '.lock'} is held by other"
         second = "hint: "
-    elif kind == "unwritable_root":
+    elif kind == "unwritable_root":   # refused before the run: a usage error
         (tmp_path / "a_file").write_text("x")
         argv[4] = f"{tmp_path / 'a_file' / 'a'},{tmp_path / 'b'}"
-        first = "prepare_corpus failed: "
+        code = USAGE
+        first = (f"dataprep prepare-corpus: error: --output_roots: cannot write to root "
+                 f"{tmp_path / 'a_file' / 'a'}: {tmp_path / 'a_file'} is a file, not a folder")
+        second = "(see dataprep prepare-corpus --help)"
     else:   # the default roots hold the dataset made from other inputs: a usage error
         (tmp_path / "in.jsonl").write_bytes(good)
         assert dataprep_exit(capfd, argv[:3] + argv[5:])[0] == 0
@@ -908,3 +912,23 @@ def test_a_generation_committed_during_the_check_is_checked_again(copied, capsys
     assert err.splitlines()[-1] == (
         f"verify_store failed: {store}: a new generation was committed during each of 3 "
         "checks (a run in progress); verify again once it has finished")
+
+
+def test_root_cause_of_a_grpc_error_is_its_status_and_details():
+    """A gRPC error's text ends with a lone '>' (its repr's last line): the failure line
+    gives its status and details; any text's last line with no word in it is passed over."""
+    import grpc
+
+    from pipelines.cli import root_cause
+
+    class Rendezvous(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.UNAVAILABLE
+
+        def details(self):
+            return "failed to connect to all addresses"
+
+        def __str__(self):
+            return "<_MultiThreadedRendezvous of RPC that terminated with:\n\tstatus = ...\n>"
+    assert root_cause(Rendezvous()) == "UNAVAILABLE: failed to connect to all addresses"
+    assert root_cause(RuntimeError("it broke here\n  >\n")) == "it broke here"

@@ -42,6 +42,7 @@ POINTS = {
     "committed": "transforms.storage.store:commit_generation",
     "before": "pipelines.prepare_corpus:probe_inputs",              # before the pipeline
     "failed_cleanup": "pipelines.prepare_corpus:discard_failed_run",  # a failed run cleaned up
+    "failing": "pipelines.progress:failing",     # the run's failure just known
     "promote": "pipelines.prepare_corpus:_promote_audit",           # committed: audit files
     "report": "pipelines.prepare_corpus:write_report",              # committed: the report
 }
@@ -103,6 +104,15 @@ DRIVER = textwrap.dedent("""
                 time.sleep(0.3)
             time.sleep(0.5)
             return original(*args, **kwargs)
+        setattr(module, name, wrapped)
+    elif point == "failing":   # Ctrl-C just after the run's failure is known
+        module, name = sys.argv[2].split(":")
+        module = importlib.import_module(module)
+        original = getattr(module, name)
+        def wrapped(*args, **kwargs):
+            original(*args, **kwargs)
+            if args and not isinstance(args[0], KeyboardInterrupt):
+                announce()
         setattr(module, name, wrapped)
     elif point == "fail_after_commit":   # the run fails once its generation is committed
         module, name = sys.argv[2].split(":")
@@ -229,12 +239,13 @@ BAD_LINES = ("prepare_corpus failed: not writing the manifest: 3 of 400 lines ar
              "(0.75%), above --max_bad_fraction 0; see the dead letters in ")
 
 
-@pytest.mark.parametrize("point", ["failed_cleanup", "exit"])
+@pytest.mark.parametrize("point", ["failing", "failed_cleanup", "exit"])
 def test_ctrl_c_after_a_run_failed_shows_the_failure(tmp_path, tmpdir_folder, point):
-    """A run that failed (too many bad lines), then Ctrl-C while it is cleaned up, or
-    while the process ends after its lines: the failure is what the user sees (its
-    line and the log file's, once), status 1, not "cancelled"; the first generation
-    byte for byte; $TMPDIR holds only the log file the lines name."""
+    """A run that failed (too many bad lines), then Ctrl-C as the failure is known,
+    while it is cleaned up, or while the process ends after its lines: the failure is
+    what the user sees (its line and the log file's, once), status 1, not "cancelled";
+    the dead letters its line names are there; the first generation byte for byte;
+    $TMPDIR holds only the log file the lines name."""
     before = commit_once(tmp_path)
     proc = start(tmp_path, point, *flags(tmp_path, "--max_bad_fraction", "0"))
     out, err = interrupt_at(proc, point)
@@ -243,6 +254,8 @@ def test_ctrl_c_after_a_run_failed_shows_the_failure(tmp_path, tmpdir_folder, po
     assert len(said) == 2 and said[0].startswith(BAD_LINES), err
     log = said[1].removeprefix("  (full log: ").removesuffix(")")
     assert os.listdir(tmpdir_folder) == [os.path.basename(log)]
+    letters = said[0].removeprefix(BAD_LINES)
+    assert [n for n in os.listdir(letters) if n.startswith("dead_letters")], letters
     assert not [line for line in err if "interrupted" in line or "Traceback" in line]
     assert committed(tmp_path) == before
     no_temporaries(tmp_path)
