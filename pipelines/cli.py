@@ -358,6 +358,10 @@ def check_writable_root(root: str) -> None:
     existing = os.path.abspath(root)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
+    with contextlib.suppress(OSError):
+        if os.statvfs(existing).f_flag & os.ST_RDONLY:
+            raise ValueError(f"--output_roots: cannot write to root {root}: {existing} is on "
+                             "a read-only file system")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"--output_roots: cannot write to root {root}: permission denied "
                          f"on {existing}")

@@ -630,6 +630,21 @@ def test_an_input_inside_the_output_dataset_is_refused(tmp_path, capsys):
     assert sf.tree(str(tmp_path), skip=set()) == before
 
 
+def test_a_root_on_a_read_only_file_system_is_named_so(tmp_path):
+    """A read-only mount (root can mount a tmpfs here; the tests run as root, which
+    write permissions do not stop): refused before the run, the reason in words."""
+    from pipelines import cli
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        with pytest.raises(ValueError, match=rf"^--output_roots: cannot write to root "
+                           rf"{mount}/x: {mount} is on a read-only file system$"):
+            cli.check_writable_root(str(mount / "x"))
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
 def test_paths_in_the_way_are_named_exactly(tmp_path):
     """The first part of the path that is not a folder is named (a file, a link to
     nothing), and the hint's mkdir quotes its path."""
