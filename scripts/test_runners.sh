@@ -11,7 +11,10 @@
 # "Runners" and BENCHMARKS.md "CI from an empty HOME"):
 #   - the runners in $FULL_SUITE_ON (default: prism) run every test that uses the
 #     runner (pytest deselects the pure-function tests, which the DirectRunner
-#     suite runs);
+#     suite runs; the S3 store suite excepted: $FULL_SUITE_TESTS);
+#   - the standalone clusters run the tests marked `standalone_cluster` ($CLUSTER_TESTS):
+#     the cross-runner identity of the jobs' stores, failures, read-back and progress
+#     (the engines' other paths run on their embedded configs);
 #   - every other runner runs the tests marked `cross_runner` (tests/test_runners.py:
 #     stores byte-identical to the DirectRunner's, equal counters, failures in one
 #     line; plus the tests of runner-sensitive paths: side inputs, gates, read-back
@@ -22,9 +25,8 @@
 #     port per run config, and on Prism, which lost a bundle's counters with several
 #     jobs at once (`-n 0`); runners joined by `+` run at the same time (the
 #     two clusters use different ports), each suite's output printed when it ends;
-#   - the S3 store tests (tests/test_s3_store.py, SeaweedFS started by the tests) are
-#     part of the whole suite, so they run on direct (.ci/run) and on $FULL_SUITE_ON;
-#     a server that cannot start fails them (never a skip).
+#   - the S3 store tests (tests/test_s3_store.py, SeaweedFS started by the tests) run
+#     on direct (.ci/run); a server that cannot start fails them (never a skip).
 #
 # Uses `python` on PATH (activate the project's venv first).  Prism is built from
 # the Go module proxy, job servers staged from Maven Central, Flink and Spark
@@ -46,6 +48,11 @@ export PYTHON=${PYTHON:-python}
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-3600}
 FULL_SUITE_ON=${FULL_SUITE_ON:-prism}
 RUNNER_TESTS=${RUNNER_TESTS:-tests -m cross_runner}
+CLUSTER_TESTS=${CLUSTER_TESTS:-tests -m standalone_cluster}
+# the S3 store suite (a SeaweedFS server per module, 3.5-7 min on Prism) runs on direct:
+# the store's S3 paths (lock, compare-and-swap commit) run in the driver and in
+# LOOPBACK workers of the same process, as on direct
+FULL_SUITE_TESTS=${FULL_SUITE_TESTS:-tests --ignore=tests/test_s3_store.py}
 XDIST=${XDIST:-auto}
 
 workers() {  # pytest-xdist workers for one runner
@@ -59,7 +66,9 @@ suite() {  # suite RUN_CONFIG PYTEST ARGS...
     --durations=15 "${@:2}" --run_config "$1"
 }
 tests_for() {  # the pytest arguments for one runner
-  if [[ " $FULL_SUITE_ON " == *" $1 "* ]]; then echo tests; else echo "$RUNNER_TESTS"; fi
+  if [[ " $FULL_SUITE_ON " == *" $1 "* ]]; then echo "$FULL_SUITE_TESTS"
+  elif [[ "$1" == *_cluster ]]; then echo "$CLUSTER_TESTS"
+  else echo "$RUNNER_TESTS"; fi
 }
 
 needs() { [[ " ${runners[*]} " == *" $1"* ]]; }

@@ -243,6 +243,7 @@ def test_max_partitions_zero_means_no_cap(run_config, tmp_path):
     assert manifest["partitioning"]["max_partitions"] is None
 
 
+@pytest.mark.standalone_cluster
 @pytest.mark.cross_runner
 @pytest.mark.parametrize("flags", [
     ("--partition_by", "source", "--target_shard_bytes", "700"),

@@ -174,6 +174,7 @@ def break_replicas(roots, manifest):
     return missing, corrupt
 
 
+@pytest.mark.standalone_cluster
 @pytest.mark.cross_runner
 def test_read_back_fails_over_and_verify_reports(tmp_path, corpus, run_config, make_pipeline,
                                                 capsys):

@@ -242,6 +242,7 @@ def bar_frames(screen):
 JOB_STATES = {"STARTING", "RUNNING", "STOPPED", "UNSPECIFIED"}
 
 
+@pytest.mark.standalone_cluster
 @pytest.mark.cross_runner
 def test_progress_while_the_job_runs_on_every_runner(tmp_path, run_config, runner_services):
     """Live numbers on every runner (README, 'Watching a run'): frames drawn before

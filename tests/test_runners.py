@@ -139,6 +139,7 @@ def _run_twice(job, run_config, roots, dataset):
     return outputs
 
 
+@pytest.mark.standalone_cluster
 @pytest.mark.parametrize("mode", [[], ["--no_near_dedup"]], ids=["exact+near", "exact_only"])
 def test_prepare_corpus_is_byte_identical_to_the_direct_runner(tmp_path, run_config, mode):
     inputs = _corpus(tmp_path / "in")
@@ -196,6 +197,7 @@ def _write_part(directory, part, lines) -> str:
     return path
 
 
+@pytest.mark.standalone_cluster
 @pytest.mark.parametrize("mode", [[], ["--no_near_dedup"]], ids=["exact+near", "exact_only"])
 def test_removed_records_are_byte_identical_on_every_runner_and_worker_count(
         tmp_path, run_config, mode):
@@ -231,6 +233,7 @@ def test_removed_records_are_byte_identical_on_every_runner_and_worker_count(
     assert any(r["removed"] > 2 ** 64 for r in records if isinstance(r["removed"], int))
 
 
+@pytest.mark.standalone_cluster
 def test_compress_arrays_is_byte_identical_to_the_direct_runner(tmp_path, run_config):
     rng = np.random.default_rng(3)
     source = tmp_path / "in.npy"
@@ -249,6 +252,7 @@ def test_compress_arrays_is_byte_identical_to_the_direct_runner(tmp_path, run_co
     assert other_counters == direct_counters
 
 
+@pytest.mark.standalone_cluster
 def test_a_failed_job_reports_its_cause_in_one_line(tmp_path, run_config, capsys):
     """Runners wrap worker errors differently (Prism raises RuntimeError with its own text)."""
     inputs = _corpus(tmp_path / "in")
