@@ -58,7 +58,8 @@ XDIST=${XDIST:-auto}
 workers() {  # pytest-xdist workers for one runner
   # the clusters: one EXTERNAL worker pool port per run config; Prism: with three
   # workers' jobs at once it lost one input file's read/* counters in 2 of 163 tests
-  # (CI, session 10; the stores were identical): one test at a time on both
+  # (CI, session 10; the stores were identical), and beside the direct suite a
+  # bundle's dedup/* counters (session 11): one test at a time, alone, on both
   case "$1" in *_cluster|prism) echo 0 ;; *) echo "$XDIST" ;; esac
 }
 suite() {  # suite RUN_CONFIG PYTEST ARGS...
