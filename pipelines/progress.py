@@ -943,6 +943,14 @@ def run_temp_dir(job: str | None = None):
 ENV_KEYS = ("TMPDIR", "DATAPREP_COMMIT_GATE")
 
 
+def _instances(cls) -> list:
+    """The live objects of class ``cls`` (or a subclass) in this process, found through
+    ``gc``; ``type()``, not ``isinstance()``: isinstance of a dead ``weakref.proxy``
+    (boto3 keeps some) raises ReferenceError, which ended every S3 run as a failure."""
+    import gc
+    return [obj for obj in gc.get_objects() if issubclass(type(obj), cls)]
+
+
 def stop_job_servers(folder: str) -> int:
     """Stop Beam's job servers (``StopOnExitJobServer``: Prism's, a Flink or Spark jar's
     started by Beam) whose temporary folder lies in ``folder``; -> how many.  Their
@@ -950,14 +958,9 @@ def stop_job_servers(folder: str) -> int:
     module = sys.modules.get("apache_beam.runners.portability.job_server")
     if module is None:
         return 0
-    import gc
     inside = os.path.realpath(folder) + os.sep
     stopped = 0
-    for obj in gc.get_objects():
-        # type(), not isinstance(): isinstance of a dead weakref.proxy (boto3 keeps
-        # some) raises ReferenceError, which ended every S3 run as a failure
-        if not issubclass(type(obj), module.StopOnExitJobServer):
-            continue
+    for obj in _instances(module.StopOnExitJobServer):
         root = getattr(getattr(obj, "_job_server", None), "_local_temp_root", None)
         if root and os.path.realpath(root).startswith(inside):
             with contextlib.suppress(Exception):
@@ -1309,13 +1312,11 @@ def _run(pipeline, tally, display, started, docs, nbytes, receiver=None, committ
 def job_server_got_ctrl_c() -> bool:
     """Did a child process of this one (a job server Beam started: Prism, a job-server
     jar) end by SIGINT, as a terminal's Ctrl-C to the process group ends it?"""
-    import gc
     import subprocess
-    for obj in gc.get_objects():
-        if issubclass(type(obj), subprocess.Popen):   # type(): see stop_job_servers
-            with contextlib.suppress(Exception):
-                if obj.poll() == -signal.SIGINT:
-                    return True
+    for process in _instances(subprocess.Popen):
+        with contextlib.suppress(Exception):
+            if process.poll() == -signal.SIGINT:
+                return True
     return False
 
 

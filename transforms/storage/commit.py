@@ -919,7 +919,8 @@ class DatasetLock:
         me.update({k: v for k, v in _process_identity(os.getpid()).items()
                    if k in ("boot_id", "start_ticks")})   # exact liveness (_pid_alive)
         info = json.dumps(me).encode()
-        made: list[str] = []
+        # what this call may create (deepest first): removed again, if empty, on failure
+        made = folders_to_make([d for d in self.directories if is_local(d)])
         try:
             for directory in sorted(self.directories):
                 path = join(directory, LOCK)
@@ -928,8 +929,6 @@ class DatasetLock:
                 # held before it is made: an exception (KeyboardInterrupt) right after
                 # the lock was made still releases it (release deletes only our token's)
                 self.held.append(path)
-                if is_local(directory):
-                    made += [f for f in folders_to_make([directory]) if f not in made]
                 try:
                     self._create(directory, path, info)
                 except OSError as err:   # cannot be made or written (/proc/x, EROFS, ENOSPC)
@@ -945,7 +944,7 @@ class DatasetLock:
                         f"{(err.strerror or str(err)).lower()}") from None
         except BaseException:
             self.release()
-            for folder in sorted(made, key=lambda f: -f.count(os.sep)):
+            for folder in made:
                 with contextlib.suppress(OSError):   # holding anything: not ours to remove
                     os.rmdir(folder)
             raise
@@ -1163,12 +1162,14 @@ def _process_identity(pid: int) -> dict:
 
 
 def _process_start(pid: int) -> float | None:
-    """The epoch second process ``pid`` started (Linux ``/proc``), or None."""
+    """The epoch second process ``pid`` started (its ``_process_identity`` start ticks
+    after the boot time of ``/proc/stat``), or None."""
+    ticks = _process_identity(pid).get("start_ticks")
+    if ticks is None:
+        return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
         with open("/proc/stat", "rb") as f:
             boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
-        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
