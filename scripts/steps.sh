@@ -10,7 +10,9 @@
 #   summary                      in the outermost script: print the table of every
 #                                step recorded in $STEP_LOG (shared by nested
 #                                scripts) and exit 1 if any failed; in a nested
-#                                one: exit 1 if one of its own steps failed
+#                                one: exit 1 if one of its own steps failed; the
+#                                failed tests' lines (tests/conftest.py writes them to
+#                                $DATAPREP_FAILED_TESTS) follow the table
 #
 # $STEP_LOG is created on first use and exported, so a script called from a
 # step-running script adds its rows to the same table.
@@ -21,6 +23,8 @@ if [[ -z "${STEP_LOG:-}" ]]; then
   STEP_LOG=$(mktemp "${TMPDIR:-/tmp}/beam-dataprep-steps.XXXXXX")
   STEP_LOG_OWNER=1
   export STEP_LOG
+  # tests/conftest.py appends each failed test here; summary repeats them at the end
+  export DATAPREP_FAILED_TESTS="$STEP_LOG.tests"
 fi
 
 step() {
@@ -57,12 +61,16 @@ summary() {  # the script that created $STEP_LOG prints the table; a nested one 
   if [[ -n "$STEP_LOG_OWNER" ]]; then
     echo "=== wall time per step" >&2
     cat "$STEP_LOG" >&2
+    if [[ -s "$STEP_LOG.tests" ]]; then
+      echo "=== failed tests ($(wc -l < "$STEP_LOG.tests"); the first 40)" >&2
+      head -n 40 "$STEP_LOG.tests" >&2
+    fi
     if [[ -s "$STEP_LOG.failures" ]]; then
       cat "$STEP_LOG.failures" >&2
-      rm -f "$STEP_LOG" "$STEP_LOG.failures"
+      rm -f "$STEP_LOG" "$STEP_LOG.failures" "$STEP_LOG.tests"
       exit 1
     fi
-    rm -f "$STEP_LOG" "$STEP_LOG.failures"
+    rm -f "$STEP_LOG" "$STEP_LOG.failures" "$STEP_LOG.tests"
   fi
   [[ $STEP_FAILED == 0 ]] || exit 1
 }

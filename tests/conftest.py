@@ -21,7 +21,12 @@ from pipelines import run_config as run_configs
 from pipelines.job_services import RunnerServices
 
 
+_RUN_CONFIG_SHOWN: dict = {}   # the session's --run_config, for pytest_runtest_logreport
+
+
 def pytest_configure(config):
+    _RUN_CONFIG_SHOWN["name"] = (config.getoption("--run_config") or run_configs.env_config()
+                                 or "direct")
     config.addinivalue_line(
         "markers", "cross_runner: runs on every runner in CI (scripts/test_runners.sh); the "
         "rest of the pipeline suite runs on direct and the runners in $FULL_SUITE_ON")
@@ -51,6 +56,22 @@ def _commit_gate_open():
     from transforms.storage.commit import open_commit_gate
     open_commit_gate()
     yield
+
+
+def pytest_runtest_logreport(report):
+    """A failed test's id and first error line, appended to ``$DATAPREP_FAILED_TESTS``
+    when set (scripts/steps.sh sets it: CI repeats the lines after its table of
+    steps, where the end of a long log shows them).  Written by the controller only
+    under pytest-xdist (it receives every worker's reports)."""
+    path = os.environ.get("DATAPREP_FAILED_TESTS")
+    if not path or not report.failed or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+    message = (getattr(crash, "message", "") or str(report.longrepr or "")).strip()
+    first = message.splitlines()[0][:300] if message else ""
+    runner = _RUN_CONFIG_SHOWN.get("name", "direct")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"FAILED [{runner}] {report.nodeid} ({report.when}) - {first}\n")
 
 
 def pytest_addoption(parser):
