@@ -223,6 +223,13 @@ class Parser(ArgumentParser):
             given = any(a == "--runner" or a.startswith("--runner=") for a in beam_argv)
             self.error(str(err) if given else f"run config {run_config.resolve(config)}: {err}",
                        beam_hint)
+        try:
+            warning = check_prism(namespace)
+        except BeamFlagError as err:
+            self.error(str(err), "see README \"Runners\": scripts/build_prism.sh builds Prism "
+                       "from the Go module proxy")
+        if warning:
+            print(f"{self.prog}: warning: {warning}", file=sys.stderr)
         options = PipelineOptions(flags + beam_argv)
         # Jobs touch storage before the pipeline exists (validation, leftovers,
         # manifests); object stores (s3://, gs://) need their options for that too.
@@ -269,6 +276,37 @@ class BeamFlags:
         if extra:
             raise BeamFlagError(f"unrecognized arguments: {' '.join(extra)}", extra)
         return namespace
+
+
+PRISM_STAMP = "prism.version"   # scripts/build_prism.sh writes it beside the binary
+PRISM_PATCHED = "+dataprep."     # ... naming Beam's version and the patches applied
+
+
+def check_prism(namespace) -> str:
+    """For ``--runner PrismRunner`` with a local ``--prism_location``: raise
+    ``BeamFlagError`` when no file is there (Beam would try GitHub instead); return
+    a warning when the binary was not built by scripts/build_prism.sh (no
+    ``prism.version`` stamp beside it naming our patches, scripts/prism_patches/):
+    a stock Prism can drop a bundle's counters from the run report (the store is
+    not affected).  '' otherwise."""
+    runner = str(getattr(namespace, "runner", None) or "").lower()
+    location = getattr(namespace, "prism_location", None)
+    if runner.removesuffix("runner") != "prism" or not location or "://" in location:
+        return ""
+    location = os.path.expanduser(location)
+    if not os.path.isfile(location):
+        raise BeamFlagError(f"Prism not found at {location} (--prism_location)")
+    try:
+        with open(os.path.join(os.path.dirname(location), PRISM_STAMP), encoding="utf-8") as f:
+            stamp = f.read().strip()
+    except OSError:
+        stamp = ""
+    if PRISM_PATCHED in stamp:
+        return ""
+    return (f"Prism at {location} is not built by scripts/build_prism.sh (stamp "
+            f"{stamp or 'missing'}): stock Prism can drop a bundle's counters from the run "
+            "report (Beam's metrics short-id race; the store is not affected); rebuild "
+            "with scripts/build_prism.sh --force")
 
 
 def check_runner(name) -> None:
