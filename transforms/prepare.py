@@ -31,6 +31,7 @@ from transforms.core import exact_json
 from transforms.core.ids import show_ids
 from transforms.processing.io import (
     MAX_LINE_BYTES, estimate_raw_bytes, input_files)
+from transforms.processing.option_views import reused_option_views
 from transforms.processing.parquet import corpus_paths
 from transforms.processing.partition import (
     NumericFieldGate, PartitionByField, RangePartition)
@@ -349,6 +350,12 @@ class PrepareCorpus(beam.PTransform):
         self.spill_dir = join(config.store_dirs[0], f"{SPILL_PREFIX}{uuid.uuid4().hex}")
 
     def expand(self, pbegin):
+        # Beam 2.77 re-parses the flags on each of the ~1,500 options views building this
+        # takes (half its CPU): each view made once (transforms/processing/option_views.py)
+        with reused_option_views():
+            return self._expand(pbegin)
+
+    def _expand(self, pbegin):
         c = self.config
         pipeline = pbegin.pipeline
         # Beam 2.77's multi-process DirectRunner drops bundle input (a data-plane flush
