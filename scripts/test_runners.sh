@@ -21,10 +21,10 @@
 #     with fail-over, convergence failure); $RUNNER_TESTS overrides that selection
 #     with pytest arguments (e.g. RUNNER_TESTS="tests --durations=15").
 #   - a suite runs on pytest-xdist workers (`-n $XDIST`, default auto: tests/conftest.py
-#     says how many), except on the clusters, whose EXTERNAL worker pool has a fixed
-#     port per run config, and on Prism, which lost a bundle's counters with several
-#     jobs at once (`-n 0`); runners joined by `+` run at the same time (the
-#     two clusters use different ports), each suite's output printed when it ends;
+#     says how many; Prism `-n $PRISM_XDIST`, default 2), except on the clusters, whose
+#     EXTERNAL worker pool has a fixed port per run config (`-n 0`); runners joined
+#     by `+` run at the same time (the two clusters use different ports), each
+#     suite's output printed when it ends;
 #   - the S3 store tests (tests/test_s3_store.py, SeaweedFS started by the tests) run
 #     on direct (.ci/run); a server that cannot start fails them (never a skip).
 #
@@ -56,11 +56,10 @@ FULL_SUITE_TESTS=${FULL_SUITE_TESTS:-tests --ignore=tests/test_s3_store.py}
 XDIST=${XDIST:-auto}
 
 workers() {  # pytest-xdist workers for one runner
-  # the clusters: one EXTERNAL worker pool port per run config; Prism: with three
-  # workers' jobs at once it lost one input file's read/* counters in 2 of 163 tests
-  # (CI, session 10; the stores were identical), and beside the direct suite a
-  # bundle's dedup/* counters (session 11): one test at a time, alone, on both
-  case "$1" in *_cluster|prism) echo 0 ;; *) echo "$XDIST" ;; esac
+  # the clusters: one EXTERNAL worker pool port per run config.  Prism: 2 (its jobs
+  # at once lost a bundle's counters until scripts/prism_patches/0001-* fixed Beam's
+  # metrics short-id race; one test at a time used ~0.7 of a core)
+  case "$1" in *_cluster) echo 0 ;; prism) echo "${PRISM_XDIST:-2}" ;; *) echo "$XDIST" ;; esac
 }
 suite() {  # suite RUN_CONFIG PYTEST ARGS...
   timeout "$SUITE_TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider -n "$(workers "$1")" \
