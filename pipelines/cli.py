@@ -44,6 +44,13 @@ def prog_of(job: str) -> str:
     return INVOKED_AS or f"python -m pipelines.{job}"
 
 
+def say_broken_locks(job: str, lock) -> None:
+    """One stderr line per stale lock ``--break_lock`` removed (``DatasetLock.broken``):
+    whose it was and why it counted as stale."""
+    for path, why in lock.broken:
+        print(f"{prog_of(job)}: --break_lock removed the lock {path} ({why})", file=sys.stderr)
+
+
 def beam_options_command() -> str:
     """The command that lists Beam's options, as the user invoked us: ``dataprep
     beam-options`` (``INVOKED_AS`` ``dataprep <job>``), else ``python -m pipelines

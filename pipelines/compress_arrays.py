@@ -134,6 +134,7 @@ def run(argv=None) -> dict:
             # prepare_corpus): a Ctrl-C while the lock is taken cannot leave it behind
             with progress.deferred_interrupts():
                 lock.acquire()
+            cli.say_broken_locks("compress_arrays", lock)
             pipeline = beam.Pipeline(options=options)
             build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec,
                            manifest_choice, receiver and receiver.address)

@@ -438,6 +438,7 @@ def run(argv=None) -> dict:
                 # with this run's token are deleted)
                 with progress.deferred_interrupts():
                     lock.acquire()
+                cli.say_broken_locks("prepare_corpus", lock)
                 _delete_leftovers(directories[0])
                 tune_gc()  # the runner's process too (transforms/core/worker_gc.py)
                 base = committed_digest(uris, args.dataset)

@@ -836,6 +836,12 @@ def test_a_run_in_progress_is_information_and_exit_0(copied, capsys):
     assert code == PROBLEM
     code, out, _ = dataprep_exit(capsys, argv + ["--repair", "--break_lock", "--strict"])
     assert code == 0 and out.rstrip().endswith("0 stray file(s); 0 problem(s)")
+    # each stale lock removed is said, with whose it was and why it counted as stale
+    host = os.uname().nodename
+    assert [line for line in out.splitlines() if line.startswith("repair .lock")] == [
+        f"repair .lock on {os.path.dirname(folder)}: stale lock (prepare_corpus pid 4194311 "
+        f"on {host} since then; that process is gone) -> removed (--break_lock)"
+        for folder in sorted(folders)]
     assert not any(os.path.lexists(os.path.join(f, ".lock")) for f in folders)
 
 
@@ -932,3 +938,27 @@ def test_root_cause_of_a_grpc_error_is_its_status_and_details():
             return "<_MultiThreadedRendezvous of RPC that terminated with:\n\tstatus = ...\n>"
     assert root_cause(Rendezvous()) == "UNAVAILABLE: failed to connect to all addresses"
     assert root_cause(RuntimeError("it broke here\n  >\n")) == "it broke here"
+
+
+def test_break_lock_says_each_stale_lock_it_removed(tmp_path, capsys):
+    """prepare-corpus --break_lock on a dataset whose lock was left by a killed run: one
+    stderr line per lock removed (whose, why stale), the run commits; without a stale
+    lock, no such line."""
+    roots = [str(tmp_path / "a"), str(tmp_path / "b")]
+    host = os.uname().nodename
+    for root in roots:
+        os.makedirs(os.path.join(root, "corpus"))
+        with open(os.path.join(root, "corpus", ".lock"), "w") as f:
+            f.write('{"pid": 4194311, "host": "%s", "job": "prepare_corpus", "token": "t", '
+                    '"since": "then"}' % host)
+    argv = ["prepare-corpus", "--output_roots", ",".join(roots), "--run_config", "direct",
+            "--no_near_dedup", "--break_lock"]
+    code, _, err = dataprep_exit(capsys, argv)
+    assert code == 0, err
+    said = [line for line in err.splitlines() if "--break_lock removed" in line]
+    assert said == [f"dataprep prepare-corpus: --break_lock removed the lock {root}/corpus/.lock "
+                    f"(prepare_corpus pid 4194311 on {host} since then; that process is gone)"
+                    for root in roots]
+    assert all(os.path.exists(os.path.join(r, "corpus", "manifest.json")) for r in roots)
+    code, _, err = dataprep_exit(capsys, argv)
+    assert code == 0 and "--break_lock removed" not in err

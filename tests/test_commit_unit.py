@@ -134,6 +134,19 @@ def test_one_lock_holder_and_break_lock(tmp_path):
     assert not any(os.path.exists(os.path.join(d, ".lock")) for d in dirs)
 
 
+def test_break_lock_says_which_stale_locks_it_removed(tmp_path):
+    """DatasetLock.broken: every lock --break_lock removed, with its holder and why it
+    counted as stale (the jobs print one line each; a free root adds nothing)."""
+    dirs = [str(tmp_path / "a" / "ds"), str(tmp_path / "b" / "ds")]
+    _lock_file(tmp_path / "a" / "ds", pid=4194311)   # beyond pid_max: a process that is gone
+    with DatasetLock(dirs, job="next", break_lock=True) as lock:
+        host = __import__("platform").node()
+        assert lock.broken == [(os.path.join(dirs[0], ".lock"),
+                                f"prepare_corpus pid 4194311 on {host} since then; that process is gone")]
+    with DatasetLock(dirs, job="again", break_lock=True) as lock:
+        assert lock.broken == []
+
+
 @pytest.mark.parametrize("holder, said, hint", [
     ("alive", "(that process is still running); one writer per dataset",
      "wait for that run to end, then run again"),

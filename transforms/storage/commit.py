@@ -896,6 +896,8 @@ class DatasetLock:
     break_lock: bool = False
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     held: list[str] = field(default_factory=list)
+    # what --break_lock removed: (lock path, "<holder>; <why it counted as stale>")
+    broken: list[tuple[str, str]] = field(default_factory=list)
 
     def __enter__(self):
         try:
@@ -966,8 +968,13 @@ class DatasetLock:
                 f"{path} is held by {holder.describe()} (that process is still running): "
                 "--break_lock removes only the lock of a run that has ended",
                 f"wait for that run to end (or stop it: kill {holder.pid}), then run again")
+        why = ("that process is gone" if holder.alive is False
+               else "on another host: whether it runs cannot be told from here"
+               if holder.host not in ("?", platform.node()) else "unreadable")
+        gone = (path, f"{holder.describe()}; {why}")
         if not is_local(path):
             delete_quietly(path)
+            self.broken.append(gone)
             return
         aside = os.path.join(os.path.dirname(path), f"{TEMP_PREFIX}lock-broken-{self.token}")
         try:
@@ -982,6 +989,7 @@ class DatasetLock:
             os.unlink(aside)
             raise DatasetLocked(*self._message(path))
         os.unlink(aside)
+        self.broken.append(gone)
 
     @staticmethod
     def _create(directory, path, info):

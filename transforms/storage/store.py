@@ -987,7 +987,11 @@ def repair_store(store_path: str, root_map=None, break_lock: bool = False,
              "action": "skipped: root folder not found (use --root_map)"}
             for i in range(len(paths)) if i not in reachable]
     with DatasetLock([join(paths[i], dataset) for i in reachable], job="repair",
-                     break_lock=break_lock):
+                     break_lock=break_lock) as lock:
+        for path, why in lock.broken:   # stale locks removed: (path, "<holder>; <why>")
+            root = next((p for p in paths if path == join(p, dataset, LOCK)), "?")
+            done.append({"shard": LOCK, "root": root, "status": f"stale lock ({why})",
+                         "path": path, "action": "removed (--break_lock)"})
         for shard in manifest["shards"]:
             good = None
             bad = []
