@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from pipelines import prepare_corpus
+from pipelines import run_config as run_configs
 from tests.interrupting import interrupt_after
 from tests.test_progress import PLAIN, big_corpus
 from transforms.storage import store
@@ -40,6 +41,7 @@ TEMPORARY = ("beam-temp", ".tmp-", ".runs-", ".lock")
 POINTS = {
     # in the pipeline, right after the commit (the runner still finishing): SIGINT there
     "committed": "transforms.storage.store:commit_generation",
+    "committed_group": "transforms.storage.store:commit_generation",
     "before": "pipelines.prepare_corpus:probe_inputs",              # before the pipeline
     "failed_cleanup": "pipelines.prepare_corpus:discard_failed_run",  # a failed run cleaned up
     "failing": "pipelines.progress:failing",     # the run's failure just known
@@ -80,14 +82,17 @@ DRIVER = textwrap.dedent("""
             time.sleep(0.5)
             print("SURVIVED", handler is signal.SIG_IGN, flush=True)
         atexit.register(last)
-    elif point == "committed":
+    elif point in ("committed", "committed_group"):
         import os, signal
         module, name = sys.argv[2].split(":")
         module = importlib.import_module(module)
         original = getattr(module, name)
         def wrapped(*args, **kwargs):
             out = original(*args, **kwargs)
-            os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C now, the runner not done yet
+            if point == "committed":
+                os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C now, the runner not done yet
+            else:   # as a terminal sends it: to the whole group (a Prism child too)
+                os.killpg(os.getpgid(0), signal.SIGINT)
             time.sleep(1.0)
             return out
         setattr(module, name, wrapped)
@@ -313,6 +318,40 @@ def test_ctrl_c_after_the_commit_ends_with_the_new_generation_whole(tmp_path, tm
     assert rows and all(r["status"] == "ok" for r in rows)
     no_temporaries(tmp_path)
     assert os.listdir(tmpdir_folder) == []
+
+
+def test_a_terminals_ctrl_c_right_after_the_commit_on_the_configured_runner(
+        tmp_path, tmpdir_folder, run_config):
+    """Ctrl-C to the whole process group (as a terminal sends it) right after the
+    commit, the runner still finishing, with the job starting its own runner
+    services (no shared job server): on Prism the Prism process, a child in the same
+    group, gets it too and dies under the job (this once printed ``failed: >``).
+    130, the one interrupted line naming the committed generation, no traceback, the
+    generation whole on both roots, and no process of the group left."""
+    config = {k: v for k, v in run_configs.load(run_config).items() if k != "job_endpoint"}
+    own = run_configs.write(config, str(tmp_path / "own.yaml"))
+    command = [sys.executable, "-c", DRIVER, "committed_group", POINTS["committed_group"],
+               *flags(tmp_path, run_config=own)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env(tmpdir_folder), cwd=tmp_path, start_new_session=True)
+    out, err = proc.communicate(timeout=600)
+    err = err.decode().splitlines()
+    assert proc.returncode == 130, err
+    assert err[-1] == finished_line(tmp_path), err
+    assert "Traceback" not in "\n".join(err) and not [e for e in err if "failed" in e]
+    for root in ("a", "b"):
+        assert store.load_manifest(str(tmp_path / root / "corpus"))["generation"] == 1
+    rows = store.verify_store(str(tmp_path / "a" / "corpus"))
+    assert rows and all(r["status"] == "ok" for r in rows)
+    deadline = time.monotonic() + 30
+    while True:   # the group's processes (a runner's children) end with the job
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "a process of the job's group is still running"
+        time.sleep(0.2)
+    no_temporaries(tmp_path)
 
 
 def test_ctrl_c_while_the_interpreter_is_torn_down_is_ignored(tmp_path, tmpdir_folder):
