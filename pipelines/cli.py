@@ -198,8 +198,10 @@ class Parser(ArgumentParser):
             help="Beam's, the job server's and the workers' logs at this level and above "
             "reach stderr; at warning (default) they go to a log file named on failure")
 
-    def parse(self, argv):
+    def parse(self, argv, runs_a_job: bool = True):
         """-> (our namespace, PipelineOptions from the run config then the rest of argv).
+        ``runs_a_job=False`` (a command that runs no pipeline): the runner's binary is
+        not checked.
 
         Exits 2 with one line (and a hint) on an unknown flag, a bad value of
         ours or Beam's (also one from the run config, which the line names), or
@@ -230,13 +232,17 @@ class Parser(ArgumentParser):
             given = any(a == "--runner" or a.startswith("--runner=") for a in beam_argv)
             self.error(str(err) if given else f"run config {run_config.resolve(config)}: {err}",
                        beam_hint)
-        try:
-            warning = check_prism(namespace)
-        except BeamFlagError as err:
-            self.error(str(err), "see README \"Runners\": scripts/build_prism.sh builds Prism "
-                       "from the Go module proxy")
-        if warning:
-            print(f"{self.prog}: warning: {warning}", file=sys.stderr)
+        location = getattr(namespace, "prism_location", None)
+        if location and location.startswith("~"):   # Beam takes it as written
+            beam_argv.append(f"--prism_location={os.path.expanduser(location)}")
+        if runs_a_job:
+            try:
+                warning = check_prism(namespace)
+            except BeamFlagError as err:
+                self.error(str(err), "see README \"Runners\": scripts/build_prism.sh builds "
+                           "Prism from the Go module proxy")
+            if warning:
+                print(f"{self.prog}: warning: {warning}", file=sys.stderr)
         options = PipelineOptions(flags + beam_argv)
         # Jobs touch storage before the pipeline exists (validation, leftovers,
         # manifests); object stores (s3://, gs://) need their options for that too.
@@ -285,35 +291,40 @@ class BeamFlags:
         return namespace
 
 
-PRISM_STAMP = "prism.version"   # scripts/build_prism.sh writes it beside the binary
-PRISM_PATCHED = "+dataprep."     # ... naming Beam's version and the patches applied
+PRISM_STAMP = "prism.version"   # scripts/build_prism.sh writes it beside the binary:
+PRISM_PATCHED = "+dataprep."     # v<Beam's version>+dataprep.<digest of the patches>
 
 
 def check_prism(namespace) -> str:
-    """For ``--runner PrismRunner`` with a local ``--prism_location``: raise
-    ``BeamFlagError`` when no file is there (Beam would try GitHub instead); return
-    a warning when the binary was not built by scripts/build_prism.sh (no
-    ``prism.version`` stamp beside it naming our patches, scripts/prism_patches/):
-    a stock Prism can drop a bundle's counters from the run report (the store is
-    not affected).  '' otherwise."""
+    """For ``--runner PrismRunner`` with a local ``--prism_location`` and no
+    ``--job_endpoint`` (then Beam starts that binary): raise ``BeamFlagError`` when no
+    file is there (Beam would try GitHub instead); return a warning when the binary
+    was not built by scripts/build_prism.sh for this Beam (no ``prism.version`` stamp
+    beside it naming this Beam's version and our patches, scripts/prism_patches/): a
+    stock Prism can drop a bundle's counters from the run report (the store is not
+    affected).  '' otherwise."""
+    import apache_beam
     runner = str(getattr(namespace, "runner", None) or "").lower()
     location = getattr(namespace, "prism_location", None)
-    if runner.removesuffix("runner") != "prism" or not location or "://" in location:
+    if (runner.removesuffix("runner") != "prism" or not location or "://" in location
+            or getattr(namespace, "job_endpoint", None)):
         return ""
     location = os.path.expanduser(location)
     if not os.path.isfile(location):
-        raise BeamFlagError(f"Prism not found at {location} (--prism_location)")
+        what = "is a folder" if os.path.isdir(location) else "not found"
+        raise BeamFlagError(f"Prism {what} at {location} (--prism_location)")
     try:
-        with open(os.path.join(os.path.dirname(location), PRISM_STAMP), encoding="utf-8") as f:
-            stamp = f.read().strip()
-    except OSError:
-        stamp = ""
-    if PRISM_PATCHED in stamp:
+        stamp_path = os.path.join(os.path.dirname(os.path.realpath(location)), PRISM_STAMP)
+        with open(stamp_path, encoding="utf-8") as f:
+            stamp = (f.readline().strip() or "empty")[:80]
+    except (OSError, ValueError):   # none, unreadable, not text
+        stamp = "missing"
+    if stamp.startswith(f"v{apache_beam.__version__}{PRISM_PATCHED}"):
         return ""
-    return (f"Prism at {location} is not built by scripts/build_prism.sh (stamp "
-            f"{stamp or 'missing'}): stock Prism can drop a bundle's counters from the run "
-            "report (Beam's metrics short-id race; the store is not affected); rebuild "
-            "with scripts/build_prism.sh --force")
+    return (f"Prism at {location} is not built by scripts/build_prism.sh for Beam "
+            f"{apache_beam.__version__} (stamp {stamp}): stock Prism can drop a bundle's "
+            "counters from the run report (Beam's metrics short-id race; the store is not "
+            "affected); rebuild with scripts/build_prism.sh --force")
 
 
 def check_runner(name) -> None:

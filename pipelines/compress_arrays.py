@@ -132,9 +132,11 @@ def run(argv=None) -> dict:
         try:
             # taken inside the try whose finally releases it, Ctrl-C held meanwhile (as
             # prepare_corpus): a Ctrl-C while the lock is taken cannot leave it behind
-            with progress.deferred_interrupts():
-                lock.acquire()
-            cli.say_broken_locks("compress_arrays", lock)
+            try:
+                with progress.deferred_interrupts():
+                    lock.acquire()
+            finally:   # also when taking it failed after a stale lock was removed
+                cli.say_broken_locks("compress_arrays", lock)
             pipeline = beam.Pipeline(options=options)
             build_pipeline(pipeline, args, roots, sources, blocks, block_rows, codec,
                            manifest_choice, receiver and receiver.address)

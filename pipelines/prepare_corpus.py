@@ -436,9 +436,11 @@ def run(argv=None) -> dict:
                 # inside the try whose finally releases it: a Ctrl-C held while the lock
                 # was taken is raised after it, and the release still runs (only locks
                 # with this run's token are deleted)
-                with progress.deferred_interrupts():
-                    lock.acquire()
-                cli.say_broken_locks("prepare_corpus", lock)
+                try:
+                    with progress.deferred_interrupts():
+                        lock.acquire()
+                finally:   # also when taking it failed after a stale lock was removed
+                    cli.say_broken_locks("prepare_corpus", lock)
                 _delete_leftovers(directories[0])
                 tune_gc()  # the runner's process too (transforms/core/worker_gc.py)
                 base = committed_digest(uris, args.dataset)

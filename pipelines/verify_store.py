@@ -119,7 +119,7 @@ def run(argv=None) -> int:
     Raises NoStore when the path holds no store, StoreError (DatasetLocked...)
     when the check or repair cannot be done."""
     parser = build_parser()
-    args, _ = parser.parse(argv)
+    args, _ = parser.parse(argv, runs_a_job=False)
     try:
         parse_root_map(args.root_map)
     except ValueError as err:

@@ -62,7 +62,7 @@ summary() {  # the script that created $STEP_LOG prints the table; a nested one 
     echo "=== wall time per step" >&2
     cat "$STEP_LOG" >&2
     if [[ -s "$STEP_LOG.tests" ]]; then
-      echo "=== failed tests ($(wc -l < "$STEP_LOG.tests"); the first 40)" >&2
+      echo "=== failed tests ($(wc -l < "$STEP_LOG.tests") reports; the first 40)" >&2
       head -n 40 "$STEP_LOG.tests" >&2
     fi
     if [[ -s "$STEP_LOG.failures" ]]; then

@@ -58,6 +58,11 @@ def _commit_gate_open():
     yield
 
 
+def pytest_collectreport(report):
+    """A test module that cannot be collected (an import error): listed as a failure too."""
+    pytest_runtest_logreport(report)
+
+
 def pytest_runtest_logreport(report):
     """A failed test's id and first error line, appended to ``$DATAPREP_FAILED_TESTS``
     when set (scripts/steps.sh sets it: CI repeats the lines after its table of
@@ -71,7 +76,8 @@ def pytest_runtest_logreport(report):
     first = message.splitlines()[0][:300] if message else ""
     runner = _RUN_CONFIG_SHOWN.get("name", "direct")
     with open(path, "a", encoding="utf-8") as f:
-        f.write(f"FAILED [{runner}] {report.nodeid} ({report.when}) - {first}\n")
+        when = getattr(report, "when", "collect")
+        f.write(f"FAILED [{runner}] {report.nodeid} ({when}) - {first}\n")
 
 
 def pytest_addoption(parser):

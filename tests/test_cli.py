@@ -962,3 +962,25 @@ def test_break_lock_says_each_stale_lock_it_removed(tmp_path, capsys):
     assert all(os.path.exists(os.path.join(r, "corpus", "manifest.json")) for r in roots)
     code, _, err = dataprep_exit(capsys, argv)
     assert code == 0 and "--break_lock removed" not in err
+
+
+def test_break_lock_says_what_it_removed_also_when_another_lock_is_live(tmp_path, capsys):
+    """Root a's lock is stale, root b's is held by a running process: --break_lock removes
+    a's, is refused at b (the run does not start), and still says it removed a's."""
+    roots = [str(tmp_path / "a"), str(tmp_path / "b")]
+    host = os.uname().nodename
+    for root, pid in zip(roots, (4194311, os.getpid())):
+        os.makedirs(os.path.join(root, "corpus"))
+        with open(os.path.join(root, "corpus", ".lock"), "w") as f:
+            f.write('{"pid": %d, "host": "%s", "job": "prepare_corpus", "token": "t", '
+                    '"since": "then"}' % (pid, host))
+    code, _, err = dataprep_exit(capsys, [
+        "prepare-corpus", "--output_roots", ",".join(roots), "--run_config", "direct",
+        "--no_near_dedup", "--break_lock"])
+    assert code != 0
+    assert [line for line in err.splitlines() if "--break_lock removed" in line] == [
+        f"dataprep prepare-corpus: --break_lock removed the lock {roots[0]}/corpus/.lock "
+        f"(prepare_corpus pid 4194311 on {host} since then; that process is gone)"]
+    assert "that process is still running" in err
+    assert not os.path.exists(os.path.join(roots[0], "corpus", ".lock"))
+    assert os.path.exists(os.path.join(roots[1], "corpus", ".lock"))

@@ -970,7 +970,8 @@ class DatasetLock:
                 f"wait for that run to end (or stop it: kill {holder.pid}), then run again")
         why = ("that process is gone" if holder.alive is False
                else "on another host: whether it runs cannot be told from here"
-               if holder.host not in ("?", platform.node()) else "unreadable")
+               if holder.host not in ("?", platform.node())
+               else "whether it runs cannot be told from the lock")
         gone = (path, f"{holder.describe()}; {why}")
         if not is_local(path):
             delete_quietly(path)
