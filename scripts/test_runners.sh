@@ -12,14 +12,15 @@
 #   - the runners in $FULL_SUITE_ON (default: prism) run every test that uses the
 #     runner (pytest deselects the pure-function tests, which the DirectRunner
 #     suite runs; the S3 store suite excepted: $FULL_SUITE_TESTS);
-#   - the standalone clusters run the tests marked `standalone_cluster` ($CLUSTER_TESTS):
-#     the cross-runner identity of the jobs' stores, failures, read-back and progress
-#     (the engines' other paths run on their embedded configs);
-#   - every other runner runs the tests marked `cross_runner` (tests/test_runners.py:
-#     stores byte-identical to the DirectRunner's, equal counters, failures in one
-#     line; plus the tests of runner-sensitive paths: side inputs, gates, read-back
-#     with fail-over, convergence failure); $RUNNER_TESTS overrides that selection
-#     with pytest arguments (e.g. RUNNER_TESTS="tests --durations=15").
+#   - every cross-runner test (marked `cross_runner`: stores byte-identical to the
+#     DirectRunner's, equal counters, failures in one line, the runner-sensitive paths)
+#     runs on each engine, Flink and Spark, once: the ones marked `standalone_cluster`
+#     (the identity of the jobs' stores whole / partitioned / removed / arrays, a failure
+#     in one line, read-back with fail-over, progress) on the standalone clusters
+#     ($CLUSTER_TESTS), the others (side inputs and gates, audited joins, packed types,
+#     Parquet, filters, split inputs, convergence failure) on the embedded configs
+#     flink_local and spark_local ($RUNNER_TESTS; e.g. RUNNER_TESTS="tests -m
+#     cross_runner" runs them all there too);
 #   - a suite runs on pytest-xdist workers (`-n $XDIST`, default auto: tests/conftest.py
 #     says how many; Prism `-n $PRISM_XDIST`, default 2), except on the clusters, whose
 #     EXTERNAL worker pool has a fixed port per run config (`-n 0`); runners joined
@@ -47,7 +48,7 @@ read -r -a runners <<< "$(echo "${groups[*]}" | tr '+' ' ')"
 export PYTHON=${PYTHON:-python}
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-3600}
 FULL_SUITE_ON=${FULL_SUITE_ON:-prism}
-RUNNER_TESTS=${RUNNER_TESTS:-tests -m cross_runner}
+RUNNER_TESTS=${RUNNER_TESTS:-'tests -m "cross_runner and not standalone_cluster"'}
 CLUSTER_TESTS=${CLUSTER_TESTS:-tests -m standalone_cluster}
 # the S3 store suite (a SeaweedFS server per module, 3.5-7 min on Prism) runs on direct:
 # the store's S3 paths (lock, compare-and-swap commit) run in the driver and in
@@ -97,8 +98,8 @@ if [[ -n "$stage_only" ]]; then summary; exit 0; fi   # summary exits only on a 
 # Each runner's suite runs even if an earlier one failed; the script fails at the end.
 run_one() {  # run_one RUNNER: its suite (a cluster started before and stopped after it)
   local runner=$1 cluster args repro
-  read -r -a args <<< "$(tests_for "$runner")"
-  repro="python -m pytest -q -n $(workers "$runner") ${args[*]} --run_config $runner"
+  eval "args=($(tests_for "$runner"))"   # a selection may quote a -m expression
+  repro="python -m pytest -q -n $(workers "$runner") $(printf '%q ' "${args[@]}")--run_config $runner"
   case "$runner" in
     flink_cluster|spark_cluster)
       cluster=${runner%_cluster}

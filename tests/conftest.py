@@ -32,9 +32,9 @@ def pytest_configure(config):
         "rest of the pipeline suite runs on direct and the runners in $FULL_SUITE_ON")
     config.addinivalue_line(
         "markers", "standalone_cluster: of the cross_runner tests, those CI runs on the "
-        "standalone Flink and Spark clusters too (scripts/test_runners.sh): the identity of "
-        "the jobs' stores, failures, read-back and progress; the engines' other paths run "
-        "on their embedded configs (flink_local, spark_local)")
+        "standalone Flink and Spark clusters (scripts/test_runners.sh): the identity of "
+        "the jobs' stores, failures, read-back and progress; the other cross_runner tests "
+        "run on the embedded configs (flink_local, spark_local): each once per engine")
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
