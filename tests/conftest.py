@@ -75,8 +75,8 @@ def pytest_runtest_logreport(report):
     message = (getattr(crash, "message", "") or str(report.longrepr or "")).strip()
     first = message.splitlines()[0][:300] if message else ""
     runner = _RUN_CONFIG_SHOWN.get("name", "direct")
+    when = getattr(report, "when", "collect")   # a CollectReport has none
     with open(path, "a", encoding="utf-8") as f:
-        when = getattr(report, "when", "collect")
         f.write(f"FAILED [{runner}] {report.nodeid} ({when}) - {first}\n")
 
 
