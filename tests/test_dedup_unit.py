@@ -155,6 +155,23 @@ def test_tune_gc_freezes_and_raises_the_thresholds_once_per_process():
         worker_gc._tuned = was
 
 
+def test_tune_malloc_sets_glibcs_thresholds_and_leaves_other_c_libraries_alone(monkeypatch):
+    """On glibc every mallopt call is taken (True); a C library without mallopt
+    (musl, macOS) is left alone (False), never an error."""
+    import ctypes
+    import platform
+    from transforms.core import worker_gc
+    if platform.libc_ver()[0] == "glibc":
+        assert worker_gc.tune_malloc() is True
+        assert worker_gc.tune_malloc() is True   # idempotent
+
+    class NoMallopt:
+        def __init__(self, _name):
+            pass
+    monkeypatch.setattr(ctypes, "CDLL", NoMallopt)
+    assert worker_gc.tune_malloc() is False
+
+
 @given(st.lists(st.tuples(st.text(max_size=8), st.binary(min_size=1, max_size=20)), max_size=40),
        st.integers(1, 70000))
 def test_bucket_lists_equal_the_per_ref_bucket_functions(pairs, num_buckets):

@@ -25,10 +25,30 @@ tuned too, for the rest of its life (the settings are the process's).
 Memory is unchanged (reference counting frees everything acyclic at once; see
 BENCHMARKS.md for peak RSS before and after) and no result depends on it.
 Pure Python, no Beam: a user's own worker code may call it too.
+
+``tune_gc`` also sets glibc's allocator for the same process (``tune_malloc``):
+the job's hot steps allocate and free buffers of 1-32 MiB many times a second
+(4 MiB read chunks and their line lists, runs and their compressed bytes,
+shards' pieces).  glibc serves such a block with its own ``mmap`` above a
+threshold (128 KiB at start, raised as such blocks are freed) and gives the
+top of its heap back to the system once 128 KiB of it is free, so each of
+those buffers comes back as fresh pages the kernel zeroes and faults in one by
+one: ~3 million page faults and ~22 of ~179 CPU seconds in the kernel at 1M
+documents (``--no_near_dedup``, BENCHMARKS.md, issue 10, session 13).  With the
+mmap threshold fixed at its glibc maximum (32 MiB on 64-bit) and the heap
+trimmed only once ``TRIM_BYTES`` of it is free, freed buffers are reused by
+the next ones.  A process's resident set can stay up to ``TRIM_BYTES`` above
+what it uses.  Other C libraries (musl, macOS) are left alone.
 """
+import ctypes
 import gc
 
 THRESHOLDS = (50_000, 20, 20)   # young-generation allocations, then passes per older pass
+# glibc mallopt(3) parameters and the values tune_malloc sets
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+MMAP_BYTES = 32 << 20    # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit glibc: blocks below it reuse the heap
+TRIM_BYTES = 256 << 20   # free bytes at the heap's top before they are given back
+TOP_PAD_BYTES = 16 << 20  # extra bytes asked of the system each time the heap grows
 
 _tuned = False
 
@@ -45,4 +65,20 @@ def tune_gc() -> bool:
     gc.collect()   # garbage of the import, not frozen with it
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
+    tune_malloc()
     return True
+
+
+def tune_malloc() -> bool:
+    """Set glibc's ``mallopt`` (mmap threshold ``MMAP_BYTES``, trim threshold
+    ``TRIM_BYTES``, top pad ``TOP_PAD_BYTES``) for this process; True when glibc
+    took all three, False when the C library has no ``mallopt`` (not glibc) or
+    refused one.  Idempotent; no result depends on it (see the module's text)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return all([mallopt(M_MMAP_THRESHOLD, MMAP_BYTES) == 1,
+                mallopt(M_TRIM_THRESHOLD, TRIM_BYTES) == 1,
+                mallopt(M_TOP_PAD, TOP_PAD_BYTES) == 1])
