@@ -177,6 +177,27 @@ def _is_record_class(cls) -> bool:
     return known
 
 
+_PLAIN = (str, bytes, int, float, bool)
+_PLAIN_FIELDS: dict = {}
+
+
+def _plain_fields(cls) -> tuple:
+    """Per field of a NamedTuple class: True when it is annotated ``str``, ``bytes``,
+    ``int``, ``float`` or ``bool``.  Such a column is stored as rows without looking
+    at its values' types (``_columns``' scan of every value finds no records there);
+    a value of another type in it is still pickled whole, so the rows form is right
+    whatever the column holds: only the scan is skipped."""
+    plain = _PLAIN_FIELDS.get(cls)
+    if plain is None:
+        hints = getattr(cls, "__annotations__", {})
+        plain = _PLAIN_FIELDS[cls] = tuple(hints.get(f) in _PLAIN for f in cls._fields)
+    return plain
+
+
+def _column(values: list, plain: bool) -> tuple:
+    return (_ROWS, values) if plain else _columns(values)
+
+
 def _columns(items: list) -> tuple:
     """A list -> ``(_COLUMNS, class, count, [column, ...])`` when it is NamedTuples of
     one class (each column encoded the same way), else ``(_ROWS, items)``."""
@@ -186,7 +207,8 @@ def _columns(items: list) -> tuple:
             cls = types.pop()
             if _is_record_class(cls) and cls._fields:
                 return _COLUMNS, cls, len(items), [
-                    _columns(list(map(itemgetter(i), items))) for i in range(len(cls._fields))]
+                    _column(list(map(itemgetter(i), items)), plain)
+                    for i, plain in enumerate(_plain_fields(cls))]
     return _ROWS, items
 
 
@@ -253,10 +275,27 @@ class Columns:
 
 def _take(encoded: tuple, indices: list) -> tuple:
     if encoded[0] == _ROWS:
-        items = encoded[1]
-        return _ROWS, [items[i] for i in indices]
+        return _ROWS, _pick(encoded[1], indices)
     _, cls, _, columns = encoded
+    if len(indices) > 1:   # one getter for every column: the items taken in C
+        take = itemgetter(*indices)
+        return _COLUMNS, cls, len(indices), [_take_with(c, take, len(indices)) for c in columns]
     return _COLUMNS, cls, len(indices), [_take(c, indices) for c in columns]
+
+
+def _pick(items: list, indices: list) -> list:
+    """``[items[i] for i in indices]``; by ``itemgetter`` (in C) for two or more."""
+    if len(indices) > 1:
+        return list(itemgetter(*indices)(items))
+    return [items[i] for i in indices]
+
+
+def _take_with(encoded: tuple, take, count: int) -> tuple:
+    """``_take`` of ``count`` (two or more) indices given as their ``itemgetter``."""
+    if encoded[0] == _ROWS:
+        return _ROWS, list(take(encoded[1]))
+    _, cls, _, columns = encoded
+    return _COLUMNS, cls, count, [_take_with(c, take, count) for c in columns]
 
 
 def unpack_columns(batch) -> "Columns | None":
@@ -286,7 +325,9 @@ def pack_columns(cls, columns: list) -> Packed:
     count = lengths[0] if lengths else 0
     if not count:
         return pack([])
-    return Packed(pickle.dumps((_COLUMNS, cls, count, [_columns(list(c)) for c in columns]),
+    plain = _plain_fields(cls) if fields is not None else (False,) * len(columns)
+    return Packed(pickle.dumps((_COLUMNS, cls, count, [_column(list(c), p)
+                                                       for c, p in zip(columns, plain)]),
                                protocol=5))
 
 
