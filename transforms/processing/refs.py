@@ -606,6 +606,10 @@ class _ExtractRuns(beam.DoFn):
                                f"({err})") from None
 
     def _line(self, path, line_no, raw, reparse) -> bytes:
+        if not isinstance(raw, bytes):   # a LongLine: past max_line_bytes now
+            raise InputChanged(f"{path}: line {line_no} changed since the first read "
+                               f"(now {raw.size} bytes, over the bound of "
+                               f"{self.max_line_bytes})")
         if not reparse:
             return raw.strip()
         try:
