@@ -12,7 +12,8 @@ shard plan's three reads of every batch (``sharding._bucket_bytes``,
 the shard writer's join of 64 MiB of lines and ``commit.write_atomically`` of 20 MB,
 pass 2's runs (``run_sort``, ``write_runs``) and the writer's merge of a shard's runs
 (``shard_merge``; see ``runs_steps``), the runs' compression at zstd levels 1, -1, -3
-and -5 (``runs_zstd``: CPU s and ratio), and the sorts by id with and without
+and -5 (``runs_zstd``: CPU s and ratio) and as lz4 frames (``runs_lz4``; both codecs'
+decompression: ``runs_decompress``), and the sorts by id with and without
 ``id_sort_keys`` side by side (``merge_variants``; a checkout that has it).
 ``--checkout DIR`` imports ``transforms`` from another checkout (e.g. a ``git archive``
 of main with its extension built), so a change is compared on the same documents.
@@ -118,7 +119,7 @@ def main(argv=None):
 def runs_steps(docs, out, repeats):
     """Pass 2's runs and the shard writer's merge: the documents dealt to 8 shards by id
     hash, each shard's documents from each of the corpus's files one run
-    (``_write_runs``: sort by id, join, zstd-1, write), then each shard's runs merged in
+    (``_write_runs``: sort by id, join, compress (lz4 since session 13, zstd-1 before), write), then each shard's runs merged in
     the store's order (``shard_lines``; before it, ``sorted_shard_docs`` over
     ``run_docs``).  ``run_sort``: the runs' sorts alone (``sorted_docs``)."""
     import xxhash
@@ -152,7 +153,26 @@ def runs_steps(docs, out, repeats):
         stored = sum(len(compressor.compress(raw)) for raw in raws)
         out["runs_zstd"][level] = [best(lambda: [compressor.compress(raw) for raw in raws],
                                         repeats), round(sum(map(len, raws)) / stored, 2)]
+    runs_lz4(raws, out, repeats)
     merge_variants(buffers, out, repeats)
+
+
+def runs_lz4(raws, out, repeats):
+    """The runs' codecs side by side on the same run bodies: ``runs_lz4``: [CPU s
+    compressing every run as one lz4 frame with its content size (the spill's codec
+    since session 13), ratio]; ``runs_decompress``: CPU s decompressing every run,
+    zstd-1 (the former codec) and lz4."""
+    import lz4.frame
+    import zstandard
+    frames = [lz4.frame.compress(raw, store_size=True) for raw in raws]
+    out["runs_lz4"] = [best(lambda: [lz4.frame.compress(raw, store_size=True) for raw in raws],
+                            repeats), round(sum(map(len, raws)) / sum(map(len, frames)), 2)]
+    zstd1 = [zstandard.ZstdCompressor(level=1, write_content_size=True).compress(raw)
+             for raw in raws]
+    out["runs_decompress"] = {
+        "zstd1": best(lambda: [zstandard.ZstdDecompressor().decompress(f) for f in zstd1],
+                      repeats),
+        "lz4": best(lambda: [lz4.frame.decompress(f) for f in frames], repeats)}
 
 
 def merge_variants(buffers, out, repeats):

@@ -131,7 +131,7 @@ class Pick(NamedTuple):
 
 class Run(NamedTuple):
     """Lines of one shard taken from one file, sorted by ``(id, line)`` or, for
-    range-ordered stores, ``(order, id, line)``; ``path`` holds them zstd-compressed,
+    range-ordered stores, ``(order, id, line)``; ``path`` holds them as one lz4 frame,
     newline-separated; ``raw_bytes`` is their decompressed size."""
     orders: list
     ids: list

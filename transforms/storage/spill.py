@@ -2,20 +2,30 @@
 through the runner's shuffle (see DESIGN.md, 'Bounded elements').
 
 ``Spill``/``SpillWriter``: near-dedup's band entries and signatures, bucketed;
-runs: a shard's kept lines taken from one input file, zstd-1 compressed, read
-back by ``WriteStore``.
+runs: a shard's kept lines taken from one input file, one lz4 frame (content
+size stored), read back by ``WriteStore``, whose shard writer deletes a shard's
+runs once the shard is committed to its replicas (``shard_written``,
+``delete_runs``; a sidecar says the shard is written, for a retried bundle).
 """
 import os
 
+import lz4.frame
+import orjson
 import zstandard
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.core.ids import id_order_key, id_sort_keys
 from transforms.core.records import Run
-from transforms.storage.files import join, read_bytes
+from transforms.storage.commit import write_atomically
+from transforms.storage.files import file_size, join, read_bytes
 
-RUN_ZSTD_LEVEL = 1    # spill runs: fast, ~3-4x on JSON text
+# Spill runs: lz4 frames at the default (fast) level: ~2.2x on JSON text, compressed
+# ~1.4x and read back ~1.25x faster than zstd-1 (BENCHMARKS.md, "lz4 runs deleted
+# shard by shard"); their bigger size is bounded by deleting each shard's runs
+# once it is written.
+RUN_SUFFIX = ".jsonl.lz4"
+WRITTEN_SUFFIX = ".written.json"
 # Largest decompressed bucket body of a part file a compressed Spill reads back (a body
 # holds at most a writer's flush bytes plus one record).
 MAX_BODY_BYTES = 1 << 30
@@ -193,25 +203,46 @@ def sorted_docs(docs: list, by_order: bool) -> list:
 
 
 def _write_runs(buffers: dict, spill_dir: str, prefix: str, by_order: bool):
-    """``{shard: [(order, id, line)]}`` -> a compressed run file per shard ->
+    """``{shard: [(order, id, line)]}`` -> a run file per shard (its lines sorted by
+    ``run_order``, newline-joined, one lz4 frame with its content size) ->
     ``(shard, Run)``.  Names are fixed by ``prefix`` and the shard, so a retried
     bundle overwrites its own runs."""
-    compressor = zstandard.ZstdCompressor(level=RUN_ZSTD_LEVEL, write_content_size=True)
     for shard, docs in buffers.items():
         docs = sorted_docs(docs, by_order)  # the store's order
         raw = b"\n".join(line for _, _, line in docs)
-        path = join(spill_dir, f"{prefix}-{shard[0]}-shard{shard[1]:05d}.jsonl.zst")
+        path = join(spill_dir, f"{prefix}-{shard[0]}-shard{shard[1]:05d}{RUN_SUFFIX}")
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as out:
-            out.write(compressor.compress(raw))
+            out.write(lz4.frame.compress(raw, store_size=True))
         yield shard, Run([order for order, _, _ in docs] if by_order else [],
                          [doc_id for _, doc_id, _ in docs], path, len(raw))
 
 
+def _run_bytes(run: Run) -> bytes:
+    """A run file's decompressed bytes; ``InputChanged`` unless it is one lz4 frame
+    whose content is ``run.raw_bytes`` long (never more is decompressed)."""
+    data = read_bytes(run.path)
+    try:
+        size = lz4.frame.get_frame_info(data)["content_size"]
+        if size != run.raw_bytes:
+            raise InputChanged(f"run {run.path} holds a frame of {size} bytes, "
+                               f"expected {run.raw_bytes}")
+        decompressor = lz4.frame.LZ4FrameDecompressor()
+        raw = decompressor.decompress(data, max_length=run.raw_bytes)
+        if not decompressor.eof or decompressor.unused_data:
+            raise InputChanged(f"run {run.path} does not hold exactly one frame of "
+                               f"{run.raw_bytes} bytes")
+    except RuntimeError as err:   # lz4's errors on a damaged or foreign file
+        if isinstance(err, InputChanged):
+            raise
+        raise InputChanged(f"run {run.path} is not a readable lz4 frame: {err}") from err
+    return raw
+
+
 def run_lines(run: Run) -> list:
     """The lines of a run (bytes, no newline), in the run's order; ``InputChanged``
-    when the file does not hold what the ``Run`` says."""
-    raw = zstandard.ZstdDecompressor().decompress(read_bytes(run.path),
-                                                  max_output_size=max(1, run.raw_bytes))
+    when the file does not hold what the ``Run`` says (another size, line count,
+    not one lz4 frame)."""
+    raw = _run_bytes(run)
     lines = raw.split(b"\n")
     if len(raw) != run.raw_bytes or len(lines) != len(run.ids):
         raise InputChanged(f"run {run.path} holds {len(lines)} lines ({len(raw)} bytes), "
@@ -248,10 +279,51 @@ def shard_lines(runs) -> list:
     return [doc[1] for doc in sorted(zip(keys, lines))]
 
 
+def written_path(spill_dir: str, shard: tuple) -> str:
+    """Where the shard writer records that ``shard`` (``(partition, index, count)``)
+    is committed: ``<spill_dir>/<partition>-shard<index>-of-<count>.written.json``."""
+    partition, index, count = shard
+    return join(spill_dir, f"{partition}-shard{index:05d}-of-{count:05d}{WRITTEN_SUFFIX}")
+
+
+def read_written(spill_dir: str, shard: tuple) -> "dict | None":
+    """The shard entry a writer recorded for ``shard`` (``write_written``), or None."""
+    path = written_path(spill_dir, shard)
+    if file_size(path) is None:
+        return None
+    return orjson.loads(read_bytes(path))
+
+
+def write_written(spill_dir: str, shard: tuple, entry: dict) -> None:
+    """Record (atomically) that ``shard`` is committed, with its manifest entry."""
+    write_atomically(written_path(spill_dir, shard), orjson.dumps(entry))
+
+
+def delete_runs(runs) -> int:
+    """Delete the files of ``runs`` (``Run``s; None skipped) that still exist -> how many."""
+    paths = sorted({run.path for run in runs if run is not None})
+    gone = [p for p in paths if FileSystems.exists(p)]
+    _delete_existing(gone)
+    return len(gone)
+
+
+def _delete_existing(paths: list) -> None:
+    """Delete ``paths``; one already gone (deleted by another attempt) is fine."""
+    if not paths:
+        return
+    try:
+        FileSystems.delete(paths)
+    except Exception:  # noqa: BLE001 - BeamIOError: retry one by one, missing ones skipped
+        for path in paths:
+            if FileSystems.exists(path):
+                FileSystems.delete([path])
+
+
 def delete_spill(spill_dir: str) -> None:
-    """Remove a spill folder and its runs (once the store's manifest is written)."""
-    runs = [m.path for r in FileSystems.match([join(spill_dir, "*")]) for m in r.metadata_list]
-    if runs:
-        FileSystems.delete(runs)
+    """Remove a spill folder: what is left of its runs (the shard writer deletes each
+    shard's once it is written) and the writers' sidecars (once the store's manifest
+    is written, or after a failed run).  A folder already gone is fine."""
+    found = [m.path for r in FileSystems.match([join(spill_dir, "*")]) for m in r.metadata_list]
+    _delete_existing(found)
     if "://" not in spill_dir and os.path.isdir(spill_dir):
         os.rmdir(spill_dir)

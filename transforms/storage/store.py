@@ -53,11 +53,12 @@ from transforms.storage.commit import (  # noqa: F401 - re-exported: the store's
 from transforms.core.hashing import checksum
 from transforms.core.worker_gc import tune_gc
 from transforms.core.ids import id_order_key
-from transforms.storage.files import join, read_bytes
+from transforms.storage.files import file_size, join, read_bytes
 from transforms.core.partition_names import MISSING, OTHER, encode_value, is_safe_name, range_name
 from transforms.storage import parquet_shards
 from transforms.storage.placement import Placement, Root, place
-from transforms.storage.spill import delete_spill, run_docs, shard_lines
+from transforms.storage.spill import (delete_runs, delete_spill, read_written, run_docs,
+                                      shard_lines, write_written)
 from transforms.storage.sharding import AssignBalancedShards, ref_size
 
 NAMESPACE = "dataprep.store"
@@ -545,14 +546,25 @@ def commit_replicas(stored: bytes, dataset: str, name: str, replicas: list[str],
 
 
 class _WriteShard(beam.DoFn):
-    """((partition, index, count), records) -> shard on its R roots -> shard entry."""
+    """((partition, index, count), runs) -> shard on its R roots -> shard entry.
 
-    def __init__(self, dataset, placement, codec, shard_format="jsonl", first_columns=()):
+    With ``spill_dir`` (the folder of the runs), once a shard is committed to its
+    replicas its entry is recorded in a sidecar there (``spill.write_written``) and
+    its runs are deleted, so the spill never holds a written shard's lines (peak disk
+    ~max(runs, store), not their sum).  A retried bundle finds the sidecar: it checks
+    that every replica file exists with the entry's stored size and yields the entry
+    (counters as on a first write) without reading the runs; a replica missing then is
+    a ``StoreError`` naming the shard (its runs are gone: the run fails, nothing is
+    committed)."""
+
+    def __init__(self, dataset, placement, codec, shard_format="jsonl", first_columns=(),
+                 spill_dir=None):
         self.dataset = dataset
         self.placement = placement
         self.codec = codec
         self.shard_format = shard_format
         self.first_columns = first_columns
+        self.spill_dir = spill_dir
         self.shards = Metrics.counter(NAMESPACE, "shards")
         self.records = Metrics.counter(NAMESPACE, "records")
         self.raw = Metrics.counter(NAMESPACE, "raw_bytes")
@@ -563,7 +575,25 @@ class _WriteShard(beam.DoFn):
         tune_gc()
 
     def process(self, keyed, info, fields=None):
-        (partition, index, num_shards), runs = keyed
+        shard, runs = keyed
+        runs = list(runs)
+        if self.spill_dir is not None:
+            entry = read_written(self.spill_dir, shard)
+            if entry is not None:   # a retried bundle: the shard is written already
+                self._check_written(entry)
+                delete_runs(runs)   # the first attempt may have stopped before it did
+                self._count(entry)
+                yield entry
+                return
+        entry = self._write(shard, runs, info, fields)
+        if self.spill_dir is not None:
+            write_written(self.spill_dir, shard, entry)
+            delete_runs(runs)
+        self._count(entry)
+        yield entry
+
+    def _write(self, shard, runs, info, fields) -> dict:
+        partition, index, num_shards = shard
         # None marks a shard that must exist; a Run (transforms.processing.refs) holds lines
         # of the shard from one input file, sorted; merged in the store's order
         # (``shard_lines``: range key, then ids in the id order of ``transforms.core.ids``).
@@ -587,14 +617,30 @@ class _WriteShard(beam.DoFn):
         entry = {"name": name, "index": index, "records": count, "raw_bytes": len(raw),
                  **commit_replicas(stored, self.dataset, name, replicas,
                                    [r.uri for r in self.placement.roots])}
-        self.replicas.inc(len(replicas))
-        self.shards.inc()
-        self.records.inc(count)
-        self.raw.inc(len(raw))
-        self.stored.inc(len(stored))
         if partition:
             entry["partition"] = partition
-        yield entry
+        return entry
+
+    def _check_written(self, entry: dict) -> None:
+        """Every replica of a shard recorded as written is a file of its stored size."""
+        uris = [r.uri for r in self.placement.roots]
+        for i in entry["replicas"]:
+            path = join(dataset_dir(uris[i], self.dataset), entry["name"])
+            kind = file_kind(path)
+            size = file_size(path) if kind == "file" else None
+            if size != entry["stored_bytes"]:
+                found = kind if size is None else f"{size} bytes"
+                raise StoreError(
+                    f"shard {entry['name']}: its replica {path} is {found}, expected "
+                    f"{entry['stored_bytes']} bytes, and its runs are already deleted; "
+                    "the run fails (nothing is committed): run the job again")
+
+    def _count(self, entry: dict) -> None:
+        self.replicas.inc(len(entry["replicas"]))
+        self.shards.inc()
+        self.records.inc(entry["records"])
+        self.raw.inc(entry["raw_bytes"])
+        self.stored.inc(entry["stored_bytes"])
 
 
 def partition_entries(shards: list[dict], info: dict, placement: Placement) -> list[dict]:
@@ -776,7 +822,7 @@ class WriteStore(beam.PTransform):
             | "GroupShards" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(
                 _WriteShard(self.dataset, self.placement, self.codec, self.shard_format,
-                            first), info, *side)
+                            first, spill_dir=self.lines.spill_dir), info, *side)
             | "ShardList" >> beam.combiners.ToList())
         failures = (
             [pipeline | "NoPreconditions" >> beam.Create([""])] + self.preconditions
