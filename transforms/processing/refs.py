@@ -22,9 +22,10 @@ known:
 3. ``ResolveRuns`` (pass 2) groups the kept refs by file (by range for a
    split file, bytes or zstd frames: ``transforms.processing.splits``), re-reads each file or range
    once, picks its kept lines and writes the file's lines for each shard as a
-   *run*: a zstd-1 compressed temporary file of lines sorted by their key in
-   the shard, in a spill folder beside the shards.  The runner carries only
-   ``(shard, Run)``; the shard writer merges its runs.  The spill folder goes
+   *run*: a temporary file of lines sorted by their key in the shard (one lz4
+   frame), in a spill folder beside the shards.  The runner carries only
+   ``(shard, Run)``; the shard writer merges its runs and deletes them once the
+   shard is committed (``transforms.storage.spill``); the spill folder goes
    once the manifest is written (``delete_spill``).
 
 The xxh3-64 digest of every file's decompressed bytes is taken in both passes;
