@@ -2,7 +2,9 @@
 they hold what their ``Run`` says, and deleted shard by shard by the store's writer
 (``_WriteShard``), whose retried bundles find the shard's sidecar instead."""
 import os
+import re
 import tempfile
+from unittest import mock
 
 import apache_beam as beam
 import lz4.frame
@@ -167,8 +169,13 @@ def test_a_retry_after_the_sidecar_but_before_the_deletion_deletes_the_runs(tmp_
     runs, _ = _runs(spill_dir)
     [entry] = list(_writer(roots).process((("", 0, 1), runs), {}))   # no spill_dir: kept
     assert len([n for n in os.listdir(spill_dir) if n.endswith(RUN_SUFFIX)]) == 2
-    spill.write_written(spill_dir, ("", 0, 1), entry)
-    assert list(_writer(roots, spill_dir=spill_dir).process((("", 0, 1), runs), {})) == [entry]
+    spill.write_written(spill_dir, ("", 0, 1), entry, runs)
+
+    def no_read(*_):
+        raise AssertionError("the retry read a run")
+    with mock.patch.object(store, "shard_lines", no_read):
+        assert list(_writer(roots, spill_dir=spill_dir).process((("", 0, 1), runs), {})) \
+            == [entry]
     assert os.listdir(spill_dir) == [os.path.basename(written_path(spill_dir, ("", 0, 1)))]
 
 
@@ -217,3 +224,51 @@ def test_a_written_store_leaves_no_run_in_its_spill(tmp_path, make_pipeline):
     assert sum(read_written(spill_dir, ("", i, 5))["records"] for i in range(5)) == 200
     for root in roots:
         assert not [n for n in os.listdir(os.path.join(root, "ds")) if n.startswith("shard-")]
+
+
+def test_a_sidecar_of_other_runs_is_ignored_and_the_shard_written_from_its_runs(tmp_path):
+    """The same transform object run again (the same spill folder) after a failed run
+    finds the earlier run's sidecars: they record other runs, so each shard is written
+    from its own runs, not taken from the sidecar."""
+    roots = [str(tmp_path / "a"), str(tmp_path / "b")]
+    spill_dir = str(tmp_path / "spill")
+    runs, _ = _runs(spill_dir)
+    [old] = list(_writer(roots, spill_dir=spill_dir).process((("", 0, 1), runs), {}))
+    docs = [((), "z", b'{"id": "z", "text": "new"}')]
+    new_runs = [None] + [r for _, r in _write_runs({("", 0, 1): docs}, spill_dir, "g0", False)]
+    [entry] = list(_writer(roots, spill_dir=spill_dir).process((("", 0, 1), new_runs), {}))
+    assert entry["records"] == 1 and entry["name"] != old["name"]
+    assert read_written(spill_dir, ("", 0, 1)) == entry
+
+
+@pytest.mark.parametrize("damage", ["replica gone", "unreadable sidecar", "no digest"])
+def test_a_sidecar_that_cannot_be_trusted_is_ignored_while_the_runs_are_there(tmp_path, damage):
+    """Replicas gone (their generation discarded) or a sidecar cut short: with every run
+    still there the shard is written again; with the runs gone the error names the file."""
+    roots = [str(tmp_path / "a"), str(tmp_path / "b")]
+    spill_dir = str(tmp_path / "spill")
+    runs, _ = _runs(spill_dir)
+    [entry] = list(_writer(roots).process((("", 0, 1), runs), {}))   # runs kept
+    sidecar = written_path(spill_dir, ("", 0, 1))
+    spill.write_written(spill_dir, ("", 0, 1), entry, None if damage == "no digest" else runs)
+    if damage == "replica gone":
+        os.remove(os.path.join(roots[1], "ds", entry["name"]))
+    elif damage == "unreadable sidecar":
+        with open(sidecar, "wb") as f:
+            f.write(b'{"entry": {"na')
+    assert list(_writer(roots, spill_dir=spill_dir).process((("", 0, 1), runs), {})) == [entry]
+    assert os.path.getsize(os.path.join(roots[1], "ds", entry["name"])) == entry["stored_bytes"]
+    assert os.listdir(spill_dir) == [os.path.basename(sidecar)]   # runs deleted now
+    # the same damage again, the runs gone: the writer fails naming the file
+    if damage == "replica gone":
+        os.remove(os.path.join(roots[1], "ds", entry["name"]))
+        expected = f"its replica {os.path.join(roots[1], 'ds', entry['name'])}"
+    elif damage == "unreadable sidecar":
+        with open(sidecar, "wb") as f:
+            f.write(b'{"entry": {"na')
+        expected = f"{sidecar}: not a shard writer's record"
+    else:
+        spill.write_written(spill_dir, ("", 0, 1), entry, None)
+        expected = f"{sidecar}: records other runs than this shard's"
+    with pytest.raises(store.StoreError, match=re.escape(expected) + ".*runs are already deleted"):
+        list(_writer(roots, spill_dir=spill_dir).process((("", 0, 1), runs), {}))

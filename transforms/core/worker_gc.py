@@ -11,19 +11,21 @@ find nothing and cost a fifth of a worker's CPU (measured: 1.2 of 6 CPU s per
 worker on 100k documents with ``--no_near_dedup``; BENCHMARKS.md, issue 10).
 
 ``tune_gc`` (called from the ``setup`` of the job's DoFns, and by
-``pipelines.prepare_corpus`` in the driver) does two things, once per process:
+``pipelines.prepare_corpus`` in the driver) does three things, once per process:
 
 * ``gc.freeze()`` (after one full collection): everything alive then (imported modules, the pipeline's
   functions) moves to the permanent generation, which no pass walks again;
 * ``gc.set_threshold(*THRESHOLDS)``: a young pass every 50,000 allocations
-  instead of 700, so a cycle waits at most that long to be collected.
+  instead of 700, so a cycle waits at most that long to be collected;
+* ``tune_malloc()``: glibc's allocator set for big short-lived buffers (below).
 
 With an in-process runner (DirectRunner ``in_memory``, a user's own pipeline
 embedding our transforms) the worker is the host process: its collector is
 tuned too, for the rest of its life (the settings are the process's).
 
-Memory is unchanged (reference counting frees everything acyclic at once; see
-BENCHMARKS.md for peak RSS before and after) and no result depends on it.
+The collector's settings leave memory unchanged (reference counting frees
+everything acyclic at once; see BENCHMARKS.md for peak RSS before and after);
+the allocator's cost some (below).  No result depends on either.
 Pure Python, no Beam: a user's own worker code may call it too.
 
 ``tune_gc`` also sets glibc's allocator for the same process (``tune_malloc``):
@@ -37,8 +39,13 @@ one: ~3 million page faults and ~22 of ~179 CPU seconds in the kernel at 1M
 documents (``--no_near_dedup``, BENCHMARKS.md, issue 10, session 13).  With the
 mmap threshold fixed at its glibc maximum (32 MiB on 64-bit) and the heap
 trimmed only once ``TRIM_BYTES`` of it is free, freed buffers are reused by
-the next ones.  A process's resident set can stay up to ``TRIM_BYTES`` above
-what it uses.  Other C libraries (musl, macOS) are left alone.
+the next ones.  The price is memory kept: the main heap gives back its free
+top only past ``TRIM_BYTES``, and the heaps of other threads' arenas (Beam runs
+bundles on a thread pool; each heap at most 64 MiB) seldom shrink at all, so a
+process keeps about its peak plus fragmentation (measured: peak RSS of the 1M
+job's process tree +5 %, BENCHMARKS.md, session 13).  The settings hold for the
+rest of the process's life (with an in-process runner, the host's).  Other C
+libraries (musl, macOS, Windows) are left alone.
 """
 import ctypes
 import gc
@@ -54,7 +61,8 @@ _tuned = False
 
 
 def tune_gc() -> bool:
-    """Freeze what is alive and raise the collector's thresholds, once per process.
+    """Freeze what is alive, raise the collector's thresholds and set glibc's
+    allocator (``tune_malloc``), once per process.
 
     Returns True when this call changed the settings, False when an earlier
     call had (idempotent; cheap to call from every DoFn's ``setup``)."""
@@ -76,7 +84,7 @@ def tune_malloc() -> bool:
     refused one.  Idempotent; no result depends on it (see the module's text)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):   # TypeError: Windows' CDLL(None)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return all([mallopt(M_MMAP_THRESHOLD, MMAP_BYTES) == 1,

@@ -11,6 +11,7 @@ import os
 
 import lz4.frame
 import orjson
+import xxhash
 import zstandard
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -286,25 +287,54 @@ def written_path(spill_dir: str, shard: tuple) -> str:
     return join(spill_dir, f"{partition}-shard{index:05d}-of-{count:05d}{WRITTEN_SUFFIX}")
 
 
-def read_written(spill_dir: str, shard: tuple) -> "dict | None":
-    """The shard entry a writer recorded for ``shard`` (``write_written``), or None."""
+def runs_digest(runs) -> str:
+    """What a shard's runs are (their file names, sizes and ids, in any order; None
+    markers skipped) as 32 hex digits: a retried writer is given the same runs, a later
+    run of the same transform (same spill folder) other ones unless its input is the same."""
+    described = sorted((run.path.rsplit("/", 1)[-1], run.raw_bytes, list(run.ids))
+                       for run in runs if run is not None)
+    return xxhash.xxh3_128_hexdigest(orjson.dumps(described))
+
+
+def read_sidecar(spill_dir: str, shard: tuple) -> "tuple[dict, str | None] | None":
+    """``(entry, runs digest)`` a writer recorded for ``shard`` (``write_written``), or
+    None when there is none.  ValueError naming the file when it cannot be read as one
+    (e.g. cut short by a crash of the machine)."""
     path = written_path(spill_dir, shard)
     if file_size(path) is None:
         return None
-    return orjson.loads(read_bytes(path))
+    try:
+        recorded = orjson.loads(read_bytes(path))
+        return recorded["entry"], recorded.get("runs")
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a shard writer's record ({err})") from None
 
 
-def write_written(spill_dir: str, shard: tuple, entry: dict) -> None:
-    """Record (atomically) that ``shard`` is committed, with its manifest entry."""
-    write_atomically(written_path(spill_dir, shard), orjson.dumps(entry))
+def read_written(spill_dir: str, shard: tuple) -> "dict | None":
+    """The shard entry a writer recorded for ``shard`` (``write_written``), or None."""
+    recorded = read_sidecar(spill_dir, shard)
+    return None if recorded is None else recorded[0]
+
+
+def write_written(spill_dir: str, shard: tuple, entry: dict, runs=None) -> None:
+    """Record (atomically) that ``shard`` is committed: its manifest entry and the
+    ``runs_digest`` of the runs it was written from (``runs``; None: not recorded)."""
+    write_atomically(written_path(spill_dir, shard), orjson.dumps(
+        {"entry": entry, "runs": None if runs is None else runs_digest(runs)}))
 
 
 def delete_runs(runs) -> int:
-    """Delete the files of ``runs`` (``Run``s; None skipped) that still exist -> how many."""
+    """Delete the files of ``runs`` (``Run``s; None skipped) -> how many were named.  One
+    batched delete (no look-up per file: on gs:// or s3:// that is a request each); a
+    file already gone (another attempt deleted it) is fine."""
     paths = sorted({run.path for run in runs if run is not None})
-    gone = [p for p in paths if FileSystems.exists(p)]
-    _delete_existing(gone)
-    return len(gone)
+    _delete_existing(paths)
+    return len(paths)
+
+
+def runs_present(runs) -> bool:
+    """Every file of ``runs`` (None skipped) still exists."""
+    return all(FileSystems.exists(run.path) for run in runs if run is not None)
 
 
 def _delete_existing(paths: list) -> None:

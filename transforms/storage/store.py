@@ -57,8 +57,9 @@ from transforms.storage.files import file_size, join, read_bytes
 from transforms.core.partition_names import MISSING, OTHER, encode_value, is_safe_name, range_name
 from transforms.storage import parquet_shards
 from transforms.storage.placement import Placement, Root, place
-from transforms.storage.spill import (delete_runs, delete_spill, read_written, run_docs,
-                                      shard_lines, write_written)
+from transforms.storage.spill import (delete_runs, delete_spill, read_sidecar, run_docs,
+                                      runs_digest, runs_present, shard_lines, write_written,
+                                      written_path)
 from transforms.storage.sharding import AssignBalancedShards, ref_size
 
 NAMESPACE = "dataprep.store"
@@ -551,11 +552,14 @@ class _WriteShard(beam.DoFn):
     With ``spill_dir`` (the folder of the runs), once a shard is committed to its
     replicas its entry is recorded in a sidecar there (``spill.write_written``) and
     its runs are deleted, so the spill never holds a written shard's lines (peak disk
-    ~max(runs, store), not their sum).  A retried bundle finds the sidecar: it checks
-    that every replica file exists with the entry's stored size and yields the entry
-    (counters as on a first write) without reading the runs; a replica missing then is
-    a ``StoreError`` naming the shard (its runs are gone: the run fails, nothing is
-    committed)."""
+    ~max(runs, store), not their sum).  A retried bundle finds the sidecar: when it
+    records these very runs (``spill.runs_digest``) and every replica file exists with
+    the entry's stored size, the entry is yielded (counters as on a first write)
+    without reading the runs.  A sidecar of other runs (an earlier run of the same
+    transform object), an unreadable one, or one whose replicas are gone is ignored
+    while the runs are all still there (the shard is written again); with the runs
+    gone it is a ``StoreError`` naming the shard and the file (the run fails, nothing
+    is committed)."""
 
     def __init__(self, dataset, placement, codec, shard_format="jsonl", first_columns=(),
                  spill_dir=None):
@@ -578,16 +582,15 @@ class _WriteShard(beam.DoFn):
         shard, runs = keyed
         runs = list(runs)
         if self.spill_dir is not None:
-            entry = read_written(self.spill_dir, shard)
+            entry = self._written(shard, runs)
             if entry is not None:   # a retried bundle: the shard is written already
-                self._check_written(entry)
                 delete_runs(runs)   # the first attempt may have stopped before it did
                 self._count(entry)
                 yield entry
                 return
         entry = self._write(shard, runs, info, fields)
         if self.spill_dir is not None:
-            write_written(self.spill_dir, shard, entry)
+            write_written(self.spill_dir, shard, entry, runs)
             delete_runs(runs)
         self._count(entry)
         yield entry
@@ -621,8 +624,33 @@ class _WriteShard(beam.DoFn):
             entry["partition"] = partition
         return entry
 
-    def _check_written(self, entry: dict) -> None:
-        """Every replica of a shard recorded as written is a file of its stored size."""
+    def _written(self, shard, runs) -> "dict | None":
+        """The entry of ``shard`` if a writer of these very runs (``spill.runs_digest``)
+        committed it already and every replica is still a file of its stored size; None
+        when the shard is to be written from its runs: no sidecar, or one of other runs
+        (an earlier run of the same transform, whose spill folder this is), or one that
+        cannot be read or whose replicas are gone while the runs are all still here.
+        ``StoreError`` naming the shard when it is neither: the runs are gone."""
+        try:
+            recorded = read_sidecar(self.spill_dir, shard)
+        except ValueError as err:
+            recorded, problem = None, str(err)
+        else:
+            if recorded is None:
+                return None
+            entry, digest = recorded
+            problem = (self._replica_problem(entry) if digest == runs_digest(runs)
+                       else f"{written_path(self.spill_dir, shard)}: records other runs "
+                            "than this shard's")
+            if not problem:
+                return entry
+        if runs_present(runs):
+            return None
+        raise StoreError(f"{problem}, and the shard's runs are already deleted; "
+                         "the run fails (nothing is committed): run the job again")
+
+    def _replica_problem(self, entry: dict) -> str:
+        """'' when every replica of a recorded shard is a file of its stored size."""
         uris = [r.uri for r in self.placement.roots]
         for i in entry["replicas"]:
             path = join(dataset_dir(uris[i], self.dataset), entry["name"])
@@ -630,10 +658,9 @@ class _WriteShard(beam.DoFn):
             size = file_size(path) if kind == "file" else None
             if size != entry["stored_bytes"]:
                 found = kind if size is None else f"{size} bytes"
-                raise StoreError(
-                    f"shard {entry['name']}: its replica {path} is {found}, expected "
-                    f"{entry['stored_bytes']} bytes, and its runs are already deleted; "
-                    "the run fails (nothing is committed): run the job again")
+                return (f"shard {entry['name']}: its replica {path} is {found}, expected "
+                        f"{entry['stored_bytes']} bytes")
+        return ""
 
     def _count(self, entry: dict) -> None:
         self.replicas.inc(len(entry["replicas"]))
