@@ -58,7 +58,6 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-import blosc2
 import lz4.frame
 import numpy as np
 import orjson
@@ -297,13 +296,20 @@ def bytes_codec(spec, dictionary: bytes | None = None) -> BytesCodec:
 
 # ---------------------------------------------------------------- part stages
 
+# blosc2's names of each filter chain and codec; blosc2 itself is imported by the first
+# array stage that uses it (0.1 s a process that only writes text shards never pays).
 _BLOSC_FILTERS = {
-    "none": [blosc2.Filter.NOFILTER],
-    "shuffle": [blosc2.Filter.SHUFFLE],
-    "bitshuffle": [blosc2.Filter.BITSHUFFLE],
-    "bytedelta": [blosc2.Filter.SHUFFLE, blosc2.Filter.BYTEDELTA],
+    "none": ("NOFILTER",),
+    "shuffle": ("SHUFFLE",),
+    "bitshuffle": ("BITSHUFFLE",),
+    "bytedelta": ("SHUFFLE", "BYTEDELTA"),
 }
-_BLOSC_CODECS = {"zstd": blosc2.Codec.ZSTD, "lz4": blosc2.Codec.LZ4, "lz4hc": blosc2.Codec.LZ4HC}
+_BLOSC_CODECS = {"zstd": "ZSTD", "lz4": "LZ4", "lz4hc": "LZ4HC"}
+
+
+def _blosc2():
+    import blosc2   # noqa: PLC0415 -- lazy, see _BLOSC_FILTERS
+    return blosc2
 
 
 def _encode_stage(data: np.ndarray, stage: dict):
@@ -317,10 +323,12 @@ def _encode_stage(data: np.ndarray, stage: dict):
     if data.nbytes > BLOSC2_MAX_BYTES:
         raise CodecError(f"blosc2: a block of {data.nbytes} bytes is over blosc2's 2 GiB "
                          "chunk limit; use fewer rows per block")
-    filters = _BLOSC_FILTERS[stage["filter"]]
+    blosc2 = _blosc2()
+    filters = [getattr(blosc2.Filter, f) for f in _BLOSC_FILTERS[stage["filter"]]]
     return blosc2.compress2(
         data.data, typesize=min(data.dtype.itemsize, 255), clevel=stage["clevel"],
-        codec=_BLOSC_CODECS[stage["cname"]], filters=filters, filters_meta=[0] * len(filters))
+        codec=getattr(blosc2.Codec, _BLOSC_CODECS[stage["cname"]]), filters=filters,
+        filters_meta=[0] * len(filters))
 
 
 def _decode_stage(stored: bytes, stage: dict, raw_bytes: int) -> bytes | bytearray:
@@ -331,6 +339,7 @@ def _decode_stage(stored: bytes, stage: dict, raw_bytes: int) -> bytes | bytearr
     if name == "zstd":
         return ZstdBytes(level=1).decode(stored, raw_bytes)
     if name == "blosc2":
+        blosc2 = _blosc2()
         try:
             nbytes, cbytes, _ = blosc2.get_cbuffer_sizes(stored)
         except (ValueError, RuntimeError) as err:
