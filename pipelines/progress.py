@@ -71,7 +71,7 @@ from dataclasses import dataclass
 
 
 from transforms.processing import live
-from transforms.processing.runner_guards import guard_pipeline
+from transforms.processing.runner_guards import guard_pipeline, keep_direct_runner_local
 from transforms.storage.report import stage_of
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -1052,6 +1052,7 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
     """
     # the multi-process DirectRunner's data-plane race (transforms.processing.runner_guards)
     guard_pipeline(pipeline.options)
+    keep_direct_runner_local(pipeline)   # Beam's DirectRunner would try Prism first (same module)
     guard_job_server_sigint()   # Beam's job-server Ctrl-C handler deadlocks on a second one
     tally = Tally()
     started = time.monotonic()

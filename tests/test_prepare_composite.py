@@ -42,6 +42,9 @@ def test_the_composite_in_a_users_pipeline_writes_what_the_job_writes(
                     equal_to(sorted(expected_dead(*corpus))), label="DeadLetters")
         assert_that(shard_lines | beam.combiners.Count.Globally(), equal_to([2]),
                     label="TwoShards")
+        # expanding the job kept a DirectRunner off the Prism it would try first
+        # (transforms.processing.runner_guards.keep_direct_runner_local)
+        assert p.runner._is_interactive or run_config not in ("direct", "direct_multiprocess")
 
     assert _shards(tmp_path / "mine") == _shards(tmp_path / "job")
     mine = load_manifest(str(tmp_path / "mine" / "ds"))

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 from apache_beam.runners.worker import data_plane
 
@@ -102,3 +104,63 @@ def test_guard_pipeline_reads_the_runner_and_mode_from_the_options():
         ["--runner=DirectRunner", "--direct_running_mode=in_memory"]))
     assert not uses_multiprocess_direct_runner(PipelineOptions(
         ["--runner=PortableRunner", "--direct_running_mode=multi_processing"]))
+
+
+class _PrismTried(Exception):
+    pass
+
+
+def _record_prism_attempts(monkeypatch) -> list:
+    """PrismRunner.run_pipeline replaced by one that records the attempt and raises
+    (as Beam's download does offline, so the DirectRunner falls back)."""
+    from apache_beam.runners.portability import prism_runner
+    tried = []
+
+    def refuse(self, pipeline, options):
+        tried.append(type(self).__name__)
+        raise _PrismTried("no Prism here")
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", refuse)
+    return tried
+
+
+def _tiny_pipeline(out, mode="in_memory"):
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    p = beam.Pipeline(options=PipelineOptions(
+        ["--runner=DirectRunner", f"--direct_running_mode={mode}", "--direct_num_workers=1"]))
+    _ = (p | beam.Create(["a", "b"]) | beam.Map(str.upper)
+         | beam.io.WriteToText(str(out), shard_name_template=""))
+    return p
+
+
+def test_beams_direct_runner_tries_prism_first(tmp_path, monkeypatch):
+    """What Beam 2.77 does without the guard: if this fails after a Beam upgrade, the
+    DirectRunner no longer picks Prism by itself and keep_direct_runner_local can go."""
+    tried = _record_prism_attempts(monkeypatch)
+    _tiny_pipeline(tmp_path / "out.txt").run().wait_until_finish()
+    assert tried == ["PrismRunner"]
+    assert (tmp_path / "out.txt").read_text().split() == ["A", "B"]   # after falling back
+
+
+@pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
+def test_a_job_on_the_direct_runner_never_tries_prism(tmp_path, monkeypatch, mode):
+    import io
+
+    from pipelines import progress
+    tried = _record_prism_attempts(monkeypatch)
+    p = _tiny_pipeline(tmp_path / "out.txt", mode)
+    progress.run_pipeline(p, job="t", stream=io.StringIO())
+    assert tried == []
+    assert (tmp_path / "out.txt").read_text().split() == ["A", "B"]
+
+
+def test_keep_direct_runner_local_leaves_other_runners_alone():
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from transforms.processing.runner_guards import keep_direct_runner_local
+    direct = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"]))
+    assert keep_direct_runner_local(direct)
+    assert keep_direct_runner_local(beam.Pipeline(options=PipelineOptions([])))  # the default
+    assert not keep_direct_runner_local(beam.Pipeline(runner=FnApiRunner()))

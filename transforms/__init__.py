@@ -10,7 +10,8 @@ The package is layered by concern (``tests/test_layering.py`` enforces it):
 
 The names below are the public API, imported lazily (``import transforms`` loads
 no Beam).  Pipelines run on the multi-process DirectRunner should call
-``guard_pipeline(options)`` first (see ``transforms.processing.runner_guards``).
+``guard_pipeline(options)`` first, and on any DirectRunner
+``keep_direct_runner_local(pipeline)`` (see ``transforms.processing.runner_guards``).
 """
 import importlib
 
@@ -34,6 +35,7 @@ _EXPORTS = {
     "WriteRecords": "transforms.storage.write_records",
     "WriteStore": "transforms.storage.store",
     "guard_pipeline": "transforms.processing.runner_guards",
+    "keep_direct_runner_local": "transforms.processing.runner_guards",
     "load_array": "transforms.storage.array_store",
     "load_manifest": "transforms.storage.store",
     "verify_store": "transforms.storage.store",

@@ -37,7 +37,7 @@ from transforms.processing.partition import (
     NumericFieldGate, PartitionByField, RangePartition)
 from transforms.core.records import Packed, pack_columns, unpack
 from transforms.processing.refs import Bounds, DocRef, ResolveRuns, ScanJsonl, ScanSpec
-from transforms.processing.runner_guards import guard_pipeline
+from transforms.processing.runner_guards import guard_pipeline, keep_direct_runner_local
 from transforms.reduction.dedup import ExactDedup
 from transforms.reduction.filters.beam import KeepSmallestPerPartition
 from transforms.reduction.filters.sampling import DEFAULT_SEED
@@ -361,6 +361,7 @@ class PrepareCorpus(beam.PTransform):
         # Beam 2.77's multi-process DirectRunner drops bundle input (a data-plane flush
         # race; transforms/processing/runner_guards.py says how to tell when it is fixed)
         guard_pipeline(pipeline.options)
+        keep_direct_runner_local(pipeline)   # not Prism downloaded by the DirectRunner (same module)
         audit_dir = c.audit_dir or join(c.store_dirs[0], AUDIT_DIR)
         bounds = c.bounds
         num_buckets = bounds.buckets(estimate_raw_bytes(self.paths))

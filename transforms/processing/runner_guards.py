@@ -36,6 +36,26 @@ before ``run()``.
 writers"; not fixed in 2.77): then ``tests/test_runner_guards.py::
 test_beams_timed_flush_drops_chunks_written_while_it_sends`` stops losing chunks on the unguarded
 stream, and this module, its calls and that test can be deleted.
+
+**The DirectRunner tries PrismRunner first, downloading it (Beam 2.77).**
+``SwitchingDirectRunner.run_pipeline`` runs every pipeline its Prism visitor accepts
+(ours among them) on ``PrismRunner``, whose binary it fetches from GitHub's release
+page into ``~/.apache_beam/cache/prism/bin`` (``urlopen`` with no timeout); only if
+that raises does it fall back to the FnApiRunner.  So ``--run_config direct`` or
+``direct_multiprocess`` would, on a machine that can reach GitHub, run on a
+downloaded, unpatched Prism in loopback mode (one process: ``direct_running_mode``
+and ``direct_num_workers`` ignored; ``scripts/build_prism.sh`` says what our patch
+fixes), and on one behind a firewall that drops packets, hang in the download;
+offline (as in CI) it costs a worker-pool server left running and a failed look-up
+on every run.  ``keep_direct_runner_local(pipeline)`` calls the runner's
+``is_interactive()``, the switch Beam's InteractiveRunner uses to keep the
+DirectRunner off Prism (its only effect in ``direct_runner.py``), so the job runs
+where its run config says.  Our jobs (``pipelines.progress.run_pipeline``) and the
+``PrepareCorpus`` composite apply it beside the data-plane guard.  **When it can
+go:** when ``SwitchingDirectRunner`` no longer picks Prism by itself (check
+``_PrismRunnerSupportVisitor`` in ``apache_beam/runners/direct/direct_runner.py``)
+or takes an option to choose; ``tests/test_runner_guards.py::
+test_a_job_on_the_direct_runner_never_tries_prism`` shows what Beam does without it.
 """
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
@@ -66,3 +86,16 @@ def guard_pipeline(options) -> bool:
         guard_direct_runner_data_plane()
         return True
     return False
+
+
+def keep_direct_runner_local(pipeline) -> bool:
+    """Keep ``pipeline`` (a ``beam.Pipeline`` not yet run) on the FnApiRunner when its
+    runner is Beam's DirectRunner, instead of the PrismRunner Beam 2.77 tries first
+    (downloading its binary; see the module doc).  Returns whether the runner is a
+    DirectRunner (and so was switched); any other runner is left alone."""
+    from apache_beam.runners.direct.direct_runner import SwitchingDirectRunner
+    runner = pipeline.runner
+    if not isinstance(runner, SwitchingDirectRunner):
+        return False
+    runner.is_interactive()   # its one effect: Prism's support visitor answers no
+    return True
