@@ -19,6 +19,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 
 from pipelines import run_config as run_configs
 from pipelines.job_services import RunnerServices
+from transforms.processing.runner_guards import keep_direct_runner_local
 
 
 _RUN_CONFIG_SHOWN: dict = {}   # the session's --run_config, for pytest_runtest_logreport
@@ -113,8 +114,13 @@ def beam_flags(run_config) -> list[str]:
 
 @pytest.fixture
 def make_pipeline(beam_flags):
-    """``make_pipeline()`` -> a TestPipeline on the configured runner."""
-    return lambda: TestPipeline(options=PipelineOptions(beam_flags), blocking=True)
+    """``make_pipeline()`` -> a TestPipeline on the configured runner (a DirectRunner kept
+    on the FnApiRunner, as our jobs keep it: ``runner_guards.keep_direct_runner_local``)."""
+    def make():
+        pipeline = TestPipeline(options=PipelineOptions(beam_flags), blocking=True)
+        keep_direct_runner_local(pipeline)
+        return pipeline
+    return make
 
 
 RUNNER_FIXTURES = {"run_config", "beam_flags", "make_pipeline", "runner_services"}
