@@ -23,6 +23,7 @@ import threading
 import apache_beam as beam
 import pytest
 import zstandard
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
@@ -32,8 +33,10 @@ from pipelines import prepare_corpus, verify_store
 from pipelines import run_config as run_configs
 from tests import store_faults as sf
 from tests.corpora import expected_kept, write_small_corpus
+from tests import test_spill_runs as spill_tests   # the module, so pytest collects its tests once
 from tests.s3_server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
-from transforms.storage import commit
+from transforms.storage import commit, spill
+from transforms.storage import store as store_module
 from transforms.storage.store import ReadStore, read_manifest_copy
 
 # Runs on direct and on the full-suite portable runner (prism in CI), not on every
@@ -391,6 +394,52 @@ def test_two_commits_from_the_same_generation_one_wins_on_s3(s3, prefix, monkeyp
     assert {b: objects(s3, b, prefix) for b in BUCKETS} == after_a
     monkeypatch.undo()
     assert [c.manifest["digest"] for c in commit.survey_roots(roots, "ds")] == [gen2["digest"]] * 2
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_retried_shard_writer_on_s3_yields_its_sidecar_and_reads_no_run(
+        s3, prefix, tmp_path, monkeypatch, layout):
+    """The shard writer's retry path (``store._WriteShard``, ``spill``) with its runs and
+    sidecar on S3: the first attempt writes the shard on both roots, records its entry
+    in a sidecar and deletes the runs (one batched delete); a retried bundle yields the
+    same entry, counts as the first did and reads no run; once a replica it promises is
+    gone, a retry fails naming the shard and that replica."""
+    FileSystems.set_options(PipelineOptions(s3.beam_flags))
+    roots = layout_roots(layout, prefix, tmp_path)
+    spill_dir = f"s3://bucket-a/{prefix}/ds/{commit.SPILL_PREFIX}test"
+    shard = ("", 0, 1)
+    runs, lines = spill_tests._runs(spill_dir, shard)
+    key = f"{prefix}/ds/{commit.SPILL_PREFIX}test/"
+    assert sorted(k for k in objects(s3, "bucket-a", key)) == sorted(
+        key + os.path.basename(r.path) for r in runs[1:])
+    first = spill_tests._writer(roots, spill_dir=spill_dir)
+    [entry] = list(first.process((shard, runs), {}))
+    assert entry["records"] == 4 and sorted(entry["replicas"]) == [0, 1]
+    # the runs are gone; the sidecar (the entry and the runs' digest) is all that is left
+    assert list(objects(s3, "bucket-a", key)) == [
+        key + os.path.basename(spill.written_path(spill_dir, shard))]
+    assert spill.read_written(spill_dir, shard) == entry
+    stored = [FileSystems.open(f"{root}/ds/{entry['name']}",
+                               compression_type=CompressionTypes.UNCOMPRESSED).read()
+              for root in roots]
+    assert stored[0] == stored[1] and len(stored[0]) == entry["stored_bytes"]
+    assert zstandard.ZstdDecompressor().decompress(stored[0]).splitlines() == lines
+
+    def no_read(*_):
+        raise AssertionError("a retried writer read a run")
+    monkeypatch.setattr(spill, "run_lines", no_read)
+    monkeypatch.setattr(store_module, "shard_lines", no_read)
+    retry = spill_tests._writer(roots, spill_dir=spill_dir)
+    assert list(retry.process((shard, runs), {})) == [entry]
+    assert spill_tests._counters(retry) == spill_tests._counters(first)
+    # a replica the sidecar promises is gone (the runs too): the retry cannot rewrite it
+    gone = f"{roots[1]}/ds/{entry['name']}"
+    FileSystems.delete([gone])
+    with pytest.raises(store_module.StoreError,
+                       match=f"shard {entry['name']}: its replica {re.escape(gone)}"):
+        list(spill_tests._writer(roots, spill_dir=spill_dir).process((shard, runs), {}))
+    spill.delete_spill(spill_dir)
+    assert objects(s3, "bucket-a", key) == {}
 
 
 def test_kill_points_can_be_named_by_file(monkeypatch):
