@@ -22,11 +22,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import run_config as run_configs
 from pipelines.job_services import RunnerServices
+from transforms.processing.runner_guards import keep_direct_runner_local
 
 
 def trivial_job(flags: list[str]) -> float:
     t0 = time.monotonic()
     with beam.Pipeline(options=PipelineOptions(flags)) as p:
+        keep_direct_runner_local(p)   # direct configs: the FnApiRunner, as our jobs run
         (p | beam.Create(range(1000)) | beam.Map(lambda x: (x % 7, x)) | beam.GroupByKey()
          | beam.MapTuple(lambda k, v: (k, sum(v))))
     return time.monotonic() - t0

@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines import run_config
 from transforms.processing.components import DEFAULT_MAX_ROUNDS
 from transforms.processing.io import ReadJsonl
+from transforms.processing.runner_guards import keep_direct_runner_local
 from transforms.reduction.minhash import LshParams
 from transforms.reduction.near_dedup import NearDedup, NearDedupConfig
 from transforms.storage.report import counters
@@ -35,6 +36,7 @@ def main(argv=None):
     config = NearDedupConfig(LshParams.resolve(args.threshold, args.num_perm),
                              max_rounds=args.max_rounds)
     pipeline = beam.Pipeline(options=options)
+    keep_direct_runner_local(pipeline)   # direct configs: the FnApiRunner, as our jobs run
     docs, _ = pipeline | "Read" >> ReadJsonl(args.input)
     result = (docs
               | "IdLine" >> beam.Map(lambda d: (d[0], d[2]))

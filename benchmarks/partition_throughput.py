@@ -28,6 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.processing.io import iter_lines, open_text_stream
 from transforms.processing.partition import PartitionByField, StableHashPartition
+from transforms.processing.runner_guards import keep_direct_runner_local
 
 N_HASH = 16
 FIELD = "source"
@@ -89,7 +90,9 @@ def run_once(name, files, options) -> tuple[float, float, int]:
     """(wall s, CPU s of this process, records): the in-memory runner runs in-process,
     and CPU time is far less disturbed than wall time by other jobs on a shared machine."""
     start, cpu = time.perf_counter(), time.process_time()
-    result = variant_pipeline(name, files, options).run()
+    pipeline = variant_pipeline(name, files, options)
+    keep_direct_runner_local(pipeline)   # the in-memory FnApiRunner, not a Prism Beam would try
+    result = pipeline.run()
     result.wait_until_finish()
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     counters = result.metrics().query(MetricsFilter().with_name("records"))["counters"]

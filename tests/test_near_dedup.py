@@ -9,6 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines import run_config as run_configs
 from tests.near_dup_corpus import near_dup_corpus, reference_near_dedup, true_similarities
 from transforms.core.records import pack
+from transforms.processing.runner_guards import keep_direct_runner_local
 from transforms.reduction.minhash import LshParams, MinHasher
 from transforms.reduction.near_dedup import (
     AuditedJoin, AuditGate, Doc, NearDedup, NearDedupConfig, Signed, _Compare, _DropRooted,
@@ -103,6 +104,7 @@ def test_near_dedup_on_the_multi_process_direct_runner(corpus):
     expected = reference_near_dedup(docs, lsh)
     flags = run_configs.flags_from("direct_multiprocess") + ["--direct_num_workers=2"]
     with beam.Pipeline(options=PipelineOptions(flags)) as p:
+        keep_direct_runner_local(p)   # this runner, not the Prism Beam would try first
         result = p | beam.Create(_lines(docs)) | NearDedup(NearDedupConfig(lsh), with_removed=True)
         assert_that(result["kept"] | beam.Map(lambda d: d[0]),
                     equal_to(sorted(set(docs) - set(expected))), label="Kept")

@@ -56,8 +56,10 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import apache_beam as beam
     from transforms.processing.partition import StableHashPartition
+    from transforms.processing.runner_guards import keep_direct_runner_local
     out = {}
     with beam.Pipeline(runner="DirectRunner") as p:
+        keep_direct_runner_local(p)
         parts = p | beam.Create([f"key-{i}" for i in range(200)]) | StableHashPartition(5, key=lambda e: e)
         for i, part in enumerate(parts):
             part | f"Collect{i}" >> beam.Map(lambda e, i=i: print(json.dumps([i, e])))

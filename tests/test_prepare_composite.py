@@ -42,9 +42,6 @@ def test_the_composite_in_a_users_pipeline_writes_what_the_job_writes(
                     equal_to(sorted(expected_dead(*corpus))), label="DeadLetters")
         assert_that(shard_lines | beam.combiners.Count.Globally(), equal_to([2]),
                     label="TwoShards")
-        # expanding the job kept a DirectRunner off the Prism it would try first
-        # (transforms.processing.runner_guards.keep_direct_runner_local)
-        assert p.runner._is_interactive or run_config not in ("direct", "direct_multiprocess")
 
     assert _shards(tmp_path / "mine") == _shards(tmp_path / "job")
     mine = load_manifest(str(tmp_path / "mine" / "ds"))
@@ -53,6 +50,27 @@ def test_the_composite_in_a_users_pipeline_writes_what_the_job_writes(
     with make_pipeline() as p:
         ids = p | ReadStore(str(tmp_path / "mine" / "ds")) | beam.Map(lambda r: r["id"])
         assert_that(ids, equal_to(sorted(expected_kept(corpus[0]))))
+
+
+def test_expanding_the_composite_keeps_a_direct_runner_off_prism(tmp_path, monkeypatch):
+    """A user's own pipeline on Beam's DirectRunner (no guard of theirs): expanding
+    ``PrepareCorpus`` keeps the runner on its FnApiRunner, so the run never tries the
+    PrismRunner Beam 2.77 would download and try first (``runner_guards``)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability import prism_runner
+    tried = []
+
+    def refuse(self, pipeline, options):
+        tried.append(type(self).__name__)
+        raise RuntimeError("no Prism here")
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", refuse)
+    corpus = write_small_corpus(tmp_path / "in")
+    config = CorpusConfig(input=",".join(corpus), roots=(str(tmp_path / "mine"),),
+                          dataset="ds", max_bad_fraction=0.5, num_shards=1)
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
+        _ = p | "Prepare" >> PrepareCorpus(config)
+    assert tried == []
+    assert load_manifest(str(tmp_path / "mine" / "ds"))["records"] == len(expected_kept(corpus[0]))
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 from transforms import DedupRecords, NearDedupRecords, WriteRecords
 from transforms.core.hashing import normalise_for_hash
 from transforms.core.ids import id_order_key
+from transforms.processing.runner_guards import keep_direct_runner_local
 from transforms.reduction.record_dedup import BadRecord, key_record, record_refs
 from transforms.storage.store import load_manifest, root_paths, verify_store
 from transforms.storage.write_records import record_line
@@ -108,6 +109,7 @@ def test_dedup_records_matches_the_rule(rows):
         records.append({"id": doc_id, "text": text, "extra": extra})
     expected = [r for _, r in expected_exact(records).values()]
     with TestPipeline() as p:
+        keep_direct_runner_local(p)   # as the jobs do (runner_guards)
         kept = (p | beam.Create(records, reshuffle=False)
                 | DedupRecords(num_buckets=3, batch_bytes=200))["kept"]
         assert_that(kept | beam.Map(lambda r: orjson.dumps(r, option=orjson.OPT_SORT_KEYS)),

@@ -24,6 +24,7 @@ from transforms import CorpusConfig, PrepareCorpus
 from transforms.core import exact_json
 from transforms.core.ids import id_order_key
 from transforms.core.records import Removal
+from transforms.processing.runner_guards import keep_direct_runner_local
 from transforms.reduction.filters.sampling import DEFAULT_SEED, keep_sample, sample_hash
 from transforms.reduction.minhash import LshParams
 from transforms.reduction.near_dedup import NearDedupConfig
@@ -88,6 +89,7 @@ def test_writer_files_are_sorted_and_the_same_whatever_the_input_order(
         rng.shuffle(shuffled)
         with tempfile.TemporaryDirectory() as directory:
             with beam.Pipeline() as p:
+                keep_direct_runner_local(p)   # as the jobs do (runner_guards)
                 _ = (p | beam.Create(shuffled, reshuffle=False)
                      | removed_files.WriteRemoved(directory, paths, part_lines=part_lines,
                                                   piece_records=piece_records))

@@ -35,6 +35,7 @@ from tests import store_faults as sf
 from tests.corpora import expected_kept, write_small_corpus
 from tests import test_spill_runs as spill_tests   # the module, so pytest collects its tests once
 from tests.s3_server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from transforms.processing.runner_guards import keep_direct_runner_local
 from transforms.storage import commit, spill
 from transforms.storage import store as store_module
 from transforms.storage.store import ReadStore, read_manifest_copy
@@ -150,6 +151,7 @@ def test_read_back_fails_over_and_repair_restores_an_s3_replica(
     expected = sorted(expected_kept(inputs[0]))
     # The runner's workers read S3 too: the S3 flags go with the pipeline's options.
     pipeline = BeamTestPipeline(options=PipelineOptions(beam_flags + s3.beam_flags), blocking=True)
+    keep_direct_runner_local(pipeline)   # as the jobs do (runner_guards)
     ids = pipeline | ReadStore(store) | "Ids" >> beam.Map(lambda d: d["id"])
     assert_that(ids, equal_to(expected))
     pipeline.run()

@@ -14,6 +14,8 @@ import xxhash
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from transforms.processing.runner_guards import keep_direct_runner_local
+
 
 def parse_and_key(line):
     try:
@@ -38,6 +40,9 @@ def main(argv=None):
     parser.add_argument("--num_shards", type=int, default=5)
     args, beam_args = parser.parse_known_args(argv)
     with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
+        # on the FnApiRunner its flags name, as prepare_corpus is: Beam 2.77's DirectRunner
+        # would first try (online: run on) a downloaded Prism (runner_guards.py)
+        keep_direct_runner_local(p)
         (p
          | "Read" >> beam.io.ReadFromText(args.input, coder=coders.BytesCoder())
          | "ParseKey" >> beam.FlatMap(parse_and_key)

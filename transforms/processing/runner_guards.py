@@ -39,8 +39,9 @@ stream, and this module, its calls and that test can be deleted.
 
 **The DirectRunner tries PrismRunner first, downloading it (Beam 2.77).**
 ``SwitchingDirectRunner.run_pipeline`` runs every pipeline its Prism visitor accepts
-(ours among them) on ``PrismRunner``, whose binary it fetches from GitHub's release
-page into ``~/.apache_beam/cache/prism/bin`` (``urlopen`` with no timeout); only if
+(ours among them) on ``PrismRunner``, with the stock binary of GitHub's release page,
+downloaded into ``~/.apache_beam/cache/prism/bin`` unless already there (``urlopen``
+with no timeout); only if
 that raises does it fall back to the FnApiRunner.  So ``--run_config direct`` or
 ``direct_multiprocess`` would, on a machine that can reach GitHub, run on a
 downloaded, unpatched Prism in loopback mode (one process: ``direct_running_mode``
@@ -54,8 +55,9 @@ where its run config says.  Our jobs (``pipelines.progress.run_pipeline``) and t
 ``PrepareCorpus`` composite apply it beside the data-plane guard.  **When it can
 go:** when ``SwitchingDirectRunner`` no longer picks Prism by itself (check
 ``_PrismRunnerSupportVisitor`` in ``apache_beam/runners/direct/direct_runner.py``)
-or takes an option to choose; ``tests/test_runner_guards.py::
-test_a_job_on_the_direct_runner_never_tries_prism`` shows what Beam does without it.
+or takes an option to choose: ``tests/test_runner_guards.py::
+test_beams_direct_runner_tries_prism_first`` shows what Beam does without it, and fails
+once Beam stops.
 """
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
