@@ -14,6 +14,7 @@ added.  A service that cannot start fails the tests; nothing is skipped.
 import os
 
 import pytest
+from hypothesis import settings
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 
@@ -47,6 +48,28 @@ def pytest_xdist_auto_num_workers(config) -> int:
     At most 6: each worker's jobs may start two SDK worker processes.
     """
     return min((os.cpu_count() or 1) + 1, 6)
+
+
+# Tests never time themselves (speed is measured in benchmarks/): no Hypothesis deadline,
+# which a loaded machine (CI beside its runner builds) would turn into failures.
+settings.register_profile("dataprep", deadline=None)
+settings.load_profile("dataprep")
+
+
+@pytest.fixture(autouse=True)
+def _sigint_as_at_start():
+    """Each test starts as a process does: SIGINT's default handler, no Ctrl-C held or
+    being handled (``pipelines.progress``'s hold state).  A test that ran a job's pieces
+    to a Ctrl-C in this process may leave either, and under pytest-xdist any later test
+    of that worker would start with it."""
+    import signal
+    import threading
+
+    from pipelines import progress
+    progress._HOLD.update(depth=0, pending=False, previous=None, late=False, handling=False)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
 
 
 @pytest.fixture(autouse=True)
