@@ -274,24 +274,17 @@ class Columns:
 
 
 def _take(encoded: tuple, indices: list) -> tuple:
-    if encoded[0] == _ROWS:
-        return _ROWS, _pick(encoded[1], indices)
-    _, cls, _, columns = encoded
-    if len(indices) > 1:   # one getter for every column: the items taken in C
-        take = itemgetter(*indices)
-        return _COLUMNS, cls, len(indices), [_take_with(c, take, len(indices)) for c in columns]
-    return _COLUMNS, cls, len(indices), [_take(c, indices) for c in columns]
-
-
-def _pick(items: list, indices: list) -> list:
-    """``[items[i] for i in indices]``; by ``itemgetter`` (in C) for two or more."""
+    """The encoded items at ``indices``, every column cut by one getter: ``itemgetter``
+    (items taken in C) for two or more, a one-item list for one, nothing for none."""
     if len(indices) > 1:
-        return list(itemgetter(*indices)(items))
-    return [items[i] for i in indices]
+        take = itemgetter(*indices)
+    else:
+        def take(items):
+            return [items[i] for i in indices]
+    return _take_with(encoded, take, len(indices))
 
 
 def _take_with(encoded: tuple, take, count: int) -> tuple:
-    """``_take`` of ``count`` (two or more) indices given as their ``itemgetter``."""
     if encoded[0] == _ROWS:
         return _ROWS, list(take(encoded[1]))
     _, cls, _, columns = encoded
