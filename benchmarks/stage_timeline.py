@@ -60,13 +60,24 @@ def main() -> None:
         for name, at in marks:
             print(f"mark  {at:7.2f}  {name}", file=sys.stderr)
         for name, started, ended in bundles:
-            print(f"stage {started:7.2f} {ended:7.2f} {ended - started:6.2f}  {name[:160]}",
+            print(f"stage {started:7.2f} {ended:7.2f} {ended - started:6.2f}  {name[:100]}",
                   file=sys.stderr)
         busy = sum(e - s for _, s, e in bundles)
         print(f"bundles {len(bundles)}, {busy:.2f} s in them", file=sys.stderr)
     atexit.register(report)
     module = sys.argv[1]
     sys.argv = [module, *sys.argv[2:]]
+    if module.startswith("pipelines."):   # run as ``python -m pipelines.<job>`` is
+        import pipelines
+        from pipelines import warm_workers
+        pipelines.started_as_command = lambda: True   # so its workers start warm
+        prestart = warm_workers.prestart
+
+        def timed_prestart(count):
+            forked = prestart(count)
+            marks.append((f"{forked} warm workers forked", _now()))
+            return forked
+        warm_workers.prestart = timed_prestart
     runpy.run_module(module, run_name="__main__")
 
 

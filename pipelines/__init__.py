@@ -59,6 +59,14 @@ def startup_prog(argv=None, orig_argv=None) -> str:
     return command
 
 
+def started_as_command() -> bool:
+    """This process is the ``dataprep`` command or ``python -m pipelines...``."""
+    orig = list(getattr(sys, "orig_argv", ()))
+    as_module = "-m" in orig[1:] and orig.index("-m", 1) + 1 < len(orig) and \
+        orig[orig.index("-m", 1) + 1].split(".")[0] == "pipelines"
+    return as_module or os.path.basename(sys.argv[0] if sys.argv else "") == COMMAND
+
+
 def _interrupted_while_starting(signum, frame):
     try:
         line = f"{startup_prog()}: interrupted\n"
@@ -76,11 +84,7 @@ def startup_interrupts() -> bool:
     True if installed."""
     if threading.current_thread() is not threading.main_thread():
         return False
-    orig = list(getattr(sys, "orig_argv", ()))
-    as_module = "-m" in orig[1:] and orig.index("-m", 1) + 1 < len(orig) and \
-        orig[orig.index("-m", 1) + 1].split(".")[0] == "pipelines"
-    as_command = os.path.basename(sys.argv[0] if sys.argv else "") == COMMAND
-    if not (as_module or as_command):
+    if not started_as_command():
         return False
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return False

@@ -636,6 +636,12 @@ def run_job(job: str, run, argv=None) -> None:
         # the run: Beam registers its job servers' hooks during it)
         import pipelines
         pipelines.ignore_sigint_at_the_very_end()
+        if pipelines.started_as_command():
+            # the multi-process DirectRunner's SDK workers, forked now that the job's
+            # modules (Beam's among them) are imported: they start with the job's first
+            # stage instead of importing Beam again then (pipelines/warm_workers.py)
+            from pipelines import warm_workers
+            warm_workers.prestart(warm_workers.prestart_count(sys.argv[1:]))
 
     def attempt(argv):
         on_sigint(signal.default_int_handler)   # the command's own start-up handler goes

@@ -70,6 +70,7 @@ import time
 from dataclasses import dataclass
 
 
+from pipelines import warm_workers
 from transforms.processing import live
 from transforms.processing.runner_guards import guard_pipeline, keep_direct_runner_local
 from transforms.storage.report import stage_of
@@ -1220,7 +1221,7 @@ def _run(pipeline, tally, display, started, docs, nbytes, receiver=None, committ
                 ended.set()
 
         tap = live.CounterTap()
-        with direct_runner_tap(tally), tap.installed():
+        with direct_runner_tap(tally), tap.installed(), warm_workers.handed_over():
             worker = threading.Thread(target=target, name=f"{__name__}.run", daemon=True)
             worker.start()
             previous = {}

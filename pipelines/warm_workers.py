@@ -1,0 +1,381 @@
+"""SDK workers of the multi-process DirectRunner started while the job imports Beam.
+
+The FnApiRunner (``direct_running_mode: multi_processing``) starts its SDK worker
+processes at its first bundle, each with ``<python> -m
+apache_beam.runners.worker.sdk_worker_main``, and each imports Beam (about 1 CPU s
+on the machine of BENCHMARKS.md) before it takes work.  The whole job waits for that,
+after the driver has spent as long importing Beam and building the pipeline with the
+other cores idle (BENCHMARKS.md, "where the 100k wall goes").
+
+So a job started as ``python -m pipelines.<job>`` or ``dataprep <job>`` whose command
+line asks for that runner (``prestart_count``: ``--run_config`` or
+``DATAPREP_RUN_CONFIG`` naming ``direct_multiprocess`` or a file with
+``direct_running_mode: multi_processing``, and the flags that override it) starts its
+workers first (``prestart``, from ``pipelines/__init__``, before Beam is imported):
+each binds a Unix socket in a private folder (mode 0700), imports Beam's worker and
+this project's transforms beside the driver, then waits.  While the job runs
+(``handed_over``, around the DirectRunner's run in ``progress``) the worker command
+in the pipeline proto the FnApiRunner is given is replaced by
+``pipelines/_warm_launcher.py``, which hands a waiting worker the environment Beam
+made for it and lives as long as that worker does.  The worker runs Beam's own worker
+main (``sdk_worker_main.main``) with that environment: what runs is what Beam would
+have run, started earlier.
+
+Nothing depends on it: a launcher that finds no worker waiting (fewer started than
+the runner wants, a second pipeline in the same process, the pool closed) execs
+Beam's command, and a warm worker refuses an environment that differs from the one it
+started with in anything but what the runner and the run set afterwards
+(``HANDED_KEYS``, read at call time, never at import) or a changed current folder:
+the launcher then tries the next, and the cold command last.  Workers not taken are
+ended when the run ends (``close_pool``) or the driver exits, and end themselves
+when the driver is gone (they watch their parent).  Like Beam's own workers started
+from ``progress``'s run thread, they start with SIGINT blocked: a terminal's Ctrl-C
+is the driver's.
+
+Measured in BENCHMARKS.md ("Warm workers").  The hook into Beam is
+``FnApiRunner.run_via_runner_api`` (the proto's ``SUBPROCESS_SDK`` environment,
+whose payload is the worker command): when a Beam release changes either, the
+command is not found and the run starts its workers cold, as before.
+"""
+import contextlib
+import json
+import os
+import re
+import shlex
+import signal
+import sys
+
+BEAM_WORKER_MODULE = "apache_beam.runners.worker.sdk_worker_main"
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_warm_launcher.py")
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_configs")
+# set by the FnApiRunner for each worker, or by the run (progress.run_temp_dir) after the
+# warm workers started; nothing reads them at import time
+HANDED_KEYS = frozenset({
+    "CONTROL_API_SERVICE_DESCRIPTOR", "LOGGING_API_SERVICE_DESCRIPTOR",
+    "STATUS_API_SERVICE_DESCRIPTOR", "PIPELINE_OPTIONS", "WORKER_ID",
+    "TMPDIR", "DATAPREP_COMMIT_GATE"})
+ACCEPTED = b"A"
+MAX_REQUEST = 64 << 20
+POLL_S = 0.2
+# AF_UNIX paths are at most 107 bytes on Linux
+MAX_SOCKET_PATH = 100
+
+_POOL: dict = {"folder": None, "workers": [], "taken": False}
+_REPORT: dict = {}
+
+
+# ---------------------------------------------------------------- the command line
+
+def _flags(argv) -> dict:
+    """The last value of every ``--name value`` / ``--name=value`` in ``argv``."""
+    found = {}
+    for i, arg in enumerate(argv):
+        if not arg.startswith("--"):
+            continue
+        name, eq, value = arg[2:].partition("=")
+        if eq:
+            found[name] = value
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            found[name] = argv[i + 1]
+    return found
+
+
+def _config_settings(config: str) -> dict:
+    """Top-level ``key: value`` scalars of a run config (a path or a shipped name),
+    read without a YAML parser (yaml and Beam are not imported yet); {} when the
+    file is not found (the job itself reports that)."""
+    for path in (config, os.path.join(CONFIG_DIR, config),
+                 os.path.join(CONFIG_DIR, f"{config}.yaml")):
+        if os.path.isfile(path):
+            break
+    else:
+        return {}
+    settings = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                match = re.match(r"([A-Za-z_]\w*)\s*:\s*([^#\s]+)", line)
+                if match:
+                    settings[match.group(1)] = match.group(2).strip("'\"")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return settings
+
+
+def prestart_count(argv, environ=None) -> int:
+    """How many SDK workers the multi-process DirectRunner of the job on this command
+    line will start (``direct_num_workers``, 0 meaning one per core), 0 when the
+    command line does not ask for that runner: its run config (``--run_config``, else
+    ``$DATAPREP_RUN_CONFIG``), overridden by ``--runner``, ``--direct_running_mode``
+    and ``--direct_num_workers`` as the job does.  A guess from the text alone: a
+    wrong one costs idle processes or a cold start, never a different run."""
+    environ = os.environ if environ is None else environ
+    if any(arg in ("-h", "--help") for arg in argv):
+        return 0
+    flags = _flags(argv)
+    config = flags.get("run_config") or environ.get("DATAPREP_RUN_CONFIG")
+    settings = _config_settings(config) if config else {}
+    settings.update(flags)
+    runner = settings.get("runner", "DirectRunner").rsplit(".", 1)[-1]
+    if runner not in ("DirectRunner", "SwitchingDirectRunner"):
+        return 0
+    if settings.get("direct_running_mode", "in_memory") != "multi_processing":
+        return 0
+    try:
+        workers = int(settings.get("direct_num_workers", "1"))
+    except ValueError:
+        return 0
+    return workers if workers > 0 else (os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------- the driver
+
+def prestart(count: int) -> int:
+    """Fork ``count`` warm workers from this process (SIGINT blocked in them) -> how many
+    were started: 0 when a pool exists already, another thread runs (a fork copies
+    one thread), or the pool folder cannot hold a socket path."""
+    import threading
+    if count < 1 or _POOL["folder"] is not None or threading.active_count() != 1:
+        return 0
+    import atexit
+    import tempfile
+    base = os.environ.get("TMPDIR") or "/tmp"
+    try:
+        folder = tempfile.mkdtemp(prefix="dataprep-warm-", dir=base)
+    except OSError:
+        return 0
+    if len(os.path.join(folder, f"w{count}.sock")) > MAX_SOCKET_PATH:
+        os.rmdir(folder)
+        return 0
+    parent = os.getpid()
+    _POOL.update(folder=folder, workers=[], taken=False, owner=parent)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    import socket
+    try:
+        for i in range(count):
+            path = os.path.join(folder, f"w{i}.sock")
+            # bound here: the path exists from now until the worker is taken (it
+            # unlinks it then), and a launcher that comes early waits in the backlog
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(path)
+            listener.listen(8)
+            pid = os.fork()
+            if pid == 0:   # the worker: never returns
+                _worker(listener, path, parent)
+            listener.close()
+            _POOL["workers"].append((pid, path))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    atexit.register(close_pool)
+    return count
+
+
+def pool_size() -> int:
+    """Warm workers started and not yet handed to a run (0: none)."""
+    return 0 if _POOL["taken"] or _POOL["folder"] is None else len(_POOL["workers"])
+
+
+def launcher_command(beam_command: str, folder: str, count: int) -> str:
+    """The shell command that starts a worker through ``LAUNCHER``."""
+    return " ".join(shlex.quote(part) for part in (
+        sys.executable, "-I", "-S", LAUNCHER, folder, str(count), beam_command))
+
+
+@contextlib.contextmanager
+def handed_over():
+    """While a DirectRunner pipeline runs in this block, its multi-process workers are
+    the warm ones (module doc); the pool is closed when the block ends.  Without a
+    pool, or on a Beam whose FnApiRunner is laid out otherwise, nothing changes."""
+    count = pool_size()
+    if not count:
+        yield
+        return
+    try:
+        from apache_beam.portability import python_urns
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+        original = fn_runner.FnApiRunner.run_via_runner_api
+    except (ImportError, AttributeError):  # pragma: no cover - another Beam layout
+        yield
+        close_pool()
+        return
+    beam_command = f"{sys.executable} -m {BEAM_WORKER_MODULE}".encode("utf-8")
+    warm = launcher_command(beam_command.decode("utf-8"), _POOL["folder"], count)
+
+    def run_via_runner_api(self, pipeline_proto, options):
+        if not _POOL["taken"]:
+            for environment in pipeline_proto.components.environments.values():
+                if (environment.urn == python_urns.SUBPROCESS_SDK
+                        and environment.payload == beam_command):
+                    environment.payload = warm.encode("utf-8")
+                    _POOL["taken"] = True
+        return original(self, pipeline_proto, options)
+
+    fn_runner.FnApiRunner.run_via_runner_api = run_via_runner_api
+    try:
+        yield
+    finally:
+        fn_runner.FnApiRunner.run_via_runner_api = original
+        close_pool()
+
+
+def close_pool(timeout: float = 5.0) -> None:
+    """End the warm workers no run took (SIGTERM), reap every one, delete the folder."""
+    import time
+    folder, workers = _POOL["folder"], _POOL["workers"]
+    if folder is None or os.getpid() != _POOL.get("owner", os.getpid()):
+        return
+    _POOL.update(folder=None, workers=[], taken=True)
+    unused = []
+    for pid, path in workers:
+        if os.path.exists(path):   # still waiting: its socket is there until taken
+            unused.append(pid)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+    _REPORT.clear()
+    _REPORT.update(started=[pid for pid, _ in workers],
+                   taken=[pid for pid, _ in workers if pid not in unused], unused=unused)
+    deadline = time.monotonic() + timeout
+    for pid, _ in workers:
+        while True:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                break
+            if time.monotonic() > deadline:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+                break
+            time.sleep(0.01)
+    import shutil
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def last_report() -> dict:
+    """The last closed pool: ``{"started", "taken", "unused"}`` lists of process ids
+    ({} before any)."""
+    return dict(_REPORT)
+
+
+# ---------------------------------------------------------------- the worker
+
+def _receive(conn) -> "dict | None":
+    """A launcher's request (``{"env": ..., "cwd": ...}``), None when it is not one."""
+    header = _read_exactly(conn, 8)
+    if header is None:
+        return None
+    size = int.from_bytes(header, "big")
+    if size > MAX_REQUEST:
+        return None
+    body = _read_exactly(conn, size)
+    try:
+        request = json.loads(body) if body is not None else None
+    except ValueError:
+        return None
+    if not (isinstance(request, dict) and isinstance(request.get("env"), dict)
+            and isinstance(request.get("cwd"), str)):
+        return None
+    return request
+
+
+def _read_exactly(conn, size: int) -> "bytes | None":
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(min(size - len(data), 1 << 20))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def foreign_keys(started: dict, handed: dict) -> list[str]:
+    """Environment variables that differ between a warm worker's start and the
+    environment a launcher hands it, other than ``HANDED_KEYS``: a worker refuses to
+    run with any (they might have been read while it imported)."""
+    keys = set(started) | set(handed)
+    return sorted(k for k in keys - HANDED_KEYS if started.get(k) != handed.get(k))
+
+
+def _worker(listener, path: str, parent: int) -> None:
+    """A forked warm worker's life; ends the process (``os._exit``), never returns."""
+    import gc
+    gc.freeze()   # the driver's objects, copied: never scanned (nor their pages written)
+    status = 1
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)   # blocked, as Beam's
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)   # close_pool's, whatever the driver's
+        _fresh_logging()
+        status = serve(listener, path, parent)
+    except BaseException:  # noqa: BLE001 - reported as Beam's worker would, then its status
+        import traceback
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(status)
+
+
+def _fresh_logging() -> None:
+    """Logging as a new interpreter has it (Beam's worker main sets up its own): the
+    driver's handlers on the root logger (its stderr lines) and levels dropped."""
+    import logging
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.disable(logging.NOTSET)
+
+
+def serve(listener, path: str, parent: int) -> int:
+    """Wait on ``listener`` (bound to ``path``) for one launcher whose environment this
+    process can take, then run Beam's worker main with it -> the exit status (0 when
+    the driver went away first)."""
+    import select
+    from apache_beam.runners.worker import sdk_worker_main
+    started_env, started_cwd = dict(os.environ), os.getcwd()
+    conn = request = None
+    while conn is None:
+        if os.getppid() != parent:   # the driver is gone
+            return 0
+        if not select.select([listener], [], [], POLL_S)[0]:
+            continue
+        candidate, _ = listener.accept()
+        try:
+            candidate.settimeout(30)
+            request = _receive(candidate)
+        except OSError:
+            request = None
+        if (request is None or request["cwd"] != started_cwd
+                or foreign_keys(started_env, request["env"])):
+            candidate.close()
+            continue
+        conn = candidate
+    listener.close()
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    conn.settimeout(None)
+    conn.sendall(ACCEPTED)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    import tempfile
+    tempfile.tempdir = None   # $TMPDIR is the run's now
+    sys.argv = [sdk_worker_main.__file__]
+    status = 0
+    try:
+        sdk_worker_main.main(sys.argv)
+    except SystemExit as err:
+        status = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+    except BaseException:  # noqa: BLE001 - reported as Beam's worker would, then its status
+        import traceback
+        traceback.print_exc()
+        status = 1
+    with contextlib.suppress(OSError):
+        conn.sendall(bytes([status & 0xFF]))
+    return status

@@ -1,0 +1,185 @@
+"""Warm SDK workers of the multi-process DirectRunner (pipelines/warm_workers.py).
+
+The pure parts (which command lines ask for them, which environments a worker
+refuses) are checked here; the pool itself is checked by running pipelines in a
+fresh interpreter (a fork of the test process would copy pytest's threads): which
+processes ran the bundles (their pids, recorded by the pipeline), what was written,
+and that every process started is gone at the end.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from pipelines import warm_workers
+from pipelines.warm_workers import foreign_keys, prestart_count
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("argv, env, expected", [
+    (["--run_config", "direct_multiprocess"], {}, os.cpu_count()),
+    (["--run_config=direct_multiprocess", "--direct_num_workers", "3"], {}, 3),
+    (["--input", "x", "--direct_num_workers=5"], {"DATAPREP_RUN_CONFIG": "direct_multiprocess"}, 5),
+    (["--run_config", "direct"], {}, 0),
+    ([], {}, 0),
+    (["--run_config", "direct", "--direct_running_mode", "multi_processing",
+      "--direct_num_workers", "2"], {}, 2),
+    (["--run_config", "direct_multiprocess", "--direct_running_mode=in_memory"], {}, 0),
+    (["--run_config", "direct_multiprocess", "--runner", "PrismRunner"], {}, 0),
+    (["--run_config", "flink_local"], {}, 0),
+    (["--run_config", "direct_multiprocess", "--help"], {}, 0),
+    (["--run_config", "direct_multiprocess", "--direct_num_workers", "two"], {}, 0),
+    (["--run_config", "no_such_config"], {}, 0),
+])
+def test_prestart_count_reads_the_command_line_as_the_job_does(argv, env, expected):
+    assert prestart_count(argv, env) == expected
+
+
+def test_prestart_count_reads_a_run_config_file(tmp_path):
+    config = tmp_path / "mine.yaml"
+    config.write_text("# mine\nrunner: DirectRunner\ndirect_running_mode: 'multi_processing'\n"
+                      "direct_num_workers: 4   # four\n")
+    assert prestart_count(["--run_config", str(config)], {}) == 4
+    assert prestart_count(["--run_config", str(config), "--direct_num_workers", "0"], {}) \
+        == os.cpu_count()
+
+
+def test_a_worker_takes_only_what_the_runner_and_the_run_set_after_it_started():
+    started = {"PATH": "/bin", "HOME": "/root", "TMPDIR": "/tmp"}
+    handed = dict(started, TMPDIR="/tmp/run", WORKER_ID="worker_3",
+                  CONTROL_API_SERVICE_DESCRIPTOR="url: x", PIPELINE_OPTIONS="{}",
+                  LOGGING_API_SERVICE_DESCRIPTOR="url: y", DATAPREP_COMMIT_GATE="/g")
+    assert foreign_keys(started, handed) == []
+    assert foreign_keys(started, dict(handed, PATH="/usr/bin")) == ["PATH"]
+    assert foreign_keys(started, dict(handed, PYTHONHASHSEED="1")) == ["PYTHONHASHSEED"]
+    without_home = {k: v for k, v in handed.items() if k != "HOME"}
+    assert foreign_keys(started, without_home) == ["HOME"]
+
+
+SCRIPT = textwrap.dedent('''
+    import json, os, sys
+    from pipelines import warm_workers
+    count, mode, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    started = warm_workers.prestart(count)
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from transforms import keep_direct_runner_local
+    from transforms.processing.runner_guards import guard_pipeline
+    if mode == "foreign":
+        os.environ["DATAPREP_TEST_SET_AFTER_THE_START"] = "1"
+    options = PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                               "--direct_num_workers=2"])
+    guard_pipeline(options)
+
+    def where(x):
+        import os
+        return json.dumps([x, os.getpid(), os.getppid(),
+                           os.environ.get("DATAPREP_TEST_SET_AFTER_THE_START")])
+
+    with warm_workers.handed_over():
+        pipeline = beam.Pipeline(options=options)
+        keep_direct_runner_local(pipeline)
+        (pipeline | beam.Create(list(range(40))) | beam.Reshuffle()
+         | beam.Map(where) | beam.io.WriteToText(out, shard_name_template=""))
+        pipeline.run().wait_until_finish()
+    print(json.dumps({"forked": started, "driver": os.getpid(), **warm_workers.last_report()}))
+''')
+
+
+def _run_script(tmp_path, count, mode="plain"):
+    out = tmp_path / "out.txt"
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(count), mode, str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    return report, rows
+
+
+def _gone(pids):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_runner_s_workers_are_the_warm_ones(tmp_path):
+    report, rows = _run_script(tmp_path, 2)
+    assert report["forked"] == 2 and len(report["started"]) == 2
+    assert sorted(report["taken"]) == sorted(report["started"]) and report["unused"] == []
+    assert sorted(row[0] for row in rows) == list(range(40))
+    # every bundle ran in a warm worker: a child of the driver (Beam's own workers are
+    # children of the shell the runner starts)
+    assert {row[1] for row in rows} <= set(report["started"])
+    assert {row[2] for row in rows} == {report["driver"]}
+    assert _gone(report["started"])
+
+
+def test_a_worker_the_pool_lacks_starts_cold(tmp_path):
+    report, rows = _run_script(tmp_path, 1)
+    assert len(report["taken"]) == 1 and report["unused"] == []
+    assert sorted(row[0] for row in rows) == list(range(40))
+    cold = {row[1] for row in rows} - set(report["started"])
+    assert all(row[2] != report["driver"] for row in rows if row[1] in cold)
+    assert _gone(report["started"])
+
+
+def test_an_environment_changed_after_the_start_is_refused(tmp_path):
+    report, rows = _run_script(tmp_path, 2, "foreign")
+    # both refused what they could not have seen at import: the runner's workers are
+    # Beam's own, with the variable set; the warm ones were ended unused
+    assert report["taken"] == [] and sorted(report["unused"]) == sorted(report["started"])
+    assert sorted(row[0] for row in rows) == list(range(40))
+    assert not {row[1] for row in rows} & set(report["started"])
+    assert {row[3] for row in rows} == {"1"}
+    assert _gone(report["started"])
+
+
+def test_warm_workers_end_with_a_driver_that_dies(tmp_path):
+    code = ("import os, sys, json; from pipelines import warm_workers; "
+            "warm_workers.prestart(2); "
+            "print(json.dumps([p for p, _ in warm_workers._POOL['workers']]), flush=True); "
+            "os._exit(0)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, PYTHONPATH=ROOT))
+    pids = json.loads(done.stdout)
+    assert len(pids) == 2
+    assert _gone(pids)
+
+
+def test_the_launcher_without_a_pool_runs_beam_s_command(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", warm_workers.LAUNCHER, str(tmp_path / "none"), "2",
+         "echo cold $WORKER_ID"], capture_output=True, text=True, timeout=60,
+        env={"WORKER_ID": "worker_7", "PATH": os.environ.get("PATH", "")})
+    assert done.returncode == 0 and done.stdout == "cold worker_7\n"
+
+
+def test_prestart_refuses_a_second_pool_and_a_threaded_process(tmp_path):
+    code = textwrap.dedent('''
+        import json, threading, time
+        from pipelines import warm_workers
+        threading.Thread(target=time.sleep, args=(1,)).start()
+        threaded = warm_workers.prestart(2)
+        time.sleep(1.2)
+        first = warm_workers.prestart(1)
+        second = warm_workers.prestart(1)
+        warm_workers.close_pool()
+        print(json.dumps([threaded, first, second, warm_workers.last_report()]))
+    ''')
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert done.returncode == 0, done.stderr[-2000:]
+    threaded, first, second, report = json.loads(done.stdout)
+    assert (threaded, first, second) == (0, 1, 0)
+    assert report["taken"] == [] and len(report["unused"]) == 1
+    assert _gone(report["unused"])
