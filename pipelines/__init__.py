@@ -74,6 +74,9 @@ def _interrupted_while_starting(signum, frame):
         line = f"{COMMAND}: interrupted\n"
     try:
         os.write(2, line.encode("utf-8", "replace"))
+        warm = sys.modules.get("pipelines.warm_workers")   # started already (cli.run_job)
+        if warm is not None:
+            warm.close_pool(timeout=1.0, end_taken=True)   # no exit hook runs after this
     finally:
         os._exit(130)
 

@@ -9,7 +9,8 @@ site-packages, nothing from the environment or the current folder on ``sys.path`
 so it starts in ~17 ms.  It offers the environment and the current folder to the
 warm workers of ``pipelines.warm_workers`` (one Unix socket each, in the pool folder,
 tried from the one the worker id points at), and the first that accepts them
-(answers ``A``) becomes this worker: the launcher then lives as long as that process
+(answers ``A``) becomes this worker, with this process's stdin, stdout and stderr
+(passed over the socket): the launcher then lives as long as that process
 and exits with its status (1 when it ends without sending one).  A warm worker that
 is gone, taken by another launcher, or refuses (its environment at start differs from
 this one in a way it cannot take over) is skipped; when none accepts, the launcher
@@ -21,6 +22,7 @@ import socket
 import sys
 
 ACCEPTED = b"A"
+FDS_MARKER = b"F"
 # how long a warm worker may take to finish importing Beam and answer (seconds)
 ANSWER_TIMEOUT = 120.0
 
@@ -32,6 +34,9 @@ def offer(path: str, request: bytes):
     try:
         conn.settimeout(ANSWER_TIMEOUT)
         conn.connect(path)
+        # stdin, stdout and stderr first: the worker takes them as its own (Beam's
+        # worker writes where the runner's process pointed them, e.g. a run's log file)
+        socket.send_fds(conn, [FDS_MARKER], [0, 1, 2])
         conn.sendall(len(request).to_bytes(8, "big") + request)
         if conn.recv(1) == ACCEPTED:
             conn.settimeout(None)
@@ -47,8 +52,12 @@ def main(argv) -> None:
     request = json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}).encode("utf-8")
     digits = "".join(c for c in os.environ.get("WORKER_ID", "") if c.isdigit())
     first = int(digits) % count if digits and count else 0
+    try:   # connected through /proc/self/fd: the folder's path may be past AF_UNIX's 107 bytes
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        count = 0
     for k in range(count):
-        conn = offer(os.path.join(folder, f"w{(first + k) % count}.sock"), request)
+        conn = offer(f"/proc/self/fd/{folder_fd}/w{(first + k) % count}.sock", request)
         if conn is None:
             continue
         status = b""

@@ -1057,7 +1057,8 @@ def run_pipeline(pipeline, *, job: str, total_bytes: int | None = None, cleanup=
     guard_job_server_sigint()   # Beam's job-server Ctrl-C handler deadlocks on a second one
     tally = Tally()
     started = time.monotonic()
-    before = set(descendants(os.getpid()))   # processes the run did not start
+    # processes the run did not start (the warm SDK workers are the run's own)
+    before = set(descendants(os.getpid())) - set(warm_workers.pool_pids())
     # not finished until this run commits (an earlier run in this process may have:
     # a failure here must not take its audit files for this run's)
     _RUN["finished"] = False
@@ -1499,6 +1500,8 @@ def exit_interrupted(prog: str) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # one line, however often pressed
     silence()
     stop_children()
+    with contextlib.suppress(Exception):
+        warm_workers.close_pool(end_taken=True)   # its folder (this exit runs no atexit hook)
     tempfile.tempdir = UNUSABLE_TEMP
     os.environ["TMPDIR"] = UNUSABLE_TEMP
 

@@ -1,4 +1,4 @@
-"""SDK workers of the multi-process DirectRunner started while the job imports Beam.
+"""SDK workers of the multi-process DirectRunner, ready before the runner asks for them.
 
 The FnApiRunner (``direct_running_mode: multi_processing``) starts its SDK worker
 processes at its first bundle, each with ``<python> -m
@@ -11,24 +11,29 @@ So a job started as ``python -m pipelines.<job>`` or ``dataprep <job>`` whose co
 line asks for that runner (``prestart_count``: ``--run_config`` or
 ``DATAPREP_RUN_CONFIG`` naming ``direct_multiprocess`` or a file with
 ``direct_running_mode: multi_processing``, and the flags that override it) starts its
-workers first (``prestart``, from ``pipelines/__init__``, before Beam is imported):
-each binds a Unix socket in a private folder (mode 0700), imports Beam's worker and
-this project's transforms beside the driver, then waits.  While the job runs
+workers first (``prestart``, from ``cli.run_job``): they are forked once the job's
+modules (Beam's among them) are imported, so they import nothing again, each
+waiting on a Unix socket in a private folder (mode 0700, bound through
+``/proc/self/fd`` so a long ``$TMPDIR`` does not matter).  While the job runs
 (``handed_over``, around the DirectRunner's run in ``progress``) the worker command
 in the pipeline proto the FnApiRunner is given is replaced by
 ``pipelines/_warm_launcher.py``, which hands a waiting worker the environment Beam
-made for it and lives as long as that worker does.  The worker runs Beam's own worker
-main (``sdk_worker_main.main``) with that environment: what runs is what Beam would
-have run, started earlier.
+made for it and its stdin, stdout and stderr (SCM_RIGHTS: a run's log file, as Beam's
+own worker would have), and lives as long as that worker does.  The worker runs Beam's
+own worker main (``sdk_worker_main.main``) with them, its logging reset to a new
+interpreter's: what runs is what Beam would have run, started earlier.
 
 Nothing depends on it: a launcher that finds no worker waiting (fewer started than
 the runner wants, a second pipeline in the same process, the pool closed) execs
 Beam's command, and a warm worker refuses an environment that differs from the one it
 started with in anything but what the runner and the run set afterwards
-(``HANDED_KEYS``, read at call time, never at import) or a changed current folder:
+(``HANDED_KEYS``, read at call time, never at import; and what ``sh -c`` sets) or a
+changed current folder:
 the launcher then tries the next, and the cold command last.  Workers not taken are
-ended when the run ends (``close_pool``) or the driver exits, and end themselves
-when the driver is gone (they watch their parent).  Like Beam's own workers started
+ended when the run ends (``close_pool``), every one when it fails or is interrupted
+(and ``progress.stop_children`` counts them as the run's), or when the driver exits
+(also on Ctrl-C, which leaves by ``os._exit``); a worker whose driver is gone (killed)
+ends itself and removes the folder.  Like Beam's own workers started
 from ``progress``'s run thread, they start with SIGINT blocked: a terminal's Ctrl-C
 is the driver's.
 
@@ -53,12 +58,13 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_confi
 HANDED_KEYS = frozenset({
     "CONTROL_API_SERVICE_DESCRIPTOR", "LOGGING_API_SERVICE_DESCRIPTOR",
     "STATUS_API_SERVICE_DESCRIPTOR", "PIPELINE_OPTIONS", "WORKER_ID",
-    "TMPDIR", "DATAPREP_COMMIT_GATE"})
+    "TMPDIR", "DATAPREP_COMMIT_GATE",
+    # what ``sh -c`` (bash as sh, dash) sets or drops on its way to the launcher
+    "_", "SHLVL", "PWD", "OLDPWD", "PS1", "PS2", "PS4", "IFS", "OPTIND", "PPID"})
 ACCEPTED = b"A"
+FDS_MARKER = b"F"
 MAX_REQUEST = 64 << 20
 POLL_S = 0.2
-# AF_UNIX paths are at most 107 bytes on Linux
-MAX_SOCKET_PATH = 100
 
 _POOL: dict = {"folder": None, "workers": [], "taken": False}
 _REPORT: dict = {}
@@ -133,7 +139,7 @@ def prestart_count(argv, environ=None) -> int:
 def prestart(count: int) -> int:
     """Fork ``count`` warm workers from this process (SIGINT blocked in them) -> how many
     were started: 0 when a pool exists already, another thread runs (a fork copies
-    one thread), or the pool folder cannot hold a socket path."""
+    one thread), or no folder can be made in ``$TMPDIR``."""
     import threading
     if count < 1 or _POOL["folder"] is not None or threading.active_count() != 1:
         return 0
@@ -144,22 +150,22 @@ def prestart(count: int) -> int:
         folder = tempfile.mkdtemp(prefix="dataprep-warm-", dir=base)
     except OSError:
         return 0
-    if len(os.path.join(folder, f"w{count}.sock")) > MAX_SOCKET_PATH:
-        os.rmdir(folder)
-        return 0
     parent = os.getpid()
     _POOL.update(folder=folder, workers=[], taken=False, owner=parent)
     sys.stdout.flush()
     sys.stderr.flush()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     import socket
+    # bound through /proc/self/fd/<the folder>: an AF_UNIX path holds at most 107 bytes,
+    # a $TMPDIR may be longer (the launcher connects the same way)
+    folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for i in range(count):
             path = os.path.join(folder, f"w{i}.sock")
             # bound here: the path exists from now until the worker is taken (it
             # unlinks it then), and a launcher that comes early waits in the backlog
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            listener.bind(path)
+            listener.bind(f"/proc/self/fd/{folder_fd}/w{i}.sock")
             listener.listen(8)
             pid = os.fork()
             if pid == 0:   # the worker: never returns
@@ -168,6 +174,7 @@ def prestart(count: int) -> int:
             _POOL["workers"].append((pid, path))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        os.close(folder_fd)
     atexit.register(close_pool)
     return count
 
@@ -175,6 +182,11 @@ def prestart(count: int) -> int:
 def pool_size() -> int:
     """Warm workers started and not yet handed to a run (0: none)."""
     return 0 if _POOL["taken"] or _POOL["folder"] is None else len(_POOL["workers"])
+
+
+def pool_pids() -> list[int]:
+    """Process ids of the open pool's workers, taken or not ([] without a pool)."""
+    return [pid for pid, _ in _POOL["workers"]] if _POOL["folder"] is not None else []
 
 
 def launcher_command(beam_command: str, folder: str, count: int) -> str:
@@ -213,15 +225,20 @@ def handed_over():
         return original(self, pipeline_proto, options)
 
     fn_runner.FnApiRunner.run_via_runner_api = run_via_runner_api
+    ended = False
     try:
         yield
+        ended = True
     finally:
         fn_runner.FnApiRunner.run_via_runner_api = original
-        close_pool()
+        # a run that failed or was interrupted: the workers it took end now, as Beam's
+        # own (``progress.stop_children``) would
+        close_pool(end_taken=not ended)
 
 
-def close_pool(timeout: float = 5.0) -> None:
-    """End the warm workers no run took (SIGTERM), reap every one, delete the folder."""
+def close_pool(timeout: float = 5.0, end_taken: bool = False) -> None:
+    """End the warm workers no run took (SIGTERM; ``end_taken``: every one, a run that
+    ended by a failure or a Ctrl-C), reap every one, delete the folder."""
     import time
     folder, workers = _POOL["folder"], _POOL["workers"]
     if folder is None or os.getpid() != _POOL.get("owner", os.getpid()):
@@ -229,8 +246,10 @@ def close_pool(timeout: float = 5.0) -> None:
     _POOL.update(folder=None, workers=[], taken=True)
     unused = []
     for pid, path in workers:
-        if os.path.exists(path):   # still waiting: its socket is there until taken
+        waiting = os.path.exists(path)   # its socket is there until it is taken
+        if waiting:
             unused.append(pid)
+        if waiting or end_taken:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)
     _REPORT.clear()
@@ -281,6 +300,17 @@ def _receive(conn) -> "dict | None":
             and isinstance(request.get("cwd"), str)):
         return None
     return request
+
+
+def _receive_fds(conn) -> list[int]:
+    """The launcher's stdin, stdout and stderr (SCM_RIGHTS), sent before its request."""
+    import socket
+    marker, fds, _, _ = socket.recv_fds(conn, 1, 3)
+    if marker != FDS_MARKER:
+        for fd in fds:
+            os.close(fd)
+        return []
+    return fds
 
 
 def _read_exactly(conn, size: int) -> "bytes | None":
@@ -342,18 +372,24 @@ def serve(listener, path: str, parent: int) -> int:
     started_env, started_cwd = dict(os.environ), os.getcwd()
     conn = request = None
     while conn is None:
-        if os.getppid() != parent:   # the driver is gone
+        if os.getppid() != parent:   # the driver is gone (killed: no close_pool)
+            listener.close()
+            _leave(path)
             return 0
         if not select.select([listener], [], [], POLL_S)[0]:
             continue
         candidate, _ = listener.accept()
+        fds = []
         try:
             candidate.settimeout(30)
-            request = _receive(candidate)
+            fds = _receive_fds(candidate)
+            request = _receive(candidate) if len(fds) == 3 else None
         except OSError:
             request = None
         if (request is None or request["cwd"] != started_cwd
                 or foreign_keys(started_env, request["env"])):
+            for fd in fds:
+                os.close(fd)
             candidate.close()
             continue
         conn = candidate
@@ -362,6 +398,11 @@ def serve(listener, path: str, parent: int) -> int:
         os.unlink(path)
     conn.settimeout(None)
     conn.sendall(ACCEPTED)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for fd, given in zip((0, 1, 2), fds):   # the launcher's stdio: what Beam gave it
+        os.dup2(given, fd)
+        os.close(given)
     os.environ.clear()
     os.environ.update(request["env"])
     import tempfile
@@ -378,4 +419,14 @@ def serve(listener, path: str, parent: int) -> int:
         status = 1
     with contextlib.suppress(OSError):
         conn.sendall(bytes([status & 0xFF]))
+    if os.getppid() != parent:
+        _leave(path)
     return status
+
+
+def _leave(path: str) -> None:
+    """A worker whose driver is gone removes its socket, and the pool's folder when it
+    is the last to go (the driver, killed, could not)."""
+    for remove in (os.unlink, lambda p: os.rmdir(os.path.dirname(p))):
+        with contextlib.suppress(OSError):
+            remove(path)

@@ -8,6 +8,7 @@ and that every process started is gone at the end.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -78,27 +79,40 @@ SCRIPT = textwrap.dedent('''
 
     def where(x):
         import os
+        os.write(2, f"worker says {x}\\n".encode())   # one write: bundles run on threads
         return json.dumps([x, os.getpid(), os.getppid(),
                            os.environ.get("DATAPREP_TEST_SET_AFTER_THE_START")])
 
+    # the run's stderr is a file (as progress.quiet_stderr makes it): the workers' too
+    log = os.open(out + ".stderr", os.O_WRONLY | os.O_CREAT)
+    real_stderr = os.dup(2)
+    os.dup2(log, 2)
     with warm_workers.handed_over():
         pipeline = beam.Pipeline(options=options)
         keep_direct_runner_local(pipeline)
         (pipeline | beam.Create(list(range(40))) | beam.Reshuffle()
          | beam.Map(where) | beam.io.WriteToText(out, shard_name_template=""))
         pipeline.run().wait_until_finish()
+    os.dup2(real_stderr, 2)
     print(json.dumps({"forked": started, "driver": os.getpid(), **warm_workers.last_report()}))
 ''')
 
 
-def _run_script(tmp_path, count, mode="plain"):
+def _run_script(tmp_path, count, mode="plain", temp=None):
     out = tmp_path / "out.txt"
     env = dict(os.environ, PYTHONPATH=ROOT)
+    if temp is not None:
+        env["TMPDIR"] = str(temp)
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(count), mode, str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # what the workers wrote went where the runner's stderr pointed, not the terminal's
+    said = sorted(int(n) for n in re.findall(r"worker says (\d+)\n",
+                                              (tmp_path / "out.txt.stderr").read_text()))
+    assert said == list(range(40))
+    assert "worker says" not in done.stderr
     return report, rows
 
 
@@ -113,7 +127,11 @@ def _gone(pids):
 
 
 def test_the_runner_s_workers_are_the_warm_ones(tmp_path):
-    report, rows = _run_script(tmp_path, 2)
+    # a $TMPDIR past the 107 bytes of an AF_UNIX path (bound through /proc/self/fd)
+    temp = tmp_path / ("t" * 60) / ("u" * 60)
+    temp.mkdir(parents=True)
+    report, rows = _run_script(tmp_path, 2, temp=temp)
+    assert list(temp.iterdir()) == []
     assert report["forked"] == 2 and len(report["started"]) == 2
     assert sorted(report["taken"]) == sorted(report["started"]) and report["unused"] == []
     assert sorted(row[0] for row in rows) == list(range(40))
@@ -183,3 +201,78 @@ def test_prestart_refuses_a_second_pool_and_a_threaded_process(tmp_path):
     assert (threaded, first, second) == (0, 1, 0)
     assert report["taken"] == [] and len(report["unused"]) == 1
     assert _gone(report["unused"])
+
+
+def test_a_shell_s_own_variables_are_not_refused():
+    started = {"PATH": "/bin", "PS1": "$ ", "SHLVL": "1"}
+    handed = {"PATH": "/bin", "_": "/usr/bin/python", "SHLVL": "2", "PWD": "/x"}
+    assert foreign_keys(started, handed) == []
+
+
+def _job(tmp_path, *flags):
+    return [sys.executable, "-m", "pipelines.prepare_corpus", "--run_config",
+            "direct_multiprocess", "--output_roots", f"{tmp_path / 'a'},{tmp_path / 'b'}",
+            "--replication", "2", *flags]
+
+
+def _job_env(tmp_path):
+    temp = tmp_path / "tmpdir"
+    temp.mkdir(exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=ROOT, TMPDIR=str(temp))
+    env.pop("DATAPREP_RUN_CONFIG", None)
+    return env, temp
+
+
+def test_a_failing_run_s_warm_workers_write_to_its_log_not_the_terminal(tmp_path):
+    """A worker's traceback goes where Beam's own worker's would: the run's log file,
+    while stderr says the one failure line (and where the log is)."""
+    import zstandard
+    from pipelines import prepare_corpus
+    whole = zstandard.ZstdCompressor().compress(open(prepare_corpus.SAMPLE, "rb").read())
+    bad = tmp_path / "bad.jsonl.zst"
+    bad.write_bytes(whole[: len(whole) // 2])
+    env, temp = _job_env(tmp_path)
+    done = subprocess.run(_job(tmp_path, "--input", str(bad)), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "sdk_worker" not in done.stderr, done.stderr
+    said = [line for line in done.stderr.splitlines()
+            if not line.startswith("prepare_corpus 0:")]   # the progress lines
+    assert said[0].startswith("prepare_corpus failed: ") and "bad.jsonl.zst" in said[0], said
+    assert len(said) <= 3, said
+    log = re.search(r"full log: ([^\s)]+)", done.stderr).group(1)
+    assert "Traceback" in open(log, encoding="utf-8").read()
+    assert [p.name for p in temp.iterdir()] == [os.path.basename(log)]
+
+
+def test_ctrl_c_before_the_run_leaves_no_pool_behind(tmp_path):
+    """SIGINT to the process group while the warm workers wait for the pipeline (the job
+    leaves with os._exit: no exit hook runs): status 130, $TMPDIR empty, none left."""
+    import signal
+    from pipelines import prepare_corpus
+    env, temp = _job_env(tmp_path)
+    proc = subprocess.Popen(_job(tmp_path, "--input", prepare_corpus.SAMPLE), cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith("dataprep-warm-") for p in temp.iterdir()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.005)
+    workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == proc.pid]
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last in ("python -m pipelines.prepare_corpus: interrupted",
+                    "python -m pipelines.prepare_corpus: interrupted; the job was cancelled "
+                    "and its temporary files deleted"), err
+    assert list(temp.iterdir()) == []
+    assert _gone(workers)
+
+
+def _parent(pid: int):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
