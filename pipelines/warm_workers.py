@@ -139,9 +139,10 @@ def prestart_count(argv, environ=None) -> int:
 def prestart(count: int) -> int:
     """Fork ``count`` warm workers from this process (SIGINT blocked in them) -> how many
     were started: 0 when a pool exists already, another thread runs (a fork copies
-    one thread), or no folder can be made in ``$TMPDIR``."""
+    one thread), off Linux, or when no folder, socket or process can be made."""
     import threading
-    if count < 1 or _POOL["folder"] is not None or threading.active_count() != 1:
+    if (count < 1 or _POOL["folder"] is not None or threading.active_count() != 1
+            or not sys.platform.startswith("linux")):   # /proc/self/fd; fork after imports
         return 0
     import atexit
     import tempfile
@@ -159,6 +160,7 @@ def prestart(count: int) -> int:
     # bound through /proc/self/fd/<the folder>: an AF_UNIX path holds at most 107 bytes,
     # a $TMPDIR may be longer (the launcher connects the same way)
     folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    atexit.register(close_pool)
     try:
         for i in range(count):
             path = os.path.join(folder, f"w{i}.sock")
@@ -172,10 +174,12 @@ def prestart(count: int) -> int:
                 _worker(listener, path, parent)
             listener.close()
             _POOL["workers"].append((pid, path))
+    except OSError:   # no socket or no process to be had: the run starts its workers cold
+        close_pool()
+        return 0
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(folder_fd)
-    atexit.register(close_pool)
     return count
 
 

@@ -189,6 +189,11 @@ def test_prestart_refuses_a_second_pool_and_a_threaded_process(tmp_path):
         threading.Thread(target=time.sleep, args=(1,)).start()
         threaded = warm_workers.prestart(2)
         time.sleep(1.2)
+        import os
+        os.environ["TMPDIR"] = "/nonexistent/dataprep"
+        nowhere = warm_workers.prestart(1)   # no folder to be made: no pool, no failure
+        del os.environ["TMPDIR"]
+        assert nowhere == 0 and warm_workers.pool_size() == 0
         first = warm_workers.prestart(1)
         second = warm_workers.prestart(1)
         warm_workers.close_pool()
