@@ -1,14 +1,14 @@
 """The SDK worker command of a multi-process DirectRunner run with warm workers.
 
-    <python> -I -S _warm_launcher.py <pool folder> <workers> <Beam's worker command>
+    <python> -I -S _warm_launcher.py <pool name> <workers> <Beam's worker command>
 
 Run by the FnApiRunner (through ``sh -c``) in place of Beam's own worker command, with
 the environment Beam gives a worker (its control and logging addresses, pipeline
 options, worker id).  Standard library only, and run isolated (``-I -S``: no
 site-packages, nothing from the environment or the current folder on ``sys.path``),
 so it starts in ~17 ms.  It offers the environment and the current folder to the
-warm workers of ``pipelines.warm_workers`` (one Unix socket each, in the pool folder,
-tried from the one the worker id points at), and the first that accepts them
+warm workers of ``pipelines.warm_workers`` (one abstract Unix socket each,
+``<pool name>-<n>``, tried from the one the worker id points at), and the first that accepts them
 (answers ``A``) becomes this worker, with this process's stdin, stdout and stderr
 (passed over the socket): the launcher then lives as long as that process
 and exits with its status (1 when it ends without sending one).  A warm worker that
@@ -48,16 +48,12 @@ def offer(path: str, request: bytes):
 
 
 def main(argv) -> None:
-    folder, count, beam_command = argv[1], int(argv[2]), argv[3]
+    name, count, beam_command = argv[1], int(argv[2]), argv[3]
     request = json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}).encode("utf-8")
     digits = "".join(c for c in os.environ.get("WORKER_ID", "") if c.isdigit())
     first = int(digits) % count if digits and count else 0
-    try:   # connected through /proc/self/fd: the folder's path may be past AF_UNIX's 107 bytes
-        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        count = 0
     for k in range(count):
-        conn = offer(f"/proc/self/fd/{folder_fd}/w{(first + k) % count}.sock", request)
+        conn = offer(f"\0{name}-{(first + k) % count}", request)   # abstract sockets
         if conn is None:
             continue
         status = b""

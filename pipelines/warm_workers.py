@@ -13,8 +13,8 @@ line asks for that runner (``prestart_count``: ``--run_config`` or
 ``direct_running_mode: multi_processing``, and the flags that override it) starts its
 workers first (``prestart``, from ``cli.run_job``): they are forked once the job's
 modules (Beam's among them) are imported, so they import nothing again, each
-waiting on a Unix socket in a private folder (mode 0700, bound through
-``/proc/self/fd`` so a long ``$TMPDIR`` does not matter).  While the job runs
+waiting on an abstract Unix socket (Linux: no file anywhere, whatever ends the job;
+a connection from another user is refused, ``SO_PEERCRED``).  While the job runs
 (``handed_over``, around the DirectRunner's run in ``progress``) the worker command
 in the pipeline proto the FnApiRunner is given is replaced by
 ``pipelines/_warm_launcher.py``, which hands a waiting worker the environment Beam
@@ -33,7 +33,7 @@ the launcher then tries the next, and the cold command last.  Workers not taken 
 ended when the run ends (``close_pool``), every one when it fails or is interrupted
 (and ``progress.stop_children`` counts them as the run's), or when the driver exits
 (also on Ctrl-C, which leaves by ``os._exit``); a worker whose driver is gone (killed)
-ends itself and removes the folder.  Like Beam's own workers started
+ends itself.  Like Beam's own workers started
 from ``progress``'s run thread, they start with SIGINT blocked: a terminal's Ctrl-C
 is the driver's.
 
@@ -62,11 +62,13 @@ HANDED_KEYS = frozenset({
     # what ``sh -c`` (bash as sh, dash) sets or drops on its way to the launcher
     "_", "SHLVL", "PWD", "OLDPWD", "PS1", "PS2", "PS4", "IFS", "OPTIND", "PPID"})
 ACCEPTED = b"A"
+TAKEN = b"T"
 FDS_MARKER = b"F"
 MAX_REQUEST = 64 << 20
 POLL_S = 0.2
+REQUEST_TIMEOUT_S = 2.0
 
-_POOL: dict = {"folder": None, "workers": [], "taken": False}
+_POOL: dict = {"name": None, "workers": [], "taken": False}
 _REPORT: dict = {}
 
 
@@ -139,64 +141,66 @@ def prestart_count(argv, environ=None) -> int:
 def prestart(count: int) -> int:
     """Fork ``count`` warm workers from this process (SIGINT blocked in them) -> how many
     were started: 0 when a pool exists already, another thread runs (a fork copies
-    one thread), off Linux, or when no folder, socket or process can be made."""
+    one thread), off Linux, or when no socket or process can be made."""
     import threading
-    if (count < 1 or _POOL["folder"] is not None or threading.active_count() != 1
-            or not sys.platform.startswith("linux")):   # /proc/self/fd; fork after imports
+    if (count < 1 or _POOL["name"] is not None or threading.active_count() != 1
+            or not sys.platform.startswith("linux")):   # abstract sockets; fork after imports
         return 0
     import atexit
-    import tempfile
-    base = os.environ.get("TMPDIR") or "/tmp"
-    try:
-        folder = tempfile.mkdtemp(prefix="dataprep-warm-", dir=base)
-    except OSError:
-        return 0
+    import secrets
+    import socket
+    import warnings
     parent = os.getpid()
-    _POOL.update(folder=folder, workers=[], taken=False, owner=parent)
+    # abstract Unix sockets (Linux): nothing in any folder, whatever ends the job
+    name = f"dataprep-warm-{parent}-{secrets.token_hex(8)}"
+    _POOL.update(name=name, workers=[], taken=False, owner=parent)
+    atexit.register(close_pool)
     sys.stdout.flush()
     sys.stderr.flush()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    import socket
-    # bound through /proc/self/fd/<the folder>: an AF_UNIX path holds at most 107 bytes,
-    # a $TMPDIR may be longer (the launcher connects the same way)
-    folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    atexit.register(close_pool)
     try:
         for i in range(count):
-            path = os.path.join(folder, f"w{i}.sock")
-            # bound here: the path exists from now until the worker is taken (it
-            # unlinks it then), and a launcher that comes early waits in the backlog
+            # bound here: a launcher that comes before the worker waits is in the backlog
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            listener.bind(f"/proc/self/fd/{folder_fd}/w{i}.sock")
-            listener.listen(8)
-            pid = os.fork()
-            if pid == 0:   # the worker: never returns
-                _worker(listener, path, parent)
-            listener.close()
-            _POOL["workers"].append((pid, path))
-    except OSError:   # no socket or no process to be had: the run starts its workers cold
+            taken_r, taken_w = os.pipe()   # the worker writes TAKEN into it when it is
+            try:
+                listener.bind(f"\0{name}-{i}")
+                listener.listen(8)
+                with warnings.catch_warnings():
+                    # Python 3.12+ warns of a fork beside other threads: numpy's and
+                    # pyarrow's native ones (they handle a fork: multiprocessing's default)
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
+                if pid == 0:   # the worker: never returns
+                    os.close(taken_r)
+                    _worker(listener, taken_w, parent)
+            finally:
+                listener.close()
+                os.close(taken_w)
+            os.set_blocking(taken_r, False)
+            _POOL["workers"].append((pid, taken_r))
+    except Exception:  # noqa: BLE001 - no socket or process: the run starts its workers cold
         close_pool()
         return 0
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        os.close(folder_fd)
     return count
 
 
 def pool_size() -> int:
     """Warm workers started and not yet handed to a run (0: none)."""
-    return 0 if _POOL["taken"] or _POOL["folder"] is None else len(_POOL["workers"])
+    return 0 if _POOL["taken"] or _POOL["name"] is None else len(_POOL["workers"])
 
 
 def pool_pids() -> list[int]:
     """Process ids of the open pool's workers, taken or not ([] without a pool)."""
-    return [pid for pid, _ in _POOL["workers"]] if _POOL["folder"] is not None else []
+    return [pid for pid, _ in _POOL["workers"]] if _POOL["name"] is not None else []
 
 
-def launcher_command(beam_command: str, folder: str, count: int) -> str:
+def launcher_command(beam_command: str, name: str, count: int) -> str:
     """The shell command that starts a worker through ``LAUNCHER``."""
     return " ".join(shlex.quote(part) for part in (
-        sys.executable, "-I", "-S", LAUNCHER, folder, str(count), beam_command))
+        sys.executable, "-I", "-S", LAUNCHER, name, str(count), beam_command))
 
 
 @contextlib.contextmanager
@@ -217,7 +221,7 @@ def handed_over():
         close_pool()
         return
     beam_command = f"{sys.executable} -m {BEAM_WORKER_MODULE}".encode("utf-8")
-    warm = launcher_command(beam_command.decode("utf-8"), _POOL["folder"], count)
+    warm = launcher_command(beam_command.decode("utf-8"), _POOL["name"], count)
 
     def run_via_runner_api(self, pipeline_proto, options):
         if not _POOL["taken"]:
@@ -242,23 +246,26 @@ def handed_over():
 
 def close_pool(timeout: float = 5.0, end_taken: bool = False) -> None:
     """End the warm workers no run took (SIGTERM; ``end_taken``: every one, a run that
-    ended by a failure or a Ctrl-C), reap every one, delete the folder."""
+    ended by a failure or a Ctrl-C), and reap every one."""
     import time
-    folder, workers = _POOL["folder"], _POOL["workers"]
-    if folder is None or os.getpid() != _POOL.get("owner", os.getpid()):
+    name, workers = _POOL["name"], _POOL["workers"]
+    if name is None or os.getpid() != _POOL.get("owner", os.getpid()):
         return
-    _POOL.update(folder=None, workers=[], taken=True)
-    unused = []
-    for pid, path in workers:
-        waiting = os.path.exists(path)   # its socket is there until it is taken
-        if waiting:
-            unused.append(pid)
-        if waiting or end_taken:
+    _POOL.update(name=None, workers=[], taken=True)
+    taken, unused = [], []
+    for pid, taken_r in workers:
+        try:
+            said = os.read(taken_r, 1)
+        except OSError:   # nothing written: never taken
+            said = b""
+        finally:
+            os.close(taken_r)
+        (taken if said == TAKEN else unused).append(pid)
+        if said != TAKEN or end_taken:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)
     _REPORT.clear()
-    _REPORT.update(started=[pid for pid, _ in workers],
-                   taken=[pid for pid, _ in workers if pid not in unused], unused=unused)
+    _REPORT.update(started=[pid for pid, _ in workers], taken=taken, unused=unused)
     deadline = time.monotonic() + timeout
     for pid, _ in workers:
         while True:
@@ -275,8 +282,6 @@ def close_pool(timeout: float = 5.0, end_taken: bool = False) -> None:
                     os.waitpid(pid, 0)
                 break
             time.sleep(0.01)
-    import shutil
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def last_report() -> dict:
@@ -335,7 +340,7 @@ def foreign_keys(started: dict, handed: dict) -> list[str]:
     return sorted(k for k in keys - HANDED_KEYS if started.get(k) != handed.get(k))
 
 
-def _worker(listener, path: str, parent: int) -> None:
+def _worker(listener, taken_w: int, parent: int) -> None:
     """A forked warm worker's life; ends the process (``os._exit``), never returns."""
     import gc
     gc.freeze()   # the driver's objects, copied: never scanned (nor their pages written)
@@ -344,7 +349,7 @@ def _worker(listener, path: str, parent: int) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)   # blocked, as Beam's
         signal.signal(signal.SIGTERM, signal.SIG_DFL)   # close_pool's, whatever the driver's
         _fresh_logging()
-        status = serve(listener, path, parent)
+        status = serve(listener, taken_w, parent)
     except BaseException:  # noqa: BLE001 - reported as Beam's worker would, then its status
         import traceback
         with contextlib.suppress(Exception):
@@ -367,41 +372,50 @@ def _fresh_logging() -> None:
     logging.disable(logging.NOTSET)
 
 
-def serve(listener, path: str, parent: int) -> int:
-    """Wait on ``listener`` (bound to ``path``) for one launcher whose environment this
-    process can take, then run Beam's worker main with it -> the exit status (0 when
-    the driver went away first)."""
+def _same_user(conn) -> bool:
+    """The peer of ``conn`` runs as this process's user (an abstract socket has no
+    file mode: any local user could connect)."""
+    import socket
+    import struct
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1] == os.getuid()
+
+
+def serve(listener, taken_w: int, parent: int) -> int:
+    """Wait on ``listener`` for one launcher whose environment this process can take
+    (writing ``TAKEN`` into ``taken_w`` then), and run Beam's worker main with it ->
+    the exit status (0 when the driver went away first)."""
     import select
     from apache_beam.runners.worker import sdk_worker_main
     started_env, started_cwd = dict(os.environ), os.getcwd()
     conn = request = None
     while conn is None:
-        if os.getppid() != parent:   # the driver is gone (killed: no close_pool)
-            listener.close()
-            _leave(path)
+        if os.getppid() != parent:   # the driver is gone
             return 0
         if not select.select([listener], [], [], POLL_S)[0]:
             continue
         candidate, _ = listener.accept()
         fds = []
         try:
-            candidate.settimeout(30)
-            fds = _receive_fds(candidate)
-            request = _receive(candidate) if len(fds) == 3 else None
-        except OSError:
-            request = None
-        if (request is None or request["cwd"] != started_cwd
-                or foreign_keys(started_env, request["env"])):
+            candidate.settimeout(REQUEST_TIMEOUT_S)   # a launcher sends all at once
+            if _same_user(candidate):
+                fds = _receive_fds(candidate)
+                request = _receive(candidate) if len(fds) == 3 else None
+                if (request is not None and request["cwd"] == started_cwd
+                        and not foreign_keys(started_env, request["env"])):
+                    candidate.sendall(ACCEPTED)
+                    conn = candidate
+        except OSError:   # a launcher gone half-way: not taken, wait for the next
+            conn = None
+        if conn is None:
             for fd in fds:
                 os.close(fd)
             candidate.close()
-            continue
-        conn = candidate
     listener.close()
     with contextlib.suppress(OSError):
-        os.unlink(path)
+        os.write(taken_w, TAKEN)
+        os.close(taken_w)
     conn.settimeout(None)
-    conn.sendall(ACCEPTED)
     sys.stdout.flush()
     sys.stderr.flush()
     for fd, given in zip((0, 1, 2), fds):   # the launcher's stdio: what Beam gave it
@@ -423,14 +437,4 @@ def serve(listener, path: str, parent: int) -> int:
         status = 1
     with contextlib.suppress(OSError):
         conn.sendall(bytes([status & 0xFF]))
-    if os.getppid() != parent:
-        _leave(path)
     return status
-
-
-def _leave(path: str) -> None:
-    """A worker whose driver is gone removes its socket, and the pool's folder when it
-    is the last to go (the driver, killed, could not)."""
-    for remove in (os.unlink, lambda p: os.rmdir(os.path.dirname(p))):
-        with contextlib.suppress(OSError):
-            remove(path)

@@ -176,7 +176,7 @@ def test_warm_workers_end_with_a_driver_that_dies(tmp_path):
 
 def test_the_launcher_without_a_pool_runs_beam_s_command(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-I", "-S", warm_workers.LAUNCHER, str(tmp_path / "none"), "2",
+        [sys.executable, "-I", "-S", warm_workers.LAUNCHER, "dataprep-warm-none", "2",
          "echo cold $WORKER_ID"], capture_output=True, text=True, timeout=60,
         env={"WORKER_ID": "worker_7", "PATH": os.environ.get("PATH", "")})
     assert done.returncode == 0 and done.stdout == "cold worker_7\n"
@@ -190,10 +190,6 @@ def test_prestart_refuses_a_second_pool_and_a_threaded_process(tmp_path):
         threaded = warm_workers.prestart(2)
         time.sleep(1.2)
         import os
-        os.environ["TMPDIR"] = "/nonexistent/dataprep"
-        nowhere = warm_workers.prestart(1)   # no folder to be made: no pool, no failure
-        del os.environ["TMPDIR"]
-        assert nowhere == 0 and warm_workers.pool_size() == 0
         first = warm_workers.prestart(1)
         second = warm_workers.prestart(1)
         warm_workers.close_pool()
@@ -250,7 +246,7 @@ def test_a_failing_run_s_warm_workers_write_to_its_log_not_the_terminal(tmp_path
     assert [p.name for p in temp.iterdir()] == [os.path.basename(log)]
 
 
-def test_ctrl_c_before_the_run_leaves_no_pool_behind(tmp_path):
+def test_ctrl_c_before_the_run_leaves_nothing(tmp_path):
     """SIGINT to the process group while the warm workers wait for the pipeline (the job
     leaves with os._exit: no exit hook runs): status 130, $TMPDIR empty, none left."""
     import signal
@@ -259,11 +255,7 @@ def test_ctrl_c_before_the_run_leaves_no_pool_behind(tmp_path):
     proc = subprocess.Popen(_job(tmp_path, "--input", prepare_corpus.SAMPLE), cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not any(p.name.startswith("dataprep-warm-") for p in temp.iterdir()):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.005)
-    workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == proc.pid]
+    workers = _wait_for_workers(proc)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -275,9 +267,74 @@ def test_ctrl_c_before_the_run_leaves_no_pool_behind(tmp_path):
     assert _gone(workers)
 
 
+def _wait_for_workers(proc, count=2):
+    """The warm workers of a job just started (children of its driver, forked once
+    its modules are imported)."""
+    deadline = time.monotonic() + 60
+    while True:
+        workers = [int(p) for p in os.listdir("/proc")
+                   if p.isdigit() and _parent(int(p)) == proc.pid]
+        if len(workers) == count:
+            return workers
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.002)
+
+
 def _parent(pid: int):
     try:
         with open(f"/proc/{pid}/stat") as f:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+HANDSHAKE = textwrap.dedent("""
+    import json, os, socket, subprocess, sys, time
+    from pipelines import warm_workers
+    assert warm_workers.prestart(1) == 1
+    name = warm_workers._POOL["name"]
+    def connect():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(f"\\0{name}-0")
+        return s
+    silent = connect()                          # sends nothing
+    gone = connect()                            # sends its descriptors and request, then goes
+    socket.send_fds(gone, [b"F"], [0, 1, 2])
+    body = json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}).encode()
+    gone.sendall(len(body).to_bytes(8, "big") + body)
+    gone.close()
+    started = time.monotonic()
+    launched = subprocess.run(
+        [sys.executable, "-I", "-S", warm_workers.LAUNCHER, name, "1", "echo cold"],
+        capture_output=True, text=True, timeout=120)
+    # taken by the warm worker, whose Beam worker main fails at once here (no control
+    # address): its status, not the cold command's output
+    took = round(time.monotonic() - started, 1)
+    warm_workers.close_pool()
+    print(json.dumps([launched.returncode, launched.stdout, took,
+                      warm_workers.last_report()["taken"]]))
+""")
+
+
+def test_a_silent_or_vanished_connection_does_not_take_a_worker(tmp_path):
+    done = subprocess.run([sys.executable, "-c", HANDSHAKE], cwd=ROOT, capture_output=True,
+                          text=True, timeout=180, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert done.returncode == 0, done.stderr[-2000:]
+    status, out, took, taken = json.loads(done.stdout.strip().splitlines()[-1])
+    assert status == 1 and out == "" and len(taken) == 1
+    assert took < 15   # the silent one was dropped after its short timeout, not 30 s
+
+
+def test_the_group_s_sigterm_before_the_run_leaves_nothing(tmp_path):
+    """A closed terminal or a service manager's stop: SIGTERM to the whole group."""
+    import signal
+    from pipelines import prepare_corpus
+    env, temp = _job_env(tmp_path)
+    proc = subprocess.Popen(_job(tmp_path, "--input", prepare_corpus.SAMPLE), cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    workers = _wait_for_workers(proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert _gone(workers)
+    assert not [p.name for p in temp.iterdir() if "warm" in p.name]
