@@ -23,7 +23,8 @@ import sys
 
 ACCEPTED = b"A"
 FDS_MARKER = b"F"
-# how long a warm worker may take to finish importing Beam and answer (seconds)
+# how long a launcher waits for a warm worker's answer (seconds): a worker takes a
+# queued launcher's request once it is done with the one before (refused or vanished)
 ANSWER_TIMEOUT = 120.0
 
 

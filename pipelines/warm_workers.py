@@ -45,14 +45,12 @@ command is not found and the run starts its workers cold, as before.
 import contextlib
 import json
 import os
-import re
 import shlex
 import signal
 import sys
 
 BEAM_WORKER_MODULE = "apache_beam.runners.worker.sdk_worker_main"
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_warm_launcher.py")
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_configs")
 # set by the FnApiRunner for each worker, or by the run (progress.run_temp_dir) after the
 # warm workers started; nothing reads them at import time
 HANDED_KEYS = frozenset({
@@ -89,25 +87,13 @@ def _flags(argv) -> dict:
 
 
 def _config_settings(config: str) -> dict:
-    """Top-level ``key: value`` scalars of a run config (a path or a shipped name),
-    read without a YAML parser (yaml and Beam are not imported yet); {} when the
-    file is not found (the job itself reports that)."""
-    for path in (config, os.path.join(CONFIG_DIR, config),
-                 os.path.join(CONFIG_DIR, f"{config}.yaml")):
-        if os.path.isfile(path):
-            break
-    else:
-        return {}
-    settings = {}
+    """The run config's settings (``run_config.load``: a path or a shipped name), {}
+    when it cannot be read (the job itself reports that)."""
+    from pipelines import run_config   # imported by the job already (prestart runs late)
     try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                match = re.match(r"([A-Za-z_]\w*)\s*:\s*([^#\s]+)", line)
-                if match:
-                    settings[match.group(1)] = match.group(2).strip("'\"")
-    except (OSError, UnicodeDecodeError):
+        return {key: str(value) for key, value in run_config.load(config).items()}
+    except (run_config.RunConfigError, OSError):
         return {}
-    return settings
 
 
 def prestart_count(argv, environ=None) -> int:
